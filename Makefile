@@ -1,0 +1,33 @@
+# One-command set-up for machines without a ROS 2 installation (ROS 2 wheels come from PyPI).
+# On a robot with ROS 2 installed, build with colcon instead (see README).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+IMAGES ?=
+DEMO_OUT ?= reports/demo
+
+.PHONY: venv test test-fast demo bench clean
+
+$(VENV)/.installed: requirements.txt requirements-ros.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "setuptools>=70,<80" wheel
+	$(PY) -m pip install -q -r requirements.txt -r requirements-ros.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -q test
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" test
+
+demo: venv
+	$(VENV)/bin/slimseg-demo --output $(DEMO_OUT) $(if $(IMAGES),--images $(IMAGES),)
+
+bench: venv
+	$(VENV)/bin/slimseg-bench
+
+clean:
+	rm -rf build install log $(VENV) *.egg-info

@@ -1,0 +1,45 @@
+"""ament_python package: the ROS 2 node, the slimmable model library and the training subpackage.
+
+``training/`` lives at the top of the repository (as the product layout asks) and is installed as
+``slimseg_ros.training`` through ``package_dir``, so nothing called ``training`` lands in
+site-packages and the same import works from a source checkout and when installed.
+"""
+
+from glob import glob
+
+from setuptools import setup
+
+PACKAGE = "slimseg_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=[PACKAGE, f"{PACKAGE}.models", f"{PACKAGE}.training"],
+    package_dir={f"{PACKAGE}.training": "training"},
+    package_data={f"{PACKAGE}.training": ["configs/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/models", glob("models/*.pt")),
+    ],
+    install_requires=["setuptools", "numpy", "torch", "pyyaml", "psutil"],
+    zip_safe=True,
+    maintainer="slimseg_ros developers",
+    maintainer_email="slimseg-ros@example.org",
+    description="Slimmable semantic segmentation (SlimSeg) for ROS 2 with on-the-fly width switching",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            f"slimseg_node = {PACKAGE}.node:main",
+            f"slimseg-train = {PACKAGE}.training.train:main",
+            f"slimseg-eval = {PACKAGE}.training.evaluate:main",
+            f"slimseg-export = {PACKAGE}.export:main",
+            f"slimseg-bench = {PACKAGE}.bench:main",
+            f"slimseg-demo = {PACKAGE}.demo:main",
+        ],
+    },
+)

@@ -1,0 +1,62 @@
+"""The segmentation network: backbone -> head -> bilinear upsampling to the input size."""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .heads import HEADS
+
+# backbone name -> "module:factory"; factories take (config) and return a module whose forward
+# gives {"low": stride-4 features, "high": stride-`output_stride` features} and that has
+# ``low_channels`` / ``high_channels`` (full-width channel counts).
+_BACKBONES = {
+    "resnet18": "slimseg_ros.models.resnet:build_resnet",
+    "resnet50": "slimseg_ros.models.resnet:build_resnet",
+    "resnet101": "slimseg_ros.models.resnet:build_resnet",
+    "mobilenetv2": "slimseg_ros.models.mobilenetv2:build_mobilenetv2",
+    "efficientnet_lite0": "slimseg_ros.models.efficientnet_lite:build_efficientnet_lite",
+    "efficientnet_lite1": "slimseg_ros.models.efficientnet_lite:build_efficientnet_lite",
+    "efficientnet_lite2": "slimseg_ros.models.efficientnet_lite:build_efficientnet_lite",
+}
+
+
+class SlimSegmenter(nn.Module):
+    """Slimmable encoder-decoder; ``forward(x: N x 3 x H x W) -> logits N x classes x H x W``."""
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected an N x 3 x H x W image batch, got shape {tuple(x.shape)}")
+        logits = self.head(self.backbone(x))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def build_backbone(config: ModelConfig) -> nn.Module:
+    module_name, factory = _BACKBONES[config.backbone].split(":")
+    return getattr(importlib.import_module(module_name), factory)(config)
+
+
+def build_model(config: ModelConfig | dict) -> SlimSegmenter:
+    """Build the slimmable network described by ``config`` (a :class:`ModelConfig` or dict).
+
+    Loads ImageNet weights into the full-width backbone when ``config.pretrained`` is set.
+    """
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    backbone = build_backbone(config)
+    head = HEADS[config.head](
+        backbone.low_channels, backbone.high_channels, config.num_classes, config.widths,
+        output_stride=config.output_stride, channels=config.head_channels,
+        low_level_channels=config.low_level_channels, dropout=config.dropout,
+        divisor=config.divisor, separable=config.separable_head)
+    return SlimSegmenter(config, backbone, head)
