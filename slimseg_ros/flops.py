@@ -1,0 +1,119 @@
+"""FLOPs and parameters of a slimmable network at each width.
+
+FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass of a
+1 x 3 x H x W input: it counts convolutions and matrix products as 2 x multiply-adds (so
+1 GMAC = 2 GFLOPs) and ignores elementwise ops (BN, activations, additions, interpolation).
+Parameters are those of ``to_plain(model, w)``: only the active slices of every layer plus the
+BatchNorm of that width, i.e. what a plain network of that width would hold.
+
+``python -m slimseg_ros.flops --backbone resnet18 --size 512 1024`` prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models.config import ModelConfig
+from .models.segmenter import build_model
+from .models.slimmable import get_width, set_width, to_plain, trained_widths
+
+
+def _input_hw(input_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(input_size, int):
+        h = w = input_size
+    else:
+        if len(input_size) != 2:
+            raise ValueError(f"input_size must be an int or (height, width), got {input_size!r}")
+        h, w = (int(v) for v in input_size)
+    if h < 1 or w < 1:
+        raise ValueError(f"input_size must be positive, got {input_size!r}")
+    return h, w
+
+
+def count_flops(model: nn.Module, width: float, input_size: int | Sequence[int]) -> int:
+    """FLOPs (2 x MACs of conv/matmul) of one forward at ``width`` on a 1 x 3 x H x W input.
+
+    Runs in eval mode without gradients; the model's width and train/eval mode are restored.
+    """
+    h, w = _input_hw(input_size)
+    previous_width, was_training = get_width(model), model.training
+    try:
+        set_width(model, width)
+        model.eval()
+        param = next(model.parameters())
+        x = torch.zeros(1, 3, h, w, device=param.device, dtype=param.dtype)
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(x)
+        return int(counter.get_total_flops())
+    finally:
+        set_width(model, previous_width)
+        model.train(was_training)
+
+
+def count_params(model: nn.Module, width: float) -> int:
+    """Parameters active at ``width`` (those of the plain network ``to_plain(model, width)``)."""
+    return sum(p.numel() for p in to_plain(model, width).parameters())
+
+
+def flops_table(config: ModelConfig | dict, input_size: int | Sequence[int]) -> list[dict]:
+    """One row per trained width of the network ``config`` describes (ImageNet init skipped).
+
+    Row keys: ``width``, ``gflops``, ``flops_ratio`` (to the widest), ``width_sq`` (w^2, what
+    the ratio would be if every layer slimmed on both sides), ``params_m`` (millions),
+    ``params_ratio``.
+    """
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    config = ModelConfig.from_dict({**config.to_dict(), "pretrained": None})
+    model = build_model(config)
+    return model_flops_table(model, input_size)
+
+
+def model_flops_table(model: nn.Module, input_size: int | Sequence[int]) -> list[dict]:
+    """:func:`flops_table` for an already built model (for example one loaded from a checkpoint)."""
+    widths = trained_widths(model)
+    flops = {w: count_flops(model, w, input_size) for w in widths}
+    params = {w: count_params(model, w) for w in widths}
+    top = max(widths)
+    return [{"width": w, "gflops": flops[w] / 1e9, "flops_ratio": flops[w] / flops[top],
+             "width_sq": (w / top) ** 2, "params_m": params[w] / 1e6,
+             "params_ratio": params[w] / params[top]} for w in widths]
+
+
+def format_table(rows: Sequence[dict], title: str | None = None) -> str:
+    """Markdown table of :func:`flops_table` rows."""
+    lines = [f"**{title}**", ""] if title else []
+    lines += ["| width | GFLOPs | ratio to widest | w^2 | params (M) | params ratio |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['width']:.2f} | {r['gflops']:.3f} | {r['flops_ratio']:.3f} | "
+                     f"{r['width_sq']:.3f} | {r['params_m']:.2f} | {r['params_ratio']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="FLOPs and parameters per width of a slimmable "
+                                                 "segmentation network.")
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--head", default="deeplabv3plus")
+    parser.add_argument("--num-classes", type=int, default=19)
+    parser.add_argument("--output-stride", type=int, default=16)
+    parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--size", type=int, nargs=2, default=[512, 1024], metavar=("H", "W"),
+                        help="input height and width in pixels")
+    args = parser.parse_args(argv)
+    config = ModelConfig(backbone=args.backbone, head=args.head, num_classes=args.num_classes,
+                         output_stride=args.output_stride, widths=tuple(args.widths))
+    rows = flops_table(config, args.size)
+    print(format_table(rows, f"{args.backbone} + {args.head}, OS {args.output_stride}, "
+                             f"{args.size[0]}x{args.size[1]} input"))
+
+
+if __name__ == "__main__":
+    main()
