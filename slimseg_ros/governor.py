@@ -27,9 +27,9 @@ Policy, in one place:
 * **Stale inputs**: a battery, temperature or budget input older than ``stale_timeout_s`` stops
   constraining and is named in ``Decision.warnings``.
 
-For the budget to react to a machine that slows down and to judge a probe on its own frames, the
-latency given to ``decide`` should come from recent frames only (e.g. a time window of a few
-seconds per width, ``None`` where that window is empty).
+For the budget to react to a machine that slows down, the latency given to ``decide`` should come
+from recent frames (e.g. a p90 over the last few dozen frames of each width). To judge a probe on
+its own frames, drop the old figures of the probed width when ``Decision.probing`` is set.
 """
 
 from __future__ import annotations
@@ -157,6 +157,9 @@ class Decision:
     reason: str
     caps: dict[str, float] = field(default_factory=dict)  # "battery"/"thermal"/"budget" -> width
     warnings: tuple[str, ...] = ()
+    # True when ``width`` was just switched to as a budget probe: old latency figures of that
+    # width should be dropped (e.g. ``LatencyStats.reset(width)``) so it is judged on new frames.
+    probing: bool = False
 
 
 @dataclass
@@ -298,13 +301,16 @@ class Governor:
             wait = self._config.min_dwell_s - (now - self._last_change)
             width = self._current
             reason = f"dwell: holding {width:g} for {wait:.1f} s more (then {target:g}: {reason})"
+        probe_started = False
         if width != self._current:
             self._last_change = now
             if probing and width == caps["budget"]:
                 self._last_probe = now
+                probe_started = True
         self._current = width
         self._last_used[width] = now
-        return Decision(width=width, reason=reason, caps=caps, warnings=tuple(warnings))
+        return Decision(width=width, reason=reason, caps=caps, warnings=tuple(warnings),
+                        probing=probe_started)
 
     # ----------------------------------------------------------------------------- internals
     def _is_stale(self, inp: _Input, now: float) -> bool:

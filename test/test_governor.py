@@ -221,14 +221,14 @@ def test_budget_reacts_to_slowdown_within_a_few_frames_and_probes_back_up():
     assert g.decide(3.0, recent).width == 0.5  # 0.75's 45ms (used at 0.1) still trusted
     g.update_budget(40, 3.3)
     d = g.decide(3.3, recent)  # more than probe_interval_s since 0.75 ran: probe it
-    assert d.width == 0.75 and "probing 0.75" in d.reason, d
+    assert d.width == 0.75 and "probing 0.75" in d.reason and d.probing, d
     # the probe measures; just switched with no new figure -> hold (engine window empty)
     recent[0.75] = None
     d = g.decide(3.4, recent)
     assert d.width == 0.75 and "waiting" in d.reason
     recent[0.75] = 15.0
     d = g.decide(3.5, recent)
-    assert d.width == 0.75 and "p90 at 0.75 = 15.0ms" in d.reason
+    assert d.width == 0.75 and "p90 at 0.75 = 15.0ms" in d.reason and not d.probing
     # next probe only after the probe interval (and the 1.0 stale figure after its own interval)
     assert g.decide(5.0, recent).width == 0.75
     g.update_budget(40, 6.4)
