@@ -1,0 +1,530 @@
+"""Inference engine: one checkpoint, one specialised network per trained width, a pointer swap to switch.
+
+Why specialise: a slimmable layer slices its full-width weight on every call, which yields
+non-contiguous views and per-width BatchNorm modules. For deployment each trained width gets its own
+plain eval-mode copy (:func:`~slimseg_ros.models.slimmable.to_plain`: contiguous weights) with
+BatchNorm folded into the preceding convolution, optionally in channels_last and fp16/bf16. Switching
+width is then just choosing another module (:meth:`SegmentationEngine.set_width`), at the price of
+holding the copies (:meth:`SegmentationEngine.extra_memory_bytes`, about 1.9x the full-width weights
+for widths 0.25/0.5/0.75/1.0). ``specialise=False`` keeps the single slimmable model instead (no
+extra memory, slightly slower) for memory-tight devices.
+
+Pre- and post-processing run on the device with torch ops: uint8 H x W x 3 RGB frame -> (optional
+bilinear resize to ``input_size``) -> ``(pixel - mean) / std`` on the 0-255 scale -> network ->
+argmax -> (nearest resize back to the frame size) -> H x W uint8 class ids.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.overrides import TorchFunctionMode
+
+from .latency import LatencyStats
+from .models.checkpoint import ModelInfo, load_checkpoint
+from .models.slimmable import (SlimmableConv2d, SlimmableMixin, set_width as set_model_width,
+                               to_plain, trained_widths)
+
+PRECISIONS = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+              "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
+              "bfloat16": torch.bfloat16}
+_PRECISION_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+# ----------------------------------------------------------------------------------------------
+# BatchNorm folding
+# ----------------------------------------------------------------------------------------------
+
+def _tensors_in(obj: Any) -> Iterable[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors_in(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors_in(item)
+
+
+class _UseCounter(TorchFunctionMode):
+    """Counts, per watched tensor, the torch calls that consume it to make a new tensor.
+
+    Metadata calls (``.shape``, ``.dim()``, ...) return no tensor and are not counted. Calls
+    nested inside a counted call (e.g. the ops inside ``F.batch_norm``) are not seen, because a
+    mode is switched off while its own function runs.
+    """
+
+    def __init__(self, watched: dict[int, Any], uses: dict[int, int]) -> None:
+        super().__init__()
+        self.watched = watched
+        self.uses = uses
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if any(True for _ in _tensors_in(out)):
+            for t in _tensors_in((args, kwargs)):
+                if id(t) in self.watched:
+                    self.uses[id(t)] = self.uses.get(id(t), 0) + 1
+        return out
+
+
+def _is_plain_conv(m: nn.Module) -> bool:
+    return isinstance(m, nn.Conv2d) and not isinstance(m, SlimmableConv2d)
+
+
+def _foldable_pairs(net: nn.Module, example: torch.Tensor) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+    """(conv, bn) pairs where bn's input is exactly conv's output and nothing else reads it.
+
+    Found by running ``example`` through ``net`` with hooks (data flow, not attribute order), so
+    it is correct for any architecture whose forward does not branch on the input values.
+    """
+    conv_out: dict[int, tuple[nn.Conv2d, torch.Tensor]] = {}
+    bn_in: list[tuple[nn.BatchNorm2d, int]] = []
+    calls: dict[int, int] = {}
+    uses: dict[int, int] = {}
+
+    def conv_hook(module: nn.Module, _inp: Any, out: Any) -> None:
+        calls[id(module)] = calls.get(id(module), 0) + 1
+        if isinstance(out, torch.Tensor):
+            conv_out[id(out)] = (module, out)  # keep the tensor alive so its id stays unique
+
+    def bn_hook(module: nn.Module, inp: tuple[Any, ...]) -> None:
+        calls[id(module)] = calls.get(id(module), 0) + 1
+        if inp and isinstance(inp[0], torch.Tensor):
+            bn_in.append((module, id(inp[0])))
+
+    handles = []
+    for m in net.modules():
+        if _is_plain_conv(m):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif type(m) is nn.BatchNorm2d:
+            handles.append(m.register_forward_pre_hook(bn_hook))
+    try:
+        with torch.no_grad(), _UseCounter(conv_out, uses):
+            net(example)
+    finally:
+        for h in handles:
+            h.remove()
+
+    pairs = []
+    for bn, tid in bn_in:
+        if tid not in conv_out:
+            continue
+        conv = conv_out[tid][0]
+        if (uses.get(tid, 0) == 1 and calls.get(id(conv)) == 1 and calls.get(id(bn)) == 1
+                and bn.track_running_stats and bn.running_mean is not None
+                and conv.out_channels == bn.num_features):
+            pairs.append((conv, bn))
+    return pairs
+
+
+def _replace_modules(net: nn.Module, mapping: dict[int, nn.Module]) -> None:
+    """Replace every occurrence of the modules keyed by id in ``mapping``."""
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if id(child) in mapping:
+                setattr(parent, name, mapping[id(child)])
+
+
+def fold_batchnorm(net: nn.Module, example: torch.Tensor | None = None,
+                   check: bool = True) -> tuple[nn.Module, int]:
+    """Fold eval-mode BatchNorm2d layers into the conv feeding them; returns ``(net, folded)``.
+
+    ``net`` (eval mode, float32) is changed in place: each folded conv gets the BN's scale and
+    shift in its weight and bias, the BN becomes ``nn.Identity``. ``example`` (N x 3 x H x W,
+    default 1 x 3 x 64 x 64 noise) is only used to trace the data flow. With ``check`` the folded
+    network is compared with the original on ``example``; on a mismatch a warning is issued and
+    the unfolded network is returned.
+    """
+    if net.training:
+        raise ValueError("fold_batchnorm needs an eval-mode network (BN running statistics)")
+    if example is None:
+        param = next(net.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        example = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)).to(device)
+    pairs = _foldable_pairs(net, example)
+    if not pairs:
+        return net, 0
+    original = copy.deepcopy(net) if check else None
+    mapping: dict[int, nn.Module] = {}
+    for conv, bn in pairs:
+        mapping[id(conv)] = fuse_conv_bn_eval(conv, bn)
+        mapping[id(bn)] = nn.Identity()
+    _replace_modules(net, mapping)
+    if original is not None:
+        with torch.no_grad():
+            ref = original(example)
+            got = net(example)
+        err = (ref - got).abs().max().item()
+        scale = max(1.0, ref.abs().max().item())
+        if not err <= 1e-3 * scale:
+            warnings.warn(f"BatchNorm folding changed the output by {err:.3g} (scale {scale:.3g}); "
+                          "running this network unfolded", RuntimeWarning, stacklevel=2)
+            return original, 0
+    return net, len(pairs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pre/post-processing shared by the engine, the benchmark and export checks
+# ----------------------------------------------------------------------------------------------
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> cuda when available, else cpu; reject a CUDA request on a machine without CUDA."""
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """Map "fp32"/"fp16"/"bf16" to a dtype; fp16 only on CUDA (CPU fp16 convs are very slow)."""
+    key = str(precision).strip().lower()
+    if key not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
+    dtype = PRECISIONS[key]
+    if dtype == torch.float16 and device.type != "cuda":
+        raise ValueError(f"precision {precision!r} needs a CUDA device, got {device}; "
+                         "use fp32 (or bf16) on CPU")
+    return dtype
+
+
+def check_frame(image_rgb: Any) -> np.ndarray:
+    """Validate an H x W x 3 uint8 RGB frame; return a C-contiguous, writable array."""
+    if not isinstance(image_rgb, np.ndarray):
+        raise ValueError(f"expected an H x W x 3 uint8 numpy array, got {type(image_rgb).__name__}")
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or 0 in image_rgb.shape:
+        raise ValueError(f"expected an H x W x 3 RGB frame, got shape {image_rgb.shape}")
+    if image_rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 frame, got dtype {image_rgb.dtype}")
+    if not image_rgb.flags.c_contiguous or not image_rgb.flags.writeable:
+        # read-only buffers (e.g. from a ROS message) or flipped views: one cheap copy
+        image_rgb = np.array(image_rgb, order="C", copy=True)
+    return image_rgb
+
+
+def frames_to_batch(image_rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """H x W x 3 uint8 -> 1 x 3 x H x W uint8 on ``device`` (channels_last strides, no copy on CPU)."""
+    x = torch.from_numpy(image_rgb)
+    if x.device != device:
+        x = x.to(device, non_blocking=True)
+    return x.permute(2, 0, 1).unsqueeze(0)
+
+
+def preprocess(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor,
+               input_size: tuple[int, int] | None, dtype: torch.dtype,
+               channels_last: bool) -> torch.Tensor:
+    """N x 3 x H x W pixels (uint8 or float, 0-255) -> normalised network input.
+
+    Resizes bilinearly (align_corners=False) to ``input_size`` when given and different;
+    ``mean``/``inv_std`` are 1 x 3 x 1 x 1 float32 on the 0-255 scale.
+    """
+    x = x.to(torch.float32)
+    if input_size is not None and tuple(x.shape[-2:]) != tuple(input_size):
+        x = F.interpolate(x, size=tuple(input_size), mode="bilinear", align_corners=False)
+    x = (x - mean) * inv_std
+    if dtype != torch.float32:
+        x = x.to(dtype)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)
+
+
+def postprocess(logits: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """N x C x h x w logits -> N x H x W uint8 class ids (argmax, then nearest resize to ``out_size``).
+
+    "nearest-exact" samples pixel centres, the same geometry as bilinear with align_corners=False.
+    """
+    mask = logits.argmax(dim=1).to(torch.uint8)
+    if tuple(mask.shape[-2:]) != tuple(out_size):
+        mask = F.interpolate(mask.unsqueeze(1), size=tuple(out_size), mode="nearest-exact")[:, 0]
+    return mask
+
+
+def module_bytes(module: nn.Module) -> int:
+    """Bytes held by the parameters and buffers of ``module`` (each tensor counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for t in list(module.parameters()) + list(module.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def specialise_network(model: nn.Module, width: float, fold_bn: bool = True,
+                       example: torch.Tensor | None = None) -> tuple[nn.Module, int]:
+    """A plain eval-mode copy of slimmable ``model`` at ``width`` with BN folded; ``(net, folded)``.
+
+    ``model`` is not modified. The copy is made on ``model``'s device in float32.
+    """
+    net = to_plain(model, width).eval()
+    leftovers = [type(m).__name__ for m in net.modules() if isinstance(m, SlimmableMixin)]
+    if leftovers:
+        raise ValueError(f"to_plain left slimmable modules in the network: {sorted(set(leftovers))}")
+    for p in net.parameters():
+        p.requires_grad_(False)
+    folded = 0
+    if fold_bn:
+        net, folded = fold_batchnorm(net, example)
+    return net, folded
+
+
+def default_channels_last(device: torch.device) -> bool:
+    """channels_last (NHWC) by default: on CUDA it feeds tensor cores; on a 2-core Xeon CPU with
+    oneDNN it measured 1.1-1.6x faster than NCHW for ResNet-18 and MobileNetV2 DeepLabV3+ at
+    360x480 (NCHW sends dilated and depthwise convs to slow reference kernels). Set
+    ``SLIMSEG_CHANNELS_LAST=0`` (or pass ``channels_last=False``) where NCHW wins."""
+    env = os.environ.get("SLIMSEG_CHANNELS_LAST")
+    if env is not None and env.strip() != "":
+        return env.strip().lower() in ("1", "true", "yes", "on")
+    return device.type in ("cuda", "cpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# Engine
+# ----------------------------------------------------------------------------------------------
+
+class _SlimmableAtWidth(nn.Module):
+    """The shared slimmable model viewed at one width (used when ``specialise=False``)."""
+
+    def __init__(self, engine: "SegmentationEngine", width: float) -> None:
+        super().__init__()
+        self._engine = [engine]  # a list keeps the engine out of the module tree
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._engine[0]._forward(self.width, x)
+
+
+class SegmentationEngine:
+    """Runs a slimmable segmentation checkpoint at any of its trained widths.
+
+    Thread-safety: :meth:`set_width` may be called from another thread while :meth:`infer`
+    runs; the running call finishes at the width it started with and the change applies to the
+    next call. Latency of every :meth:`infer` call (frame in to mask out, ms) is recorded in
+    :attr:`latency` under the width used.
+    """
+
+    def __init__(self, model: nn.Module, info: ModelInfo, device: str | torch.device = "cpu",
+                 specialise: bool = True, precision: str = "fp32",
+                 input_size: tuple[int, int] | None = None,
+                 channels_last: bool | None = None, fold_bn: bool = True) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.precision = _PRECISION_NAMES[self.dtype]
+        self.info = info
+        self.widths: tuple[float, ...] = trained_widths(model)
+        self.config = getattr(model, "config", None)
+        num_classes = getattr(self.config, "num_classes", None)
+        if num_classes is not None and num_classes > 256:
+            raise ValueError(f"{num_classes} classes do not fit the uint8 mask (at most 256)")
+        self.input_size = self._check_size(input_size)
+        self.channels_last = (default_channels_last(self.device) if channels_last is None
+                              else bool(channels_last))
+        self.specialised = bool(specialise)
+        self.latency = LatencyStats()
+        self._mean = torch.tensor(info.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._inv_std = (1.0 / torch.tensor(info.std, dtype=torch.float32,
+                                            device=self.device)).view(1, 3, 1, 1)
+        self._model_lock = threading.Lock()  # serialises the shared slimmable model only
+        self.folded_bn: dict[float, int] = {}
+
+        model = model.eval()
+        fmt = torch.channels_last if self.channels_last else torch.preserve_format
+        if self.specialised:
+            src = model.to("cpu")  # specialise and fold in float32 on the CPU, then move
+            self._nets: tuple[nn.Module, ...] = tuple(
+                self._specialise(src, w, fold_bn).to(self.device, self.dtype, memory_format=fmt)
+                for w in self.widths)
+            self.model: nn.Module | None = None
+        else:
+            self.model = model.to(self.device, self.dtype, memory_format=fmt)
+            for p in self.model.parameters():
+                p.requires_grad_(False)
+            self._nets = tuple(_SlimmableAtWidth(self, w) for w in self.widths)
+        # (width, network) swapped as one object: a reader never sees a half-made switch
+        self._active: tuple[float, nn.Module] = (self.widths[-1], self._nets[-1])
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", specialise: bool = True,
+                        precision: str = "fp32", input_size: tuple[int, int] | None = None,
+                        **kwargs: Any) -> "SegmentationEngine":
+        """Load a checkpoint (safe, no code executed) and build the engine.
+
+        Raises :class:`~slimseg_ros.models.checkpoint.CheckpointError` naming the file when it is
+        missing or corrupt.
+        """
+        model, info = load_checkpoint(path, map_location="cpu")
+        return cls(model, info, device=device, specialise=specialise, precision=precision,
+                   input_size=input_size, **kwargs)
+
+    def _specialise(self, model: nn.Module, width: float, fold_bn: bool) -> nn.Module:
+        net, folded = specialise_network(model, width, fold_bn=fold_bn)
+        self.folded_bn[width] = folded
+        return net
+
+    @staticmethod
+    def _check_size(size: Sequence[int] | None) -> tuple[int, int] | None:
+        if size is None:
+            return None
+        try:
+            h, w = (int(v) for v in size)
+        except (TypeError, ValueError):
+            raise ValueError(f"input_size must be (height, width), got {size!r}") from None
+        if h < 1 or w < 1 or (h, w) != tuple(size):
+            raise ValueError(f"input_size must be two positive integers, got {size!r}")
+        return h, w
+
+    # -- width -------------------------------------------------------------------------------
+
+    def _index(self, width: float) -> int:
+        if isinstance(width, bool):
+            raise ValueError(f"width must be a number, got {width!r}")
+        try:
+            w = float(width)
+        except (TypeError, ValueError):
+            raise ValueError(f"width must be a number, got {width!r}") from None
+        for i, trained in enumerate(self.widths):
+            if math.isclose(trained, w, abs_tol=1e-6):
+                return i
+        raise ValueError(f"width {width!r} is not one of the trained widths {list(self.widths)}")
+
+    def check_width(self, width: float | str) -> float:
+        """The trained width equal to ``width`` (number or numeric string); ValueError otherwise."""
+        if isinstance(width, str):
+            try:
+                width = float(width)
+            except ValueError:
+                raise ValueError(f"width must be a number, got {width!r}") from None
+        return self.widths[self._index(width)]
+
+    @property
+    def width(self) -> float:
+        """The active width (used by :meth:`infer` when no width is passed)."""
+        return self._active[0]
+
+    def set_width(self, width: float) -> None:
+        """Make ``width`` (an exact trained width, else ValueError) active for the next call."""
+        i = self._index(width)
+        self._active = (self.widths[i], self._nets[i])
+
+    def network(self, width: float | None = None) -> nn.Module:
+        """The module run at ``width`` (default: active): normalised N x 3 x H x W -> logits."""
+        return self._active[1] if width is None else self._nets[self._index(width)]
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _select(self, width: float | None) -> tuple[float, nn.Module]:
+        if width is None:
+            return self._active
+        i = self._index(width)
+        return self.widths[i], self._nets[i]
+
+    def _forward(self, width: float, x: torch.Tensor) -> torch.Tensor:
+        if self.specialised:
+            return self._nets[self._index(width)](x)
+        with self._model_lock:  # the slimmable model holds its width as state
+            set_model_width(self.model, width)
+            return self.model(x)
+
+    def _preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        return preprocess(x, self._mean, self._inv_std, self.input_size, self.dtype,
+                          self.channels_last)
+
+    def _logits(self, batch: torch.Tensor, net: nn.Module) -> torch.Tensor:
+        return net(self._preprocess(batch))
+
+    def infer(self, image_rgb: np.ndarray, width: float | None = None) -> np.ndarray:
+        """H x W x 3 uint8 RGB -> H x W uint8 class ids at ``width`` (default: the active width).
+
+        Records the wall time of the whole call (ms, including transfers and pre/post-processing)
+        under the width used.
+        """
+        start = time.perf_counter()
+        frame = check_frame(image_rgb)
+        used, net = self._select(width)
+        with torch.inference_mode():
+            batch = frames_to_batch(frame, self.device)
+            mask = postprocess(self._logits(batch, net), frame.shape[:2])
+            out = mask[0].cpu().numpy()
+        self.latency.record(used, (time.perf_counter() - start) * 1000.0)
+        return out
+
+    def infer_tensor(self, images: torch.Tensor, width: float | None = None,
+                     return_logits: bool = False) -> torch.Tensor:
+        """Batch path: N x 3 x H x W (or 3 x H x W) pixels, uint8 or float on the 0-255 scale.
+
+        Returns N x H x W uint8 class ids on the engine's device, or with ``return_logits`` the
+        float32 logits N x C x h x w at the network input size. Not recorded in :attr:`latency`
+        (batches would distort per-frame statistics).
+        """
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"expected a torch.Tensor, got {type(images).__name__}")
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        if images.dim() != 4 or images.shape[1] != 3 or 0 in images.shape:
+            raise ValueError(f"expected N x 3 x H x W pixels, got shape {tuple(images.shape)}")
+        _, net = self._select(width)
+        with torch.inference_mode():
+            logits = self._logits(images.to(self.device), net)
+            if return_logits:
+                return logits.float()
+            return postprocess(logits, tuple(images.shape[-2:]))
+
+    def logits(self, image_rgb: np.ndarray, width: float | None = None) -> torch.Tensor:
+        """Float32 logits 1 x C x h x w (network input size) for one H x W x 3 uint8 frame."""
+        frame = check_frame(image_rgb)
+        _, net = self._select(width)
+        with torch.inference_mode():
+            return self._logits(frames_to_batch(frame, self.device), net).float()
+
+    def warmup(self, size: tuple[int, int] | None = None, iters: int = 1,
+               widths: Sequence[float] | None = None) -> None:
+        """Run each width ``iters`` times on a black frame of ``size`` (H, W) without recording
+        latency, so first-call costs (allocator, cuDNN autotuning) stay out of the statistics."""
+        h, w = size if size is not None else (self.input_size or (256, 256))
+        frame = np.zeros((int(h), int(w), 3), np.uint8)
+        for width in widths if widths is not None else self.widths:
+            _, net = self._select(width)
+            for _ in range(iters):
+                with torch.inference_mode():
+                    postprocess(self._logits(frames_to_batch(frame, self.device), net), (h, w)).cpu()
+
+    # -- memory --------------------------------------------------------------------------------
+
+    def extra_memory_bytes(self) -> int:
+        """Bytes of weights held by the specialised per-width copies (0 with ``specialise=False``).
+
+        This is the price of instant switching; the slimmable model itself is released once the
+        copies are made, so the engine holds this many bytes in total for its weights.
+        """
+        return sum(module_bytes(n) for n in self._nets) if self.specialised else 0
+
+    def weights_bytes(self) -> int:
+        """Bytes of all weights the engine holds (copies, or the one slimmable model)."""
+        return self.extra_memory_bytes() if self.specialised else module_bytes(self.model)
+
+    def __repr__(self) -> str:
+        mode = "specialised" if self.specialised else "slimmable"
+        return (f"SegmentationEngine(widths={list(self.widths)}, width={self.width}, "
+                f"device={self.device}, precision={self.precision}, {mode}, "
+                f"input_size={self.input_size}, channels_last={self.channels_last})")

@@ -1,0 +1,244 @@
+"""Export the engine's per-width networks to ONNX or TorchScript and check them against PyTorch.
+
+``slimseg-export --checkpoint model.pt --width 0.5 --format onnx --output model_w050.onnx``
+(``--width all`` writes one file per trained width). The exported graph is exactly what the engine
+runs at that width: the plain, BatchNorm-folded network, mapping a normalised float32
+N x 3 x H x W image (``(pixel - mean) / std`` on the 0-255 scale) to logits N x classes x H x W.
+Batch, height and width are dynamic. Class names, palette, mean/std and the width are stored in the
+file (ONNX ``metadata_props``; TorchScript extra file ``slimseg_info.json``).
+
+ONNX uses the TorchScript-based exporter (``dynamo=False``): the torch.export-based one needs the
+``onnxscript`` package, which is not a dependency of this project.
+
+After writing, each file is loaded back (onnxruntime or ``torch.jit.load``) and run on random input
+at the export size and at a second size; the maximum absolute difference to the PyTorch network is
+printed and the command fails (exit code 1) when it exceeds the tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .engine import SegmentationEngine
+from .models.checkpoint import CheckpointError
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+class ExportError(RuntimeError):
+    """The exported file disagrees with the PyTorch network (or cannot be loaded back)."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"HxW" -> (H, W) in pixels."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x1024 (HxW), got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return h, w
+
+
+def output_path(template: str | Path, width: float, fmt: str, many: bool) -> Path:
+    """Where the file for ``width`` goes.
+
+    ``{width}`` in the template is replaced by e.g. ``0.50``; otherwise, when several widths are
+    exported, ``_w0.50`` is added before the suffix. A directory gets ``slimseg_w0.50.onnx``.
+    """
+    text = str(template)
+    tag = f"{width:.2f}"
+    if "{width}" in text:
+        return Path(text.replace("{width}", tag))
+    path = Path(text)
+    if path.is_dir():
+        return path / f"slimseg_w{tag}{FORMATS[fmt]}"
+    if many:
+        suffix = path.suffix or FORMATS[fmt]
+        return path.with_name(f"{path.stem}_w{tag}{suffix}")
+    return path
+
+
+def metadata(engine: SegmentationEngine, width: float) -> dict[str, str]:
+    """String metadata stored with the exported file (values JSON-encoded)."""
+    info = asdict(engine.info)
+    return {
+        "slimseg.width": json.dumps(width),
+        "slimseg.widths": json.dumps(list(engine.widths)),
+        "slimseg.class_names": json.dumps(info["class_names"]),
+        "slimseg.palette": json.dumps(info["palette"]),
+        "slimseg.mean": json.dumps(info["mean"]),
+        "slimseg.std": json.dumps(info["std"]),
+        "slimseg.input_size": json.dumps(info["input_size"]),
+        "slimseg.config": json.dumps(engine.config.to_dict() if engine.config is not None else None),
+        "slimseg.input": "image: float32 N x 3 x H x W, (pixel - mean) / std on the 0-255 scale",
+        "slimseg.output": "logits: float32 N x classes x H x W",
+    }
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporters' deprecation notes and the tracer's note on the model's shape check."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
+
+
+def export_onnx(net: nn.Module, example: torch.Tensor, path: Path, meta: dict[str, str],
+                opset: int = 17, dynamic: bool = True) -> None:
+    """Write ``net`` as ONNX (TorchScript-based exporter) with dynamic batch/height/width axes."""
+    import onnx
+
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with _quiet():
+        torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=opset,
+                          input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": axes, "logits": axes} if dynamic else None,
+                          do_constant_folding=True)
+    model = onnx.load(str(path))
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def export_torchscript(net: nn.Module, example: torch.Tensor, path: Path,
+                       meta: dict[str, str]) -> None:
+    """Write ``net`` traced with ``torch.jit.trace`` (shapes stay symbolic for resizes)."""
+    with _quiet(), torch.no_grad():
+        traced = torch.jit.trace(net, example, check_trace=False)
+        torch.jit.save(traced, str(path),
+                       _extra_files={"slimseg_info.json": json.dumps(meta).encode()})
+
+
+def run_exported(path: Path, fmt: str, x: torch.Tensor) -> np.ndarray:
+    """Run an exported file on ``x`` (float32 N x 3 x H x W, CPU) and return the logits."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, torch.get_num_threads())
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return session.run(None, {"image": x.numpy()})[0]
+    with _quiet(), torch.no_grad():
+        return torch.jit.load(str(path), map_location="cpu")(x).numpy()
+
+
+def verify(net: nn.Module, path: Path, fmt: str, sizes: list[tuple[int, int]],
+           tolerance: float) -> list[float]:
+    """Max |exported - PyTorch| on random input at each size; raises :class:`ExportError`."""
+    gen = torch.Generator().manual_seed(0)
+    diffs = []
+    for h, w in sizes:
+        x = torch.randn(1, 3, h, w, generator=gen)
+        with torch.no_grad():
+            ref = net(x).numpy()
+        try:
+            got = run_exported(path, fmt, x)
+        except Exception as exc:  # a runtime refusing the graph is a failed export, say which
+            raise ExportError(f"{path}: running the exported {fmt} model at {h}x{w} failed: "
+                              f"{str(exc).splitlines()[0][:300]}") from None
+        if got.shape != ref.shape:
+            raise ExportError(f"{path}: output shape {got.shape} at {h}x{w}, expected {ref.shape}")
+        diff = float(np.abs(got - ref).max())
+        limit = tolerance * max(1.0, float(np.abs(ref).max()))
+        diffs.append(diff)
+        if not diff <= limit:
+            raise ExportError(f"{path}: max |{fmt} - torch| = {diff:.3g} at {h}x{w} exceeds the "
+                              f"tolerance {limit:.3g}")
+    return diffs
+
+
+def export_width(engine: SegmentationEngine, width: float, fmt: str, path: Path,
+                 size: tuple[int, int], opset: int = 17, tolerance: float = 1e-3,
+                 dynamic: bool = True) -> dict[str, Any]:
+    """Export one width, verify it and return ``{"width", "path", "max_diff", "sizes"}``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(FORMATS)}")
+    net = engine.network(width)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
+    meta = metadata(engine, width)
+    if fmt == "onnx":
+        export_onnx(net, example, path, meta, opset=opset, dynamic=dynamic)
+    else:
+        export_torchscript(net, example, path, meta)
+    sizes = [tuple(size)]
+    if dynamic:  # a second, odd size proves the height/width axes really are dynamic
+        sizes.append((size[0] + 37, size[1] + 21))
+    diffs = verify(net, path, fmt, sizes, tolerance)
+    return {"width": width, "path": str(path), "max_diff": max(diffs), "sizes": sizes}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slimseg-export", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="slimseg checkpoint (.pt)")
+    p.add_argument("--width", default="all",
+                   help="trained width to export (e.g. 0.5) or 'all' (default: all)")
+    p.add_argument("--format", choices=sorted(FORMATS), default="onnx")
+    p.add_argument("--output", required=True,
+                   help="output file; with --width all '_w0.50' is added before the suffix "
+                        "(or put '{width}' in the name, or give a directory)")
+    p.add_argument("--size", type=parse_size, default=None,
+                   help="example input HxW for tracing (default: the checkpoint's input_size, "
+                        "else 512x512); the exported axes stay dynamic")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--tolerance", type=float, default=1e-3,
+                   help="max allowed |exported - torch|, relative to max(1, max |logit|)")
+    p.add_argument("--static", action="store_true", help="fixed input size (ONNX only)")
+    p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers separate")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        engine = SegmentationEngine.from_checkpoint(args.checkpoint, device="cpu",
+                                                    channels_last=False,
+                                                    fold_bn=not args.no_fold_bn)
+    except CheckpointError as exc:
+        print(f"slimseg-export: {exc}", file=sys.stderr)
+        return 2
+    try:
+        widths = (list(engine.widths) if args.width.strip().lower() == "all"
+                  else [engine.check_width(args.width)])
+    except ValueError as exc:
+        print(f"slimseg-export: {exc}", file=sys.stderr)
+        return 2
+    size = args.size or tuple(engine.info.input_size or (512, 512))
+    exporter = "torch.onnx TorchScript-based (dynamo=False)" if args.format == "onnx" else "torch.jit.trace"
+    print(f"exporting {args.checkpoint} widths {widths} as {args.format} via {exporter}, "
+          f"example {size[0]}x{size[1]}, {'static' if args.static else 'dynamic'} H/W")
+    failed = False
+    for w in widths:
+        path = output_path(args.output, w, args.format, many=len(widths) > 1)
+        try:
+            res = export_width(engine, w, args.format, path, size, opset=args.opset,
+                               tolerance=args.tolerance, dynamic=not args.static)
+        except ExportError as exc:
+            print(f"FAILED width {w}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        checked = ", ".join(f"{h}x{ww}" for h, ww in res["sizes"])
+        print(f"width {w:.2f} -> {res['path']}  max |diff| = {res['max_diff']:.3g} "
+              f"(checked at {checked})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""Engine: per-width outputs equal the slimmable model's, switching, sizes, BN folding, latency."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from engine_fixtures import NUM_CLASSES, make_checkpoint
+from torch import nn
+
+from slimseg_ros.engine import SegmentationEngine, fold_batchnorm
+from slimseg_ros.latency import LatencyStats
+from slimseg_ros.models import CheckpointError, load_checkpoint, set_width
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("ckpt")
+    return {bb: make_checkpoint(root / f"{bb}.pt", bb) for bb in ("resnet18", "mobilenetv2")}
+
+
+@pytest.fixture(scope="module")
+def engine(checkpoints: dict) -> SegmentationEngine:
+    return SegmentationEngine.from_checkpoint(checkpoints["resnet18"], device="cpu")
+
+
+def frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def reference_logits(model: nn.Module, info, image: np.ndarray, width: float,
+                     input_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """The slimmable model in eval mode, preprocessed by hand (float64 maths, then float32)."""
+    set_width(model, width)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].double()
+    if input_size is not None:
+        x = F.interpolate(x, size=input_size, mode="bilinear", align_corners=False)
+    mean = torch.tensor(info.mean, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(info.std, dtype=torch.float64).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return model(((x - mean) / std).float())
+
+
+def assert_masks_agree(mask: np.ndarray, logits: torch.Tensor, margin: float = 1e-3) -> None:
+    """Masks equal the reference argmax wherever the top-2 logits are not a near tie."""
+    top2 = logits[0].topk(2, dim=0).values
+    clear = (top2[0] - top2[1] > margin).numpy()
+    expected = logits[0].argmax(0).numpy().astype(np.uint8)
+    assert clear.mean() > 0.95
+    np.testing.assert_array_equal(mask[clear], expected[clear])
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenetv2"])
+@pytest.mark.parametrize("specialise", [True, False])
+def test_every_width_matches_slimmable_model(checkpoints, backbone, specialise):
+    eng = SegmentationEngine.from_checkpoint(checkpoints[backbone], device="cpu",
+                                             specialise=specialise)
+    model, info = load_checkpoint(checkpoints[backbone])
+    if specialise:  # every BN of these architectures follows a conv and must have been folded
+        assert all(n > 0 for n in eng.folded_bn.values())
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in eng.network(0.5).modules())
+    image = frame(45, 61)
+    for w in eng.widths:
+        ref = reference_logits(model, info, image, w)
+        got = eng.logits(image, w)
+        scale = ref.abs().max().item()
+        assert (got - ref).abs().max().item() <= 1e-4 * max(1.0, scale)
+        mask = eng.infer(image, w)
+        assert mask.shape == (45, 61) and mask.dtype == np.uint8
+        assert_masks_agree(mask, ref)
+
+
+def test_widths_really_differ(engine):
+    image = frame(32, 32)
+    outs = [engine.logits(image, w) for w in engine.widths]
+    for a, b in zip(outs, outs[1:]):
+        assert (a - b).abs().max().item() > 1e-3
+
+
+def test_switching_back_and_forth_is_identical(engine):
+    image = frame(40, 56, seed=3)
+    first = {w: engine.infer(image, w) for w in engine.widths}
+    for w in (1.0, 0.25, 1.0, 0.5, 0.25, 0.75, 1.0):
+        engine.set_width(w)
+        assert engine.width == w
+        np.testing.assert_array_equal(engine.infer(image), first[w])
+    assert engine.network(0.25) is engine.network(0.25)  # a pointer swap, no rebuild
+
+
+@pytest.mark.parametrize("bad", [0.3, 0.0, 1.5, -0.25, float("nan"), "wide", True, None])
+def test_bad_width_is_rejected(engine, bad):
+    before = engine.width
+    with pytest.raises(ValueError, match="width"):
+        engine.set_width(bad)
+    assert engine.width == before
+    if bad is not None:
+        with pytest.raises(ValueError, match="width"):
+            engine.infer(frame(16, 16), width=bad)
+
+
+def test_width_tolerates_float_noise(engine):
+    engine.set_width(0.5 + 1e-9)
+    assert engine.width == 0.5
+    assert engine.check_width("0.75") == 0.75
+    engine.set_width(1.0)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (1, 1), (101, 17)])
+def test_mask_has_frame_size_with_input_size(checkpoints, size):
+    eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
+                                             input_size=(32, 48))
+    mask = eng.infer(frame(*size), 0.25)
+    assert mask.shape == size and mask.dtype == np.uint8
+    assert mask.max() < NUM_CLASSES
+
+
+def test_input_size_resizes_then_maps_back_nearest(checkpoints):
+    eng = SegmentationEngine.from_checkpoint(checkpoints["resnet18"], device="cpu",
+                                             input_size=(32, 48))
+    model, info = load_checkpoint(checkpoints["resnet18"])
+    image = frame(64, 96, seed=5)  # exactly 2x the network size: nearest = each pixel twice
+    ref = reference_logits(model, info, image, 0.5, input_size=(32, 48))
+    small = ref[0].argmax(0).numpy()
+    got = eng.infer(image, 0.5)
+    top2 = ref[0].topk(2, dim=0).values
+    clear = np.repeat(np.repeat((top2[0] - top2[1] > 1e-3).numpy(), 2, 0), 2, 1)
+    expected = np.repeat(np.repeat(small, 2, 0), 2, 1)
+    np.testing.assert_array_equal(got[clear], expected[clear])
+
+
+@pytest.mark.parametrize("size", [(37, 53), (65, 31)])
+def test_odd_frames_at_native_size(engine, size):
+    assert engine.infer(frame(*size), 0.25).shape == size
+
+
+def test_frame_validation_and_read_only_frames(engine):
+    with pytest.raises(ValueError, match="uint8"):
+        engine.infer(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        engine.infer(np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        engine.infer(np.zeros((0, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="numpy"):
+        engine.infer([[0, 0, 0]])
+    image = frame(24, 24)
+    expected = engine.infer(image, 0.5)
+    ro = np.frombuffer(image.tobytes(), np.uint8).reshape(24, 24, 3)  # like a ROS message buffer
+    np.testing.assert_array_equal(engine.infer(ro, 0.5), expected)
+    bgr = image[:, :, ::-1]  # negative strides
+    np.testing.assert_array_equal(engine.infer(np.ascontiguousarray(bgr[:, :, ::-1]), 0.5),
+                                  engine.infer(bgr[:, :, ::-1], 0.5))
+
+
+def test_infer_tensor_batch_matches_infer(engine):
+    images = [frame(32, 40, seed=s) for s in range(2)]
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    masks = engine.infer_tensor(batch, 0.75)
+    assert masks.shape == (2, 32, 40) and masks.dtype == torch.uint8
+    for img, m in zip(images, masks):
+        np.testing.assert_array_equal(m.numpy(), engine.infer(img, 0.75))
+
+
+def test_latency_is_recorded_per_width(checkpoints):
+    eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu")
+    image = frame(16, 16)
+    eng.infer(image, 0.25)
+    eng.infer(image, 0.25)
+    eng.set_width(0.5)
+    eng.infer(image)
+    assert eng.latency.count(0.25) == 2 and eng.latency.count(0.5) == 1
+    assert eng.latency.count(1.0) == 0 and eng.latency.ewma(1.0) is None
+    assert eng.latency.ewma(0.25) > 0.0
+    eng.warmup((16, 16))
+    assert eng.latency.count(1.0) == 0  # warm-up is not recorded
+
+
+def test_set_width_from_another_thread_applies_to_next_call(checkpoints):
+    eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu")
+    image = frame(16, 16)
+    refs = {w: eng.infer(image, w) for w in (0.25, 1.0)}
+    stop = threading.Event()
+
+    def toggle() -> None:
+        i = 0
+        while not stop.is_set():
+            eng.set_width((0.25, 1.0)[i % 2])
+            i += 1
+
+    t = threading.Thread(target=toggle)
+    t.start()
+    try:
+        for _ in range(15):
+            out = eng.infer(image)
+            assert any(np.array_equal(out, r) for r in refs.values())
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_memory_report(checkpoints):
+    spec = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu")
+    slim = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
+                                              specialise=False)
+    assert slim.extra_memory_bytes() == 0
+    full = sum(p.numel() * 4 for p in spec.network(1.0).parameters())
+    # four widths 0.25..1.0 cost more than the full network alone, less than four full copies
+    assert full < spec.extra_memory_bytes() < 4 * full
+
+
+def test_bad_arguments(checkpoints, tmp_path):
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        SegmentationEngine.from_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="CUDA|fp32"):
+        SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
+                                           precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
+                                           precision="int3")
+    with pytest.raises(ValueError, match="input_size"):
+        SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
+                                           input_size=(0, 32))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cuda")
+
+
+def test_bf16_on_cpu_runs(checkpoints):
+    eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
+                                             precision="bf16")
+    ref = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu")
+    image = frame(32, 32)
+    got, expected = eng.infer(image, 1.0), ref.infer(image, 1.0)
+    assert got.shape == (32, 32)
+    assert (got == expected).mean() > 0.5  # bf16 has ~3 significant digits
+
+
+# -- BatchNorm folding on hand-made networks -------------------------------------------------
+
+class _Residual(nn.Module):
+    """conv -> bn, but the conv output is also added after the BN: folding must not happen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+class _OutOfOrder(nn.Module):
+    """Attributes registered in another order than the data flows (bn before its conv)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(4)
+        self.other = nn.BatchNorm2d(3)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(self.other(x)))
+
+
+def _randomised(net: nn.Module) -> nn.Module:
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 2)
+    return net.eval()
+
+
+def test_fold_follows_data_flow_not_attribute_order():
+    net = _randomised(_OutOfOrder())
+    x = torch.randn(2, 3, 9, 11)
+    with torch.no_grad():
+        ref = net(x)
+    folded, n = fold_batchnorm(net, x)
+    assert n == 1  # only bn (after conv); "other" sees the raw input
+    assert isinstance(folded.bn, nn.Identity) and isinstance(folded.other, nn.BatchNorm2d)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_fold_skips_conv_whose_output_is_reused():
+    net = _randomised(_Residual())
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        ref = net(x)
+    folded, n = fold_batchnorm(net, x)
+    assert n == 0 and isinstance(folded.bn, nn.BatchNorm2d)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), ref)
+
+
+def test_fold_needs_eval_mode():
+    with pytest.raises(ValueError, match="eval"):
+        fold_batchnorm(_Residual().train())
+
+
+# -- LatencyStats ----------------------------------------------------------------------------
+
+def test_latency_stats_ewma_and_percentiles():
+    stats = LatencyStats(alpha=0.5, window=4)
+    assert stats.ewma(0.5) is None and stats.percentile(0.5, 50) is None
+    for ms in (10.0, 20.0, 30.0, 40.0, 50.0):
+        stats.record(0.5, ms)
+    # 10 -> 15 -> 22.5 -> 31.25 -> 40.625
+    assert stats.ewma(0.5) == pytest.approx(40.625)
+    assert stats.count(0.5) == 5
+    # the window holds the last 4 samples: 20, 30, 40, 50
+    assert stats.percentile(0.5, 0) == 20.0 and stats.percentile(0.5, 100) == 50.0
+    assert stats.percentile(0.5, 50) == pytest.approx(35.0)
+    assert stats.count(0.5000000001) == 5  # same bucket
+    snap = stats.snapshot()
+    assert set(snap) == {0.5}
+    assert snap[0.5]["p90"] == pytest.approx(np.percentile([20, 30, 40, 50], 90))
+    assert snap[0.5]["count"] == 5 and snap[0.5]["ewma"] == pytest.approx(40.625)
+    stats.reset(0.5)
+    assert stats.count(0.5) == 0
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_latency_stats_rejects_bad_samples(bad):
+    stats = LatencyStats()
+    with pytest.raises(ValueError):
+        stats.record(0.5, bad)
+    with pytest.raises(ValueError):
+        stats.percentile(0.5, 101)
+    assert stats.count(0.5) == 0
+
+
+def test_latency_stats_thread_safe():
+    stats = LatencyStats(window=10)
+
+    def worker(w: float) -> None:
+        for i in range(500):
+            stats.record(w, float(i % 7))
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in (0.25, 0.25, 1.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stats.count(0.25) == 1000 and stats.count(1.0) == 500
