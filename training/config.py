@@ -1,0 +1,278 @@
+"""Training configuration: YAML -> frozen dataclasses, unknown keys rejected by name.
+
+``load_config(path, ["optim.lr=0.02", "data.root=/data/camvid"])`` reads the YAML, applies
+dotted ``key=value`` overrides (values parsed as YAML) and validates the result. The resolved
+config (``to_dict``) is written to the run folder and into every checkpoint, so a resumed or
+evaluated run rebuilds exactly the same network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slimseg_ros.models import ModelConfig
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+TEACHER_MODES = ("stepwise", "largest", "none", "independent")
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed, unknown or out of range."""
+
+
+def _tuple(value: Any, n: int | None, name: str, kind: type = float) -> tuple:
+    if isinstance(value, (int, float)) and n is not None:
+        value = [value] * n
+    try:
+        out = tuple(kind(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a list of {kind.__name__}, got {value!r}") from None
+    if n is not None and len(out) != n:
+        raise ConfigError(f"{name} needs {n} values, got {list(out)}")
+    return out
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset, augmentation and loader settings. Sizes are ``[height, width]`` in pixels."""
+
+    dataset: str = "camvid"  # camvid | cityscapes
+    root: str = "../shared/data/CamVid"  # relative paths resolve against the working directory
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: tuple[int, int] = (360, 480)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    flip: bool = True
+    photometric: float = 0.5  # probability of a colour jitter
+    batch_size: int = 8  # per process (DDP: total = batch_size * world size)
+    workers: int = 2
+    eval_size: tuple[int, int] | None = None  # None: evaluate at the native resolution
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # 0-255 scale
+    std: tuple[float, float, float] = IMAGENET_STD
+    check_labels: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dataset not in ("camvid", "cityscapes"):
+            raise ConfigError(f"data.dataset must be 'camvid' or 'cityscapes', got {self.dataset!r}")
+        object.__setattr__(self, "crop_size", _tuple(self.crop_size, 2, "data.crop_size", int))
+        object.__setattr__(self, "scale_range", _tuple(self.scale_range, 2, "data.scale_range"))
+        object.__setattr__(self, "mean", _tuple(self.mean, 3, "data.mean"))
+        object.__setattr__(self, "std", _tuple(self.std, 3, "data.std"))
+        if self.eval_size is not None:
+            object.__setattr__(self, "eval_size", _tuple(self.eval_size, 2, "data.eval_size", int))
+        if min(self.crop_size) < 1 or self.batch_size < 1 or self.workers < 0:
+            raise ConfigError("data.crop_size and data.batch_size must be positive, "
+                              "data.workers >= 0")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"data.std must be > 0, got {list(self.std)}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD with momentum; weight decay on conv/linear weights only when ``no_decay_norm_bias``."""
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    no_decay_norm_bias: bool = True
+    grad_clip: float | None = None  # max global grad norm, None = off
+    accum_steps: int = 1  # micro-batches per optimizer step
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise ConfigError("optim.lr must be > 0, momentum in [0, 1), weight_decay >= 0")
+        if self.accum_steps < 1:
+            raise ConfigError(f"optim.accum_steps must be >= 1, got {self.accum_steps}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Poly decay ``(1 - it / iterations) ** power`` after a linear warm-up (iterations = optimizer steps)."""
+
+    iterations: int = 20000
+    warmup_iters: int = 500
+    warmup_ratio: float = 0.1  # lr factor at iteration 0
+    power: float = 0.9
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.warmup_iters < 0:
+            raise ConfigError("schedule.iterations must be >= 1 and warmup_iters >= 0")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """The SlimSeg recipe: which width teaches which, KD temperature/weight, boundary loss."""
+
+    mode: str = "stepwise"  # stepwise | largest | none | independent
+    width: float | None = None  # independent mode: the one width trained (a plain network)
+    temperature: float = 1.0
+    kd_weight: float = 1.0
+    label_weight: float = 1.0  # weight of CE for the narrower widths (the widest always gets 1)
+    boundary: bool = True
+    boundary_radius: int = 3  # pixels
+    boundary_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in TEACHER_MODES:
+            raise ConfigError(f"distill.mode must be one of {TEACHER_MODES}, got {self.mode!r}")
+        if self.mode == "independent" and self.width is None:
+            raise ConfigError("distill.mode=independent needs distill.width (e.g. 0.5)")
+        if self.temperature <= 0 or self.boundary_radius < 1:
+            raise ConfigError("distill.temperature must be > 0 and boundary_radius >= 1")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    interval: int = 1000  # iterations between validations (0 = only at the end)
+    widths: tuple[float, ...] | None = None  # None: every trained width
+    batch_size: int = 1
+    max_images: int | None = None  # validate on the first N images only (quick runs)
+    boundary_tolerance: int = 3  # pixels, for the boundary F-score
+    best_width: float | None = None  # width whose mIoU picks the best checkpoint; None = mean
+
+    def __post_init__(self) -> None:
+        if self.widths is not None:
+            object.__setattr__(self, "widths", _tuple(self.widths, None, "eval.widths"))
+        if self.interval < 0 or self.batch_size < 1:
+            raise ConfigError("eval.interval must be >= 0 and eval.batch_size >= 1")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # torch.set_num_threads on CPU; None leaves the default
+    amp: bool = True  # float16 autocast + GradScaler, CUDA only
+    channels_last: bool = False
+    sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm under DDP
+    checkpoint_interval: int = 200  # iterations between last.pt writes
+    log_interval: int = 10
+    tensorboard: bool = True
+    progress: bool = True  # tqdm bar on rank 0
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_interval < 1 or self.log_interval < 1:
+            raise ConfigError("runtime.checkpoint_interval and log_interval must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    output_dir: str = "runs/slimseg"
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, ModelConfig):
+                out[f.name] = value.to_dict()
+            elif dataclasses.is_dataclass(value):
+                out[f.name] = _plain(dataclasses.asdict(value))
+            else:
+                out[f.name] = value
+        return out
+
+
+SECTIONS = {"data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig,
+            "distill": DistillConfig, "eval": EvalConfig, "runtime": RuntimeConfig}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _section(cls: type, data: Any, name: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {name!r} must be a mapping, got {data!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {[f'{name}.{k}' for k in unknown]}; "
+                          f"known keys of {name!r}: {sorted(known)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"config section {name!r}: {exc}") from None
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Validate a plain dict (as read from YAML) into a :class:`TrainConfig`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown top-level config key(s) {unknown}; known: {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        kwargs[name] = _section(cls, data.get(name), name)
+    try:
+        kwargs["model"] = ModelConfig.from_dict(data.get("model") or {})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config section 'model': {exc}") from None
+    if "output_dir" in data:
+        kwargs["output_dir"] = str(data["output_dir"])
+    if "seed" in data:
+        kwargs["seed"] = int(data["seed"])
+    return TrainConfig(**kwargs)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings to a nested dict; values are parsed as YAML."""
+    data = _plain(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override key {key!r} is malformed")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return data
+
+
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (None: defaults), apply overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return config_from_dict(apply_overrides(data, overrides))
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)

@@ -1,0 +1,193 @@
+"""Evaluation at every width: mIoU (nanmean), per-class IoU, pixel accuracy, boundary F-score.
+
+``slimseg-eval --checkpoint best_model.pt --dataset camvid --root ../shared/data/CamVid
+--split test [--widths 0.25 1.0] [--output out_dir]`` prints a table and writes ``metrics.json``
+and ``metrics.md``. Evaluation runs at the dataset's native resolution unless ``--size`` is
+given; ``--sliding-window H W`` runs crops (e.g. Cityscapes 2048x1024 with 1024x1024 windows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from slimseg_ros.models import load_checkpoint, set_width, trained_widths
+
+from .metrics import IGNORE_INDEX, boundary_counts, confusion_matrix, summarize
+from .transforms import normalize_batch
+
+
+def sliding_window_logits(model: nn.Module, x: torch.Tensor, num_classes: int,
+                          window: Sequence[int], overlap: float = 1 / 3) -> torch.Tensor:
+    """Logits ``N x C x H x W`` averaged over overlapping ``window`` (h, w) crops of ``x``."""
+    n, _, h, w = x.shape
+    wh, ww = min(int(window[0]), h), min(int(window[1]), w)
+    sh, sw = max(1, int(wh * (1 - overlap))), max(1, int(ww * (1 - overlap)))
+    out = x.new_zeros((n, num_classes, h, w))
+    count = x.new_zeros((1, 1, h, w))
+    ys = list(range(0, max(h - wh, 0) + 1, sh))
+    xs = list(range(0, max(w - ww, 0) + 1, sw))
+    if ys[-1] + wh < h:
+        ys.append(h - wh)
+    if xs[-1] + ww < w:
+        xs.append(w - ww)
+    for y0 in ys:
+        for x0 in xs:
+            out[:, :, y0:y0 + wh, x0:x0 + ww] += model(x[:, :, y0:y0 + wh, x0:x0 + ww]).float()
+            count[:, :, y0:y0 + wh, x0:x0 + ww] += 1
+    return out / count
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names: Sequence[str],
+             mean: Sequence[float], std: Sequence[float], widths: Sequence[float] | None = None,
+             device: torch.device | str = "cpu", boundary_tolerance: int | None = 3,
+             sliding_window: Sequence[int] | None = None, channels_last: bool = False,
+             amp: bool = False, progress: bool = False) -> dict[float, dict]:
+    """Metrics per width over ``loader`` (batches of uint8 images and train-id labels).
+
+    Every batch is read once and run at each width (one confusion matrix per width). The
+    model is left in eval mode at its widest width. Returns ``{width: summarize(...) + fps}``.
+    """
+    device = torch.device(device)
+    all_widths = trained_widths(model)
+    widths = sorted(float(w) for w in (widths if widths else all_widths))
+    for w in widths:
+        if not any(math.isclose(w, x, abs_tol=1e-6) for x in all_widths):
+            raise ValueError(f"width {w} is not one of the model's widths {list(all_widths)}")
+    model.eval()
+    cms = {w: torch.zeros(num_classes, num_classes, dtype=torch.long, device=device) for w in widths}
+    bcs = {w: torch.zeros(4, dtype=torch.long, device=device) for w in widths}
+    seconds = {w: 0.0 for w in widths}
+    images_seen = 0
+    iterator = loader
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
+    for images, labels in iterator:
+        x = normalize_batch(images.to(device, non_blocking=True), mean, std, channels_last)
+        labels = labels.to(device, non_blocking=True)
+        images_seen += x.shape[0]
+        for w in widths:
+            set_width(model, w)
+            start = time.perf_counter()
+            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+                if sliding_window:
+                    logits = sliding_window_logits(model, x, num_classes, sliding_window)
+                else:
+                    logits = model(x)
+            if logits.shape[-2:] != labels.shape[-2:]:
+                logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear",
+                                       align_corners=False)
+            pred = logits.argmax(1)
+            seconds[w] += time.perf_counter() - start
+            cms[w] += confusion_matrix(pred, labels, num_classes, IGNORE_INDEX)
+            if boundary_tolerance is not None:
+                bcs[w] += boundary_counts(pred, labels, boundary_tolerance, IGNORE_INDEX)
+    set_width(model, max(all_widths))
+    results: dict[float, dict] = {}
+    for w in widths:
+        r = summarize(cms[w].cpu(), list(class_names),
+                      bcs[w].cpu() if boundary_tolerance is not None else None)
+        r["images"] = images_seen
+        r["seconds_per_image"] = seconds[w] / max(images_seen, 1)
+        results[w] = r
+    return results
+
+
+def markdown_table(results: dict[float, dict], class_names: Sequence[str]) -> str:
+    """Two Markdown tables: summary per width, then per-class IoU (percent)."""
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+    lines = ["| width | mIoU (%) | pixel acc (%) | mean class acc (%) | boundary F (%) |",
+             "|---|---|---|---|---|"]
+    for w, r in sorted(results.items()):
+        lines.append(f"| {w:g} | {pct(r['miou'])} | {pct(r['pixel_accuracy'])} | "
+                     f"{pct(r['mean_class_accuracy'])} | {pct(r.get('boundary_f'))} |")
+    lines += ["", "| width | " + " | ".join(class_names) + " |",
+              "|---|" + "---|" * len(class_names)]
+    for w, r in sorted(results.items()):
+        lines.append(f"| {w:g} | " + " | ".join(pct(r["per_class_iou"][c]) for c in class_names)
+                     + " |")
+    lines.append("")
+    lines.append("mIoU is the nanmean of the per-class IoU (classes absent from both the ground "
+                 "truth and the predictions are left out).")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .datasets import DatasetError, build_dataset
+    from .transforms import eval_transform
+
+    parser = argparse.ArgumentParser(prog="slimseg-eval", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="deployable model checkpoint (.pt)")
+    parser.add_argument("--dataset", required=True, choices=["camvid", "cityscapes"])
+    parser.add_argument("--root", required=True, help="dataset root folder")
+    parser.add_argument("--split", default="test", help="split, e.g. test, val, train+val")
+    parser.add_argument("--widths", type=float, nargs="+", help="widths (default: all trained)")
+    parser.add_argument("--output", help="folder for metrics.json and metrics.md")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                        help="resize images to H W (default: native resolution)")
+    parser.add_argument("--sliding-window", type=int, nargs=2, metavar=("H", "W"),
+                        help="sliding-window inference with H x W crops")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--max-images", type=int, help="evaluate the first N images only")
+    parser.add_argument("--boundary-tolerance", type=int, default=3, help="pixels")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if args.device == "auto" else args.device)
+    try:
+        model, info = load_checkpoint(args.checkpoint, map_location="cpu")
+        dataset = build_dataset(args.dataset, args.root, args.split,
+                                eval_transform(args.size), check=True)
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError / DatasetError
+        print(f"slimseg-eval: error: {exc}", file=sys.stderr)
+        return 2
+    _ = DatasetError
+    if list(info.class_names) != list(dataset.spec.class_names):
+        print(f"slimseg-eval: error: checkpoint {args.checkpoint} predicts classes "
+              f"{info.class_names}, dataset {args.dataset} has {list(dataset.spec.class_names)}",
+              file=sys.stderr)
+        return 2
+    if args.max_images:
+        dataset = Subset(dataset, range(min(args.max_images, len(dataset))))
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
+                        num_workers=args.workers, pin_memory=device.type == "cuda")
+    model.to(device)
+    results = evaluate(model, loader, len(info.class_names), info.class_names, info.mean,
+                       info.std, args.widths, device, args.boundary_tolerance,
+                       args.sliding_window, progress=sys.stderr.isatty())
+    table = markdown_table(results, info.class_names)
+    print(table)
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {"checkpoint": str(args.checkpoint), "dataset": args.dataset,
+                   "split": args.split, "size": args.size, "sliding_window": args.sliding_window,
+                   "boundary_tolerance_px": args.boundary_tolerance,
+                   "results": {f"{w:g}": r for w, r in results.items()}}
+        (out / "metrics.json").write_text(json.dumps(payload, indent=2))
+        (out / "metrics.md").write_text(table)
+        print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

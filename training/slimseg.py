@@ -1,0 +1,134 @@
+"""The SlimSeg recipe for one batch: every width, widest to narrowest, gradients accumulated.
+
+The widest width learns from the labels (CE + boundary-guided CE). Each narrower width learns
+from a teacher's *detached* prediction (KD) plus its own label terms:
+
+* ``stepwise`` (default, the paper's): the teacher of width w is the next wider width,
+* ``largest``: the widest width teaches every narrower one,
+* ``none``: no distillation, every width learns from labels only (plain slimmable training),
+* ``independent``: one given width alone (a plain network of that width, the baseline).
+
+Each width's loss is back-propagated as soon as it is computed (only the detached teacher logits
+stay alive), and the caller takes one optimizer step for all widths (slimmable-network
+convention).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ContextManager
+
+import torch
+from torch import nn
+
+from slimseg_ros.models import set_width
+
+from .config import DistillConfig
+from .losses import IGNORE_INDEX, boundary_band, boundary_cross_entropy, cross_entropy, kd_loss
+
+LOSS_NAMES = ("ce", "boundary", "kd", "total")
+
+
+def teacher_width(widths: Sequence[float], width: float, mode: str) -> float | None:
+    """The width whose prediction teaches ``width``; None for the widest or without KD."""
+    ws = sorted(float(w) for w in widths)
+    matches = [i for i, w in enumerate(ws) if math.isclose(w, width, abs_tol=1e-6)]
+    if not matches:
+        raise ValueError(f"width {width} is not one of {ws}")
+    i = matches[0]
+    if mode in ("none", "independent") or i == len(ws) - 1:
+        return None
+    if mode == "stepwise":
+        return ws[i + 1]
+    if mode == "largest":
+        return ws[-1]
+    raise ValueError(f"unknown teacher mode {mode!r}")
+
+
+def training_widths(model_widths: Sequence[float], distill: DistillConfig) -> list[float]:
+    """Widths trained each iteration, widest first (teachers run before their students)."""
+    ws = sorted((float(w) for w in model_widths), reverse=True)
+    if distill.mode == "independent":
+        w = float(distill.width)  # type: ignore[arg-type]
+        if not any(math.isclose(w, x, abs_tol=1e-6) for x in ws):
+            raise ValueError(f"distill.width {w} is not one of the model widths {sorted(ws)}")
+        return [w]
+    return ws
+
+
+def width_losses(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None,
+                 cfg: DistillConfig, widest: bool, band: torch.Tensor | None,
+                 ignore_index: int = IGNORE_INDEX) -> dict[str, torch.Tensor]:
+    """Loss terms of one width. ``logits``/``teacher``: N x C x H x W, ``labels``: N x H x W."""
+    zero = logits.new_zeros(())
+    ce = cross_entropy(logits.float(), labels, ignore_index)
+    bnd = (boundary_cross_entropy(logits.float(), labels, ignore_index=ignore_index, band=band)
+           if cfg.boundary and band is not None else zero)
+    label_term = ce + cfg.boundary_weight * bnd
+    if teacher is None:
+        kd = zero
+        total = label_term if widest or cfg.mode in ("none", "independent") \
+            else cfg.label_weight * label_term
+    else:
+        kd = kd_loss(logits, teacher, cfg.temperature, labels, ignore_index)
+        total = cfg.kd_weight * kd + cfg.label_weight * label_term
+    return {"ce": ce.detach(), "boundary": bnd.detach(), "kd": kd.detach(), "total": total}
+
+
+def slimseg_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    widths: Sequence[float],
+    cfg: DistillConfig,
+    backward: Callable[[torch.Tensor], None],
+    width_target: nn.Module | None = None,
+    sync_context: Callable[[bool], ContextManager[Any]] | None = None,
+    last_micro_batch: bool = True,
+    autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+    loss_scale: float = 1.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> dict[float, dict[str, torch.Tensor]]:
+    """Forward + backward of every width in ``widths`` (widest first) on one batch.
+
+    ``model`` may be a DDP wrapper; ``width_target`` is the module :func:`set_width` acts on
+    (the unwrapped network). ``backward(loss)`` runs the (scaled) backward pass;
+    ``sync_context(is_last)`` wraps each width's forward+backward (DDP ``no_sync`` for all but
+    the very last backward of the optimizer step). ``loss_scale`` divides by the number of
+    accumulated micro-batches. Returns detached loss terms per width (``total`` unscaled).
+    """
+    target_module = width_target if width_target is not None else model
+    order = sorted((float(w) for w in widths), reverse=True)
+    widest = max(float(w) for w in set_width_list(target_module))
+    band = boundary_band(labels, cfg.boundary_radius, ignore_index) if cfg.boundary else None
+    kept: dict[float, torch.Tensor] = {}
+    needed = {teacher_width(set_width_list(target_module), w, cfg.mode) for w in order}
+    out: dict[float, dict[str, torch.Tensor]] = {}
+    for k, w in enumerate(order):
+        last = last_micro_batch and k == len(order) - 1
+        ctx = sync_context(last) if sync_context is not None else contextlib.nullcontext()
+        with ctx:
+            set_width(target_module, w)
+            with autocast():
+                logits = model(images)
+            t = teacher_width(set_width_list(target_module), w, cfg.mode)
+            teacher = kept.get(t) if t is not None else None
+            if t is not None and teacher is None:
+                raise RuntimeError(f"teacher width {t} of width {w} was not run before it")
+            losses = width_losses(logits, labels, teacher, cfg, math.isclose(w, widest), band,
+                                  ignore_index)
+            backward(losses["total"] * loss_scale)
+        if w in needed:
+            kept[w] = logits.detach()
+        losses["total"] = losses["total"].detach()
+        out[w] = losses
+        del logits
+    set_width(target_module, widest)
+    return out
+
+
+def set_width_list(model: nn.Module) -> tuple[float, ...]:
+    from slimseg_ros.models import trained_widths
+    return trained_widths(model)

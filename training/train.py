@@ -1,0 +1,518 @@
+"""``slimseg-train``: SlimSeg training on one device or several processes (torchrun + DDP).
+
+    slimseg-train --config training/configs/camvid_deeplabv3plus_r18.yaml [key=value ...]
+    slimseg-train --config ... --resume                 # continue from <output_dir>/last.pt
+    torchrun --nproc_per_node 4 -m slimseg_ros.training.train --config ...
+
+The run folder (``output_dir``) receives ``config.yaml`` (resolved), ``last.pt`` (full training
+state, written atomically every ``runtime.checkpoint_interval`` iterations, at the end and on
+SIGTERM/Ctrl-C), ``best_model.pt`` and ``final_model.pt`` (deployable model checkpoints),
+``train_log.jsonl`` and TensorBoard events under ``tb/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from slimseg_ros.models import ModelInfo, build_model, save_checkpoint, set_width
+from slimseg_ros.models.checkpoint import atomic_torch_save, safe_torch_load
+
+from .config import ConfigError, TrainConfig, config_from_dict, load_config, save_config
+from .datasets import DatasetError, build_dataset
+from .evaluate import evaluate
+from .optim import build_optimizer, build_scheduler, lr_factor
+from .sampler import ResumableSampler
+from .slimseg import LOSS_NAMES, slimseg_step, training_widths
+from .transforms import eval_transform, normalize_batch, train_transform
+
+STATE_FORMAT = "slimseg_ros/train-state"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN/inf; training stops at once without overwriting checkpoints."""
+
+
+# ---------------------------------------------------------------------------------------------
+# distributed helpers
+
+
+@dataclasses.dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_pref: str) -> DistInfo:
+    """Join the process group described by torchrun's RANK/WORLD_SIZE/LOCAL_RANK (if any)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    use_cuda = torch.cuda.is_available() and device_pref != "cpu"
+    if use_cuda:
+        torch.cuda.set_device(info.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return info
+
+
+def pick_device(pref: str, dinfo: DistInfo) -> torch.device:
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    if pref == "cuda" and dinfo.enabled:
+        return torch.device("cuda", dinfo.local_rank)
+    device = torch.device(pref)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("runtime.device asks for CUDA but no CUDA device is available")
+    return device
+
+
+# ---------------------------------------------------------------------------------------------
+# RNG state (stored as tensors/lists so checkpoints load with weights_only=True)
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# building blocks
+
+
+def resolve_model_config(cfg: TrainConfig) -> TrainConfig:
+    """Independent mode trains a plain network of one width: the model gets widths ``(w,)``."""
+    if cfg.distill.mode == "independent":
+        w = float(cfg.distill.width)  # type: ignore[arg-type]
+        if cfg.model.widths != (w,):
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, widths=(w,)))
+    return cfg
+
+
+def model_info(cfg: TrainConfig, dataset: Any, input_size: Sequence[int] | None) -> ModelInfo:
+    spec = dataset.spec
+    return ModelInfo(class_names=list(spec.class_names), palette=[list(c) for c in spec.palette],
+                     mean=list(cfg.data.mean), std=list(cfg.data.std),
+                     input_size=list(input_size) if input_size else None)
+
+
+def train_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                scaler: Any, iteration: int, best: dict[str, Any], cfg: TrainConfig
+                ) -> dict[str, Any]:
+    return {
+        "format": STATE_FORMAT,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "iteration": iteration,
+        "best": best,
+        "rng": rng_state(),
+        "config": cfg.to_dict(),
+    }
+
+
+def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
+    state = safe_torch_load(path)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ConfigError(f"{path} is not a slimseg training state (last.pt); deployable model "
+                          f"checkpoints cannot be resumed")
+    return state
+
+
+class _StopFlag:
+    """SIGTERM / first Ctrl-C ask the loop to stop at the next iteration boundary."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading_main():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        self.requested = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old.clear()
+
+
+def threading_main() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+# ---------------------------------------------------------------------------------------------
+# the training loop
+
+
+def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
+          max_iterations: int | None = None) -> dict[str, Any]:
+    """Run (or continue) training; returns a summary dict (final iteration, best score, paths).
+
+    ``max_iterations`` stops early after that many optimizer steps *in total* without changing
+    the schedule (used to simulate an interrupted run).
+    """
+    cfg = resolve_model_config(cfg)
+    dinfo = init_distributed(cfg.runtime.device)
+    device = pick_device(cfg.runtime.device, dinfo)
+    if device.type == "cpu" and cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    out_dir = Path(cfg.output_dir)
+    writer = None
+    stop = _StopFlag()
+    pbar = None
+    try:
+        seed_everything(cfg.seed)
+        if dinfo.main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, out_dir / "config.yaml")
+
+        # data: every file is checked before the first iteration
+        d = cfg.data
+        train_set = build_dataset(d.dataset, d.root, d.train_split,
+                                  train_transform(d.crop_size, d.scale_range, d.flip,
+                                                  d.photometric),
+                                  check=d.check_labels)
+        val_set = None
+        if dinfo.main:
+            val_set = build_dataset(d.dataset, d.root, d.val_split, eval_transform(d.eval_size),
+                                    check=d.check_labels)
+        if train_set.spec.num_classes != cfg.model.num_classes:
+            raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but {d.dataset} "
+                              f"has {train_set.spec.num_classes} classes")
+
+        # model, optimizer, schedule
+        model = build_model(cfg.model)
+        if cfg.runtime.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model.to(device)
+        widths = training_widths(cfg.model.widths, cfg.distill)
+        raw_model: nn.Module = model
+        if dinfo.enabled and cfg.runtime.sync_bn:
+            raw_model = model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        optimizer = build_optimizer(raw_model, cfg.optim)
+        scheduler = build_scheduler(optimizer, cfg.schedule)
+        amp = cfg.runtime.amp and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+        start_it = 0
+        best: dict[str, Any] = {"score": -math.inf, "iteration": None, "miou": {}}
+        if resume is not None:
+            state = load_train_state(resume)
+            raw_model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            start_it = int(state["iteration"])
+            best = dict(state["best"])
+            set_rng_state(state["rng"])
+            # the LR is a pure function of the iteration: recompute it (the schedule may have
+            # been overridden on the command line)
+            scheduler.base_lrs = [cfg.optim.lr] * len(optimizer.param_groups)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.optim.lr * lr_factor(start_it, cfg.schedule)
+            if dinfo.main:
+                log(f"resumed from {resume} at iteration {start_it}")
+        if dinfo.enabled:
+            model = nn.parallel.DistributedDataParallel(
+                raw_model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True)
+
+        input_size = d.eval_size
+        if input_size is None and val_set is not None:
+            input_size = tuple(val_set[0][1].shape[-2:])
+        info = model_info(cfg, train_set, input_size)
+
+        accum = cfg.optim.accum_steps
+        sampler = ResumableSampler(train_set, cfg.seed, dinfo.rank, dinfo.world_size,
+                                   start=start_it * d.batch_size * accum)
+        loader = DataLoader(train_set, batch_size=d.batch_size, sampler=sampler,
+                            num_workers=d.workers, pin_memory=device.type == "cuda",
+                            drop_last=True, persistent_workers=d.workers > 0,
+                            generator=torch.Generator().manual_seed(cfg.seed),
+                            prefetch_factor=2 if d.workers > 0 else None)
+        val_loader = None
+        if val_set is not None:
+            vs = val_set if cfg.eval.max_images is None else \
+                Subset(val_set, range(min(cfg.eval.max_images, len(val_set))))
+            val_loader = DataLoader(vs, batch_size=cfg.eval.batch_size, shuffle=False,
+                                    num_workers=min(d.workers, 2),
+                                    pin_memory=device.type == "cuda")
+
+        if dinfo.main and cfg.runtime.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(out_dir / "tb"))
+
+        def autocast() -> contextlib.AbstractContextManager:
+            return torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
+
+        def sync_context(last: bool) -> contextlib.AbstractContextManager:
+            if dinfo.enabled and not last:
+                return model.no_sync()  # type: ignore[operator]
+            return contextlib.nullcontext()
+
+        def backward(loss: torch.Tensor) -> None:
+            scaler.scale(loss).backward()
+
+        def save_last(iteration: int) -> None:
+            if dinfo.main:
+                atomic_torch_save(train_state(raw_model, optimizer, scheduler, scaler,
+                                              iteration, best, cfg), out_dir / "last.pt")
+
+        def run_eval(iteration: int) -> None:
+            if dinfo.main and val_loader is not None:
+                results = evaluate(raw_model, val_loader, cfg.model.num_classes,
+                                   train_set.spec.class_names, d.mean, d.std,
+                                   eval_widths(cfg), device, cfg.eval.boundary_tolerance,
+                                   channels_last=cfg.runtime.channels_last, amp=amp)
+                raw_model.train()
+                miou = {w: r["miou"] for w, r in results.items()}
+                if cfg.eval.best_width is not None and cfg.eval.best_width in miou:
+                    score = miou[cfg.eval.best_width]
+                else:
+                    score = float(np.nanmean(list(miou.values())))
+                text = " ".join(f"w{w:g}={100 * v:.2f}" for w, v in sorted(miou.items()))
+                log(f"[eval] iter {iteration}: mIoU(%) {text} "
+                    f"(score {100 * score:.2f}, best {100 * max(best['score'], score):.2f})")
+                append_jsonl(out_dir / "train_log.jsonl", {
+                    "type": "eval", "iteration": iteration,
+                    "miou": {f"{w:g}": v for w, v in miou.items()},
+                    "boundary_f": {f"{w:g}": r.get("boundary_f") for w, r in results.items()},
+                    "pixel_accuracy": {f"{w:g}": r["pixel_accuracy"] for w, r in results.items()},
+                    "score": score})
+                if writer is not None:
+                    for w, r in results.items():
+                        writer.add_scalar(f"val/miou_w{w:g}", r["miou"], iteration)
+                        if r.get("boundary_f") is not None:
+                            writer.add_scalar(f"val/boundary_f_w{w:g}", r["boundary_f"], iteration)
+                if score > best["score"]:
+                    best.update(score=score, iteration=iteration,
+                                miou={f"{w:g}": v for w, v in miou.items()})
+                    save_checkpoint(out_dir / "best_model.pt", raw_model, info,
+                                    extra={"iteration": iteration, "val_miou": best["miou"],
+                                           "val_split": d.val_split})
+            if dinfo.enabled:
+                dist.barrier()
+
+        end_it = cfg.schedule.iterations if max_iterations is None \
+            else min(max_iterations, cfg.schedule.iterations)
+        if dinfo.main and cfg.runtime.progress:
+            from tqdm import tqdm
+            pbar = tqdm(total=cfg.schedule.iterations, initial=start_it, dynamic_ncols=True,
+                        desc="train", mininterval=2.0, file=sys.stderr)
+        stop.install()
+        raw_model.train()
+        data_iter = iter(loader)
+        it = start_it
+        t_last, it_last = time.perf_counter(), start_it
+        while it < end_it:
+            optimizer.zero_grad(set_to_none=True)
+            sums: dict[float, dict[str, torch.Tensor]] = {}
+            for micro in range(accum):
+                images, labels = next(data_iter)
+                x = normalize_batch(images.to(device, non_blocking=True), d.mean, d.std,
+                                    cfg.runtime.channels_last)
+                y = labels.to(device, non_blocking=True)
+                losses = slimseg_step(model, x, y, widths, cfg.distill, backward,
+                                      width_target=raw_model, sync_context=sync_context,
+                                      last_micro_batch=micro == accum - 1, autocast=autocast,
+                                      loss_scale=1.0 / accum)
+                for w, terms in losses.items():
+                    acc = sums.setdefault(w, {k: torch.zeros((), device=device)
+                                              for k in LOSS_NAMES})
+                    for k in LOSS_NAMES:
+                        acc[k] += terms[k].float() / accum
+            # one host transfer per iteration: non-finite check + logging values
+            flat = torch.stack([sums[w][k] for w in widths for k in LOSS_NAMES])
+            if dinfo.enabled:
+                dist.all_reduce(flat)
+                flat /= dinfo.world_size
+            values = flat.cpu().tolist()
+            table = {w: dict(zip(LOSS_NAMES, values[i * len(LOSS_NAMES):(i + 1) * len(LOSS_NAMES)]))
+                     for i, w in enumerate(widths)}
+            bad = [(w, k) for w in widths for k, v in table[w].items() if not math.isfinite(v)]
+            if bad:
+                raise NonFiniteLossError(f"non-finite loss at iteration {it}: "
+                                         + ", ".join(f"width {w:g} {k}={table[w][k]}"
+                                                     for w, k in bad)
+                                         + "; stopping (last.pt is left as it was)")
+            if cfg.optim.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            it += 1
+
+            if dinfo.main:
+                if pbar is not None:
+                    pbar.update(1)
+                    pbar.set_postfix_str(" ".join(f"{w:g}:{table[w]['total']:.3f}"
+                                                  for w in widths) + f" lr={lr:.2e}",
+                                         refresh=False)
+                if it % cfg.runtime.log_interval == 0 or it == end_it:
+                    now = time.perf_counter()
+                    rate = (it - it_last) / max(now - t_last, 1e-9)
+                    t_last, it_last = now, it
+                    append_jsonl(out_dir / "train_log.jsonl", {
+                        "type": "train", "iteration": it, "lr": lr, "it_per_s": rate,
+                        "loss": {f"{w:g}": table[w] for w in widths}})
+                    if writer is not None:
+                        writer.add_scalar("train/lr", lr, it)
+                        for w in widths:
+                            for k, v in table[w].items():
+                                writer.add_scalar(f"train/{k}_w{w:g}", v, it)
+                    if pbar is None:
+                        log(f"iter {it}/{cfg.schedule.iterations} lr {lr:.2e} {rate:.2f} it/s "
+                            + " ".join(f"w{w:g}={table[w]['total']:.4f}" for w in widths))
+
+            if cfg.eval.interval and it % cfg.eval.interval == 0 and it < cfg.schedule.iterations:
+                run_eval(it)
+            if it % cfg.runtime.checkpoint_interval == 0:
+                save_last(it)
+            requested = stop.requested
+            if dinfo.enabled:
+                flag = torch.tensor([1.0 if requested else 0.0], device=device)
+                dist.all_reduce(flag)
+                requested = requested or ("peer" if flag.item() > 0 else None)
+            if requested:
+                save_last(it)
+                if dinfo.main:
+                    log(f"stopped by {requested} at iteration {it}; resume with --resume "
+                        f"{out_dir / 'last.pt'}")
+                return {"iteration": it, "interrupted": True, "best": best,
+                        "output_dir": str(out_dir)}
+
+        finished = it >= cfg.schedule.iterations
+        if finished:
+            run_eval(it)
+        save_last(it)
+        if dinfo.main and finished:
+            save_checkpoint(out_dir / "final_model.pt", raw_model, info,
+                            extra={"iteration": it, "val_miou": best.get("miou")})
+            log(f"done: {it} iterations; best mean val mIoU {100 * best['score']:.2f}% at "
+                f"iteration {best['iteration']}; wrote {out_dir / 'final_model.pt'}")
+        return {"iteration": it, "interrupted": False, "best": best, "output_dir": str(out_dir)}
+    finally:
+        stop.restore()
+        if pbar is not None:
+            pbar.close()
+        if writer is not None:
+            writer.close()
+        if dinfo.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def eval_widths(cfg: TrainConfig) -> list[float]:
+    model_ws = cfg.model.widths
+    if cfg.eval.widths is None:
+        return list(model_ws)
+    return [w for w in cfg.eval.widths if any(math.isclose(w, m, abs_tol=1e-6) for m in model_ws)]
+
+
+def log(message: str) -> None:
+    try:
+        from tqdm import tqdm
+        tqdm.write(message, file=sys.stderr)
+    except ImportError:  # pragma: no cover
+        print(message, file=sys.stderr, flush=True)
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slimseg-train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="YAML config (default: the one stored in --resume)")
+    parser.add_argument("--resume", nargs="?", const="", default=None,
+                        help="continue from a last.pt (default: <output_dir>/last.pt)")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. "
+                        "optim.lr=0.02 data.root=/data/camvid")
+    args = parser.parse_args(argv)
+    try:
+        if args.config is None and args.resume:
+            from .config import apply_overrides
+            state = load_train_state(args.resume)
+            cfg = config_from_dict(apply_overrides(state["config"], args.overrides))
+        elif args.config is None:
+            parser.error("--config is required (or --resume PATH)")
+        else:
+            cfg = load_config(args.config, args.overrides)
+        resume = None
+        if args.resume is not None:
+            resume = args.resume or str(Path(cfg.output_dir) / "last.pt")
+        summary = train(cfg, resume)
+    except (ConfigError, DatasetError, FileNotFoundError) as exc:
+        print(f"slimseg-train: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if type(exc).__name__ == "CheckpointError":
+            print(f"slimseg-train: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 130 if summary["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
