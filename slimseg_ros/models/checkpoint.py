@@ -145,7 +145,7 @@ def model_from_payload(payload: Any, source: str) -> tuple[SlimSegmenter, ModelI
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint file {source} does not match its model: "
-                              f"{str(exc).splitlines()[0][:300]}") from None
+                              f"{' '.join(str(exc).split())[:400]}") from None
     if missing or unexpected:
         raise CheckpointError(f"checkpoint file {source} does not match its model: "
                               f"{len(missing)} missing keys (e.g. {missing[:3]}), "
