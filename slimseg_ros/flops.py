@@ -76,7 +76,7 @@ def flops_table(config: ModelConfig | dict, input_size: int | Sequence[int]) -> 
 
 
 def model_flops_table(model: nn.Module, input_size: int | Sequence[int]) -> list[dict]:
-    """:func:`flops_table` for an already built model (for example one loaded from a checkpoint)."""
+    """:func:`flops_table` for a built model (for example one loaded from a checkpoint)."""
     widths = trained_widths(model)
     flops = {w: count_flops(model, w, input_size) for w in widths}
     params = {w: count_params(model, w) for w in widths}

@@ -1,4 +1,4 @@
-"""Checkpoints: exact round trip at every width, fp16 files, and refusal of unsafe or wrong files."""
+"""Checkpoints: exact round trip at every width, fp16 files, refusal of unsafe or wrong files."""
 
 from __future__ import annotations
 

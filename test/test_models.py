@@ -1,4 +1,4 @@
-"""Slimmable backbones x heads: shapes, channel slicing, per-width BN, to_plain, ImageNet mapping."""
+"""Slimmable backbones x heads: shapes, slicing, per-width BN, to_plain, ImageNet mapping."""
 
 from __future__ import annotations
 

@@ -83,7 +83,8 @@ class SlimMobileNetV2(nn.Module):
                     dilation *= stride
                     stride = 1
                 current_stride *= stride
-                features.append(InvertedResidual(inp, c, stride, t, widths, block_dilation, divisor))
+                features.append(InvertedResidual(inp, c, stride, t, widths, block_dilation,
+                                                 divisor))
                 inp = c
         self.features = nn.Sequential(*features)
         self.low_channels = 24

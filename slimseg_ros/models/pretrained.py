@@ -90,7 +90,7 @@ def as_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
 
 
 def torchvision_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """torchvision's default ImageNet weights for ``arch`` (e.g. ``"resnet50"``, ``"mobilenet_v2"``).
+    """torchvision's default ImageNet weights for ``arch`` (``"resnet50"``, ``"mobilenet_v2"``).
 
     Uses torchvision's weights API, which downloads into the torch hub cache once; a failed
     download becomes a :class:`PretrainedError` that says what to do instead.
@@ -104,7 +104,8 @@ def torchvision_state_dict(arch: str) -> dict[str, torch.Tensor]:
         text = str(exc).strip()
         reason = text.splitlines()[0][:200] if text else type(exc).__name__
         raise PretrainedError(
-            f"could not get torchvision's ImageNet weights {weights} for {arch} from {weights.url} "
+            f"could not get torchvision's ImageNet weights {weights} for {arch} "
+            f"from {weights.url} "
             f"({reason}); download that file where the network is reachable and set "
             f"'pretrained' to its path") from None
     return as_state_dict(state, weights.url)
@@ -118,9 +119,16 @@ def resolve_pretrained(pretrained: str | os.PathLike, arch: str
     return read_state_dict(pretrained), str(pretrained)
 
 
-def _targets(module: nn.Module) -> dict[str, list[tuple[str, torch.Tensor, int | None]]]:
-    """File key -> [(our key, our tensor, channels to take or None for the whole tensor)]."""
-    targets: dict[str, list[tuple[str, torch.Tensor, int | None]]] = {}
+Target = tuple[str, torch.Tensor, int | None, tuple[int, ...]]
+
+
+def _targets(module: nn.Module) -> dict[str, list[Target]]:
+    """File key -> [(our key, our tensor, channels to copy or None for all, file shape needed)].
+
+    A BN entry of any width needs the full ``num_features`` in the file and copies its first
+    ``channels_list[i]`` values; everything else needs exactly our tensor's shape.
+    """
+    targets: dict[str, list[Target]] = {}
     bn_prefixes: list[str] = []
     for name, mod in module.named_modules():
         if any(name.startswith(p) for p in bn_prefixes):
@@ -129,27 +137,20 @@ def _targets(module: nn.Module) -> dict[str, list[tuple[str, torch.Tensor, int |
         if isinstance(mod, SwitchableBatchNorm2d):
             bn_prefixes.append(f"{prefix}bn.")
             for i, bn in enumerate(mod.bn):
-                tensors = [*bn.named_parameters(recurse=False), *bn.named_buffers(recurse=False)]
-                for pname, tensor in tensors:
-                    channels = mod.channels_list[i] if tensor.dim() > 0 else None
-                    targets.setdefault(prefix + pname, []).append(
-                        (f"{prefix}bn.{i}.{pname}", tensor, channels))
+                for pname, tensor in [*bn.named_parameters(recurse=False),
+                                      *bn.named_buffers(recurse=False)]:
+                    if tensor.dim() > 0:
+                        entry = (f"{prefix}bn.{i}.{pname}", tensor, mod.channels_list[i],
+                                 (mod.num_features,))
+                    else:  # num_batches_tracked
+                        entry = (f"{prefix}bn.{i}.{pname}", tensor, None, ())
+                    targets.setdefault(prefix + pname, []).append(entry)
             continue
         for pname, tensor in [*mod.named_parameters(recurse=False),
                               *mod.named_buffers(recurse=False)]:
-            targets.setdefault(prefix + pname, []).append((prefix + pname, tensor, None))
+            targets.setdefault(prefix + pname, []).append(
+                (prefix + pname, tensor, None, tuple(tensor.shape)))
     return targets
-
-
-def _expected_file_shape(module: nn.Module, key: str, tensor: torch.Tensor,
-                         channels: int | None) -> tuple[int, ...]:
-    """Shape the file's tensor must have: the full-width shape of our tensor."""
-    if channels is None:
-        return tuple(tensor.shape)
-    # A BN entry of some width: the file holds the full num_features.
-    owner = module.get_submodule(key.rsplit(".", 1)[0]) if "." in key else module
-    assert isinstance(owner, SwitchableBatchNorm2d)
-    return (owner.num_features,)
 
 
 def load_full_width(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
@@ -171,7 +172,7 @@ def load_full_width(module: nn.Module, state_dict: Mapping[str, torch.Tensor], s
             else:
                 missing.append(key)
             continue
-        want = _expected_file_shape(module, key, entries[0][1], entries[0][2])
+        want = entries[0][3]
         got = tuple(state_dict[key].shape)
         if got != want:
             mismatched.append(f"{key}: file {list(got)} vs model {list(want)}")
@@ -180,7 +181,8 @@ def load_full_width(module: nn.Module, state_dict: Mapping[str, torch.Tensor], s
     if missing or unexpected or mismatched:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} backbone tensor(s) missing from the file (e.g. {missing[:4]})")
+            parts.append(f"{len(missing)} backbone tensor(s) missing from the file "
+                         f"(e.g. {missing[:4]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {unexpected[:4]})")
         if mismatched:
@@ -192,12 +194,13 @@ def load_full_width(module: nn.Module, state_dict: Mapping[str, torch.Tensor], s
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            for _, tensor, channels in entries:
+            for _, tensor, channels, _ in entries:
                 tensor.copy_(value if channels is None else value[:channels])
             report.loaded.append(key)
     report.ignored = [k for k in state_dict if k not in targets]
     LOG.info("loaded %d tensors from %s into %s (ignored %d: %s)", len(report.loaded), source,
-             type(module).__name__, len(report.ignored), sorted({k.split(".")[0] for k in report.ignored}))
+             type(module).__name__, len(report.ignored),
+             sorted({k.split(".")[0] for k in report.ignored}))
     return report
 
 
