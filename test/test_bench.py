@@ -1,0 +1,72 @@
+"""Benchmark smoke run: tiny input, two rounds; checks the report's structure, not the times."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from engine_fixtures import make_checkpoint
+
+from slimseg_ros.bench import main, packaged_models, parse_size, resolve_model
+
+
+def test_bench_smoke_writes_json_and_plot(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "tiny.pt", "mobilenetv2")
+    out, fig = tmp_path / "bench.json", tmp_path / "bench.png"
+    assert main(["--checkpoint", str(ckpt), "--device", "cpu", "--sizes", "64x64", "48x80",
+                 "--iters", "2", "--warmup", "1", "--json", str(out), "--plot", str(fig),
+                 "--onnx", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "engine/plain" in printed and "set_width" in printed
+    result = json.loads(out.read_text())  # strict JSON: no NaN/Infinity allowed
+    widths = result["meta"]["widths"]
+    assert widths == [0.25, 0.5, 0.75, 1.0]
+    rows = result["results"]
+    assert len(rows) == 2 * len(widths)
+    assert {tuple(r["size"]) for r in rows} == {(64, 64), (48, 80)}
+    for r in rows:
+        assert r["engine_ms"]["n"] == 2 and r["plain_ms"]["n"] == 2 and r["onnx_ms"]["n"] == 2
+        assert 0 < r["engine_ms"]["p50"] <= r["engine_ms"]["p90"]
+        assert r["engine_over_plain"] > 0 and 0 < r["flops_ratio"] <= 1.0
+        assert r["gflops"] > 0 and r["params_m"] > 0
+    for size in ((64, 64), (48, 80)):
+        flops = [r["gflops"] for r in rows if tuple(r["size"]) == size]
+        assert flops == sorted(flops) and flops[0] < flops[-1]  # narrower is cheaper
+    assert [s["width"] for s in result["switching"]] == widths
+    assert all(s["switch_us_p50"] > 0 and s["load_ms_p50"] > 0 for s in result["switching"])
+    assert result["memory"]["specialised_weights_bytes"] > 0
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_rejects_bad_arguments(tmp_path, capsys):
+    assert main(["--checkpoint", str(tmp_path / "missing.pt"), "--quiet"]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--sizes", "64by64"])
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_size("0x10")
+
+
+def test_default_model_source():
+    args = argparse.Namespace(checkpoint=None, config=None, backbone=None, head=None,
+                              num_classes=None)
+    model, info, source = resolve_model(args)
+    if packaged_models():
+        assert source.startswith("packaged checkpoint")
+    else:
+        assert model.config.backbone == "resnet18" and model.config.head == "deeplabv3plus"
+        assert model.config.num_classes == 19 and len(info.class_names) == 19
+
+
+def test_config_file_source(tmp_path):
+    cfg = tmp_path / "model.yaml"
+    cfg.write_text("model:\n  backbone: mobilenetv2\n  num_classes: 7\n")
+    args = argparse.Namespace(checkpoint=None, config=str(cfg), backbone=None, head="fcn",
+                              num_classes=None)
+    model, info, _ = resolve_model(args)
+    assert (model.config.backbone, model.config.head, model.config.num_classes) == \
+        ("mobilenetv2", "fcn", 7)
+    cfg.write_text("model:\n  backbone: mobilenetv2\n  colour: red\n")
+    with pytest.raises(ValueError, match="colour"):
+        resolve_model(args)
