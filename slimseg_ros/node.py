@@ -1,0 +1,503 @@
+"""The ROS 2 node: camera frames in, class masks out, width switched on the fly.
+
+Glue only: :mod:`.conversions` turns messages into arrays, :class:`~.engine.SegmentationEngine`
+runs the network, :class:`~.governor.Governor` picks the width. This module wires topics,
+parameters, QoS and threads to them.
+
+Threads: the image subscription callback only drops the message into a one-frame slot
+(:class:`~.node_support.LatestSlot`); a dedicated inference thread takes the newest frame,
+converts it, asks the governor for the width and runs the engine. Control topics, parameters and
+timers run on a ``MultiThreadedExecutor`` in their own callback group, so a width command is
+handled while a frame is being processed and applies to the next frame. Nothing queues more than
+one frame: under overload stale frames are dropped (and counted), never processed late.
+
+Topics (relative, so they can be remapped or namespaced):
+
+==========================  ===============================  =================================
+``image``                   sensor_msgs/Image (in)           rgb8/bgr8/mono8/rgba8/bgra8
+``image/compressed``        sensor_msgs/CompressedImage (in) with ``input_transport: compressed``
+``slimseg/mask``            sensor_msgs/Image (out)          mono8 class ids, input header/size
+``slimseg/color``           sensor_msgs/Image (out)          rgb8 palette colours (lazy)
+``slimseg/overlay``         sensor_msgs/Image (out)          rgb8 frame + colours (lazy, opt-in)
+``slimseg/active_width``    std_msgs/Float32 (out)           transient-local
+``/diagnostics``            diagnostic_msgs/DiagnosticArray  width, reason, latency, drops
+``slimseg/width``           std_msgs/Float32 (in)            requested width
+``battery_state``           sensor_msgs/BatteryState (in)    percentage 0-1, charging status
+``temperature``             sensor_msgs/Temperature (in)     degrees Celsius
+``slimseg/budget_ms``       std_msgs/Float32 (in)            latency budget per frame, ms
+==========================  ===============================  =================================
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import BatteryState, CompressedImage, Image, Temperature
+from std_msgs.msg import Float32
+
+from .conversions import colorize, compressed_to_rgb, fill_image, image_to_rgb, overlay, palette_lut
+from .governor import Decision, Governor
+from .node_support import (LatestSlot, RecentLatency, Rejections, apply_dds_profile,
+                           default_checkpoint)
+from .params import (GOVERNOR_PREFIX, MODEL_PARAMS, PARAMS, ParamSpec, check_value,
+                     governor_config_from_params)
+
+NODE_NAME = "slimseg_node"
+_CHARGING = (BatteryState.POWER_SUPPLY_STATUS_CHARGING, BatteryState.POWER_SUPPLY_STATUS_FULL)
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (missing checkpoint, bad parameter); the message says why."""
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    desc = ParameterDescriptor(description=spec.description, read_only=spec.read_only,
+                               additional_constraints=spec.constraints)
+    if spec.lo is not None and spec.kind == "float":
+        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.lo),
+                                                        to_value=float(spec.hi), step=0.0)]
+    elif spec.lo is not None and spec.kind == "int":
+        desc.integer_range = [IntegerRange(from_value=int(spec.lo), to_value=int(spec.hi),
+                                           step=1)]
+    return desc
+
+
+def _reliability_name(policy: ReliabilityPolicy) -> str:
+    return "reliable" if policy == ReliabilityPolicy.RELIABLE else "best_effort"
+
+
+class SlimSegNode(Node):
+    """Semantic segmentation of camera frames at a width chosen by request, battery, heat and
+    compute budget. Raises :class:`StartupError` when the model or a parameter is unusable."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        for spec in PARAMS:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMS}
+        try:
+            for name, value in values.items():
+                check_value(name, value)
+            gov_config = governor_config_from_params(values)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+
+        self._engine = self._load_engine(values)
+        info = self._engine.info
+        self._lut = palette_lut(info.palette)
+        self._governor = Governor(self._engine.widths, gov_config)
+        self._gov_lock = threading.Lock()
+        self._governor.request(float(values["width"]), time.monotonic())
+        model_values = {"class_names": list(info.class_names),
+                        "palette": [int(v) for c in info.palette for v in c],
+                        "widths": [float(w) for w in self._engine.widths]}
+        for spec in MODEL_PARAMS:
+            self.declare_parameter(spec.name, model_values[spec.name], _descriptor(spec),
+                                   ignore_override=True)
+
+        self._publish_color = bool(values["publish_color"])
+        self._publish_overlay = bool(values["publish_overlay"])
+        self._overlay_alpha = float(values["overlay_alpha"])
+        self._image_qos = str(values["image_qos"])
+        self._compressed = values["input_transport"] == "compressed"
+        self._recent = RecentLatency(values["latency_window_s"], values["latency_window_frames"])
+        self._rejections = Rejections(throttle_s=float(values["warn_throttle_s"]))
+        self._slot: LatestSlot[tuple[Any, float]] = LatestSlot()
+        self._stats_lock = threading.Lock()
+        self._processed = 0
+        self._processed_at: dict[float, int] = {}
+        self._last_frame: dict[str, float] = {}
+        self._decision: Decision | None = None
+        self._active_width: float | None = None
+        self._diag_counts: dict[str, int] = {}
+
+        # --- outputs ---
+        image_out = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                               reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._mask_pub = self.create_publisher(Image, "slimseg/mask", image_out)
+        self._color_pub = self.create_publisher(Image, "slimseg/color", image_out)
+        self._overlay_pub = self.create_publisher(Image, "slimseg/overlay", image_out)
+        self._width_pub = self.create_publisher(Float32, "slimseg/active_width", latched)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        # --- inputs ---
+        self._control_group = MutuallyExclusiveCallbackGroup()
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        control = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        sensor = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                            reliability=ReliabilityPolicy.BEST_EFFORT)  # matches any publisher
+        self.create_subscription(Float32, "slimseg/width", self._on_width, control,
+                                 callback_group=self._control_group)
+        self.create_subscription(Float32, "slimseg/budget_ms", self._on_budget, control,
+                                 callback_group=self._control_group)
+        self.create_subscription(BatteryState, "battery_state", self._on_battery, sensor,
+                                 callback_group=self._control_group)
+        self._temperature_sub = self.create_subscription(
+            Temperature, "temperature", self._on_temperature, sensor,
+            callback_group=self._control_group)
+        self._image_type = CompressedImage if self._compressed else Image
+        self._image_topic = "image/compressed" if self._compressed else "image"
+        self._image_sub = None
+        self._image_reliability: ReliabilityPolicy | None = None
+        self._image_publishers = 0
+        self._update_image_subscription()
+        self.create_timer(float(values["qos_check_period_s"]), self._update_image_subscription,
+                          callback_group=self._control_group)
+        self.create_timer(float(values["diagnostics_period_s"]), self._publish_diagnostics,
+                          callback_group=self._control_group)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._decide(time.monotonic())  # publishes the initial active width (latched)
+        self._worker = threading.Thread(target=self._inference_loop, name="slimseg_inference",
+                                        daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: {self._engine!r}, {len(info.class_names)} classes, input "
+            f"'{self._image_sub.topic_name}' ({'compressed' if self._compressed else 'raw'})")
+
+    # ----------------------------------------------------------------------------- start-up
+    def _load_engine(self, values: dict[str, Any]) -> Any:
+        """Build the engine; every failure becomes one StartupError sentence naming the file."""
+        import torch
+
+        from .engine import SegmentationEngine
+        from .models.checkpoint import CheckpointError, load_checkpoint
+
+        if values["torch_threads"] > 0:
+            torch.set_num_threads(int(values["torch_threads"]))
+        try:
+            path = values["checkpoint"] or str(default_checkpoint())
+        except FileNotFoundError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            model, info = load_checkpoint(path)
+        except CheckpointError as exc:
+            raise StartupError(str(exc)) from None
+        size = list(values["input_size"])
+        input_size = tuple(size) if size != [0, 0] else (
+            tuple(info.input_size) if info.input_size else None)
+        try:
+            engine = SegmentationEngine(model, info, device=values["device"],
+                                        specialise=values["specialise"],
+                                        precision=values["precision"], input_size=input_size)
+        except ValueError as exc:
+            raise StartupError(f"cannot run checkpoint {path}: {exc}") from None
+        if engine.input_size is not None:
+            engine.warmup(size=engine.input_size)  # first-call costs stay out of the budget
+        self.get_logger().info(f"loaded checkpoint {path}")
+        return engine
+
+    # ----------------------------------------------------------------------------- QoS
+    def _wanted_reliability(self) -> tuple[ReliabilityPolicy | None, int]:
+        """(reliability to subscribe with, number of publishers); None keeps the current one."""
+        if self._image_qos == "reliable":
+            return ReliabilityPolicy.RELIABLE, -1
+        if self._image_qos == "best_effort":
+            return ReliabilityPolicy.BEST_EFFORT, -1
+        topic = self._image_sub.topic_name if self._image_sub is not None else self._image_topic
+        infos = self.get_publishers_info_by_topic(topic)
+        if not infos:  # nobody publishes yet: best effort matches publishers of both kinds
+            return (None if self._image_sub is not None else ReliabilityPolicy.BEST_EFFORT), 0
+        reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+        return (ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                len(infos))
+
+    def _update_image_subscription(self) -> None:
+        """(Re)create the image subscription when the wanted reliability changes."""
+        wanted, publishers = self._wanted_reliability()
+        self._image_publishers = publishers
+        if wanted is None or wanted == self._image_reliability:
+            return
+        if self._image_sub is not None:
+            self.destroy_subscription(self._image_sub)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=wanted,
+                         durability=DurabilityPolicy.VOLATILE)
+        self._image_sub = self.create_subscription(self._image_type, self._image_topic,
+                                                   self._on_image, qos,
+                                                   callback_group=self._image_group)
+        self._image_reliability = wanted
+        why = (f"image_qos {self._image_qos}" if publishers < 0 else
+               f"{publishers} publisher(s)" if publishers else "no publishers yet")
+        self.get_logger().info(f"subscribed to '{self._image_sub.topic_name}' with "
+                               f"{_reliability_name(wanted)} QoS, depth 1 ({why})")
+
+    # ----------------------------------------------------------------------------- inputs
+    def _reject(self, kind: str, message: str) -> None:
+        line = self._rejections.reject(kind, message, time.monotonic())
+        if line is not None:
+            self.get_logger().warning(line)
+
+    def _on_image(self, msg: Any) -> None:
+        self._slot.put((msg, time.monotonic()))
+
+    def _on_width(self, msg: Float32) -> None:
+        now = time.monotonic()
+        try:
+            with self._gov_lock:
+                snapped = self._governor.request(float(msg.data), now)
+        except ValueError as exc:
+            self._reject("width", f"{exc}; keeping the current request")
+            return
+        self.get_logger().info(f"width request {msg.data:g} -> {snapped:g}")
+        self._decide(now)
+
+    def _on_battery(self, msg: BatteryState) -> None:
+        now = time.monotonic()
+        fraction = float(msg.percentage)
+        charging = msg.power_supply_status in _CHARGING
+        if not (0.0 <= fraction <= 1.0):  # also catches NaN ("unknown" in BatteryState)
+            self._reject("battery", f"percentage {fraction} is not a fraction in [0, 1] "
+                                    "(BatteryState.percentage is 0-1, not 0-100)")
+            return
+        with self._gov_lock:
+            self._governor.update_battery(fraction * 100.0, charging, now)
+        self._decide(now)
+
+    def _on_temperature(self, msg: Temperature) -> None:
+        now = time.monotonic()
+        try:
+            with self._gov_lock:
+                self._governor.update_temperature(float(msg.temperature), now)
+        except ValueError as exc:
+            self._reject("temperature", str(exc))
+            return
+        self._decide(now)
+
+    def _on_budget(self, msg: Float32) -> None:
+        now = time.monotonic()
+        value = float(msg.data)
+        try:
+            with self._gov_lock:
+                self._governor.update_budget(value if value != 0.0 else None, now)
+        except ValueError as exc:
+            self._reject("budget", f"{exc} (milliseconds per frame; 0 removes the budget)")
+            return
+        self._decide(now)
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate every changed parameter first, then apply them all (or none)."""
+        updates = {p.name: p.value for p in params}
+        try:
+            for name, value in updates.items():
+                check_value(name, value)
+            gov_config = None
+            if any(name.startswith(GOVERNOR_PREFIX) for name in updates):
+                current = {s.name: self.get_parameter(s.name).value for s in PARAMS
+                           if s.name.startswith(GOVERNOR_PREFIX)}
+                gov_config = governor_config_from_params({**current, **updates})
+            if "width" in updates:
+                with self._gov_lock:
+                    self._governor.snap(float(updates["width"]))
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        now = time.monotonic()
+        with self._gov_lock:
+            if gov_config is not None:
+                self._governor.update_config(gov_config)
+            if "width" in updates:
+                self._governor.request(float(updates["width"]), now)
+        self._publish_color = bool(updates.get("publish_color", self._publish_color))
+        self._publish_overlay = bool(updates.get("publish_overlay", self._publish_overlay))
+        self._overlay_alpha = float(updates.get("overlay_alpha", self._overlay_alpha))
+        if "image_qos" in updates:
+            self._image_qos = str(updates["image_qos"])
+            # applied by the next QoS check (a timer), not from inside this callback
+        if "width" in updates or gov_config is not None:
+            self._decide(now)
+        return SetParametersResult(successful=True)
+
+    # ----------------------------------------------------------------------------- width
+    def _decide(self, now: float) -> Decision:
+        """Ask the governor for the width of the next frame; publish it when it changes."""
+        with self._gov_lock:
+            table = self._recent.table(self._governor.widths,
+                                       self._governor.config.budget_percentile, now)
+            decision = self._governor.decide(now, table)
+            self._decision = decision
+            if decision.width != self._active_width:
+                previous, self._active_width = self._active_width, decision.width
+                self._engine.set_width(decision.width)
+                self._width_pub.publish(Float32(data=float(decision.width)))
+                if previous is not None:
+                    self.get_logger().info(f"width {previous:g} -> {decision.width:g}: "
+                                           f"{decision.reason}")
+        return decision
+
+    # ----------------------------------------------------------------------------- inference
+    def _inference_loop(self) -> None:
+        while not self._slot.closed and self.context.ok():
+            item = self._slot.take(timeout=0.5)
+            if item is None:
+                continue
+            try:
+                self._process(*item)
+            except Exception as exc:  # keep serving frames; report the failure
+                if self._slot.closed or not self.context.ok():
+                    break
+                self._reject("inference", f"{type(exc).__name__}: {exc}")
+
+    def _process(self, msg: Any, received: float) -> None:
+        try:
+            rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg)
+        except ValueError as exc:
+            self._reject("image", str(exc))
+            return
+        decision = self._decide(time.monotonic())
+        start = time.perf_counter()
+        mask = self._engine.infer(rgb, width=decision.width)
+        self._recent.record(decision.width, (time.perf_counter() - start) * 1000.0,
+                            time.monotonic())
+
+        out = fill_image(Image(), mask, "mono8")
+        out.header = msg.header
+        self._mask_pub.publish(out)
+        want_color = self._publish_color and self._color_pub.get_subscription_count() > 0
+        want_overlay = (self._publish_overlay
+                        and self._overlay_pub.get_subscription_count() > 0)
+        if want_color or want_overlay:
+            colour = colorize(mask, self._lut)
+            if want_color:
+                msg_color = fill_image(Image(), colour, "rgb8")
+                msg_color.header = msg.header
+                self._color_pub.publish(msg_color)
+            if want_overlay:
+                msg_overlay = fill_image(Image(), overlay(rgb, colour, self._overlay_alpha),
+                                         "rgb8")
+                msg_overlay.header = msg.header
+                self._overlay_pub.publish(msg_overlay)
+
+        done = time.monotonic()
+        stamp = Time.from_msg(msg.header.stamp)
+        age_ms = (self.get_clock().now() - stamp).nanoseconds / 1e6 if stamp.nanoseconds else math.nan
+        with self._stats_lock:
+            self._processed += 1
+            self._processed_at[decision.width] = self._processed_at.get(decision.width, 0) + 1
+            self._last_frame = {"width": decision.width, "delay_ms": (done - received) * 1e3,
+                                "age_ms": age_ms, "height": float(mask.shape[0]),
+                                "width_px": float(mask.shape[1])}
+
+    # ----------------------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        decision = self._decide(time.monotonic())  # also refreshes stale-input warnings
+        counts, last = self._rejections.snapshot()
+        new = {k: n - self._diag_counts.get(k, 0) for k, n in counts.items()
+               if n > self._diag_counts.get(k, 0)}
+        self._diag_counts = counts
+        with self._stats_lock:
+            processed, per_width = self._processed, dict(self._processed_at)
+            frame = dict(self._last_frame)
+
+        def kv(key: str, value: Any) -> KeyValue:
+            if isinstance(value, float):
+                value = f"{value:.4g}"
+            return KeyValue(key=key, value=str(value))
+
+        values = [
+            kv("active width", decision.width),
+            kv("reason", decision.reason),
+            kv("requested width", self._governor.requested),
+            kv("caps", ", ".join(f"{k}={v:g}" for k, v in decision.caps.items()) or "none"),
+            kv("trained widths", ", ".join(f"{w:g}" for w in self._engine.widths)),
+            kv("frames received", self._slot.received),
+            kv("frames processed", processed),
+            kv("frames dropped", self._slot.dropped),
+            kv("image topic", self._image_sub.topic_name),
+            kv("image qos", _reliability_name(self._image_reliability)),
+            kv("image publishers", self._image_publishers),
+            kv("device", self._engine.device),
+        ]
+        if frame:
+            values += [kv("last frame width", frame["width"]),
+                       kv("last frame size", f"{int(frame['width_px'])}x{int(frame['height'])}"),
+                       kv("last frame delay ms", frame["delay_ms"]),
+                       kv("last source frame age ms", frame["age_ms"])]
+        for w, s in self._engine.latency.snapshot().items():
+            values.append(kv(f"latency ms at {w:g}",
+                             f"p50 {s['p50']:.1f}, p90 {s['p90']:.1f}, ewma {s['ewma']:.1f}"))
+        for w, n in sorted(per_width.items()):
+            values.append(kv(f"frames at {w:g}", n))
+        for kind in sorted(counts):
+            values.append(kv(f"rejected {kind}", counts[kind]))
+            values.append(kv(f"last rejected {kind}", last[kind]))
+        values.append(kv("warnings", " | ".join(decision.warnings) or "none"))
+
+        level, message = DiagnosticStatus.OK, f"width {decision.width:g}: {decision.reason}"
+        problems = list(decision.warnings) + [f"{n} {k} input(s) rejected"
+                                              for k, n in sorted(new.items())]
+        if problems:
+            level = DiagnosticStatus.ERROR if "inference" in new else DiagnosticStatus.WARN
+            message += " (" + "; ".join(problems) + ")"
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: segmentation",
+                                  message=message, hardware_id=str(self._engine.device),
+                                  values=values)
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+    # ----------------------------------------------------------------------------- accessors
+    @property
+    def engine(self) -> Any:
+        """The :class:`~slimseg_ros.engine.SegmentationEngine` (read-only use)."""
+        return self._engine
+
+    @property
+    def last_decision(self) -> Decision | None:
+        return self._decision
+
+    def frame_stats(self) -> dict[str, Any]:
+        """Counters for tests and tools: received, processed, dropped, per-width, last frame."""
+        with self._stats_lock:
+            return {"received": self._slot.received, "processed": self._processed,
+                    "dropped": self._slot.dropped, "per_width": dict(self._processed_at),
+                    "last": dict(self._last_frame)}
+
+    def destroy_node(self) -> None:
+        self._slot.close()
+        worker = getattr(self, "_worker", None)
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``slimseg_node``: ``slimseg_node --ros-args --params-file FILE``."""
+    apply_dds_profile()  # before rclpy.init: Fast DDS reads it when the participant is made
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SlimSegNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except StartupError as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

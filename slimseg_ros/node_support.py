@@ -1,0 +1,230 @@
+"""Plain-Python pieces of the node: the latest-frame slot, recent latencies, rejected-input
+bookkeeping, the Fast DDS profile environment and the packaged file locations.
+
+Kept out of ``node.py`` (and free of rclpy) so they are tested directly and the node stays glue.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+PACKAGE = "slimseg_ros"
+DDS_PROFILE_NAME = "fastdds_large_shm.xml"
+FASTDDS_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"    # read by Fast DDS 3 (ROS 2 Kilted and later)
+FASTRTPS_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"  # read by Fast DDS 2 (Humble, Iron, Jazzy)
+PROFILE_OVERRIDE_ENV = "SLIMSEG_DDS_PROFILE"     # user override; empty string: no profile
+_FASTDDS2_DISTROS = ("humble", "iron", "jazzy")
+
+T = TypeVar("T")
+
+
+class LatestSlot(Generic[T]):
+    """A one-item mailbox: ``put`` replaces what has not been taken yet (counted as dropped).
+
+    The subscription callback puts, the inference thread takes; so the node never holds more
+    than one waiting frame and always processes the newest one.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._closed = False
+        self.received = 0
+        self.dropped = 0
+
+    def put(self, item: T) -> bool:
+        """Store ``item``; returns True when it replaced an item nobody took (a dropped frame)."""
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self.received += 1
+            self.dropped += int(replaced)
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> T | None:
+        """Wait up to ``timeout`` seconds for an item and remove it; None on timeout or close."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
+            item, self._item = self._item, None
+            return None if self._closed else item
+
+    def close(self) -> None:
+        """Wake every waiting ``take`` (which then returns None) for shutdown."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class RecentLatency:
+    """Latency samples (ms) per width, kept for ``window_s`` seconds and at most ``max_frames``.
+
+    The governor's budget needs *recent* figures: a percentile over the last few frames reacts
+    within a few frames when the machine slows down, and a width not run for a while has none
+    (None), which the governor treats as "probe it".
+    """
+
+    def __init__(self, window_s: float = 3.0, max_frames: int = 20) -> None:
+        if not window_s > 0 or max_frames < 1:
+            raise ValueError(f"need window_s > 0 and max_frames >= 1, got {window_s}, "
+                             f"{max_frames}")
+        self.window_s = float(window_s)
+        self.max_frames = int(max_frames)
+        self._samples: dict[float, deque[tuple[float, float]]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, width: float, ms: float, now: float) -> None:
+        if not math.isfinite(ms) or ms < 0:
+            raise ValueError(f"latency must be a finite number >= 0 ms, got {ms!r}")
+        key = round(float(width), 6)
+        with self._lock:
+            self._samples.setdefault(key, deque(maxlen=self.max_frames)).append((now, float(ms)))
+
+    def percentile(self, width: float, q: float, now: float) -> float | None:
+        """``q``-th percentile (0-100, linear interpolation) of the recent samples, or None."""
+        with self._lock:
+            samples = self._samples.get(round(float(width), 6), ())
+            values = sorted(ms for t, ms in samples if now - t <= self.window_s)
+        if not values:
+            return None
+        pos = (len(values) - 1) * min(max(q, 0.0), 100.0) / 100.0
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(values) - 1)
+        return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+    def table(self, widths: Iterable[float], q: float, now: float) -> dict[float, float | None]:
+        return {w: self.percentile(w, q, now) for w in widths}
+
+
+@dataclass
+class Rejections:
+    """Counts rejected inputs per kind and decides which rejections are logged (throttled).
+
+    One throttle per kind, so a flood of bad images does not hide a rejected battery message.
+    """
+
+    throttle_s: float = 5.0
+    counts: dict[str, int] = field(default_factory=dict)
+    last: dict[str, str] = field(default_factory=dict)
+    _last_logged: dict[str, float] = field(default_factory=dict)
+    _suppressed: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reject(self, kind: str, message: str, now: float) -> str | None:
+        """Record one rejection; returns the line to log now, or None while throttled."""
+        with self._lock:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            self.last[kind] = message
+            if now - self._last_logged.get(kind, -math.inf) < self.throttle_s:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return None
+            self._last_logged[kind] = now
+            suppressed = self._suppressed.pop(kind, 0)
+        more = f" ({suppressed} more {kind} rejections not logged)" if suppressed else ""
+        return f"rejected {kind}: {message}{more}"
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, str]]:
+        with self._lock:
+            return dict(self.counts), dict(self.last)
+
+
+def share_dir() -> Path | None:
+    """``share/slimseg_ros`` of an installed (colcon/ament) package, else None."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory(PACKAGE))
+    except (ImportError, LookupError, OSError, ValueError):
+        return None
+
+
+def source_root() -> Path | None:
+    """The source checkout (editable install) holding ``package.xml``, else None."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "package.xml").is_file() else None
+
+
+def data_dirs(sub: str) -> list[Path]:
+    """Where packaged files of kind ``sub`` (config, models, launch) may be: share/, source."""
+    dirs = []
+    for base in (share_dir(), source_root()):
+        if base is not None and (base / sub).is_dir() and (base / sub) not in dirs:
+            dirs.append(base / sub)
+    return dirs
+
+
+def default_dds_profile() -> Path | None:
+    """The shipped Fast DDS profile with the large shared-memory segment, if found."""
+    for d in data_dirs("config"):
+        if (d / DDS_PROFILE_NAME).is_file():
+            return d / DDS_PROFILE_NAME
+    return None
+
+
+def dds_profile_env(environ: Mapping[str, str], profile: Path | str | None) -> dict[str, str]:
+    """Environment variables that make Fast DDS load ``profile``, or {} to leave things alone.
+
+    Nothing is set when the user already chose a profile (either variable), when another RMW
+    than Fast DDS is selected, or without a profile file. Fast DDS 3 reads
+    ``FASTDDS_DEFAULT_PROFILES_FILE`` (and warns that the old name is deprecated); Fast DDS 2,
+    shipped up to Jazzy, reads only ``FASTRTPS_DEFAULT_PROFILES_FILE``.
+    """
+    if environ.get(FASTDDS_ENV) or environ.get(FASTRTPS_ENV):
+        return {}
+    rmw = environ.get("RMW_IMPLEMENTATION", "")
+    if rmw and not rmw.startswith("rmw_fastrtps"):
+        return {}
+    if profile is None or not str(profile):
+        return {}
+    env = {FASTDDS_ENV: str(profile)}
+    if environ.get("ROS_DISTRO", "").lower() in _FASTDDS2_DISTROS:
+        env[FASTRTPS_ENV] = str(profile)
+    return env
+
+
+def apply_dds_profile(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Set the profile variables in this process (before ``rclpy.init``); returns what was set.
+
+    ``SLIMSEG_DDS_PROFILE`` overrides the shipped file; set it to an empty string to opt out.
+    Fast DDS reads the variable when the first participant is created, i.e. in ``rclpy.init``.
+    """
+    environ = os.environ if environ is None else environ
+    if PROFILE_OVERRIDE_ENV in environ:
+        profile: Path | str | None = environ[PROFILE_OVERRIDE_ENV]
+    else:
+        profile = default_dds_profile()
+    env = dds_profile_env(environ, profile)
+    environ.update(env)
+    return env
+
+
+def default_checkpoint() -> Path:
+    """The packaged default model: ``models/default.pt``, else the only ``*.pt`` in ``models/``.
+
+    Raises ``FileNotFoundError`` with a sentence saying where it looked and what to do.
+    """
+    dirs = data_dirs("models")
+    for d in dirs:
+        if (d / "default.pt").is_file():
+            return d / "default.pt"
+        found = sorted(d.glob("*.pt"))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise FileNotFoundError(
+                f"parameter 'checkpoint' is empty and {d} holds several models "
+                f"({', '.join(p.name for p in found)}) but no default.pt; set checkpoint to one")
+    where = ", ".join(str(d) for d in dirs) or "share/slimseg_ros/models (not installed)"
+    raise FileNotFoundError(
+        f"parameter 'checkpoint' is empty and no packaged default model was found in {where}; "
+        f"set checkpoint to a model file (train one with slimseg-train)")

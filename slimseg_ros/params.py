@@ -1,0 +1,196 @@
+"""The node's parameters in one table: names, types, defaults, ranges, descriptions.
+
+Pure Python (no rclpy) so the table, its defaults and the YAML file in ``config/`` can be checked
+against each other without a ROS graph; the node turns each :class:`ParamSpec` into a
+``ParameterDescriptor``. Governor settings live under ``governor.`` and map one to one onto
+:class:`~slimseg_ros.governor.GovernorConfig` fields (threshold tables are flat lists
+``[threshold, max_width, threshold, max_width, ...]`` because ROS 2 parameters cannot nest).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .governor import GovernorConfig
+
+GOVERNOR_PREFIX = "governor."
+IMAGE_QOS_CHOICES = ("auto", "reliable", "best_effort")
+INPUT_TRANSPORTS = ("raw", "compressed")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter. ``kind`` is bool/int/float/str/int_array/float_array/str_array.
+
+    ``lo``/``hi`` become an integer or floating-point range (inclusive); ``choices`` are listed
+    in the descriptor's ``additional_constraints`` and enforced by the node; ``read_only``
+    parameters are fixed after start-up (changing them would need a restart).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    description: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False
+
+    @property
+    def constraints(self) -> str:
+        parts = []
+        if self.choices:
+            parts.append("one of: " + ", ".join(self.choices))
+        if self.lo is not None:
+            parts.append(f"range [{self.lo:g}, {self.hi:g}]")
+        if self.read_only:
+            parts.append("read-only after start-up")
+        return "; ".join(parts)
+
+
+def _flat(pairs: Any) -> list[float]:
+    return [float(v) for pair in pairs for v in pair]
+
+
+_GOV = GovernorConfig()
+
+PARAMS: tuple[ParamSpec, ...] = (
+    # --- model / engine (fixed after start-up) ---
+    ParamSpec("checkpoint", "str", "",
+              "Slimmable model checkpoint (.pt). Empty: the packaged default model in "
+              "share/slimseg_ros/models.", read_only=True),
+    ParamSpec("device", "str", "auto",
+              "Inference device: auto (cuda when available), cpu, cuda or cuda:N.",
+              read_only=True),
+    ParamSpec("precision", "str", "fp32", "Weights/activations precision (fp16 needs CUDA).",
+              choices=("fp32", "fp16", "bf16"), read_only=True),
+    ParamSpec("specialise", "bool", True,
+              "Keep one plain, BatchNorm-folded copy of the network per width (faster; about "
+              "1.9x the weights' memory). False: one slimmable network.", read_only=True),
+    ParamSpec("torch_threads", "int", 0,
+              "CPU threads for torch (0: torch's default).", lo=0, hi=256, read_only=True),
+    ParamSpec("input_size", "int_array", [0, 0],
+              "Network input [height, width] in pixels; frames are resized to it and masks "
+              "resized back to the frame size. [0, 0]: the checkpoint's size, or the frame's "
+              "own size when the checkpoint has none.", read_only=True),
+    # --- width request ---
+    ParamSpec("width", "float", 1.0,
+              "Requested width in (0, 1]; snaps to the nearest trained width not above it. "
+              "The slimseg/width topic sets the same request (the later one wins).",
+              lo=0.0, hi=1.0),
+    # --- input ---
+    ParamSpec("input_transport", "str", "raw",
+              "raw: sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage "
+              "(jpeg/png) on 'image/compressed'.", choices=INPUT_TRANSPORTS, read_only=True),
+    ParamSpec("image_qos", "str", "auto",
+              "Image subscription reliability (keep-last depth 1 always). auto: reliable when "
+              "all publishers of the topic are reliable, best effort otherwise, re-checked as "
+              "publishers come and go.", choices=IMAGE_QOS_CHOICES),
+    ParamSpec("qos_check_period_s", "float", 1.0,
+              "Seconds between checks of the image publishers' QoS (image_qos auto).",
+              lo=0.05, hi=60.0, read_only=True),
+    # --- outputs ---
+    ParamSpec("publish_color", "bool", True,
+              "Publish the colour mask (rgb8) on slimseg/color while it has subscribers."),
+    ParamSpec("publish_overlay", "bool", False,
+              "Publish the frame blended with the colour mask (rgb8) on slimseg/overlay "
+              "while it has subscribers."),
+    ParamSpec("overlay_alpha", "float", 0.5, "Weight of the colour mask in the overlay.",
+              lo=0.0, hi=1.0),
+    ParamSpec("diagnostics_period_s", "float", 1.0,
+              "Seconds between diagnostics messages on /diagnostics.", lo=0.05, hi=60.0,
+              read_only=True),
+    ParamSpec("latency_window_s", "float", 3.0,
+              "Only latencies measured within this many seconds feed the compute budget.",
+              lo=0.1, hi=600.0, read_only=True),
+    ParamSpec("latency_window_frames", "int", 20,
+              "At most this many recent frames per width feed the compute budget (fewer "
+              "frames: faster reaction to a machine that slows down).", lo=1, hi=1000,
+              read_only=True),
+    ParamSpec("warn_throttle_s", "float", 5.0,
+              "At most one warning per kind of rejected input in this many seconds.",
+              lo=0.0, hi=3600.0, read_only=True),
+    # --- governor (GovernorConfig fields) ---
+    ParamSpec("governor.battery_thresholds", "float_array", _flat(_GOV.battery_thresholds),
+              "Battery caps as flat pairs [percent, max_width, ...]: at or below percent "
+              "(0-100), run at most max_width. Ignored while charging."),
+    ParamSpec("governor.thermal_thresholds", "float_array", _flat(_GOV.thermal_thresholds),
+              "Thermal caps as flat pairs [celsius, max_width, ...]: at or above celsius, run "
+              "at most max_width."),
+    ParamSpec("governor.thermal_hysteresis_c", "float", _GOV.thermal_hysteresis_c,
+              "A thermal cap is released only this many degrees Celsius below its threshold.",
+              lo=0.0, hi=100.0),
+    ParamSpec("governor.budget_percentile", "float", _GOV.budget_percentile,
+              "Latency percentile (of recent frames per width) compared with the budget.",
+              lo=1.0, hi=100.0),
+    ParamSpec("governor.budget_margin", "float", _GOV.budget_margin,
+              "A width fits the budget when its latency percentile <= budget x margin.",
+              lo=0.01, hi=1.0),
+    ParamSpec("governor.min_dwell_s", "float", _GOV.min_dwell_s,
+              "Seconds between automatic width increases (decreases and requests apply at "
+              "once).", lo=0.0, hi=3600.0),
+    ParamSpec("governor.stale_timeout_s", "float", _GOV.stale_timeout_s,
+              "A battery/temperature/budget input older than this stops constraining "
+              "(with a diagnostics warning).", lo=0.1, hi=86400.0),
+    ParamSpec("governor.probe_interval_s", "float", _GOV.probe_interval_s,
+              "Seconds between tries of a wider, not recently measured width under a budget.",
+              lo=0.1, hi=3600.0),
+)
+
+# Read-only parameters the node declares from the loaded checkpoint (YAML overrides ignored).
+MODEL_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("class_names", "str_array", [], "Class names; mask value i is class_names[i].",
+              read_only=True),
+    ParamSpec("palette", "int_array", [],
+              "Colour-mask palette as flat RGB triples: class i is palette[3i:3i+3].",
+              read_only=True),
+    ParamSpec("widths", "float_array", [], "Trained widths of the loaded model.",
+              read_only=True),
+)
+
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+def governor_config_from_params(values: Mapping[str, Any]) -> GovernorConfig:
+    """GovernorConfig from ``{"governor.<field>": value}`` (other keys ignored).
+
+    Raises ``ValueError`` naming the parameter for a bad value.
+    """
+    fields = {k[len(GOVERNOR_PREFIX):]: v for k, v in values.items()
+              if k.startswith(GOVERNOR_PREFIX)}
+    for key in ("battery_thresholds", "thermal_thresholds"):
+        if key in fields:
+            fields[key] = [float(v) for v in fields[key]]
+    try:
+        return GovernorConfig.from_dict(fields)
+    except ValueError as exc:
+        raise ValueError(f"invalid governor parameters: {exc}") from None
+
+
+def check_value(name: str, value: Any) -> None:
+    """Validate what a range/type check in ROS does not: choices, NaN, input_size shape.
+
+    Raises ``ValueError`` with a sentence naming the parameter and the value.
+    """
+    spec = SPECS.get(name)
+    if spec is None:
+        return
+    if spec.choices and value not in spec.choices:
+        raise ValueError(f"parameter '{name}' is {value!r}; choose one of {list(spec.choices)}")
+    if spec.kind == "float" and isinstance(value, float) and math.isnan(value):
+        raise ValueError(f"parameter '{name}' must not be NaN")
+    if name == "width" and not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"parameter 'width' is {value}; it must be in (0, 1]")
+    if name == "input_size":
+        size = list(value)
+        if len(size) != 2 or any(v < 0 for v in size) or (0 in size and size != [0, 0]):
+            raise ValueError(f"parameter 'input_size' is {size}; give [height, width] in "
+                             f"pixels, or [0, 0] for the checkpoint's size")
+    if name == "device":
+        dev = str(value).strip().lower()
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:")
+                                                    and dev[5:].isdigit())):
+            raise ValueError(f"parameter 'device' is {value!r}; use auto, cpu, cuda or cuda:N")
