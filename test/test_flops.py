@@ -7,7 +7,8 @@ import torch
 import torchvision
 
 from slimseg_ros.flops import count_flops, count_params, flops_table, format_table
-from slimseg_ros.models import ModelConfig, SlimmableConv2d, build_model, get_width, set_width
+from slimseg_ros.models import (ModelConfig, SlimmableConv2d, build_model, get_width, set_width,
+                                to_plain)
 from slimseg_ros.models.segmenter import build_backbone
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -24,6 +25,18 @@ def test_conv_stack_counts_match_hand_computation() -> None:
         macs = c1 * 3 * 9 * h * w + c2 * c1 * 9 * h * w + c2 * 9 * (h // 2) * (w // 2)
         assert count_flops(stack, width, (h, w)) == 2 * macs
         assert count_params(stack, width) == c1 * 3 * 9 + c2 * c1 * 9 + c2 * 9
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenetv2"])
+def test_params_equal_to_plain_and_meta_flops_equal_real(backbone: str) -> None:
+    cfg = ModelConfig(backbone=backbone, num_classes=5, widths=WIDTHS, head_channels=64)
+    model = build_model(cfg)
+    with torch.device("meta"):
+        meta = build_model(cfg)
+    for w in WIDTHS:
+        plain = sum(p.numel() for p in to_plain(model, w).parameters())
+        assert count_params(model, w) == plain == count_params(meta, w)
+        assert count_flops(model, w, (33, 47)) == count_flops(meta, w, (33, 47))
 
 
 def test_count_flops_restores_width_and_mode() -> None:
@@ -62,6 +75,13 @@ def test_flops_fall_as_width_squared(backbone: str) -> None:
         assert r["width_sq"] * 0.999 <= r["flops_ratio"] <= r["width_sq"] * 1.15, r
         assert r["width_sq"] * 0.999 <= r["params_ratio"] <= r["width_sq"] * 1.15, r
     assert rows[-1]["flops_ratio"] == 1.0
+
+
+def test_large_table_is_cheap() -> None:
+    # Counting runs on the meta device: a ResNet-101 at 1024 x 2048, OS 8, takes ~1 s, no RAM.
+    cfg = ModelConfig(backbone="resnet101", output_stride=8, widths=WIDTHS)
+    rows = flops_table(cfg, (1024, 2048))
+    assert 4000 < rows[-1]["gflops"] < 4400 and 59 < rows[-1]["params_m"] < 60
 
 
 def test_format_table_lists_every_width() -> None:
