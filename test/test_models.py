@@ -250,6 +250,19 @@ def test_pretrained_rejects_bad_files(tmp_path: Path) -> None:
         build_backbone(ModelConfig(backbone="resnet18", pretrained=str(tmp_path / "nope.pth")))
 
 
+def test_pretrained_accepts_old_and_wrapped_state_dicts(tmp_path: Path) -> None:
+    tv = _torchvision_model("resnet18")
+    # Old torchvision files lack num_batches_tracked; training scripts wrap and prefix keys.
+    old = {f"module.{k}": v for k, v in tv.state_dict().items()
+           if not k.endswith("num_batches_tracked")}
+    torch.save({"state_dict": old, "epoch": 90}, tmp_path / "wrapped.pth")
+    ours = build_backbone(ModelConfig(backbone="resnet18", output_stride=32,
+                                      pretrained=str(tmp_path / "wrapped.pth"))).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)["high"], _tv_features(tv, x)[1])
+
+
 def test_pretrained_file_with_code_is_refused_and_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
 
