@@ -23,7 +23,7 @@ from torch import nn
 from .config import ModelConfig
 from .layers import ConvBNAct
 from .pretrained import load_pretrained
-from .slimmable import DEFAULT_DIVISOR, SlimmableConv2d, SwitchableBatchNorm2d
+from .slimmable import DEFAULT_DIVISOR, DEFAULT_WIDTHS, SlimmableConv2d, SwitchableBatchNorm2d
 
 # (expand ratio t, output channels c, repeats n, first stride s), torchvision/paper table 2
 _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -64,7 +64,7 @@ class SlimMobileNetV2(nn.Module):
     (channel counts at full width; ``channels_at(C, w, divisor)`` at width ``w``).
     """
 
-    def __init__(self, widths: Sequence[float] = (0.25, 0.5, 0.75, 1.0), output_stride: int = 16,
+    def __init__(self, widths: Sequence[float] = DEFAULT_WIDTHS, output_stride: int = 16,
                  divisor: int = DEFAULT_DIVISOR) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):

@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .pretrained import load_pretrained
-from .slimmable import DEFAULT_DIVISOR, SlimmableConv2d, SwitchableBatchNorm2d
+from .slimmable import DEFAULT_DIVISOR, DEFAULT_WIDTHS, SlimmableConv2d, SwitchableBatchNorm2d
 
 # name -> (block type, blocks per stage)
 _ARCHS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
@@ -94,7 +94,7 @@ class SlimResNet(nn.Module):
     channel counts are ``channels_at(C, w, divisor)``.
     """
 
-    def __init__(self, arch: str = "resnet18", widths: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+    def __init__(self, arch: str = "resnet18", widths: Sequence[float] = DEFAULT_WIDTHS,
                  output_stride: int = 16, divisor: int = DEFAULT_DIVISOR) -> None:
         super().__init__()
         if arch not in _ARCHS:
