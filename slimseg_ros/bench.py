@@ -1,7 +1,7 @@
 """Benchmark the engine per width: latency, FLOPs, cost of slimmability, switch and load times.
 
-``slimseg-bench [--checkpoint X | --config Y | --backbone B] [--device cpu] [--sizes 360x480 512x1024]
-[--iters N] [--json out.json] [--plot out.png] [--onnx]``
+``slimseg-bench [--checkpoint X | --config Y | --backbone B] [--device cpu]
+[--sizes 360x480 512x1024] [--iters N] [--json out.json] [--plot out.png] [--onnx]``
 
 For each frame size and trained width, in one run:
 
@@ -44,8 +44,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engine import (SegmentationEngine, check_frame, fold_batchnorm, frames_to_batch, module_bytes,
-                     postprocess, preprocess, resolve_device)
+from .engine import (SegmentationEngine, check_frame, fold_batchnorm, frames_to_batch,
+                     module_bytes, postprocess, preprocess, resolve_device)
+from .export import parse_size
 from .models.checkpoint import CheckpointError, ModelInfo, load_checkpoint
 from .models.config import ModelConfig
 from .models.segmenter import build_model
@@ -123,17 +124,6 @@ def resolve_model(args: argparse.Namespace) -> tuple[nn.Module, ModelInfo, str]:
 # Measurements
 # ----------------------------------------------------------------------------------------------
 
-def parse_size(text: str) -> tuple[int, int]:
-    """"HxW" -> (H, W) pixels."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 512x1024 (HxW), got {text!r}") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return h, w
-
-
 def summary(samples_ms: Sequence[float]) -> dict[str, float]:
     a = np.asarray(samples_ms, dtype=np.float64)
     return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
@@ -163,7 +153,8 @@ def flops_and_params(model: nn.Module, width: float, size: tuple[int, int]) -> t
 
 def plain_network(config: ModelConfig, width: float, device: torch.device, dtype: torch.dtype,
                   channels_last: bool) -> nn.Module:
-    """A fresh non-slimmable network of exactly ``width``: new random model, ``to_plain``, BN folded."""
+    """A fresh non-slimmable network of exactly ``width``: new random model, ``to_plain``, BN
+    folded the same way as in the engine."""
     fresh = build_model(ModelConfig.from_dict({**config.to_dict(), "pretrained": None})).eval()
     net = to_plain(fresh, width).eval()
     for p in net.parameters():
@@ -314,7 +305,8 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
             top = widths[-1]
             for w in widths:
                 eng, pln = summary(samples["engine"][w]), summary(samples["plain"][w])
-                paired = np.median(np.asarray(samples["engine"][w]) / np.asarray(samples["plain"][w]))
+                paired = np.median(np.asarray(samples["engine"][w])
+                                   / np.asarray(samples["plain"][w]))
                 row = {
                     "size": [h, w_px], "width": w, "gflops": fp[w][0] / 1e9,
                     "params_m": fp[w][1] / 1e6, "engine_ms": eng, "plain_ms": pln,
@@ -383,7 +375,8 @@ def format_report(result: dict[str, Any]) -> str:
                      f"{s['file_mb']:.1f} |")
     mem = result["memory"]
     lines += ["", f"weights: slimmable model {mem['slimmable_weights_bytes'] / 2**20:.1f} MiB, "
-                  f"specialised per-width copies {mem['specialised_weights_bytes'] / 2**20:.1f} MiB"]
+                  "specialised per-width copies "
+                  f"{mem['specialised_weights_bytes'] / 2**20:.1f} MiB"]
     return "\n".join(lines)
 
 
@@ -468,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slimseg-bench: {exc}", file=sys.stderr)
         return 2
     result["meta"]["source"] = source
-    result["meta"]["command"] = "slimseg-bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    argv_used = argv if argv is not None else sys.argv[1:]
+    result["meta"]["command"] = "slimseg-bench " + " ".join(argv_used)
     print(format_report(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,13 @@
-"""Inference engine: one checkpoint, one specialised network per trained width, a pointer swap to switch.
+"""Inference engine: one checkpoint, a specialised network per trained width, pointer-swap switch.
 
 Why specialise: a slimmable layer slices its full-width weight on every call, which yields
-non-contiguous views and per-width BatchNorm modules. For deployment each trained width gets its own
-plain eval-mode copy (:func:`~slimseg_ros.models.slimmable.to_plain`: contiguous weights) with
-BatchNorm folded into the preceding convolution, optionally in channels_last and fp16/bf16. Switching
-width is then just choosing another module (:meth:`SegmentationEngine.set_width`), at the price of
-holding the copies (:meth:`SegmentationEngine.extra_memory_bytes`, about 1.9x the full-width weights
-for widths 0.25/0.5/0.75/1.0). ``specialise=False`` keeps the single slimmable model instead (no
-extra memory, slightly slower) for memory-tight devices.
+non-contiguous views and per-width BatchNorm modules. For deployment each trained width gets its
+own plain eval-mode copy (:func:`~slimseg_ros.models.slimmable.to_plain`: contiguous weights) with
+BatchNorm folded into the preceding convolution, optionally in channels_last and fp16/bf16.
+Switching width is then just choosing another module (:meth:`SegmentationEngine.set_width`), at
+the price of holding the copies (:meth:`SegmentationEngine.extra_memory_bytes`, about 1.9x the
+full-width weights for widths 0.25/0.5/0.75/1.0). ``specialise=False`` keeps the single
+slimmable model instead (no extra memory, slower switching) for memory-tight devices.
 
 Pre- and post-processing run on the device with torch ops: uint8 H x W x 3 RGB frame -> (optional
 bilinear resize to ``input_size``) -> ``(pixel - mean) / std`` on the 0-255 scale -> network ->
@@ -85,7 +85,8 @@ def _is_plain_conv(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) and not isinstance(m, SlimmableConv2d)
 
 
-def _foldable_pairs(net: nn.Module, example: torch.Tensor) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+def _foldable_pairs(net: nn.Module,
+                    example: torch.Tensor) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
     """(conv, bn) pairs where bn's input is exactly conv's output and nothing else reads it.
 
     Found by running ``example`` through ``net`` with hooks (data flow, not attribute order), so
@@ -171,8 +172,9 @@ def fold_batchnorm(net: nn.Module, example: torch.Tensor | None = None,
         err = (ref - got).abs().max().item()
         scale = max(1.0, ref.abs().max().item())
         if not err <= 1e-3 * scale:
-            warnings.warn(f"BatchNorm folding changed the output by {err:.3g} (scale {scale:.3g}); "
-                          "running this network unfolded", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"BatchNorm folding changed the output by {err:.3g} "
+                          f"(scale {scale:.3g}); running this network unfolded",
+                          RuntimeWarning, stacklevel=2)
             return original, 0
     return net, len(pairs)
 
@@ -209,7 +211,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 def check_frame(image_rgb: Any) -> np.ndarray:
     """Validate an H x W x 3 uint8 RGB frame; return a C-contiguous, writable array."""
     if not isinstance(image_rgb, np.ndarray):
-        raise ValueError(f"expected an H x W x 3 uint8 numpy array, got {type(image_rgb).__name__}")
+        raise ValueError("expected an H x W x 3 uint8 numpy array, "
+                         f"got {type(image_rgb).__name__}")
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or 0 in image_rgb.shape:
         raise ValueError(f"expected an H x W x 3 RGB frame, got shape {image_rgb.shape}")
     if image_rgb.dtype != np.uint8:
@@ -221,7 +224,8 @@ def check_frame(image_rgb: Any) -> np.ndarray:
 
 
 def frames_to_batch(image_rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """H x W x 3 uint8 -> 1 x 3 x H x W uint8 on ``device`` (channels_last strides, no copy on CPU)."""
+    """H x W x 3 uint8 -> 1 x 3 x H x W uint8 on ``device`` (channels_last strides; no copy on
+    CPU)."""
     x = torch.from_numpy(image_rgb)
     if x.device != device:
         x = x.to(device, non_blocking=True)
@@ -247,7 +251,8 @@ def preprocess(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor,
 
 
 def postprocess(logits: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
-    """N x C x h x w logits -> N x H x W uint8 class ids (argmax, then nearest resize to ``out_size``).
+    """N x C x h x w logits -> N x H x W uint8 class ids: argmax, then nearest resize to
+    ``out_size`` (H, W).
 
     "nearest-exact" samples pixel centres, the same geometry as bilinear with align_corners=False.
     """
@@ -270,14 +275,15 @@ def module_bytes(module: nn.Module) -> int:
 
 def specialise_network(model: nn.Module, width: float, fold_bn: bool = True,
                        example: torch.Tensor | None = None) -> tuple[nn.Module, int]:
-    """A plain eval-mode copy of slimmable ``model`` at ``width`` with BN folded; ``(net, folded)``.
+    """A plain eval-mode copy of slimmable ``model`` at ``width``, BN folded: ``(net, folded)``.
 
     ``model`` is not modified. The copy is made on ``model``'s device in float32.
     """
     net = to_plain(model, width).eval()
     leftovers = [type(m).__name__ for m in net.modules() if isinstance(m, SlimmableMixin)]
     if leftovers:
-        raise ValueError(f"to_plain left slimmable modules in the network: {sorted(set(leftovers))}")
+        raise ValueError("to_plain left slimmable modules in the network: "
+                         f"{sorted(set(leftovers))}")
     for p in net.parameters():
         p.requires_grad_(False)
     folded = 0
@@ -340,7 +346,8 @@ class SegmentationEngine:
                               else bool(channels_last))
         self.specialised = bool(specialise)
         self.latency = LatencyStats()
-        self._mean = torch.tensor(info.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._mean = torch.tensor(info.mean, dtype=torch.float32,
+                                  device=self.device).view(1, 3, 1, 1)
         self._inv_std = (1.0 / torch.tensor(info.std, dtype=torch.float32,
                                             device=self.device)).view(1, 3, 1, 1)
         self._model_lock = threading.Lock()  # serialises the shared slimmable model only
@@ -365,8 +372,9 @@ class SegmentationEngine:
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", specialise: bool = True,
-                        precision: str = "fp32", input_size: tuple[int, int] | None = None,
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto",
+                        specialise: bool = True, precision: str = "fp32",
+                        input_size: tuple[int, int] | None = None,
                         **kwargs: Any) -> "SegmentationEngine":
         """Load a checkpoint (safe, no code executed) and build the engine.
 
@@ -409,7 +417,7 @@ class SegmentationEngine:
         raise ValueError(f"width {width!r} is not one of the trained widths {list(self.widths)}")
 
     def check_width(self, width: float | str) -> float:
-        """The trained width equal to ``width`` (number or numeric string); ValueError otherwise."""
+        """The trained width equal to ``width`` (number or numeric string), else ValueError."""
         if isinstance(width, str):
             try:
                 width = float(width)
@@ -507,7 +515,8 @@ class SegmentationEngine:
             _, net = self._select(width)
             for _ in range(iters):
                 with torch.inference_mode():
-                    postprocess(self._logits(frames_to_batch(frame, self.device), net), (h, w)).cpu()
+                    logits = self._logits(frames_to_batch(frame, self.device), net)
+                    postprocess(logits, (h, w)).cpu()
 
     # -- memory --------------------------------------------------------------------------------
 

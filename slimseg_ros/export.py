@@ -46,7 +46,8 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 512x1024 (HxW), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"size must look like 512x1024 (HxW), got {text!r}") from None
     if h < 1 or w < 1:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
     return h, w
@@ -82,7 +83,7 @@ def metadata(engine: SegmentationEngine, width: float) -> dict[str, str]:
         "slimseg.mean": json.dumps(info["mean"]),
         "slimseg.std": json.dumps(info["std"]),
         "slimseg.input_size": json.dumps(info["input_size"]),
-        "slimseg.config": json.dumps(engine.config.to_dict() if engine.config is not None else None),
+        "slimseg.config": json.dumps(engine.config.to_dict() if engine.config else None),
         "slimseg.input": "image: float32 N x 3 x H x W, (pixel - mean) / std on the 0-255 scale",
         "slimseg.output": "logits: float32 N x classes x H x W",
     }
@@ -90,7 +91,7 @@ def metadata(engine: SegmentationEngine, width: float) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence the exporters' deprecation notes and the tracer's note on the model's shape check."""
+    """Silence the exporters' deprecation notes and the tracer's note on the shape check."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
@@ -221,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slimseg-export: {exc}", file=sys.stderr)
         return 2
     size = args.size or tuple(engine.info.input_size or (512, 512))
-    exporter = "torch.onnx TorchScript-based (dynamo=False)" if args.format == "onnx" else "torch.jit.trace"
+    exporter = ("torch.onnx TorchScript-based (dynamo=False)" if args.format == "onnx"
+                else "torch.jit.trace")
     print(f"exporting {args.checkpoint} widths {widths} as {args.format} via {exporter}, "
           f"example {size[0]}x{size[1]}, {'static' if args.static else 'dynamic'} H/W")
     failed = False

@@ -70,7 +70,7 @@ class LatencyStats:
             return None if series is None else series.ewma
 
     def percentile(self, width: float, q: float) -> float | None:
-        """``q``-th percentile (q in percent, 0..100, like numpy) of the last ``window`` samples."""
+        """``q``-th percentile (q in percent, 0..100 like numpy) of the last ``window`` samples."""
         q = float(q)
         if not 0.0 <= q <= 100.0:
             raise ValueError(f"percentile q must be in [0, 100] (percent), got {q}")
@@ -93,7 +93,7 @@ class LatencyStats:
             return tuple(sorted(self._series))
 
     def reset(self, width: float | None = None) -> None:
-        """Forget the samples of ``width`` (all widths when None), e.g. after a resolution change."""
+        """Forget the samples of ``width`` (all when None), e.g. after a resolution change."""
         with self._lock:
             if width is None:
                 self._series.clear()
