@@ -344,7 +344,7 @@ class Governor:
         if not rows:
             return None
         w, t = min(rows)  # tightest width; among equal widths, the lowest threshold
-        return self.snap(w), f"battery {b.value:g}% <= {t:g}%"
+        return self.snap(w), f"battery {round(b.value, 1):g}% <= {t:g}%"
 
     def _thermal_cap(self, now: float, warnings: list[str]) -> tuple[float, str] | None:
         tmp = self._temperature
