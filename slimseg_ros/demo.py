@@ -796,7 +796,9 @@ def write_report(out: Path, record: Record, frame: np.ndarray, info: dict[str, A
               f"{meta['fps']:g} fps offered",
               f"- node: `{' '.join(meta['node_command'])}`",
               f"- node start-up (process start -> first mask): {meta['startup_s']:.1f} s",
-              f"- frames sent: {len(record.frames)}, masks received: {len(record.masks)}",
+              f"- frames sent: {len(record.frames)}, masks received: {len(record.masks)}; every "
+              f"mask carries its frame's stamp, frame_id and size: "
+              f"{'yes' if meta['masks_match_frames'] else 'NO'}",
               f"- ROS_DOMAIN_ID: {meta['domain_id']}", "",
               "Files: `timeline.png`, `montage.png`, `latency.md`/`latency.json`, "
               "`decisions.md`/`decisions.json`, `phases.json`, `node.log`.", "",
@@ -934,6 +936,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
             "source": source.description, "frame_size": list(frame_size), "fps": args.fps,
             "node_command": cmd, "startup_s": startup_s, "domain_id": domain_id,
             "device": args.device or params.get("device", "default"),
+            "masks_match_frames": bool(record.masks) and all(
+                m["frame_id"] == "demo_camera" and m["size"] == list(frame_size)
+                for m in record.masks),
             "phase_seconds": phase_s, "governor_overrides": {
                 k: v for k, v in overrides.items() if k.startswith(gov_prefix)}}
     files = write_report(out, record, source.first, info, widths, meta, t_end)

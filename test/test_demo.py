@@ -1,0 +1,146 @@
+"""slimseg-demo: its pieces (frame sources, diagnostics parsing, budgets, parameter file) and a
+short real run against the real node over DDS that must produce every report file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from slimseg_ros import demo
+from slimseg_ros.demo import (DemoError, FrameSource, Record, parse_diagnostic_values,
+                              scenario, synthetic_street)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_synthetic_street_is_a_moving_street_scene():
+    a, b = synthetic_street(0, 120, 160), synthetic_street(5, 120, 160)
+    assert a.shape == (120, 160, 3) and a.dtype == np.uint8
+    assert not np.array_equal(a, b)  # the scene moves
+    assert a[:10].mean(axis=(0, 1))[2] > a[-10:].mean(axis=(0, 1))[2]  # blue sky over the road
+
+
+def test_frame_source_folder_video_and_synthetic(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    for i, c in enumerate(colours):  # written as BGR by OpenCV: read back as RGB
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((30, 40, 3), c[::-1], np.uint8))
+    (folder / "notes.txt").write_text("not an image")
+    src = FrameSource(folder, None)
+    assert "3 images" in src.description
+    seen = [tuple(src.first[0, 0])] + [tuple(src.next()[0, 0]) for _ in range(3)]
+    assert seen == colours + colours[:1]  # in name order, looping
+    assert FrameSource(folder, (20, 24)).next().shape == (20, 24, 3)
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (40, 30))
+    for i in range(3):
+        writer.write(np.full((30, 40, 3), 60 * i, np.uint8))
+    writer.release()
+    src = FrameSource(video, None)
+    frames = [src.first] + [src.next() for _ in range(4)]  # loops past the end
+    assert all(f.shape == (30, 40, 3) for f in frames)
+    assert abs(int(frames[3].mean()) - int(frames[0].mean())) < 8
+
+    assert FrameSource(None, (24, 32)).next().shape == (24, 32, 3)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: p / "missing", "neither an image folder nor a video"),
+    (lambda p: p, "holds no images"),
+    (lambda p: (p / "bad.mp4").write_bytes(b"not a video") and p / "bad.mp4", "cannot open"),
+])
+def test_frame_source_rejects_bad_input(tmp_path, make, match):
+    with pytest.raises(DemoError, match=match):
+        FrameSource(make(tmp_path), None)
+
+
+def test_parse_diagnostics_as_the_node_writes_them():
+    values = {"active width": "0.5", "reason": "battery 12% <= 15%", "caps": "battery=0.5",
+              "latency ms at 0.25": "p50 3.1, p90 4.2, ewma 3.3",
+              "latency ms at 1": "p50 20.0, p90 31.5, ewma 22.0",
+              "frames at 0.5": "7", "warnings": "none"}
+    parsed = parse_diagnostic_values(values)
+    assert parsed["width"] == 0.5 and parsed["reason"] == "battery 12% <= 15%"
+    assert parsed["latency"] == {0.25: {"p50": 3.1, "p90": 4.2, "ewma": 3.3},
+                                 1.0: {"p50": 20.0, "p90": 31.5, "ewma": 22.0}}
+    assert parse_diagnostic_values({"active width": "n/a"}) == {}
+
+
+def test_budgets_come_from_measured_latency():
+    record = Record(diagnostics=[{"values": {
+        f"latency ms at {w:g}": f"p50 {ms}, p90 {ms * 1.2}, ewma {ms}"
+        for w, ms in ((0.25, 4.0), (0.5, 9.0), (0.75, 16.0), (1.0, 25.0))}}])
+    b = demo._budgets(record, [0.25, 0.5, 0.75, 1.0], margin=0.9)
+    assert 9.0 < b["tight"] * 0.9 < 16.0  # the budget fits 0.5 but not 0.75
+    assert b["relaxed"] * 0.9 == pytest.approx(75.0, abs=0.01)
+    assert demo._budgets(Record(), [0.25, 1.0], 0.9) == {"tight": 50.0, "relaxed": 1000.0}
+
+
+def test_scenario_covers_every_width_and_policy():
+    phases = scenario(1.0, [0.25, 0.5, 0.75, 1.0])
+    assert [p.request for p in phases if p.montage] == [0.25, 0.5, 0.75, 1.0]
+    assert any(p.battery[1] < 15 and not p.charging for p in phases)
+    assert any(p.charging for p in phases)
+    assert any(p.temperature[1] >= 90 for p in phases)
+    assert [p.budget for p in phases if isinstance(p.budget, str)] == ["tight", "relaxed"]
+
+
+def test_parameter_file_is_found_and_flattened():
+    params = demo.flatten_params(demo.find_params_file())
+    assert "governor.min_dwell_s" in params and "checkpoint" in params
+
+
+def _tiny_checkpoint(path: Path) -> Path:
+    from slimseg_ros.models.checkpoint import ModelInfo, save_checkpoint
+    from slimseg_ros.models.config import ModelConfig
+    from slimseg_ros.models.segmenter import build_model
+
+    model = build_model(ModelConfig(backbone="mobilenetv2", head="fcn", num_classes=11,
+                                    head_channels=16)).eval()
+    info = ModelInfo(class_names=list(demo.CAMVID_CLASSES),
+                     palette=[list(c) for c in demo.CAMVID_PALETTE])
+    save_checkpoint(path, model, info, extra={"untrained": True})
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_short_demo_run_writes_the_whole_report(tmp_path):
+    pytest.importorskip("rclpy")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i}.png"), synthetic_street(i, 48, 64)[:, :, ::-1])
+    checkpoint = _tiny_checkpoint(tmp_path / "tiny.pt")
+    out = tmp_path / "report"
+    cmd = [sys.executable, "-m", "slimseg_ros.demo", "--output", str(out), "--images",
+           str(frames), "--checkpoint", str(checkpoint), "--phase-seconds", "0.4",
+           "--fps", "10", "--device", "cpu", "--startup-timeout", "90"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=150, cwd=REPO, env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert f"report written to {out}" in run.stdout
+    for name in ("report.md", "timeline.png", "montage.png", "latency.md", "latency.json",
+                 "decisions.md", "decisions.json", "phases.json", "node.log"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for png in ("timeline.png", "montage.png"):
+        img = cv2.imread(str(out / png))
+        assert img is not None and img.shape[0] > 200 and img.shape[1] > 400
+    latency = json.loads((out / "latency.json").read_text())
+    assert [r["width"] for r in latency["widths"]] == [0.25, 0.5, 0.75, 1.0]
+    assert latency["meta"]["masks_match_frames"] is True
+    assert sum(r["masks"] for r in latency["widths"]) > 10
+    decisions = json.loads((out / "decisions.json").read_text())
+    reasons = " ".join(d["reason"] for d in decisions["decisions"])
+    assert "request 0.25" in reasons  # an explicit command reaches the node and its diagnostics
+    assert 0.25 in [w for _, w in decisions["active_width"]]
+    assert "| width |" in (out / "latency.md").read_text()
