@@ -1,0 +1,219 @@
+"""Shared helpers for the node tests: tiny checkpoints, a ROS domain per process, a probe node.
+
+Not a test module (no ``test_`` prefix); the node tests import it. Everything here talks to the
+real rclpy/DDS stack: the probe publishes and subscribes over real topics.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NUM_CLASSES = 11
+PALETTE = [[(37 * i) % 256, (91 * i + 40) % 256, (53 * i + 7) % 256] for i in range(NUM_CLASSES)]
+
+
+def make_tiny_checkpoint(path: Path, backbone: str = "resnet18",
+                         input_size: tuple[int, int] | None = (64, 96)) -> Path:
+    """A random-weight slimmable FCN checkpoint that runs in a few ms on CPU at 64x96."""
+    import torch
+
+    from slimseg_ros.models import ModelConfig, ModelInfo, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone=backbone, head="fcn", num_classes=NUM_CLASSES,
+                                    head_channels=32)).eval()
+    info = ModelInfo(class_names=[f"class_{i}" for i in range(NUM_CLASSES)], palette=PALETTE,
+                     input_size=list(input_size) if input_size else None)
+    save_checkpoint(path, model, info)
+    return path
+
+
+def pick_domain_id() -> int:
+    """A ROS domain for this test process, so parallel test runs do not hear each other."""
+    return random.Random(f"{os.getpid()}-{time.time_ns()}").randint(1, 100)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float = 0.02,
+             action: Callable[[], None] | None = None, action_period: float = 0.1) -> Any:
+    """Poll ``predicate`` until truthy (returned) or ``timeout`` (AssertionError).
+
+    ``action`` (e.g. "publish a frame") runs every ``action_period`` seconds while waiting.
+    """
+    deadline = time.monotonic() + timeout
+    next_action = time.monotonic()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        now = time.monotonic()
+        if now > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        if action is not None and now >= next_action:
+            action()
+            next_action = now + action_period
+        time.sleep(period)
+
+
+def image_msg(pixels: np.ndarray, encoding: str, frame_id: str = "camera", stamp: Any = None,
+              pad: int = 0) -> Any:
+    """A sensor_msgs/Image holding ``pixels`` with ``pad`` extra bytes per row."""
+    from sensor_msgs.msg import Image
+
+    h, w = pixels.shape[:2]
+    rows = pixels.reshape(h, -1)
+    if pad:
+        rows = np.concatenate([rows, np.zeros((h, pad), np.uint8)], axis=1)
+    msg = Image(height=h, width=w, encoding=encoding, step=rows.shape[1])
+    msg.data = array.array("B", np.ascontiguousarray(rows).tobytes())
+    msg.header.frame_id = frame_id
+    if stamp is not None:
+        msg.header.stamp = stamp
+    return msg
+
+
+class Probe:
+    """A test-side node: publishes frames and control inputs, records everything the node says."""
+
+    def __init__(self, context: Any, name: str = "probe",
+                 mask_reliability: str = "reliable") -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.node import Node
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import BatteryState, CompressedImage, Image, Temperature
+        from std_msgs.msg import Float32
+
+        self.node = Node(name, context=context)
+        self.lock = threading.Lock()
+        self.masks: list[Any] = []
+        self.colors: list[Any] = []
+        self.overlays: list[Any] = []
+        self.widths: list[float] = []
+        self.diagnostics: list[Any] = []
+        self.mask_arrival: list[float] = []  # node clock (ns) when each mask arrived
+        rel = (ReliabilityPolicy.RELIABLE if mask_reliability == "reliable"
+               else ReliabilityPolicy.BEST_EFFORT)
+        out_qos = QoSProfile(depth=5, reliability=rel)
+        n = self.node
+        n.create_subscription(Image, "slimseg/mask", self._on_mask, out_qos)
+        n.create_subscription(Float32, "slimseg/active_width", self._store(self.widths, "data"),
+                              QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        n.create_subscription(DiagnosticArray, "/diagnostics", self._store(self.diagnostics), 10)
+        self.image_pub = n.create_publisher(Image, "image", QoSProfile(depth=1))
+        self.compressed_pub = n.create_publisher(CompressedImage, "image/compressed",
+                                                 QoSProfile(depth=1))
+        self.width_pub = n.create_publisher(Float32, "slimseg/width", 10)
+        self.budget_pub = n.create_publisher(Float32, "slimseg/budget_ms", 10)
+        self.battery_pub = n.create_publisher(BatteryState, "battery_state", 10)
+        self.temperature_pub = n.create_publisher(Temperature, "temperature", 10)
+        self._out_qos = out_qos
+        self._color_sub = None
+        self._overlay_sub = None
+
+    def _store(self, target: list, attr: str | None = None) -> Callable[[Any], None]:
+        def callback(msg: Any) -> None:
+            with self.lock:
+                target.append(getattr(msg, attr) if attr else msg)
+        return callback
+
+    def _on_mask(self, msg: Any) -> None:
+        now = self.node.get_clock().now().nanoseconds
+        with self.lock:
+            self.masks.append(msg)
+            self.mask_arrival.append(now)
+
+    def subscribe_color(self) -> None:
+        from sensor_msgs.msg import Image
+        self._color_sub = self.node.create_subscription(Image, "slimseg/color",
+                                                        self._store(self.colors), self._out_qos)
+
+    def subscribe_overlay(self) -> None:
+        from sensor_msgs.msg import Image
+        self._overlay_sub = self.node.create_subscription(
+            Image, "slimseg/overlay", self._store(self.overlays), self._out_qos)
+
+    # ------------------------------------------------------------------ sending
+    def send_width(self, value: float) -> None:
+        from std_msgs.msg import Float32
+        self.width_pub.publish(Float32(data=float(value)))
+
+    def send_budget(self, ms: float) -> None:
+        from std_msgs.msg import Float32
+        self.budget_pub.publish(Float32(data=float(ms)))
+
+    def send_battery(self, fraction: float, charging: bool = False) -> None:
+        from sensor_msgs.msg import BatteryState
+        status = (BatteryState.POWER_SUPPLY_STATUS_CHARGING if charging
+                  else BatteryState.POWER_SUPPLY_STATUS_DISCHARGING)
+        self.battery_pub.publish(BatteryState(percentage=float(fraction),
+                                              power_supply_status=status))
+
+    def send_temperature(self, celsius: float) -> None:
+        from sensor_msgs.msg import Temperature
+        self.temperature_pub.publish(Temperature(temperature=float(celsius)))
+
+    # ------------------------------------------------------------------ reading
+    def latest_status(self) -> Any:
+        with self.lock:
+            return self.diagnostics[-1].status[0] if self.diagnostics else None
+
+    def diag_values(self) -> dict[str, str]:
+        status = self.latest_status()
+        return {kv.key: kv.value for kv in status.values} if status is not None else {}
+
+    def fresh_diag(self, predicate: Callable[[dict[str, str]], bool],
+                   timeout: float = 10.0) -> dict[str, str]:
+        """Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``."""
+        with self.lock:
+            start = len(self.diagnostics)
+
+        def check() -> dict[str, str] | None:
+            with self.lock:
+                new = self.diagnostics[start:]
+            for msg in reversed(new):
+                values = {kv.key: kv.value for kv in msg.status[0].values}
+                values["_message"] = msg.status[0].message
+                values["_level"] = str(int.from_bytes(msg.status[0].level, "little")
+                                       if isinstance(msg.status[0].level, bytes)
+                                       else int(msg.status[0].level))
+                if predicate(values):
+                    return values
+            return None
+        return wait_for(check, timeout)
+
+    def count(self, items: list) -> int:
+        with self.lock:
+            return len(items)
+
+    def destroy(self) -> None:
+        self.node.destroy_node()
+
+
+class Spinner:
+    """A MultiThreadedExecutor spinning some nodes in a background thread."""
+
+    def __init__(self, context: Any, *nodes: Any) -> None:
+        from rclpy.executors import MultiThreadedExecutor
+        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        for node in nodes:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # context shut down at teardown
+            pass
+
+    def stop(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=5.0)

@@ -1,0 +1,312 @@
+"""The node in this process over real rclpy/DDS: frames in, masks out, width control, policies,
+bad inputs, parameters and QoS. A tiny random-weight model keeps every frame at a few ms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("sensor_msgs.msg")
+pytest.importorskip("diagnostic_msgs.msg")
+
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+from node_harness import (PALETTE, Probe, Spinner, image_msg, make_tiny_checkpoint,  # noqa: E402
+                          pick_domain_id, wait_for)
+from slimseg_ros.conversions import colorize, palette_lut  # noqa: E402
+from slimseg_ros.node import SlimSegNode, StartupError  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+FAST = {"qos_check_period_s": 0.1, "diagnostics_period_s": 0.2, "governor.min_dwell_s": 0.2,
+        "governor.probe_interval_s": 0.2, "latency_window_frames": 5}
+
+
+@pytest.fixture(scope="module")
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=pick_domain_id())
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture
+def start(context, checkpoint):
+    """``start(**params) -> (node, probe)``: a node and a probe spinning until the test ends."""
+    made = []
+
+    def _start(probe_name: str = "probe", **params):
+        values = {"checkpoint": str(checkpoint), **FAST, **params}
+        node = SlimSegNode(context=context, parameter_overrides=[
+            Parameter(k, value=v) for k, v in values.items()])
+        probe = Probe(context, name=probe_name)
+        spinner = Spinner(context, node, probe.node)
+        made.append((node, probe, spinner))
+        wait_for(lambda: probe.count(probe.widths) > 0)  # latched active width: node is up
+        return node, probe
+    yield _start
+    for node, probe, spinner in made:
+        spinner.stop()
+        node.destroy_node()
+        probe.destroy()
+
+
+def frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def send_until_mask(node, probe, msg, pub=None, count: int = 1, timeout: float = 10.0):
+    """Publish ``msg`` every 0.1 s until ``count`` new masks arrived; return the last."""
+    pub = pub or probe.image_pub
+    start = probe.count(probe.masks)
+    wait_for(lambda: probe.count(probe.masks) >= start + count, timeout,
+             action=lambda: pub.publish(msg))
+    with probe.lock:
+        return probe.masks[-1]
+
+
+@pytest.mark.parametrize(("encoding", "h", "w", "pad"), [
+    ("bgr8", 120, 160, 4), ("rgba8", 91, 133, 0), ("mono8", 48, 70, 2), ("rgb8", 480, 640, 0)])
+def test_mask_has_the_frames_header_and_size(start, encoding, h, w, pad) -> None:
+    node, probe = start()
+    probe.subscribe_color()
+    rgb = frame(h, w)
+    pixels = {"bgr8": rgb[:, :, ::-1], "rgb8": rgb, "mono8": rgb[:, :, 0],
+              "rgba8": np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2)}
+    stamp = rclpy.time.Time(seconds=1234, nanoseconds=567).to_msg()
+    msg = image_msg(np.ascontiguousarray(pixels[encoding]), encoding, frame_id="cam_left",
+                    stamp=stamp, pad=pad)
+    mask = send_until_mask(node, probe, msg)
+    assert (mask.height, mask.width, mask.encoding, mask.step) == (h, w, "mono8", w)
+    assert mask.header.frame_id == "cam_left"
+    assert (mask.header.stamp.sec, mask.header.stamp.nanosec) == (1234, 567)
+    values = np.frombuffer(mask.data, np.uint8).reshape(h, w)
+    assert values.max() < len(PALETTE)
+    wait_for(lambda: probe.count(probe.colors) > 0, action=lambda: probe.image_pub.publish(msg))
+    with probe.lock:
+        color = probe.colors[-1]
+    assert (color.height, color.width, color.encoding) == (h, w, "rgb8")
+    assert color.header.frame_id == "cam_left"
+    np.testing.assert_array_equal(np.frombuffer(color.data, np.uint8).reshape(h, w, 3),
+                                  colorize(values, palette_lut(PALETTE)))
+
+
+def test_colour_and_overlay_only_when_wanted(start) -> None:
+    node, probe = start()
+    msg = image_msg(frame(40, 60), "rgb8")
+    send_until_mask(node, probe, msg, count=2)
+    assert probe.count(probe.colors) == 0 and probe.count(probe.overlays) == 0
+    assert node._color_pub.get_subscription_count() == 0
+    probe.subscribe_overlay()  # subscribed but disabled: nothing is computed
+    wait_for(lambda: node._overlay_pub.get_subscription_count() > 0)
+    send_until_mask(node, probe, msg, count=2)
+    assert probe.count(probe.overlays) == 0
+    assert node.set_parameters([Parameter("publish_overlay", value=True)])[0].successful
+    wait_for(lambda: probe.count(probe.overlays) > 0, action=lambda: probe.image_pub.publish(msg))
+    with probe.lock:
+        ov = probe.overlays[-1]
+    assert (ov.height, ov.width, ov.encoding) == (40, 60, "rgb8")
+
+
+def test_width_command_sets_active_width_and_next_frame(start) -> None:
+    node, probe = start()
+    msg = image_msg(frame(60, 80), "rgb8")
+    send_until_mask(node, probe, msg)
+    assert node.frame_stats()["last"]["width"] == 1.0
+    probe.send_width(0.25)
+    wait_for(lambda: probe.widths and probe.widths[-1] == 0.25)
+    before = node.frame_stats()["per_width"].get(0.25, 0)
+    send_until_mask(node, probe, msg)
+    stats = node.frame_stats()
+    assert stats["last"]["width"] == 0.25 and stats["per_width"][0.25] > before
+    assert node.engine.latency.count(0.25) >= 1
+    probe.send_width(0.6)  # between trained widths: snaps down to 0.5
+    wait_for(lambda: probe.widths[-1] == 0.5)
+    late = Probe(node.context, name="late_joiner")  # transient-local: a late joiner sees it
+    spinner = Spinner(node.context, late.node)
+    try:
+        wait_for(lambda: late.widths == [0.5])
+    finally:
+        spinner.stop()
+        late.destroy()
+    diag = probe.fresh_diag(lambda v: v.get("active width") == "0.5")
+    assert diag["reason"] == "request 0.5"
+
+
+def test_battery_temperature_and_budget_lower_the_width(start) -> None:
+    node, probe = start()
+    msg = image_msg(frame(60, 80), "rgb8")
+    send_until_mask(node, probe, msg)
+
+    probe.send_battery(0.10)  # 10 % discharging: the 15 % row caps at 0.25
+    d = probe.fresh_diag(lambda v: v["active width"] == "0.25")
+    assert "battery 10% <= 15%" in d["reason"]
+    probe.send_battery(0.10, charging=True)  # ignored while charging
+    d = probe.fresh_diag(lambda v: v["active width"] == "1")
+    assert d["reason"] == "request 1"
+
+    probe.send_temperature(85.0)  # >= 80 C: at most 0.5
+    d = probe.fresh_diag(lambda v: v["active width"] == "0.5")
+    assert "thermal 85.0C >= 80C" in d["reason"]
+    probe.send_temperature(78.5)  # below 80 but within the 3 C hysteresis: still held
+    d = probe.fresh_diag(lambda v: "78.5" in v["reason"])
+    assert d["active width"] == "0.5" and "held" in d["reason"]
+    probe.send_temperature(40.0)
+    probe.fresh_diag(lambda v: v["active width"] == "1")
+
+    probe.send_budget(0.01)  # no width fits 0.01 ms: the narrowest, and the budget says so
+    wait_for(lambda: probe.widths[-1] == 0.25, timeout=15,
+             action=lambda: probe.image_pub.publish(msg), action_period=0.05)
+    d = probe.fresh_diag(lambda v: v["active width"] == "0.25")
+    assert "budget 0.01ms: p90 at 0.25" in d["reason"]
+    assert "cannot be met" in d["warnings"]
+    probe.send_budget(10000.0)  # plenty of headroom: probes upwards back to full width
+    wait_for(lambda: probe.widths[-1] == 1.0, timeout=15,
+             action=lambda: probe.image_pub.publish(msg), action_period=0.03)
+    d = probe.fresh_diag(lambda v: v["active width"] == "1")
+    assert "request 1" in d["reason"]
+
+
+def test_bad_inputs_are_rejected_and_reported(start) -> None:
+    node, probe = start(warn_throttle_s=60.0)
+    good = image_msg(frame(30, 40), "rgb8", frame_id="good")
+    send_until_mask(node, probe, good)
+    bad_images = [image_msg(frame(30, 40), "rgb8"), image_msg(frame(30, 40), "rgb8"),
+                  Image(height=0, width=0, encoding="rgb8", step=0)]
+    bad_images[0].encoding = "yuv_unknown"
+    bad_images[1].step = 100  # wider than 40 * 3 = 120 bytes? no: smaller, so invalid
+    for bad in bad_images:
+        probe.image_pub.publish(bad)
+        wait_for(lambda: node.frame_stats()["received"] > 0)
+        import time
+        time.sleep(0.15)  # let the inference thread take each one (the slot holds one frame)
+    probe.send_battery(math.nan)
+    probe.send_battery(45.0)  # a 0-100 value in the 0-1 field
+    probe.send_width(7.0)
+    probe.send_width(math.nan)
+    probe.send_temperature(math.nan)
+    probe.send_budget(-5.0)
+    d = probe.fresh_diag(lambda v: v.get("rejected width") == "2"
+                         and v.get("rejected image") == "3" and v.get("rejected battery") == "2")
+    assert "unsupported image encoding 'yuv_unknown'" in d["last rejected image"] or \
+        "zero-size" in d["last rejected image"]
+    assert d["rejected temperature"] == "1" and d["rejected budget"] == "1"
+    assert "width 7.0 is not in (0, 1]" in d["last rejected width"] or \
+        "nan" in d["last rejected width"]
+    assert d["active width"] == "1" and d["requested width"] == "1"
+    mask = send_until_mask(node, probe, good)  # still serving good frames
+    assert mask.header.frame_id == "good"
+
+
+def test_each_bad_image_kind_is_named(start) -> None:
+    node, probe = start(warn_throttle_s=0.0)
+    cases = {"encoding": ("yuv_unknown", "unsupported image encoding 'yuv_unknown'"),
+             "step": (100, "step 100 is smaller than width x bytes per pixel"),
+             "zero": (None, "zero-size image")}
+    for key, (value, text) in cases.items():
+        msg = image_msg(frame(30, 40), "rgb8")
+        if key == "encoding":
+            msg.encoding = value
+        elif key == "step":
+            msg.step = value
+        else:
+            msg = Image(height=0, width=0, encoding="rgb8", step=0)
+        wait_for(lambda: text in probe.diag_values().get("last rejected image", ""),
+                 action=lambda: probe.image_pub.publish(msg), timeout=10)
+        d = probe.fresh_diag(lambda v: text in v.get("last rejected image", ""))
+        assert d["_level"] in ("0", "1")
+
+
+def test_compressed_input_and_garbage_bytes(start) -> None:
+    import cv2
+    node, probe = start(input_transport="compressed")
+    ok, png = cv2.imencode(".png", frame(50, 70))
+    assert ok
+    good = CompressedImage(format="png")
+    good.data = png.tobytes()
+    good.header.frame_id = "compressed_cam"
+    garbage = CompressedImage(format="jpeg")
+    garbage.data = b"\xff\xd8 definitely not a jpeg"
+    wait_for(lambda: "could not decode" in probe.diag_values().get("last rejected image", ""),
+             action=lambda: probe.compressed_pub.publish(garbage))
+    mask = send_until_mask(node, probe, good, pub=probe.compressed_pub)
+    assert (mask.height, mask.width, mask.header.frame_id) == (50, 70, "compressed_cam")
+
+
+def test_parameters_validate_then_apply(start) -> None:
+    node, probe = start()
+    assert node.get_parameter("class_names").value == [f"class_{i}" for i in range(11)]
+    assert list(node.get_parameter("palette").value[:3]) == PALETTE[0]
+    assert list(node.get_parameter("widths").value) == [0.25, 0.5, 0.75, 1.0]
+    r = node.set_parameters([Parameter("class_names", value=["a"])])[0]
+    assert not r.successful and "read-only" in r.reason.lower()
+    r = node.set_parameters([Parameter("governor.battery_thresholds", value=[15.0, 2.0])])[0]
+    assert not r.successful and "battery_thresholds" in r.reason
+    r = node.set_parameters([Parameter("governor.budget_margin", value=1.5)])[0]
+    assert not r.successful
+    r = node.set_parameters([Parameter("image_qos", value="sometimes")])[0]
+    assert not r.successful and "auto" in r.reason
+    r = node.set_parameters([Parameter("width", value=0.0)])[0]
+    assert not r.successful and "(0, 1]" in r.reason
+    assert node.set_parameters([Parameter("width", value=0.5)])[0].successful
+    wait_for(lambda: probe.widths[-1] == 0.5)
+    # a runtime threshold change applies at once: 60 % battery now caps at 0.25
+    assert node.set_parameters([Parameter("governor.battery_thresholds",
+                                          value=[70.0, 0.25])])[0].successful
+    probe.send_battery(0.6)
+    d = probe.fresh_diag(lambda v: v["active width"] == "0.25")
+    assert "battery 60% <= 70%" in d["reason"]
+
+
+def _node_sub_reliability(probe, topic="/image"):
+    infos = [i for i in probe.node.get_subscriptions_info_by_topic(topic)
+             if i.node_name == "slimseg_node"]
+    return infos[0].qos_profile.reliability if len(infos) == 1 else None
+
+
+def test_auto_qos_follows_the_publishers(start) -> None:
+    node, probe = start()
+    reliable = probe.image_pub  # the probe's own image publisher is reliable
+    wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
+    best_effort = probe.node.create_publisher(
+        Image, "image", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.BEST_EFFORT)
+    send_until_mask(node, probe, image_msg(frame(480, 640), "rgb8"), pub=best_effort)
+    probe.node.destroy_publisher(best_effort)
+    wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
+    send_until_mask(node, probe, image_msg(frame(32, 32), "rgb8"), pub=reliable)
+    assert node.set_parameters([Parameter("image_qos", value="best_effort")])[0].successful
+    wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.BEST_EFFORT)
+
+
+def test_missing_or_corrupt_checkpoint_fails_with_the_file_named(context, tmp_path) -> None:
+    missing = tmp_path / "nowhere" / "model.pt"
+    with pytest.raises(StartupError, match=f"checkpoint file {missing} does not exist"):
+        SlimSegNode(context=context, parameter_overrides=[Parameter("checkpoint",
+                                                                    value=str(missing))])
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(StartupError, match=f"checkpoint file {corrupt} is corrupt"):
+        SlimSegNode(context=context, parameter_overrides=[Parameter("checkpoint",
+                                                                    value=str(corrupt))])
+
+
+def test_bad_start_up_parameters_are_named(context, checkpoint) -> None:
+    with pytest.raises(StartupError, match="battery_thresholds"):
+        SlimSegNode(context=context, parameter_overrides=[
+            Parameter("checkpoint", value=str(checkpoint)),
+            Parameter("governor.battery_thresholds", value=[10.0, 0.25, 10.0, 0.5])])
+    with pytest.raises(StartupError, match="input_size"):
+        SlimSegNode(context=context, parameter_overrides=[
+            Parameter("checkpoint", value=str(checkpoint)),
+            Parameter("input_size", value=[64, 0])])

@@ -1,0 +1,177 @@
+"""The node's plain-Python parts, without a ROS graph: the latest-frame slot, recent latency,
+rejection throttling, the Fast DDS profile environment, default files, and the parameter table
+against config/slimseg.yaml."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slimseg_ros import node_support as ns
+from slimseg_ros.governor import GovernorConfig
+from slimseg_ros.params import (MODEL_PARAMS, PARAMS, SPECS, check_value,
+                                governor_config_from_params)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_latest_slot_keeps_only_the_newest_item() -> None:
+    slot: ns.LatestSlot[int] = ns.LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True and slot.put(3) is True
+    assert slot.take(timeout=0.1) == 3
+    assert (slot.received, slot.dropped) == (3, 2)
+    assert slot.take(timeout=0.05) is None  # empty: times out
+
+
+def test_latest_slot_wakes_a_waiting_taker_and_closes() -> None:
+    slot: ns.LatestSlot[str] = ns.LatestSlot()
+    got: list[str | None] = []
+    t = threading.Thread(target=lambda: got.append(slot.take(timeout=5)))
+    t.start()
+    time.sleep(0.05)
+    slot.put("frame")
+    t.join(timeout=2)
+    assert got == ["frame"]
+    t = threading.Thread(target=lambda: got.append(slot.take(timeout=5)))
+    t.start()
+    slot.close()
+    t.join(timeout=2)
+    assert not t.is_alive() and got[-1] is None and slot.closed
+
+
+def test_recent_latency_forgets_old_and_excess_samples() -> None:
+    rl = ns.RecentLatency(window_s=2.0, max_frames=3)
+    for t, ms in [(0.0, 100.0), (1.0, 10.0), (1.5, 20.0), (1.8, 30.0)]:
+        rl.record(0.5, ms, now=t)
+    assert rl.percentile(0.5, 100, now=2.0) == 30.0   # 100 ms fell out (max 3 frames)
+    assert rl.percentile(0.5, 50, now=2.0) == 20.0
+    assert rl.percentile(0.5, 0, now=3.2) == 20.0     # 10 ms (t=1.0) is older than 2 s
+    assert rl.percentile(0.5, 90, now=10.0) is None   # all stale
+    assert rl.table([0.25, 0.5], 90, now=2.0) == {0.25: None, 0.5: pytest.approx(28.0)}
+    with pytest.raises(ValueError, match="finite"):
+        rl.record(0.5, float("nan"), now=0.0)
+
+
+def test_rejections_are_counted_always_and_logged_throttled_per_kind() -> None:
+    r = ns.Rejections(throttle_s=5.0)
+    assert r.reject("image", "bad step", now=0.0) == "rejected image: bad step"
+    assert r.reject("image", "bad step", now=1.0) is None
+    assert r.reject("width", "width 7.0", now=1.0) == "rejected width: width 7.0"  # own throttle
+    assert r.reject("image", "zero-size", now=6.0) == (
+        "rejected image: zero-size (1 more image rejections not logged)")
+    counts, last = r.snapshot()
+    assert counts == {"image": 3, "width": 1} and last["image"] == "zero-size"
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({}, {"FASTDDS_DEFAULT_PROFILES_FILE": "/p.xml"}),
+    ({"ROS_DISTRO": "jazzy"}, {"FASTDDS_DEFAULT_PROFILES_FILE": "/p.xml",
+                               "FASTRTPS_DEFAULT_PROFILES_FILE": "/p.xml"}),
+    ({"ROS_DISTRO": "humble", "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"},
+     {"FASTDDS_DEFAULT_PROFILES_FILE": "/p.xml", "FASTRTPS_DEFAULT_PROFILES_FILE": "/p.xml"}),
+    ({"FASTRTPS_DEFAULT_PROFILES_FILE": "/mine.xml"}, {}),   # the user's own profile wins
+    ({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}, {}),
+    ({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}, {}),      # not Fast DDS: nothing to do
+])
+def test_dds_profile_env(environ: dict, expected: dict) -> None:
+    assert ns.dds_profile_env(environ, "/p.xml") == expected
+
+
+def test_apply_dds_profile_uses_the_shipped_file_or_the_override() -> None:
+    env: dict[str, str] = {}
+    set_ = ns.apply_dds_profile(env)
+    shipped = ns.default_dds_profile()
+    assert shipped is not None and shipped.name == "fastdds_large_shm.xml"
+    assert set_ == {"FASTDDS_DEFAULT_PROFILES_FILE": str(shipped)} and env == set_
+    assert ns.apply_dds_profile({"SLIMSEG_DDS_PROFILE": ""}) == {}  # opt out
+    assert ns.apply_dds_profile({"SLIMSEG_DDS_PROFILE": "/x.xml"}) == {
+        "FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml"}
+
+
+def test_shipped_profile_has_a_large_shared_memory_segment() -> None:
+    import xml.etree.ElementTree as ET
+    root = ET.parse(REPO / "config" / "fastdds_large_shm.xml").getroot()
+    ns_ = {"d": "http://www.eprosima.com"}
+    sizes = [int(e.text) for e in root.iterfind(".//d:segment_size", ns_)]
+    assert sizes and min(sizes) >= 1920 * 1080 * 3 * 4  # several 1080p rgb8 frames
+    participant = root.find(".//d:participant", ns_)
+    assert participant is not None and participant.get("is_default_profile") == "true"
+
+
+def test_default_checkpoint_prefers_default_pt_and_explains_absence(tmp_path, monkeypatch) -> None:
+    models = tmp_path / "models"
+    monkeypatch.setattr(ns, "data_dirs", lambda sub: [models] if models.is_dir() else [])
+    with pytest.raises(FileNotFoundError, match="no packaged default model was found"):
+        ns.default_checkpoint()
+    models.mkdir()
+    (models / "a.pt").write_bytes(b"")
+    assert ns.default_checkpoint() == models / "a.pt"
+    (models / "b.pt").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="several models"):
+        ns.default_checkpoint()
+    (models / "default.pt").write_bytes(b"")
+    assert ns.default_checkpoint() == models / "default.pt"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_yaml_file_sets_known_parameters_with_the_declared_types() -> None:
+    data = yaml.safe_load((REPO / "config" / "slimseg.yaml").read_text())
+    values = _flatten(data["/**"]["ros__parameters"])
+    assert set(values) == set(SPECS), "config/slimseg.yaml and params.PARAMS differ"
+    py_types = {"bool": bool, "int": int, "float": float, "str": str}
+    for name, value in values.items():
+        spec = SPECS[name]
+        if spec.kind in py_types:
+            assert type(value) is py_types[spec.kind], f"{name}: {value!r} is not {spec.kind}"
+        else:
+            inner = {"int_array": int, "float_array": float}[spec.kind]
+            assert all(type(v) is inner for v in value), f"{name}: {value!r}"
+        assert value == spec.default, f"{name}: YAML {value!r} != default {spec.default!r}"
+        check_value(name, value)
+    governor_config_from_params(values)  # the shipped thresholds are valid
+
+
+def test_parameter_table_is_complete_and_described() -> None:
+    for spec in PARAMS + MODEL_PARAMS:
+        assert len(spec.description) > 20, spec.name
+        if spec.kind in ("int", "float") and not spec.read_only:
+            assert spec.lo is not None, f"{spec.name} needs a range"
+    gov = {s.name.removeprefix("governor.") for s in PARAMS if s.name.startswith("governor.")}
+    assert gov == set(GovernorConfig().to_dict())
+
+
+@pytest.mark.parametrize(("name", "value", "fragment"), [
+    ("image_qos", "sometimes", "choose one of"),
+    ("width", 0.0, "(0, 1]"),
+    ("width", float("nan"), "NaN"),
+    ("input_size", [64], "[height, width]"),
+    ("input_size", [64, 0], "[height, width]"),
+    ("device", "tpu", "auto, cpu, cuda or cuda:N"),
+    ("precision", "int8", "choose one of"),
+])
+def test_check_value_names_the_parameter(name: str, value, fragment: str) -> None:
+    with pytest.raises(ValueError) as err:
+        check_value(name, value)
+    assert name in str(err.value) and fragment in str(err.value)
+
+
+def test_governor_parameters_map_onto_the_config() -> None:
+    cfg = governor_config_from_params({"governor.battery_thresholds": [20, 0.5],
+                                       "governor.min_dwell_s": 0.5, "width": 1.0})
+    assert cfg.battery_thresholds == ((20.0, 0.5),) and cfg.min_dwell_s == 0.5
+    with pytest.raises(ValueError, match="thermal_thresholds"):
+        governor_config_from_params({"governor.thermal_thresholds": [80.0, 0.5, 70.0]})
