@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ class DataConfig:
     scale_range: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
     photometric: float = 0.5  # probability of a colour jitter
-    batch_size: int = 8  # per process (DDP: total = batch_size * world size)
+    batch_size: int = 8  # total per optimizer micro-step over all processes (DDP splits it)
     workers: int = 2
     eval_size: tuple[int, int] | None = None  # None: evaluate at the native resolution
     mean: tuple[float, float, float] = IMAGENET_MEAN  # 0-255 scale
@@ -211,10 +212,47 @@ def _section(cls: type, data: Any, name: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown config key(s) {[f'{name}.{k}' for k in unknown]}; "
                           f"known keys of {name!r}: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    values = {k: _coerce(hints[k], v, f"{name}.{k}") for k, v in data.items()}
     try:
-        return cls(**data)
+        return cls(**values)
     except TypeError as exc:
         raise ConfigError(f"config section {name!r}: {exc}") from None
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    """Check/convert a scalar against its field type. YAML 1.1 reads ``1e-4`` as a string, so
+    numbers written that way are converted here; anything else of the wrong type is an error."""
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args or hint is type(None):
+            return None
+        raise ConfigError(f"{key} may not be null")
+    scalar = [a for a in args if a is not type(None)] if args else [hint]
+    if len(scalar) != 1 or scalar[0] not in (int, float, bool, str):
+        return value  # tuples and nested types are checked in __post_init__
+    kind = scalar[0]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if kind is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # e.g. a folder called 2024
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if kind is int:
+        if not number.is_integer():
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return int(number)
+    return number
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:

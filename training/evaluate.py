@@ -127,7 +127,7 @@ def markdown_table(results: dict[float, dict], class_names: Sequence[str]) -> st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .datasets import DatasetError, build_dataset
+    from .datasets import build_dataset
     from .transforms import eval_transform
 
     parser = argparse.ArgumentParser(prog="slimseg-eval", description=__doc__.split("\n")[0])
@@ -160,7 +160,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError / DatasetError
         print(f"slimseg-eval: error: {exc}", file=sys.stderr)
         return 2
-    _ = DatasetError
     if list(info.class_names) != list(dataset.spec.class_names):
         print(f"slimseg-eval: error: checkpoint {args.checkpoint} predicts classes "
               f"{info.class_names}, dataset {args.dataset} has {list(dataset.spec.class_names)}",

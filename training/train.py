@@ -282,9 +282,13 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
         info = model_info(cfg, train_set, input_size)
 
         accum = cfg.optim.accum_steps
+        if d.batch_size % dinfo.world_size:
+            raise ConfigError(f"data.batch_size {d.batch_size} (the total over all processes) is "
+                              f"not divisible by the {dinfo.world_size} processes")
+        batch = d.batch_size // dinfo.world_size
         sampler = ResumableSampler(train_set, cfg.seed, dinfo.rank, dinfo.world_size,
-                                   start=start_it * d.batch_size * accum)
-        loader = DataLoader(train_set, batch_size=d.batch_size, sampler=sampler,
+                                   start=start_it * batch * accum)
+        loader = DataLoader(train_set, batch_size=batch, sampler=sampler,
                             num_workers=d.workers, pin_memory=device.type == "cuda",
                             drop_last=True, persistent_workers=d.workers > 0,
                             generator=torch.Generator().manual_seed(cfg.seed),
@@ -440,7 +444,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
                     log(f"stopped by {requested} at iteration {it}; resume with --resume "
                         f"{out_dir / 'last.pt'}")
                 return {"iteration": it, "interrupted": True, "best": best,
-                        "output_dir": str(out_dir)}
+                        "output_dir": str(out_dir), "model": raw_model}
 
         finished = it >= cfg.schedule.iterations
         if finished:
@@ -451,7 +455,8 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
                             extra={"iteration": it, "val_miou": best.get("miou")})
             log(f"done: {it} iterations; best mean val mIoU {100 * best['score']:.2f}% at "
                 f"iteration {best['iteration']}; wrote {out_dir / 'final_model.pt'}")
-        return {"iteration": it, "interrupted": False, "best": best, "output_dir": str(out_dir)}
+        return {"iteration": it, "interrupted": False, "best": best, "output_dir": str(out_dir),
+                "model": raw_model}
     finally:
         stop.restore()
         if pbar is not None:

@@ -1,0 +1,175 @@
+"""The trainer end to end on a tiny synthetic CamVid: loss goes down, exact resume, checkpoints, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from slimseg_ros.models import build_model, load_checkpoint
+from slimseg_ros.training.config import load_config
+from slimseg_ros.training.evaluate import main as eval_main
+from slimseg_ros.training.synthetic import write_camvid_tree
+from slimseg_ros.training.train import NonFiniteLossError, load_train_state, main as train_main, train
+
+WIDTHS = (0.25, 0.5, 0.75, 1.0)
+
+
+def tiny_overrides(root: Path, out: Path, iterations: int = 6, **extra: object) -> list[str]:
+    values = {
+        "model.backbone": "mobilenetv2", "model.num_classes": 11, "model.head_channels": 32,
+        "model.low_level_channels": 16, "model.pretrained": None,
+        "data.dataset": "camvid", "data.root": str(root), "data.crop_size": [32, 48],
+        "data.scale_range": [0.75, 1.25], "data.batch_size": 2, "data.workers": 0,
+        "optim.lr": 0.05, "schedule.iterations": iterations, "schedule.warmup_iters": 2,
+        "eval.interval": 0, "runtime.tensorboard": False, "runtime.progress": False,
+        "runtime.checkpoint_interval": 3, "runtime.log_interval": 1, "output_dir": str(out),
+    }
+    values.update(extra)
+    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="module")
+def tiny_camvid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_camvid_tree(tmp_path_factory.mktemp("camvid"), {"train": 8, "val": 2, "test": 2},
+                             size=(48, 64))
+
+
+def read_log(out: Path, kind: str) -> list[dict]:
+    lines = (out / "train_log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+@pytest.mark.slow
+def test_loss_goes_down_at_every_width_and_checkpoints_are_written(tiny_camvid: Path,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides(tiny_camvid, out, iterations=30,
+                                           **{"eval.interval": 15, "runtime.tensorboard": True,
+                                              "data.batch_size": 4}))
+    summary = train(cfg)
+    assert summary["iteration"] == 30 and not summary["interrupted"]
+    records = read_log(out, "train")
+    assert len(records) == 30
+    for w in WIDTHS:
+        ce = [r["loss"][f"{w:g}"]["ce"] for r in records]
+        first, last = sum(ce[:4]) / 4, sum(ce[-4:]) / 4
+        # CE starts near ln(11) = 2.40; narrow widths learn slower (they also follow a teacher)
+        assert last < (0.8 if w == 1.0 else 0.95) * first, f"width {w}: CE {first:.3f} -> {last:.3f}"
+        kd = [r["loss"][f"{w:g}"]["kd"] for r in records]
+        assert (max(kd) == 0.0) == (w == 1.0)  # only narrower widths are distilled
+    evals = read_log(out, "eval")
+    assert [e["iteration"] for e in evals] == [15, 30]
+    assert set(evals[-1]["miou"]) == {f"{w:g}" for w in WIDTHS}
+    for name in ("last.pt", "best_model.pt", "final_model.pt", "config.yaml"):
+        assert (out / name).is_file(), name
+    assert list((out / "tb").iterdir())
+    model, info = load_checkpoint(out / "best_model.pt")
+    assert info.class_names[0] == "Sky" and info.input_size == [48, 64]
+    state = load_train_state(out / "last.pt")
+    assert state["iteration"] == 30 and state["config"]["data"]["root"] == str(tiny_camvid)
+    assert state["best"]["iteration"] in (15, 30)
+
+    # slimseg-eval on the deployable checkpoint writes JSON + Markdown
+    rc = eval_main(["--checkpoint", str(out / "final_model.pt"), "--dataset", "camvid", "--root",
+                    str(tiny_camvid), "--split", "test", "--widths", "0.25", "1.0", "--workers",
+                    "0", "--output", str(tmp_path / "eval")])
+    assert rc == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"0.25", "1"}
+    assert 0.0 <= metrics["results"]["1"]["miou"] <= 1.0
+    assert "| 0.25 |" in (tmp_path / "eval" / "metrics.md").read_text()
+
+
+@pytest.mark.slow
+def test_kill_and_resume_reproduces_the_uninterrupted_run(tiny_camvid: Path, tmp_path: Path) -> None:
+    full = train(load_config(None, tiny_overrides(tiny_camvid, tmp_path / "a")))["model"]
+    part_cfg = load_config(None, tiny_overrides(tiny_camvid, tmp_path / "b"))
+    first = train(part_cfg, max_iterations=3)
+    assert first["iteration"] == 3
+    # a fresh process would start from the command line: --resume reads the stored config
+    assert train_main(["--resume", str(tmp_path / "b" / "last.pt")]) == 0
+    resumed = load_train_state(tmp_path / "b" / "last.pt")
+    assert resumed["iteration"] == 6
+    for key, value in full.state_dict().items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_non_finite_loss_stops_at_once(tiny_camvid: Path, tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_camvid, tmp_path / "nan", iterations=3,
+                                           **{"optim.lr": 1e30, "schedule.warmup_iters": 0}))
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at iteration"):
+        train(cfg)
+
+
+def test_independent_mode_trains_a_plain_single_width_network(tiny_camvid: Path,
+                                                              tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_camvid, tmp_path / "ind", iterations=2,
+                                           **{"distill.mode": "independent", "distill.width": 0.5}))
+    summary = train(cfg)
+    assert summary["model"].config.widths == (0.5,)
+    state = load_train_state(tmp_path / "ind" / "last.pt")
+    assert state["config"]["model"]["widths"] == [0.5]
+    assert list(read_log(tmp_path / "ind", "train")[0]["loss"]) == ["0.5"]
+
+
+def test_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "no_camvid"
+    rc = train_main(["--config", str(Path(__file__).resolve().parents[1] / "training" / "configs"
+                                     / "camvid_deeplabv3plus_r18.yaml"),
+                     f"data.root={missing}", "model.pretrained=null",
+                     f"output_dir={tmp_path / 'o'}"])
+    assert rc == 2
+    assert str(missing) in capsys.readouterr().err
+    assert train_main(["--resume", str(tmp_path / "nothing.pt")]) == 2
+    assert "nothing.pt" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    summary = train(load_config(None, overrides))
+    model = summary["model"]
+    torch.save({"params": {k: v.detach().clone() for k, v in model.named_parameters()},
+                "state": {k: v.detach().clone() for k, v in model.state_dict().items()}},
+               Path(out) / f"rank{rank}.pt")
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_stays_in_sync(tiny_camvid: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    out.mkdir()
+    overrides = tiny_overrides(tiny_camvid, out, iterations=3, **{"data.batch_size": 4,
+                                                                   "eval.interval": 2,
+                                                                   "eval.max_images": 1})
+    mp.spawn(_ddp_worker, args=(2, _free_port(), overrides, str(out)), nprocs=2, join=True)
+    r0 = torch.load(out / "rank0.pt", weights_only=True)
+    r1 = torch.load(out / "rank1.pt", weights_only=True)
+    # parameters are identical on both ranks (gradients were all-reduced at every width);
+    # BN running statistics are per-rank (DDP broadcasts rank 0's before each forward)
+    assert r0["params"].keys() == r1["params"].keys()
+    for key in r0["params"]:
+        assert torch.equal(r0["params"][key], r1["params"][key]), key
+    state = load_train_state(out / "last.pt")  # written by rank 0 only, unwrapped keys
+    assert state["iteration"] == 3
+    assert not any(k.startswith("module.") for k in state["model"])
+    for key, value in r0["state"].items():
+        assert torch.equal(value, state["model"][key]), key
+    # and every width's BN and the shared weights moved away from their initialisation
+    torch.manual_seed(0)  # the trainer seeds with cfg.seed (0) right before building the model
+    fresh = build_model(load_config(None, overrides).model).state_dict()
+    for key in ("head.classifier.weight", "backbone.features.0.1.bn.0.weight",
+                "backbone.features.0.1.bn.3.weight"):
+        assert not torch.equal(fresh[key], r0["params"][key]), key
