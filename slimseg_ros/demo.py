@@ -924,7 +924,10 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
         try:
             client = DemoClient(record, clock)
             startup_s = _wait_for_node(client, proc, source, args, log_path, record)
-            origin[0] = time.monotonic()
+            with client.lock:
+                shift = time.monotonic() - origin[0]
+                origin[0] += shift
+                _shift_times(record, -shift)
             t_end = _play(client, proc, source, args, record, widths, phase_s, margin, clock,
                           log_path)
         finally:
@@ -944,6 +947,16 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     files = write_report(out, record, source.first, info, widths, meta, t_end)
     files["node_log"] = log_path
     return files
+
+
+def _shift_times(record: Record, dt: float) -> None:
+    """Move everything recorded so far by ``dt`` seconds (start-up happens before t = 0)."""
+    record.active[:] = [(t + dt, w) for t, w in record.active]
+    record.requests[:] = [(t + dt, w) for t, w in record.requests]
+    for rows in (record.frames, record.masks, record.inputs, record.diagnostics,
+                 record.decisions):
+        for row in rows:
+            row["t"] = round(row["t"] + dt, 3)
 
 
 def _wait_for_node(client: DemoClient, proc: subprocess.Popen, source: FrameSource,
