@@ -1,0 +1,259 @@
+"""DDS delivery check: camera frames into slimseg_node and class masks out, per frame size,
+camera reliability and Fast DDS profile, each side in its own process as on a robot.
+
+    python -m slimseg_ros.dds_bench [--frames 20] [--rate 10] [--checkpoint FILE] [--quick]
+
+For every case a separate "camera" process publishes ``--frames`` rgb8 frames at ``--rate`` Hz
+(reliable or best effort; with or without the shipped large shared-memory profile) to a running
+``slimseg_node`` (started from the console script with config/slimseg.yaml, with or without its
+profile). This process counts the frames the node took in (its diagnostics) and the masks that
+arrived at a reliable and at a best-effort subscriber (both with Fast DDS defaults), and prints a
+Markdown table. Without ``--checkpoint`` a small random-weight model is used: delivery does not
+depend on the weights. Nothing here passes or fails; it prints what this machine does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .node_support import (FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV, data_dirs,
+                           default_dds_profile)
+
+SIZES = ((640, 480), (1280, 720), (1920, 1080))
+_PROFILE_VARS = (FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV)
+
+
+@dataclass
+class Case:
+    width: int
+    height: int
+    reliable: bool
+    camera_profile: bool
+    node_profile: bool
+
+    @property
+    def tag(self) -> str:
+        return (f"{self.width}x{self.height}-{'rel' if self.reliable else 'be'}-"
+                f"{'cp' if self.camera_profile else 'cd'}-{'np' if self.node_profile else 'nd'}")
+
+
+def _clean_env(domain: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _PROFILE_VARS}
+    env["ROS_DOMAIN_ID"] = str(domain)
+    return env
+
+
+# ----------------------------------------------------------------------------- camera process
+def camera_main(argv: list[str]) -> int:
+    """The publishing side, run as its own process: ``--camera W H reliable|best_effort N HZ TAG``."""
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    w, h, rel, n, hz, tag = int(argv[0]), int(argv[1]), argv[2], int(argv[3]), float(argv[4]), argv[5]
+    rclpy.init()
+    node = Node("dds_bench_camera")
+    policy = ReliabilityPolicy.RELIABLE if rel == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    pub = node.create_publisher(Image, "image", QoSProfile(depth=1, reliability=policy))
+    deadline = time.monotonic() + 15
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # the node's auto QoS re-subscribes to match this publisher
+    msg = Image(height=h, width=w, encoding="rgb8", step=3 * w)
+    msg.data = array.array("B", os.urandom(3 * w * h))
+    for i in range(n):
+        msg.header.frame_id = f"{tag}/{i}"
+        msg.header.stamp = node.get_clock().now().to_msg()
+        pub.publish(msg)
+        time.sleep(1.0 / hz)
+    time.sleep(1.0)  # reliable retransmissions finish before the participant goes away
+    print(json.dumps({"sent": n}))
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+# ----------------------------------------------------------------------------- measuring side
+def _tiny_checkpoint(folder: Path) -> Path:
+    import torch
+
+    from .models import ModelConfig, ModelInfo, build_model, save_checkpoint
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone="mobilenetv2", head="fcn", num_classes=11,
+                                    head_channels=32)).eval()
+    info = ModelInfo(class_names=[f"class_{i}" for i in range(11)],
+                     palette=[[20 * i, 255 - 20 * i, 7 * i] for i in range(11)],
+                     input_size=[128, 160])
+    path = folder / "dds_bench_model.pt"
+    save_checkpoint(path, model, info)
+    return path
+
+
+def _node_command(checkpoint: Path) -> list[str]:
+    exe = Path(sys.executable).with_name("slimseg_node")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "slimseg_ros.node"]
+    params = next((d / "slimseg.yaml" for d in data_dirs("config")
+                   if (d / "slimseg.yaml").is_file()), None)
+    cmd += ["--ros-args"] + (["--params-file", str(params)] if params else [])
+    return cmd + ["-p", f"checkpoint:={checkpoint}", "-p", "qos_check_period_s:=0.2",
+                  "-p", "diagnostics_period_s:=0.25", "-p", "publish_color:=false"]
+
+
+class Counter:
+    """Subscribes to the node's masks (reliable and best effort) and diagnostics."""
+
+    def __init__(self, context: Any) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        self.node = Node("dds_bench_counter", context=context)
+        self.masks: dict[str, set[str]] = {"reliable": set(), "best_effort": set()}
+        self.diag: dict[str, str] = {}
+        self.diag_seq = 0
+        for name, policy in (("reliable", ReliabilityPolicy.RELIABLE),
+                             ("best_effort", ReliabilityPolicy.BEST_EFFORT)):
+            self.node.create_subscription(
+                Image, "slimseg/mask", lambda m, k=name: self.masks[k].add(m.header.frame_id),
+                QoSProfile(depth=5, reliability=policy))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+
+    def _on_diag(self, msg: Any) -> None:
+        if msg.status and msg.status[0].name.startswith("slimseg_node"):
+            self.diag = {kv.key: kv.value for kv in msg.status[0].values}
+            self.diag_seq += 1
+
+    def counts(self, executor: Any) -> tuple[int, int]:
+        """The node's frames received and dropped, from a diagnostics message newer than now."""
+        seq = self.diag_seq
+        deadline = time.monotonic() + 5
+        while self.diag_seq <= seq + 1 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        return int(self.diag.get("frames received", 0)), int(self.diag.get("frames dropped", 0))
+
+
+def _spin_while(executor: Any, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+
+
+def run(cases: list[Case], frames: int, rate: float, checkpoint: Path | None,
+        domain: int) -> list[dict[str, Any]]:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    profile = default_dds_profile()
+    if profile is None:
+        raise SystemExit("the shipped Fast DDS profile (config/fastdds_large_shm.xml) is missing")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = checkpoint or _tiny_checkpoint(Path(tmp))
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain)
+        counter = Counter(context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(counter.node)
+        try:
+            for node_profile in sorted({c.node_profile for c in cases}, reverse=True):
+                env = _clean_env(domain)
+                if not node_profile:
+                    env[PROFILE_OVERRIDE_ENV] = ""  # the node runs with Fast DDS defaults
+                node = subprocess.Popen(_node_command(ckpt), env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT)
+                try:
+                    deadline = time.monotonic() + 90
+                    while not counter.diag and time.monotonic() < deadline:
+                        executor.spin_once(timeout_sec=0.1)
+                    if not counter.diag:
+                        raise SystemExit("slimseg_node did not start (no diagnostics in 90 s)")
+                    for case in [c for c in cases if c.node_profile == node_profile]:
+                        rows.append(_run_case(case, frames, rate, profile, domain, counter,
+                                              executor))
+                        print(_row_text(rows[-1]), flush=True)
+                finally:
+                    node.terminate()
+                    node.wait(timeout=20)
+                    counter.diag = {}
+        finally:
+            executor.shutdown()
+            counter.node.destroy_node()
+            rclpy.try_shutdown(context=context)
+    return rows
+
+
+def _run_case(case: Case, frames: int, rate: float, profile: Path, domain: int,
+              counter: Counter, executor: Any) -> dict[str, Any]:
+    received_before, dropped_before = counter.counts(executor)
+    env = _clean_env(domain)
+    if case.camera_profile:
+        env[FASTDDS_ENV] = str(profile)
+    cmd = [sys.executable, "-m", "slimseg_ros.dds_bench", "--camera", str(case.width),
+           str(case.height), "reliable" if case.reliable else "best_effort", str(frames),
+           str(rate), case.tag]
+    cam = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True)
+    _spin_while(executor, cam, timeout=60)
+    cam.wait(timeout=10)
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.05)
+    received, dropped = counter.counts(executor)
+    masks = {k: sum(1 for f in v if f.startswith(case.tag + "/"))
+             for k, v in counter.masks.items()}
+    return {"case": case, "sent": frames, "node_in": received - received_before,
+            "node_dropped": dropped - dropped_before,
+            "masks_reliable": masks["reliable"], "masks_best_effort": masks["best_effort"]}
+
+
+HEADER = ("| frame | camera QoS | camera profile | node profile | sent | node took in | "
+          "skipped (newer frame waiting) | masks to reliable sub | masks to best-effort sub |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
+def _row_text(row: dict[str, Any]) -> str:
+    c: Case = row["case"]
+    n = row["sent"]
+    pct = lambda k: f"{row[k]}/{n} ({100 * row[k] / n:.0f}%)"  # noqa: E731
+    return (f"| {c.width}x{c.height} rgb8 | {'reliable' if c.reliable else 'best effort'} | "
+            f"{'large SHM' if c.camera_profile else 'defaults'} | "
+            f"{'large SHM' if c.node_profile else 'defaults'} | {n} | {pct('node_in')} | "
+            f"{row['node_dropped']} | "
+            f"{pct('masks_reliable')} | {pct('masks_best_effort')} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--camera"]:
+        return camera_main(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=20, help="frames per case")
+    parser.add_argument("--rate", type=float, default=10.0, help="camera rate, Hz")
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true",
+                        help="only the node with its profile (skip the node-defaults rows)")
+    parser.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", 0)))
+    args = parser.parse_args(argv)
+    cases = [Case(w, h, rel, cam, node) for node in ((True,) if args.quick else (True, False))
+             for (w, h) in SIZES for rel in (True, False) for cam in (False, True)]
+    print(f"{len(cases)} cases, {args.frames} frames at {args.rate:g} Hz each; "
+          f"Fast DDS shared-memory profile: {default_dds_profile()}\n")
+    print(HEADER, flush=True)
+    run(cases, args.frames, args.rate, args.checkpoint, args.domain)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
