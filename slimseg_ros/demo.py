@@ -662,7 +662,17 @@ def plot_timeline(record: Record, path: Path, t_end: float) -> None:
     if record.masks:
         ax_l.scatter([m["t"] for m in record.masks], [m["latency_ms"] for m in record.masks],
                      s=6, c=[m["width"] if m["width"] is not None else 0 for m in record.masks],
-                     cmap="viridis", vmin=0, vmax=1, label="end-to-end latency per frame")
+                     cmap="viridis", vmin=0, vmax=1,
+                     label="end to end, per frame (colour: width)")
+    seen = []  # what the governor compares with the budget: the node's p90 at the active width
+    for d in record.diagnostics:
+        parsed = parse_diagnostic_values(d["values"])
+        figs = parsed.get("latency", {}).get(parsed.get("width"))
+        if figs and "p90" in figs:
+            seen.append((d["t"], figs["p90"]))
+    if seen:
+        ax_l.plot([p[0] for p in seen], [p[1] for p in seen], color="black", lw=1,
+                  label="node inference p90 at the active width")
     bud = [(d["t"], d["budget_ms"] if d["budget_ms"] > 0 else float("nan"))
            for d in record.inputs]
     if bud:
@@ -992,8 +1002,8 @@ def _budgets(record: Record, widths: list[float], margin: float) -> dict[str, fl
     table = {r["width"]: r for r in latency_table(record, widths)}
 
     def typical(w: float) -> float | None:
-        r = table.get(w) or {}
-        return r.get("node_p50_ms") or r.get("e2e_p50_ms")
+        r = table.get(w) or {}  # the governor compares a p90 with the budget: so do we
+        return r.get("node_p90_ms") or r.get("e2e_p90_ms")
 
     ws = sorted(widths)
     lo, hi = ws[max(0, len(ws) // 2 - 1)], ws[min(len(ws) - 1, len(ws) // 2)]
