@@ -50,7 +50,7 @@ from .export import parse_size
 from .models.checkpoint import CheckpointError, ModelInfo, load_checkpoint
 from .models.config import ModelConfig
 from .models.segmenter import build_model
-from .models.slimmable import set_width as set_model_width, to_plain
+from .models.slimmable import set_width as set_model_width, to_plain, trained_widths
 
 PACKAGE = "slimseg_ros"
 DEFAULT_CONFIG = {"backbone": "resnet18", "head": "deeplabv3plus", "num_classes": 19}
@@ -130,38 +130,48 @@ def summary(samples_ms: Sequence[float]) -> dict[str, float]:
             "mean": float(a.mean()), "min": float(a.min()), "n": int(a.size)}
 
 
-def flops_and_params(model: nn.Module, width: float, size: tuple[int, int]) -> tuple[int, int]:
-    """(FLOPs, parameters) at ``width``: ``slimseg_ros.flops`` when present, else counted here.
+def flops_and_params(model: nn.Module, sizes: Sequence[tuple[int, int]]
+                     ) -> tuple[dict[tuple[tuple[int, int], float], int], dict[float, int]]:
+    """FLOPs per (size, width) and parameters per width, with ``slimseg_ros.flops`` when present.
 
-    FLOPs are counted on a meta-device copy (no arithmetic is done, so this is instant).
+    FLOPs (2 x multiply-adds of conv/matmul) are counted on a meta-device copy: no arithmetic is
+    done. Parameters are those of ``to_plain(model, w)`` (convs and that width's BatchNorms).
     """
     meta = copy.deepcopy(model).to("meta")
+    widths = trained_widths(model)
     try:
         from .flops import count_flops, count_params
-    except ImportError:  # stand-alone fallback with the same definition (2 x MACs of conv/matmul)
+    except ImportError:  # stand-alone fallback with the same definitions
         from torch.utils.flop_counter import FlopCounterMode
 
-        set_model_width(meta, width)
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            meta(torch.zeros(1, 3, *size, device="meta"))
-        flops = int(counter.get_total_flops())
-        params = sum(p.numel() for p in to_plain(model, width).parameters())
-        return flops, params
-    return count_flops(meta, width, size), count_params(model, width)
+        def count_flops(net: nn.Module, width: float, size: tuple[int, int]) -> int:
+            set_model_width(net, width)
+            counter = FlopCounterMode(display=False)
+            with torch.no_grad(), counter:
+                net.eval()(torch.zeros(1, 3, *size, device="meta"))
+            return int(counter.get_total_flops())
+
+        def count_params(net: nn.Module, width: float) -> int:
+            return sum(p.numel() for p in to_plain(net, width).parameters())
+
+    flops = {(tuple(size), w): count_flops(meta, w, size) for size in sizes for w in widths}
+    return flops, {w: count_params(model, w) for w in widths}
 
 
-def plain_network(config: ModelConfig, width: float, device: torch.device, dtype: torch.dtype,
-                  channels_last: bool) -> nn.Module:
-    """A fresh non-slimmable network of exactly ``width``: new random model, ``to_plain``, BN
-    folded the same way as in the engine."""
+def plain_networks(config: ModelConfig, device: torch.device, dtype: torch.dtype,
+                   channels_last: bool) -> dict[float, nn.Module]:
+    """Fresh non-slimmable networks of exactly each width: a new random model, ``to_plain``, BN
+    folded the same way as in the engine (what a dedicated single-width network would run)."""
     fresh = build_model(ModelConfig.from_dict({**config.to_dict(), "pretrained": None})).eval()
-    net = to_plain(fresh, width).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    net, _ = fold_batchnorm(net)
     fmt = torch.channels_last if channels_last else torch.preserve_format
-    return net.to(device, dtype, memory_format=fmt)
+    nets = {}
+    for width in trained_widths(fresh):
+        net = to_plain(fresh, width).eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        net, _ = fold_batchnorm(net)
+        nets[width] = net.to(device, dtype, memory_format=fmt)
+    return nets
 
 
 class PlainRunner:
@@ -261,7 +271,7 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
                                 channels_last=channels_last)
     widths = engine.widths
     log(f"engine: {engine}")
-    plain = {w: plain_network(config, w, dev, engine.dtype, engine.channels_last) for w in widths}
+    plain = plain_networks(config, dev, engine.dtype, engine.channels_last)
     contestants: dict[str, dict[float, Callable[[np.ndarray], np.ndarray]]] = {
         "engine": {w: (lambda img, w=w: engine.infer(img, w)) for w in widths},
         "plain": {w: PlainRunner(engine, plain[w]) for w in widths},
@@ -282,11 +292,12 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
                 onnx_nets[w] = PlainRunner(engine, OrtNet(path, dev))
             contestants["onnxruntime"] = onnx_nets
 
+        log("counting FLOPs and parameters ...")
+        flops, params = flops_and_params(model, sizes)
         rows = []
         for size in sizes:
-            h, w_px = size
-            log(f"size {h}x{w_px}: counting FLOPs, warming up ...")
-            fp = {w: flops_and_params(model, w, size) for w in widths}
+            size = (h, w_px) = (int(size[0]), int(size[1]))
+            log(f"size {h}x{w_px}: warming up ...")
             image = np.random.default_rng(0).integers(0, 256, (h, w_px, 3), dtype=np.uint8)
             for runners in contestants.values():
                 for w in widths:
@@ -308,12 +319,12 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
                 paired = np.median(np.asarray(samples["engine"][w])
                                    / np.asarray(samples["plain"][w]))
                 row = {
-                    "size": [h, w_px], "width": w, "gflops": fp[w][0] / 1e9,
-                    "params_m": fp[w][1] / 1e6, "engine_ms": eng, "plain_ms": pln,
+                    "size": [h, w_px], "width": w,
+                    "gflops": flops[(size, w)] / 1e9, "params_m": params[w] / 1e6, "engine_ms": eng, "plain_ms": pln,
                     "engine_over_plain": eng["p50"] / pln["p50"],
                     "engine_over_plain_paired": float(paired),
                     "latency_ratio": eng["p50"] / float(np.percentile(samples["engine"][top], 50)),
-                    "flops_ratio": fp[w][0] / fp[top][0],
+                    "flops_ratio": flops[(size, w)] / flops[(size, top)],
                     "onnx_ms": summary(samples["onnxruntime"][w]) if onnx else None,
                 }
                 rows.append(row)

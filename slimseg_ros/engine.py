@@ -16,7 +16,6 @@ argmax -> (nearest resize back to the frame size) -> H x W uint8 class ids.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import threading
@@ -85,9 +84,10 @@ def _is_plain_conv(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) and not isinstance(m, SlimmableConv2d)
 
 
-def _foldable_pairs(net: nn.Module,
-                    example: torch.Tensor) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
-    """(conv, bn) pairs where bn's input is exactly conv's output and nothing else reads it.
+def _foldable_pairs(net: nn.Module, example: torch.Tensor
+                    ) -> tuple[list[tuple[nn.Conv2d, nn.BatchNorm2d]], Any]:
+    """(conv, bn) pairs where bn's input is exactly conv's output and nothing else reads it,
+    and the network's output on ``example``.
 
     Found by running ``example`` through ``net`` with hooks (data flow, not attribute order), so
     it is correct for any architecture whose forward does not branch on the input values.
@@ -115,7 +115,7 @@ def _foldable_pairs(net: nn.Module,
             handles.append(m.register_forward_pre_hook(bn_hook))
     try:
         with torch.no_grad(), _UseCounter(conv_out, uses):
-            net(example)
+            output = net(example)
     finally:
         for h in handles:
             h.remove()
@@ -129,7 +129,7 @@ def _foldable_pairs(net: nn.Module,
                 and bn.track_running_stats and bn.running_mean is not None
                 and conv.out_channels == bn.num_features):
             pairs.append((conv, bn))
-    return pairs
+    return pairs, output
 
 
 def _replace_modules(net: nn.Module, mapping: dict[int, nn.Module]) -> None:
@@ -144,11 +144,11 @@ def fold_batchnorm(net: nn.Module, example: torch.Tensor | None = None,
                    check: bool = True) -> tuple[nn.Module, int]:
     """Fold eval-mode BatchNorm2d layers into the conv feeding them; returns ``(net, folded)``.
 
-    ``net`` (eval mode, float32) is changed in place: each folded conv gets the BN's scale and
-    shift in its weight and bias, the BN becomes ``nn.Identity``. ``example`` (N x 3 x H x W,
-    default 1 x 3 x 64 x 64 noise) is only used to trace the data flow. With ``check`` the folded
-    network is compared with the original on ``example``; on a mismatch a warning is issued and
-    the unfolded network is returned.
+    ``net`` (eval mode, float32) is changed in place: each folded conv is replaced by a copy
+    holding the BN's scale and shift in its weight and bias, the BN by ``nn.Identity``.
+    ``example`` (N x 3 x H x W, default 1 x 3 x 64 x 64 noise) is only used to trace the data
+    flow. With ``check`` the folded network is compared with the original on ``example``; on a
+    mismatch a warning is issued and the original modules are put back.
     """
     if net.training:
         raise ValueError("fold_batchnorm needs an eval-mode network (BN running statistics)")
@@ -156,26 +156,27 @@ def fold_batchnorm(net: nn.Module, example: torch.Tensor | None = None,
         param = next(net.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         example = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)).to(device)
-    pairs = _foldable_pairs(net, example)
+    pairs, ref = _foldable_pairs(net, example)
     if not pairs:
         return net, 0
-    original = copy.deepcopy(net) if check else None
     mapping: dict[int, nn.Module] = {}
+    undo: dict[int, nn.Module] = {}
     for conv, bn in pairs:
-        mapping[id(conv)] = fuse_conv_bn_eval(conv, bn)
-        mapping[id(bn)] = nn.Identity()
+        fused, identity = fuse_conv_bn_eval(conv, bn), nn.Identity()
+        mapping[id(conv)], mapping[id(bn)] = fused, identity
+        undo[id(fused)], undo[id(identity)] = conv, bn
     _replace_modules(net, mapping)
-    if original is not None:
+    if check and isinstance(ref, torch.Tensor):
         with torch.no_grad():
-            ref = original(example)
             got = net(example)
         err = (ref - got).abs().max().item()
         scale = max(1.0, ref.abs().max().item())
         if not err <= 1e-3 * scale:
+            _replace_modules(net, undo)
             warnings.warn(f"BatchNorm folding changed the output by {err:.3g} "
                           f"(scale {scale:.3g}); running this network unfolded",
                           RuntimeWarning, stacklevel=2)
-            return original, 0
+            return net, 0
     return net, len(pairs)
 
 

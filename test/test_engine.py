@@ -28,6 +28,17 @@ def engine(checkpoints: dict) -> SegmentationEngine:
     return SegmentationEngine.from_checkpoint(checkpoints["resnet18"], device="cpu")
 
 
+@pytest.fixture(scope="module")
+def mnet(checkpoints: dict) -> SegmentationEngine:
+    return SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def mnet_small_input(checkpoints: dict) -> SegmentationEngine:
+    return SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
+                                              input_size=(32, 48))
+
+
 def frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
@@ -110,10 +121,8 @@ def test_width_tolerates_float_noise(engine):
 
 
 @pytest.mark.parametrize("size", [(37, 53), (1, 1), (101, 17)])
-def test_mask_has_frame_size_with_input_size(checkpoints, size):
-    eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
-                                             input_size=(32, 48))
-    mask = eng.infer(frame(*size), 0.25)
+def test_mask_has_frame_size_with_input_size(mnet_small_input, size):
+    mask = mnet_small_input.infer(frame(*size), 0.25)
     assert mask.shape == size and mask.dtype == np.uint8
     assert mask.max() < NUM_CLASSES
 
@@ -164,8 +173,9 @@ def test_infer_tensor_batch_matches_infer(engine):
         np.testing.assert_array_equal(m.numpy(), engine.infer(img, 0.75))
 
 
-def test_latency_is_recorded_per_width(checkpoints):
-    eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu")
+def test_latency_is_recorded_per_width(mnet):
+    eng = mnet
+    eng.latency.reset()
     image = frame(16, 16)
     eng.infer(image, 0.25)
     eng.infer(image, 0.25)
@@ -176,10 +186,11 @@ def test_latency_is_recorded_per_width(checkpoints):
     assert eng.latency.ewma(0.25) > 0.0
     eng.warmup((16, 16))
     assert eng.latency.count(1.0) == 0  # warm-up is not recorded
+    eng.set_width(1.0)
 
 
-def test_set_width_from_another_thread_applies_to_next_call(checkpoints):
-    eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu")
+def test_set_width_from_another_thread_applies_to_next_call(mnet):
+    eng = mnet
     image = frame(16, 16)
     refs = {w: eng.infer(image, w) for w in (0.25, 1.0)}
     stop = threading.Event()
@@ -199,10 +210,11 @@ def test_set_width_from_another_thread_applies_to_next_call(checkpoints):
     finally:
         stop.set()
         t.join()
+        eng.set_width(1.0)
 
 
-def test_memory_report(checkpoints):
-    spec = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu")
+def test_memory_report(checkpoints, mnet):
+    spec = mnet
     slim = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
                                               specialise=False)
     assert slim.extra_memory_bytes() == 0
@@ -228,10 +240,10 @@ def test_bad_arguments(checkpoints, tmp_path):
             SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cuda")
 
 
-def test_bf16_on_cpu_runs(checkpoints):
+def test_bf16_on_cpu_runs(checkpoints, mnet):
     eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
                                              precision="bf16")
-    ref = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu")
+    ref = mnet
     image = frame(32, 32)
     got, expected = eng.infer(image, 1.0), ref.infer(image, 1.0)
     assert got.shape == (32, 32)
@@ -296,6 +308,33 @@ def test_fold_skips_conv_whose_output_is_reused():
     assert n == 0 and isinstance(folded.bn, nn.BatchNorm2d)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), ref)
+
+
+class _Moody(nn.Module):
+    """Uses the conv output a second time only from its second call on: the trace sees a
+    foldable pair, the check after folding sees a different network and must undo the fold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        y = self.conv(x)
+        return self.bn(y) + (y if self.calls > 1 else 0)
+
+
+def test_fold_is_undone_when_the_check_fails():
+    net = _randomised(_Moody())
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.warns(RuntimeWarning, match="unfolded"):
+        folded, n = fold_batchnorm(net, x)
+    assert n == 0 and isinstance(folded.bn, nn.BatchNorm2d)
+    assert type(folded.conv) is nn.Conv2d and folded.conv.bias is not None
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), folded.bn(folded.conv(x)) + folded.conv(x))
 
 
 def test_fold_needs_eval_mode():
