@@ -15,10 +15,11 @@ For each frame size and trained width, in one run:
 
 Engine, plain (and onnxruntime) runs alternate within every round, and every round visits all
 widths, so background load hits all contestants alike: compare ratios from one run, never
-absolute times across runs or machines. Per width it also reports the time of
-``SegmentationEngine.set_width`` (a pointer swap) beside the time to load a separate single-width
-checkpoint of that width from disk (a lower bound: file already in the page cache, modules made
-on the meta device, weights assigned without copying).
+absolute times across runs or machines. ``engine/plain`` is given as the ratio of the p50s and, in
+brackets, as the median of the per-round ratios (paired, the more robust under drifting load).
+Per width it also reports the time of ``SegmentationEngine.set_width`` (a pointer swap) beside
+the time to load a separate single-width checkpoint of that width from disk (a lower bound: file
+already in the page cache, modules made on the meta device, weights assigned without copying).
 
 Without a model argument it uses the packaged default model (``models/*.pt`` in the source tree or
 the installed share folder) when there is one, else a random-weight ResNet-18 DeepLabV3+ with 19
@@ -320,7 +321,8 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
                                    / np.asarray(samples["plain"][w]))
                 row = {
                     "size": [h, w_px], "width": w,
-                    "gflops": flops[(size, w)] / 1e9, "params_m": params[w] / 1e6, "engine_ms": eng, "plain_ms": pln,
+                    "gflops": flops[(size, w)] / 1e9, "params_m": params[w] / 1e6,
+                    "engine_ms": eng, "plain_ms": pln,
                     "engine_over_plain": eng["p50"] / pln["p50"],
                     "engine_over_plain_paired": float(paired),
                     "latency_ratio": eng["p50"] / float(np.percentile(samples["engine"][top], 50)),
@@ -367,13 +369,15 @@ def format_report(result: dict[str, Any]) -> str:
              f"channels_last={meta['channels_last']}, {meta['iters']} rounds"]
     onnx = any(r["onnx_ms"] for r in result["results"])
     head = ("| size | width | GFLOPs | params M | engine p50/p90 ms | plain p50/p90 ms | "
-            "engine/plain | latency/w1.0 | FLOPs/w1.0 |" + (" onnxrt p50 ms |" if onnx else ""))
+            "engine/plain p50 (paired) | latency/w1.0 | FLOPs/w1.0 |"
+            + (" onnxrt p50 ms |" if onnx else ""))
     lines += ["", head, "|" + "|".join(["---:"] * (head.count("|") - 1)) + "|"]
     for r in result["results"]:
         e, p = r["engine_ms"], r["plain_ms"]
         line = (f"| {r['size'][0]}x{r['size'][1]} | {r['width']:.2f} | {r['gflops']:.2f} | "
                 f"{r['params_m']:.2f} | {e['p50']:.1f} / {e['p90']:.1f} | "
-                f"{p['p50']:.1f} / {p['p90']:.1f} | {r['engine_over_plain']:.3f} | "
+                f"{p['p50']:.1f} / {p['p90']:.1f} | {r['engine_over_plain']:.3f} "
+                f"({r['engine_over_plain_paired']:.3f}) | "
                 f"{r['latency_ratio']:.3f} | {r['flops_ratio']:.3f} |")
         if onnx:
             line += f" {r['onnx_ms']['p50']:.1f} |"
