@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,42 @@ def test_two_process_gloo_ddp_stays_in_sync(tiny_camvid: Path, tmp_path: Path) -
     for key in ("head.classifier.weight", "backbone.features.0.1.bn.0.weight",
                 "backbone.features.0.1.bn.3.weight"):
         assert not torch.equal(fresh[key], r0["params"][key]), key
+
+
+def test_sigterm_saves_last_pt_at_an_iteration_boundary(tiny_camvid: Path, tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    out = tmp_path / "term"
+    cfg = load_config(None, tiny_overrides(tiny_camvid, out, iterations=500,
+                                           **{"runtime.checkpoint_interval": 1000}))
+    done = threading.Event()
+
+    def terminate_after_first_iteration() -> None:
+        while not done.is_set():
+            if (out / "train_log.jsonl").exists():  # written after iteration 1
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=terminate_after_first_iteration, daemon=True)
+    killer.start()
+    try:
+        summary = train(cfg)
+    finally:
+        done.set()
+        killer.join()
+    assert summary["interrupted"] and 0 < summary["iteration"] < 500
+    state = load_train_state(out / "last.pt")
+    assert state["iteration"] == summary["iteration"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_gradient_accumulation_and_clipping_run(tiny_camvid: Path, tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_camvid, tmp_path / "acc", iterations=2,
+                                           **{"optim.accum_steps": 2, "optim.grad_clip": 1.0,
+                                              "distill.mode": "largest",
+                                              "distill.boundary": False}))
+    assert train(cfg)["iteration"] == 2
+    records = read_log(tmp_path / "acc", "train")
+    assert all(r["loss"]["0.5"]["boundary"] == 0.0 and r["loss"]["0.5"]["kd"] > 0 for r in records)

@@ -9,7 +9,7 @@ import torch
 
 from slimseg_ros.models import ModelConfig, build_model, set_width
 from slimseg_ros.training.config import DistillConfig, OptimConfig, ScheduleConfig
-from slimseg_ros.training.losses import cross_entropy, kd_loss
+from slimseg_ros.training.losses import boundary_cross_entropy, cross_entropy, kd_loss
 from slimseg_ros.training.optim import build_optimizer, lr_factor, param_groups
 from slimseg_ros.training.slimseg import slimseg_step, teacher_width, training_widths
 
@@ -101,6 +101,10 @@ def test_boundary_term_is_reported_and_weighted() -> None:
     cfg = DistillConfig(mode="none", boundary=True, boundary_radius=2, boundary_weight=0.5)
     out = slimseg_step(model, images, labels, [1.0], cfg, backward=lambda loss: None)
     assert out[1.0]["boundary"].item() > 0
+    with torch.no_grad():
+        logits = model(images)
+    torch.testing.assert_close(out[1.0]["boundary"], boundary_cross_entropy(logits, labels, 2))
+    torch.testing.assert_close(out[1.0]["ce"], cross_entropy(logits, labels))
     torch.testing.assert_close(out[1.0]["total"], out[1.0]["ce"] + 0.5 * out[1.0]["boundary"])
 
 

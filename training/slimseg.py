@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, ContextManager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from slimseg_ros.models import set_width
 
 from .config import DistillConfig
-from .losses import IGNORE_INDEX, boundary_band, boundary_cross_entropy, cross_entropy, kd_loss
+from .losses import IGNORE_INDEX, boundary_band, kd_loss
 
 LOSS_NAMES = ("ce", "boundary", "kd", "total")
 
@@ -62,10 +63,16 @@ def width_losses(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tens
                  cfg: DistillConfig, widest: bool, band: torch.Tensor | None,
                  ignore_index: int = IGNORE_INDEX) -> dict[str, torch.Tensor]:
     """Loss terms of one width. ``logits``/``teacher``: N x C x H x W, ``labels``: N x H x W."""
-    zero = logits.new_zeros(())
-    ce = cross_entropy(logits.float(), labels, ignore_index)
-    bnd = (boundary_cross_entropy(logits.float(), labels, ignore_index=ignore_index, band=band)
-           if cfg.boundary and band is not None else zero)
+    zero = logits.new_zeros((), dtype=torch.float32)
+    # one per-pixel CE serves both the plain term (mean over valid pixels) and the boundary
+    # term (mean over band pixels), as cross_entropy / boundary_cross_entropy define them
+    per_pixel = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index,
+                                reduction="none")
+    ce = per_pixel.sum() / (labels != ignore_index).sum().clamp(min=1)
+    if cfg.boundary and band is not None:
+        bnd = (per_pixel * band).sum() / band.sum().clamp(min=1)
+    else:
+        bnd = zero
     label_term = ce + cfg.boundary_weight * bnd
     if teacher is None:
         kd = zero

@@ -220,6 +220,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     stop = _StopFlag()
     pbar = None
     try:
+        stop.install()  # from here on SIGTERM / Ctrl-C end the run cleanly with a last.pt
         seed_everything(cfg.seed)
         if dinfo.main:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +248,12 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
         widths = training_widths(cfg.model.widths, cfg.distill)
         raw_model: nn.Module = model
         if dinfo.enabled and cfg.runtime.sync_bn:
-            raw_model = model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            if device.type == "cuda":
+                # the per-width BNs are plain BatchNorm2d inside SwitchableBatchNorm2d.bn
+                raw_model = model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            elif dinfo.main:
+                log("runtime.sync_bn ignored: PyTorch's SyncBatchNorm needs CUDA devices; "
+                    "every process keeps its own BatchNorm statistics")
         optimizer = build_optimizer(raw_model, cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.schedule)
         amp = cfg.runtime.amp and device.type == "cuda"
@@ -362,7 +368,6 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             from tqdm import tqdm
             pbar = tqdm(total=cfg.schedule.iterations, initial=start_it, dynamic_ncols=True,
                         desc="train", mininterval=2.0, file=sys.stderr)
-        stop.install()
         raw_model.train()
         data_iter = iter(loader)
         it = start_it

@@ -1,0 +1,74 @@
+"""Evaluation: per-width metrics match a hand-run loop, sliding window, Markdown table, CLI errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from slimseg_ros.models import ModelConfig, ModelInfo, build_model, save_checkpoint, set_width
+from slimseg_ros.training.datasets import build_dataset
+from slimseg_ros.training.evaluate import (evaluate, main as eval_main, markdown_table,
+                                           sliding_window_logits)
+from slimseg_ros.training.metrics import confusion_matrix, mean_iou
+from slimseg_ros.training.synthetic import write_camvid_tree
+from slimseg_ros.training.transforms import normalize_batch
+
+MEAN, STD = [127.0] * 3, [128.0] * 3
+
+
+def tiny_model() -> torch.nn.Module:
+    return build_model(ModelConfig(backbone="mobilenetv2", num_classes=11, head_channels=32,
+                                   low_level_channels=16, widths=(0.5, 1.0))).eval()
+
+
+def test_evaluate_matches_a_hand_run_loop_at_every_width(tmp_path: Path) -> None:
+    write_camvid_tree(tmp_path, {"val": 3}, size=(40, 56))
+    ds = build_dataset("camvid", tmp_path, "val")
+    model = tiny_model()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.classifier.weight, std=1.0)
+    results = evaluate(model, DataLoader(ds, batch_size=2), 11, ds.spec.class_names, MEAN, STD)
+    assert set(results) == {0.5, 1.0}
+    for w in (0.5, 1.0):
+        set_width(model, w)
+        cm = torch.zeros(11, 11, dtype=torch.long)
+        with torch.no_grad():
+            for i in range(len(ds)):
+                image, label = ds[i]
+                pred = model(normalize_batch(image[None], MEAN, STD)).argmax(1)
+                cm += confusion_matrix(pred, label[None], 11)
+        assert results[w]["miou"] == pytest.approx(mean_iou(cm))
+        assert results[w]["images"] == 3
+        assert 0.0 <= results[w]["boundary_f"] <= 1.0
+    table = markdown_table(results, ds.spec.class_names)
+    assert "| 0.5 |" in table and "Bicyclist" in table and "nanmean" in table
+    with pytest.raises(ValueError, match="0.25"):
+        evaluate(model, DataLoader(ds), 11, ds.spec.class_names, MEAN, STD, widths=[0.25])
+
+
+def test_sliding_window_equals_one_pass_when_the_window_covers_the_image() -> None:
+    model = tiny_model()
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        full = model(x)
+        same = sliding_window_logits(model, x, 11, (48, 64))
+        tiled = sliding_window_logits(model, x, 11, (32, 32))
+    torch.testing.assert_close(same, full)
+    assert tiled.shape == full.shape and torch.isfinite(tiled).all()
+
+
+def test_eval_cli_rejects_mismatched_classes_and_missing_files(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    write_camvid_tree(tmp_path / "cv", {"test": 1})
+    model = build_model(ModelConfig(backbone="mobilenetv2", num_classes=3, head_channels=32,
+                                    low_level_channels=16))
+    save_checkpoint(tmp_path / "m.pt", model, ModelInfo(["a", "b", "c"], [[0, 0, 0]] * 3))
+    assert eval_main(["--checkpoint", str(tmp_path / "m.pt"), "--dataset", "camvid", "--root",
+                      str(tmp_path / "cv"), "--workers", "0"]) == 2
+    assert "classes" in capsys.readouterr().err
+    assert eval_main(["--checkpoint", str(tmp_path / "none.pt"), "--dataset", "camvid",
+                      "--root", str(tmp_path / "cv")]) == 2
+    assert "none.pt" in capsys.readouterr().err
