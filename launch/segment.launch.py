@@ -16,6 +16,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "slimseg_ros"
@@ -37,7 +38,7 @@ def _node(context):
     for name in ("checkpoint", "device"):
         value = LaunchConfiguration(name).perform(context)
         if value:
-            overrides[name] = value
+            overrides[name] = ParameterValue(value, value_type=str)  # no YAML re-typing
     parameters = [LaunchConfiguration("params_file").perform(context)]
     if overrides:
         parameters.append(overrides)

@@ -55,13 +55,14 @@ def _clean_env(domain: int) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- camera process
 def camera_main(argv: list[str]) -> int:
-    """The publishing side, run as its own process: ``--camera W H reliable|best_effort N HZ TAG``."""
+    """The publishing side, as its own process: ``--camera W H reliable|best_effort N HZ TAG``."""
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    w, h, rel, n, hz, tag = int(argv[0]), int(argv[1]), argv[2], int(argv[3]), float(argv[4]), argv[5]
+    w, h, rel, tag = int(argv[0]), int(argv[1]), argv[2], argv[5]
+    n, hz = int(argv[3]), float(argv[4])
     rclpy.init()
     node = Node("dds_bench_camera")
     policy = ReliabilityPolicy.RELIABLE if rel == "reliable" else ReliabilityPolicy.BEST_EFFORT
@@ -135,13 +136,15 @@ class Counter:
             self.diag = {kv.key: kv.value for kv in msg.status[0].values}
             self.diag_seq += 1
 
-    def counts(self, executor: Any) -> tuple[int, int]:
-        """The node's frames received and dropped, from a diagnostics message newer than now."""
+    def counts(self, executor: Any) -> tuple[int, int, int]:
+        """The node's frames received, dropped and processed (= masks published), from a
+        diagnostics message newer than this call."""
         seq = self.diag_seq
         deadline = time.monotonic() + 5
         while self.diag_seq <= seq + 1 and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
-        return int(self.diag.get("frames received", 0)), int(self.diag.get("frames dropped", 0))
+        return tuple(int(self.diag.get(f"frames {k}", 0))
+                     for k in ("received", "dropped", "processed"))
 
 
 def _spin_while(executor: Any, proc: subprocess.Popen, timeout: float) -> None:
@@ -196,7 +199,7 @@ def run(cases: list[Case], frames: int, rate: float, checkpoint: Path | None,
 
 def _run_case(case: Case, frames: int, rate: float, profile: Path, domain: int,
               counter: Counter, executor: Any) -> dict[str, Any]:
-    received_before, dropped_before = counter.counts(executor)
+    before = counter.counts(executor)
     env = _clean_env(domain)
     if case.camera_profile:
         env[FASTDDS_ENV] = str(profile)
@@ -210,28 +213,32 @@ def _run_case(case: Case, frames: int, rate: float, profile: Path, domain: int,
     end = time.monotonic() + 1.0
     while time.monotonic() < end:
         executor.spin_once(timeout_sec=0.05)
-    received, dropped = counter.counts(executor)
+    after = counter.counts(executor)
+    received, dropped, processed = (a - b for a, b in zip(after, before))
     masks = {k: sum(1 for f in v if f.startswith(case.tag + "/"))
              for k, v in counter.masks.items()}
-    return {"case": case, "sent": frames, "node_in": received - received_before,
-            "node_dropped": dropped - dropped_before,
+    return {"case": case, "sent": frames, "node_in": received, "node_dropped": dropped,
+            "published": processed,
             "masks_reliable": masks["reliable"], "masks_best_effort": masks["best_effort"]}
 
 
-HEADER = ("| frame | camera QoS | camera profile | node profile | sent | node took in | "
-          "skipped (newer frame waiting) | masks to reliable sub | masks to best-effort sub |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| frame | camera QoS | camera profile | node profile | frames sent | node took in | "
+          "skipped (newer frame waiting) | masks published | masks at reliable sub | "
+          "masks at best-effort sub |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _row_text(row: dict[str, Any]) -> str:
     c: Case = row["case"]
-    n = row["sent"]
-    pct = lambda k: f"{row[k]}/{n} ({100 * row[k] / n:.0f}%)"  # noqa: E731
+    n, m = row["sent"], row["published"]
+
+    def pct(key: str, total: int) -> str:
+        return f"{row[key]}/{total} ({100 * row[key] / total:.0f}%)" if total else f"{row[key]}/0"
     return (f"| {c.width}x{c.height} rgb8 | {'reliable' if c.reliable else 'best effort'} | "
             f"{'large SHM' if c.camera_profile else 'defaults'} | "
-            f"{'large SHM' if c.node_profile else 'defaults'} | {n} | {pct('node_in')} | "
-            f"{row['node_dropped']} | "
-            f"{pct('masks_reliable')} | {pct('masks_best_effort')} |")
+            f"{'large SHM' if c.node_profile else 'defaults'} | {n} | {pct('node_in', n)} | "
+            f"{row['node_dropped']} | {m} | {pct('masks_reliable', m)} | "
+            f"{pct('masks_best_effort', m)} |")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -159,8 +159,11 @@ class SlimSegNode(Node):
         self._image_reliability: ReliabilityPolicy | None = None
         self._image_publishers = 0
         self._update_image_subscription()
+        # Same mutually exclusive group as the image subscription: the subscription is never
+        # destroyed while the executor is taking a message from it (rclpy then leaves the
+        # group marked busy and the new subscription would never run).
         self.create_timer(float(values["qos_check_period_s"]), self._update_image_subscription,
-                          callback_group=self._control_group)
+                          callback_group=self._image_group)
         self.create_timer(float(values["diagnostics_period_s"]), self._publish_diagnostics,
                           callback_group=self._control_group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -256,7 +259,7 @@ class SlimSegNode(Node):
         except ValueError as exc:
             self._reject("width", f"{exc}; keeping the current request")
             return
-        self.get_logger().info(f"width request {msg.data:g} -> {snapped:g}")
+        self.get_logger().debug(f"width request {msg.data:g} -> {snapped:g}")
         self._decide(now)
 
     def _on_battery(self, msg: BatteryState) -> None:
@@ -386,7 +389,8 @@ class SlimSegNode(Node):
 
         done = time.monotonic()
         stamp = Time.from_msg(msg.header.stamp)
-        age_ms = (self.get_clock().now() - stamp).nanoseconds / 1e6 if stamp.nanoseconds else math.nan
+        age_ms = ((self.get_clock().now() - stamp).nanoseconds / 1e6 if stamp.nanoseconds
+                  else math.nan)  # meaningful when the camera stamps with this clock
         with self._stats_lock:
             self._processed += 1
             self._processed_at[decision.width] = self._processed_at.get(decision.width, 0) + 1

@@ -191,6 +191,6 @@ def check_value(name: str, value: Any) -> None:
                              f"pixels, or [0, 0] for the checkpoint's size")
     if name == "device":
         dev = str(value).strip().lower()
-        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:")
-                                                    and dev[5:].isdigit())):
+        cuda_n = dev.startswith("cuda:") and dev[5:].isdigit()
+        if not (dev in ("auto", "cpu", "cuda") or cuda_n):
             raise ValueError(f"parameter 'device' is {value!r}; use auto, cpu, cuda or cuda:N")

@@ -31,8 +31,8 @@ def _const(tree: ast.Module, node: ast.expr | None) -> object:
     """Literal value of ``node``, following one module-level ``NAME = "literal"``."""
     if isinstance(node, ast.Name):
         for stmt in tree.body:
-            if isinstance(stmt, ast.Assign) and any(getattr(t, "id", None) == node.id
-                                                     for t in stmt.targets):
+            names = [getattr(t, "id", None) for t in getattr(stmt, "targets", [])]
+            if isinstance(stmt, ast.Assign) and node.id in names:
                 return ast.literal_eval(stmt.value)
     return ast.literal_eval(node) if node is not None else None
 

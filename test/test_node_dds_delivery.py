@@ -1,0 +1,28 @@
+"""A best-effort 720p camera with the shipped Fast DDS profile reaches the node process, and the
+node's 720p masks reach a best-effort subscriber with Fast DDS defaults (one case of the
+``python -m slimseg_ros.dds_bench`` table, each side in its own process)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("sensor_msgs.msg")
+
+from node_harness import pick_domain_id  # noqa: E402
+from slimseg_ros.dds_bench import Case, run  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def test_best_effort_720p_camera_with_profile_reaches_node_and_subscribers() -> None:
+    frames = 5
+    [row] = run([Case(1280, 720, reliable=False, camera_profile=True, node_profile=True)],
+                frames=frames, rate=10.0, checkpoint=None, domain=pick_domain_id())
+    print(f"\nframes sent {frames}, node took in {row['node_in']}, skipped "
+          f"{row['node_dropped']}, masks published {row['published']}, at reliable sub "
+          f"{row['masks_reliable']}, at best-effort sub {row['masks_best_effort']}")
+    assert row["node_in"] == frames            # DDS into the node: nothing lost
+    assert row["published"] >= frames // 2     # the node may skip frames under CPU load
+    assert row["masks_best_effort"] == row["published"]  # DDS out of the node: nothing lost
+    assert row["masks_reliable"] == row["published"]
