@@ -41,6 +41,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -86,8 +87,18 @@ class SlimSegNode(Node):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        for spec in PARAMS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        try:
+            self._setup()
+        except BaseException:
+            Node.destroy_node(self)  # leave no half-made node in the graph
+            raise
+
+    def _setup(self) -> None:
+        try:
+            for spec in PARAMS:
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        except ParameterException as exc:  # wrong type or out of range in YAML / -p
+            raise StartupError(f"invalid parameter: {exc}") from None
         values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMS}
         try:
             for name, value in values.items():
@@ -474,7 +485,7 @@ class SlimSegNode(Node):
                     "last": dict(self._last_frame)}
 
     def destroy_node(self) -> None:
-        self._slot.close()
+        self._slot.close()  # wakes the inference thread, which then ends
         worker = getattr(self, "_worker", None)
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout=5.0)

@@ -310,3 +310,14 @@ def test_bad_start_up_parameters_are_named(context, checkpoint) -> None:
         SlimSegNode(context=context, parameter_overrides=[
             Parameter("checkpoint", value=str(checkpoint)),
             Parameter("input_size", value=[64, 0])])
+
+
+def test_wrongly_typed_yaml_value_fails_start_up_with_the_parameter_named(context,
+                                                                          checkpoint) -> None:
+    with pytest.raises(StartupError, match="width"):
+        SlimSegNode(context=context, parameter_overrides=[
+            Parameter("checkpoint", value=str(checkpoint)), Parameter("width", value=1)])
+    with pytest.raises(StartupError, match="overlay_alpha"):
+        SlimSegNode(context=context, parameter_overrides=[
+            Parameter("checkpoint", value=str(checkpoint)),
+            Parameter("overlay_alpha", value=3.0)])
