@@ -147,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--max-images", type=int, help="evaluate the first N images only")
     parser.add_argument("--boundary-tolerance", type=int, default=3, help="pixels")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="NHWC memory format (often faster on CPU)")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -170,9 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
                         num_workers=args.workers, pin_memory=device.type == "cuda")
     model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     results = evaluate(model, loader, len(info.class_names), info.class_names, info.mean,
                        info.std, args.widths, device, args.boundary_tolerance,
-                       args.sliding_window, progress=sys.stderr.isatty())
+                       args.sliding_window, channels_last=args.channels_last,
+                       progress=sys.stderr.isatty())
     table = markdown_table(results, info.class_names)
     print(table)
     if args.output:
