@@ -16,7 +16,9 @@ For each frame size and trained width, in one run:
 Engine, plain (and onnxruntime) runs alternate within every round, and every round visits all
 widths, so background load hits all contestants alike: compare ratios from one run, never
 absolute times across runs or machines. ``engine/plain`` is given as the ratio of the p50s and, in
-brackets, as the median of the per-round ratios (paired, the more robust under drifting load).
+brackets, as the median of the per-round ratios (paired, the more robust under drifting load);
+with ``--threads 1`` on a CPU also as the paired ratio of thread CPU times, which other
+processes on a shared machine barely disturb.
 Per width it also reports the time of ``SegmentationEngine.set_width`` (a pointer swap) beside
 the time to load a separate single-width checkpoint of that width from disk (a lower bound: file
 already in the page cache, modules made on the meta device, weights assigned without copying).
@@ -209,10 +211,16 @@ class OrtNet:
         return torch.from_numpy(out).to(self.device)
 
 
-def time_call(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+def time_call(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall ms, CPU ms of the calling thread) of one call.
+
+    With one torch thread on the CPU all the work runs in the calling thread, so its CPU time
+    leaves out the time other processes held the core: a far steadier figure on a shared
+    machine, used for the engine/plain ratio.
+    """
+    start, start_cpu = time.perf_counter(), time.thread_time()
     fn()
-    return (time.perf_counter() - start) * 1000.0
+    return (time.perf_counter() - start) * 1000.0, (time.thread_time() - start_cpu) * 1000.0
 
 
 def switch_times_us(engine: SegmentationEngine, model: nn.Module, reps: int) -> dict[float, dict]:
@@ -271,6 +279,7 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
     engine = SegmentationEngine(copy.deepcopy(model), info, device=dev, precision=precision,
                                 channels_last=channels_last)
     widths = engine.widths
+    single_thread = dev.type == "cpu" and torch.get_num_threads() == 1
     log(f"engine: {engine}")
     plain = plain_networks(config, dev, engine.dtype, engine.channels_last)
     contestants: dict[str, dict[float, Callable[[np.ndarray], np.ndarray]]] = {
@@ -305,12 +314,15 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
                     for _ in range(warmup):
                         runners[w](image)
             samples = {name: {w: [] for w in widths} for name in contestants}
+            cpu = {name: {w: [] for w in widths} for name in contestants}
             names = list(contestants)
             for r in range(iters):
                 order = names if r % 2 == 0 else names[::-1]  # alternate who goes first
                 for w in widths:
                     for name in order:
-                        samples[name][w].append(time_call(lambda: contestants[name][w](image)))
+                        wall_ms, cpu_ms = time_call(lambda: contestants[name][w](image))
+                        samples[name][w].append(wall_ms)
+                        cpu[name][w].append(cpu_ms)
                 log(f"  round {r + 1}/{iters}: " + ", ".join(
                     f"{w:g}: {samples['engine'][w][-1]:.1f}/{samples['plain'][w][-1]:.1f} ms"
                     for w in widths))
@@ -328,6 +340,12 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
                     "latency_ratio": eng["p50"] / float(np.percentile(samples["engine"][top], 50)),
                     "flops_ratio": flops[(size, w)] / flops[(size, top)],
                     "onnx_ms": summary(samples["onnxruntime"][w]) if onnx else None,
+                    # thread CPU time: only meaningful with one torch thread on the CPU
+                    "engine_cpu_ms": summary(cpu["engine"][w]) if single_thread else None,
+                    "plain_cpu_ms": summary(cpu["plain"][w]) if single_thread else None,
+                    "engine_over_plain_cpu": float(np.median(
+                        np.asarray(cpu["engine"][w]) / np.asarray(cpu["plain"][w])))
+                    if single_thread else None,
                 }
                 rows.append(row)
 
@@ -368,9 +386,10 @@ def format_report(result: dict[str, Any]) -> str:
              f"{meta['torch_threads']} threads, {meta['precision']}, "
              f"channels_last={meta['channels_last']}, {meta['iters']} rounds"]
     onnx = any(r["onnx_ms"] for r in result["results"])
+    cpu = any(r["engine_over_plain_cpu"] for r in result["results"])
     head = ("| size | width | GFLOPs | params M | engine p50/p90 ms | plain p50/p90 ms | "
             "engine/plain p50 (paired) | latency/w1.0 | FLOPs/w1.0 |"
-            + (" onnxrt p50 ms |" if onnx else ""))
+            + (" engine/plain CPU time |" if cpu else "") + (" onnxrt p50 ms |" if onnx else ""))
     lines += ["", head, "|" + "|".join(["---:"] * (head.count("|") - 1)) + "|"]
     for r in result["results"]:
         e, p = r["engine_ms"], r["plain_ms"]
@@ -379,6 +398,8 @@ def format_report(result: dict[str, Any]) -> str:
                 f"{p['p50']:.1f} / {p['p90']:.1f} | {r['engine_over_plain']:.3f} "
                 f"({r['engine_over_plain_paired']:.3f}) | "
                 f"{r['latency_ratio']:.3f} | {r['flops_ratio']:.3f} |")
+        if cpu:
+            line += f" {r['engine_over_plain_cpu']:.3f} |"
         if onnx:
             line += f" {r['onnx_ms']['p50']:.1f} |"
         lines.append(line)

@@ -29,6 +29,7 @@ def test_bench_smoke_writes_json_and_plot(tmp_path, capsys):
         assert r["engine_ms"]["n"] == 2 and r["plain_ms"]["n"] == 2 and r["onnx_ms"]["n"] == 2
         assert 0 < r["engine_ms"]["p50"] <= r["engine_ms"]["p90"]
         assert r["engine_over_plain"] > 0 and 0 < r["flops_ratio"] <= 1.0
+        assert r["engine_over_plain_cpu"] > 0  # the tests run torch with one thread
         assert r["gflops"] > 0 and r["params_m"] > 0
     for size in ((64, 64), (48, 80)):
         flops = [r["gflops"] for r in rows if tuple(r["size"]) == size]
