@@ -1,4 +1,4 @@
-"""Datasets: exact Cityscapes / SegNet-CamVid layouts, id mapping pixel by pixel, bad data, transforms."""
+"""Datasets: Cityscapes / SegNet-CamVid layouts, id mapping pixel by pixel, bad data, transforms."""
 
 from __future__ import annotations
 

@@ -75,7 +75,8 @@ def test_boundary_cross_entropy_uses_only_band_pixels() -> None:
     logits[0, 0, 0, 0] = -20.0  # a huge error far from the edge must not count
     logits[0, :, 0, 2] = torch.tensor([LN3, 0.0])  # target 0, p0 = 3/4 -> ln(4/3)
     expected = (math.log(4 / 3) + math.log(2)) / 2  # pixel 3 uniform -> ln 2
-    assert boundary_cross_entropy(logits, target, radius=1).item() == pytest.approx(expected, rel=1e-6)
+    value = boundary_cross_entropy(logits, target, radius=1).item()
+    assert value == pytest.approx(expected, rel=1e-6)
     assert BoundaryCrossEntropyLoss(1)(logits, target).item() == pytest.approx(expected, rel=1e-6)
     assert boundary_cross_entropy(logits, torch.zeros(1, 1, 6, dtype=torch.long), 1).item() == 0.0
 

@@ -1,4 +1,4 @@
-"""Training config: YAML -> frozen dataclasses, overrides, unknown keys named, shipped configs valid."""
+"""Training config: YAML -> frozen dataclasses, overrides, unknown keys named, shipped configs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluation: per-width metrics match a hand-run loop, sliding window, Markdown table, CLI errors."""
+"""Evaluation: per-width metrics match a hand-run loop, sliding window, Markdown, CLI errors."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def test_sliding_window_equals_one_pass_when_the_window_covers_the_image() -> No
     assert tiled.shape == full.shape and torch.isfinite(tiled).all()
 
 
-def test_eval_cli_rejects_mismatched_classes_and_missing_files(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture) -> None:
+def test_eval_cli_rejects_mismatched_classes_and_missing_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_camvid_tree(tmp_path / "cv", {"test": 1})
     model = build_model(ModelConfig(backbone="mobilenetv2", num_classes=3, head_channels=32,
                                     low_level_channels=16))

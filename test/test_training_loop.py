@@ -1,4 +1,4 @@
-"""The trainer end to end on a tiny synthetic CamVid: loss goes down, exact resume, checkpoints, DDP."""
+"""The trainer end to end on a tiny synthetic CamVid: loss down, exact resume, checkpoints, DDP."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import torch
 import torch.multiprocessing as mp
 
 from slimseg_ros.models import build_model, load_checkpoint
-from slimseg_ros.training.config import load_config
+from slimseg_ros.training.config import ConfigError, load_config
 from slimseg_ros.training.evaluate import main as eval_main
 from slimseg_ros.training.synthetic import write_camvid_tree
-from slimseg_ros.training.train import NonFiniteLossError, load_train_state, main as train_main, train
+from slimseg_ros.training.train import NonFiniteLossError, load_train_state, train
+from slimseg_ros.training.train import main as train_main
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 
@@ -61,7 +62,8 @@ def test_loss_goes_down_at_every_width_and_checkpoints_are_written(tiny_camvid: 
         ce = [r["loss"][f"{w:g}"]["ce"] for r in records]
         first, last = sum(ce[:4]) / 4, sum(ce[-4:]) / 4
         # CE starts near ln(11) = 2.40; narrow widths learn slower (they also follow a teacher)
-        assert last < (0.8 if w == 1.0 else 0.95) * first, f"width {w}: CE {first:.3f} -> {last:.3f}"
+        factor = 0.8 if w == 1.0 else 0.95
+        assert last < factor * first, f"width {w}: CE {first:.3f} -> {last:.3f}"
         kd = [r["loss"][f"{w:g}"]["kd"] for r in records]
         assert (max(kd) == 0.0) == (w == 1.0)  # only narrower widths are distilled
     evals = read_log(out, "eval")
@@ -88,7 +90,8 @@ def test_loss_goes_down_at_every_width_and_checkpoints_are_written(tiny_camvid: 
 
 
 @pytest.mark.slow
-def test_kill_and_resume_reproduces_the_uninterrupted_run(tiny_camvid: Path, tmp_path: Path) -> None:
+def test_kill_and_resume_reproduces_the_uninterrupted_run(tiny_camvid: Path,
+                                                          tmp_path: Path) -> None:
     full = train(load_config(None, tiny_overrides(tiny_camvid, tmp_path / "a")))["model"]
     part_cfg = load_config(None, tiny_overrides(tiny_camvid, tmp_path / "b"))
     first = train(part_cfg, max_iterations=3)
@@ -213,3 +216,12 @@ def test_gradient_accumulation_and_clipping_run(tiny_camvid: Path, tmp_path: Pat
     assert train(cfg)["iteration"] == 2
     records = read_log(tmp_path / "acc", "train")
     assert all(r["loss"]["0.5"]["boundary"] == 0.0 and r["loss"]["0.5"]["kd"] > 0 for r in records)
+
+
+def test_resume_refuses_a_different_network(tiny_camvid: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mm"
+    train(load_config(None, tiny_overrides(tiny_camvid, out, iterations=1)))
+    other = load_config(None, tiny_overrides(tiny_camvid, out, iterations=2,
+                                             **{"model.head_channels": 64}))
+    with pytest.raises(ConfigError, match="model.head_channels"):
+        train(other, resume=out / "last.pt")

@@ -1,4 +1,4 @@
-"""The SlimSeg recipe: teacher choice, KD from the right width, gradient accumulation, LR schedule."""
+"""The SlimSeg recipe: teacher choice, KD from the right width, accumulation, LR schedule."""
 
 from __future__ import annotations
 

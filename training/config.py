@@ -62,7 +62,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.dataset not in ("camvid", "cityscapes"):
-            raise ConfigError(f"data.dataset must be 'camvid' or 'cityscapes', got {self.dataset!r}")
+            raise ConfigError(f"data.dataset must be 'camvid' or 'cityscapes', "
+                              f"got {self.dataset!r}")
         object.__setattr__(self, "crop_size", _tuple(self.crop_size, 2, "data.crop_size", int))
         object.__setattr__(self, "scale_range", _tuple(self.scale_range, 2, "data.scale_range"))
         object.__setattr__(self, "mean", _tuple(self.mean, 3, "data.mean"))
@@ -97,7 +98,10 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """Poly decay ``(1 - it / iterations) ** power`` after a linear warm-up (iterations = optimizer steps)."""
+    """Poly decay ``(1 - it / iterations) ** power`` after a linear warm-up.
+
+    Iterations count optimizer steps (not micro-batches).
+    """
 
     iterations: int = 20000
     warmup_iters: int = 500

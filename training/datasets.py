@@ -124,7 +124,8 @@ def camvid_pairs(root: str | os.PathLike, split: str) -> list[tuple[Path, Path]]
 
 
 def cityscapes_pairs(root: str | os.PathLike, split: str) -> list[tuple[Path, Path]]:
-    """``leftImg8bit/<split>/<city>/X_leftImg8bit.png`` with ``gtFine/<split>/<city>/X_gtFine_labelIds.png``."""
+    """``leftImg8bit/<split>/<city>/X_leftImg8bit.png`` paired with
+    ``gtFine/<split>/<city>/X_gtFine_labelIds.png``."""
     root = Path(root)
     _require_dir(root, "Cityscapes root")
     pairs: list[tuple[Path, Path]] = []
@@ -231,7 +232,7 @@ class SegmentationDataset(Dataset):
 def build_dataset(name: str, root: str | os.PathLike, split: str,
                   transform: PairTransform | None = None, check: bool = True
                   ) -> SegmentationDataset:
-    """Dataset ``name`` ('camvid' | 'cityscapes') at ``root``, split e.g. 'train', 'val', 'train+val'."""
+    """Dataset ``name`` ('camvid' | 'cityscapes') at ``root``; split e.g. 'train', 'train+val'."""
     spec = get_spec(name)
     return SegmentationDataset(spec, PAIRS[name](root, split), transform, check)
 

@@ -66,7 +66,8 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
         if not any(math.isclose(w, x, abs_tol=1e-6) for x in all_widths):
             raise ValueError(f"width {w} is not one of the model's widths {list(all_widths)}")
     model.eval()
-    cms = {w: torch.zeros(num_classes, num_classes, dtype=torch.long, device=device) for w in widths}
+    cms = {w: torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+           for w in widths}
     bcs = {w: torch.zeros(4, dtype=torch.long, device=device) for w in widths}
     seconds = {w: 0.0 for w in widths}
     images_seen = 0

@@ -1,4 +1,4 @@
-"""Segmentation metrics as pure functions over a confusion matrix (rows: ground truth, cols: prediction).
+"""Segmentation metrics: pure functions over a confusion matrix (rows: truth, cols: prediction).
 
 mIoU is the **nanmean** of the per-class IoU: a class that appears neither in the ground truth
 nor in the predictions has an undefined IoU (0/0 = NaN) and is left out of the mean, instead of

@@ -1,4 +1,4 @@
-"""SGD parameter groups and the warm-up + poly learning-rate schedule (a pure function of the iteration)."""
+"""SGD parameter groups and the warm-up + poly learning rate (a pure function of the iteration)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> optim.SGD:
                      nesterov=cfg.nesterov)
 
 
-def build_scheduler(optimizer: optim.Optimizer, schedule: ScheduleConfig) -> optim.lr_scheduler.LambdaLR:
+def build_scheduler(optimizer: optim.Optimizer, schedule: ScheduleConfig
+                    ) -> optim.lr_scheduler.LambdaLR:
     """LambdaLR over :func:`lr_factor`; step it once per optimizer step."""
     return optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, schedule))

@@ -22,7 +22,8 @@ def _scene(rng: np.random.Generator, height: int, width: int, raw_ids: list[int]
     gh, gw = -(-height // block), -(-width // block)
     tiles = rng.choice(raw_ids, size=(gh, gw))
     tiles[rng.random((gh, gw)) < 0.05] = void_id
-    return np.kron(tiles, np.ones((block, block), dtype=tiles.dtype))[:height, :width].astype(np.uint8)
+    full = np.kron(tiles, np.ones((block, block), dtype=tiles.dtype))
+    return full[:height, :width].astype(np.uint8)
 
 
 def _image(rng: np.random.Generator, label_rgb: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from slimseg_ros.models import ModelInfo, build_model, save_checkpoint, set_width
+from slimseg_ros.models import CheckpointError, ModelInfo, build_model, save_checkpoint
 from slimseg_ros.models.checkpoint import atomic_torch_save, safe_torch_load
 
 from .config import ConfigError, TrainConfig, config_from_dict, load_config, save_config
@@ -171,6 +171,17 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
+def check_same_model(cfg: TrainConfig, state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse to resume a run whose network differs from the one stored in ``path``."""
+    ours = {k: v for k, v in cfg.model.to_dict().items() if k != "pretrained"}
+    theirs = {k: v for k, v in dict(state["config"]["model"]).items() if k != "pretrained"}
+    diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if diff:
+        raise ConfigError(f"cannot resume from {path}: its model differs in "
+                          + ", ".join(f"model.{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)"
+                                      for k in diff))
+
+
 class _StopFlag:
     """SIGTERM / first Ctrl-C ask the loop to stop at the next iteration boundary."""
 
@@ -263,6 +274,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
         best: dict[str, Any] = {"score": -math.inf, "iteration": None, "miou": {}}
         if resume is not None:
             state = load_train_state(resume)
+            check_same_model(cfg, state, resume)
             raw_model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -513,14 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume is not None:
             resume = args.resume or str(Path(cfg.output_dir) / "last.pt")
         summary = train(cfg, resume)
-    except (ConfigError, DatasetError, FileNotFoundError) as exc:
+    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as exc:
         print(f"slimseg-train: error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:
-        if type(exc).__name__ == "CheckpointError":
-            print(f"slimseg-train: error: {exc}", file=sys.stderr)
-            return 2
-        raise
     return 130 if summary["interrupted"] else 0
 
 
