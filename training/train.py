@@ -22,6 +22,7 @@ import random
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,10 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             if dinfo.main:
                 log(f"resumed from {resume} at iteration {start_it}")
         if dinfo.enabled:
+            if cfg.runtime.channels_last:
+                # depthwise weights (C x 1 x k x k) have two equivalent NHWC stride patterns;
+                # DDP warns about the mismatch although the memory layout is the same
+                warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
             model = nn.parallel.DistributedDataParallel(
                 raw_model, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=True)
