@@ -212,8 +212,12 @@ def test_gradient_accumulation_and_clipping_run(tiny_camvid: Path, tmp_path: Pat
     cfg = load_config(None, tiny_overrides(tiny_camvid, tmp_path / "acc", iterations=2,
                                            **{"optim.accum_steps": 2, "optim.grad_clip": 1.0,
                                               "distill.mode": "largest",
-                                              "distill.boundary": False}))
-    assert train(cfg)["iteration"] == 2
+                                              "distill.boundary": False,
+                                              "optim.bn_momentum": 0.05}))
+    summary = train(cfg)
+    assert summary["iteration"] == 2
+    bns = [m for m in summary["model"].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum == 0.05 for m in bns)
     records = read_log(tmp_path / "acc", "train")
     assert all(r["loss"]["0.5"]["boundary"] == 0.0 and r["loss"]["0.5"]["kd"] > 0 for r in records)
 

@@ -88,12 +88,18 @@ class OptimConfig:
     no_decay_norm_bias: bool = True
     grad_clip: float | None = None  # max global grad norm, None = off
     accum_steps: int = 1  # micro-batches per optimizer step
+    # BatchNorm running-stat momentum for every BN of the network during training; None keeps
+    # the backbone's own (EfficientNet-Lite: TF's 0.01, slow to forget ImageNet statistics in
+    # short fine-tuning runs, which then hurts eval-mode accuracy)
+    bn_momentum: float | None = None
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ConfigError("optim.lr must be > 0, momentum in [0, 1), weight_decay >= 0")
         if self.accum_steps < 1:
             raise ConfigError(f"optim.accum_steps must be >= 1, got {self.accum_steps}")
+        if self.bn_momentum is not None and not 0.0 < self.bn_momentum <= 1.0:
+            raise ConfigError(f"optim.bn_momentum must be in (0, 1], got {self.bn_momentum}")
 
 
 @dataclass(frozen=True)

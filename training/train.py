@@ -254,6 +254,10 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
 
         # model, optimizer, schedule
         model = build_model(cfg.model)
+        if cfg.optim.bn_momentum is not None:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.momentum = cfg.optim.bn_momentum
         if cfg.runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
         model.to(device)
