@@ -367,6 +367,8 @@ class SegmentationEngine:
             for p in self.model.parameters():
                 p.requires_grad_(False)
             self._nets = tuple(_SlimmableAtWidth(self, w) for w in self.widths)
+            set_model_width(self.model, self.widths[-1])
+            self._model_width = self.widths[-1]
         # (width, network) swapped as one object: a reader never sees a half-made switch
         self._active: tuple[float, nn.Module] = (self.widths[-1], self._nets[-1])
 
@@ -452,7 +454,9 @@ class SegmentationEngine:
         if self.specialised:
             return self._nets[self._index(width)](x)
         with self._model_lock:  # the slimmable model holds its width as state
-            set_model_width(self.model, width)
+            if width != self._model_width:  # the walk over all modules costs ~0.5-1 ms
+                set_model_width(self.model, width)
+                self._model_width = width
             return self.model(x)
 
     def _preprocess(self, x: torch.Tensor) -> torch.Tensor:

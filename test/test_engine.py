@@ -92,7 +92,15 @@ def test_widths_really_differ(engine):
         assert (a - b).abs().max().item() > 1e-3
 
 
-def test_switching_back_and_forth_is_identical(engine):
+@pytest.fixture(scope="module")
+def slim_engine(checkpoints: dict) -> SegmentationEngine:
+    return SegmentationEngine.from_checkpoint(checkpoints["resnet18"], device="cpu",
+                                              specialise=False)
+
+
+@pytest.mark.parametrize("which", ["engine", "slim_engine"])
+def test_switching_back_and_forth_is_identical(request, which):
+    engine = request.getfixturevalue(which)
     image = frame(40, 56, seed=3)
     first = {w: engine.infer(image, w) for w in engine.widths}
     for w in (1.0, 0.25, 1.0, 0.5, 0.25, 0.75, 1.0):
@@ -100,6 +108,7 @@ def test_switching_back_and_forth_is_identical(engine):
         assert engine.width == w
         np.testing.assert_array_equal(engine.infer(image), first[w])
     assert engine.network(0.25) is engine.network(0.25)  # a pointer swap, no rebuild
+    engine.set_width(1.0)
 
 
 @pytest.mark.parametrize("bad", [0.3, 0.0, 1.5, -0.25, float("nan"), "wide", True, None])
