@@ -31,6 +31,7 @@ Topics (relative, so they can be remapped or namespaced):
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import threading
 import time
@@ -497,6 +498,7 @@ def main(args: list[str] | None = None) -> int:
     apply_dds_profile()  # before rclpy.init: Fast DDS reads it when the participant is made
     rclpy.init(args=args)
     node = None
+    executor = None
     try:
         node = SlimSegNode()
         executor = MultiThreadedExecutor(num_threads=2)
@@ -508,6 +510,11 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C in a terminal reaches the node twice (from the terminal and from ros2 launch):
+        # a second SIGINT must not interrupt the clean-up half way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if executor is not None:
+            executor.shutdown(timeout_sec=2.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
