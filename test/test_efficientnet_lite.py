@@ -7,7 +7,8 @@ import torch
 
 from slimseg_ros.models import ModelConfig, build_model, set_width
 from slimseg_ros.models.efficientnet_lite import (EfficientNetLite, load_reference_weights,
-                                                  weights_package_file)
+                                                  rename_reference_state, weights_package_file)
+from slimseg_ros.models.pretrained import PretrainedError
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 
@@ -23,8 +24,12 @@ def _package_state() -> dict[str, torch.Tensor]:
 def test_every_key_used_and_every_parameter_set() -> None:
     state = _package_state()
     net = EfficientNetLite("efficientnet_lite0", WIDTHS, output_stride=32, classifier=True)
-    report = load_reference_weights(net, state)
-    assert report == {"unused": [], "unset": []}
+    report = load_reference_weights(net, state, "package")
+    # every file tensor used, none ignored; every parameter and buffer of ours was a target
+    # (load_full_width raises on a missing one) and nothing optional was skipped
+    assert sorted(report.loaded) == sorted(rename_reference_state(net, state))
+    assert report.ignored == [] and report.skipped_optional == []
+    assert len(report.loaded) == len(state)
     # the full width holds the file's tensors exactly; narrow BNs start from their first channels
     assert torch.equal(net.blocks[3].expand[0].weight, state["_blocks.3._expand_conv.weight"])
     bn = net.blocks[3].expand[1]
@@ -73,10 +78,20 @@ def test_pretrained_package_loads_into_segmenter() -> None:
     assert torch.equal(model.backbone.stem[0].weight, state["_conv_stem.weight"])
 
 
+def test_misfitting_weights_refused_and_model_untouched() -> None:
+    state = dict(_package_state())
+    net = EfficientNetLite("efficientnet_lite0", WIDTHS, output_stride=32, classifier=True)
+    before = net.stem[0].weight.clone()
+    del state["_blocks.5._bn1.running_mean"]
+    with pytest.raises(PretrainedError, match="bad.pth.*missing"):
+        load_reference_weights(net, state, "bad.pth")
+    assert torch.equal(net.stem[0].weight, before)
+
+
 def test_missing_weights_file_is_named(tmp_path) -> None:
     cfg = ModelConfig(backbone="efficientnet_lite0", num_classes=11,
                       pretrained=str(tmp_path / "nope.pth"))
-    with pytest.raises(FileNotFoundError, match="nope.pth"):
+    with pytest.raises(PretrainedError, match="nope.pth"):
         build_model(cfg)
 
 

@@ -24,7 +24,8 @@ from torch import nn
 
 from .config import ModelConfig
 from .layers import ConvBNAct
-from .slimmable import DEFAULT_DIVISOR, SlimmableConv2d, SwitchableBatchNorm2d
+from .pretrained import LoadReport, load_full_width, read_state_dict
+from .slimmable import DEFAULT_DIVISOR, SlimmableConv2d
 
 # name -> (width coefficient, depth coefficient)
 LITE_PARAMS = {
@@ -193,53 +194,32 @@ def reference_key_map(backbone: EfficientNetLite) -> dict[str, str]:
     return mapping
 
 
-def load_reference_weights(backbone: EfficientNetLite, state: dict[str, torch.Tensor]
-                           ) -> dict[str, list[str]]:
+def rename_reference_state(backbone: EfficientNetLite, state: dict[str, torch.Tensor]
+                           ) -> dict[str, torch.Tensor]:
+    """The reference state dict under our module names (keys we have no module for stay as is)."""
+    mapping = reference_key_map(backbone)
+    renamed: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        prefix, _, leaf = key.rpartition(".")
+        if prefix not in mapping:
+            renamed[key] = value
+            continue
+        if prefix == "_fc" and leaf == "weight" and value.dim() == 2:
+            value = value[:, :, None, None]  # Linear in the reference, 1x1 conv here
+        renamed[f"{mapping[prefix]}.{leaf}"] = value
+    return renamed
+
+
+def load_reference_weights(backbone: EfficientNetLite, state: dict[str, torch.Tensor],
+                           source: str = "state dict") -> LoadReport:
     """Copy a reference state dict into the full width (and every narrower BN's first channels).
 
-    Returns ``{"unused": [...reference keys not used], "unset": [...our parameters not set]}``;
-    raises ValueError on a shape mismatch, naming the key.
+    Checked before anything is copied: a missing, unexpected or misshapen tensor raises
+    :class:`PretrainedError` naming ``source``. Without the ImageNet classifier
+    (``classifier=False``) the reference head (``_conv_head``, ``_bn1``, ``_fc``) is ignored.
     """
-    modules = dict(backbone.named_modules())
-    mapping = reference_key_map(backbone)
-    used: set[str] = set()
-    set_params: set[str] = set()
-    with torch.no_grad():
-        for ref_prefix, our_prefix in mapping.items():
-            target = modules[our_prefix]
-            tensors = {k[len(ref_prefix) + 1:]: v for k, v in state.items()
-                       if k.startswith(ref_prefix + ".")}
-            if isinstance(target, SlimmableConv2d):
-                w = tensors.get("weight")
-                if w is None:
-                    continue
-                if w.dim() == 2:  # the fc layer is Linear in the reference
-                    w = w[:, :, None, None]
-                if w.shape != target.weight.shape:
-                    raise ValueError(f"{ref_prefix}.weight has shape {tuple(w.shape)}, the "
-                                     f"network expects {tuple(target.weight.shape)}")
-                target.weight.copy_(w)
-                used.add(f"{ref_prefix}.weight")
-                set_params.add(f"{our_prefix}.weight")
-                if target.bias is not None and "bias" in tensors:
-                    target.bias.copy_(tensors["bias"])
-                    used.add(f"{ref_prefix}.bias")
-                    set_params.add(f"{our_prefix}.bias")
-            elif isinstance(target, SwitchableBatchNorm2d):
-                for name, value in tensors.items():
-                    for i, bn in enumerate(target.bn):
-                        dst = getattr(bn, name)
-                        if name == "num_batches_tracked":
-                            dst.copy_(value)
-                        else:
-                            if value.shape[0] != target.num_features:
-                                raise ValueError(f"{ref_prefix}.{name} has {value.shape[0]} "
-                                                 f"channels, expected {target.num_features}")
-                            dst.copy_(value[:dst.shape[0]])
-                        set_params.add(f"{our_prefix}.bn.{i}.{name}")
-                    used.add(f"{ref_prefix}.{name}")
-    ours = {k for k, _ in backbone.named_parameters()} | {k for k, _ in backbone.named_buffers()}
-    return {"unused": sorted(set(state) - used), "unset": sorted(ours - set_params)}
+    ignore = () if backbone.head_conv is not None else ("_conv_head.", "_bn1.", "_fc.")
+    return load_full_width(backbone, rename_reference_state(backbone, state), source, ignore)
 
 
 def build_efficientnet_lite(config: ModelConfig) -> EfficientNetLite:
@@ -255,12 +235,5 @@ def build_efficientnet_lite(config: ModelConfig) -> EfficientNetLite:
                 return backbone
         else:
             path = Path(config.pretrained)
-        if not path.is_file():
-            raise FileNotFoundError(f"ImageNet weights file {path} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        report = load_reference_weights(backbone, state)
-        unexpected = [k for k in report["unused"] if not k.startswith(("_conv_head", "_bn1", "_fc"))]
-        if unexpected or report["unset"]:
-            raise ValueError(f"ImageNet weights {path} do not fit {config.backbone}: unused "
-                             f"{unexpected[:5]}, unset {report['unset'][:5]}")
+        load_reference_weights(backbone, read_state_dict(path), str(path))
     return backbone
