@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -206,6 +207,39 @@ def test_sigterm_saves_last_pt_at_an_iteration_boundary(tiny_camvid: Path, tmp_p
     state = load_train_state(out / "last.pt")
     assert state["iteration"] == summary["iteration"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_loader_workers_saves_last(tiny_camvid: Path,
+                                                                     tmp_path: Path) -> None:
+    """As a scheduler or systemd stops a job: SIGTERM to every process, loader workers included."""
+    import subprocess
+    import sys
+
+    from slimseg_ros.training.config import save_config
+
+    out = tmp_path / "group"
+    cfg_file = tmp_path / "group.yaml"
+    save_config(load_config(None, tiny_overrides(tiny_camvid, out, iterations=100000,
+                                                 **{"data.workers": 1})), cfg_file)
+    proc = subprocess.Popen([sys.executable, "-m", "slimseg_ros.training.train", "--config",
+                             str(cfg_file)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "train_log.jsonl").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.05)
+        assert (out / "train_log.jsonl").exists(), "training did not start in time"
+        os.killpg(proc.pid, signal.SIGTERM)  # main process and its DataLoader worker alike
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output
+    assert "stopped by SIGTERM" in output and "killed by signal" not in output
+    state = load_train_state(out / "last.pt")
+    assert state["iteration"] >= 1
 
 
 def test_gradient_accumulation_and_clipping_run(tiny_camvid: Path, tmp_path: Path) -> None:

@@ -183,6 +183,18 @@ def check_same_model(cfg: TrainConfig, state: dict[str, Any], path: str | os.Pat
                                       for k in diff))
 
 
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: workers leave SIGTERM/SIGINT to the main process.
+
+    A SIGTERM sent to the whole process group (systemd, a cluster scheduler, ``kill -- -PGID``)
+    would otherwise kill the workers first, and the main process would die mid-iteration with
+    "DataLoader worker ... killed" instead of stopping at the next iteration boundary with a
+    saved ``last.pt``. Workers still end when the main process ends (PyTorch's watchdog).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _StopFlag:
     """SIGTERM / first Ctrl-C ask the loop to stop at the next iteration boundary."""
 
@@ -318,6 +330,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
         loader = DataLoader(train_set, batch_size=batch, sampler=sampler,
                             num_workers=d.workers, pin_memory=device.type == "cuda",
                             drop_last=True, persistent_workers=d.workers > 0,
+                            worker_init_fn=ignore_stop_signals,
                             generator=torch.Generator().manual_seed(cfg.seed),
                             prefetch_factor=2 if d.workers > 0 else None)
         val_loader = None
@@ -326,6 +339,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
                 Subset(val_set, range(min(cfg.eval.max_images, len(val_set))))
             val_loader = DataLoader(vs, batch_size=cfg.eval.batch_size, shuffle=False,
                                     num_workers=min(d.workers, 2),
+                                    worker_init_fn=ignore_stop_signals,
                                     pin_memory=device.type == "cuda")
 
         if dinfo.main and cfg.runtime.tensorboard:
