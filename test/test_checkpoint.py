@@ -169,3 +169,27 @@ def test_pretrained_path_in_saved_config_is_not_reread(saved, tmp_path: Path) ->
     edited = _edited(path, tmp_path / "from_imagenet.pt", pretrained=str(tmp_path / "gone.pth"))
     model, _ = load_checkpoint(edited)
     assert torch.equal(outputs(model, X)[1.0], ref[1.0])
+
+
+def test_convert_to_fp16_halves_the_file_and_keeps_outputs(tmp_path: Path) -> None:
+    from slimseg_ros.models import set_width
+    from slimseg_ros.models.checkpoint import main as convert_main
+
+    model = build_model(ModelConfig(backbone="mobilenetv2", head="fcn", num_classes=3,
+                                    head_channels=32)).eval()
+    info = ModelInfo(class_names=["a", "b", "c"], palette=[[0, 0, 0], [1, 1, 1], [2, 2, 2]])
+    src, dst = tmp_path / "fp32.pt", tmp_path / "fp16.pt"
+    save_checkpoint(src, model, info)
+    assert convert_main([str(src), str(dst), "--input-size", "96", "128"]) == 0
+    assert dst.stat().st_size < 0.6 * src.stat().st_size
+    half_model, half_info = load_checkpoint(dst)
+    assert half_info.input_size == [96, 128] and half_info.class_names == ["a", "b", "c"]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for w in (0.25, 1.0):
+            ref = set_width(model, w)(x)
+            got = set_width(half_model, w)(x)
+            assert (got.argmax(1) == ref.argmax(1)).float().mean() > 0.99
+    with pytest.raises(SystemExit):
+        convert_main([str(tmp_path / "missing.pt"), str(tmp_path / "out.pt")])
+    assert not (tmp_path / "out.pt").exists()

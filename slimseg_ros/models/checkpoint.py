@@ -152,3 +152,39 @@ def model_from_payload(payload: Any, source: str) -> tuple[SlimSegmenter, ModelI
                               f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
     model.eval()
     return model, info
+
+
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True,
+                       input_size: list[int] | None = None) -> None:
+    """Re-write a model checkpoint, e.g. as fp16 weights for shipping (about half the size).
+
+    The network is rebuilt and loaded first, so a bad source fails before anything is written.
+    """
+    model, info = load_checkpoint(src)
+    if input_size is not None:
+        info.input_size = list(input_size)
+    save_checkpoint(dst, model, info, half=half)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m slimseg_ros.models.checkpoint SRC DST [--fp32] [--input-size H W]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Convert a slimseg model checkpoint "
+                                     "(default: fp16 weights, for shipping).")
+    parser.add_argument("src")
+    parser.add_argument("dst")
+    parser.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="network input size stored for the node and the engine")
+    args = parser.parse_args(argv)
+    try:
+        convert_checkpoint(args.src, args.dst, half=not args.fp32, input_size=args.input_size)
+    except CheckpointError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(f"wrote {args.dst} ({Path(args.dst).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Accuracy beside cost, per width: joins ``slimseg-eval``'s metrics.json and ``slimseg-bench``'s JSON.
+
+    python bench/accuracy_vs_latency.py --metrics runs/x/test/metrics.json \
+        --bench bench.json --size 360x480 --plot docs/accuracy_vs_latency.png
+
+Prints a Markdown table (width, mIoU, boundary F, GFLOPs, engine latency p50/p90) and draws
+mIoU against latency, one point per width.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def join(metrics: dict, bench: dict, size: tuple[int, int]) -> list[dict]:
+    """One row per width present in both files (latency at ``size``)."""
+    rows = []
+    for r in bench["results"]:
+        if tuple(r["size"]) != size:
+            continue
+        m = metrics["results"].get(f"{r['width']:g}")
+        if m is None:
+            continue
+        rows.append({"width": r["width"], "miou": 100 * m["miou"],
+                     "boundary_f": 100 * m["boundary_f"] if m.get("boundary_f") is not None
+                     else float("nan"),
+                     "gflops": r["gflops"], "p50": r["engine_ms"]["p50"],
+                     "p90": r["engine_ms"]["p90"]})
+    if not rows:
+        raise SystemExit(f"no width is in both files at size {size[0]}x{size[1]}")
+    return sorted(rows, key=lambda row: row["width"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--metrics", required=True, help="metrics.json written by slimseg-eval")
+    p.add_argument("--bench", required=True, help="JSON written by slimseg-bench --json")
+    p.add_argument("--size", default="360x480", help="HxW of the bench rows to use")
+    p.add_argument("--plot", help="PNG to write")
+    args = p.parse_args(argv)
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    rows = join(json.loads(Path(args.metrics).read_text()),
+                json.loads(Path(args.bench).read_text()), (h, w))
+    print("| width | mIoU % | boundary F % | GFLOPs | latency p50 / p90 ms |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['width']:g} | {r['miou']:.1f} | {r['boundary_f']:.1f} | {r['gflops']:.2f} | "
+              f"{r['p50']:.1f} / {r['p90']:.1f} |")
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        ax.plot([r["p50"] for r in rows], [r["miou"] for r in rows], "o-")
+        for r in rows:
+            ax.annotate(f"w={r['width']:g}", (r["p50"], r["miou"]), textcoords="offset points",
+                        xytext=(5, -12))
+        ax.set_xlabel(f"latency p50 (ms, {h}x{w}, {json.loads(Path(args.bench).read_text())['meta']['device']})")
+        ax.set_ylabel("test mIoU (%)")
+        ax.set_title("one slimmable model, four widths")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=120)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
