@@ -40,6 +40,7 @@ setup(
             f"slimseg-export = {PACKAGE}.export:main",
             f"slimseg-bench = {PACKAGE}.bench:main",
             f"slimseg-demo = {PACKAGE}.demo:main",
+            f"slimseg-calibrate-bn = {PACKAGE}.training.calibrate_bn:main",
         ],
     },
 )
