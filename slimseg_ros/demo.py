@@ -398,11 +398,12 @@ class DemoClient:
         self.pub_battery = n.create_publisher(BatteryState, TOPICS["battery"], reliable)
         self.pub_temp = n.create_publisher(Temperature, TOPICS["temperature"], reliable)
         self.pub_budget = n.create_publisher(Float32, TOPICS["budget"], reliable)
-        self._outputs_qos = outputs
         n.create_subscription(Image, TOPICS["mask"], self._on_mask, outputs)
         n.create_subscription(Float32, TOPICS["active_width"], self._on_active, latched)
         n.create_subscription(DiagnosticArray, TOPICS["diagnostics"], self._on_diag, reliable)
-        self._color_sub = None
+        # Subscribed for the whole run: creating/destroying subscriptions from this thread while
+        # the executor spins in another one can hang rclpy; _on_color keeps only montage frames.
+        n.create_subscription(Image, TOPICS["color"], self._on_color, outputs)
         self.stamps: dict[tuple[int, int], tuple[float, str]] = {}
         self.montage_width: float | None = None  # capture masks for this width...
         self.montage_after: float = math.inf     # ...of frames sent after this time
@@ -482,16 +483,6 @@ class DemoClient:
                     self.last_decision = key
 
     # -- publishing (main thread)
-    def set_color_subscription(self, on: bool) -> None:
-        from sensor_msgs.msg import Image
-
-        if on and self._color_sub is None:
-            self._color_sub = self.node.create_subscription(Image, TOPICS["color"],
-                                                            self._on_color, self._outputs_qos)
-        elif not on and self._color_sub is not None:
-            self.node.destroy_subscription(self._color_sub)
-            self._color_sub = None
-
     def publish_frame(self, rgb: np.ndarray) -> None:
         msg = self.msgs["Image"]()
         msg.header.stamp = self.node.get_clock().now().to_msg()
@@ -1036,8 +1027,6 @@ def _play(client: DemoClient, proc: subprocess.Popen, source: FrameSource,
         client.phase = ph.name
         print(f"[demo] {start:6.1f} s  {ph.name}" + (f" ({budget:.1f} ms)" if budget else ""),
               flush=True)
-        if ph.montage:
-            client.set_color_subscription(True)
         if ph.request is not None:
             client.publish_width(ph.request)
         next_frame = next_input = clock()
@@ -1065,7 +1054,6 @@ def _play(client: DemoClient, proc: subprocess.Popen, source: FrameSource,
             with client.lock:
                 client.montage_width = None
         entry["end"] = clock()
-    client.set_color_subscription(False)
     time.sleep(min(1.0, phase_s / 2))  # let the last masks and diagnostics arrive
     return clock()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -126,9 +127,17 @@ def test_short_demo_run_writes_the_whole_report(tmp_path):
            str(frames), "--checkpoint", str(checkpoint), "--phase-seconds", "0.4",
            "--fps", "10", "--device", "cpu", "--startup-timeout", "90"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=150, cwd=REPO, env=env)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert f"report written to {out}" in run.stdout
+    # own process group: on a time-out the demo's node process goes too, not only the demo
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail("the demo did not finish in 150 s:\n" + stdout[-3000:] + stderr[-3000:])
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert f"report written to {out}" in stdout
     for name in ("report.md", "timeline.png", "montage.png", "latency.md", "latency.json",
                  "decisions.md", "decisions.json", "phases.json", "node.log"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
