@@ -241,13 +241,15 @@ class SlimSegNode(Node):
         self._image_publishers = publishers
         if wanted is None or wanted == self._image_reliability:
             return
-        if self._image_sub is not None:
-            self.destroy_subscription(self._image_sub)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=wanted,
                          durability=DurabilityPolicy.VOLATILE)
-        self._image_sub = self.create_subscription(self._image_type, self._image_topic,
-                                                   self._on_image, qos,
-                                                   callback_group=self._image_group)
+        # make before break: the new subscription is matched while the old one still delivers,
+        # so a QoS switch never leaves the node without an image subscription
+        old, self._image_sub = self._image_sub, self.create_subscription(
+            self._image_type, self._image_topic, self._on_image, qos,
+            callback_group=self._image_group)
+        if old is not None:
+            self.destroy_subscription(old)
         self._image_reliability = wanted
         why = (f"image_qos {self._image_qos}" if publishers < 0 else
                f"{publishers} publisher(s)" if publishers else "no publishers yet")

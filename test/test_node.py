@@ -284,7 +284,15 @@ def test_auto_qos_follows_the_publishers(start) -> None:
     send_until_mask(node, probe, image_msg(frame(480, 640), "rgb8"), pub=best_effort)
     probe.node.destroy_publisher(best_effort)
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
-    send_until_mask(node, probe, image_msg(frame(32, 32), "rgb8"), pub=reliable)
+    before = node.frame_stats()
+    try:
+        send_until_mask(node, probe, image_msg(frame(32, 32), "rgb8"), pub=reliable)
+    except AssertionError as exc:  # say where delivery stopped: DDS, the executor or inference
+        raise AssertionError(
+            f"{exc}: frames received {before['received']} -> {node.frame_stats()['received']}, "
+            f"processed {before['processed']} -> {node.frame_stats()['processed']}, "
+            f"reliable publisher matched to {reliable.get_subscription_count()} "
+            f"subscription(s)") from exc
     assert node.set_parameters([Parameter("image_qos", value="best_effort")])[0].successful
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.BEST_EFFORT)
 
