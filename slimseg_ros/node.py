@@ -48,6 +48,11 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
+
+try:  # Iron and later
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
 from sensor_msgs.msg import BatteryState, CompressedImage, Image, Temperature
 from std_msgs.msg import Float32
 
@@ -170,6 +175,7 @@ class SlimSegNode(Node):
         self._image_sub = None
         self._image_reliability: ReliabilityPolicy | None = None
         self._image_publishers = 0
+        self._incompatible_publishers = 0
         self._update_image_subscription()
         # Same mutually exclusive group as the image subscription: the subscription is never
         # destroyed while the executor is taking a message from it (rclpy then leaves the
@@ -235,19 +241,42 @@ class SlimSegNode(Node):
         return (ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                 len(infos))
 
+    def _warn_incompatible(self) -> None:
+        """Warn (once per change) about publishers a reliable subscription cannot hear."""
+        incompatible = 0
+        if self._image_sub is not None and self._image_reliability == ReliabilityPolicy.RELIABLE:
+            incompatible = sum(
+                i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                for i in self.get_publishers_info_by_topic(self._image_sub.topic_name))
+        if incompatible and incompatible != self._incompatible_publishers:
+            self.get_logger().warning(
+                f"{incompatible} best-effort publisher(s) on '{self._image_sub.topic_name}' "
+                f"cannot reach this reliable subscription (image_qos {self._image_qos}): no frames "
+                f"from them; set image_qos to auto or best_effort")
+        self._incompatible_publishers = incompatible
+
     def _update_image_subscription(self) -> None:
         """(Re)create the image subscription when the wanted reliability changes."""
         wanted, publishers = self._wanted_reliability()
         self._image_publishers = publishers
-        if wanted is None or wanted == self._image_reliability:
-            return
+        if wanted is not None and wanted != self._image_reliability:
+            self._subscribe_images(wanted, publishers)
+        self._warn_incompatible()
+
+    def _subscribe_images(self, wanted: ReliabilityPolicy, publishers: int) -> None:
+        """Replace the image subscription by one with ``wanted`` reliability."""
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=wanted,
                          durability=DurabilityPolicy.VOLATILE)
-        # make before break: the new subscription is matched while the old one still delivers,
-        # so a QoS switch never leaves the node without an image subscription
+        # Make before break: the new subscription is matched while the old one still delivers.
+        # No QoS event handlers on it: rclpy's executor takes a pending event (e.g. "incompatible
+        # QoS", raised exactly when a publisher of the other kind appears) without guarding
+        # against its destruction, so destroying the subscription at that moment made spin()
+        # raise InvalidHandle and stopped the node. Incompatibility is reported from the graph
+        # instead (_warn_incompatible).
         old, self._image_sub = self._image_sub, self.create_subscription(
             self._image_type, self._image_topic, self._on_image, qos,
-            callback_group=self._image_group)
+            callback_group=self._image_group,
+            event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
         if old is not None:
             self.destroy_subscription(old)
         self._image_reliability = wanted

@@ -118,6 +118,20 @@ class Probe:
         self._color_sub = None
         self._overlay_sub = None
 
+    def make_publisher(self, msg_type: Any, topic: str, qos: Any) -> Any:
+        """A publisher a test may destroy while the executor spins.
+
+        It has no QoS event handlers: rclpy's executor takes a pending event (e.g. "incompatible
+        QoS") without guarding against its destruction, and spin() then dies with InvalidHandle.
+        """
+        try:
+            from rclpy.event_handler import PublisherEventCallbacks
+        except ImportError:  # Humble
+            from rclpy.qos_event import PublisherEventCallbacks
+        return self.node.create_publisher(
+            msg_type, topic, qos,
+            event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
+
     def _store(self, target: list, attr: str | None = None) -> Callable[[Any], None]:
         def callback(msg: Any) -> None:
             with self.lock:
@@ -203,6 +217,8 @@ class Spinner:
     def __init__(self, context: Any, *nodes: Any) -> None:
         from rclpy.executors import MultiThreadedExecutor
         self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        self.error: Exception | None = None
+        self.stopping = False
         for node in nodes:
             self.executor.add_node(node)
         self.thread = threading.Thread(target=self._spin, daemon=True)
@@ -211,9 +227,18 @@ class Spinner:
     def _spin(self) -> None:
         try:
             self.executor.spin()
-        except Exception:  # context shut down at teardown
-            pass
+        except Exception as exc:  # a callback raised, or the context shut down at teardown
+            if not self.stopping:
+                self.error = exc
+
+    def alive(self) -> bool:
+        """False once spin() has died: nothing would be delivered any more."""
+        return self.thread.is_alive() and self.error is None
 
     def stop(self) -> None:
+        """Shut down; raise if spin() died before, so a dead executor never passes silently."""
+        self.stopping = True
         self.executor.shutdown(timeout_sec=2.0)
         self.thread.join(timeout=5.0)
+        if self.error is not None:
+            raise AssertionError(f"the executor stopped spinning: {self.error!r}")

@@ -134,9 +134,11 @@ def test_real_launch(tmp_path) -> None:
         wait_for(lambda: probe.count(probe.widths) > 0, timeout=90)
         assert probe.widths[-1] == 1.0
     finally:
-        spinner.stop()
-        probe.destroy()
-        rclpy.try_shutdown(context=context)
-        service.shutdown()
-        thread.join(timeout=30)
-        time.sleep(0.1)
+        try:
+            spinner.stop()
+        finally:
+            probe.destroy()
+            rclpy.try_shutdown(context=context)
+            service.shutdown()
+            thread.join(timeout=30)
+            time.sleep(0.1)

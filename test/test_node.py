@@ -55,10 +55,16 @@ def start(context, checkpoint):
         wait_for(lambda: probe.count(probe.widths) > 0)  # latched active width: node is up
         return node, probe
     yield _start
+    errors = []
     for node, probe, spinner in made:
-        spinner.stop()
+        try:
+            spinner.stop()
+        except AssertionError as exc:
+            errors.append(exc)
         node.destroy_node()
         probe.destroy()
+    if errors:
+        raise errors[0]
 
 
 def frame(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -137,8 +143,10 @@ def test_width_command_sets_active_width_and_next_frame(start) -> None:
     try:
         wait_for(lambda: late.widths == [0.5])
     finally:
-        spinner.stop()
-        late.destroy()
+        try:
+            spinner.stop()
+        finally:
+            late.destroy()
     diag = probe.fresh_diag(lambda v: v.get("active width") == "0.5")
     assert diag["reason"] == "request 0.5"
 
@@ -278,7 +286,7 @@ def test_auto_qos_follows_the_publishers(start) -> None:
     node, probe = start()
     reliable = probe.image_pub  # the probe's own image publisher is reliable
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
-    best_effort = probe.node.create_publisher(
+    best_effort = probe.make_publisher(
         Image, "image", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.BEST_EFFORT)
     send_until_mask(node, probe, image_msg(frame(480, 640), "rgb8"), pub=best_effort)
@@ -295,6 +303,34 @@ def test_auto_qos_follows_the_publishers(start) -> None:
             f"subscription(s)") from exc
     assert node.set_parameters([Parameter("image_qos", value="best_effort")])[0].successful
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.BEST_EFFORT)
+
+
+def test_qos_switches_never_stop_the_node(start) -> None:
+    """Best-effort cameras appearing and vanishing: each one raises an "incompatible QoS" event
+    on the reliable subscription just as the node replaces it. With QoS event handlers on the
+    image subscription rclpy could take that event after the destruction and spin() died with
+    InvalidHandle (no frames, no masks, nothing logged)."""
+    node, probe = start()
+    wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
+    assert node._image_sub.event_handlers == []  # nothing the executor could take late
+    best_effort_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    for _ in range(15):
+        camera = probe.make_publisher(Image, "image", best_effort_qos)
+        wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.BEST_EFFORT)
+        probe.node.destroy_publisher(camera)
+        wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
+    send_until_mask(node, probe, image_msg(frame(32, 32), "rgb8"))
+
+
+def test_forced_reliable_warns_about_best_effort_cameras(start) -> None:
+    node, probe = start(image_qos="reliable")
+    wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
+    camera = probe.make_publisher(
+        Image, "image", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    wait_for(lambda: node._incompatible_publishers == 1)
+    probe.node.destroy_publisher(camera)
+    wait_for(lambda: node._incompatible_publishers == 0)
+    assert _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE  # forced: no switch
 
 
 def test_missing_or_corrupt_checkpoint_fails_with_the_file_named(context, tmp_path) -> None:

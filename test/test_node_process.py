@@ -71,9 +71,11 @@ def node_process(tmp_path_factory):
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        spinner.stop()
-        probe.destroy()
-        rclpy.try_shutdown(context=context)
+        try:
+            spinner.stop()
+        finally:
+            probe.destroy()
+            rclpy.try_shutdown(context=context)
 
 
 def _send_until_mask(probe, msg, count: int = 1, timeout: float = 20.0):
