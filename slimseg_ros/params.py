@@ -88,7 +88,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("image_qos", "str", "auto",
               "Image subscription reliability (keep-last depth 1 always). auto: reliable when "
               "all publishers of the topic are reliable, best effort otherwise, re-checked as "
-              "publishers come and go.", choices=IMAGE_QOS_CHOICES),
+              "publishers come and go. reliable never hears a best-effort camera (logged as a "
+              "warning).", choices=IMAGE_QOS_CHOICES),
     ParamSpec("qos_check_period_s", "float", 1.0,
               "Seconds between checks of the image publishers' QoS (image_qos auto).",
               lo=0.05, hi=60.0, read_only=True),
