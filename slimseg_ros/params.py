@@ -91,7 +91,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "publishers come and go. reliable never hears a best-effort camera (logged as a "
               "warning).", choices=IMAGE_QOS_CHOICES),
     ParamSpec("qos_check_period_s", "float", 1.0,
-              "Seconds between checks of the image publishers' QoS (image_qos auto).",
+              "Seconds between checks of the image publishers' QoS (image_qos auto follows "
+              "them; reliable warns about best-effort ones).",
               lo=0.05, hi=60.0, read_only=True),
     # --- outputs ---
     ParamSpec("publish_color", "bool", True,
