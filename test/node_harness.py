@@ -231,10 +231,6 @@ class Spinner:
             if not self.stopping:
                 self.error = exc
 
-    def alive(self) -> bool:
-        """False once spin() has died: nothing would be delivered any more."""
-        return self.thread.is_alive() and self.error is None
-
     def stop(self) -> None:
         """Shut down; raise if spin() died before, so a dead executor never passes silently."""
         self.stopping = True
