@@ -9,6 +9,7 @@ evaluated run rebuilds exactly the same network.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from slimseg_ros.models import ModelConfig
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 TEACHER_MODES = ("stepwise", "largest", "none", "independent")
+CLASS_WEIGHT_MODES = ("median_frequency",)
 
 
 class ConfigError(ValueError):
@@ -132,8 +134,27 @@ class DistillConfig:
     boundary: bool = True
     boundary_radius: int = 3  # pixels
     boundary_weight: float = 1.0
+    # per-class weights of the label terms (CE and boundary CE, every width): None (plain CE),
+    # "median_frequency" (computed from the training labels, Eigen & Fergus) or one value per
+    # class; ``class_weight_power`` softens computed weights (0.5 = square root, 0 = none)
+    class_weights: str | tuple[float, ...] | None = None
+    class_weight_power: float = 1.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.class_weights, str):
+            if self.class_weights not in CLASS_WEIGHT_MODES:
+                raise ConfigError(f"distill.class_weights must be one of {CLASS_WEIGHT_MODES}, "
+                                  f"a list of per-class weights or null, "
+                                  f"got {self.class_weights!r}")
+        elif self.class_weights is not None:
+            weights = _tuple(self.class_weights, None, "distill.class_weights")
+            if not weights or any(not math.isfinite(v) or v <= 0 for v in weights):
+                raise ConfigError(f"distill.class_weights must be positive finite numbers, "
+                                  f"got {list(weights)}")
+            object.__setattr__(self, "class_weights", weights)
+        if not 0.0 <= self.class_weight_power <= 1.0:
+            raise ConfigError(f"distill.class_weight_power must be in [0, 1], "
+                              f"got {self.class_weight_power}")
         if self.mode not in TEACHER_MODES:
             raise ConfigError(f"distill.mode must be one of {TEACHER_MODES}, got {self.mode!r}")
         if self.mode == "independent" and self.width is None:
@@ -186,6 +207,9 @@ class TrainConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     output_dir: str = "runs/slimseg"
     seed: int = 0
+    # a deployable checkpoint of the same network whose weights start this run (fine-tuning,
+    # mmseg's ``load_from``); optimizer and schedule start fresh. Ignored by --resume.
+    load_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -284,6 +308,8 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
         kwargs["output_dir"] = str(data["output_dir"])
     if "seed" in data:
         kwargs["seed"] = int(data["seed"])
+    if data.get("load_from") is not None:
+        kwargs["load_from"] = str(data["load_from"])
     return TrainConfig(**kwargs)
 
 

@@ -229,6 +229,27 @@ class SegmentationDataset(Dataset):
         return image_t, torch.from_numpy(np.ascontiguousarray(label)).long()
 
 
+def class_pixel_counts(dataset: SegmentationDataset, threads: int = 4
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per class: labelled pixels, and all pixels of the images where the class appears.
+
+    Reads the label files as stored (no augmentation); the input of median-frequency weights.
+    """
+    n = dataset.spec.num_classes
+
+    def count(path: Path) -> tuple[np.ndarray, int]:
+        train_ids = dataset.spec.lut[read_label(path)]
+        return np.bincount(train_ids.ravel(), minlength=256)[:n], train_ids.size
+
+    class_pixels = np.zeros(n, dtype=np.int64)
+    image_pixels = np.zeros(n, dtype=np.int64)
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for counts, size in pool.map(count, [label for _, label in dataset.pairs]):
+            class_pixels += counts
+            image_pixels += np.where(counts > 0, size, 0)
+    return class_pixels, image_pixels
+
+
 def build_dataset(name: str, root: str | os.PathLike, split: str,
                   transform: PairTransform | None = None, check: bool = True
                   ) -> SegmentationDataset:

@@ -7,6 +7,8 @@ a thin ``nn.Module``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +22,55 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor,
     # sum / count instead of reduction="mean": no NaN for an all-ignored batch, no host sync
     per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
     return per_pixel.sum() / (target != ignore_index).sum().clamp(min=1)
+
+
+def median_frequency_weights(class_pixels: Sequence[float], image_pixels: Sequence[float],
+                             power: float = 1.0) -> torch.Tensor:
+    """Median-frequency class weights (Eigen & Fergus, as SegNet used on CamVid), ``** power``.
+
+    ``class_pixels[c]``: labelled pixels of class ``c``; ``image_pixels[c]``: all pixels of the
+    images in which ``c`` appears. ``freq_c = class_pixels / image_pixels`` and
+    ``weight_c = (median(freq) / freq_c) ** power``: rare classes (poles, signs, cyclists) weigh
+    more, so the mean over classes (mIoU) is not left to the few classes that fill most pixels.
+    A class that never appears gets weight 1 (there is nothing to balance).
+    """
+    counts = torch.as_tensor(class_pixels, dtype=torch.float64)
+    totals = torch.as_tensor(image_pixels, dtype=torch.float64)
+    if counts.shape != totals.shape or counts.ndim != 1:
+        raise ValueError("class_pixels and image_pixels need one value per class each")
+    seen = (counts > 0) & (totals > 0)
+    if not seen.any():
+        raise ValueError("no class has any labelled pixel: cannot compute class weights")
+    freq = torch.where(seen, counts / totals.clamp(min=1), torch.ones_like(counts))
+    median = torch.quantile(freq[seen], 0.5)  # the mean of the middle two for an even count
+    weights = torch.where(seen, (median / freq) ** power, torch.ones_like(freq))
+    return weights.float()
+
+
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
+                           class_weights: torch.Tensor | None = None,
+                           ignore_index: int = IGNORE_INDEX,
+                           mask: torch.Tensor | None = None) -> torch.Tensor:
+    """CE averaged over the kept pixels (``mask``, default all valid), each pixel weighted by its
+    class: ``sum(w_y * ce) / sum(w_y)`` as PyTorch's weighted mean; 0 when no pixel is kept."""
+    per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+    return weighted_mean(per_pixel, target, class_weights, ignore_index, mask)
+
+
+def weighted_mean(per_pixel: torch.Tensor, target: torch.Tensor,
+                  class_weights: torch.Tensor | None, ignore_index: int = IGNORE_INDEX,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum(w_y * per_pixel) / sum(w_y)`` over the valid pixels in ``mask`` (unweighted when
+    ``class_weights`` is None)."""
+    keep = target != ignore_index
+    if mask is not None:
+        keep = keep & mask
+    if class_weights is None:
+        pixel_w = keep.to(per_pixel.dtype)
+    else:
+        pixel_w = class_weights.to(per_pixel.device, per_pixel.dtype)[
+            target.clamp(0, class_weights.numel() - 1)] * keep
+    return (per_pixel * pixel_w).sum() / pixel_w.sum().clamp(min=1e-12)
 
 
 def boundary_band(target: torch.Tensor, radius: int = 3,

@@ -27,7 +27,7 @@ from torch import nn
 from slimseg_ros.models import set_width
 
 from .config import DistillConfig
-from .losses import IGNORE_INDEX, boundary_band, kd_loss
+from .losses import IGNORE_INDEX, boundary_band, kd_loss, weighted_mean
 
 LOSS_NAMES = ("ce", "boundary", "kd", "total")
 
@@ -61,16 +61,21 @@ def training_widths(model_widths: Sequence[float], distill: DistillConfig) -> li
 
 def width_losses(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None,
                  cfg: DistillConfig, widest: bool, band: torch.Tensor | None,
-                 ignore_index: int = IGNORE_INDEX) -> dict[str, torch.Tensor]:
-    """Loss terms of one width. ``logits``/``teacher``: N x C x H x W, ``labels``: N x H x W."""
+                 ignore_index: int = IGNORE_INDEX,
+                 class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Loss terms of one width. ``logits``/``teacher``: N x C x H x W, ``labels``: N x H x W.
+
+    ``class_weights`` (one per class) weight the label terms (CE over valid pixels, boundary CE
+    over band pixels) as weighted means; KD stays a plain mean over valid pixels.
+    """
     zero = logits.new_zeros((), dtype=torch.float32)
     # one per-pixel CE serves both the plain term (mean over valid pixels) and the boundary
     # term (mean over band pixels), as cross_entropy / boundary_cross_entropy define them
     per_pixel = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index,
                                 reduction="none")
-    ce = per_pixel.sum() / (labels != ignore_index).sum().clamp(min=1)
+    ce = weighted_mean(per_pixel, labels, class_weights, ignore_index)
     if cfg.boundary and band is not None:
-        bnd = (per_pixel * band).sum() / band.sum().clamp(min=1)
+        bnd = weighted_mean(per_pixel, labels, class_weights, ignore_index, mask=band)
     else:
         bnd = zero
     label_term = ce + cfg.boundary_weight * bnd
@@ -97,6 +102,7 @@ def slimseg_step(
     autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
     loss_scale: float = 1.0,
     ignore_index: int = IGNORE_INDEX,
+    class_weights: torch.Tensor | None = None,
 ) -> dict[float, dict[str, torch.Tensor]]:
     """Forward + backward of every width in ``widths`` (widest first) on one batch.
 
@@ -104,7 +110,8 @@ def slimseg_step(
     (the unwrapped network). ``backward(loss)`` runs the (scaled) backward pass;
     ``sync_context(is_last)`` wraps each width's forward+backward (DDP ``no_sync`` for all but
     the very last backward of the optimizer step). ``loss_scale`` divides by the number of
-    accumulated micro-batches. Returns detached loss terms per width (``total`` unscaled).
+    accumulated micro-batches; ``class_weights`` weight the label terms
+    (see :func:`width_losses`). Returns detached loss terms per width (``total`` unscaled).
     """
     target_module = width_target if width_target is not None else model
     order = sorted((float(w) for w in widths), reverse=True)
@@ -125,7 +132,7 @@ def slimseg_step(
             if t is not None and teacher is None:
                 raise RuntimeError(f"teacher width {t} of width {w} was not run before it")
             losses = width_losses(logits, labels, teacher, cfg, math.isclose(w, widest), band,
-                                  ignore_index)
+                                  ignore_index, class_weights)
             backward(losses["total"] * loss_scale)
         if w in needed:
             kept[w] = logits.detach()

@@ -34,11 +34,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from slimseg_ros.models import CheckpointError, ModelInfo, build_model, save_checkpoint
+from slimseg_ros.models.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from slimseg_ros.models.checkpoint import atomic_torch_save, safe_torch_load
 
 from .config import ConfigError, TrainConfig, config_from_dict, load_config, save_config
-from .datasets import DatasetError, build_dataset
+from .datasets import DatasetError, build_dataset, class_pixel_counts
 from .evaluate import evaluate
+from .losses import median_frequency_weights
 from .optim import build_optimizer, build_scheduler, lr_factor
 from .sampler import ResumableSampler
 from .slimseg import LOSS_NAMES, slimseg_step, training_widths
@@ -183,6 +185,52 @@ def check_same_model(cfg: TrainConfig, state: dict[str, Any], path: str | os.Pat
                                       for k in diff))
 
 
+def load_initial_weights(cfg: TrainConfig, model: nn.Module, path: str | os.PathLike) -> None:
+    """Start from the weights of a deployable checkpoint of the same network (``load_from``).
+
+    The network must match (same backbone, head, widths, classes; the ImageNet source may
+    differ); every tensor must fit, else nothing is copied and the error names the file.
+    """
+    payload = safe_torch_load(path)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"load_from: {path} is not a slimseg_ros model checkpoint (a training "
+                          f"state last.pt is continued with --resume instead)")
+    ours = {k: v for k, v in resolve_model_config(cfg).model.to_dict().items()
+            if k != "pretrained"}
+    theirs = {k: v for k, v in dict(payload["config"]).items() if k != "pretrained"}
+    diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if diff:
+        raise ConfigError(f"load_from: {path} holds a different network: "
+                          + ", ".join(f"model.{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)"
+                                      for k in diff))
+    own = model.state_dict()
+    state = payload["state_dict"]
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misfit = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or misfit:
+        raise ConfigError(f"load_from: {path} does not fit the network: {len(missing)} missing "
+                          f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. "
+                          f"{unexpected[:3]}), {len(misfit)} of another shape (e.g. {misfit[:3]})")
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k].to(v.dtype))  # fp16 shipped weights -> the training precision
+
+
+def class_weights_for(cfg: TrainConfig, train_set: Any) -> torch.Tensor | None:
+    """The per-class weights of the label terms, from ``distill.class_weights``."""
+    spec = cfg.distill.class_weights
+    if spec is None:
+        return None
+    n = cfg.model.num_classes
+    if isinstance(spec, str):  # "median_frequency", from the training split's labels
+        class_pixels, image_pixels = class_pixel_counts(train_set)
+        return median_frequency_weights(class_pixels, image_pixels, cfg.distill.class_weight_power)
+    if len(spec) != n:
+        raise ConfigError(f"distill.class_weights has {len(spec)} values for {n} classes")
+    return torch.tensor(spec, dtype=torch.float32)
+
+
 def ignore_stop_signals(_worker_id: int = 0) -> None:
     """DataLoader ``worker_init_fn``: workers leave SIGTERM/SIGINT to the main process.
 
@@ -282,6 +330,20 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             elif dinfo.main:
                 log("runtime.sync_bn ignored: PyTorch's SyncBatchNorm needs CUDA devices; "
                     "every process keeps its own BatchNorm statistics")
+        if cfg.load_from and resume is None:
+            load_initial_weights(cfg, raw_model, cfg.load_from)
+            if dinfo.main:
+                log(f"initial weights from {cfg.load_from}")
+        class_weights = class_weights_for(cfg, train_set)
+        if class_weights is not None:
+            if dinfo.main:
+                log("class weights of the label terms: " + ", ".join(
+                    f"{name} {v:.3f}" for name, v in zip(train_set.spec.class_names,
+                                                        class_weights.tolist())))
+                append_jsonl(out_dir / "train_log.jsonl", {
+                    "type": "class_weights", "mode": str(cfg.distill.class_weights),
+                    "weights": dict(zip(train_set.spec.class_names, class_weights.tolist()))})
+            class_weights = class_weights.to(device)
         optimizer = build_optimizer(raw_model, cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.schedule)
         amp = cfg.runtime.amp and device.type == "cuda"
@@ -418,7 +480,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
                 losses = slimseg_step(model, x, y, widths, cfg.distill, backward,
                                       width_target=raw_model, sync_context=sync_context,
                                       last_micro_batch=micro == accum - 1, autocast=autocast,
-                                      loss_scale=1.0 / accum)
+                                      loss_scale=1.0 / accum, class_weights=class_weights)
                 for w, terms in losses.items():
                     acc = sums.setdefault(w, {k: torch.zeros((), device=device)
                                               for k in LOSS_NAMES})
