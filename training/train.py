@@ -174,15 +174,22 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
+def model_differences(cfg: TrainConfig, stored: dict[str, Any]) -> str:
+    """``model.k (theirs there, ours here)`` for every network key that differs; "" if none.
+
+    The ImageNet source (``pretrained``) is not part of the network and is not compared.
+    """
+    ours = {k: v for k, v in cfg.model.to_dict().items() if k != "pretrained"}
+    theirs = {k: v for k, v in dict(stored).items() if k != "pretrained"}
+    diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    return ", ".join(f"model.{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)" for k in diff)
+
+
 def check_same_model(cfg: TrainConfig, state: dict[str, Any], path: str | os.PathLike) -> None:
     """Refuse to resume a run whose network differs from the one stored in ``path``."""
-    ours = {k: v for k, v in cfg.model.to_dict().items() if k != "pretrained"}
-    theirs = {k: v for k, v in dict(state["config"]["model"]).items() if k != "pretrained"}
-    diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    diff = model_differences(cfg, state["config"]["model"])
     if diff:
-        raise ConfigError(f"cannot resume from {path}: its model differs in "
-                          + ", ".join(f"model.{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)"
-                                      for k in diff))
+        raise ConfigError(f"cannot resume from {path}: its model differs in {diff}")
 
 
 def load_initial_weights(cfg: TrainConfig, model: nn.Module, path: str | os.PathLike) -> None:
@@ -195,14 +202,9 @@ def load_initial_weights(cfg: TrainConfig, model: nn.Module, path: str | os.Path
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"load_from: {path} is not a slimseg_ros model checkpoint (a training "
                           f"state last.pt is continued with --resume instead)")
-    ours = {k: v for k, v in resolve_model_config(cfg).model.to_dict().items()
-            if k != "pretrained"}
-    theirs = {k: v for k, v in dict(payload["config"]).items() if k != "pretrained"}
-    diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    diff = model_differences(resolve_model_config(cfg), payload["config"])
     if diff:
-        raise ConfigError(f"load_from: {path} holds a different network: "
-                          + ", ".join(f"model.{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)"
-                                      for k in diff))
+        raise ConfigError(f"load_from: {path} holds a different network: {diff}")
     own = model.state_dict()
     state = payload["state_dict"]
     missing = sorted(set(own) - set(state))
