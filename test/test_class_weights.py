@@ -55,7 +55,8 @@ def test_weighted_ce_matches_pytorch_weighted_mean_and_ignores_255() -> None:
     mask[:, 2:] = True
     per_pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
     keep = mask & (target != 255)
-    by_hand = (per_pixel * w[target.clamp(max=3)] * keep).sum() / (w[target.clamp(max=3)] * keep).sum()
+    pixel_w = w[target.clamp(max=3)] * keep
+    by_hand = (per_pixel * pixel_w).sum() / pixel_w.sum()
     assert weighted_mean(per_pixel, target, w, mask=mask).item() == pytest.approx(by_hand.item(),
                                                                                   rel=1e-6)
     # every pixel ignored: 0, not NaN
@@ -95,7 +96,8 @@ def test_class_pixel_counts_from_label_files(tmp_path: Path) -> None:
     write_png(tmp_path / "train" / "b.png", rgb)
     write_png(tmp_path / "trainannot" / "b.png", np.array([[0, 0, 0], [0, 0, 2]], np.uint8))
     class_pixels, image_pixels = class_pixel_counts(build_dataset("camvid", tmp_path, "train"))
-    assert class_pixels[:4].tolist() == [7, 3, 1, 0] and class_pixels.sum() == 11  # void not counted
+    assert class_pixels[:4].tolist() == [7, 3, 1, 0]
+    assert class_pixels.sum() == 11  # the void pixel is not counted
     assert image_pixels[:4].tolist() == [12, 6, 6, 0]
 
 
@@ -104,7 +106,8 @@ def _tiny_checkpoint(cfg, path: Path, half: bool) -> torch.nn.Module:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
-    info = ModelInfo(class_names=[f"c{i}" for i in range(11)], palette=[[i, i, i] for i in range(11)])
+    info = ModelInfo(class_names=[f"c{i}" for i in range(11)],
+                     palette=[[i, i, i] for i in range(11)])
     save_checkpoint(path, model, info, half=half)
     return model
 
