@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from slimseg_ros.models import ModelInfo, build_model, save_checkpoint
 from slimseg_ros.training.config import ConfigError, DistillConfig, load_config
 from slimseg_ros.training.datasets import build_dataset, class_pixel_counts
-from slimseg_ros.training.losses import (median_frequency_weights, weighted_cross_entropy,
-                                         weighted_mean)
+from slimseg_ros.training.losses import cross_entropy, median_frequency_weights, weighted_mean
 from slimseg_ros.training.slimseg import width_losses
 from slimseg_ros.training.synthetic import write_camvid_tree
 from slimseg_ros.training.train import class_weights_for, load_initial_weights, train
@@ -46,10 +45,10 @@ def test_weighted_ce_matches_pytorch_weighted_mean_and_ignores_255() -> None:
     target[0, 0, :3] = 255
     w = torch.tensor([0.5, 2.0, 1.0, 4.0])
     expected = F.cross_entropy(logits, target, weight=w, ignore_index=255)
-    assert weighted_cross_entropy(logits, target, w).item() == pytest.approx(expected.item(),
-                                                                             rel=1e-6)
+    assert cross_entropy(logits, target, class_weights=w).item() == \
+        pytest.approx(expected.item(), rel=1e-6)
     plain = F.cross_entropy(logits, target, ignore_index=255)
-    assert weighted_cross_entropy(logits, target).item() == pytest.approx(plain.item(), rel=1e-6)
+    assert cross_entropy(logits, target).item() == pytest.approx(plain.item(), rel=1e-6)
     # restricted to a mask: the weighted mean over those pixels only
     mask = torch.zeros_like(target, dtype=torch.bool)
     mask[:, 2:] = True
@@ -60,7 +59,7 @@ def test_weighted_ce_matches_pytorch_weighted_mean_and_ignores_255() -> None:
     assert weighted_mean(per_pixel, target, w, mask=mask).item() == pytest.approx(by_hand.item(),
                                                                                   rel=1e-6)
     # every pixel ignored: 0, not NaN
-    assert weighted_cross_entropy(logits, torch.full_like(target, 255), w).item() == 0.0
+    assert cross_entropy(logits, torch.full_like(target, 255), class_weights=w).item() == 0.0
 
 
 def test_class_weights_raise_the_label_terms_of_a_rare_class() -> None:

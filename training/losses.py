@@ -17,11 +17,13 @@ IGNORE_INDEX = 255
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor,
-                  ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Pixel-wise CE averaged over non-ignored pixels (0 when every pixel is ignored)."""
-    # sum / count instead of reduction="mean": no NaN for an all-ignored batch, no host sync
+                  ignore_index: int = IGNORE_INDEX,
+                  class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixel-wise CE averaged over non-ignored pixels (0 when every pixel is ignored); with
+    ``class_weights``, PyTorch's weighted mean ``sum(w_y * ce) / sum(w_y)``."""
+    # reduction="none" + our own mean: no NaN for an all-ignored batch, no host sync
     per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
-    return per_pixel.sum() / (target != ignore_index).sum().clamp(min=1)
+    return weighted_mean(per_pixel, target, class_weights, ignore_index)
 
 
 def median_frequency_weights(class_pixels: Sequence[float], image_pixels: Sequence[float],
@@ -45,16 +47,6 @@ def median_frequency_weights(class_pixels: Sequence[float], image_pixels: Sequen
     median = torch.quantile(freq[seen], 0.5)  # the mean of the middle two for an even count
     weights = torch.where(seen, (median / freq) ** power, torch.ones_like(freq))
     return weights.float()
-
-
-def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
-                           class_weights: torch.Tensor | None = None,
-                           ignore_index: int = IGNORE_INDEX,
-                           mask: torch.Tensor | None = None) -> torch.Tensor:
-    """CE averaged over the kept pixels (``mask``, default all valid), each pixel weighted by its
-    class: ``sum(w_y * ce) / sum(w_y)`` as PyTorch's weighted mean; 0 when no pixel is kept."""
-    per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
-    return weighted_mean(per_pixel, target, class_weights, ignore_index, mask)
 
 
 def weighted_mean(per_pixel: torch.Tensor, target: torch.Tensor,

@@ -34,8 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from slimseg_ros.models import CheckpointError, ModelInfo, build_model, save_checkpoint
-from slimseg_ros.models.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from slimseg_ros.models.checkpoint import atomic_torch_save, safe_torch_load
+from slimseg_ros.models.checkpoint import atomic_torch_save, model_from_payload, safe_torch_load
 
 from .config import ConfigError, TrainConfig, config_from_dict, load_config, save_config
 from .datasets import DatasetError, build_dataset, class_pixel_counts
@@ -195,28 +194,18 @@ def check_same_model(cfg: TrainConfig, state: dict[str, Any], path: str | os.Pat
 def load_initial_weights(cfg: TrainConfig, model: nn.Module, path: str | os.PathLike) -> None:
     """Start from the weights of a deployable checkpoint of the same network (``load_from``).
 
-    The network must match (same backbone, head, widths, classes; the ImageNet source may
-    differ); every tensor must fit, else nothing is copied and the error names the file.
+    The file is read and checked like any model checkpoint (format, version, every tensor
+    fitting its own network); that network must be this run's (the ImageNet source may
+    differ), else nothing is copied and the error names the file and the differing keys.
     """
     payload = safe_torch_load(path)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"load_from: {path} is not a slimseg_ros model checkpoint (a training "
-                          f"state last.pt is continued with --resume instead)")
-    diff = model_differences(resolve_model_config(cfg), payload["config"])
+    if isinstance(payload, dict) and payload.get("format") == STATE_FORMAT:
+        raise ConfigError(f"load_from: {path} is a training state; continue it with --resume")
+    source, _ = model_from_payload(payload, str(path))
+    diff = model_differences(resolve_model_config(cfg), source.config.to_dict())
     if diff:
         raise ConfigError(f"load_from: {path} holds a different network: {diff}")
-    own = model.state_dict()
-    state = payload["state_dict"]
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    misfit = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or misfit:
-        raise ConfigError(f"load_from: {path} does not fit the network: {len(missing)} missing "
-                          f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. "
-                          f"{unexpected[:3]}), {len(misfit)} of another shape (e.g. {misfit[:3]})")
-    with torch.no_grad():
-        for k, v in own.items():
-            v.copy_(state[k].to(v.dtype))  # fp16 shipped weights -> the training precision
+    model.load_state_dict(source.state_dict())  # copies in place: device and layout are kept
 
 
 def class_weights_for(cfg: TrainConfig, train_set: Any) -> torch.Tensor | None:
