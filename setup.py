@@ -41,6 +41,7 @@ setup(
             f"slimseg-bench = {PACKAGE}.bench:main",
             f"slimseg-demo = {PACKAGE}.demo:main",
             f"slimseg-calibrate-bn = {PACKAGE}.training.calibrate_bn:main",
+            f"slimseg-average = {PACKAGE}.training.average:main",
         ],
     },
 )

@@ -187,6 +187,9 @@ class RuntimeConfig:
     channels_last: bool = True  # NHWC: ~20-35% faster SlimSeg steps on CPU (oneDNN)
     sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm under DDP
     checkpoint_interval: int = 200  # iterations between last.pt writes
+    # iterations between kept model snapshots (snapshots/model_iterN.pt, deployable) for weight
+    # averaging (slimseg-average); 0 keeps none
+    snapshot_interval: int = 0
     log_interval: int = 10
     tensorboard: bool = True
     progress: bool = True  # tqdm bar on rank 0
@@ -194,6 +197,8 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         if self.checkpoint_interval < 1 or self.log_interval < 1:
             raise ConfigError("runtime.checkpoint_interval and log_interval must be >= 1")
+        if self.snapshot_interval < 0:
+            raise ConfigError("runtime.snapshot_interval must be >= 0 (0 keeps no snapshots)")
 
 
 @dataclass(frozen=True)

@@ -524,6 +524,10 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
 
             if cfg.eval.interval and it % cfg.eval.interval == 0 and it < cfg.schedule.iterations:
                 run_eval(it)
+            if cfg.runtime.snapshot_interval and it % cfg.runtime.snapshot_interval == 0 \
+                    and dinfo.main:
+                save_checkpoint(out_dir / "snapshots" / f"model_iter{it:06d}.pt", raw_model, info,
+                                extra={"iteration": it})
             if it % cfg.runtime.checkpoint_interval == 0:
                 save_last(it)
             requested = stop.requested
