@@ -70,7 +70,8 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
                                   "camvid_deeplabv3plus_mbv2.yaml",
                                   "camvid_deeplabv3plus_efficientnet_lite0.yaml",
                                   "camvid_default_efficientnet_lite0_cpu.yaml",
-                                  "camvid_default_efficientnet_lite0_cpu_finetune.yaml"])
+                                  "camvid_default_efficientnet_lite0_cpu_finetune.yaml",
+                                  "camvid_default_efficientnet_lite0_cpu_swa.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     cfg = load_config(CONFIG_DIR / name)
     dataset = name.split("_")[0]
