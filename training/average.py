@@ -17,22 +17,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from slimseg_ros.models import ModelInfo, save_checkpoint
 from slimseg_ros.models.checkpoint import CheckpointError, model_from_payload, safe_torch_load
+from slimseg_ros.models.config import model_config_differences
 from slimseg_ros.models.segmenter import SlimSegmenter
 
-# what must agree between checkpoints besides the weights' names and shapes
-_SAME = ("config", "widths", "class_names", "mean", "std")
-
-
-def _network(payload: dict[str, Any]) -> dict[str, Any]:
-    out = {k: payload.get(k) for k in _SAME}
-    out["config"] = {k: v for k, v in dict(out["config"]).items() if k != "pretrained"}
-    return out
+# what must agree besides the network (model config) and the weights' names and shapes
+_SAME_INFO = ("class_names", "mean", "std")
 
 
 def average_checkpoints(paths: Sequence[str | os.PathLike]
@@ -47,20 +41,16 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]
         raise CheckpointError(f"averaging needs at least 2 checkpoints, got {len(paths)}")
     first = safe_torch_load(paths[0])
     model, info = model_from_payload(first, str(paths[0]))
-    reference = _network(first)
     sums = {k: v.double() for k, v in model.state_dict().items() if v.is_floating_point()}
     for path in paths[1:]:
         payload = safe_torch_load(path)
         other, _ = model_from_payload(payload, str(path))
-        ours = _network(payload)
-        diff = [k for k in _SAME if ours[k] != reference[k]]
-        if "config" in diff:
-            keys = sorted(k for k in set(ours["config"]) | set(reference["config"])
-                          if ours["config"].get(k) != reference["config"].get(k))
-            diff[diff.index("config")] = "model." + ", model.".join(keys)
+        diff = model_config_differences(payload["config"], first["config"])
+        diff = ", ".join(filter(None, [diff] + [k for k in _SAME_INFO
+                                                  if payload.get(k) != first.get(k)]))
         if diff:
             raise CheckpointError(f"checkpoint file {path} holds a different network than "
-                                  f"{paths[0]}: {', '.join(diff)} differ")
+                                  f"{paths[0]}: {diff} differ")
         for k, v in other.state_dict().items():
             if k in sums:
                 sums[k] += v.double()

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Subset
 
 from slimseg_ros.models import CheckpointError, ModelInfo, build_model, save_checkpoint
 from slimseg_ros.models.checkpoint import atomic_torch_save, model_from_payload, safe_torch_load
+from slimseg_ros.models.config import model_config_differences
 
 from .config import ConfigError, TrainConfig, config_from_dict, load_config, save_config
 from .datasets import DatasetError, build_dataset, class_pixel_counts
@@ -174,14 +175,8 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def model_differences(cfg: TrainConfig, stored: dict[str, Any]) -> str:
-    """``model.k (theirs there, ours here)`` for every network key that differs; "" if none.
-
-    The ImageNet source (``pretrained``) is not part of the network and is not compared.
-    """
-    ours = {k: v for k, v in cfg.model.to_dict().items() if k != "pretrained"}
-    theirs = {k: v for k, v in dict(stored).items() if k != "pretrained"}
-    diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-    return ", ".join(f"model.{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)" for k in diff)
+    """This run's network against a stored model config (see ``model_config_differences``)."""
+    return model_config_differences(cfg.model.to_dict(), stored)
 
 
 def check_same_model(cfg: TrainConfig, state: dict[str, Any], path: str | os.PathLike) -> None:

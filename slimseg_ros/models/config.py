@@ -65,3 +65,14 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["widths"] = list(self.widths)
         return d
+
+
+def model_config_differences(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """``model.k (theirs there, ours here)`` for every network key that differs; "" if none.
+
+    The ImageNet source (``pretrained``) is not part of the network and is not compared.
+    """
+    ours = {k: v for k, v in dict(ours).items() if k != "pretrained"}
+    theirs = {k: v for k, v in dict(theirs).items() if k != "pretrained"}
+    diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    return ", ".join(f"model.{k} ({theirs.get(k)!r} there, {ours.get(k)!r} here)" for k in diff)
