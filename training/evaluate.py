@@ -53,11 +53,15 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
              mean: Sequence[float], std: Sequence[float], widths: Sequence[float] | None = None,
              device: torch.device | str = "cpu", boundary_tolerance: int | None = 3,
              sliding_window: Sequence[int] | None = None, channels_last: bool = False,
-             amp: bool = False, progress: bool = False) -> dict[float, dict]:
+             amp: bool = False, progress: bool = False,
+             per_image: dict[float, dict[str, list]] | None = None) -> dict[float, dict]:
     """Metrics per width over ``loader`` (batches of uint8 images and train-id labels).
 
     Every batch is read once and run at each width (one confusion matrix per width). The
     model is left in eval mode at its widest width. Returns ``{width: summarize(...) + fps}``.
+    A ``per_image`` dict is filled with each image's confusion matrix and boundary counts per
+    width (``{width: {"confusion": [...], "boundary": [...]}}``): what a paired bootstrap over
+    images needs, without running the model again.
     """
     device = torch.device(device)
     all_widths = trained_widths(model)
@@ -92,9 +96,20 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
                                        align_corners=False)
             pred = logits.argmax(1)
             seconds[w] += time.perf_counter() - start
-            cms[w] += confusion_matrix(pred, labels, num_classes, IGNORE_INDEX)
-            if boundary_tolerance is not None:
-                bcs[w] += boundary_counts(pred, labels, boundary_tolerance, IGNORE_INDEX)
+            if per_image is None:
+                cms[w] += confusion_matrix(pred, labels, num_classes, IGNORE_INDEX)
+                if boundary_tolerance is not None:
+                    bcs[w] += boundary_counts(pred, labels, boundary_tolerance, IGNORE_INDEX)
+                continue
+            store = per_image.setdefault(w, {"confusion": [], "boundary": []})
+            for p_i, y_i in zip(pred, labels):
+                cm_i = confusion_matrix(p_i, y_i, num_classes, IGNORE_INDEX)
+                cms[w] += cm_i
+                store["confusion"].append(cm_i.cpu())
+                if boundary_tolerance is not None:
+                    bc_i = boundary_counts(p_i[None], y_i[None], boundary_tolerance, IGNORE_INDEX)
+                    bcs[w] += bc_i
+                    store["boundary"].append(bc_i.cpu())
     set_width(model, max(all_widths))
     results: dict[float, dict] = {}
     for w in widths:
@@ -104,6 +119,20 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
         r["seconds_per_image"] = seconds[w] / max(images_seen, 1)
         results[w] = r
     return results
+
+
+def write_per_image(path: str | Path, per_image: dict[float, dict[str, list]]) -> None:
+    """``per_image.npz``: ``widths``, ``confusion`` (widths x images x C x C) and, when boundary
+    counts were taken, ``boundary`` (widths x images x 4), all int64."""
+    import numpy as np
+    widths = sorted(per_image)
+    arrays = {"widths": np.asarray(widths, dtype=np.float64),
+              "confusion": np.stack([torch.stack(per_image[w]["confusion"]).numpy()
+                                     for w in widths])}
+    if all(per_image[w]["boundary"] for w in widths):
+        arrays["boundary"] = np.stack([torch.stack(per_image[w]["boundary"]).numpy()
+                                       for w in widths])
+    np.savez_compressed(path, **arrays)
 
 
 def markdown_table(results: dict[float, dict], class_names: Sequence[str]) -> str:
@@ -150,7 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--boundary-tolerance", type=int, default=3, help="pixels")
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC memory format (often faster on CPU)")
+    parser.add_argument("--per-image", action="store_true",
+                        help="also write per_image.npz (each image's confusion matrix and "
+                             "boundary counts per width, for paired bootstrap intervals)")
     args = parser.parse_args(argv)
+    if args.per_image and not args.output:
+        parser.error("--per-image needs --output (the folder that receives per_image.npz)")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,10 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
+    per_image: dict[float, dict[str, list]] | None = {} if args.per_image else None
     results = evaluate(model, loader, len(info.class_names), info.class_names, info.mean,
                        info.std, args.widths, device, args.boundary_tolerance,
                        args.sliding_window, channels_last=args.channels_last,
-                       progress=sys.stderr.isatty())
+                       progress=sys.stderr.isatty(), per_image=per_image)
     table = markdown_table(results, info.class_names)
     print(table)
     if args.output:
@@ -191,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out / "metrics.json").write_text(json.dumps(payload, indent=2))
         (out / "metrics.md").write_text(table)
         print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
+        if per_image is not None:
+            write_per_image(out / "per_image.npz", per_image)
+            print(f"wrote {out / 'per_image.npz'}")
     return 0
 
 
