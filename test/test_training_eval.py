@@ -72,3 +72,33 @@ def test_eval_cli_rejects_mismatched_classes_and_missing_files(
     assert eval_main(["--checkpoint", str(tmp_path / "none.pt"), "--dataset", "camvid",
                       "--root", str(tmp_path / "cv")]) == 2
     assert "none.pt" in capsys.readouterr().err
+
+
+def test_per_image_counts_sum_to_the_dataset_figures_and_reach_the_npz(tmp_path: Path) -> None:
+    write_camvid_tree(tmp_path / "cv", {"test": 3}, size=(40, 56))
+    model = tiny_model()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.classifier.weight, std=1.0)
+    save_checkpoint(tmp_path / "m.pt", model, ModelInfo(
+        list(build_dataset("camvid", tmp_path / "cv", "test").spec.class_names), [[0, 0, 0]] * 11,
+        mean=MEAN, std=STD))
+    out = tmp_path / "eval"
+    assert eval_main(["--checkpoint", str(tmp_path / "m.pt"), "--dataset", "camvid", "--root",
+                      str(tmp_path / "cv"), "--workers", "0", "--batch-size", "2",
+                      "--per-image", "--output", str(out)]) == 0
+    import json
+
+    import numpy as np
+
+    from slimseg_ros.training.metrics import boundary_f_score
+    results = json.loads((out / "metrics.json").read_text())["results"]
+    with np.load(out / "per_image.npz") as data:
+        assert data["confusion"].shape == (2, 3, 11, 11) and data["boundary"].shape == (2, 3, 4)
+        for i, w in enumerate(data["widths"]):
+            assert mean_iou(data["confusion"][i].sum(0)) == pytest.approx(results[f"{w:g}"]["miou"])
+            assert boundary_f_score(data["boundary"][i].sum(0)) == pytest.approx(
+                results[f"{w:g}"]["boundary_f"])
+        assert not np.array_equal(data["confusion"][0][0], data["confusion"][0][1])
+    with pytest.raises(SystemExit):
+        eval_main(["--checkpoint", str(tmp_path / "m.pt"), "--dataset", "camvid", "--root",
+                   str(tmp_path / "cv"), "--per-image"])
