@@ -13,8 +13,9 @@ from slimseg_ros.training.datasets import build_dataset
 from slimseg_ros.training.evaluate import (evaluate, main as eval_main, markdown_table,
                                            sliding_window_logits)
 from slimseg_ros.training.metrics import confusion_matrix, mean_iou
-from slimseg_ros.training.synthetic import write_camvid_tree
 from slimseg_ros.training.transforms import normalize_batch
+
+from synthetic_data import write_camvid_tree
 
 MEAN, STD = [127.0] * 3, [128.0] * 3
 
