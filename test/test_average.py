@@ -11,9 +11,9 @@ from slimseg_ros.models import CheckpointError, ModelConfig, ModelInfo, build_mo
     load_checkpoint, save_checkpoint
 from slimseg_ros.training.average import average_checkpoints, main
 from slimseg_ros.training.config import load_config
-from slimseg_ros.training.synthetic import write_camvid_tree
 from slimseg_ros.training.train import train
 
+from synthetic_data import write_camvid_tree
 from test_training_loop import tiny_overrides
 
 CONFIG = dict(backbone="mobilenetv2", num_classes=3, widths=(0.5, 1.0), head_channels=16,

@@ -103,9 +103,32 @@ def test_pickled_code_is_refused_and_not_run(tmp_path: Path) -> None:
     legacy = tmp_path / "evil_pickle.pt"
     legacy.write_bytes(pickle.dumps(Evil(), protocol=2))
     for path in (zipped, legacy):
-        with pytest.raises(CheckpointError, match=path.name):
+        with pytest.raises(CheckpointError, match=path.name) as err:
             load_checkpoint(path)
+        _says_pickled_code_without_unsafe_advice(str(err.value))
+        assert "system" in str(err.value)  # the refused callable is named
     assert not marker.exists(), "loading a checkpoint executed code from the file"
+
+
+class Custom:
+    """A class that is no part of a checkpoint (what an unrelated training script might pickle)."""
+
+    def __init__(self) -> None:
+        self.weights = torch.zeros(2)
+
+
+def test_pickled_custom_object_is_refused_without_unsafe_advice(tmp_path: Path) -> None:
+    path = tmp_path / "with_object.pt"
+    torch.save({"format": "slimseg_ros/model", "extra": Custom()}, path)
+    with pytest.raises(CheckpointError, match="with_object.pt") as err:
+        load_checkpoint(path)
+    _says_pickled_code_without_unsafe_advice(str(err.value))
+    assert "Custom" in str(err.value)
+
+
+def _says_pickled_code_without_unsafe_advice(message: str) -> None:
+    assert "holds pickled code or objects" in message, message
+    assert "weights_only" not in message and "trust" not in message, message
 
 
 def test_truncated_file_is_refused(saved, tmp_path: Path) -> None:

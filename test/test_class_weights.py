@@ -15,9 +15,9 @@ from slimseg_ros.training.config import ConfigError, DistillConfig, load_config
 from slimseg_ros.training.datasets import build_dataset, class_pixel_counts
 from slimseg_ros.training.losses import cross_entropy, median_frequency_weights, weighted_mean
 from slimseg_ros.training.slimseg import width_losses
-from slimseg_ros.training.synthetic import write_camvid_tree
 from slimseg_ros.training.train import class_weights_for, load_initial_weights, train
 
+from synthetic_data import write_camvid_tree
 from test_datasets import write_png
 from test_training_loop import read_log, tiny_overrides
 

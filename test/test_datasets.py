@@ -12,8 +12,9 @@ import torch
 
 from slimseg_ros.training.datasets import (CAMVID_CLASSES, DatasetError, build_dataset, camvid_spec,
                                            cityscapes_spec, colorize)
-from slimseg_ros.training.synthetic import write_camvid_tree, write_cityscapes_tree
 from slimseg_ros.training.transforms import eval_transform, normalize_batch, train_transform
+
+from synthetic_data import write_camvid_tree, write_cityscapes_tree
 
 
 def write_png(path: Path, array: np.ndarray) -> None:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from slimseg_ros.governor import Decision, Governor, GovernorConfig
+from slimseg_ros.governor import Governor, GovernorConfig
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 NONE = {w: None for w in WIDTHS}
@@ -381,13 +381,6 @@ def test_config_defaults_roundtrip_and_input_forms():
 def test_config_validation_names_the_key(d, key):
     with pytest.raises(ValueError, match=key):
         GovernorConfig.from_dict(d)
-
-
-def test_decision_is_frozen():
-    d = make().decide(0.0, NONE)
-    assert isinstance(d, Decision)
-    with pytest.raises(AttributeError):
-        d.width = 0.5  # type: ignore[misc]
 
 
 def test_governor_imports_no_ros_or_torch():

@@ -1,6 +1,7 @@
 """launch/segment.launch.py: parsed with ``ast`` (``launch`` need not be installed) and checked
-against setup.py's console scripts, the installed data files and config/; where launch_ros and
-an installed package are available, it is really launched."""
+against setup.py's console scripts and the files a built wheel installs; where launch_ros is
+importable its launch description is built and its actions run without a ROS graph, and where
+the package is also installed in an ament prefix it is really launched."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ import ast
 import importlib.util
 import os
 import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "segment.launch.py"
+PACKAGE_SOURCES = ["setup.py", "setup.cfg", "package.xml", "resource", "slimseg_ros", "training",
+                   "launch", "config", "models"]
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -79,21 +86,101 @@ def test_launch_arguments_and_remapping(tree) -> None:
     assert _kw(node, "parameters") is not None
 
 
-def test_launch_defaults_point_at_installed_files(tree) -> None:
-    joins = [ast.unparse(c).replace("'", '"') for c in _calls(tree, "PathJoinSubstitution")]
-    assert any('"config", "slimseg.yaml"' in j for j in joins)
-    assert any('"config", "fastdds_large_shm.xml"' in j for j in joins)
-    assert (REPO / "config" / "slimseg.yaml").is_file()
-    assert (REPO / "config" / "fastdds_large_shm.xml").is_file()
-    setup = (REPO / "setup.py").read_text()
-    assert 'glob("launch/*.launch.py")' in setup and 'glob("config/*.yaml")' in setup
-    assert 'glob("config/*.xml")' in setup
+@pytest.fixture(scope="module")
+def installed_data_files(tmp_path_factory) -> set[str]:
+    """Paths under the install prefix (``share/...``) of the wheel pip builds from the sources.
+
+    The sources are copied first, so the build never writes into the checkout.
+    """
+    pytest.importorskip("pip")
+    root = tmp_path_factory.mktemp("wheel")
+    (root / "src").mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in PACKAGE_SOURCES:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, root / "src" / name, ignore=ignore)
+        else:
+            shutil.copy2(path, root / "src" / name)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                            "--no-build-isolation", "--no-index", "-q", "-w", str(root / "dist"),
+                            str(root / "src")], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, (build.stdout + build.stderr)[-4000:]
+    with zipfile.ZipFile(next((root / "dist").glob("*.whl"))) as wheel:
+        names = wheel.namelist()
+    return {n.split(".data/data/", 1)[1] for n in names if ".data/data/" in n}
 
 
-def test_launch_sets_the_dds_profile_environment(tree) -> None:
-    env_calls = _calls(tree, "SetEnvironmentVariable")
-    assert env_calls, "the launch file must pass the Fast DDS profile to the node's process"
-    assert "dds_profile_env" in ast.unparse(tree)
+def test_launch_defaults_point_at_installed_files(tree, installed_data_files) -> None:
+    """Every path the launch file builds under the package's share directory is installed."""
+    share_calls = _calls(tree, "FindPackageShare")
+    assert share_calls and all(_const(tree, c.args[0]) == "slimseg_ros" for c in share_calls)
+    defaults = []
+    for join in _calls(tree, "PathJoinSubstitution"):
+        head, *rest = join.args[0].elts
+        assert isinstance(head, ast.Name) and head.id == "share", ast.unparse(join)
+        defaults.append("/".join(ast.literal_eval(part) for part in rest))
+    assert {"config/slimseg.yaml", "config/fastdds_large_shm.xml"} <= set(defaults)
+    for rel in defaults + ["launch/segment.launch.py", "package.xml"]:
+        assert f"share/slimseg_ros/{rel}" in installed_data_files, \
+            f"{rel} is not installed (installed: {sorted(installed_data_files)})"
+    assert "share/ament_index/resource_index/packages/slimseg_ros" in installed_data_files
+
+
+def test_launch_file_imports_what_the_package_provides(tree) -> None:
+    """Its imports from slimseg_ros exist, so a rename fails here rather than at launch time."""
+    imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+               and (n.module or "").startswith("slimseg_ros")]
+    assert imports, "the launch file takes its DDS profile logic from slimseg_ros"
+    for node in imports:
+        module = importlib.import_module(node.module)
+        missing = [a.name for a in node.names if not hasattr(module, a.name)]
+        assert not missing, f"{node.module} has no {missing}"
+
+
+def _launch_module():
+    pytest.importorskip("launch_ros")
+    pytest.importorskip("launch.actions")
+    spec = importlib.util.spec_from_file_location("segment_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("profile", ["/opt/profiles/large_shm.xml", ""])
+def test_launch_description_sets_the_dds_profile_before_the_node(
+        profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """generate_launch_description() run without a ROS graph: its functions read only declared
+    arguments, and the Fast DDS profile variables are set before the node is created."""
+    module = _launch_module()
+    import launch
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+    from launch.utilities import perform_substitutions
+    from launch_ros.actions import Node
+
+    from slimseg_ros.node_support import FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV, \
+        dds_profile_env
+
+    for name in (FASTDDS_ENV, FASTRTPS_ENV, "RMW_IMPLEMENTATION"):
+        monkeypatch.delenv(name, raising=False)
+    entities = module.generate_launch_description().entities
+    context = launch.LaunchContext()
+    values = {"image": "/front/image_raw", "params_file": "/opt/slimseg.yaml",
+              "dds_profile": profile}
+    for entity in entities:
+        if isinstance(entity, DeclareLaunchArgument):
+            context.launch_configurations[entity.name] = values.get(entity.name, "")
+    actions = []
+    for entity in entities:
+        if isinstance(entity, OpaqueFunction):
+            actions += entity.execute(context) or []
+    nodes = [i for i, a in enumerate(actions) if isinstance(a, Node)]
+    env = {i: a for i, a in enumerate(actions) if isinstance(a, SetEnvironmentVariable)}
+    assert len(nodes) == 1 and all(i < nodes[0] for i in env)
+    set_vars = {perform_substitutions(context, a.name): perform_substitutions(context, a.value)
+                for a in env.values()}
+    assert set_vars == {PROFILE_OVERRIDE_ENV: profile, **dds_profile_env(os.environ, profile)}
+    assert (FASTDDS_ENV in set_vars) == bool(profile)
 
 
 @pytest.mark.ros

@@ -4,6 +4,7 @@ against config/slimseg.yaml."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -145,13 +146,29 @@ def test_yaml_file_sets_known_parameters_with_the_declared_types() -> None:
     governor_config_from_params(values)  # the shipped thresholds are valid
 
 
-def test_parameter_table_is_complete_and_described() -> None:
+README_PARAM_ROW = re.compile(r"^\| `([\w.]+)` \| (\w+) \| `(.*?)` \| (yes|no) \| (.*) \|$", re.M)
+
+
+def test_parameter_table_is_complete_and_documented() -> None:
+    """Numeric runtime parameters have ranges, and README's table shows each parameter's own
+    type, default, runtime flag, description and constraints (what ``ros2 param describe``
+    prints), so the manual cannot drift from the node."""
     for spec in PARAMS + MODEL_PARAMS:
-        assert len(spec.description) > 20, spec.name
         if spec.kind in ("int", "float") and not spec.read_only:
             assert spec.lo is not None, f"{spec.name} needs a range"
     gov = {s.name.removeprefix("governor.") for s in PARAMS if s.name.startswith("governor.")}
     assert gov == set(GovernorConfig().to_dict())
+    readme = (REPO / "README.md").read_text()
+    rows = {m[0]: m[1:] for m in README_PARAM_ROW.findall(readme)}
+    assert set(rows) == set(SPECS), "README's parameter table and params.PARAMS differ"
+    for name, (kind, default, runtime, meaning) in rows.items():
+        spec = SPECS[name]
+        described = spec.description + (f" ({spec.constraints})" if spec.constraints else "")
+        assert kind == spec.kind and yaml.safe_load(default) == spec.default, name
+        assert runtime == ("no" if spec.read_only else "yes"), name
+        assert meaning == described, name
+    for spec in MODEL_PARAMS:  # set from the checkpoint, named in the README's text
+        assert f"`{spec.name}`" in readme, spec.name
 
 
 @pytest.mark.parametrize(("name", "value", "fragment"), [

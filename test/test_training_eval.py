@@ -13,8 +13,9 @@ from slimseg_ros.training.datasets import build_dataset
 from slimseg_ros.training.evaluate import (evaluate, main as eval_main, markdown_table,
                                            sliding_window_logits)
 from slimseg_ros.training.metrics import confusion_matrix, mean_iou
-from slimseg_ros.training.synthetic import write_camvid_tree
 from slimseg_ros.training.transforms import normalize_batch
+
+from synthetic_data import write_camvid_tree
 
 MEAN, STD = [127.0] * 3, [128.0] * 3
 
@@ -55,9 +56,22 @@ def test_sliding_window_equals_one_pass_when_the_window_covers_the_image() -> No
     with torch.no_grad():
         full = model(x)
         same = sliding_window_logits(model, x, 11, (48, 64))
-        tiled = sliding_window_logits(model, x, 11, (32, 32))
+        larger = sliding_window_logits(model, x, 11, (96, 128))
     torch.testing.assert_close(same, full)
-    assert tiled.shape == full.shape and torch.isfinite(tiled).all()
+    torch.testing.assert_close(larger, full)
+
+
+@pytest.mark.parametrize("size", [(48, 64), (50, 71)])  # windows that do and don't tile evenly
+def test_sliding_window_equals_one_pass_for_a_per_pixel_model(size: tuple[int, int]) -> None:
+    """A 1x1 convolution sees one pixel, so every overlapping window gives each pixel the
+    full image's logits: the stitched average must equal them (a pixel missed, counted twice
+    or shifted shows up)."""
+    model = torch.nn.Conv2d(3, 11, 1).eval()
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        full = model(x)
+        tiled = sliding_window_logits(model, x, 11, (32, 32))
+    torch.testing.assert_close(tiled, full)
 
 
 def test_eval_cli_rejects_mismatched_classes_and_missing_files(

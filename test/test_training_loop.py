@@ -16,9 +16,10 @@ import torch.multiprocessing as mp
 from slimseg_ros.models import build_model, load_checkpoint
 from slimseg_ros.training.config import ConfigError, load_config
 from slimseg_ros.training.evaluate import main as eval_main
-from slimseg_ros.training.synthetic import write_camvid_tree
 from slimseg_ros.training.train import NonFiniteLossError, load_train_state, train
 from slimseg_ros.training.train import main as train_main
+
+from synthetic_data import write_camvid_tree
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 

@@ -8,6 +8,8 @@ leaves a half-written checkpoint behind.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,20 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
+def refused_pickle(exc: BaseException) -> str | None:
+    """What a ``weights_only`` load refused to unpickle (``"posix.system"``; ``""`` if unnamed),
+    or None when ``exc`` is not such a refusal.
+
+    torch's own message is not worth relaying: it suggests loading again with
+    ``weights_only=False``, which would run whatever code the file holds.
+    """
+    text = str(exc)
+    if not isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" not in text:
+        return None
+    found = re.search(r"(?:GLOBAL|Unsupported class)\s+([\w.]+)", text)
+    return found.group(1).rstrip(".") if found else ""
+
+
 def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(weights_only=True)`` with one clear sentence naming the file on failure."""
     path = Path(path)
@@ -75,6 +91,12 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip and unpickler errors all mean "not a valid file"
+        refused = refused_pickle(exc)
+        if refused is not None:
+            what = f" ({refused})" if refused else ""
+            raise CheckpointError(
+                f"checkpoint file {path} holds pickled code or objects{what} that a slimseg "
+                "checkpoint never contains; it was not loaded and nothing in it was run") from None
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint file {path} is corrupt, truncated or not a safe "
                               f"slimseg checkpoint ({reason[:200]})") from None

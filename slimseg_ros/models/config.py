@@ -6,11 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .registry import BACKBONES, HEADS
 from .slimmable import DEFAULT_DIVISOR, DEFAULT_WIDTHS, validate_widths
-
-BACKBONE_NAMES = ("resnet18", "resnet50", "resnet101", "mobilenetv2",
-                  "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-HEAD_NAMES = ("deeplabv3plus", "fcn")
 
 
 @dataclass(frozen=True)
@@ -35,10 +32,11 @@ class ModelConfig:
     pretrained: str | None = None
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONE_NAMES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {BACKBONE_NAMES}")
-        if self.head not in HEAD_NAMES:
-            raise ValueError(f"unknown head {self.head!r}; choose one of {HEAD_NAMES}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(
+                f"unknown backbone {self.backbone!r}; choose one of {tuple(BACKBONES)}")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {tuple(HEADS)}")
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
         if self.output_stride not in (8, 16, 32):

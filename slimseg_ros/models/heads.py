@@ -116,6 +116,3 @@ class FCNHead(nn.Module):
 
     def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.dropout(self.block(feats["high"])))
-
-
-HEADS = {"deeplabv3plus": DeepLabV3PlusHead, "fcn": FCNHead}

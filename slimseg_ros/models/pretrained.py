@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, refused_pickle
 from .slimmable import SwitchableBatchNorm2d
 
 LOG = logging.getLogger(__name__)
@@ -62,6 +62,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling, zip and format errors all mean "not a valid file"
+        refused = refused_pickle(exc)
+        if refused is not None:
+            what = f" ({refused})" if refused else ""
+            raise PretrainedError(
+                f"ImageNet weights file {path} holds pickled code or objects{what} that a state "
+                "dict never contains; it was not loaded and nothing in it was run") from None
         text = str(exc).strip()
         reason = text.splitlines()[0][:200] if text else type(exc).__name__
         raise PretrainedError(f"ImageNet weights file {path} is corrupt, truncated or not a safe "

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .heads import HEADS
-
-# backbone name -> "module:factory"; factories take (config) and return a module whose forward
-# gives {"low": stride-4 features, "high": stride-`output_stride` features} and that has
-# ``low_channels`` / ``high_channels`` (full-width channel counts).
-_BACKBONES = {
-    "resnet18": "slimseg_ros.models.resnet:build_resnet",
-    "resnet50": "slimseg_ros.models.resnet:build_resnet",
-    "resnet101": "slimseg_ros.models.resnet:build_resnet",
-    "mobilenetv2": "slimseg_ros.models.mobilenetv2:build_mobilenetv2",
-    "efficientnet_lite0": "slimseg_ros.models.efficientnet_lite:build_efficientnet_lite",
-    "efficientnet_lite1": "slimseg_ros.models.efficientnet_lite:build_efficientnet_lite",
-    "efficientnet_lite2": "slimseg_ros.models.efficientnet_lite:build_efficientnet_lite",
-}
+from .registry import backbone_factory, head_factory
 
 
 class SlimSegmenter(nn.Module):
@@ -42,8 +27,8 @@ class SlimSegmenter(nn.Module):
 
 
 def build_backbone(config: ModelConfig) -> nn.Module:
-    module_name, factory = _BACKBONES[config.backbone].split(":")
-    return getattr(importlib.import_module(module_name), factory)(config)
+    """The slimmable backbone named by ``config.backbone`` (see :mod:`.registry`)."""
+    return backbone_factory(config.backbone)(config)
 
 
 def build_model(config: ModelConfig | dict) -> SlimSegmenter:
@@ -54,7 +39,7 @@ def build_model(config: ModelConfig | dict) -> SlimSegmenter:
     if isinstance(config, dict):
         config = ModelConfig.from_dict(config)
     backbone = build_backbone(config)
-    head = HEADS[config.head](
+    head = head_factory(config.head)(
         backbone.low_channels, backbone.high_channels, config.num_classes, config.widths,
         output_stride=config.output_stride, channels=config.head_channels,
         low_level_channels=config.low_level_channels, dropout=config.dropout,

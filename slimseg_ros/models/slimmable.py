@@ -266,6 +266,4 @@ def to_plain(model: nn.Module, width: float) -> nn.Module:
                 replace(child)
 
     replace(plain)
-    if hasattr(plain, "plain_width"):
-        plain.plain_width = widths[index]
     return plain

@@ -1,4 +1,4 @@
-"""Tiny synthetic datasets in the exact on-disk layouts, for smoke tests and quick checks.
+"""Tiny synthetic datasets in the exact on-disk layouts, for the tests (not installed).
 
 Images are blocky scenes whose colours follow the class (class palette colour plus noise), so a
 network can learn them in a few iterations; labels hold the *raw* ids of the layout (CamVid ids
@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .datasets import CAMVID_PALETTE
+from slimseg_ros.training.datasets import CAMVID_PALETTE
 
 
 def _scene(rng: np.random.Generator, height: int, width: int, raw_ids: list[int],
