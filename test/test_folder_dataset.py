@@ -1,5 +1,5 @@
-"""The folder dataset (a user's own images and id masks), its classes file, and an evaluation on
-such a folder through slimseg-eval."""
+"""The folder dataset (a user's own images and id masks), its classes file, the colour-mask
+converter and an evaluation on such a folder through slimseg-eval."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from torch.utils.data import DataLoader
 
 from slimseg_ros.models import ModelConfig, ModelInfo, build_model, save_checkpoint
 from slimseg_ros.training.config import ConfigError, config_from_dict, load_config
+from slimseg_ros.training.convert_masks import main as convert_main
 from slimseg_ros.training.datasets import DatasetError, build_dataset, read_classes
 from slimseg_ros.training.evaluate import main as eval_main
 from slimseg_ros.training.sampler import ResumableSampler
 from slimseg_ros.training.transforms import train_transform
 
+REPO = Path(__file__).resolve().parents[1]
 NAMES = ["road", "vehicle", "person", "background"]
 PALETTE = [[128, 64, 128], [0, 0, 142], [220, 20, 60], [0, 0, 0]]
 WHITE = [255, 255, 255]
@@ -211,6 +213,13 @@ def test_empty_or_missing_split_jpeg_masks_and_shared_stems_are_refused(tmp_path
         build_dataset("folder", tmp_path, "test", classes="classes.yaml")
 
 
+def test_colour_mask_in_the_mask_folder_points_at_the_converter(tmp_path: Path) -> None:
+    write_folder(tmp_path, {"val": [("x", 8, 8, ".png")]})
+    write_rgb(tmp_path / "masks/val/x.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DatasetError, match=r"x\.png .*slimseg-convert-masks"):
+        build_dataset("folder", tmp_path, "val", classes="classes.yaml")
+
+
 @pytest.mark.parametrize("changes,match", [
     ({"palette": PALETTE[:3]}, r"'palette' has 3 colours for 4 names"),
     ({"names": NAMES + ["road"]}, r"\['road'\] appear more than once"),
@@ -251,6 +260,77 @@ def test_data_config_names_the_classes_file(tmp_path: Path) -> None:
     assert (cfg.data.dataset, cfg.data.classes) == ("folder", "classes.yaml")
     assert cfg.to_dict()["data"]["classes"] == "classes.yaml"
     assert config_from_dict({}).data.classes is None
+
+
+# ---------------------------------------------------------------------------------------------
+# colour masks
+
+
+def test_convert_masks_writes_id_masks_with_the_same_stems(tmp_path: Path) -> None:
+    written = write_folder(tmp_path / "data")
+    color = tmp_path / "color"
+    for split, items in LAYOUT.items():
+        for stem, *_ in items:
+            write_rgb(color / split / f"{stem}.png", colours_of(written[stem]))
+    # a fully opaque RGBA export is fine
+    rgba = np.dstack([colours_of(written["d"])[..., ::-1], np.full((33, 47), 255, np.uint8)])
+    assert cv2.imwrite(str(color / "val" / "d.png"), rgba)
+    (color / "notes.txt").write_text("labelled by hand")
+    out = tmp_path / "data" / "masks_converted"
+    classes = tmp_path / "data" / "classes.yaml"
+    assert convert_main(["--classes", str(classes), str(color), str(out)]) == 0
+    got = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert got == ["test/e.png", "test/f.png", "train/a.png", "train/b.png", "train/run1/c.png",
+                   "val/d.png"]
+    for split, items in LAYOUT.items():
+        for stem, *_ in items:
+            ids = cv2.imread(str(out / split / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+            assert ids.dtype == np.uint8 and ids.ndim == 2
+            np.testing.assert_array_equal(ids, written[stem])  # white -> ignore_index 255
+    # the converted masks make a folder dataset
+    (tmp_path / "data" / "masks").rename(tmp_path / "masks_original")
+    out.rename(tmp_path / "data" / "masks")
+    assert len(build_dataset("folder", tmp_path / "data", "train", classes="classes.yaml")) == 3
+    assert ('"slimseg-convert-masks = {PACKAGE}.training.convert_masks:main"'
+            in (REPO / "setup.py").read_text())
+
+
+def test_convert_masks_refuses_unknown_colours_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    classes = write_classes(tmp_path / "classes.yaml", ignore_color=None)
+    rng = np.random.default_rng(2)
+    color = tmp_path / "color"
+    write_rgb(color / "train" / "good.png", colours_of(scene(rng, 12, 17, ignore=0)))
+    bad = colours_of(scene(rng, 12, 17, ignore=0))
+    bad[2, 5] = bad[7, 1] = [255, 0, 255]
+    bad[9, 9] = [1, 2, 3]
+    write_rgb(color / "train" / "bad.png", bad)
+    write_rgb(color / "val" / "white.png", colours_of(np.full((6, 6), 255, np.uint8)))
+    see_through = np.zeros((6, 6, 4), np.uint8)
+    see_through[..., 3] = 255
+    see_through[0, :2, 3] = 0
+    assert cv2.imwrite(str(color / "val" / "alpha.png"), see_through)
+    write_rgb(color / "val" / "lossy.jpg", np.zeros((6, 6, 3), np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.png").write_bytes(b"old")
+    assert convert_main(["--classes", str(classes), str(color), str(out)]) == 2
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "bad.png" in x)
+    assert "3 pixels in 2 colour(s) not in the palette" in line
+    assert "[255, 0, 255] x2" in line and "x=5, y=2" in line
+    assert "white.png: 36 pixels in 1 colour(s)" in err and "ignore_color" in err
+    assert "alpha.png: 2 pixels are not fully opaque" in err
+    assert "lossy.jpg: a JPEG" in err
+    assert "4 error(s); nothing written" in err and "good.png" not in err
+    assert [p.name for p in out.rglob("*")] == ["keep.png"]
+    assert (out / "keep.png").read_bytes() == b"old"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".slimseg-convert-")]
+    # a new output folder is not even created
+    assert convert_main(["--classes", str(classes), str(color), str(tmp_path / "new")]) == 2
+    assert not (tmp_path / "new").exists()
+    assert convert_main(["--classes", str(classes), str(color), str(color / "ids")]) == 2
+    assert "outside the input folder" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

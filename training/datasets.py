@@ -405,7 +405,7 @@ def read_label(path: Path) -> np.ndarray:
         raise DatasetError(f"cannot read label {path}")
     if label.ndim != 2:
         raise DatasetError(f"label {path} has shape {label.shape}; expected a single-channel "
-                           f"id image")
+                           f"id image (colour masks: convert them with slimseg-convert-masks)")
     if label.dtype != np.uint8:
         if label.max() > 255:
             raise DatasetError(f"label {path} holds ids up to {int(label.max())}, above 255")
