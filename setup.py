@@ -42,6 +42,7 @@ setup(
             f"slimseg-demo = {PACKAGE}.demo:main",
             f"slimseg-calibrate-bn = {PACKAGE}.training.calibrate_bn:main",
             f"slimseg-average = {PACKAGE}.training.average:main",
+            f"slimseg-convert-masks = {PACKAGE}.training.convert_masks:main",
         ],
     },
 )

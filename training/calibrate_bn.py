@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader, Subset
 from slimseg_ros.models import load_checkpoint, save_checkpoint, set_width, trained_widths
 from slimseg_ros.models.slimmable import SwitchableBatchNorm2d
 
-from .datasets import build_dataset
+from .datasets import DATASET_NAMES, build_dataset
 from .transforms import eval_transform, normalize_batch
 
 
@@ -68,8 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slimseg-calibrate-bn",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="deployable model checkpoint (.pt)")
-    parser.add_argument("--dataset", required=True, choices=["camvid", "cityscapes"])
+    parser.add_argument("--dataset", required=True, choices=list(DATASET_NAMES))
     parser.add_argument("--root", required=True)
+    parser.add_argument("--classes", help="classes file of a folder dataset")
     parser.add_argument("--split", default="train")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                         help="resize images to H W (default: native resolution)")
@@ -79,11 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
+    if args.dataset == "folder" and not args.classes:
+        parser.error("--dataset folder needs --classes (its classes file)")
+    classes = str(Path(args.classes).expanduser().resolve()) if args.classes else None
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         model, info = load_checkpoint(args.checkpoint)
-        dataset = build_dataset(args.dataset, args.root, args.split, eval_transform(args.size))
+        dataset = build_dataset(args.dataset, args.root, args.split, eval_transform(args.size),
+                                classes=classes)
     except (ValueError, FileNotFoundError) as exc:
         print(f"slimseg-calibrate-bn: error: {exc}", file=sys.stderr)
         return 2

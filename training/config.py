@@ -47,8 +47,11 @@ def _tuple(value: Any, n: int | None, name: str, kind: type = float) -> tuple:
 class DataConfig:
     """Dataset, augmentation and loader settings. Sizes are ``[height, width]`` in pixels."""
 
-    dataset: str = "camvid"  # camvid | cityscapes
+    dataset: str = "camvid"  # camvid | cityscapes | folder
     root: str = "../shared/data/CamVid"  # relative paths resolve against the working directory
+    # folder only (required there): the classes file (names, palette, ignore_index); a relative
+    # path is read from ``root``
+    classes: str | None = None
     train_split: str = "train"
     val_split: str = "val"
     crop_size: tuple[int, int] = (360, 480)
@@ -63,9 +66,15 @@ class DataConfig:
     check_labels: bool = True
 
     def __post_init__(self) -> None:
-        if self.dataset not in ("camvid", "cityscapes"):
-            raise ConfigError(f"data.dataset must be 'camvid' or 'cityscapes', "
+        if self.dataset not in ("camvid", "cityscapes", "folder"):
+            raise ConfigError(f"data.dataset must be 'camvid', 'cityscapes' or 'folder', "
                               f"got {self.dataset!r}")
+        if self.dataset == "folder" and not self.classes:
+            raise ConfigError("data.dataset=folder needs data.classes: the classes file (names, "
+                              "palette, ignore_index; a relative path is read from data.root)")
+        if self.dataset != "folder" and self.classes is not None:
+            raise ConfigError(f"data.classes is only read for data.dataset=folder; "
+                              f"{self.dataset} has its own class table (set data.classes: null)")
         object.__setattr__(self, "crop_size", _tuple(self.crop_size, 2, "data.crop_size", int))
         object.__setattr__(self, "scale_range", _tuple(self.scale_range, 2, "data.scale_range"))
         object.__setattr__(self, "mean", _tuple(self.mean, 3, "data.mean"))

@@ -4,6 +4,7 @@
 --split test [--widths 0.25 1.0] [--output out_dir]`` prints a table and writes ``metrics.json``
 and ``metrics.md``. Evaluation runs at the dataset's native resolution unless ``--size`` is
 given; ``--sliding-window H W`` runs crops (e.g. Cityscapes 2048x1024 with 1024x1024 windows).
+A ``folder`` dataset (your own images and id masks) needs ``--classes classes.yaml``.
 """
 
 from __future__ import annotations
@@ -157,13 +158,15 @@ def markdown_table(results: dict[float, dict], class_names: Sequence[str]) -> st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .datasets import build_dataset
+    from .datasets import DATASET_NAMES, build_dataset
     from .transforms import eval_transform
 
     parser = argparse.ArgumentParser(prog="slimseg-eval", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="deployable model checkpoint (.pt)")
-    parser.add_argument("--dataset", required=True, choices=["camvid", "cityscapes"])
+    parser.add_argument("--dataset", required=True, choices=list(DATASET_NAMES))
     parser.add_argument("--root", required=True, help="dataset root folder")
+    parser.add_argument("--classes", help="classes file of a folder dataset (names, palette, "
+                                          "ignore_index)")
     parser.add_argument("--split", default="test", help="split, e.g. test, val, train+val")
     parser.add_argument("--widths", type=float, nargs="+", help="widths (default: all trained)")
     parser.add_argument("--output", help="folder for metrics.json and metrics.md")
@@ -185,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.per_image and not args.output:
         parser.error("--per-image needs --output (the folder that receives per_image.npz)")
+    if args.dataset == "folder" and not args.classes:
+        parser.error("--dataset folder needs --classes (its classes file)")
+    classes = str(Path(args.classes).expanduser().resolve()) if args.classes else None
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -193,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model, info = load_checkpoint(args.checkpoint, map_location="cpu")
         dataset = build_dataset(args.dataset, args.root, args.split,
-                                eval_transform(args.size), check=True)
+                                eval_transform(args.size), check=True, classes=classes)
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError / DatasetError
         print(f"slimseg-eval: error: {exc}", file=sys.stderr)
         return 2
@@ -220,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         payload = {"checkpoint": str(args.checkpoint), "dataset": args.dataset,
-                   "split": args.split, "size": args.size, "sliding_window": args.sliding_window,
+                   "classes": classes, "split": args.split, "size": args.size,
+                   "sliding_window": args.sliding_window,
                    "boundary_tolerance_px": args.boundary_tolerance,
                    "results": {f"{w:g}": r for w, r in results.items()}}
         (out / "metrics.json").write_text(json.dumps(payload, indent=2))
