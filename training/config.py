@@ -43,6 +43,29 @@ def _tuple(value: Any, n: int | None, name: str, kind: type = float) -> tuple:
     return out
 
 
+def _splits(value: Any, name: str) -> str | tuple[str, ...]:
+    """A split name, ``"a+b"``, or a list of names (-> tuple); empty or repeated names refused."""
+    if isinstance(value, str):
+        parts = value.split("+")
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        parts = list(value)
+        if any("+" in p for p in parts):
+            raise ConfigError(f"{name}: give either a list of splits or one 'a+b' string, "
+                              f"got {list(value)!r}")
+    else:
+        raise ConfigError(f"{name} must be a split name or a list of split names, got {value!r}")
+    if not parts or any(not p.strip() for p in parts):
+        raise ConfigError(f"{name} names an empty split: {value!r}")
+    if len(set(parts)) != len(parts):
+        raise ConfigError(f"{name} repeats a split: {value!r}")
+    return value if isinstance(value, str) else tuple(parts)
+
+
+def split_names(split: str | Sequence[str]) -> list[str]:
+    """``"train+val"`` or ``["train", "val"]`` -> ``["train", "val"]``."""
+    return split.split("+") if isinstance(split, str) else list(split)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Dataset, augmentation and loader settings. Sizes are ``[height, width]`` in pixels."""
@@ -52,7 +75,9 @@ class DataConfig:
     # folder only (required there): the classes file (names, palette, ignore_index); a relative
     # path is read from ``root``
     classes: str | None = None
-    train_split: str = "train"
+    # one split, several joined with "+" ("train+val"), or a list of splits ([train, val]): the
+    # standard final-model protocol trains on train+val
+    train_split: str | tuple[str, ...] = "train"
     val_split: str = "val"
     crop_size: tuple[int, int] = (360, 480)
     scale_range: tuple[float, float] = (0.5, 2.0)
@@ -75,6 +100,10 @@ class DataConfig:
         if self.dataset != "folder" and self.classes is not None:
             raise ConfigError(f"data.classes is only read for data.dataset=folder; "
                               f"{self.dataset} has its own class table (set data.classes: null)")
+        object.__setattr__(self, "train_split", _splits(self.train_split, "data.train_split"))
+        _splits(self.val_split, "data.val_split")
+        if not isinstance(self.val_split, str):
+            raise ConfigError(f"data.val_split must be one split name, got {self.val_split!r}")
         object.__setattr__(self, "crop_size", _tuple(self.crop_size, 2, "data.crop_size", int))
         object.__setattr__(self, "scale_range", _tuple(self.scale_range, 2, "data.scale_range"))
         object.__setattr__(self, "mean", _tuple(self.mean, 3, "data.mean"))

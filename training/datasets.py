@@ -212,15 +212,17 @@ def _require_dir(path: Path, what: str) -> None:
         raise DatasetError(f"{what} {path} does not exist or is not a directory")
 
 
-def camvid_pairs(root: str | os.PathLike, split: str) -> list[tuple[Path, Path]]:
+def camvid_pairs(root: str | os.PathLike, split: str | Sequence[str]
+                 ) -> list[tuple[Path, Path]]:
     """``<root>/<split>/*.png`` paired with ``<root>/<split>annot/<same name>``.
 
-    ``split`` may join several with ``+`` (``train+val``, the usual final-model protocol).
+    ``split`` may join several with ``+`` (``train+val``, the usual final-model protocol) or be
+    a list of split names.
     """
     root = Path(root)
     _require_dir(root, "CamVid root")
     pairs: list[tuple[Path, Path]] = []
-    for part in split.split("+"):
+    for part in _split_parts(split):
         image_dir, label_dir = root / part, root / f"{part}annot"
         _require_dir(image_dir, f"CamVid {part!r} image folder")
         _require_dir(label_dir, f"CamVid {part!r} label folder")
@@ -235,13 +237,14 @@ def camvid_pairs(root: str | os.PathLike, split: str) -> list[tuple[Path, Path]]
     return pairs
 
 
-def cityscapes_pairs(root: str | os.PathLike, split: str) -> list[tuple[Path, Path]]:
+def cityscapes_pairs(root: str | os.PathLike, split: str | Sequence[str]
+                     ) -> list[tuple[Path, Path]]:
     """``leftImg8bit/<split>/<city>/X_leftImg8bit.png`` paired with
     ``gtFine/<split>/<city>/X_gtFine_labelIds.png``."""
     root = Path(root)
     _require_dir(root, "Cityscapes root")
     pairs: list[tuple[Path, Path]] = []
-    for part in split.split("+"):
+    for part in _split_parts(split):
         image_root, label_root = root / "leftImg8bit" / part, root / "gtFine" / part
         _require_dir(image_root, f"Cityscapes {part!r} image folder")
         _require_dir(label_root, f"Cityscapes {part!r} label folder")
