@@ -21,9 +21,10 @@ import yaml
 
 from slimseg_ros.models import ModelConfig
 
+from .slimseg import distill_mode_problem
+
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
-TEACHER_MODES = ("stepwise", "largest", "none", "independent")
 CLASS_WEIGHT_MODES = ("median_frequency",)
 
 
@@ -126,7 +127,7 @@ class ScheduleConfig:
 class DistillConfig:
     """The SlimSeg recipe: which width teaches which, KD temperature/weight, boundary loss."""
 
-    mode: str = "stepwise"  # stepwise | largest | none | independent
+    mode: str = "stepwise"  # one of slimseg.DISTILL_MODES, interpreted there
     width: float | None = None  # independent mode: the one width trained (a plain network)
     temperature: float = 1.0
     kd_weight: float = 1.0
@@ -155,10 +156,9 @@ class DistillConfig:
         if not 0.0 <= self.class_weight_power <= 1.0:
             raise ConfigError(f"distill.class_weight_power must be in [0, 1], "
                               f"got {self.class_weight_power}")
-        if self.mode not in TEACHER_MODES:
-            raise ConfigError(f"distill.mode must be one of {TEACHER_MODES}, got {self.mode!r}")
-        if self.mode == "independent" and self.width is None:
-            raise ConfigError("distill.mode=independent needs distill.width (e.g. 0.5)")
+        problem = distill_mode_problem(self.mode, self.width)
+        if problem:
+            raise ConfigError(problem)
         if self.temperature <= 0 or self.boundary_radius < 1:
             raise ConfigError("distill.temperature must be > 0 and boundary_radius >= 1")
 
