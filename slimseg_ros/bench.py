@@ -86,15 +86,14 @@ def default_info(num_classes: int) -> ModelInfo:
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Model config from YAML: either the model keys at the top or under ``model:``."""
-    import yaml
+    """Model config from YAML: either the model keys at the top or under ``model:``.
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {path} does not hold a mapping")
+    A training config's ``base:`` is followed, so a file that changes a few keys of another
+    still describes the whole network; a missing file or base raises a ValueError naming it.
+    """
+    from .training.config import read_config_file
+
+    data = read_config_file(path)
     return dict(data.get("model", data))
 
 

@@ -71,3 +71,18 @@ def test_config_file_source(tmp_path):
     cfg.write_text("model:\n  backbone: mobilenetv2\n  colour: red\n")
     with pytest.raises(ValueError, match="colour"):
         resolve_model(args)
+
+
+def test_config_file_with_a_base_gives_the_whole_network(tmp_path):
+    (tmp_path / "stage1.yaml").write_text("model:\n  backbone: mobilenetv2\n  num_classes: 7\n"
+                                          "  head: fcn\n")
+    child = tmp_path / "stage2.yaml"
+    child.write_text("base: stage1.yaml\nmodel:\n  pretrained: null\n")
+    args = argparse.Namespace(checkpoint=None, config=str(child), backbone=None, head=None,
+                              num_classes=None)
+    model, _, _ = resolve_model(args)
+    assert (model.config.backbone, model.config.head, model.config.num_classes) == \
+        ("mobilenetv2", "fcn", 7)
+    child.write_text("base: stage0.yaml\n")
+    with pytest.raises(ValueError, match="stage0.yaml"):
+        resolve_model(args)

@@ -91,19 +91,42 @@ def test_loss_goes_down_at_every_width_and_checkpoints_are_written(tiny_camvid: 
     assert "| 0.25 |" in (tmp_path / "eval" / "metrics.md").read_text()
 
 
+STATE_KEYS = {"format", "model", "optimizer", "scheduler", "scaler", "iteration", "best", "rng",
+              "config"}
+
+
+def logged(out: Path, kind: str, after: int = 0) -> list[dict]:
+    """The log records of one kind after an iteration, without the timing."""
+    return [{k: v for k, v in r.items() if k != "it_per_s"} for r in read_log(out, kind)
+            if r["iteration"] > after]
+
+
 @pytest.mark.slow
 def test_kill_and_resume_reproduces_the_uninterrupted_run(tiny_camvid: Path,
                                                           tmp_path: Path) -> None:
-    full = train(load_config(None, tiny_overrides(tiny_camvid, tmp_path / "a")))["model"]
-    part_cfg = load_config(None, tiny_overrides(tiny_camvid, tmp_path / "b"))
+    # validation, snapshots and class weights on: the best score and the schedule carry over too
+    extra = {"eval.interval": 2, "eval.max_images": 1, "runtime.snapshot_interval": 2,
+             "distill.class_weights": "median_frequency"}
+    full = train(load_config(None, tiny_overrides(tiny_camvid, tmp_path / "a", **extra)))
+    part_cfg = load_config(None, tiny_overrides(tiny_camvid, tmp_path / "b", **extra))
     first = train(part_cfg, max_iterations=3)
-    assert first["iteration"] == 3
+    assert first["iteration"] == 3 and not (tmp_path / "b" / "final_model.pt").exists()
+    stopped = load_train_state(tmp_path / "b" / "last.pt")
+    # the checkpoint format older last.pt files were written in, which resume must keep reading
+    assert set(stopped) == STATE_KEYS and stopped["iteration"] == 3
     # a fresh process would start from the command line: --resume reads the stored config
     assert train_main(["--resume", str(tmp_path / "b" / "last.pt")]) == 0
     resumed = load_train_state(tmp_path / "b" / "last.pt")
     assert resumed["iteration"] == 6
-    for key, value in full.state_dict().items():
+    for key, value in full["model"].state_dict().items():
         assert torch.equal(value, resumed["model"][key]), key
+    # the same losses, LR and validation scores, iteration by iteration
+    for kind in ("train", "eval"):
+        assert logged(tmp_path / "b", kind, after=3) == logged(tmp_path / "a", kind, after=3)
+    assert resumed["best"] == full["best"]
+    snapshots = sorted(p.name for p in (tmp_path / "b" / "snapshots").iterdir())
+    assert snapshots == sorted(p.name for p in (tmp_path / "a" / "snapshots").iterdir())
+    assert snapshots == ["model_iter000002.pt", "model_iter000004.pt", "model_iter000006.pt"]
 
 
 def test_non_finite_loss_stops_at_once(tiny_camvid: Path, tmp_path: Path) -> None:

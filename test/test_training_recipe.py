@@ -11,7 +11,8 @@ from slimseg_ros.models import ModelConfig, build_model, set_width
 from slimseg_ros.training.config import DistillConfig, OptimConfig, ScheduleConfig
 from slimseg_ros.training.losses import boundary_cross_entropy, cross_entropy, kd_loss
 from slimseg_ros.training.optim import build_optimizer, lr_factor, param_groups
-from slimseg_ros.training.slimseg import slimseg_step, teacher_width, training_widths
+from slimseg_ros.training.slimseg import (slimseg_step, teacher_width, trained_network,
+                                          training_widths)
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 
@@ -41,6 +42,13 @@ def test_training_widths_run_widest_first_and_independent_runs_one() -> None:
     assert training_widths(WIDTHS, DistillConfig(mode="independent", width=0.5)) == [0.5]
     with pytest.raises(ValueError, match="0.6"):
         training_widths(WIDTHS, DistillConfig(mode="independent", width=0.6))
+
+
+def test_independent_mode_trains_a_plain_network_of_its_width() -> None:
+    model = ModelConfig(backbone="mobilenetv2", num_classes=5, widths=WIDTHS)
+    assert trained_network(model, DistillConfig(mode="independent", width=0.5)).widths == (0.5,)
+    for mode in ("stepwise", "largest", "none"):
+        assert trained_network(model, DistillConfig(mode=mode)) is model
 
 
 @pytest.mark.parametrize("mode,teachers", [("stepwise", {0.75: 1.0, 0.5: 0.75, 0.25: 0.5}),

@@ -1,9 +1,10 @@
 """Training configuration: YAML -> frozen dataclasses, unknown keys rejected by name.
 
-``load_config(path, ["optim.lr=0.02", "data.root=/data/camvid"])`` reads the YAML, applies
-dotted ``key=value`` overrides (values parsed as YAML) and validates the result. The resolved
-config (``to_dict``) is written to the run folder and into every checkpoint, so a resumed or
-evaluated run rebuilds exactly the same network.
+``load_config(path, ["optim.lr=0.02", "data.root=/data/camvid"])`` reads the YAML (merged
+onto the file its ``base:`` names, see :func:`read_config_file`), applies dotted ``key=value``
+overrides (values parsed as YAML) and validates the result. The resolved config (``to_dict``)
+is written to the run folder and into every checkpoint, so a resumed or evaluated run rebuilds
+exactly the same network.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import yaml
 
 from slimseg_ros.models import ModelConfig
 
+from .slimseg import distill_mode_problem
+
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
-TEACHER_MODES = ("stepwise", "largest", "none", "independent")
 CLASS_WEIGHT_MODES = ("median_frequency",)
 
 
@@ -164,7 +166,7 @@ class ScheduleConfig:
 class DistillConfig:
     """The SlimSeg recipe: which width teaches which, KD temperature/weight, boundary loss."""
 
-    mode: str = "stepwise"  # stepwise | largest | none | independent
+    mode: str = "stepwise"  # one of slimseg.DISTILL_MODES, interpreted there
     width: float | None = None  # independent mode: the one width trained (a plain network)
     temperature: float = 1.0
     kd_weight: float = 1.0
@@ -193,10 +195,9 @@ class DistillConfig:
         if not 0.0 <= self.class_weight_power <= 1.0:
             raise ConfigError(f"distill.class_weight_power must be in [0, 1], "
                               f"got {self.class_weight_power}")
-        if self.mode not in TEACHER_MODES:
-            raise ConfigError(f"distill.mode must be one of {TEACHER_MODES}, got {self.mode!r}")
-        if self.mode == "independent" and self.width is None:
-            raise ConfigError("distill.mode=independent needs distill.width (e.g. 0.5)")
+        problem = distill_mode_problem(self.mode, self.width)
+        if problem:
+            raise ConfigError(problem)
         if self.temperature <= 0 or self.boundary_radius < 1:
             raise ConfigError("distill.temperature must be > 0 and boundary_radius >= 1")
 
@@ -336,6 +337,9 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Validate a plain dict (as read from YAML) into a :class:`TrainConfig`."""
     if not isinstance(data, dict):
         raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
+    if "base" in data:
+        raise ConfigError("'base' names the file a config file starts from and is only read "
+                          "from config files (--config), not from overrides or stored configs")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -375,17 +379,57 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def merge_configs(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: mappings merge key by key, anything else (lists, scalars, null)
+    replaces the base's value whole."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_configs(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML config file as a plain dict, merged onto the file its ``base:`` names.
+
+    ``base: other.yaml`` (relative to this file's folder) lets a file hold only what it changes
+    (mmsegmentation's ``_base_``, one file): its keys override the base's per nested key (see
+    :func:`merge_configs`). A base may have a base of its own; a missing base or a cycle is an
+    error naming the files.
+    """
+    return _read_with_base(Path(path), ())
+
+
+def _read_with_base(path: Path, children: tuple[Path, ...]) -> dict[str, Any]:
+    seen = [p.resolve() for p in children]
+    if path.resolve() in seen:
+        cycle = children[seen.index(path.resolve()):] + (path,)
+        raise ConfigError("circular base: " + " -> ".join(str(p) for p in cycle))
+    if not path.is_file():
+        if children:
+            raise ConfigError(f"config file {children[-1]}: its base {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"config file {path}: base must be the path of another config file, "
+                          f"got {base!r}")
+    base_path = Path(base).expanduser()
+    if not base_path.is_absolute():
+        base_path = path.parent / base_path
+    return merge_configs(_read_with_base(base_path, children + (path,)), data)
+
+
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config (None: defaults), apply overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    """Read a YAML config (None: defaults) with its base, apply overrides, validate."""
+    data = read_config_file(path) if path is not None else {}
     return config_from_dict(apply_overrides(data, overrides))
 
 

@@ -11,25 +11,52 @@ from a teacher's *detached* prediction (KD) plus its own label terms:
 Each width's loss is back-propagated as soon as it is computed (only the detached teacher logits
 stay alive), and the caller takes one optimizer step for all widths (slimmable-network
 convention).
+
+This module is the one place that interprets ``distill.mode``: the config validates it with
+:func:`distill_mode_problem` (names in :data:`DISTILL_MODES`), and the trainer asks
+:func:`trained_network` and :func:`training_widths` which network and widths a mode trains.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, ContextManager
+from typing import TYPE_CHECKING, Any, ContextManager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimseg_ros.models import set_width
+from slimseg_ros.models import ModelConfig, set_width
 
-from .config import DistillConfig
 from .losses import IGNORE_INDEX, boundary_band, kd_loss, weighted_mean
 
+if TYPE_CHECKING:  # config.py imports this module to validate distill.mode
+    from .config import DistillConfig
+
 LOSS_NAMES = ("ce", "boundary", "kd", "total")
+DISTILL_MODES = ("stepwise", "largest", "none", "independent")
+_WITHOUT_TEACHER = ("none", "independent")  # every width learns from the labels alone
+
+
+def distill_mode_problem(mode: str, width: float | None) -> str | None:
+    """Why ``distill.mode`` / ``distill.width`` cannot be trained, or None when they can."""
+    if mode not in DISTILL_MODES:
+        return f"distill.mode must be one of {DISTILL_MODES}, got {mode!r}"
+    if mode == "independent" and width is None:
+        return "distill.mode=independent needs distill.width (e.g. 0.5)"
+    return None
+
+
+def trained_network(model: ModelConfig, distill: DistillConfig) -> ModelConfig:
+    """The network a mode trains: ``independent`` a plain one of its single width ``(w,)``."""
+    if distill.mode == "independent":
+        w = float(distill.width)  # type: ignore[arg-type]
+        if model.widths != (w,):
+            return dataclasses.replace(model, widths=(w,))
+    return model
 
 
 def teacher_width(widths: Sequence[float], width: float, mode: str) -> float | None:
@@ -39,7 +66,7 @@ def teacher_width(widths: Sequence[float], width: float, mode: str) -> float | N
     if not matches:
         raise ValueError(f"width {width} is not one of {ws}")
     i = matches[0]
-    if mode in ("none", "independent") or i == len(ws) - 1:
+    if mode in _WITHOUT_TEACHER or i == len(ws) - 1:
         return None
     if mode == "stepwise":
         return ws[i + 1]
@@ -81,7 +108,7 @@ def width_losses(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tens
     label_term = ce + cfg.boundary_weight * bnd
     if teacher is None:
         kd = zero
-        total = label_term if widest or cfg.mode in ("none", "independent") \
+        total = label_term if widest or cfg.mode in _WITHOUT_TEACHER \
             else cfg.label_weight * label_term
     else:
         kd = kd_loss(logits, teacher, cfg.temperature, labels, ignore_index)

@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from .evaluate import evaluate
 from .losses import median_frequency_weights
 from .optim import build_optimizer, build_scheduler, lr_factor
 from .sampler import ResumableSampler
-from .slimseg import LOSS_NAMES, slimseg_step, training_widths
+from .slimseg import LOSS_NAMES, slimseg_step, trained_network, training_widths
 from .transforms import eval_transform, normalize_batch, train_transform
 
 STATE_FORMAT = "slimseg_ros/train-state"
@@ -135,12 +135,9 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_model_config(cfg: TrainConfig) -> TrainConfig:
-    """Independent mode trains a plain network of one width: the model gets widths ``(w,)``."""
-    if cfg.distill.mode == "independent":
-        w = float(cfg.distill.width)  # type: ignore[arg-type]
-        if cfg.model.widths != (w,):
-            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, widths=(w,)))
-    return cfg
+    """The config with the network its distillation mode trains (``slimseg.trained_network``)."""
+    model = trained_network(cfg.model, cfg.distill)
+    return cfg if model is cfg.model else dataclasses.replace(cfg, model=model)
 
 
 def model_info(cfg: TrainConfig, dataset: Any, input_size: Sequence[int] | None) -> ModelInfo:
@@ -148,6 +145,15 @@ def model_info(cfg: TrainConfig, dataset: Any, input_size: Sequence[int] | None)
     return ModelInfo(class_names=list(spec.class_names), palette=[list(c) for c in spec.palette],
                      mean=list(cfg.data.mean), std=list(cfg.data.std),
                      input_size=list(input_size) if input_size else None)
+
+
+def checkpoint_info(cfg: TrainConfig, train_set: Any, val_set: Any | None) -> ModelInfo:
+    """What the run's deployable checkpoints carry: the input size is ``data.eval_size`` or
+    that of the first validation image."""
+    input_size = cfg.data.eval_size
+    if input_size is None and val_set is not None:
+        input_size = tuple(val_set[0][1].shape[-2:])
+    return model_info(cfg, train_set, input_size)
 
 
 def train_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
@@ -258,7 +264,347 @@ def threading_main() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# the training loop
+# the parts of a run: data, network, loaders, restored state
+
+
+def build_datasets(cfg: TrainConfig, dinfo: DistInfo) -> tuple[Any, Any | None]:
+    """The training split (every process) and the validation split (rank 0, which validates).
+
+    Every file is checked here, so a broken dataset stops the run before the first iteration.
+    """
+    d = cfg.data
+    train_set = build_dataset(d.dataset, d.root, d.train_split,
+                              train_transform(d.crop_size, d.scale_range, d.flip, d.photometric),
+                              check=d.check_labels)
+    val_set = None
+    if dinfo.main:
+        val_set = build_dataset(d.dataset, d.root, d.val_split, eval_transform(d.eval_size),
+                                check=d.check_labels)
+    if train_set.spec.num_classes != cfg.model.num_classes:
+        raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but {d.dataset} "
+                          f"has {train_set.spec.num_classes} classes")
+    return train_set, val_set
+
+
+def build_network(cfg: TrainConfig, device: torch.device, dinfo: DistInfo) -> nn.Module:
+    """The network on ``device`` with the configured BN momentum, memory layout and SyncBN."""
+    model = build_model(cfg.model)
+    if cfg.optim.bn_momentum is not None:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = cfg.optim.bn_momentum
+    if cfg.runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.to(device)
+    if dinfo.enabled and cfg.runtime.sync_bn:
+        if device.type == "cuda":
+            # the per-width BNs are plain BatchNorm2d inside SwitchableBatchNorm2d.bn
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif dinfo.main:
+            log("runtime.sync_bn ignored: PyTorch's SyncBatchNorm needs CUDA devices; "
+                "every process keeps its own BatchNorm statistics")
+    return model
+
+
+def label_class_weights(cfg: TrainConfig, train_set: Any, dinfo: DistInfo, out_dir: Path,
+                        device: torch.device) -> torch.Tensor | None:
+    """:func:`class_weights_for` on ``device``; rank 0 logs them and writes them to the log."""
+    weights = class_weights_for(cfg, train_set)
+    if weights is None:
+        return None
+    if dinfo.main:
+        names = train_set.spec.class_names
+        log("class weights of the label terms: " + ", ".join(
+            f"{name} {v:.3f}" for name, v in zip(names, weights.tolist())))
+        append_jsonl(out_dir / "train_log.jsonl", {
+            "type": "class_weights", "mode": str(cfg.distill.class_weights),
+            "weights": dict(zip(names, weights.tolist()))})
+    return weights.to(device)
+
+
+def restore_state(path: str | os.PathLike, cfg: TrainConfig, model: nn.Module,
+                  optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any
+                  ) -> tuple[int, dict[str, Any]]:
+    """Load a ``last.pt`` into the run's parts and RNGs; returns (iteration, best score).
+
+    Called before the DDP wrapper is made, which then broadcasts the restored weights.
+    """
+    state = load_train_state(path)
+    check_same_model(cfg, state, path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    iteration = int(state["iteration"])
+    set_rng_state(state["rng"])
+    # the LR is a pure function of the iteration: recompute it (the schedule may have been
+    # overridden on the command line)
+    scheduler.base_lrs = [cfg.optim.lr] * len(optimizer.param_groups)
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.optim.lr * lr_factor(iteration, cfg.schedule)
+    return iteration, dict(state["best"])
+
+
+def wrap_ddp(model: nn.Module, cfg: TrainConfig, device: torch.device,
+             dinfo: DistInfo) -> nn.Module:
+    """The module that runs forward: ``model`` itself, or its DDP wrapper under torchrun."""
+    if not dinfo.enabled:
+        return model
+    if cfg.runtime.channels_last:
+        # depthwise weights (C x 1 x k x k) have two equivalent NHWC stride patterns; DDP warns
+        # about the mismatch although the memory layout is the same
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True)
+
+
+def build_loaders(cfg: TrainConfig, train_set: Any, val_set: Any | None, dinfo: DistInfo,
+                  device: torch.device, start_iteration: int
+                  ) -> tuple[DataLoader, DataLoader | None]:
+    """The training loader, continuing the data order at ``start_iteration``, and the
+    validation loader (None where there is no validation split: ranks other than 0)."""
+    d = cfg.data
+    if d.batch_size % dinfo.world_size:
+        raise ConfigError(f"data.batch_size {d.batch_size} (the total over all processes) is "
+                          f"not divisible by the {dinfo.world_size} processes")
+    batch = d.batch_size // dinfo.world_size
+    sampler = ResumableSampler(train_set, cfg.seed, dinfo.rank, dinfo.world_size,
+                               start=start_iteration * batch * cfg.optim.accum_steps)
+    loader = DataLoader(train_set, batch_size=batch, sampler=sampler,
+                        num_workers=d.workers, pin_memory=device.type == "cuda",
+                        drop_last=True, persistent_workers=d.workers > 0,
+                        worker_init_fn=ignore_stop_signals,
+                        generator=torch.Generator().manual_seed(cfg.seed),
+                        prefetch_factor=2 if d.workers > 0 else None)
+    val_loader = None
+    if val_set is not None:
+        vs = val_set if cfg.eval.max_images is None else \
+            Subset(val_set, range(min(cfg.eval.max_images, len(val_set))))
+        val_loader = DataLoader(vs, batch_size=cfg.eval.batch_size, shuffle=False,
+                                num_workers=min(d.workers, 2),
+                                worker_init_fn=ignore_stop_signals,
+                                pin_memory=device.type == "cuda")
+    return loader, val_loader
+
+
+@dataclasses.dataclass
+class Run:
+    """What the steps of one training run share, handed to each of them explicitly."""
+
+    cfg: TrainConfig
+    dinfo: DistInfo
+    device: torch.device
+    out_dir: Path
+    model: nn.Module  # runs forward: the network, or its DDP wrapper
+    raw_model: nn.Module  # the network itself: widths, state dicts, checkpoints
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    amp: bool
+    widths: list[float]  # trained every iteration, widest first
+    class_weights: torch.Tensor | None
+    info: ModelInfo  # what deployable checkpoints carry besides the weights
+    best: dict[str, Any]  # score, iteration and mIoU per width of best_model.pt
+    writer: Any = None  # TensorBoard SummaryWriter on rank 0, if enabled
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.float16) if self.amp \
+            else contextlib.nullcontext()
+
+    def sync_context(self, last: bool) -> contextlib.AbstractContextManager:
+        """DDP all-reduces gradients only in the last backward pass of an optimizer step."""
+        if self.dinfo.enabled and not last:
+            return self.model.no_sync()  # type: ignore[operator]
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale(loss).backward()
+
+
+# ---------------------------------------------------------------------------------------------
+# one training iteration
+
+
+def train_one_iteration(run: Run, batches: Iterator, iteration: int
+                        ) -> tuple[dict[float, dict[str, float]], float]:
+    """One optimizer step (``optim.accum_steps`` micro-batches, every width on each).
+
+    Returns the loss terms per width (mean over micro-batches and processes) and the LR the
+    step used. ``iteration`` counts the steps done before this one; a non-finite loss raises
+    :class:`NonFiniteLossError` before the step, so nothing is written.
+    """
+    cfg, device, accum = run.cfg, run.device, run.cfg.optim.accum_steps
+    run.optimizer.zero_grad(set_to_none=True)
+    sums: dict[float, dict[str, torch.Tensor]] = {}
+    for micro in range(accum):
+        images, labels = next(batches)
+        x = normalize_batch(images.to(device, non_blocking=True), cfg.data.mean, cfg.data.std,
+                            cfg.runtime.channels_last)
+        y = labels.to(device, non_blocking=True)
+        losses = slimseg_step(run.model, x, y, run.widths, cfg.distill, run.backward,
+                              width_target=run.raw_model, sync_context=run.sync_context,
+                              last_micro_batch=micro == accum - 1, autocast=run.autocast,
+                              loss_scale=1.0 / accum, class_weights=run.class_weights)
+        for w, terms in losses.items():
+            acc = sums.setdefault(w, {k: torch.zeros((), device=device) for k in LOSS_NAMES})
+            for k in LOSS_NAMES:
+                acc[k] += terms[k].float() / accum
+    # one host transfer per iteration: non-finite check + logging values
+    flat = torch.stack([sums[w][k] for w in run.widths for k in LOSS_NAMES])
+    if run.dinfo.enabled:
+        dist.all_reduce(flat)
+        flat /= run.dinfo.world_size
+    values = flat.cpu().tolist()
+    n = len(LOSS_NAMES)
+    table = {w: dict(zip(LOSS_NAMES, values[i * n:(i + 1) * n])) for i, w in enumerate(run.widths)}
+    bad = [(w, k) for w in run.widths for k, v in table[w].items() if not math.isfinite(v)]
+    if bad:
+        raise NonFiniteLossError(f"non-finite loss at iteration {iteration}: "
+                                 + ", ".join(f"width {w:g} {k}={table[w][k]}" for w, k in bad)
+                                 + "; stopping (last.pt is left as it was)")
+    if cfg.optim.grad_clip:
+        run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(run.raw_model.parameters(), cfg.optim.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+    return table, lr
+
+
+class _Throughput:
+    """Iterations per second since the previous call."""
+
+    def __init__(self, iteration: int) -> None:
+        self.time, self.iteration = time.perf_counter(), iteration
+
+    def __call__(self, iteration: int) -> float:
+        now = time.perf_counter()
+        rate = (iteration - self.iteration) / max(now - self.time, 1e-9)
+        self.time, self.iteration = now, iteration
+        return rate
+
+
+def report_iteration(run: Run, iteration: int, end: int, table: dict[float, dict[str, float]],
+                     lr: float, throughput: _Throughput, pbar: Any) -> None:
+    """Rank 0: the progress bar every iteration; every ``runtime.log_interval`` iterations (and
+    at ``end``) a train_log.jsonl record, TensorBoard scalars and, without a bar, a log line."""
+    cfg, widths = run.cfg, run.widths
+    if pbar is not None:
+        pbar.update(1)
+        pbar.set_postfix_str(" ".join(f"{w:g}:{table[w]['total']:.3f}" for w in widths)
+                             + f" lr={lr:.2e}", refresh=False)
+    if iteration % cfg.runtime.log_interval and iteration != end:
+        return
+    rate = throughput(iteration)
+    append_jsonl(run.out_dir / "train_log.jsonl", {
+        "type": "train", "iteration": iteration, "lr": lr, "it_per_s": rate,
+        "loss": {f"{w:g}": table[w] for w in widths}})
+    if run.writer is not None:
+        run.writer.add_scalar("train/lr", lr, iteration)
+        for w in widths:
+            for k, v in table[w].items():
+                run.writer.add_scalar(f"train/{k}_w{w:g}", v, iteration)
+    if pbar is None:
+        log(f"iter {iteration}/{cfg.schedule.iterations} lr {lr:.2e} {rate:.2f} it/s "
+            + " ".join(f"w{w:g}={table[w]['total']:.4f}" for w in widths))
+
+
+# ---------------------------------------------------------------------------------------------
+# validation, checkpoints, stopping
+
+
+def validate(run: Run, val_loader: DataLoader | None, iteration: int) -> None:
+    """Rank 0 scores every width on val and keeps ``best_model.pt`` when the score improves.
+
+    The score is the mean mIoU over the widths, or that of ``eval.best_width``. Every process
+    waits for rank 0 (DDP).
+    """
+    cfg, model = run.cfg, run.raw_model
+    if run.dinfo.main and val_loader is not None:
+        results = evaluate(model, val_loader, cfg.model.num_classes, run.info.class_names,
+                           cfg.data.mean, cfg.data.std, eval_widths(cfg), run.device,
+                           cfg.eval.boundary_tolerance, channels_last=cfg.runtime.channels_last,
+                           amp=run.amp)
+        model.train()
+        miou = {w: r["miou"] for w, r in results.items()}
+        if cfg.eval.best_width is not None and cfg.eval.best_width in miou:
+            score = miou[cfg.eval.best_width]
+        else:
+            score = float(np.nanmean(list(miou.values())))
+        best = run.best
+        text = " ".join(f"w{w:g}={100 * v:.2f}" for w, v in sorted(miou.items()))
+        log(f"[eval] iter {iteration}: mIoU(%) {text} "
+            f"(score {100 * score:.2f}, best {100 * max(best['score'], score):.2f})")
+        append_jsonl(run.out_dir / "train_log.jsonl", {
+            "type": "eval", "iteration": iteration,
+            "miou": {f"{w:g}": v for w, v in miou.items()},
+            "boundary_f": {f"{w:g}": r.get("boundary_f") for w, r in results.items()},
+            "pixel_accuracy": {f"{w:g}": r["pixel_accuracy"] for w, r in results.items()},
+            "score": score})
+        if run.writer is not None:
+            for w, r in results.items():
+                run.writer.add_scalar(f"val/miou_w{w:g}", r["miou"], iteration)
+                if r.get("boundary_f") is not None:
+                    run.writer.add_scalar(f"val/boundary_f_w{w:g}", r["boundary_f"], iteration)
+        if score > best["score"]:
+            best.update(score=score, iteration=iteration,
+                        miou={f"{w:g}": v for w, v in miou.items()})
+            save_checkpoint(run.out_dir / "best_model.pt", model, run.info,
+                            extra={"iteration": iteration, "val_miou": best["miou"],
+                                   "val_split": cfg.data.val_split})
+    if run.dinfo.enabled:
+        dist.barrier()
+
+
+def save_last(run: Run, iteration: int) -> None:
+    """Rank 0 writes the training state to ``last.pt`` atomically."""
+    if run.dinfo.main:
+        atomic_torch_save(train_state(run.raw_model, run.optimizer, run.scheduler, run.scaler,
+                                      iteration, run.best, run.cfg), run.out_dir / "last.pt")
+
+
+def save_snapshot(run: Run, iteration: int) -> None:
+    """Rank 0 keeps a deployable ``snapshots/model_iter<N>.pt`` for weight averaging."""
+    if run.dinfo.main:
+        save_checkpoint(run.out_dir / "snapshots" / f"model_iter{iteration:06d}.pt",
+                        run.raw_model, run.info, extra={"iteration": iteration})
+
+
+def stop_requested(stop: _StopFlag, dinfo: DistInfo, device: torch.device) -> str | None:
+    """The signal that asked this process to stop, or "peer" for another process's (DDP)."""
+    requested = stop.requested
+    if dinfo.enabled:
+        flag = torch.tensor([1.0 if requested else 0.0], device=device)
+        dist.all_reduce(flag)
+        requested = requested or ("peer" if flag.item() > 0 else None)
+    return requested
+
+
+def end_run(run: Run, val_loader: DataLoader | None, iteration: int,
+            stopped_by: str | None = None) -> dict[str, Any]:
+    """Write ``last.pt`` (and, once the schedule is complete, a last validation and
+    ``final_model.pt``); returns the summary :func:`train` returns."""
+    finished = stopped_by is None and iteration >= run.cfg.schedule.iterations
+    if finished:
+        validate(run, val_loader, iteration)
+    save_last(run, iteration)
+    if run.dinfo.main and stopped_by is not None:
+        log(f"stopped by {stopped_by} at iteration {iteration}; resume with --resume "
+            f"{run.out_dir / 'last.pt'}")
+    if run.dinfo.main and finished:
+        final = run.out_dir / "final_model.pt"
+        save_checkpoint(final, run.raw_model, run.info,
+                        extra={"iteration": iteration, "val_miou": run.best.get("miou")})
+        log(f"done: {iteration} iterations; best mean val mIoU {100 * run.best['score']:.2f}% "
+            f"at iteration {run.best['iteration']}; wrote {final}")
+    return {"iteration": iteration, "interrupted": stopped_by is not None, "best": run.best,
+            "output_dir": str(run.out_dir), "model": run.raw_model}
+
+
+# ---------------------------------------------------------------------------------------------
+# the training run
 
 
 def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
@@ -274,176 +620,41 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     if device.type == "cpu" and cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     out_dir = Path(cfg.output_dir)
-    writer = None
     stop = _StopFlag()
-    pbar = None
+    writer = pbar = None
     try:
         stop.install()  # from here on SIGTERM / Ctrl-C end the run cleanly with a last.pt
         seed_everything(cfg.seed)
         if dinfo.main:
             out_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out_dir / "config.yaml")
+        train_set, val_set = build_datasets(cfg, dinfo)
 
-        # data: every file is checked before the first iteration
-        d = cfg.data
-        train_set = build_dataset(d.dataset, d.root, d.train_split,
-                                  train_transform(d.crop_size, d.scale_range, d.flip,
-                                                  d.photometric),
-                                  check=d.check_labels)
-        val_set = None
-        if dinfo.main:
-            val_set = build_dataset(d.dataset, d.root, d.val_split, eval_transform(d.eval_size),
-                                    check=d.check_labels)
-        if train_set.spec.num_classes != cfg.model.num_classes:
-            raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but {d.dataset} "
-                              f"has {train_set.spec.num_classes} classes")
-
-        # model, optimizer, schedule
-        model = build_model(cfg.model)
-        if cfg.optim.bn_momentum is not None:
-            for m in model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.momentum = cfg.optim.bn_momentum
-        if cfg.runtime.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        model.to(device)
-        widths = training_widths(cfg.model.widths, cfg.distill)
-        raw_model: nn.Module = model
-        if dinfo.enabled and cfg.runtime.sync_bn:
-            if device.type == "cuda":
-                # the per-width BNs are plain BatchNorm2d inside SwitchableBatchNorm2d.bn
-                raw_model = model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            elif dinfo.main:
-                log("runtime.sync_bn ignored: PyTorch's SyncBatchNorm needs CUDA devices; "
-                    "every process keeps its own BatchNorm statistics")
+        raw_model = build_network(cfg, device, dinfo)
         if cfg.load_from and resume is None:
             load_initial_weights(cfg, raw_model, cfg.load_from)
             if dinfo.main:
                 log(f"initial weights from {cfg.load_from}")
-        class_weights = class_weights_for(cfg, train_set)
-        if class_weights is not None:
-            if dinfo.main:
-                log("class weights of the label terms: " + ", ".join(
-                    f"{name} {v:.3f}" for name, v in zip(train_set.spec.class_names,
-                                                        class_weights.tolist())))
-                append_jsonl(out_dir / "train_log.jsonl", {
-                    "type": "class_weights", "mode": str(cfg.distill.class_weights),
-                    "weights": dict(zip(train_set.spec.class_names, class_weights.tolist()))})
-            class_weights = class_weights.to(device)
+        class_weights = label_class_weights(cfg, train_set, dinfo, out_dir, device)
         optimizer = build_optimizer(raw_model, cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.schedule)
         amp = cfg.runtime.amp and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
-
-        start_it = 0
-        best: dict[str, Any] = {"score": -math.inf, "iteration": None, "miou": {}}
+        start_it, best = 0, {"score": -math.inf, "iteration": None, "miou": {}}
         if resume is not None:
-            state = load_train_state(resume)
-            check_same_model(cfg, state, resume)
-            raw_model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            start_it = int(state["iteration"])
-            best = dict(state["best"])
-            set_rng_state(state["rng"])
-            # the LR is a pure function of the iteration: recompute it (the schedule may have
-            # been overridden on the command line)
-            scheduler.base_lrs = [cfg.optim.lr] * len(optimizer.param_groups)
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.optim.lr * lr_factor(start_it, cfg.schedule)
+            start_it, best = restore_state(resume, cfg, raw_model, optimizer, scheduler, scaler)
             if dinfo.main:
                 log(f"resumed from {resume} at iteration {start_it}")
-        if dinfo.enabled:
-            if cfg.runtime.channels_last:
-                # depthwise weights (C x 1 x k x k) have two equivalent NHWC stride patterns;
-                # DDP warns about the mismatch although the memory layout is the same
-                warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
-            model = nn.parallel.DistributedDataParallel(
-                raw_model, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True)
+        model = wrap_ddp(raw_model, cfg, device, dinfo)
 
-        input_size = d.eval_size
-        if input_size is None and val_set is not None:
-            input_size = tuple(val_set[0][1].shape[-2:])
-        info = model_info(cfg, train_set, input_size)
-
-        accum = cfg.optim.accum_steps
-        if d.batch_size % dinfo.world_size:
-            raise ConfigError(f"data.batch_size {d.batch_size} (the total over all processes) is "
-                              f"not divisible by the {dinfo.world_size} processes")
-        batch = d.batch_size // dinfo.world_size
-        sampler = ResumableSampler(train_set, cfg.seed, dinfo.rank, dinfo.world_size,
-                                   start=start_it * batch * accum)
-        loader = DataLoader(train_set, batch_size=batch, sampler=sampler,
-                            num_workers=d.workers, pin_memory=device.type == "cuda",
-                            drop_last=True, persistent_workers=d.workers > 0,
-                            worker_init_fn=ignore_stop_signals,
-                            generator=torch.Generator().manual_seed(cfg.seed),
-                            prefetch_factor=2 if d.workers > 0 else None)
-        val_loader = None
-        if val_set is not None:
-            vs = val_set if cfg.eval.max_images is None else \
-                Subset(val_set, range(min(cfg.eval.max_images, len(val_set))))
-            val_loader = DataLoader(vs, batch_size=cfg.eval.batch_size, shuffle=False,
-                                    num_workers=min(d.workers, 2),
-                                    worker_init_fn=ignore_stop_signals,
-                                    pin_memory=device.type == "cuda")
-
+        info = checkpoint_info(cfg, train_set, val_set)
+        loader, val_loader = build_loaders(cfg, train_set, val_set, dinfo, device, start_it)
         if dinfo.main and cfg.runtime.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(out_dir / "tb"))
-
-        def autocast() -> contextlib.AbstractContextManager:
-            return torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
-
-        def sync_context(last: bool) -> contextlib.AbstractContextManager:
-            if dinfo.enabled and not last:
-                return model.no_sync()  # type: ignore[operator]
-            return contextlib.nullcontext()
-
-        def backward(loss: torch.Tensor) -> None:
-            scaler.scale(loss).backward()
-
-        def save_last(iteration: int) -> None:
-            if dinfo.main:
-                atomic_torch_save(train_state(raw_model, optimizer, scheduler, scaler,
-                                              iteration, best, cfg), out_dir / "last.pt")
-
-        def run_eval(iteration: int) -> None:
-            if dinfo.main and val_loader is not None:
-                results = evaluate(raw_model, val_loader, cfg.model.num_classes,
-                                   train_set.spec.class_names, d.mean, d.std,
-                                   eval_widths(cfg), device, cfg.eval.boundary_tolerance,
-                                   channels_last=cfg.runtime.channels_last, amp=amp)
-                raw_model.train()
-                miou = {w: r["miou"] for w, r in results.items()}
-                if cfg.eval.best_width is not None and cfg.eval.best_width in miou:
-                    score = miou[cfg.eval.best_width]
-                else:
-                    score = float(np.nanmean(list(miou.values())))
-                text = " ".join(f"w{w:g}={100 * v:.2f}" for w, v in sorted(miou.items()))
-                log(f"[eval] iter {iteration}: mIoU(%) {text} "
-                    f"(score {100 * score:.2f}, best {100 * max(best['score'], score):.2f})")
-                append_jsonl(out_dir / "train_log.jsonl", {
-                    "type": "eval", "iteration": iteration,
-                    "miou": {f"{w:g}": v for w, v in miou.items()},
-                    "boundary_f": {f"{w:g}": r.get("boundary_f") for w, r in results.items()},
-                    "pixel_accuracy": {f"{w:g}": r["pixel_accuracy"] for w, r in results.items()},
-                    "score": score})
-                if writer is not None:
-                    for w, r in results.items():
-                        writer.add_scalar(f"val/miou_w{w:g}", r["miou"], iteration)
-                        if r.get("boundary_f") is not None:
-                            writer.add_scalar(f"val/boundary_f_w{w:g}", r["boundary_f"], iteration)
-                if score > best["score"]:
-                    best.update(score=score, iteration=iteration,
-                                miou={f"{w:g}": v for w, v in miou.items()})
-                    save_checkpoint(out_dir / "best_model.pt", raw_model, info,
-                                    extra={"iteration": iteration, "val_miou": best["miou"],
-                                           "val_split": d.val_split})
-            if dinfo.enabled:
-                dist.barrier()
+        run = Run(cfg, dinfo, device, out_dir, model, raw_model, optimizer, scheduler, scaler,
+                  amp, training_widths(cfg.model.widths, cfg.distill), class_weights,
+                  info, best, writer)
 
         end_it = cfg.schedule.iterations if max_iterations is None \
             else min(max_iterations, cfg.schedule.iterations)
@@ -452,103 +663,23 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
             pbar = tqdm(total=cfg.schedule.iterations, initial=start_it, dynamic_ncols=True,
                         desc="train", mininterval=2.0, file=sys.stderr)
         raw_model.train()
-        data_iter = iter(loader)
-        it = start_it
-        t_last, it_last = time.perf_counter(), start_it
+        batches = iter(loader)
+        it, throughput = start_it, _Throughput(start_it)
         while it < end_it:
-            optimizer.zero_grad(set_to_none=True)
-            sums: dict[float, dict[str, torch.Tensor]] = {}
-            for micro in range(accum):
-                images, labels = next(data_iter)
-                x = normalize_batch(images.to(device, non_blocking=True), d.mean, d.std,
-                                    cfg.runtime.channels_last)
-                y = labels.to(device, non_blocking=True)
-                losses = slimseg_step(model, x, y, widths, cfg.distill, backward,
-                                      width_target=raw_model, sync_context=sync_context,
-                                      last_micro_batch=micro == accum - 1, autocast=autocast,
-                                      loss_scale=1.0 / accum, class_weights=class_weights)
-                for w, terms in losses.items():
-                    acc = sums.setdefault(w, {k: torch.zeros((), device=device)
-                                              for k in LOSS_NAMES})
-                    for k in LOSS_NAMES:
-                        acc[k] += terms[k].float() / accum
-            # one host transfer per iteration: non-finite check + logging values
-            flat = torch.stack([sums[w][k] for w in widths for k in LOSS_NAMES])
-            if dinfo.enabled:
-                dist.all_reduce(flat)
-                flat /= dinfo.world_size
-            values = flat.cpu().tolist()
-            table = {w: dict(zip(LOSS_NAMES, values[i * len(LOSS_NAMES):(i + 1) * len(LOSS_NAMES)]))
-                     for i, w in enumerate(widths)}
-            bad = [(w, k) for w in widths for k, v in table[w].items() if not math.isfinite(v)]
-            if bad:
-                raise NonFiniteLossError(f"non-finite loss at iteration {it}: "
-                                         + ", ".join(f"width {w:g} {k}={table[w][k]}"
-                                                     for w, k in bad)
-                                         + "; stopping (last.pt is left as it was)")
-            if cfg.optim.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
+            table, lr = train_one_iteration(run, batches, it)
             it += 1
-
             if dinfo.main:
-                if pbar is not None:
-                    pbar.update(1)
-                    pbar.set_postfix_str(" ".join(f"{w:g}:{table[w]['total']:.3f}"
-                                                  for w in widths) + f" lr={lr:.2e}",
-                                         refresh=False)
-                if it % cfg.runtime.log_interval == 0 or it == end_it:
-                    now = time.perf_counter()
-                    rate = (it - it_last) / max(now - t_last, 1e-9)
-                    t_last, it_last = now, it
-                    append_jsonl(out_dir / "train_log.jsonl", {
-                        "type": "train", "iteration": it, "lr": lr, "it_per_s": rate,
-                        "loss": {f"{w:g}": table[w] for w in widths}})
-                    if writer is not None:
-                        writer.add_scalar("train/lr", lr, it)
-                        for w in widths:
-                            for k, v in table[w].items():
-                                writer.add_scalar(f"train/{k}_w{w:g}", v, it)
-                    if pbar is None:
-                        log(f"iter {it}/{cfg.schedule.iterations} lr {lr:.2e} {rate:.2f} it/s "
-                            + " ".join(f"w{w:g}={table[w]['total']:.4f}" for w in widths))
-
+                report_iteration(run, it, end_it, table, lr, throughput, pbar)
             if cfg.eval.interval and it % cfg.eval.interval == 0 and it < cfg.schedule.iterations:
-                run_eval(it)
-            if cfg.runtime.snapshot_interval and it % cfg.runtime.snapshot_interval == 0 \
-                    and dinfo.main:
-                save_checkpoint(out_dir / "snapshots" / f"model_iter{it:06d}.pt", raw_model, info,
-                                extra={"iteration": it})
+                validate(run, val_loader, it)
+            if cfg.runtime.snapshot_interval and it % cfg.runtime.snapshot_interval == 0:
+                save_snapshot(run, it)
             if it % cfg.runtime.checkpoint_interval == 0:
-                save_last(it)
-            requested = stop.requested
-            if dinfo.enabled:
-                flag = torch.tensor([1.0 if requested else 0.0], device=device)
-                dist.all_reduce(flag)
-                requested = requested or ("peer" if flag.item() > 0 else None)
+                save_last(run, it)
+            requested = stop_requested(stop, dinfo, device)
             if requested:
-                save_last(it)
-                if dinfo.main:
-                    log(f"stopped by {requested} at iteration {it}; resume with --resume "
-                        f"{out_dir / 'last.pt'}")
-                return {"iteration": it, "interrupted": True, "best": best,
-                        "output_dir": str(out_dir), "model": raw_model}
-
-        finished = it >= cfg.schedule.iterations
-        if finished:
-            run_eval(it)
-        save_last(it)
-        if dinfo.main and finished:
-            save_checkpoint(out_dir / "final_model.pt", raw_model, info,
-                            extra={"iteration": it, "val_miou": best.get("miou")})
-            log(f"done: {it} iterations; best mean val mIoU {100 * best['score']:.2f}% at "
-                f"iteration {best['iteration']}; wrote {out_dir / 'final_model.pt'}")
-        return {"iteration": it, "interrupted": False, "best": best, "output_dir": str(out_dir),
-                "model": raw_model}
+                return end_run(run, val_loader, it, stopped_by=requested)
+        return end_run(run, val_loader, it)
     finally:
         stop.restore()
         if pbar is not None:
