@@ -404,3 +404,20 @@ def test_calibrate_bn_reads_a_folder_dataset(tmp_path: Path) -> None:
     moved = [k for k, v in calibrated.state_dict().items()
              if k.endswith("running_mean") and not torch.equal(v, before[k])]
     assert moved  # statistics re-estimated on the folder's three training images
+
+
+def test_slimseg_train_runs_on_a_folder_dataset_with_its_classes(tmp_path: Path) -> None:
+    from slimseg_ros.models import load_checkpoint
+    from slimseg_ros.training.config import load_config
+    from slimseg_ros.training.train import train
+    from test_training_loop import tiny_overrides
+
+    write_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides(
+        tmp_path / "data", out, iterations=2,
+        **{"data.dataset": "folder", "data.classes": "classes.yaml", "model.num_classes": 4,
+           "data.crop_size": [24, 32]}))
+    train(cfg)
+    _, info = load_checkpoint(out / "final_model.pt")
+    assert list(info.class_names) == NAMES and [list(c) for c in info.palette] == PALETTE

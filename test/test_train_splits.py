@@ -39,3 +39,18 @@ def test_a_dataset_of_two_splits_holds_both(tmp_path: Path) -> None:
     assert [p[0].parent.name for p in both.pairs] == ["train"] * 3 + ["val"] * 2
     assert [p[0] for p in both.pairs] == [p[0] for p in build_dataset(
         "camvid", tmp_path, "train+val").pairs]
+
+
+def test_a_run_on_train_and_val_records_its_splits(tmp_path: Path) -> None:
+    from slimseg_ros.models.checkpoint import safe_torch_load
+    from slimseg_ros.training.config import load_config
+    from slimseg_ros.training.train import train
+    from test_training_loop import tiny_overrides
+
+    root = write_camvid_tree(tmp_path / "cv", {"train": 3, "val": 2}, size=(48, 64))
+    out = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides(root, out, iterations=2,
+                                           **{"data.train_split": ["train", "val"]}))
+    train(cfg)
+    assert "- train\n  - val\n" in (out / "config.yaml").read_text()
+    assert safe_torch_load(out / "final_model.pt")["extra"]["train_splits"] == ["train", "val"]

@@ -37,7 +37,8 @@ from slimseg_ros.models import CheckpointError, ModelInfo, build_model, save_che
 from slimseg_ros.models.checkpoint import atomic_torch_save, model_from_payload, safe_torch_load
 from slimseg_ros.models.config import model_config_differences
 
-from .config import ConfigError, TrainConfig, config_from_dict, load_config, save_config
+from .config import (ConfigError, TrainConfig, config_from_dict, load_config, save_config,
+                     split_names)
 from .datasets import DatasetError, build_dataset, class_pixel_counts
 from .evaluate import evaluate
 from .losses import median_frequency_weights
@@ -275,11 +276,11 @@ def build_datasets(cfg: TrainConfig, dinfo: DistInfo) -> tuple[Any, Any | None]:
     d = cfg.data
     train_set = build_dataset(d.dataset, d.root, d.train_split,
                               train_transform(d.crop_size, d.scale_range, d.flip, d.photometric),
-                              check=d.check_labels)
+                              check=d.check_labels, classes=d.classes)
     val_set = None
     if dinfo.main:
         val_set = build_dataset(d.dataset, d.root, d.val_split, eval_transform(d.eval_size),
-                                check=d.check_labels)
+                                check=d.check_labels, classes=d.classes)
     if train_set.spec.num_classes != cfg.model.num_classes:
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but {d.dataset} "
                           f"has {train_set.spec.num_classes} classes")
@@ -553,7 +554,8 @@ def validate(run: Run, val_loader: DataLoader | None, iteration: int) -> None:
                         miou={f"{w:g}": v for w, v in miou.items()})
             save_checkpoint(run.out_dir / "best_model.pt", model, run.info,
                             extra={"iteration": iteration, "val_miou": best["miou"],
-                                   "val_split": cfg.data.val_split})
+                                   "val_split": cfg.data.val_split,
+                                   "train_splits": split_names(cfg.data.train_split)})
     if run.dinfo.enabled:
         dist.barrier()
 
@@ -569,7 +571,9 @@ def save_snapshot(run: Run, iteration: int) -> None:
     """Rank 0 keeps a deployable ``snapshots/model_iter<N>.pt`` for weight averaging."""
     if run.dinfo.main:
         save_checkpoint(run.out_dir / "snapshots" / f"model_iter{iteration:06d}.pt",
-                        run.raw_model, run.info, extra={"iteration": iteration})
+                        run.raw_model, run.info,
+                        extra={"iteration": iteration,
+                               "train_splits": split_names(run.cfg.data.train_split)})
 
 
 def stop_requested(stop: _StopFlag, dinfo: DistInfo, device: torch.device) -> str | None:
@@ -596,7 +600,8 @@ def end_run(run: Run, val_loader: DataLoader | None, iteration: int,
     if run.dinfo.main and finished:
         final = run.out_dir / "final_model.pt"
         save_checkpoint(final, run.raw_model, run.info,
-                        extra={"iteration": iteration, "val_miou": run.best.get("miou")})
+                        extra={"iteration": iteration, "val_miou": run.best.get("miou"),
+                               "train_splits": split_names(run.cfg.data.train_split)})
         log(f"done: {iteration} iterations; best mean val mIoU {100 * run.best['score']:.2f}% "
             f"at iteration {run.best['iteration']}; wrote {final}")
     return {"iteration": iteration, "interrupted": stopped_by is not None, "best": run.best,
