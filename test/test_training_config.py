@@ -12,8 +12,9 @@ import yaml
 
 from slimseg_ros.training.config import (ConfigError, apply_overrides, config_from_dict,
                                          load_config, read_config_file, save_config)
-from slimseg_ros.training.synthetic import write_camvid_tree
 from slimseg_ros.training.train import load_train_state, train
+
+from synthetic_data import write_camvid_tree
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "configs"
 
