@@ -37,26 +37,13 @@ from typing import Any
 
 import numpy as np
 
+from .contract import KEYS, NODE_NAME, TOPICS, is_segmentation_status, read_diagnostics
 from .node_support import data_dirs, default_checkpoint, default_dds_profile, dds_profile_env
 
 PACKAGE = "slimseg_ros"
 NODE_EXECUTABLE = "slimseg_node"
-NODE_NAME = "slimseg_node"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
-
-# Topic names relative to the node's namespace (the node runs in the root namespace here).
-TOPICS = {
-    "image": "image",
-    "mask": "slimseg/mask",
-    "color": "slimseg/color",
-    "active_width": "slimseg/active_width",
-    "width": "slimseg/width",
-    "battery": "battery_state",
-    "temperature": "temperature",
-    "budget": "slimseg/budget_ms",
-    "diagnostics": "/diagnostics",
-}
 
 CAMVID_CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence",
                   "Car", "Pedestrian", "Bicyclist")
@@ -335,30 +322,17 @@ class Record:
 
 
 def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
-    """Width, reason, caps and per-width latency (ms) from the node's diagnostics key/values.
-
-    The node reports ``active width``, ``reason``, ``caps`` and, per width ``w``, a key
-    ``latency ms at w`` with the value ``"p50 A, p90 B, ewma C"``.
-    """
+    """Width, reason, caps (as shown), warnings (as shown) and per-width latency figures (ms,
+    ``{width: {"p50": A, "p90": B, ...}}``) from the node's diagnostics key-values."""
+    d = read_diagnostics(values)
     out: dict[str, Any] = {}
-    try:
-        out["width"] = float(values["active width"])
-    except (KeyError, ValueError):
-        pass
-    for key in ("reason", "caps", "warnings"):
+    if d.active_width is not None:
+        out["width"] = d.active_width
+    for name, key in (("reason", KEYS.reason), ("caps", KEYS.caps), ("warnings", KEYS.warnings)):
         if key in values:
-            out[key] = values[key]
-    latency: dict[float, dict[str, float]] = {}
-    for key, value in values.items():
-        m = re.fullmatch(r"latency ms at ([0-9.]+)", key.strip())
-        if not m:
-            continue
-        figures = {name: float(num) for name, num in
-                   re.findall(r"(p50|p90|ewma)\s+([0-9.]+(?:e[-+]?\d+)?)", value)}
-        if figures:
-            latency[float(m.group(1))] = figures
-    if latency:
-        out["latency"] = latency
+            out[name] = values[key]
+    if d.latency:
+        out["latency"] = {w: dict(figures) for w, figures in d.latency.items()}
     return out
 
 
@@ -393,17 +367,17 @@ class DemoClient:
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         n = self.node
-        self.pub_image = n.create_publisher(Image, TOPICS["image"], camera)
-        self.pub_width = n.create_publisher(Float32, TOPICS["width"], reliable)
-        self.pub_battery = n.create_publisher(BatteryState, TOPICS["battery"], reliable)
-        self.pub_temp = n.create_publisher(Temperature, TOPICS["temperature"], reliable)
-        self.pub_budget = n.create_publisher(Float32, TOPICS["budget"], reliable)
-        n.create_subscription(Image, TOPICS["mask"], self._on_mask, outputs)
-        n.create_subscription(Float32, TOPICS["active_width"], self._on_active, latched)
-        n.create_subscription(DiagnosticArray, TOPICS["diagnostics"], self._on_diag, reliable)
+        self.pub_image = n.create_publisher(Image, TOPICS.image, camera)
+        self.pub_width = n.create_publisher(Float32, TOPICS.width, reliable)
+        self.pub_battery = n.create_publisher(BatteryState, TOPICS.battery, reliable)
+        self.pub_temp = n.create_publisher(Temperature, TOPICS.temperature, reliable)
+        self.pub_budget = n.create_publisher(Float32, TOPICS.budget, reliable)
+        n.create_subscription(Image, TOPICS.mask, self._on_mask, outputs)
+        n.create_subscription(Float32, TOPICS.active_width, self._on_active, latched)
+        n.create_subscription(DiagnosticArray, TOPICS.diagnostics, self._on_diag, reliable)
         # Subscribed for the whole run: creating/destroying subscriptions from this thread while
         # the executor spins in another one can hang rclpy; _on_color keeps only montage frames.
-        n.create_subscription(Image, TOPICS["color"], self._on_color, outputs)
+        n.create_subscription(Image, TOPICS.color, self._on_color, outputs)
         self.stamps: dict[tuple[int, int], tuple[float, str]] = {}
         self.montage_width: float | None = None  # capture masks for this width...
         self.montage_after: float = math.inf     # ...of frames sent after this time
@@ -461,7 +435,7 @@ class DemoClient:
     def _on_diag(self, msg: Any) -> None:
         t = self.clock()
         for status in msg.status:
-            if "slimseg" not in status.name.lower():
+            if not is_segmentation_status(status.name):
                 continue
             values = {kv.key: kv.value for kv in status.values}
             parsed = parse_diagnostic_values(values)
