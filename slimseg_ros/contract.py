@@ -15,6 +15,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .latency import WidthLatency
+
 NODE_NAME = "slimseg_node"
 STATUS_SUFFIX = ": segmentation"  # the DiagnosticStatus name is "<node name>: segmentation"
 
@@ -113,7 +115,8 @@ class Diagnostics:
     """What the node reports each diagnostics period. Missing or unreadable values read back
     as the defaults (None, 0, empty), so a reader never fails on a message of another version.
 
-    ``latency`` maps a width to named figures in ms, e.g. ``{"p50": 3.1, "p90": 4.2}``.
+    ``latency`` holds, per width with recent frames, exactly the figures the governor compared
+    with the budget (``pq_ms`` at its ``budget_percentile``), shown as ``"p50 A, p90 B, frames N"``.
     """
 
     active_width: float | None = None
@@ -129,7 +132,7 @@ class Diagnostics:
     image_publishers: int = 0
     device: str = ""
     last_frame: LastFrame | None = None
-    latency: Mapping[float, Mapping[str, float]] = field(default_factory=dict)
+    latency: Mapping[float, WidthLatency] = field(default_factory=dict)
     frames_at: Mapping[float, int] = field(default_factory=dict)
     rejected: Mapping[str, int] = field(default_factory=dict)
     last_rejected: Mapping[str, str] = field(default_factory=dict)
@@ -155,8 +158,9 @@ def _number(value: float) -> str:
     return f"{float(value):.4g}"
 
 
-def _figures_text(figures: Mapping[str, float]) -> str:
-    return ", ".join(f"{name} {value:.1f}" for name, value in figures.items())
+def _latency_text(r: WidthLatency) -> str:
+    tail = f"p{r.q:g} {r.pq_ms:.1f}, " if r.q != 50.0 else ""
+    return f"p50 {r.p50_ms:.1f}, {tail}frames {int(r.frames)}"
 
 
 def diagnostics_values(d: Diagnostics) -> dict[str, str]:
@@ -184,7 +188,7 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
         values[k.last_frame_delay_ms] = _number(f.delay_ms)
         values[k.last_frame_age_ms] = _number(f.age_ms)
     for w in sorted(d.latency):
-        values[k.latency_at(w)] = _figures_text(d.latency[w])
+        values[k.latency_at(w)] = _latency_text(d.latency[w])
     for w in sorted(d.frames_at):
         values[k.frames_at(w)] = str(int(d.frames_at[w]))
     for kind in sorted(d.rejected):
@@ -228,14 +232,20 @@ def _read_caps(text: str) -> dict[str, float]:
     return caps
 
 
-def _read_figures(text: str) -> dict[str, float]:
+def _read_latency(text: str) -> WidthLatency | None:
     figures: dict[str, float] = {}
     for part in text.split(","):
         name, _, value = part.strip().partition(" ")
         v = _float(value)
         if name and v is not None:
             figures[name] = v
-    return figures
+    p50, frames = figures.pop("p50", None), figures.pop("frames", None)
+    tails = [(q, v) for q, v in ((_float(n[1:]) if n.startswith("p") else None, v)
+                                 for n, v in figures.items()) if q is not None]
+    if p50 is None or frames is None or len(tails) > 1:
+        return None
+    q, pq = tails[0] if tails else (50.0, p50)
+    return WidthLatency(q=q, pq_ms=pq, p50_ms=p50, frames=int(frames))
 
 
 def _read_last_frame(values: Mapping[str, str]) -> LastFrame | None:
@@ -255,15 +265,15 @@ def _read_last_frame(values: Mapping[str, str]) -> LastFrame | None:
 def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
     """The :class:`Diagnostics` in a status's key-values (``{key: value}``)."""
     k = KEYS
-    latency: dict[float, dict[str, float]] = {}
+    latency: dict[float, WidthLatency] = {}
     frames_at: dict[float, int] = {}
     rejected: dict[str, int] = {}
     last_rejected: dict[str, str] = {}
     for key, value in values.items():
         if key.startswith(k.latency_prefix):
             w = _finite_width(key[len(k.latency_prefix):])
-            figures = _read_figures(value)
-            if w is not None and figures:
+            figures = _read_latency(value)
+            if w is not None and figures is not None:
                 latency[w] = figures
         elif key.startswith(k.frames_at_prefix):
             w = _finite_width(key[len(k.frames_at_prefix):])

@@ -323,7 +323,8 @@ class Record:
 
 def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
     """Width, reason, caps (as shown), warnings (as shown) and per-width latency figures (ms,
-    ``{width: {"p50": A, "p90": B, ...}}``) from the node's diagnostics key-values."""
+    ``{width: {"p50": A, "p90": B}}``, B at the governor's percentile) from the node's
+    diagnostics key-values."""
     d = read_diagnostics(values)
     out: dict[str, Any] = {}
     if d.active_width is not None:
@@ -332,7 +333,8 @@ def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
         if key in values:
             out[name] = values[key]
     if d.latency:
-        out["latency"] = {w: dict(figures) for w, figures in d.latency.items()}
+        out["latency"] = {w: {"p50": r.p50_ms, f"p{r.q:g}": r.pq_ms}
+                          for w, r in d.latency.items()}
     return out
 
 
@@ -961,14 +963,18 @@ def _wait_for_node(client: DemoClient, proc: subprocess.Popen, source: FrameSour
 
 
 def _budgets(record: Record, widths: list[float], margin: float) -> dict[str, float]:
-    """Budgets from the latency the node measured during the width sweep: "tight" lies between
+    """Budgets from the latency the governor compared during the width sweep (the last figure
+    per width in the node's diagnostics; end to end where there is none): "tight" lies between
     the two middle widths (the governor should settle on a middle width), "relaxed" is three
     times the widest width's latency (the governor should probe its way back to full width)."""
-    table = {r["width"]: r for r in latency_table(record, widths)}
+    compared: dict[float, float] = {}
+    for d in record.diagnostics:
+        for w, r in read_diagnostics(d["values"]).latency.items():
+            compared[w] = r.pq_ms
+    e2e = {r["width"]: r["e2e_p90_ms"] for r in latency_table(record, widths)}
 
     def typical(w: float) -> float | None:
-        r = table.get(w) or {}  # the governor compares a p90 with the budget: so do we
-        return r.get("node_p90_ms") or r.get("e2e_p90_ms")
+        return compared.get(w) or e2e.get(w)
 
     ws = sorted(widths)
     lo, hi = ws[max(0, len(ws) // 2 - 1)], ws[min(len(ws) - 1, len(ws) // 2)]

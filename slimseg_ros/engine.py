@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-import time
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -31,7 +30,6 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.overrides import TorchFunctionMode
 
-from .latency import LatencyStats
 from .models.checkpoint import ModelInfo, load_checkpoint
 from .models.slimmable import (SlimmableConv2d, SlimmableMixin, set_width as set_model_width,
                                to_plain, trained_widths)
@@ -325,8 +323,8 @@ class SegmentationEngine:
 
     Thread-safety: :meth:`set_width` may be called from another thread while :meth:`infer`
     runs; the running call finishes at the width it started with and the change applies to the
-    next call. Latency of every :meth:`infer` call (frame in to mask out, ms) is recorded in
-    :attr:`latency` under the width used.
+    next call. The engine measures nothing: the caller times its calls
+    (:class:`~slimseg_ros.latency.LatencyStore` in the node).
     """
 
     def __init__(self, model: nn.Module, info: ModelInfo, device: str | torch.device = "cpu",
@@ -346,7 +344,6 @@ class SegmentationEngine:
         self.channels_last = (default_channels_last(self.device) if channels_last is None
                               else bool(channels_last))
         self.specialised = bool(specialise)
-        self.latency = LatencyStats()
         self._mean = torch.tensor(info.mean, dtype=torch.float32,
                                   device=self.device).view(1, 3, 1, 1)
         self._inv_std = (1.0 / torch.tensor(info.std, dtype=torch.float32,
@@ -467,28 +464,21 @@ class SegmentationEngine:
         return net(self._preprocess(batch))
 
     def infer(self, image_rgb: np.ndarray, width: float | None = None) -> np.ndarray:
-        """H x W x 3 uint8 RGB -> H x W uint8 class ids at ``width`` (default: the active width).
-
-        Records the wall time of the whole call (ms, including transfers and pre/post-processing)
-        under the width used.
-        """
-        start = time.perf_counter()
+        """H x W x 3 uint8 RGB -> H x W uint8 class ids at ``width`` (default: the active
+        width)."""
         frame = check_frame(image_rgb)
-        used, net = self._select(width)
+        _, net = self._select(width)
         with torch.inference_mode():
             batch = frames_to_batch(frame, self.device)
             mask = postprocess(self._logits(batch, net), frame.shape[:2])
-            out = mask[0].cpu().numpy()
-        self.latency.record(used, (time.perf_counter() - start) * 1000.0)
-        return out
+            return mask[0].cpu().numpy()
 
     def infer_tensor(self, images: torch.Tensor, width: float | None = None,
                      return_logits: bool = False) -> torch.Tensor:
         """Batch path: N x 3 x H x W (or 3 x H x W) pixels, uint8 or float on the 0-255 scale.
 
         Returns N x H x W uint8 class ids on the engine's device, or with ``return_logits`` the
-        float32 logits N x C x h x w at the network input size. Not recorded in :attr:`latency`
-        (batches would distort per-frame statistics).
+        float32 logits N x C x h x w at the network input size.
         """
         if not isinstance(images, torch.Tensor):
             raise ValueError(f"expected a torch.Tensor, got {type(images).__name__}")
@@ -512,8 +502,8 @@ class SegmentationEngine:
 
     def warmup(self, size: tuple[int, int] | None = None, iters: int = 1,
                widths: Sequence[float] | None = None) -> None:
-        """Run each width ``iters`` times on a black frame of ``size`` (H, W) without recording
-        latency, so first-call costs (allocator, cuDNN autotuning) stay out of the statistics."""
+        """Run each width ``iters`` times on a black frame of ``size`` (H, W), so first-call
+        costs (allocator, cuDNN autotuning) are paid before the frames that are timed."""
         h, w = size if size is not None else (self.input_size or (256, 256))
         frame = np.zeros((int(h), int(w), 3), np.uint8)
         for width in widths if widths is not None else self.widths:

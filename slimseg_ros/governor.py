@@ -27,17 +27,21 @@ Policy, in one place:
 * **Stale inputs**: a battery, temperature or budget input older than ``stale_timeout_s`` stops
   constraining and is named in ``Decision.warnings``.
 
-For the budget to react to a machine that slows down, the latency given to ``decide`` should come
-from recent frames (e.g. a p90 over the last few dozen frames of each width). To judge a probe on
-its own frames, drop the old figures of the probed width when ``Decision.probing`` is set.
+The latency comes from recent frames (:class:`~.latency.LatencyStore`: a few seconds, a few dozen
+frames per width), so the budget reacts to a machine that slows down. :meth:`Governor.decide_from`
+reads the store, and when a decision starts a probe it drops the probed width's old figures, so
+the probe is judged on its own frames; the decision carries the figures it compared, which is
+what the diagnostics show.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from .latency import LatencyStore, WidthLatency
 
 _EPS = 1e-6
 _MAX_CELSIUS = 1000.0
@@ -157,9 +161,12 @@ class Decision:
     reason: str
     caps: dict[str, float] = field(default_factory=dict)  # "battery"/"thermal"/"budget" -> width
     warnings: tuple[str, ...] = ()
-    # True when ``width`` was just switched to as a budget probe: old latency figures of that
-    # width should be dropped (e.g. ``LatencyStats.reset(width)``) so it is judged on new frames.
+    # True when ``width`` was just switched to as a budget probe (decide_from has then dropped
+    # that width's old latency figures, so it is judged on new frames).
     probing: bool = False
+    # The recent latency per trained width this decision compared (widths with no recent frame
+    # left out); filled by decide_from, empty when decide() was given plain figures.
+    latency: Mapping[float, WidthLatency] = field(default_factory=dict)
 
 
 @dataclass
@@ -311,6 +318,18 @@ class Governor:
         self._last_used[width] = now
         return Decision(width=width, reason=reason, caps=caps, warnings=tuple(warnings),
                         probing=probe_started)
+
+    def decide_from(self, now: float, store: LatencyStore) -> Decision:
+        """:meth:`decide` on the store's recent ``budget_percentile`` of each trained width.
+
+        A decision that starts a probe drops the probed width's old figures from ``store``, so
+        the probe is judged on its own frames. The decision carries the figures compared.
+        """
+        recent = store.recent(self._widths, self._config.budget_percentile, now)
+        decision = self.decide(now, {w: r.pq_ms if r else None for w, r in recent.items()})
+        if decision.probing:
+            store.reset(decision.width)
+        return replace(decision, latency={w: r for w, r in recent.items() if r is not None})
 
     # ----------------------------------------------------------------------------- internals
     def _is_stale(self, inp: _Input, now: float) -> bool:

@@ -60,8 +60,8 @@ from .contract import (NODE_NAME, REJECTED, TOPICS, Diagnostics, LastFrame, diag
                        status_name)
 from .conversions import colorize, compressed_to_rgb, fill_image, image_to_rgb, overlay, palette_lut
 from .governor import Decision, Governor
-from .node_support import (LatestSlot, RecentLatency, Rejections, apply_dds_profile,
-                           default_checkpoint)
+from .latency import LatencyStore
+from .node_support import LatestSlot, Rejections, apply_dds_profile, default_checkpoint
 from .params import (GOVERNOR_PREFIX, MODEL_PARAMS, PARAMS, ParamSpec, check_value,
                      governor_config_from_params)
 
@@ -132,7 +132,8 @@ class SlimSegNode(Node):
         self._overlay_alpha = float(values["overlay_alpha"])
         self._image_qos = str(values["image_qos"])
         self._compressed = values["input_transport"] == "compressed"
-        self._recent = RecentLatency(values["latency_window_s"], values["latency_window_frames"])
+        self._latency = LatencyStore(float(values["latency_window_s"]),
+                                     int(values["latency_window_frames"]))
         self._rejections = Rejections(throttle_s=float(values["warn_throttle_s"]))
         self._slot: LatestSlot[tuple[Any, float]] = LatestSlot()
         self._stats_lock = threading.Lock()
@@ -375,9 +376,7 @@ class SlimSegNode(Node):
     def _decide(self, now: float) -> Decision:
         """Ask the governor for the width of the next frame; publish it when it changes."""
         with self._gov_lock:
-            table = self._recent.table(self._governor.widths,
-                                       self._governor.config.budget_percentile, now)
-            decision = self._governor.decide(now, table)
+            decision = self._governor.decide_from(now, self._latency)
             self._decision = decision
             if decision.width != self._active_width:
                 previous, self._active_width = self._active_width, decision.width
@@ -410,8 +409,8 @@ class SlimSegNode(Node):
         decision = self._decide(time.monotonic())
         start = time.perf_counter()
         mask = self._engine.infer(rgb, width=decision.width)
-        self._recent.record(decision.width, (time.perf_counter() - start) * 1000.0,
-                            time.monotonic())
+        self._latency.record(decision.width, (time.perf_counter() - start) * 1000.0,
+                             time.monotonic())
 
         out = fill_image(Image(), mask, "mono8")
         out.header = msg.header
@@ -461,9 +460,7 @@ class SlimSegNode(Node):
             image_topic=self._image_sub.topic_name,
             image_qos=_reliability_name(self._image_reliability),
             image_publishers=self._image_publishers, device=str(self._engine.device),
-            last_frame=frame,
-            latency={w: {"p50": s["p50"], "p90": s["p90"], "ewma": s["ewma"]}
-                     for w, s in self._engine.latency.snapshot().items()},
+            last_frame=frame, latency=decision.latency,
             frames_at=per_width, rejected=counts, last_rejected=last,
             warnings=decision.warnings)
         values = [KeyValue(key=k, value=v) for k, v in diagnostics_values(report).items()]

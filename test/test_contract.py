@@ -13,6 +13,7 @@ import pytest
 from slimseg_ros.contract import (KEYS, REJECTED, TOPICS, Diagnostics, LastFrame,
                                   diagnostics_values, is_segmentation_status, read_diagnostics,
                                   status_name)
+from slimseg_ros.latency import WidthLatency
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,8 @@ FULL = Diagnostics(
     frames_received=12, frames_processed=9, frames_dropped=3, image_topic="/cam/image",
     image_qos="best_effort", image_publishers=2, device="cpu",
     last_frame=LastFrame(width=0.5, width_px=640, height_px=480, delay_ms=12.5, age_ms=30.25),
-    latency={0.25: {"p50": 3.5, "p90": 4.0}, 1.0: {"p50": 20.0, "p90": 31.5}},
+    latency={0.25: WidthLatency(q=90.0, pq_ms=4.0, p50_ms=3.5, frames=20),
+             1.0: WidthLatency(q=90.0, pq_ms=31.5, p50_ms=20.0, frames=7)},
     frames_at={0.25: 4, 0.5: 5}, rejected={REJECTED.image: 2, REJECTED.width: 1},
     last_rejected={REJECTED.image: "zero-size image", REJECTED.width: "width 7.0 is not in (0, 1]"},
     warnings=("budget input stale (12.0 s old > 10 s): not constraining", "second warning"))
@@ -40,7 +42,7 @@ def test_values_read_as_users_see_them() -> None:
     assert values[KEYS.caps] == "battery=0.5, budget=0.75"
     assert values[KEYS.trained_widths] == "0.25, 0.5, 0.75, 1"
     assert values[KEYS.last_frame_size] == "640x480"
-    assert values[KEYS.latency_at(1.0)] == "p50 20.0, p90 31.5"
+    assert values[KEYS.latency_at(1.0)] == "p50 20.0, p90 31.5, frames 7"
     assert values[KEYS.frames_at(0.25)] == "4"
     assert values[KEYS.rejected(REJECTED.image)] == "2"
     assert values[KEYS.last_rejected(REJECTED.width)] == "width 7.0 is not in (0, 1]"
@@ -60,6 +62,15 @@ def test_reading_tolerates_missing_and_unreadable_values() -> None:
     assert d.latency == {} and d.last_frame is None
     nan_age = diagnostics_values(Diagnostics(last_frame=LastFrame(1.0, 4, 3, 1.0, math.nan)))
     assert math.isnan(read_diagnostics(nan_age).last_frame.age_ms)
+
+
+def test_latency_is_labelled_with_the_governors_percentile() -> None:
+    other_q = {0.5: WidthLatency(q=95.0, pq_ms=9.5, p50_ms=4.0, frames=3),
+               1.0: WidthLatency(q=50.0, pq_ms=4.0, p50_ms=4.0, frames=3)}
+    values = diagnostics_values(Diagnostics(latency=other_q))
+    assert values[KEYS.latency_at(0.5)] == "p50 4.0, p95 9.5, frames 3"
+    assert values[KEYS.latency_at(1.0)] == "p50 4.0, frames 3"
+    assert read_diagnostics(values).latency == other_q
 
 
 def test_status_name() -> None:

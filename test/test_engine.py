@@ -1,8 +1,7 @@
-"""Engine: per-width outputs equal the slimmable model's, switching, sizes, BN folding, latency."""
+"""Engine: per-width outputs equal the slimmable model's, switching, sizes, BN folding."""
 
 from __future__ import annotations
 
-import math
 import threading
 
 import numpy as np
@@ -13,7 +12,6 @@ from engine_fixtures import NUM_CLASSES, make_checkpoint
 from torch import nn
 
 from slimseg_ros.engine import SegmentationEngine, fold_batchnorm
-from slimseg_ros.latency import LatencyStats
 from slimseg_ros.models import CheckpointError, load_checkpoint, set_width
 
 
@@ -182,22 +180,6 @@ def test_infer_tensor_batch_matches_infer(engine):
         np.testing.assert_array_equal(m.numpy(), engine.infer(img, 0.75))
 
 
-def test_latency_is_recorded_per_width(mnet):
-    eng = mnet
-    eng.latency.reset()
-    image = frame(16, 16)
-    eng.infer(image, 0.25)
-    eng.infer(image, 0.25)
-    eng.set_width(0.5)
-    eng.infer(image)
-    assert eng.latency.count(0.25) == 2 and eng.latency.count(0.5) == 1
-    assert eng.latency.count(1.0) == 0 and eng.latency.ewma(1.0) is None
-    assert eng.latency.ewma(0.25) > 0.0
-    eng.warmup((16, 16))
-    assert eng.latency.count(1.0) == 0  # warm-up is not recorded
-    eng.set_width(1.0)
-
-
 def test_set_width_from_another_thread_applies_to_next_call(mnet):
     eng = mnet
     image = frame(16, 16)
@@ -349,50 +331,3 @@ def test_fold_is_undone_when_the_check_fails():
 def test_fold_needs_eval_mode():
     with pytest.raises(ValueError, match="eval"):
         fold_batchnorm(_Residual().train())
-
-
-# -- LatencyStats ----------------------------------------------------------------------------
-
-def test_latency_stats_ewma_and_percentiles():
-    stats = LatencyStats(alpha=0.5, window=4)
-    assert stats.ewma(0.5) is None and stats.percentile(0.5, 50) is None
-    for ms in (10.0, 20.0, 30.0, 40.0, 50.0):
-        stats.record(0.5, ms)
-    # 10 -> 15 -> 22.5 -> 31.25 -> 40.625
-    assert stats.ewma(0.5) == pytest.approx(40.625)
-    assert stats.count(0.5) == 5
-    # the window holds the last 4 samples: 20, 30, 40, 50
-    assert stats.percentile(0.5, 0) == 20.0 and stats.percentile(0.5, 100) == 50.0
-    assert stats.percentile(0.5, 50) == pytest.approx(35.0)
-    assert stats.count(0.5000000001) == 5  # same bucket
-    snap = stats.snapshot()
-    assert set(snap) == {0.5}
-    assert snap[0.5]["p90"] == pytest.approx(np.percentile([20, 30, 40, 50], 90))
-    assert snap[0.5]["count"] == 5 and snap[0.5]["ewma"] == pytest.approx(40.625)
-    stats.reset(0.5)
-    assert stats.count(0.5) == 0
-
-
-@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
-def test_latency_stats_rejects_bad_samples(bad):
-    stats = LatencyStats()
-    with pytest.raises(ValueError):
-        stats.record(0.5, bad)
-    with pytest.raises(ValueError):
-        stats.percentile(0.5, 101)
-    assert stats.count(0.5) == 0
-
-
-def test_latency_stats_thread_safe():
-    stats = LatencyStats(window=10)
-
-    def worker(w: float) -> None:
-        for i in range(500):
-            stats.record(w, float(i % 7))
-
-    threads = [threading.Thread(target=worker, args=(w,)) for w in (0.25, 0.25, 1.0)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert stats.count(0.25) == 1000 and stats.count(1.0) == 500

@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
+from slimseg_ros.contract import Diagnostics, diagnostics_values, read_diagnostics
 from slimseg_ros.governor import Decision, Governor, GovernorConfig
+from slimseg_ros.latency import LatencyStore
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 NONE = {w: None for w in WIDTHS}
@@ -258,6 +260,47 @@ def test_latency_keys_are_matched_to_trained_widths():
     g.update_budget(20, 0.0)
     d = g.decide(0.0, {0.25: 3.0, 0.5000001: 6.0, 0.75: 30.0, 1: 40.0, 0.33: 1.0})
     assert d.width == 0.5
+
+
+# ---------------------------------------------------------------------------------- the store
+def test_a_probe_is_judged_on_its_own_frames():
+    """decide_from drops the probed width's old figures: an old slow 0.75 (still in the store's
+    window) does not send the probe straight back down before 0.75 has run a frame."""
+    g = make(probe_interval_s=1.0)
+    store = LatencyStore(window_s=60.0, max_frames=20)
+    for _ in range(5):
+        store.record(0.75, 30.0, now=0.0)  # measured long ago, under other load
+        store.record(0.5, 8.0, now=5.0)
+    g.request(0.5, 0.0)
+    g.decide_from(5.0, store)
+    g.request(1.0, 5.0)
+    g.update_budget(20.0, 5.0)  # fits 18 ms: 0.5 at 8 ms, 0.75 estimated 12 ms
+    d = g.decide_from(5.0, store)
+    assert d.width == 0.75 and d.probing and "probing 0.75" in d.reason
+    assert store.percentile(0.75, 90, now=5.0) is None  # the old 30 ms figures are gone
+    d = g.decide_from(5.1, store)
+    assert d.width == 0.75 and "waiting for a measurement at 0.75" in d.reason
+    store.record(0.75, 12.0, now=5.1)
+    d = g.decide_from(5.2, store)
+    assert d.width == 0.75 and "p90 at 0.75 = 12.0ms" in d.reason and not d.probing
+
+
+def test_diagnostics_show_the_figures_the_governor_compared():
+    g = make()
+    store = LatencyStore(window_s=60.0, max_frames=20)
+    for i, ms in enumerate((10.0, 11.0, 12.0, 13.0, 14.0)):
+        store.record(0.75, ms, now=float(i))
+        store.record(1.0, 3 * ms, now=float(i))
+    g.update_budget(20.0, 4.0)
+    d = g.decide_from(4.0, store)
+    assert d.width == 0.75
+    shown = read_diagnostics(diagnostics_values(Diagnostics(latency=d.latency))).latency
+    assert set(shown) == {0.75, 1.0}  # widths without recent frames are not shown
+    for w in (0.75, 1.0):
+        assert shown[w].q == 90.0 and shown[w].frames == 5
+        assert shown[w].pq_ms == pytest.approx(store.percentile(w, 90.0, now=4.0), abs=0.05)
+    assert f"p90 at 0.75 = {shown[0.75].pq_ms:.1f}ms" in d.reason  # 13.6 ms
+    assert f"(1: {shown[1.0].pq_ms:.1f}ms)" in d.reason
 
 
 # ---------------------------------------------------------------------------------- precedence

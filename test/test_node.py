@@ -136,7 +136,8 @@ def test_width_command_sets_active_width_and_next_frame(start) -> None:
     send_until_mask(node, probe, msg)
     stats = node.frame_stats()
     assert stats["last"].width == 0.25 and stats["per_width"][0.25] > before
-    assert node.engine.latency.count(0.25) >= 1
+    d = probe.fresh_diag(lambda v: 0.25 in v.latency)  # the governor's figures, shown
+    assert d.latency[0.25].frames >= 1 and d.latency[0.25].q == 90.0
     probe.send_width(0.6)  # between trained widths: snaps down to 0.5
     wait_for(lambda: probe.widths[-1] == 0.5)
     late = Probe(node.context, name="late_joiner")  # transient-local: a late joiner sees it
