@@ -39,6 +39,7 @@ import numpy as np
 
 from .contract import KEYS, NODE_NAME, TOPICS, is_segmentation_status, read_diagnostics
 from .node_support import data_dirs, default_checkpoint, default_dds_profile, dds_profile_env
+from .widths import find_width, same_width
 
 PACKAGE = "slimseg_ros"
 NODE_EXECUTABLE = "slimseg_node"
@@ -573,12 +574,12 @@ def latency_table(record: Record, widths: list[float]) -> list[dict[str, Any]]:
     node_figs: dict[float, dict[str, float]] = {}
     for d in record.diagnostics:
         for w, figs in parse_diagnostic_values(d["values"]).get("latency", {}).items():
-            node_figs[round(w, 4)] = figs
+            node_figs[w] = figs
     rows = []
     for w in widths:
         e2e = [m["latency_ms"] for m in record.masks
-               if m["width"] is not None and abs(m["width"] - w) < 1e-6]
-        node = node_figs.get(round(w, 4), {})
+               if m["width"] is not None and same_width(m["width"], w)]
+        node = node_figs.get(find_width(tuple(node_figs), w), {})
         rows.append({
             "width": w, "masks": len(e2e),
             "e2e_mean_ms": float(np.mean(e2e)) if e2e else None,
@@ -974,7 +975,7 @@ def _budgets(record: Record, widths: list[float], margin: float) -> dict[str, fl
     e2e = {r["width"]: r["e2e_p90_ms"] for r in latency_table(record, widths)}
 
     def typical(w: float) -> float | None:
-        return compared.get(w) or e2e.get(w)
+        return compared.get(find_width(tuple(compared), w)) or e2e.get(w)
 
     ws = sorted(widths)
     lo, hi = ws[max(0, len(ws) // 2 - 1)], ws[min(len(ws) - 1, len(ws) // 2)]
@@ -1021,7 +1022,7 @@ def _play(client: DemoClient, proc: subprocess.Popen, source: FrameSource,
                 if ph.montage:
                     with client.lock:
                         if (not armed and client.active_width is not None
-                                and abs(client.active_width - ph.request) < 1e-4):
+                                and same_width(client.active_width, ph.request)):
                             client.montage_width = ph.request
                             client.montage_after = clock()
                             armed = True

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .latency import LatencyStore, WidthLatency
+from .widths import find_width, same_width
 
-_EPS = 1e-6
 _MAX_CELSIUS = 1000.0
 
 
@@ -232,7 +232,7 @@ class Governor:
         width = float(width)
         if math.isnan(width) or not 0.0 < width <= 1.0:
             raise ValueError(f"width {width} is not in (0, 1]")
-        below = [w for w in self._widths if w <= width + _EPS]
+        below = [w for w in self._widths if w <= width or same_width(w, width)]
         return below[-1] if below else self._widths[0]
 
     def request(self, width: float, now: float) -> float:
@@ -386,12 +386,12 @@ class Governor:
                        ) -> dict[float, float | None]:
         table: dict[float, float | None] = {w: None for w in self._widths}
         for key, value in latency_ms.items():
-            match = [w for w in self._widths if abs(w - float(key)) < 1e-3]
-            if not match or value is None:
+            match = find_width(self._widths, key)
+            if match is None or value is None:
                 continue
             v = float(value)
             if math.isfinite(v) and v >= 0.0:
-                table[match[0]] = v
+                table[match] = v
         return table
 
     def _budget_cap(self, now: float, lat: Mapping[float, float | None],

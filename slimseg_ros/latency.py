@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .widths import find_width
+
 
 @dataclass(frozen=True)
 class WidthLatency:
@@ -51,12 +53,13 @@ class LatencyStore:
         self._samples: dict[float, deque[tuple[float, float]]] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _key(width: float) -> float:
+    def _key(self, width: float) -> float:
+        """The stored width equal to ``width``, else ``width`` itself (caller holds the lock)."""
         w = float(width)
         if not math.isfinite(w):
             raise ValueError(f"width must be a finite number, got {width!r}")
-        return round(w, 6)
+        known = find_width(tuple(self._samples), w)
+        return w if known is None else known
 
     def record(self, width: float, ms: float, now: float) -> None:
         """Add one frame of ``ms`` milliseconds at ``width``, measured at time ``now`` (s)."""

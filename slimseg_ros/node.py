@@ -140,8 +140,7 @@ class SlimSegNode(Node):
         self._processed = 0
         self._processed_at: dict[float, int] = {}
         self._last_frame: LastFrame | None = None
-        self._decision: Decision | None = None
-        self._active_width: float | None = None
+        self._decision: Decision | None = None  # the governor's last one: the active width
         self._diag_counts: dict[str, int] = {}
 
         # --- outputs ---
@@ -374,16 +373,17 @@ class SlimSegNode(Node):
 
     # ----------------------------------------------------------------------------- width
     def _decide(self, now: float) -> Decision:
-        """Ask the governor for the width of the next frame; publish it when it changes."""
+        """Ask the governor for the width of the next frame; publish it when it changes.
+
+        The decision is the only record of the active width: the frame is run at its width.
+        """
         with self._gov_lock:
-            decision = self._governor.decide_from(now, self._latency)
+            previous, decision = self._decision, self._governor.decide_from(now, self._latency)
             self._decision = decision
-            if decision.width != self._active_width:
-                previous, self._active_width = self._active_width, decision.width
-                self._engine.set_width(decision.width)
+            if previous is None or decision.width != previous.width:
                 self._width_pub.publish(Float32(data=float(decision.width)))
                 if previous is not None:
-                    self.get_logger().info(f"width {previous:g} -> {decision.width:g}: "
+                    self.get_logger().info(f"width {previous.width:g} -> {decision.width:g}: "
                                            f"{decision.reason}")
         return decision
 
@@ -408,7 +408,7 @@ class SlimSegNode(Node):
             return
         decision = self._decide(time.monotonic())
         start = time.perf_counter()
-        mask = self._engine.infer(rgb, width=decision.width)
+        mask = self._engine.infer(rgb, decision.width)
         self._latency.record(decision.width, (time.perf_counter() - start) * 1000.0,
                              time.monotonic())
 
