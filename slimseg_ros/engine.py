@@ -499,10 +499,6 @@ class SegmentationEngine:
         """
         return sum(module_bytes(n) for n in self._nets) if self.specialised else 0
 
-    def weights_bytes(self) -> int:
-        """Bytes of all weights the engine holds (copies, or the one slimmable model)."""
-        return self.extra_memory_bytes() if self.specialised else module_bytes(self.model)
-
     def __repr__(self) -> str:
         mode = "specialised" if self.specialised else "slimmable"
         return (f"SegmentationEngine(widths={list(self.widths)}, "

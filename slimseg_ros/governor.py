@@ -1,8 +1,9 @@
 """Width governor: from the requested width and the battery, thermal and compute-budget inputs
 to one trained width and a human-readable reason.
 
-Pure logic (no rclpy, no torch, no clock reads): every method takes ``now`` in seconds from any
-monotonic clock, so tests drive it with made-up times and the node passes its own clock.
+Pure logic (no rclpy, no torch, no clock reads): every method whose result depends on time takes
+``now`` in seconds from any monotonic clock, so tests drive it with made-up times and the node
+passes its own clock.
 
 Policy, in one place:
 
@@ -235,7 +236,7 @@ class Governor:
         below = [w for w in self._widths if w <= width or same_width(w, width)]
         return below[-1] if below else self._widths[0]
 
-    def request(self, width: float, now: float) -> float:
+    def request(self, width: float) -> float:
         """Explicit width request; applies at the next ``decide`` regardless of dwell time.
 
         Returns the snapped width. Raises ``ValueError`` (state unchanged) for a bad width.

@@ -119,7 +119,7 @@ class SlimSegNode(Node):
         self._lut = palette_lut(info.palette)
         self._governor = Governor(self._engine.widths, gov_config)
         self._gov_lock = threading.Lock()
-        self._governor.request(float(values["width"]), time.monotonic())
+        self._governor.request(float(values["width"]))
         model_values = {"class_names": list(info.class_names),
                         "palette": [int(v) for c in info.palette for v in c],
                         "widths": [float(w) for w in self._engine.widths]}
@@ -299,7 +299,7 @@ class SlimSegNode(Node):
         now = time.monotonic()
         try:
             with self._gov_lock:
-                snapped = self._governor.request(float(msg.data), now)
+                snapped = self._governor.request(float(msg.data))
         except ValueError as exc:
             self._reject(REJECTED.width, f"{exc}; keeping the current request")
             return
@@ -360,7 +360,7 @@ class SlimSegNode(Node):
             if gov_config is not None:
                 self._governor.update_config(gov_config)
             if "width" in updates:
-                self._governor.request(float(updates["width"]), now)
+                self._governor.request(float(updates["width"]))
         self._publish_color = bool(updates.get("publish_color", self._publish_color))
         self._publish_overlay = bool(updates.get("publish_overlay", self._publish_overlay))
         self._overlay_alpha = float(updates.get("overlay_alpha", self._overlay_alpha))
@@ -482,10 +482,6 @@ class SlimSegNode(Node):
     def engine(self) -> Any:
         """The :class:`~slimseg_ros.engine.SegmentationEngine` (read-only use)."""
         return self._engine
-
-    @property
-    def last_decision(self) -> Decision | None:
-        return self._decision
 
     def frame_stats(self) -> dict[str, Any]:
         """Counters for tests and tools: received, processed, dropped, per-width, and the last
