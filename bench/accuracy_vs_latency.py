@@ -13,16 +13,20 @@ import argparse
 import json
 from pathlib import Path
 
+from slimseg_ros.widths import find_width
+
 
 def join(metrics: dict, bench: dict, size: tuple[int, int]) -> list[dict]:
     """One row per width present in both files (latency at ``size``)."""
+    by_width = {float(k): m for k, m in metrics["results"].items()}
     rows = []
     for r in bench["results"]:
         if tuple(r["size"]) != size:
             continue
-        m = metrics["results"].get(f"{r['width']:g}")
-        if m is None:
+        w = find_width(tuple(by_width), r["width"])
+        if w is None:
             continue
+        m = by_width[w]
         rows.append({"width": r["width"], "miou": 100 * m["miou"],
                      "boundary_f": 100 * m["boundary_f"] if m.get("boundary_f") is not None
                      else float("nan"),

@@ -19,9 +19,10 @@ absolute times across runs or machines. ``engine/plain`` is given as the ratio o
 brackets, as the median of the per-round ratios (paired, the more robust under drifting load);
 with ``--threads 1`` on a CPU also as the paired ratio of thread CPU times, which other
 processes on a shared machine barely disturb.
-Per width it also reports the time of ``SegmentationEngine.set_width`` (a pointer swap) beside
-the time to load a separate single-width checkpoint of that width from disk (a lower bound: file
-already in the page cache, modules made on the meta device, weights assigned without copying).
+Per width it also reports the time of a width switch (``SegmentationEngine.network``: choosing the
+width's prepared network, what each frame does) beside the time to load a separate single-width
+checkpoint of that width from disk (a lower bound: file already in the page cache, modules made
+on the meta device, weights assigned without copying).
 
 Without a model argument it uses the packaged default model (``models/*.pt`` in the source tree or
 the installed share folder) when there is one, else a random-weight ResNet-18 DeepLabV3+ with 19
@@ -223,8 +224,9 @@ def time_call(fn: Callable[[], Any]) -> tuple[float, float]:
 
 
 def switch_times_us(engine: SegmentationEngine, model: nn.Module, reps: int) -> dict[float, dict]:
-    """Per target width: p50/max µs of ``engine.set_width`` and of the slimmable model's own
-    ``set_width`` (a walk over all modules, what ``specialise=False`` pays)."""
+    """Per target width: p50/max µs of a width switch (``engine.network``, the prepared network
+    of that width) and of the slimmable model's own ``set_width`` (a walk over all modules, what
+    ``specialise=False`` pays)."""
     widths = engine.widths
     eng: dict[float, list[float]] = {w: [] for w in widths}
     slim: dict[float, list[float]] = {w: [] for w in widths}
@@ -232,14 +234,13 @@ def switch_times_us(engine: SegmentationEngine, model: nn.Module, reps: int) -> 
     for i in range(reps):
         w = widths[i % len(widths)]
         t0 = clock()
-        engine.set_width(w)
+        engine.network(w)
         t1 = clock()
         eng[w].append((t1 - t0) / 1000.0)
         if i < max(len(widths), reps // 10):
             t0 = clock()
             set_model_width(model, w)
             slim[w].append((clock() - t0) / 1000.0)
-    engine.set_width(widths[-1])
     return {w: {"switch_us_p50": float(np.median(eng[w])), "switch_us_max": float(np.max(eng[w])),
                 "slimmable_set_width_us_p50": float(np.median(slim[w]))} for w in widths}
 
@@ -402,7 +403,7 @@ def format_report(result: dict[str, Any]) -> str:
         if onnx:
             line += f" {r['onnx_ms']['p50']:.1f} |"
         lines.append(line)
-    lines += ["", "| width | set_width p50 / max µs | slimmable set_width µs | "
+    lines += ["", "| width | switch p50 / max µs | slimmable set_width µs | "
                   "load single-width file ms | file MB |", "|---:|---:|---:|---:|---:|"]
     for s in result["switching"]:
         lines.append(f"| {s['width']:.2f} | {s['switch_us_p50']:.2f} / {s['switch_us_max']:.1f} | "

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .contract import TOPICS, Diagnostics, is_segmentation_status, read_diagnostics
 from .node_support import (FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV, data_dirs,
                            default_dds_profile)
 
@@ -66,7 +67,7 @@ def camera_main(argv: list[str]) -> int:
     rclpy.init()
     node = Node("dds_bench_camera")
     policy = ReliabilityPolicy.RELIABLE if rel == "reliable" else ReliabilityPolicy.BEST_EFFORT
-    pub = node.create_publisher(Image, "image", QoSProfile(depth=1, reliability=policy))
+    pub = node.create_publisher(Image, TOPICS.image, QoSProfile(depth=1, reliability=policy))
     deadline = time.monotonic() + 15
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -122,18 +123,18 @@ class Counter:
 
         self.node = Node("dds_bench_counter", context=context)
         self.masks: dict[str, set[str]] = {"reliable": set(), "best_effort": set()}
-        self.diag: dict[str, str] = {}
+        self.diag: Diagnostics | None = None
         self.diag_seq = 0
         for name, policy in (("reliable", ReliabilityPolicy.RELIABLE),
                              ("best_effort", ReliabilityPolicy.BEST_EFFORT)):
             self.node.create_subscription(
-                Image, "slimseg/mask", lambda m, k=name: self.masks[k].add(m.header.frame_id),
+                Image, TOPICS.mask, lambda m, k=name: self.masks[k].add(m.header.frame_id),
                 QoSProfile(depth=5, reliability=policy))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.node.create_subscription(DiagnosticArray, TOPICS.diagnostics, self._on_diag, 10)
 
     def _on_diag(self, msg: Any) -> None:
-        if msg.status and msg.status[0].name.startswith("slimseg_node"):
-            self.diag = {kv.key: kv.value for kv in msg.status[0].values}
+        if msg.status and is_segmentation_status(msg.status[0].name):
+            self.diag = read_diagnostics({kv.key: kv.value for kv in msg.status[0].values})
             self.diag_seq += 1
 
     def counts(self, executor: Any) -> tuple[int, int, int]:
@@ -143,8 +144,8 @@ class Counter:
         deadline = time.monotonic() + 5
         while self.diag_seq <= seq + 1 and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
-        return tuple(int(self.diag.get(f"frames {k}", 0))
-                     for k in ("received", "dropped", "processed"))
+        d = self.diag or Diagnostics()
+        return d.frames_received, d.frames_dropped, d.frames_processed
 
 
 def _spin_while(executor: Any, proc: subprocess.Popen, timeout: float) -> None:
@@ -178,9 +179,9 @@ def run(cases: list[Case], frames: int, rate: float, checkpoint: Path | None,
                                         stderr=subprocess.STDOUT)
                 try:
                     deadline = time.monotonic() + 90
-                    while not counter.diag and time.monotonic() < deadline:
+                    while counter.diag is None and time.monotonic() < deadline:
                         executor.spin_once(timeout_sec=0.1)
-                    if not counter.diag:
+                    if counter.diag is None:
                         raise SystemExit("slimseg_node did not start (no diagnostics in 90 s)")
                     for case in [c for c in cases if c.node_profile == node_profile]:
                         rows.append(_run_case(case, frames, rate, profile, domain, counter,
@@ -189,7 +190,7 @@ def run(cases: list[Case], frames: int, rate: float, checkpoint: Path | None,
                 finally:
                     node.terminate()
                     node.wait(timeout=20)
-                    counter.diag = {}
+                    counter.diag = None
         finally:
             executor.shutdown()
             counter.node.destroy_node()

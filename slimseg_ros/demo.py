@@ -37,26 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from .contract import KEYS, NODE_NAME, TOPICS, is_segmentation_status, read_diagnostics
 from .node_support import data_dirs, default_checkpoint, default_dds_profile, dds_profile_env
+from .widths import find_width, same_width
 
 PACKAGE = "slimseg_ros"
 NODE_EXECUTABLE = "slimseg_node"
-NODE_NAME = "slimseg_node"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
-
-# Topic names relative to the node's namespace (the node runs in the root namespace here).
-TOPICS = {
-    "image": "image",
-    "mask": "slimseg/mask",
-    "color": "slimseg/color",
-    "active_width": "slimseg/active_width",
-    "width": "slimseg/width",
-    "battery": "battery_state",
-    "temperature": "temperature",
-    "budget": "slimseg/budget_ms",
-    "diagnostics": "/diagnostics",
-}
 
 CAMVID_CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence",
                   "Car", "Pedestrian", "Bicyclist")
@@ -335,30 +323,19 @@ class Record:
 
 
 def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
-    """Width, reason, caps and per-width latency (ms) from the node's diagnostics key/values.
-
-    The node reports ``active width``, ``reason``, ``caps`` and, per width ``w``, a key
-    ``latency ms at w`` with the value ``"p50 A, p90 B, ewma C"``.
-    """
+    """Width, reason, caps (as shown), warnings (as shown) and per-width latency figures (ms,
+    ``{width: {"p50": A, "p90": B}}``, B at the governor's percentile) from the node's
+    diagnostics key-values."""
+    d = read_diagnostics(values)
     out: dict[str, Any] = {}
-    try:
-        out["width"] = float(values["active width"])
-    except (KeyError, ValueError):
-        pass
-    for key in ("reason", "caps", "warnings"):
+    if d.active_width is not None:
+        out["width"] = d.active_width
+    for name, key in (("reason", KEYS.reason), ("caps", KEYS.caps), ("warnings", KEYS.warnings)):
         if key in values:
-            out[key] = values[key]
-    latency: dict[float, dict[str, float]] = {}
-    for key, value in values.items():
-        m = re.fullmatch(r"latency ms at ([0-9.]+)", key.strip())
-        if not m:
-            continue
-        figures = {name: float(num) for name, num in
-                   re.findall(r"(p50|p90|ewma)\s+([0-9.]+(?:e[-+]?\d+)?)", value)}
-        if figures:
-            latency[float(m.group(1))] = figures
-    if latency:
-        out["latency"] = latency
+            out[name] = values[key]
+    if d.latency:
+        out["latency"] = {w: {"p50": r.p50_ms, f"p{r.q:g}": r.pq_ms}
+                          for w, r in d.latency.items()}
     return out
 
 
@@ -393,17 +370,17 @@ class DemoClient:
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         n = self.node
-        self.pub_image = n.create_publisher(Image, TOPICS["image"], camera)
-        self.pub_width = n.create_publisher(Float32, TOPICS["width"], reliable)
-        self.pub_battery = n.create_publisher(BatteryState, TOPICS["battery"], reliable)
-        self.pub_temp = n.create_publisher(Temperature, TOPICS["temperature"], reliable)
-        self.pub_budget = n.create_publisher(Float32, TOPICS["budget"], reliable)
-        n.create_subscription(Image, TOPICS["mask"], self._on_mask, outputs)
-        n.create_subscription(Float32, TOPICS["active_width"], self._on_active, latched)
-        n.create_subscription(DiagnosticArray, TOPICS["diagnostics"], self._on_diag, reliable)
+        self.pub_image = n.create_publisher(Image, TOPICS.image, camera)
+        self.pub_width = n.create_publisher(Float32, TOPICS.width, reliable)
+        self.pub_battery = n.create_publisher(BatteryState, TOPICS.battery, reliable)
+        self.pub_temp = n.create_publisher(Temperature, TOPICS.temperature, reliable)
+        self.pub_budget = n.create_publisher(Float32, TOPICS.budget, reliable)
+        n.create_subscription(Image, TOPICS.mask, self._on_mask, outputs)
+        n.create_subscription(Float32, TOPICS.active_width, self._on_active, latched)
+        n.create_subscription(DiagnosticArray, TOPICS.diagnostics, self._on_diag, reliable)
         # Subscribed for the whole run: creating/destroying subscriptions from this thread while
         # the executor spins in another one can hang rclpy; _on_color keeps only montage frames.
-        n.create_subscription(Image, TOPICS["color"], self._on_color, outputs)
+        n.create_subscription(Image, TOPICS.color, self._on_color, outputs)
         self.stamps: dict[tuple[int, int], tuple[float, str]] = {}
         self.montage_width: float | None = None  # capture masks for this width...
         self.montage_after: float = math.inf     # ...of frames sent after this time
@@ -461,7 +438,7 @@ class DemoClient:
     def _on_diag(self, msg: Any) -> None:
         t = self.clock()
         for status in msg.status:
-            if "slimseg" not in status.name.lower():
+            if not is_segmentation_status(status.name):
                 continue
             values = {kv.key: kv.value for kv in status.values}
             parsed = parse_diagnostic_values(values)
@@ -597,12 +574,12 @@ def latency_table(record: Record, widths: list[float]) -> list[dict[str, Any]]:
     node_figs: dict[float, dict[str, float]] = {}
     for d in record.diagnostics:
         for w, figs in parse_diagnostic_values(d["values"]).get("latency", {}).items():
-            node_figs[round(w, 4)] = figs
+            node_figs[w] = figs
     rows = []
     for w in widths:
         e2e = [m["latency_ms"] for m in record.masks
-               if m["width"] is not None and abs(m["width"] - w) < 1e-6]
-        node = node_figs.get(round(w, 4), {})
+               if m["width"] is not None and same_width(m["width"], w)]
+        node = node_figs.get(find_width(tuple(node_figs), w), {})
         rows.append({
             "width": w, "masks": len(e2e),
             "e2e_mean_ms": float(np.mean(e2e)) if e2e else None,
@@ -987,14 +964,18 @@ def _wait_for_node(client: DemoClient, proc: subprocess.Popen, source: FrameSour
 
 
 def _budgets(record: Record, widths: list[float], margin: float) -> dict[str, float]:
-    """Budgets from the latency the node measured during the width sweep: "tight" lies between
+    """Budgets from the latency the governor compared during the width sweep (the last figure
+    per width in the node's diagnostics; end to end where there is none): "tight" lies between
     the two middle widths (the governor should settle on a middle width), "relaxed" is three
     times the widest width's latency (the governor should probe its way back to full width)."""
-    table = {r["width"]: r for r in latency_table(record, widths)}
+    compared: dict[float, float] = {}
+    for d in record.diagnostics:
+        for w, r in read_diagnostics(d["values"]).latency.items():
+            compared[w] = r.pq_ms
+    e2e = {r["width"]: r["e2e_p90_ms"] for r in latency_table(record, widths)}
 
     def typical(w: float) -> float | None:
-        r = table.get(w) or {}  # the governor compares a p90 with the budget: so do we
-        return r.get("node_p90_ms") or r.get("e2e_p90_ms")
+        return compared.get(find_width(tuple(compared), w)) or e2e.get(w)
 
     ws = sorted(widths)
     lo, hi = ws[max(0, len(ws) // 2 - 1)], ws[min(len(ws) - 1, len(ws) // 2)]
@@ -1041,7 +1022,7 @@ def _play(client: DemoClient, proc: subprocess.Popen, source: FrameSource,
                 if ph.montage:
                     with client.lock:
                         if (not armed and client.active_width is not None
-                                and abs(client.active_width - ph.request) < 1e-4):
+                                and same_width(client.active_width, ph.request)):
                             client.montage_width = ph.request
                             client.montage_after = clock()
                             armed = True

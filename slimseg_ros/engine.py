@@ -4,10 +4,11 @@ Why specialise: a slimmable layer slices its full-width weight on every call, wh
 non-contiguous views and per-width BatchNorm modules. For deployment each trained width gets its
 own plain eval-mode copy (:func:`~slimseg_ros.models.slimmable.to_plain`: contiguous weights) with
 BatchNorm folded into the preceding convolution, optionally in channels_last and fp16/bf16.
-Switching width is then just choosing another module (:meth:`SegmentationEngine.set_width`), at
-the price of holding the copies (:meth:`SegmentationEngine.extra_memory_bytes`, about 1.9x the
-full-width weights for widths 0.25/0.5/0.75/1.0). ``specialise=False`` keeps the single
-slimmable model instead (no extra memory, slower switching) for memory-tight devices.
+Switching width is then just choosing another module (:meth:`SegmentationEngine.network`, for
+the width each call names), at the price of holding the copies
+(:meth:`SegmentationEngine.extra_memory_bytes`, about 1.9x the full-width weights for widths
+0.25/0.5/0.75/1.0). ``specialise=False`` keeps the single slimmable model instead (no extra
+memory, slower switching) for memory-tight devices.
 
 Pre- and post-processing run on the device with torch ops: uint8 H x W x 3 RGB frame -> (optional
 bilinear resize to ``input_size``) -> ``(pixel - mean) / std`` on the 0-255 scale -> network ->
@@ -16,10 +17,8 @@ argmax -> (nearest resize back to the frame size) -> H x W uint8 class ids.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
-import time
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -31,10 +30,10 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.overrides import TorchFunctionMode
 
-from .latency import LatencyStats
 from .models.checkpoint import ModelInfo, load_checkpoint
 from .models.slimmable import (SlimmableConv2d, SlimmableMixin, set_width as set_model_width,
                                to_plain, trained_widths)
+from .widths import width_index
 
 PRECISIONS = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
               "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
@@ -323,10 +322,10 @@ class _SlimmableAtWidth(nn.Module):
 class SegmentationEngine:
     """Runs a slimmable segmentation checkpoint at any of its trained widths.
 
-    Thread-safety: :meth:`set_width` may be called from another thread while :meth:`infer`
-    runs; the running call finishes at the width it started with and the change applies to the
-    next call. Latency of every :meth:`infer` call (frame in to mask out, ms) is recorded in
-    :attr:`latency` under the width used.
+    The engine holds no width of its own: every call names the width to run at (the governor's
+    decision in the node) and runs that width's prepared network, so calls at different widths
+    may come from different threads. The engine measures nothing: the caller times its calls
+    (:class:`~slimseg_ros.latency.LatencyStore` in the node).
     """
 
     def __init__(self, model: nn.Module, info: ModelInfo, device: str | torch.device = "cpu",
@@ -346,7 +345,6 @@ class SegmentationEngine:
         self.channels_last = (default_channels_last(self.device) if channels_last is None
                               else bool(channels_last))
         self.specialised = bool(specialise)
-        self.latency = LatencyStats()
         self._mean = torch.tensor(info.mean, dtype=torch.float32,
                                   device=self.device).view(1, 3, 1, 1)
         self._inv_std = (1.0 / torch.tensor(info.std, dtype=torch.float32,
@@ -369,8 +367,6 @@ class SegmentationEngine:
             self._nets = tuple(_SlimmableAtWidth(self, w) for w in self.widths)
             set_model_width(self.model, self.widths[-1])
             self._model_width = self.widths[-1]
-        # (width, network) swapped as one object: a reader never sees a half-made switch
-        self._active: tuple[float, nn.Module] = (self.widths[-1], self._nets[-1])
 
     # -- construction ------------------------------------------------------------------------
 
@@ -408,16 +404,7 @@ class SegmentationEngine:
     # -- width -------------------------------------------------------------------------------
 
     def _index(self, width: float) -> int:
-        if isinstance(width, bool):
-            raise ValueError(f"width must be a number, got {width!r}")
-        try:
-            w = float(width)
-        except (TypeError, ValueError):
-            raise ValueError(f"width must be a number, got {width!r}") from None
-        for i, trained in enumerate(self.widths):
-            if math.isclose(trained, w, abs_tol=1e-6):
-                return i
-        raise ValueError(f"width {width!r} is not one of the trained widths {list(self.widths)}")
+        return width_index(self.widths, width)
 
     def check_width(self, width: float | str) -> float:
         """The trained width equal to ``width`` (number or numeric string), else ValueError."""
@@ -428,31 +415,18 @@ class SegmentationEngine:
                 raise ValueError(f"width must be a number, got {width!r}") from None
         return self.widths[self._index(width)]
 
-    @property
-    def width(self) -> float:
-        """The active width (used by :meth:`infer` when no width is passed)."""
-        return self._active[0]
+    def network(self, width: float) -> nn.Module:
+        """The prepared module of trained ``width``: normalised N x 3 x H x W -> logits.
 
-    def set_width(self, width: float) -> None:
-        """Make ``width`` (an exact trained width, else ValueError) active for the next call."""
-        i = self._index(width)
-        self._active = (self.widths[i], self._nets[i])
-
-    def network(self, width: float | None = None) -> nn.Module:
-        """The module run at ``width`` (default: active): normalised N x 3 x H x W -> logits."""
-        return self._active[1] if width is None else self._nets[self._index(width)]
+        Choosing it is the whole width switch (an index into the prepared networks); ValueError
+        for a width that is not trained.
+        """
+        return self._nets[self._index(width)]
 
     # -- running -----------------------------------------------------------------------------
 
-    def _select(self, width: float | None) -> tuple[float, nn.Module]:
-        if width is None:
-            return self._active
-        i = self._index(width)
-        return self.widths[i], self._nets[i]
-
     def _forward(self, width: float, x: torch.Tensor) -> torch.Tensor:
-        if self.specialised:
-            return self._nets[self._index(width)](x)
+        """The shared slimmable model (``specialise=False``) at ``width``."""
         with self._model_lock:  # the slimmable model holds its width as state
             if width != self._model_width:  # the walk over all modules costs ~0.5-1 ms
                 set_model_width(self.model, width)
@@ -466,29 +440,21 @@ class SegmentationEngine:
     def _logits(self, batch: torch.Tensor, net: nn.Module) -> torch.Tensor:
         return net(self._preprocess(batch))
 
-    def infer(self, image_rgb: np.ndarray, width: float | None = None) -> np.ndarray:
-        """H x W x 3 uint8 RGB -> H x W uint8 class ids at ``width`` (default: the active width).
-
-        Records the wall time of the whole call (ms, including transfers and pre/post-processing)
-        under the width used.
-        """
-        start = time.perf_counter()
+    def infer(self, image_rgb: np.ndarray, width: float) -> np.ndarray:
+        """H x W x 3 uint8 RGB -> H x W uint8 class ids at trained ``width``."""
         frame = check_frame(image_rgb)
-        used, net = self._select(width)
+        net = self.network(width)
         with torch.inference_mode():
             batch = frames_to_batch(frame, self.device)
             mask = postprocess(self._logits(batch, net), frame.shape[:2])
-            out = mask[0].cpu().numpy()
-        self.latency.record(used, (time.perf_counter() - start) * 1000.0)
-        return out
+            return mask[0].cpu().numpy()
 
-    def infer_tensor(self, images: torch.Tensor, width: float | None = None,
+    def infer_tensor(self, images: torch.Tensor, width: float,
                      return_logits: bool = False) -> torch.Tensor:
         """Batch path: N x 3 x H x W (or 3 x H x W) pixels, uint8 or float on the 0-255 scale.
 
         Returns N x H x W uint8 class ids on the engine's device, or with ``return_logits`` the
-        float32 logits N x C x h x w at the network input size. Not recorded in :attr:`latency`
-        (batches would distort per-frame statistics).
+        float32 logits N x C x h x w at the network input size.
         """
         if not isinstance(images, torch.Tensor):
             raise ValueError(f"expected a torch.Tensor, got {type(images).__name__}")
@@ -496,28 +462,28 @@ class SegmentationEngine:
             images = images.unsqueeze(0)
         if images.dim() != 4 or images.shape[1] != 3 or 0 in images.shape:
             raise ValueError(f"expected N x 3 x H x W pixels, got shape {tuple(images.shape)}")
-        _, net = self._select(width)
+        net = self.network(width)
         with torch.inference_mode():
             logits = self._logits(images.to(self.device), net)
             if return_logits:
                 return logits.float()
             return postprocess(logits, tuple(images.shape[-2:]))
 
-    def logits(self, image_rgb: np.ndarray, width: float | None = None) -> torch.Tensor:
+    def logits(self, image_rgb: np.ndarray, width: float) -> torch.Tensor:
         """Float32 logits 1 x C x h x w (network input size) for one H x W x 3 uint8 frame."""
         frame = check_frame(image_rgb)
-        _, net = self._select(width)
+        net = self.network(width)
         with torch.inference_mode():
             return self._logits(frames_to_batch(frame, self.device), net).float()
 
     def warmup(self, size: tuple[int, int] | None = None, iters: int = 1,
                widths: Sequence[float] | None = None) -> None:
-        """Run each width ``iters`` times on a black frame of ``size`` (H, W) without recording
-        latency, so first-call costs (allocator, cuDNN autotuning) stay out of the statistics."""
+        """Run each width ``iters`` times on a black frame of ``size`` (H, W), so first-call
+        costs (allocator, cuDNN autotuning) are paid before the frames that are timed."""
         h, w = size if size is not None else (self.input_size or (256, 256))
         frame = np.zeros((int(h), int(w), 3), np.uint8)
         for width in widths if widths is not None else self.widths:
-            _, net = self._select(width)
+            net = self.network(width)
             for _ in range(iters):
                 with torch.inference_mode():
                     logits = self._logits(frames_to_batch(frame, self.device), net)
@@ -533,12 +499,8 @@ class SegmentationEngine:
         """
         return sum(module_bytes(n) for n in self._nets) if self.specialised else 0
 
-    def weights_bytes(self) -> int:
-        """Bytes of all weights the engine holds (copies, or the one slimmable model)."""
-        return self.extra_memory_bytes() if self.specialised else module_bytes(self.model)
-
     def __repr__(self) -> str:
         mode = "specialised" if self.specialised else "slimmable"
-        return (f"SegmentationEngine(widths={list(self.widths)}, width={self.width}, "
+        return (f"SegmentationEngine(widths={list(self.widths)}, "
                 f"device={self.device}, precision={self.precision}, {mode}, "
                 f"input_size={self.input_size}, channels_last={self.channels_last})")

@@ -14,7 +14,6 @@ counted in about a second.
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Sequence
 
 import torch
@@ -25,6 +24,7 @@ from .models.config import ModelConfig
 from .models.segmenter import build_model
 from .models.slimmable import (SlimmableConv2d, SwitchableBatchNorm2d, get_width, set_width,
                                trained_widths)
+from .widths import width_index
 
 
 def _input_hw(input_size: int | Sequence[int]) -> tuple[int, int]:
@@ -68,7 +68,7 @@ def count_params(model: nn.Module, width: float) -> int:
     model (the tests check it against ``to_plain``).
     """
     widths = trained_widths(model)
-    index = _width_index(widths, width)
+    index = width_index(widths, width)
 
     def walk(module: nn.Module) -> int:
         if isinstance(module, SlimmableConv2d):
@@ -80,13 +80,6 @@ def count_params(model: nn.Module, width: float) -> int:
         return own + sum(walk(child) for child in module.children())
 
     return walk(model)
-
-
-def _width_index(widths: Sequence[float], width: float) -> int:
-    for i, w in enumerate(widths):
-        if math.isclose(w, width, abs_tol=1e-6):
-            return i
-    raise ValueError(f"width {width} is not one of the trained widths {list(widths)}")
 
 
 def flops_table(config: ModelConfig | dict, input_size: int | Sequence[int]) -> list[dict]:

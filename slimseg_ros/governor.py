@@ -1,8 +1,9 @@
 """Width governor: from the requested width and the battery, thermal and compute-budget inputs
 to one trained width and a human-readable reason.
 
-Pure logic (no rclpy, no torch, no clock reads): every method takes ``now`` in seconds from any
-monotonic clock, so tests drive it with made-up times and the node passes its own clock.
+Pure logic (no rclpy, no torch, no clock reads): every method whose result depends on time takes
+``now`` in seconds from any monotonic clock, so tests drive it with made-up times and the node
+passes its own clock.
 
 Policy, in one place:
 
@@ -27,19 +28,23 @@ Policy, in one place:
 * **Stale inputs**: a battery, temperature or budget input older than ``stale_timeout_s`` stops
   constraining and is named in ``Decision.warnings``.
 
-For the budget to react to a machine that slows down, the latency given to ``decide`` should come
-from recent frames (e.g. a p90 over the last few dozen frames of each width). To judge a probe on
-its own frames, drop the old figures of the probed width when ``Decision.probing`` is set.
+The latency comes from recent frames (:class:`~.latency.LatencyStore`: a few seconds, a few dozen
+frames per width), so the budget reacts to a machine that slows down. :meth:`Governor.decide_from`
+reads the store, and when a decision starts a probe it drops the probed width's old figures, so
+the probe is judged on its own frames; the decision carries the figures it compared, which is
+what the diagnostics show.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-_EPS = 1e-6
+from .latency import LatencyStore, WidthLatency
+from .widths import find_width, same_width
+
 _MAX_CELSIUS = 1000.0
 
 
@@ -157,9 +162,12 @@ class Decision:
     reason: str
     caps: dict[str, float] = field(default_factory=dict)  # "battery"/"thermal"/"budget" -> width
     warnings: tuple[str, ...] = ()
-    # True when ``width`` was just switched to as a budget probe: old latency figures of that
-    # width should be dropped (e.g. ``LatencyStats.reset(width)``) so it is judged on new frames.
+    # True when ``width`` was just switched to as a budget probe (decide_from has then dropped
+    # that width's old latency figures, so it is judged on new frames).
     probing: bool = False
+    # The recent latency per trained width this decision compared (widths with no recent frame
+    # left out); filled by decide_from, empty when decide() was given plain figures.
+    latency: Mapping[float, WidthLatency] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,10 +233,10 @@ class Governor:
         width = float(width)
         if math.isnan(width) or not 0.0 < width <= 1.0:
             raise ValueError(f"width {width} is not in (0, 1]")
-        below = [w for w in self._widths if w <= width + _EPS]
+        below = [w for w in self._widths if w <= width or same_width(w, width)]
         return below[-1] if below else self._widths[0]
 
-    def request(self, width: float, now: float) -> float:
+    def request(self, width: float) -> float:
         """Explicit width request; applies at the next ``decide`` regardless of dwell time.
 
         Returns the snapped width. Raises ``ValueError`` (state unchanged) for a bad width.
@@ -312,6 +320,18 @@ class Governor:
         return Decision(width=width, reason=reason, caps=caps, warnings=tuple(warnings),
                         probing=probe_started)
 
+    def decide_from(self, now: float, store: LatencyStore) -> Decision:
+        """:meth:`decide` on the store's recent ``budget_percentile`` of each trained width.
+
+        A decision that starts a probe drops the probed width's old figures from ``store``, so
+        the probe is judged on its own frames. The decision carries the figures compared.
+        """
+        recent = store.recent(self._widths, self._config.budget_percentile, now)
+        decision = self.decide(now, {w: r.pq_ms if r else None for w, r in recent.items()})
+        if decision.probing:
+            store.reset(decision.width)
+        return replace(decision, latency={w: r for w, r in recent.items() if r is not None})
+
     # ----------------------------------------------------------------------------- internals
     def _is_stale(self, inp: _Input, now: float) -> bool:
         return now - inp.time > self._config.stale_timeout_s
@@ -367,12 +387,12 @@ class Governor:
                        ) -> dict[float, float | None]:
         table: dict[float, float | None] = {w: None for w in self._widths}
         for key, value in latency_ms.items():
-            match = [w for w in self._widths if abs(w - float(key)) < 1e-3]
-            if not match or value is None:
+            match = find_width(self._widths, key)
+            if match is None or value is None:
                 continue
             v = float(value)
             if math.isfinite(v) and v >= 0.0:
-                table[match[0]] = v
+                table[match] = v
         return table
 
     def _budget_cap(self, now: float, lat: Mapping[float, float | None],

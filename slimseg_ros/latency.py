@@ -1,9 +1,11 @@
-"""Per-width latency statistics (milliseconds): an EWMA plus percentiles over a recent window.
+"""The one store of measured latency per width (milliseconds), read by the governor and shown in
+the diagnostics.
 
-The governor needs two views of the same measurements: a smooth estimate that reacts within a few
-frames (EWMA) and the tail over the last few seconds (p90 over the last ``window`` frames), because
-a deadline is missed by the slow frames, not by the average ones. Widths are keys rounded to 6
-decimals so that ``0.5`` and ``0.5000000001`` land in the same bucket.
+A deadline is missed by the slow frames, so the budget compares a high percentile, and it must
+react when the machine slows down: only the last ``max_frames`` frames of each width within the
+last ``window_s`` seconds count. A width not run for that long has no figure (None), which the
+governor treats as "not measured: probe it". Plain Python (no numpy, no clock reads: times are
+passed in), so the governor can use it.
 """
 
 from __future__ import annotations
@@ -11,103 +13,86 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-import numpy as np
-
-
-def _key(width: float) -> float:
-    w = float(width)
-    if not math.isfinite(w):
-        raise ValueError(f"width must be a finite number, got {width!r}")
-    return round(w, 6)
+from .widths import find_width
 
 
-class _Series:
-    __slots__ = ("ewma", "count", "recent")
+@dataclass(frozen=True)
+class WidthLatency:
+    """Recent latency of one width: the median and the ``q``-th percentile (ms) of its last
+    ``frames`` frames."""
 
-    def __init__(self, window: int) -> None:
-        self.ewma: float | None = None
-        self.count = 0
-        self.recent: deque[float] = deque(maxlen=window)
+    q: float
+    pq_ms: float
+    p50_ms: float
+    frames: int
 
 
-class LatencyStats:
-    """Thread-safe latency bookkeeping per width; all values in milliseconds.
+def percentile(values: list[float], q: float) -> float:
+    """``q``-th percentile (0-100) of sorted ``values`` with linear interpolation (numpy's
+    default method)."""
+    pos = (len(values) - 1) * min(max(q, 0.0), 100.0) / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
 
-    ``alpha`` is the EWMA weight of a new sample (0.2: about the last 10 frames matter);
-    ``window`` is how many recent samples the percentiles look at.
-    """
 
-    def __init__(self, alpha: float = 0.2, window: int = 50) -> None:
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        self.alpha = float(alpha)
-        self.window = int(window)
-        self._series: dict[float, _Series] = {}
+class LatencyStore:
+    """Thread-safe latency samples (ms) per width, kept ``window_s`` seconds, at most
+    ``max_frames`` per width. The inference thread records, the governor reads."""
+
+    def __init__(self, window_s: float = 3.0, max_frames: int = 20) -> None:
+        if not (isinstance(window_s, (int, float)) and window_s > 0) or not (
+                isinstance(max_frames, int) and max_frames >= 1):
+            raise ValueError(f"need window_s > 0 and max_frames >= 1, got {window_s!r}, "
+                             f"{max_frames!r}")
+        self.window_s = float(window_s)
+        self.max_frames = int(max_frames)
+        self._samples: dict[float, deque[tuple[float, float]]] = {}
         self._lock = threading.Lock()
 
-    def record(self, width: float, ms: float) -> None:
-        """Add one measurement of ``ms`` milliseconds taken at ``width``."""
+    def _key(self, width: float) -> float:
+        """The stored width equal to ``width``, else ``width`` itself (caller holds the lock)."""
+        w = float(width)
+        if not math.isfinite(w):
+            raise ValueError(f"width must be a finite number, got {width!r}")
+        known = find_width(tuple(self._samples), w)
+        return w if known is None else known
+
+    def record(self, width: float, ms: float, now: float) -> None:
+        """Add one frame of ``ms`` milliseconds at ``width``, measured at time ``now`` (s)."""
         value = float(ms)
         if not math.isfinite(value) or value < 0.0:
             raise ValueError(f"latency must be a finite number >= 0 ms, got {ms!r}")
-        key = _key(width)
         with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = _Series(self.window)
-            series.ewma = value if series.ewma is None else (
-                self.alpha * value + (1.0 - self.alpha) * series.ewma)
-            series.count += 1
-            series.recent.append(value)
-
-    def ewma(self, width: float) -> float | None:
-        """Exponentially weighted mean (ms) at ``width``; None before the first sample."""
-        with self._lock:
-            series = self._series.get(_key(width))
-            return None if series is None else series.ewma
-
-    def percentile(self, width: float, q: float) -> float | None:
-        """``q``-th percentile (q in percent, 0..100 like numpy) of the last ``window`` samples."""
-        q = float(q)
-        if not 0.0 <= q <= 100.0:
-            raise ValueError(f"percentile q must be in [0, 100] (percent), got {q}")
-        with self._lock:
-            series = self._series.get(_key(width))
-            if series is None or not series.recent:
-                return None
-            values = list(series.recent)
-        return float(np.percentile(values, q))
-
-    def count(self, width: float) -> int:
-        """Number of samples ever recorded at ``width`` (not limited to the window)."""
-        with self._lock:
-            series = self._series.get(_key(width))
-            return 0 if series is None else series.count
-
-    def widths(self) -> tuple[float, ...]:
-        """Widths that have at least one sample, ascending."""
-        with self._lock:
-            return tuple(sorted(self._series))
+            key = self._key(width)
+            self._samples.setdefault(key, deque(maxlen=self.max_frames)).append((now, value))
 
     def reset(self, width: float | None = None) -> None:
-        """Forget the samples of ``width`` (all when None), e.g. after a resolution change."""
+        """Forget the frames of ``width`` (all when None), so it is judged on new frames only."""
         with self._lock:
             if width is None:
-                self._series.clear()
+                self._samples.clear()
             else:
-                self._series.pop(_key(width), None)
+                self._samples.pop(self._key(width), None)
 
-    def snapshot(self) -> dict[float, dict[str, float]]:
-        """``{width: {"ewma", "p50", "p90", "count"}}`` for every width with samples (ms)."""
+    def _recent_values(self, width: float, now: float) -> list[float]:
+        samples = self._samples.get(self._key(width), ())
+        return sorted(ms for t, ms in samples if now - t <= self.window_s)
+
+    def percentile(self, width: float, q: float, now: float) -> float | None:
+        """``q``-th percentile (0-100) of the recent frames of ``width``, or None."""
         with self._lock:
-            copied = {w: (s.ewma, list(s.recent), s.count) for w, s in self._series.items()}
-        out: dict[float, dict[str, float]] = {}
-        for w in sorted(copied):
-            ewma, recent, count = copied[w]
-            p50, p90 = np.percentile(recent, [50.0, 90.0]) if recent else (math.nan, math.nan)
-            out[w] = {"ewma": float(ewma) if ewma is not None else math.nan,
-                      "p50": float(p50), "p90": float(p90), "count": float(count)}
-        return out
+            values = self._recent_values(width, now)
+        return percentile(values, q) if values else None
+
+    def recent(self, widths: Iterable[float], q: float, now: float
+               ) -> dict[float, WidthLatency | None]:
+        """Every width's recent figures (None: no recent frame), read at once."""
+        with self._lock:
+            values = {w: self._recent_values(w, now) for w in widths}
+        return {w: WidthLatency(q=float(q), pq_ms=percentile(v, q), p50_ms=percentile(v, 50.0),
+                                frames=len(v)) if v else None
+                for w, v in values.items()}

@@ -11,7 +11,7 @@ timers run on a ``MultiThreadedExecutor`` in their own callback group, so a widt
 handled while a frame is being processed and applies to the next frame. Nothing queues more than
 one frame: under overload stale frames are dropped (and counted), never processed late.
 
-Topics (relative, so they can be remapped or namespaced):
+Topics (relative, so they can be remapped or namespaced; the names live in :mod:`.contract`):
 
 ==========================  ===============================  =================================
 ``image``                   sensor_msgs/Image (in)           rgb8/bgr8/mono8/rgba8/bgra8
@@ -56,14 +56,15 @@ except ImportError:  # Humble
 from sensor_msgs.msg import BatteryState, CompressedImage, Image, Temperature
 from std_msgs.msg import Float32
 
+from .contract import (NODE_NAME, REJECTED, TOPICS, Diagnostics, LastFrame, diagnostics_values,
+                       status_name)
 from .conversions import colorize, compressed_to_rgb, fill_image, image_to_rgb, overlay, palette_lut
 from .governor import Decision, Governor
-from .node_support import (LatestSlot, RecentLatency, Rejections, apply_dds_profile,
-                           default_checkpoint)
+from .latency import LatencyStore
+from .node_support import LatestSlot, Rejections, apply_dds_profile, default_checkpoint
 from .params import (GOVERNOR_PREFIX, MODEL_PARAMS, PARAMS, ParamSpec, check_value,
                      governor_config_from_params)
 
-NODE_NAME = "slimseg_node"
 _CHARGING = (BatteryState.POWER_SUPPLY_STATUS_CHARGING, BatteryState.POWER_SUPPLY_STATUS_FULL)
 
 
@@ -118,7 +119,7 @@ class SlimSegNode(Node):
         self._lut = palette_lut(info.palette)
         self._governor = Governor(self._engine.widths, gov_config)
         self._gov_lock = threading.Lock()
-        self._governor.request(float(values["width"]), time.monotonic())
+        self._governor.request(float(values["width"]))
         model_values = {"class_names": list(info.class_names),
                         "palette": [int(v) for c in info.palette for v in c],
                         "widths": [float(w) for w in self._engine.widths]}
@@ -131,15 +132,15 @@ class SlimSegNode(Node):
         self._overlay_alpha = float(values["overlay_alpha"])
         self._image_qos = str(values["image_qos"])
         self._compressed = values["input_transport"] == "compressed"
-        self._recent = RecentLatency(values["latency_window_s"], values["latency_window_frames"])
+        self._latency = LatencyStore(float(values["latency_window_s"]),
+                                     int(values["latency_window_frames"]))
         self._rejections = Rejections(throttle_s=float(values["warn_throttle_s"]))
         self._slot: LatestSlot[tuple[Any, float]] = LatestSlot()
         self._stats_lock = threading.Lock()
         self._processed = 0
         self._processed_at: dict[float, int] = {}
-        self._last_frame: dict[str, float] = {}
-        self._decision: Decision | None = None
-        self._active_width: float | None = None
+        self._last_frame: LastFrame | None = None
+        self._decision: Decision | None = None  # the governor's last one: the active width
         self._diag_counts: dict[str, int] = {}
 
         # --- outputs ---
@@ -148,11 +149,11 @@ class SlimSegNode(Node):
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._mask_pub = self.create_publisher(Image, "slimseg/mask", image_out)
-        self._color_pub = self.create_publisher(Image, "slimseg/color", image_out)
-        self._overlay_pub = self.create_publisher(Image, "slimseg/overlay", image_out)
-        self._width_pub = self.create_publisher(Float32, "slimseg/active_width", latched)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._mask_pub = self.create_publisher(Image, TOPICS.mask, image_out)
+        self._color_pub = self.create_publisher(Image, TOPICS.color, image_out)
+        self._overlay_pub = self.create_publisher(Image, TOPICS.overlay, image_out)
+        self._width_pub = self.create_publisher(Float32, TOPICS.active_width, latched)
+        self._diag_pub = self.create_publisher(DiagnosticArray, TOPICS.diagnostics, 10)
 
         # --- inputs ---
         self._control_group = MutuallyExclusiveCallbackGroup()
@@ -161,17 +162,17 @@ class SlimSegNode(Node):
                              reliability=ReliabilityPolicy.RELIABLE)
         sensor = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                             reliability=ReliabilityPolicy.BEST_EFFORT)  # matches any publisher
-        self.create_subscription(Float32, "slimseg/width", self._on_width, control,
+        self.create_subscription(Float32, TOPICS.width, self._on_width, control,
                                  callback_group=self._control_group)
-        self.create_subscription(Float32, "slimseg/budget_ms", self._on_budget, control,
+        self.create_subscription(Float32, TOPICS.budget, self._on_budget, control,
                                  callback_group=self._control_group)
-        self.create_subscription(BatteryState, "battery_state", self._on_battery, sensor,
+        self.create_subscription(BatteryState, TOPICS.battery, self._on_battery, sensor,
                                  callback_group=self._control_group)
         self._temperature_sub = self.create_subscription(
-            Temperature, "temperature", self._on_temperature, sensor,
+            Temperature, TOPICS.temperature, self._on_temperature, sensor,
             callback_group=self._control_group)
         self._image_type = CompressedImage if self._compressed else Image
-        self._image_topic = "image/compressed" if self._compressed else "image"
+        self._image_topic = TOPICS.compressed_image if self._compressed else TOPICS.image
         self._image_sub = None
         self._image_reliability: ReliabilityPolicy | None = None
         self._image_publishers = 0
@@ -298,9 +299,9 @@ class SlimSegNode(Node):
         now = time.monotonic()
         try:
             with self._gov_lock:
-                snapped = self._governor.request(float(msg.data), now)
+                snapped = self._governor.request(float(msg.data))
         except ValueError as exc:
-            self._reject("width", f"{exc}; keeping the current request")
+            self._reject(REJECTED.width, f"{exc}; keeping the current request")
             return
         self.get_logger().debug(f"width request {msg.data:g} -> {snapped:g}")
         self._decide(now)
@@ -310,7 +311,7 @@ class SlimSegNode(Node):
         fraction = float(msg.percentage)
         charging = msg.power_supply_status in _CHARGING
         if not (0.0 <= fraction <= 1.0):  # also catches NaN ("unknown" in BatteryState)
-            self._reject("battery", f"percentage {fraction} is not a fraction in [0, 1] "
+            self._reject(REJECTED.battery, f"percentage {fraction} is not a fraction in [0, 1] "
                                     "(BatteryState.percentage is 0-1, not 0-100)")
             return
         with self._gov_lock:
@@ -323,7 +324,7 @@ class SlimSegNode(Node):
             with self._gov_lock:
                 self._governor.update_temperature(float(msg.temperature), now)
         except ValueError as exc:
-            self._reject("temperature", str(exc))
+            self._reject(REJECTED.temperature, str(exc))
             return
         self._decide(now)
 
@@ -334,7 +335,7 @@ class SlimSegNode(Node):
             with self._gov_lock:
                 self._governor.update_budget(value if value != 0.0 else None, now)
         except ValueError as exc:
-            self._reject("budget", f"{exc} (milliseconds per frame; 0 removes the budget)")
+            self._reject(REJECTED.budget, f"{exc} (milliseconds per frame; 0 removes the budget)")
             return
         self._decide(now)
 
@@ -359,7 +360,7 @@ class SlimSegNode(Node):
             if gov_config is not None:
                 self._governor.update_config(gov_config)
             if "width" in updates:
-                self._governor.request(float(updates["width"]), now)
+                self._governor.request(float(updates["width"]))
         self._publish_color = bool(updates.get("publish_color", self._publish_color))
         self._publish_overlay = bool(updates.get("publish_overlay", self._publish_overlay))
         self._overlay_alpha = float(updates.get("overlay_alpha", self._overlay_alpha))
@@ -372,18 +373,17 @@ class SlimSegNode(Node):
 
     # ----------------------------------------------------------------------------- width
     def _decide(self, now: float) -> Decision:
-        """Ask the governor for the width of the next frame; publish it when it changes."""
+        """Ask the governor for the width of the next frame; publish it when it changes.
+
+        The decision is the only record of the active width: the frame is run at its width.
+        """
         with self._gov_lock:
-            table = self._recent.table(self._governor.widths,
-                                       self._governor.config.budget_percentile, now)
-            decision = self._governor.decide(now, table)
+            previous, decision = self._decision, self._governor.decide_from(now, self._latency)
             self._decision = decision
-            if decision.width != self._active_width:
-                previous, self._active_width = self._active_width, decision.width
-                self._engine.set_width(decision.width)
+            if previous is None or decision.width != previous.width:
                 self._width_pub.publish(Float32(data=float(decision.width)))
                 if previous is not None:
-                    self.get_logger().info(f"width {previous:g} -> {decision.width:g}: "
+                    self.get_logger().info(f"width {previous.width:g} -> {decision.width:g}: "
                                            f"{decision.reason}")
         return decision
 
@@ -398,19 +398,19 @@ class SlimSegNode(Node):
             except Exception as exc:  # keep serving frames; report the failure
                 if self._slot.closed or not self.context.ok():
                     break
-                self._reject("inference", f"{type(exc).__name__}: {exc}")
+                self._reject(REJECTED.inference, f"{type(exc).__name__}: {exc}")
 
     def _process(self, msg: Any, received: float) -> None:
         try:
             rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg)
         except ValueError as exc:
-            self._reject("image", str(exc))
+            self._reject(REJECTED.image, str(exc))
             return
         decision = self._decide(time.monotonic())
         start = time.perf_counter()
-        mask = self._engine.infer(rgb, width=decision.width)
-        self._recent.record(decision.width, (time.perf_counter() - start) * 1000.0,
-                            time.monotonic())
+        mask = self._engine.infer(rgb, decision.width)
+        self._latency.record(decision.width, (time.perf_counter() - start) * 1000.0,
+                             time.monotonic())
 
         out = fill_image(Image(), mask, "mono8")
         out.header = msg.header
@@ -437,9 +437,9 @@ class SlimSegNode(Node):
         with self._stats_lock:
             self._processed += 1
             self._processed_at[decision.width] = self._processed_at.get(decision.width, 0) + 1
-            self._last_frame = {"width": decision.width, "delay_ms": (done - received) * 1e3,
-                                "age_ms": age_ms, "height": float(mask.shape[0]),
-                                "width_px": float(mask.shape[1])}
+            self._last_frame = LastFrame(width=decision.width, width_px=int(mask.shape[1]),
+                                         height_px=int(mask.shape[0]),
+                                         delay_ms=(done - received) * 1e3, age_ms=age_ms)
 
     # ----------------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -450,49 +450,27 @@ class SlimSegNode(Node):
         self._diag_counts = counts
         with self._stats_lock:
             processed, per_width = self._processed, dict(self._processed_at)
-            frame = dict(self._last_frame)
+            frame = self._last_frame
 
-        def kv(key: str, value: Any) -> KeyValue:
-            if isinstance(value, float):
-                value = f"{value:.4g}"
-            return KeyValue(key=key, value=str(value))
-
-        values = [
-            kv("active width", decision.width),
-            kv("reason", decision.reason),
-            kv("requested width", self._governor.requested),
-            kv("caps", ", ".join(f"{k}={v:g}" for k, v in decision.caps.items()) or "none"),
-            kv("trained widths", ", ".join(f"{w:g}" for w in self._engine.widths)),
-            kv("frames received", self._slot.received),
-            kv("frames processed", processed),
-            kv("frames dropped", self._slot.dropped),
-            kv("image topic", self._image_sub.topic_name),
-            kv("image qos", _reliability_name(self._image_reliability)),
-            kv("image publishers", self._image_publishers),
-            kv("device", self._engine.device),
-        ]
-        if frame:
-            values += [kv("last frame width", frame["width"]),
-                       kv("last frame size", f"{int(frame['width_px'])}x{int(frame['height'])}"),
-                       kv("last frame delay ms", frame["delay_ms"]),
-                       kv("last source frame age ms", frame["age_ms"])]
-        for w, s in self._engine.latency.snapshot().items():
-            values.append(kv(f"latency ms at {w:g}",
-                             f"p50 {s['p50']:.1f}, p90 {s['p90']:.1f}, ewma {s['ewma']:.1f}"))
-        for w, n in sorted(per_width.items()):
-            values.append(kv(f"frames at {w:g}", n))
-        for kind in sorted(counts):
-            values.append(kv(f"rejected {kind}", counts[kind]))
-            values.append(kv(f"last rejected {kind}", last[kind]))
-        values.append(kv("warnings", " | ".join(decision.warnings) or "none"))
-
+        report = Diagnostics(
+            active_width=decision.width, reason=decision.reason,
+            requested_width=self._governor.requested, caps=decision.caps,
+            trained_widths=tuple(self._engine.widths), frames_received=self._slot.received,
+            frames_processed=processed, frames_dropped=self._slot.dropped,
+            image_topic=self._image_sub.topic_name,
+            image_qos=_reliability_name(self._image_reliability),
+            image_publishers=self._image_publishers, device=str(self._engine.device),
+            last_frame=frame, latency=decision.latency,
+            frames_at=per_width, rejected=counts, last_rejected=last,
+            warnings=decision.warnings)
+        values = [KeyValue(key=k, value=v) for k, v in diagnostics_values(report).items()]
         level, message = DiagnosticStatus.OK, f"width {decision.width:g}: {decision.reason}"
         problems = list(decision.warnings) + [f"{n} {k} input(s) rejected"
                                               for k, n in sorted(new.items())]
         if problems:
-            level = DiagnosticStatus.ERROR if "inference" in new else DiagnosticStatus.WARN
+            level = DiagnosticStatus.ERROR if REJECTED.inference in new else DiagnosticStatus.WARN
             message += " (" + "; ".join(problems) + ")"
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: segmentation",
+        status = DiagnosticStatus(level=level, name=status_name(self.get_name()),
                                   message=message, hardware_id=str(self._engine.device),
                                   values=values)
         array = DiagnosticArray(status=[status])
@@ -505,16 +483,13 @@ class SlimSegNode(Node):
         """The :class:`~slimseg_ros.engine.SegmentationEngine` (read-only use)."""
         return self._engine
 
-    @property
-    def last_decision(self) -> Decision | None:
-        return self._decision
-
     def frame_stats(self) -> dict[str, Any]:
-        """Counters for tests and tools: received, processed, dropped, per-width, last frame."""
+        """Counters for tests and tools: received, processed, dropped, per-width, and the last
+        frame (a :class:`~.contract.LastFrame`, None before the first)."""
         with self._stats_lock:
             return {"received": self._slot.received, "processed": self._processed,
                     "dropped": self._slot.dropped, "per_width": dict(self._processed_at),
-                    "last": dict(self._last_frame)}
+                    "last": self._last_frame}
 
     def destroy_node(self) -> None:
         self._slot.close()  # wakes the inference thread, which then ends

@@ -1,5 +1,5 @@
-"""Plain-Python pieces of the node: the latest-frame slot, recent latencies, rejected-input
-bookkeeping, the Fast DDS profile environment and the packaged file locations.
+"""Plain-Python pieces of the node: the latest-frame slot, rejected-input bookkeeping, the Fast
+DDS profile environment and the packaged file locations.
 
 Kept out of ``node.py`` (and free of rclpy) so they are tested directly and the node stays glue.
 """
@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections import deque
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -65,46 +64,6 @@ class LatestSlot(Generic[T]):
     @property
     def closed(self) -> bool:
         return self._closed
-
-
-class RecentLatency:
-    """Latency samples (ms) per width, kept for ``window_s`` seconds and at most ``max_frames``.
-
-    The governor's budget needs *recent* figures: a percentile over the last few frames reacts
-    within a few frames when the machine slows down, and a width not run for a while has none
-    (None), which the governor treats as "probe it".
-    """
-
-    def __init__(self, window_s: float = 3.0, max_frames: int = 20) -> None:
-        if not window_s > 0 or max_frames < 1:
-            raise ValueError(f"need window_s > 0 and max_frames >= 1, got {window_s}, "
-                             f"{max_frames}")
-        self.window_s = float(window_s)
-        self.max_frames = int(max_frames)
-        self._samples: dict[float, deque[tuple[float, float]]] = {}
-        self._lock = threading.Lock()
-
-    def record(self, width: float, ms: float, now: float) -> None:
-        if not math.isfinite(ms) or ms < 0:
-            raise ValueError(f"latency must be a finite number >= 0 ms, got {ms!r}")
-        key = round(float(width), 6)
-        with self._lock:
-            self._samples.setdefault(key, deque(maxlen=self.max_frames)).append((now, float(ms)))
-
-    def percentile(self, width: float, q: float, now: float) -> float | None:
-        """``q``-th percentile (0-100, linear interpolation) of the recent samples, or None."""
-        with self._lock:
-            samples = self._samples.get(round(float(width), 6), ())
-            values = sorted(ms for t, ms in samples if now - t <= self.window_s)
-        if not values:
-            return None
-        pos = (len(values) - 1) * min(max(q, 0.0), 100.0) / 100.0
-        lo = math.floor(pos)
-        hi = min(lo + 1, len(values) - 1)
-        return values[lo] + (values[hi] - values[lo]) * (pos - lo)
-
-    def table(self, widths: Iterable[float], q: float, now: float) -> dict[float, float | None]:
-        return {w: self.percentile(w, q, now) for w in widths}
 
 
 @dataclass

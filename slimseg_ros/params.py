@@ -106,11 +106,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Seconds between diagnostics messages on /diagnostics.", lo=0.05, hi=60.0,
               read_only=True),
     ParamSpec("latency_window_s", "float", 3.0,
-              "Only latencies measured within this many seconds feed the compute budget.",
+              "Only latencies measured within this many seconds feed the compute budget "
+              "(and the latency shown in diagnostics).",
               lo=0.1, hi=600.0, read_only=True),
     ParamSpec("latency_window_frames", "int", 20,
-              "At most this many recent frames per width feed the compute budget (fewer "
-              "frames: faster reaction to a machine that slows down).", lo=1, hi=1000,
+              "At most this many recent frames per width feed the compute budget and the "
+              "diagnostics (fewer frames: faster reaction to a machine that slows down).",
+              lo=1, hi=1000,
               read_only=True),
     ParamSpec("warn_throttle_s", "float", 5.0,
               "At most one warning per kind of rejected input in this many seconds.",

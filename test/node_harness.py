@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from slimseg_ros.contract import TOPICS, Diagnostics, read_diagnostics
+
 NUM_CLASSES = 11
 PALETTE = [[(37 * i) % 256, (91 * i + 40) % 256, (53 * i + 7) % 256] for i in range(NUM_CLASSES)]
 
@@ -103,17 +105,18 @@ class Probe:
                else ReliabilityPolicy.BEST_EFFORT)
         out_qos = QoSProfile(depth=5, reliability=rel)
         n = self.node
-        n.create_subscription(Image, "slimseg/mask", self._on_mask, out_qos)
-        n.create_subscription(Float32, "slimseg/active_width", self._store(self.widths, "data"),
+        n.create_subscription(Image, TOPICS.mask, self._on_mask, out_qos)
+        n.create_subscription(Float32, TOPICS.active_width, self._store(self.widths, "data"),
                               QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        n.create_subscription(DiagnosticArray, "/diagnostics", self._store(self.diagnostics), 10)
-        self.image_pub = n.create_publisher(Image, "image", QoSProfile(depth=1))
-        self.compressed_pub = n.create_publisher(CompressedImage, "image/compressed",
+        n.create_subscription(DiagnosticArray, TOPICS.diagnostics, self._store(self.diagnostics),
+                              10)
+        self.image_pub = n.create_publisher(Image, TOPICS.image, QoSProfile(depth=1))
+        self.compressed_pub = n.create_publisher(CompressedImage, TOPICS.compressed_image,
                                                  QoSProfile(depth=1))
-        self.width_pub = n.create_publisher(Float32, "slimseg/width", 10)
-        self.budget_pub = n.create_publisher(Float32, "slimseg/budget_ms", 10)
-        self.battery_pub = n.create_publisher(BatteryState, "battery_state", 10)
-        self.temperature_pub = n.create_publisher(Temperature, "temperature", 10)
+        self.width_pub = n.create_publisher(Float32, TOPICS.width, 10)
+        self.budget_pub = n.create_publisher(Float32, TOPICS.budget, 10)
+        self.battery_pub = n.create_publisher(BatteryState, TOPICS.battery, 10)
+        self.temperature_pub = n.create_publisher(Temperature, TOPICS.temperature, 10)
         self._out_qos = out_qos
         self._color_sub = None
         self._overlay_sub = None
@@ -146,13 +149,13 @@ class Probe:
 
     def subscribe_color(self) -> None:
         from sensor_msgs.msg import Image
-        self._color_sub = self.node.create_subscription(Image, "slimseg/color",
+        self._color_sub = self.node.create_subscription(Image, TOPICS.color,
                                                         self._store(self.colors), self._out_qos)
 
     def subscribe_overlay(self) -> None:
         from sensor_msgs.msg import Image
         self._overlay_sub = self.node.create_subscription(
-            Image, "slimseg/overlay", self._store(self.overlays), self._out_qos)
+            Image, TOPICS.overlay, self._store(self.overlays), self._out_qos)
 
     # ------------------------------------------------------------------ sending
     def send_width(self, value: float) -> None:
@@ -179,29 +182,36 @@ class Probe:
         with self.lock:
             return self.diagnostics[-1].status[0] if self.diagnostics else None
 
-    def diag_values(self) -> dict[str, str]:
+    def diag(self) -> Diagnostics:
+        """The latest diagnostics (all defaults before the first message)."""
         status = self.latest_status()
-        return {kv.key: kv.value for kv in status.values} if status is not None else {}
+        return read_diagnostics({kv.key: kv.value for kv in status.values}) if status else \
+            Diagnostics()
 
-    def fresh_diag(self, predicate: Callable[[dict[str, str]], bool],
-                   timeout: float = 10.0) -> dict[str, str]:
-        """Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``."""
+    def fresh_status(self, predicate: Callable[[Diagnostics], bool],
+                     timeout: float = 10.0) -> tuple[int, str, Diagnostics]:
+        """Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``;
+        returns its level, message and values."""
         with self.lock:
             start = len(self.diagnostics)
 
-        def check() -> dict[str, str] | None:
+        def check() -> tuple[int, str, Diagnostics] | None:
             with self.lock:
                 new = self.diagnostics[start:]
             for msg in reversed(new):
-                values = {kv.key: kv.value for kv in msg.status[0].values}
-                values["_message"] = msg.status[0].message
-                values["_level"] = str(int.from_bytes(msg.status[0].level, "little")
-                                       if isinstance(msg.status[0].level, bytes)
-                                       else int(msg.status[0].level))
-                if predicate(values):
-                    return values
+                status = msg.status[0]
+                d = read_diagnostics({kv.key: kv.value for kv in status.values})
+                if predicate(d):
+                    level = (int.from_bytes(status.level, "little")
+                             if isinstance(status.level, bytes) else int(status.level))
+                    return level, status.message, d
             return None
         return wait_for(check, timeout)
+
+    def fresh_diag(self, predicate: Callable[[Diagnostics], bool],
+                   timeout: float = 10.0) -> Diagnostics:
+        """Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``."""
+        return self.fresh_status(predicate, timeout)[2]
 
     def count(self, items: list) -> int:
         with self.lock:

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from slimseg_ros import demo
+from slimseg_ros.contract import Diagnostics, diagnostics_values
+from slimseg_ros.latency import WidthLatency
 from slimseg_ros.demo import (DemoError, FrameSource, Record, parse_diagnostic_values,
                               scenario, synthetic_street)
 
@@ -65,23 +67,29 @@ def test_frame_source_rejects_bad_input(tmp_path, make, match):
 
 
 def test_parse_diagnostics_as_the_node_writes_them():
-    values = {"active width": "0.5", "reason": "battery 12% <= 15%", "caps": "battery=0.5",
-              "latency ms at 0.25": "p50 3.1, p90 4.2, ewma 3.3",
-              "latency ms at 1": "p50 20.0, p90 31.5, ewma 22.0",
-              "frames at 0.5": "7", "warnings": "none"}
+    latency = {0.25: WidthLatency(q=90.0, pq_ms=4.2, p50_ms=3.1, frames=20),
+               1.0: WidthLatency(q=90.0, pq_ms=31.5, p50_ms=20.0, frames=5)}
+    values = diagnostics_values(Diagnostics(
+        active_width=0.5, reason="battery 12% <= 15%", caps={"battery": 0.5},
+        latency=latency, frames_at={0.5: 7}))
     parsed = parse_diagnostic_values(values)
     assert parsed["width"] == 0.5 and parsed["reason"] == "battery 12% <= 15%"
-    assert parsed["latency"] == {0.25: {"p50": 3.1, "p90": 4.2, "ewma": 3.3},
-                                 1.0: {"p50": 20.0, "p90": 31.5, "ewma": 22.0}}
-    assert parse_diagnostic_values({"active width": "n/a"}) == {}
+    assert parsed["caps"] == "battery=0.5" and parsed["warnings"] == "none"
+    assert parsed["latency"] == {0.25: {"p50": 3.1, "p90": 4.2}, 1.0: {"p50": 20.0, "p90": 31.5}}
+    assert parse_diagnostic_values({}) == {}
 
 
-def test_budgets_come_from_measured_latency():
-    record = Record(diagnostics=[{"values": {
-        f"latency ms at {w:g}": f"p50 {ms}, p90 {ms * 1.2}, ewma {ms}"
-        for w, ms in ((0.25, 4.0), (0.5, 9.0), (0.75, 16.0), (1.0, 25.0))}}])
+def test_budgets_come_from_the_figures_the_governor_compared():
+    def report(q: float, *pairs: tuple[float, float]) -> dict:
+        return {"values": diagnostics_values(Diagnostics(latency={
+            w: WidthLatency(q=q, pq_ms=ms * 1.2, p50_ms=ms, frames=20) for w, ms in pairs}))}
+
+    # one report per width of the sweep; the last figure of each width counts
+    record = Record(diagnostics=[report(95.0, (0.25, 40.0)), report(95.0, (0.25, 4.0)),
+                                 report(95.0, (0.5, 9.0), (0.75, 16.0)),
+                                 report(95.0, (1.0, 25.0))])
     b = demo._budgets(record, [0.25, 0.5, 0.75, 1.0], margin=0.9)
-    assert 9.0 * 1.2 < b["tight"] * 0.9 < 16.0 * 1.2  # p90: fits 0.5 but not 0.75
+    assert 9.0 * 1.2 < b["tight"] * 0.9 < 16.0 * 1.2  # p95: fits 0.5 but not 0.75
     assert b["relaxed"] * 0.9 == pytest.approx(3 * 25.0 * 1.2, abs=0.01)
     assert demo._budgets(Record(), [0.25, 1.0], 0.9) == {"tight": 50.0, "relaxed": 1000.0}
 

@@ -1,8 +1,7 @@
-"""Engine: per-width outputs equal the slimmable model's, switching, sizes, BN folding, latency."""
+"""Engine: per-width outputs equal the slimmable model's, switching, sizes, BN folding."""
 
 from __future__ import annotations
 
-import math
 import threading
 
 import numpy as np
@@ -13,7 +12,6 @@ from engine_fixtures import NUM_CLASSES, make_checkpoint
 from torch import nn
 
 from slimseg_ros.engine import SegmentationEngine, fold_batchnorm
-from slimseg_ros.latency import LatencyStats
 from slimseg_ros.models import CheckpointError, load_checkpoint, set_width
 
 
@@ -103,30 +101,25 @@ def test_switching_back_and_forth_is_identical(request, which):
     engine = request.getfixturevalue(which)
     image = frame(40, 56, seed=3)
     first = {w: engine.infer(image, w) for w in engine.widths}
-    for w in (1.0, 0.25, 1.0, 0.5, 0.25, 0.75, 1.0):
-        engine.set_width(w)
-        assert engine.width == w
-        np.testing.assert_array_equal(engine.infer(image), first[w])
+    for w in (1.0, 0.25, 1.0, 0.5, 0.25, 0.75, 1.0):  # each call runs the width it names
+        np.testing.assert_array_equal(engine.infer(image, w), first[w])
     assert engine.network(0.25) is engine.network(0.25)  # a pointer swap, no rebuild
-    engine.set_width(1.0)
+    with pytest.raises(TypeError):
+        engine.infer(image)  # no width of its own to fall back on
 
 
 @pytest.mark.parametrize("bad", [0.3, 0.0, 1.5, -0.25, float("nan"), "wide", True, None])
 def test_bad_width_is_rejected(engine, bad):
-    before = engine.width
     with pytest.raises(ValueError, match="width"):
-        engine.set_width(bad)
-    assert engine.width == before
-    if bad is not None:
-        with pytest.raises(ValueError, match="width"):
-            engine.infer(frame(16, 16), width=bad)
+        engine.network(bad)
+    with pytest.raises(ValueError, match="width"):
+        engine.infer(frame(16, 16), bad)
 
 
 def test_width_tolerates_float_noise(engine):
-    engine.set_width(0.5 + 1e-9)
-    assert engine.width == 0.5
+    assert engine.network(0.5 + 1e-9) is engine.network(0.5)
     assert engine.check_width("0.75") == 0.75
-    engine.set_width(1.0)
+    assert engine.check_width(0.75 - 1e-9) == 0.75
 
 
 @pytest.mark.parametrize("size", [(37, 53), (1, 1), (101, 17)])
@@ -157,13 +150,13 @@ def test_odd_frames_at_native_size(engine, size):
 
 def test_frame_validation_and_read_only_frames(engine):
     with pytest.raises(ValueError, match="uint8"):
-        engine.infer(np.zeros((8, 8, 3), np.float32))
+        engine.infer(np.zeros((8, 8, 3), np.float32), 1.0)
     with pytest.raises(ValueError, match="shape"):
-        engine.infer(np.zeros((8, 8), np.uint8))
+        engine.infer(np.zeros((8, 8), np.uint8), 1.0)
     with pytest.raises(ValueError, match="shape"):
-        engine.infer(np.zeros((0, 8, 3), np.uint8))
+        engine.infer(np.zeros((0, 8, 3), np.uint8), 1.0)
     with pytest.raises(ValueError, match="numpy"):
-        engine.infer([[0, 0, 0]])
+        engine.infer([[0, 0, 0]], 1.0)
     image = frame(24, 24)
     expected = engine.infer(image, 0.5)
     ro = np.frombuffer(image.tobytes(), np.uint8).reshape(24, 24, 3)  # like a ROS message buffer
@@ -182,44 +175,27 @@ def test_infer_tensor_batch_matches_infer(engine):
         np.testing.assert_array_equal(m.numpy(), engine.infer(img, 0.75))
 
 
-def test_latency_is_recorded_per_width(mnet):
-    eng = mnet
-    eng.latency.reset()
-    image = frame(16, 16)
-    eng.infer(image, 0.25)
-    eng.infer(image, 0.25)
-    eng.set_width(0.5)
-    eng.infer(image)
-    assert eng.latency.count(0.25) == 2 and eng.latency.count(0.5) == 1
-    assert eng.latency.count(1.0) == 0 and eng.latency.ewma(1.0) is None
-    assert eng.latency.ewma(0.25) > 0.0
-    eng.warmup((16, 16))
-    assert eng.latency.count(1.0) == 0  # warm-up is not recorded
-    eng.set_width(1.0)
-
-
-def test_set_width_from_another_thread_applies_to_next_call(mnet):
-    eng = mnet
+@pytest.mark.parametrize("specialise", [True, False])
+def test_calls_at_different_widths_from_two_threads(checkpoints, specialise):
+    """No shared active width: concurrent calls each run the width they name (with
+    specialise=False the shared slimmable model is switched under a lock)."""
+    eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
+                                             specialise=specialise)
     image = frame(16, 16)
     refs = {w: eng.infer(image, w) for w in (0.25, 1.0)}
-    stop = threading.Event()
+    wrong: list[float] = []
 
-    def toggle() -> None:
-        i = 0
-        while not stop.is_set():
-            eng.set_width((0.25, 1.0)[i % 2])
-            i += 1
+    def run(w: float) -> None:
+        for _ in range(10):
+            if not np.array_equal(eng.infer(image, w), refs[w]):
+                wrong.append(w)
 
-    t = threading.Thread(target=toggle)
-    t.start()
-    try:
-        for _ in range(15):
-            out = eng.infer(image)
-            assert any(np.array_equal(out, r) for r in refs.values())
-    finally:
-        stop.set()
+    threads = [threading.Thread(target=run, args=(w,)) for w in (0.25, 1.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
         t.join()
-        eng.set_width(1.0)
+    assert not wrong
 
 
 def test_memory_report(checkpoints, mnet):
@@ -349,50 +325,3 @@ def test_fold_is_undone_when_the_check_fails():
 def test_fold_needs_eval_mode():
     with pytest.raises(ValueError, match="eval"):
         fold_batchnorm(_Residual().train())
-
-
-# -- LatencyStats ----------------------------------------------------------------------------
-
-def test_latency_stats_ewma_and_percentiles():
-    stats = LatencyStats(alpha=0.5, window=4)
-    assert stats.ewma(0.5) is None and stats.percentile(0.5, 50) is None
-    for ms in (10.0, 20.0, 30.0, 40.0, 50.0):
-        stats.record(0.5, ms)
-    # 10 -> 15 -> 22.5 -> 31.25 -> 40.625
-    assert stats.ewma(0.5) == pytest.approx(40.625)
-    assert stats.count(0.5) == 5
-    # the window holds the last 4 samples: 20, 30, 40, 50
-    assert stats.percentile(0.5, 0) == 20.0 and stats.percentile(0.5, 100) == 50.0
-    assert stats.percentile(0.5, 50) == pytest.approx(35.0)
-    assert stats.count(0.5000000001) == 5  # same bucket
-    snap = stats.snapshot()
-    assert set(snap) == {0.5}
-    assert snap[0.5]["p90"] == pytest.approx(np.percentile([20, 30, 40, 50], 90))
-    assert snap[0.5]["count"] == 5 and snap[0.5]["ewma"] == pytest.approx(40.625)
-    stats.reset(0.5)
-    assert stats.count(0.5) == 0
-
-
-@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
-def test_latency_stats_rejects_bad_samples(bad):
-    stats = LatencyStats()
-    with pytest.raises(ValueError):
-        stats.record(0.5, bad)
-    with pytest.raises(ValueError):
-        stats.percentile(0.5, 101)
-    assert stats.count(0.5) == 0
-
-
-def test_latency_stats_thread_safe():
-    stats = LatencyStats(window=10)
-
-    def worker(w: float) -> None:
-        for i in range(500):
-            stats.record(w, float(i % 7))
-
-    threads = [threading.Thread(target=worker, args=(w,)) for w in (0.25, 0.25, 1.0)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert stats.count(0.25) == 1000 and stats.count(1.0) == 500

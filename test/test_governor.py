@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
+from slimseg_ros.contract import Diagnostics, diagnostics_values, read_diagnostics
 from slimseg_ros.governor import Governor, GovernorConfig
+from slimseg_ros.latency import LatencyStore
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 NONE = {w: None for w in WIDTHS}
@@ -36,9 +38,9 @@ def test_snap_and_request_reject_bad_widths(bad):
     g = make()
     with pytest.raises(ValueError):
         g.snap(bad)
-    g.request(0.5, 0.0)
+    g.request(0.5)
     with pytest.raises(ValueError):
-        g.request(bad, 1.0)
+        g.request(bad)
     assert g.requested == 0.5  # unchanged by the rejected request
     assert g.decide(1.0, NONE).width == 0.5
 
@@ -55,9 +57,9 @@ def test_default_is_widest_and_request_applies_at_once_even_with_dwell():
     g = make(min_dwell_s=100.0)
     d = g.decide(0.0, NONE)
     assert (d.width, d.reason, d.caps, d.warnings) == (1.0, "request 1", {}, ())
-    assert g.request(0.3, 0.1) == 0.25
+    assert g.request(0.3) == 0.25
     assert g.decide(0.1, NONE).width == 0.25
-    assert g.request(0.9, 0.2) == 0.75  # up again at once: explicit requests ignore dwell
+    assert g.request(0.9) == 0.75  # up again at once: explicit requests ignore dwell
     d = g.decide(0.2, NONE)
     assert d.width == 0.75 and d.reason == "request 0.75"
 
@@ -168,10 +170,10 @@ BUDGET_CASES = [
 @pytest.mark.parametrize("lat, current, budget, expected, reason", BUDGET_CASES)
 def test_budget_table(lat, current, budget, expected, reason):
     g = make()
-    g.request(current, 0.0)
+    g.request(current)
     g.decide(0.0, NONE)  # establishes the current width
     assert g.current == current
-    g.request(1.0, 0.0)  # the request does not bind: the budget decides
+    g.request(1.0)  # the request does not bind: the budget decides
     g.update_budget(budget, 0.0)
     d = g.decide(0.0, lat)
     assert d.width == expected, d
@@ -241,9 +243,9 @@ def test_budget_reacts_to_slowdown_within_a_few_frames_and_probes_back_up():
 
 def test_probe_needs_headroom():
     g = make(probe_interval_s=1.0)
-    g.request(0.5, 0.0)
+    g.request(0.5)
     g.decide(0.0, NONE)
-    g.request(1.0, 0.0)
+    g.request(1.0)
     g.update_budget(20, 0.0)
     # 0.5 at 14ms: 0.75 estimated 21ms > 18ms -> no probe; at 11ms: 16.5ms fits -> probe
     d = g.decide(5.0, {0.25: None, 0.5: 14.0, 0.75: None, 1.0: None})
@@ -260,6 +262,47 @@ def test_latency_keys_are_matched_to_trained_widths():
     assert d.width == 0.5
 
 
+# ---------------------------------------------------------------------------------- the store
+def test_a_probe_is_judged_on_its_own_frames():
+    """decide_from drops the probed width's old figures: an old slow 0.75 (still in the store's
+    window) does not send the probe straight back down before 0.75 has run a frame."""
+    g = make(probe_interval_s=1.0)
+    store = LatencyStore(window_s=60.0, max_frames=20)
+    for _ in range(5):
+        store.record(0.75, 30.0, now=0.0)  # measured long ago, under other load
+        store.record(0.5, 8.0, now=5.0)
+    g.request(0.5)
+    g.decide_from(5.0, store)
+    g.request(1.0)
+    g.update_budget(20.0, 5.0)  # fits 18 ms: 0.5 at 8 ms, 0.75 estimated 12 ms
+    d = g.decide_from(5.0, store)
+    assert d.width == 0.75 and d.probing and "probing 0.75" in d.reason
+    assert store.percentile(0.75, 90, now=5.0) is None  # the old 30 ms figures are gone
+    d = g.decide_from(5.1, store)
+    assert d.width == 0.75 and "waiting for a measurement at 0.75" in d.reason
+    store.record(0.75, 12.0, now=5.1)
+    d = g.decide_from(5.2, store)
+    assert d.width == 0.75 and "p90 at 0.75 = 12.0ms" in d.reason and not d.probing
+
+
+def test_diagnostics_show_the_figures_the_governor_compared():
+    g = make()
+    store = LatencyStore(window_s=60.0, max_frames=20)
+    for i, ms in enumerate((10.0, 11.0, 12.0, 13.0, 14.0)):
+        store.record(0.75, ms, now=float(i))
+        store.record(1.0, 3 * ms, now=float(i))
+    g.update_budget(20.0, 4.0)
+    d = g.decide_from(4.0, store)
+    assert d.width == 0.75
+    shown = read_diagnostics(diagnostics_values(Diagnostics(latency=d.latency))).latency
+    assert set(shown) == {0.75, 1.0}  # widths without recent frames are not shown
+    for w in (0.75, 1.0):
+        assert shown[w].q == 90.0 and shown[w].frames == 5
+        assert shown[w].pq_ms == pytest.approx(store.percentile(w, 90.0, now=4.0), abs=0.05)
+    assert f"p90 at 0.75 = {shown[0.75].pq_ms:.1f}ms" in d.reason  # 13.6 ms
+    assert f"(1: {shown[1.0].pq_ms:.1f}ms)" in d.reason
+
+
 # ---------------------------------------------------------------------------------- precedence
 @pytest.mark.parametrize("request_w, battery, celsius, budget, width, reason", [
     (1.0, 40.0, None, None, 0.75, "battery 40% <= 50%"),
@@ -274,7 +317,7 @@ def test_latency_keys_are_matched_to_trained_widths():
 def test_effective_width_is_min_of_request_and_caps(request_w, battery, celsius, budget,
                                                     width, reason):
     g = make()
-    g.request(request_w, 0.0)
+    g.request(request_w)
     if battery is not None:
         g.update_battery(battery, False, 0.0)
     if celsius is not None:
@@ -306,7 +349,7 @@ def test_dwell_limits_automatic_raises_only():
     assert g.decide(2.1, NONE).width == 0.75
     g.update_battery(5.0, False, 2.2)
     assert g.decide(2.2, NONE).width == 0.25  # emergency lowering ignores dwell
-    g.request(0.5, 2.3)
+    g.request(0.5)
     assert g.decide(2.3, NONE).width == 0.25  # request below the cap: still capped
     g.update_battery(100.0, True, 2.4)
     assert g.decide(2.4, NONE).width == 0.25  # cap gone, but raise waits for dwell

@@ -18,6 +18,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from node_harness import (PALETTE, Probe, Spinner, image_msg, make_tiny_checkpoint,  # noqa: E402
                           pick_domain_id, wait_for)
+from slimseg_ros.contract import REJECTED, TOPICS  # noqa: E402
 from slimseg_ros.conversions import colorize, palette_lut  # noqa: E402
 from slimseg_ros.node import SlimSegNode, StartupError  # noqa: E402
 
@@ -128,14 +129,15 @@ def test_width_command_sets_active_width_and_next_frame(start) -> None:
     node, probe = start()
     msg = image_msg(frame(60, 80), "rgb8")
     send_until_mask(node, probe, msg)
-    assert node.frame_stats()["last"]["width"] == 1.0
+    assert node.frame_stats()["last"].width == 1.0
     probe.send_width(0.25)
     wait_for(lambda: probe.widths and probe.widths[-1] == 0.25)
     before = node.frame_stats()["per_width"].get(0.25, 0)
     send_until_mask(node, probe, msg)
     stats = node.frame_stats()
-    assert stats["last"]["width"] == 0.25 and stats["per_width"][0.25] > before
-    assert node.engine.latency.count(0.25) >= 1
+    assert stats["last"].width == 0.25 and stats["per_width"][0.25] > before
+    d = probe.fresh_diag(lambda v: 0.25 in v.latency)  # the governor's figures, shown
+    assert d.latency[0.25].frames >= 1 and d.latency[0.25].q == 90.0
     probe.send_width(0.6)  # between trained widths: snaps down to 0.5
     wait_for(lambda: probe.widths[-1] == 0.5)
     late = Probe(node.context, name="late_joiner")  # transient-local: a late joiner sees it
@@ -147,8 +149,8 @@ def test_width_command_sets_active_width_and_next_frame(start) -> None:
             spinner.stop()
         finally:
             late.destroy()
-    diag = probe.fresh_diag(lambda v: v.get("active width") == "0.5")
-    assert diag["reason"] == "request 0.5"
+    diag = probe.fresh_diag(lambda v: v.active_width == 0.5)
+    assert diag.reason == "request 0.5"
 
 
 def test_battery_temperature_and_budget_lower_the_width(start) -> None:
@@ -157,32 +159,32 @@ def test_battery_temperature_and_budget_lower_the_width(start) -> None:
     send_until_mask(node, probe, msg)
 
     probe.send_battery(0.10)  # 10 % discharging: the 15 % row caps at 0.25
-    d = probe.fresh_diag(lambda v: v["active width"] == "0.25")
-    assert "battery 10% <= 15%" in d["reason"]
+    d = probe.fresh_diag(lambda v: v.active_width == 0.25)
+    assert "battery 10% <= 15%" in d.reason
     probe.send_battery(0.10, charging=True)  # ignored while charging
-    d = probe.fresh_diag(lambda v: v["active width"] == "1")
-    assert d["reason"] == "request 1"
+    d = probe.fresh_diag(lambda v: v.active_width == 1.0)
+    assert d.reason == "request 1"
 
     probe.send_temperature(85.0)  # >= 80 C: at most 0.5
-    d = probe.fresh_diag(lambda v: v["active width"] == "0.5")
-    assert "thermal 85.0C >= 80C" in d["reason"]
+    d = probe.fresh_diag(lambda v: v.active_width == 0.5)
+    assert "thermal 85.0C >= 80C" in d.reason
     probe.send_temperature(78.5)  # below 80 but within the 3 C hysteresis: still held
-    d = probe.fresh_diag(lambda v: "78.5" in v["reason"])
-    assert d["active width"] == "0.5" and "held" in d["reason"]
+    d = probe.fresh_diag(lambda v: "78.5" in v.reason)
+    assert d.active_width == 0.5 and "held" in d.reason
     probe.send_temperature(40.0)
-    probe.fresh_diag(lambda v: v["active width"] == "1")
+    probe.fresh_diag(lambda v: v.active_width == 1.0)
 
     probe.send_budget(0.01)  # no width fits 0.01 ms: the narrowest, and the budget says so
     wait_for(lambda: probe.widths[-1] == 0.25, timeout=15,
              action=lambda: probe.image_pub.publish(msg), action_period=0.05)
-    d = probe.fresh_diag(lambda v: v["active width"] == "0.25")
-    assert "budget 0.01ms: p90 at 0.25" in d["reason"]
-    assert "cannot be met" in d["warnings"]
+    d = probe.fresh_diag(lambda v: v.active_width == 0.25)
+    assert "budget 0.01ms: p90 at 0.25" in d.reason
+    assert any("cannot be met" in w for w in d.warnings)
     probe.send_budget(10000.0)  # plenty of headroom: probes upwards back to full width
     wait_for(lambda: probe.widths[-1] == 1.0, timeout=15,
              action=lambda: probe.image_pub.publish(msg), action_period=0.03)
-    d = probe.fresh_diag(lambda v: v["active width"] == "1")
-    assert "request 1" in d["reason"]
+    d = probe.fresh_diag(lambda v: v.active_width == 1.0)
+    assert "request 1" in d.reason
 
 
 def test_bad_inputs_are_rejected_and_reported(start) -> None:
@@ -204,14 +206,15 @@ def test_bad_inputs_are_rejected_and_reported(start) -> None:
     probe.send_width(math.nan)
     probe.send_temperature(math.nan)
     probe.send_budget(-5.0)
-    d = probe.fresh_diag(lambda v: v.get("rejected width") == "2"
-                         and v.get("rejected image") == "3" and v.get("rejected battery") == "2")
-    assert "unsupported image encoding 'yuv_unknown'" in d["last rejected image"] or \
-        "zero-size" in d["last rejected image"]
-    assert d["rejected temperature"] == "1" and d["rejected budget"] == "1"
-    assert "width 7.0 is not in (0, 1]" in d["last rejected width"] or \
-        "nan" in d["last rejected width"]
-    assert d["active width"] == "1" and d["requested width"] == "1"
+    d = probe.fresh_diag(lambda v: v.rejected.get(REJECTED.width) == 2
+                         and v.rejected.get(REJECTED.image) == 3
+                         and v.rejected.get(REJECTED.battery) == 2)
+    assert "unsupported image encoding 'yuv_unknown'" in d.last_rejected[REJECTED.image] or \
+        "zero-size" in d.last_rejected[REJECTED.image]
+    assert d.rejected[REJECTED.temperature] == 1 and d.rejected[REJECTED.budget] == 1
+    assert "width 7.0 is not in (0, 1]" in d.last_rejected[REJECTED.width] or \
+        "nan" in d.last_rejected[REJECTED.width]
+    assert d.active_width == 1.0 and d.requested_width == 1.0
     mask = send_until_mask(node, probe, good)  # still serving good frames
     assert mask.header.frame_id == "good"
 
@@ -229,10 +232,11 @@ def test_each_bad_image_kind_is_named(start) -> None:
             msg.step = value
         else:
             msg = Image(height=0, width=0, encoding="rgb8", step=0)
-        wait_for(lambda: text in probe.diag_values().get("last rejected image", ""),
+        wait_for(lambda: text in probe.diag().last_rejected.get(REJECTED.image, ""),
                  action=lambda: probe.image_pub.publish(msg), timeout=10)
-        d = probe.fresh_diag(lambda v: text in v.get("last rejected image", ""))
-        assert d["_level"] in ("0", "1")
+        level, _, _ = probe.fresh_status(
+            lambda v: text in v.last_rejected.get(REJECTED.image, ""))
+        assert level in (0, 1)
 
 
 def test_compressed_input_and_garbage_bytes(start) -> None:
@@ -245,7 +249,7 @@ def test_compressed_input_and_garbage_bytes(start) -> None:
     good.header.frame_id = "compressed_cam"
     garbage = CompressedImage(format="jpeg")
     garbage.data = b"\xff\xd8 definitely not a jpeg"
-    wait_for(lambda: "could not decode" in probe.diag_values().get("last rejected image", ""),
+    wait_for(lambda: "could not decode" in probe.diag().last_rejected.get(REJECTED.image, ""),
              action=lambda: probe.compressed_pub.publish(garbage))
     mask = send_until_mask(node, probe, good, pub=probe.compressed_pub)
     assert (mask.height, mask.width, mask.header.frame_id) == (50, 70, "compressed_cam")
@@ -272,11 +276,11 @@ def test_parameters_validate_then_apply(start) -> None:
     assert node.set_parameters([Parameter("governor.battery_thresholds",
                                           value=[70.0, 0.25])])[0].successful
     probe.send_battery(0.6)
-    d = probe.fresh_diag(lambda v: v["active width"] == "0.25")
-    assert "battery 60% <= 70%" in d["reason"]
+    d = probe.fresh_diag(lambda v: v.active_width == 0.25)
+    assert "battery 60% <= 70%" in d.reason
 
 
-def _node_sub_reliability(probe, topic="/image"):
+def _node_sub_reliability(probe, topic="/" + TOPICS.image):
     infos = [i for i in probe.node.get_subscriptions_info_by_topic(topic)
              if i.node_name == "slimseg_node"]
     return infos[0].qos_profile.reliability if len(infos) == 1 else None
@@ -287,7 +291,7 @@ def test_auto_qos_follows_the_publishers(start) -> None:
     reliable = probe.image_pub  # the probe's own image publisher is reliable
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
     best_effort = probe.make_publisher(
-        Image, "image", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+        Image, TOPICS.image, QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.BEST_EFFORT)
     send_until_mask(node, probe, image_msg(frame(480, 640), "rgb8"), pub=best_effort)
     probe.node.destroy_publisher(best_effort)
@@ -315,7 +319,7 @@ def test_qos_switches_never_stop_the_node(start) -> None:
     assert node._image_sub.event_handlers == []  # nothing the executor could take late
     best_effort_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
     for _ in range(15):
-        camera = probe.make_publisher(Image, "image", best_effort_qos)
+        camera = probe.make_publisher(Image, TOPICS.image, best_effort_qos)
         wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.BEST_EFFORT)
         probe.node.destroy_publisher(camera)
         wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
@@ -326,7 +330,7 @@ def test_forced_reliable_warns_about_best_effort_cameras(start) -> None:
     node, probe = start(image_qos="reliable")
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
     camera = probe.make_publisher(
-        Image, "image", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+        Image, TOPICS.image, QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     wait_for(lambda: node._incompatible_publishers == 1)
     probe.node.destroy_publisher(camera)
     wait_for(lambda: node._incompatible_publishers == 0)

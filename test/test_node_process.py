@@ -23,6 +23,7 @@ pytest.importorskip("sensor_msgs.msg")
 psutil = pytest.importorskip("psutil")
 
 from node_harness import Probe, Spinner, image_msg, make_tiny_checkpoint, pick_domain_id, wait_for  # noqa: E402,E501
+from slimseg_ros.contract import REJECTED  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -103,34 +104,34 @@ def test_width_command_and_policies_reach_the_process(node_process) -> None:
     probe.send_width(0.25)
     wait_for(lambda: probe.widths[-1] == 0.25)
     _send_until_mask(probe, msg)
-    d = probe.fresh_diag(lambda v: v.get("last frame width") == "0.25")
-    assert d["reason"] == "request 0.25"
+    d = probe.fresh_diag(lambda v: v.last_frame is not None and v.last_frame.width == 0.25)
+    assert d.reason == "request 0.25"
 
     probe.send_width(1.0)
     wait_for(lambda: probe.widths[-1] == 1.0)
     probe.send_battery(0.2)  # 20 %: the 30 % row caps at 0.5
-    d = probe.fresh_diag(lambda v: v["active width"] == "0.5")
-    assert "battery 20% <= 30%" in d["reason"]
+    d = probe.fresh_diag(lambda v: v.active_width == 0.5)
+    assert "battery 20% <= 30%" in d.reason
     probe.send_battery(0.2, charging=True)
-    probe.fresh_diag(lambda v: v["active width"] == "1")
+    probe.fresh_diag(lambda v: v.active_width == 1.0)
     probe.send_temperature(95.0)
-    d = probe.fresh_diag(lambda v: v["active width"] == "0.25")
-    assert "thermal 95.0C >= 90C" in d["reason"]
+    d = probe.fresh_diag(lambda v: v.active_width == 0.25)
+    assert "thermal 95.0C >= 90C" in d.reason
     probe.send_temperature(30.0)
-    probe.fresh_diag(lambda v: v["active width"] == "1")
+    probe.fresh_diag(lambda v: v.active_width == 1.0)
 
 
 def test_bad_inputs_are_reported_and_the_process_keeps_serving(node_process) -> None:
     proc, probe, log = node_process
     bad = image_msg(np.zeros((20, 30, 3), np.uint8), "rgb8")
     bad.encoding = "nv12_unknown"
-    wait_for(lambda: "nv12_unknown" in probe.diag_values().get("last rejected image", ""),
+    wait_for(lambda: "nv12_unknown" in probe.diag().last_rejected.get(REJECTED.image, ""),
              action=lambda: probe.image_pub.publish(bad), timeout=15)
     probe.send_battery(math.nan)
     probe.send_width(7.0)
-    d = probe.fresh_diag(lambda v: "rejected battery" in v and "7.0" in
-                         v.get("last rejected width", ""))
-    assert d["active width"] == "1"
+    d = probe.fresh_diag(lambda v: REJECTED.battery in v.rejected and "7.0" in
+                         v.last_rejected.get(REJECTED.width, ""))
+    assert d.active_width == 1.0
     mask = _send_until_mask(probe, image_msg(np.zeros((20, 30, 3), np.uint8), "rgb8",
                                              frame_id="after_bad"))
     assert mask.header.frame_id == "after_bad"
@@ -165,7 +166,7 @@ def test_flood_keeps_memory_flat_and_masks_recent(node_process) -> None:
     time.sleep(0.5)
     with probe.lock:
         first = len(probe.masks)
-    stats_before = probe.diag_values()
+    stats_before = probe.diag()
     t0 = time.monotonic()
     sent, rss = flood(4.0)
     elapsed = time.monotonic() - t0
@@ -176,8 +177,8 @@ def test_flood_keeps_memory_flat_and_masks_recent(node_process) -> None:
     ages = [(t - rclpy.time.Time.from_msg(m.header.stamp).nanoseconds) / 1e6
             for m, t in zip(masks, arrivals) if m.header.frame_id == "flood"]
     after = probe.fresh_diag(lambda v: True)
-    dropped = int(after["frames dropped"]) - int(stats_before.get("frames dropped", 0))
-    received = int(after["frames received"]) - int(stats_before.get("frames received", 0))
+    dropped = after.frames_dropped - stats_before.frames_dropped
+    received = after.frames_received - stats_before.frames_received
     print(f"\nflood: {sent} frames 640x480 rgb8 in {elapsed:.1f} s ({sent / elapsed:.0f}/s); "
           f"the node's depth-1 subscription took {received}, its latest-frame slot dropped "
           f"{dropped} of those; {len(ages)} masks out")

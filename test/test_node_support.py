@@ -1,5 +1,5 @@
-"""The node's plain-Python parts, without a ROS graph: the latest-frame slot, recent latency,
-rejection throttling, the Fast DDS profile environment, default files, and the parameter table
+"""The node's plain-Python parts, without a ROS graph: the latest-frame slot, rejection
+throttling, the Fast DDS profile environment, default files, and the parameter table
 against config/slimseg.yaml."""
 
 from __future__ import annotations
@@ -43,19 +43,6 @@ def test_latest_slot_wakes_a_waiting_taker_and_closes() -> None:
     slot.close()
     t.join(timeout=2)
     assert not t.is_alive() and got[-1] is None and slot.closed
-
-
-def test_recent_latency_forgets_old_and_excess_samples() -> None:
-    rl = ns.RecentLatency(window_s=2.0, max_frames=3)
-    for t, ms in [(0.0, 100.0), (1.0, 10.0), (1.5, 20.0), (1.8, 30.0)]:
-        rl.record(0.5, ms, now=t)
-    assert rl.percentile(0.5, 100, now=2.0) == 30.0   # 100 ms fell out (max 3 frames)
-    assert rl.percentile(0.5, 50, now=2.0) == 20.0
-    assert rl.percentile(0.5, 0, now=3.2) == 20.0     # 10 ms (t=1.0) is older than 2 s
-    assert rl.percentile(0.5, 90, now=10.0) is None   # all stale
-    assert rl.table([0.25, 0.5], 90, now=2.0) == {0.25: None, 0.5: pytest.approx(28.0)}
-    with pytest.raises(ValueError, match="finite"):
-        rl.record(0.5, float("nan"), now=0.0)
 
 
 def test_rejections_are_counted_always_and_logged_throttled_per_kind() -> None:

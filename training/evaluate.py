@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from slimseg_ros.models import load_checkpoint, set_width, trained_widths
+from slimseg_ros.widths import find_width
 
 from .metrics import IGNORE_INDEX, boundary_counts, confusion_matrix, summarize
 from .transforms import normalize_batch
@@ -68,7 +69,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
     all_widths = trained_widths(model)
     widths = sorted(float(w) for w in (widths if widths else all_widths))
     for w in widths:
-        if not any(math.isclose(w, x, abs_tol=1e-6) for x in all_widths):
+        if find_width(all_widths, w) is None:
             raise ValueError(f"width {w} is not one of the model's widths {list(all_widths)}")
     model.eval()
     cms = {w: torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ContextManager
 
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimseg_ros.models import ModelConfig, set_width
+from slimseg_ros.widths import find_width, same_width, width_index
 
 from .losses import IGNORE_INDEX, boundary_band, kd_loss, weighted_mean
 
@@ -62,10 +62,7 @@ def trained_network(model: ModelConfig, distill: DistillConfig) -> ModelConfig:
 def teacher_width(widths: Sequence[float], width: float, mode: str) -> float | None:
     """The width whose prediction teaches ``width``; None for the widest or without KD."""
     ws = sorted(float(w) for w in widths)
-    matches = [i for i, w in enumerate(ws) if math.isclose(w, width, abs_tol=1e-6)]
-    if not matches:
-        raise ValueError(f"width {width} is not one of {ws}")
-    i = matches[0]
+    i = width_index(ws, width)
     if mode in _WITHOUT_TEACHER or i == len(ws) - 1:
         return None
     if mode == "stepwise":
@@ -80,7 +77,7 @@ def training_widths(model_widths: Sequence[float], distill: DistillConfig) -> li
     ws = sorted((float(w) for w in model_widths), reverse=True)
     if distill.mode == "independent":
         w = float(distill.width)  # type: ignore[arg-type]
-        if not any(math.isclose(w, x, abs_tol=1e-6) for x in ws):
+        if find_width(ws, w) is None:
             raise ValueError(f"distill.width {w} is not one of the model widths {sorted(ws)}")
         return [w]
     return ws
@@ -158,7 +155,7 @@ def slimseg_step(
             teacher = kept.get(t) if t is not None else None
             if t is not None and teacher is None:
                 raise RuntimeError(f"teacher width {t} of width {w} was not run before it")
-            losses = width_losses(logits, labels, teacher, cfg, math.isclose(w, widest), band,
+            losses = width_losses(logits, labels, teacher, cfg, same_width(w, widest), band,
                                   ignore_index, class_weights)
             backward(losses["total"] * loss_scale)
         if w in needed:

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Subset
 from slimseg_ros.models import CheckpointError, ModelInfo, build_model, save_checkpoint
 from slimseg_ros.models.checkpoint import atomic_torch_save, model_from_payload, safe_torch_load
 from slimseg_ros.models.config import model_config_differences
+from slimseg_ros.widths import find_width
 
 from .config import (ConfigError, TrainConfig, config_from_dict, load_config, save_config,
                      split_names)
@@ -530,8 +531,10 @@ def validate(run: Run, val_loader: DataLoader | None, iteration: int) -> None:
                            amp=run.amp)
         model.train()
         miou = {w: r["miou"] for w, r in results.items()}
-        if cfg.eval.best_width is not None and cfg.eval.best_width in miou:
-            score = miou[cfg.eval.best_width]
+        best_w = (find_width(tuple(miou), cfg.eval.best_width)
+                  if cfg.eval.best_width is not None else None)
+        if best_w is not None:
+            score = miou[best_w]
         else:
             score = float(np.nanmean(list(miou.values())))
         best = run.best
@@ -699,7 +702,7 @@ def eval_widths(cfg: TrainConfig) -> list[float]:
     model_ws = cfg.model.widths
     if cfg.eval.widths is None:
         return list(model_ws)
-    return [w for w in cfg.eval.widths if any(math.isclose(w, m, abs_tol=1e-6) for m in model_ws)]
+    return [w for w in cfg.eval.widths if find_width(model_ws, w) is not None]
 
 
 def log(message: str) -> None:

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..widths import same_width, width_index
+
 DEFAULT_WIDTHS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_DIVISOR = 8
 
@@ -36,15 +38,15 @@ def channels_at(full_channels: int, width: float, divisor: int = DEFAULT_DIVISOR
 
 def validate_widths(widths: Sequence[float]) -> tuple[float, ...]:
     """Return widths as a sorted tuple; reject empty, duplicated or out-of-range lists."""
-    ws = tuple(float(w) for w in widths)
+    ws = tuple(sorted(float(w) for w in widths))
     if not ws:
         raise ValueError("the width list is empty")
     for w in ws:
         if not (0.0 < w <= 1.0) or math.isnan(w):
             raise ValueError(f"every width must be in (0, 1], got {w}")
-    if len(set(ws)) != len(ws):
+    if any(same_width(a, b) for a, b in zip(ws, ws[1:])):
         raise ValueError(f"duplicate widths in {list(ws)}")
-    return tuple(sorted(ws))
+    return ws
 
 
 def tf_same_pad(x: torch.Tensor, kernel: int, stride: int, dilation: int = 1) -> torch.Tensor:
@@ -212,13 +214,10 @@ class SwitchableBatchNorm2d(nn.Module, SlimmableMixin):
 
 def set_width(model: nn.Module, width: float) -> nn.Module:
     """Make every slimmable module of ``model`` run at ``width`` (one of its trained widths)."""
-    widths = trained_widths(model)
-    matches = [i for i, w in enumerate(widths) if math.isclose(w, width, abs_tol=1e-6)]
-    if not matches:
-        raise ValueError(f"width {width} is not one of the trained widths {list(widths)}")
+    index = width_index(trained_widths(model), width)
     for m in model.modules():
         if isinstance(m, SlimmableMixin):
-            m.set_width_index(matches[0])
+            m.set_width_index(index)
     return model
 
 
@@ -253,9 +252,7 @@ def to_plain(model: nn.Module, width: float) -> nn.Module:
     import copy
 
     widths = trained_widths(model)
-    index = min(range(len(widths)), key=lambda i: abs(widths[i] - width))
-    if not math.isclose(widths[index], width, abs_tol=1e-6):
-        raise ValueError(f"width {width} is not one of the trained widths {list(widths)}")
+    index = width_index(widths, width)
     plain = copy.deepcopy(model)
 
     def replace(parent: nn.Module) -> None:

@@ -1,0 +1,307 @@
+"""The node's public interface, written once: its name, its topics and its diagnostics.
+
+The node, the tools that drive it (demo, dds_bench) and the tests import these names instead of
+re-typing them, and read the node's diagnostics with :func:`read_diagnostics` instead of matching
+its wording. Plain Python (no ROS): :func:`diagnostics_values` gives the key-values as strings and
+the node wraps them in ``diagnostic_msgs/KeyValue``.
+
+Topic names are relative (they follow the node's namespace and remappings) except
+``/diagnostics``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .latency import WidthLatency
+
+NODE_NAME = "slimseg_node"
+STATUS_SUFFIX = ": segmentation"  # the DiagnosticStatus name is "<node name>: segmentation"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic of the node (see the README's topic table for types and QoS)."""
+
+    image: str = "image"
+    compressed_image: str = "image/compressed"
+    mask: str = "slimseg/mask"
+    color: str = "slimseg/color"
+    overlay: str = "slimseg/overlay"
+    active_width: str = "slimseg/active_width"
+    diagnostics: str = "/diagnostics"
+    width: str = "slimseg/width"
+    battery: str = "battery_state"
+    temperature: str = "temperature"
+    budget: str = "slimseg/budget_ms"
+
+
+TOPICS = Topics()
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Keys of the diagnostics key-values; per-width and per-kind keys come from the methods."""
+
+    active_width: str = "active width"
+    reason: str = "reason"
+    requested_width: str = "requested width"
+    caps: str = "caps"
+    trained_widths: str = "trained widths"
+    frames_received: str = "frames received"
+    frames_processed: str = "frames processed"
+    frames_dropped: str = "frames dropped"
+    image_topic: str = "image topic"
+    image_qos: str = "image qos"
+    image_publishers: str = "image publishers"
+    device: str = "device"
+    last_frame_width: str = "last frame width"
+    last_frame_size: str = "last frame size"
+    last_frame_delay_ms: str = "last frame delay ms"
+    last_frame_age_ms: str = "last source frame age ms"
+    warnings: str = "warnings"
+    latency_prefix: str = "latency ms at "
+    frames_at_prefix: str = "frames at "
+    rejected_prefix: str = "rejected "
+    last_rejected_prefix: str = "last rejected "
+
+    def latency_at(self, width: float) -> str:
+        return self.latency_prefix + _width_text(width)
+
+    def frames_at(self, width: float) -> str:
+        return self.frames_at_prefix + _width_text(width)
+
+    def rejected(self, kind: str) -> str:
+        return self.rejected_prefix + kind
+
+    def last_rejected(self, kind: str) -> str:
+        return self.last_rejected_prefix + kind
+
+
+KEYS = Keys()
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Kinds of rejected input, as named in the ``rejected <kind>`` keys."""
+
+    image: str = "image"
+    width: str = "width"
+    battery: str = "battery"
+    temperature: str = "temperature"
+    budget: str = "budget"
+    inference: str = "inference"  # a frame whose inference failed (an error, not bad input)
+
+
+REJECTED = Rejected()
+NONE = "none"  # the value of caps and warnings when there are none
+
+
+@dataclass(frozen=True)
+class LastFrame:
+    """The most recently processed frame."""
+
+    width: float        # the network width it ran at
+    width_px: int
+    height_px: int
+    delay_ms: float     # taken from the subscription -> mask published
+    age_ms: float       # source stamp -> mask published (NaN when the stamp is unset)
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """What the node reports each diagnostics period. Missing or unreadable values read back
+    as the defaults (None, 0, empty), so a reader never fails on a message of another version.
+
+    ``latency`` holds, per width with recent frames, exactly the figures the governor compared
+    with the budget (``pq_ms`` at its ``budget_percentile``), shown as ``"p50 A, p90 B, frames N"``.
+    """
+
+    active_width: float | None = None
+    reason: str = ""
+    requested_width: float | None = None
+    caps: Mapping[str, float] = field(default_factory=dict)
+    trained_widths: tuple[float, ...] = ()
+    frames_received: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    image_topic: str = ""
+    image_qos: str = ""
+    image_publishers: int = 0
+    device: str = ""
+    last_frame: LastFrame | None = None
+    latency: Mapping[float, WidthLatency] = field(default_factory=dict)
+    frames_at: Mapping[float, int] = field(default_factory=dict)
+    rejected: Mapping[str, int] = field(default_factory=dict)
+    last_rejected: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+def status_name(node_name: str) -> str:
+    """The DiagnosticStatus name the node ``node_name`` publishes under."""
+    return node_name + STATUS_SUFFIX
+
+
+def is_segmentation_status(name: str) -> bool:
+    """True for a DiagnosticStatus of a segmentation node (any node name)."""
+    return name.endswith(STATUS_SUFFIX)
+
+
+# ------------------------------------------------------------------------------------ writing
+def _width_text(width: float) -> str:
+    return f"{float(width):g}"
+
+
+def _number(value: float) -> str:
+    return f"{float(value):.4g}"
+
+
+def _latency_text(r: WidthLatency) -> str:
+    tail = f"p{r.q:g} {r.pq_ms:.1f}, " if r.q != 50.0 else ""
+    return f"p50 {r.p50_ms:.1f}, {tail}frames {int(r.frames)}"
+
+
+def diagnostics_values(d: Diagnostics) -> dict[str, str]:
+    """The key-values (in display order) the node publishes for ``d``."""
+    k = KEYS
+    values = {
+        k.active_width: _width_text(d.active_width) if d.active_width is not None else "",
+        k.reason: d.reason,
+        k.requested_width: (_width_text(d.requested_width) if d.requested_width is not None
+                            else ""),
+        k.caps: ", ".join(f"{name}={_width_text(w)}" for name, w in d.caps.items()) or NONE,
+        k.trained_widths: ", ".join(_width_text(w) for w in d.trained_widths),
+        k.frames_received: str(int(d.frames_received)),
+        k.frames_processed: str(int(d.frames_processed)),
+        k.frames_dropped: str(int(d.frames_dropped)),
+        k.image_topic: d.image_topic,
+        k.image_qos: d.image_qos,
+        k.image_publishers: str(int(d.image_publishers)),
+        k.device: d.device,
+    }
+    f = d.last_frame
+    if f is not None:
+        values[k.last_frame_width] = _width_text(f.width)
+        values[k.last_frame_size] = f"{int(f.width_px)}x{int(f.height_px)}"
+        values[k.last_frame_delay_ms] = _number(f.delay_ms)
+        values[k.last_frame_age_ms] = _number(f.age_ms)
+    for w in sorted(d.latency):
+        values[k.latency_at(w)] = _latency_text(d.latency[w])
+    for w in sorted(d.frames_at):
+        values[k.frames_at(w)] = str(int(d.frames_at[w]))
+    for kind in sorted(d.rejected):
+        values[k.rejected(kind)] = str(int(d.rejected[kind]))
+        values[k.last_rejected(kind)] = d.last_rejected.get(kind, "")
+    values[k.warnings] = " | ".join(d.warnings) or NONE
+    return values
+
+
+# ------------------------------------------------------------------------------------ reading
+def _float(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text) if text is not None else 0
+    except ValueError:
+        return 0
+
+
+def _finite_width(text: str) -> float | None:
+    w = _float(text.strip())
+    return w if w is not None and math.isfinite(w) else None
+
+
+def _read_caps(text: str) -> dict[str, float]:
+    caps: dict[str, float] = {}
+    if text.strip() in ("", NONE):
+        return caps
+    for part in text.split(","):
+        name, _, value = part.strip().partition("=")
+        w = _float(value)
+        if name and w is not None:
+            caps[name] = w
+    return caps
+
+
+def _read_latency(text: str) -> WidthLatency | None:
+    figures: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.strip().partition(" ")
+        v = _float(value)
+        if name and v is not None:
+            figures[name] = v
+    p50, frames = figures.pop("p50", None), figures.pop("frames", None)
+    tails = [(q, v) for q, v in ((_float(n[1:]) if n.startswith("p") else None, v)
+                                 for n, v in figures.items()) if q is not None]
+    if p50 is None or frames is None or len(tails) > 1:
+        return None
+    q, pq = tails[0] if tails else (50.0, p50)
+    return WidthLatency(q=q, pq_ms=pq, p50_ms=p50, frames=int(frames))
+
+
+def _read_last_frame(values: Mapping[str, str]) -> LastFrame | None:
+    k = KEYS
+    width = _float(values.get(k.last_frame_width))
+    size = values.get(k.last_frame_size, "")
+    w_px, _, h_px = size.partition("x")
+    if width is None or not (w_px.isdigit() and h_px.isdigit()):
+        return None
+    delay = _float(values.get(k.last_frame_delay_ms))
+    age = _float(values.get(k.last_frame_age_ms))
+    return LastFrame(width=width, width_px=int(w_px), height_px=int(h_px),
+                     delay_ms=math.nan if delay is None else delay,
+                     age_ms=math.nan if age is None else age)
+
+
+def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
+    """The :class:`Diagnostics` in a status's key-values (``{key: value}``)."""
+    k = KEYS
+    latency: dict[float, WidthLatency] = {}
+    frames_at: dict[float, int] = {}
+    rejected: dict[str, int] = {}
+    last_rejected: dict[str, str] = {}
+    for key, value in values.items():
+        if key.startswith(k.latency_prefix):
+            w = _finite_width(key[len(k.latency_prefix):])
+            figures = _read_latency(value)
+            if w is not None and figures is not None:
+                latency[w] = figures
+        elif key.startswith(k.frames_at_prefix):
+            w = _finite_width(key[len(k.frames_at_prefix):])
+            if w is not None:
+                frames_at[w] = _int(value)
+        elif key.startswith(k.last_rejected_prefix):
+            last_rejected[key[len(k.last_rejected_prefix):]] = value
+        elif key.startswith(k.rejected_prefix):
+            rejected[key[len(k.rejected_prefix):]] = _int(value)
+    warnings = values.get(k.warnings, NONE)
+    trained = [_finite_width(t) for t in values.get(k.trained_widths, "").split(",")]
+    return Diagnostics(
+        active_width=_float(values.get(k.active_width)),
+        reason=values.get(k.reason, ""),
+        requested_width=_float(values.get(k.requested_width)),
+        caps=_read_caps(values.get(k.caps, "")),
+        trained_widths=tuple(w for w in trained if w is not None),
+        frames_received=_int(values.get(k.frames_received)),
+        frames_processed=_int(values.get(k.frames_processed)),
+        frames_dropped=_int(values.get(k.frames_dropped)),
+        image_topic=values.get(k.image_topic, ""),
+        image_qos=values.get(k.image_qos, ""),
+        image_publishers=_int(values.get(k.image_publishers)),
+        device=values.get(k.device, ""),
+        last_frame=_read_last_frame(values),
+        latency=latency,
+        frames_at=frames_at,
+        rejected=rejected,
+        last_rejected=last_rejected,
+        warnings=() if warnings.strip() in ("", NONE) else tuple(warnings.split(" | ")),
+    )

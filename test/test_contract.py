@@ -1,0 +1,110 @@
+"""The node's contract: diagnostics written and read back by the same module, topic names that
+match the README, and no tool or node re-typing them."""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import astuple, fields
+from pathlib import Path
+
+import pytest
+
+from slimseg_ros.contract import (KEYS, REJECTED, TOPICS, Diagnostics, LastFrame,
+                                  diagnostics_values, is_segmentation_status, read_diagnostics,
+                                  status_name)
+from slimseg_ros.latency import WidthLatency
+
+REPO = Path(__file__).resolve().parents[1]
+
+FULL = Diagnostics(
+    active_width=0.5, reason="battery 12% <= 15%", requested_width=1.0,
+    caps={"battery": 0.5, "budget": 0.75}, trained_widths=(0.25, 0.5, 0.75, 1.0),
+    frames_received=12, frames_processed=9, frames_dropped=3, image_topic="/cam/image",
+    image_qos="best_effort", image_publishers=2, device="cpu",
+    last_frame=LastFrame(width=0.5, width_px=640, height_px=480, delay_ms=12.5, age_ms=30.25),
+    latency={0.25: WidthLatency(q=90.0, pq_ms=4.0, p50_ms=3.5, frames=20),
+             1.0: WidthLatency(q=90.0, pq_ms=31.5, p50_ms=20.0, frames=7)},
+    frames_at={0.25: 4, 0.5: 5}, rejected={REJECTED.image: 2, REJECTED.width: 1},
+    last_rejected={REJECTED.image: "zero-size image", REJECTED.width: "width 7.0 is not in (0, 1]"},
+    warnings=("budget input stale (12.0 s old > 10 s): not constraining", "second warning"))
+
+
+def test_diagnostics_round_trip_through_the_key_values() -> None:
+    values = diagnostics_values(FULL)
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in values.items())
+    assert read_diagnostics(values) == FULL
+
+
+def test_values_read_as_users_see_them() -> None:
+    values = diagnostics_values(FULL)
+    assert values[KEYS.active_width] == "0.5" and values[KEYS.requested_width] == "1"
+    assert values[KEYS.caps] == "battery=0.5, budget=0.75"
+    assert values[KEYS.trained_widths] == "0.25, 0.5, 0.75, 1"
+    assert values[KEYS.last_frame_size] == "640x480"
+    assert values[KEYS.latency_at(1.0)] == "p50 20.0, p90 31.5, frames 7"
+    assert values[KEYS.frames_at(0.25)] == "4"
+    assert values[KEYS.rejected(REJECTED.image)] == "2"
+    assert values[KEYS.last_rejected(REJECTED.width)] == "width 7.0 is not in (0, 1]"
+    assert list(values)[:2] == [KEYS.active_width, KEYS.reason]
+    assert list(values)[-1] == KEYS.warnings
+    empty = diagnostics_values(Diagnostics(active_width=1.0, reason="request 1"))
+    assert empty[KEYS.caps] == "none" and empty[KEYS.warnings] == "none"
+    assert KEYS.last_frame_width not in empty
+
+
+def test_reading_tolerates_missing_and_unreadable_values() -> None:
+    assert read_diagnostics({}) == Diagnostics()
+    d = read_diagnostics({KEYS.active_width: "n/a", KEYS.frames_dropped: "many",
+                          KEYS.latency_at(0.5): "fast", KEYS.last_frame_size: "big",
+                          KEYS.last_frame_width: "0.5", "some other key": "x"})
+    assert d.active_width is None and d.frames_dropped == 0
+    assert d.latency == {} and d.last_frame is None
+    nan_age = diagnostics_values(Diagnostics(last_frame=LastFrame(1.0, 4, 3, 1.0, math.nan)))
+    assert math.isnan(read_diagnostics(nan_age).last_frame.age_ms)
+
+
+def test_latency_is_labelled_with_the_governors_percentile() -> None:
+    other_q = {0.5: WidthLatency(q=95.0, pq_ms=9.5, p50_ms=4.0, frames=3),
+               1.0: WidthLatency(q=50.0, pq_ms=4.0, p50_ms=4.0, frames=3)}
+    values = diagnostics_values(Diagnostics(latency=other_q))
+    assert values[KEYS.latency_at(0.5)] == "p50 4.0, p95 9.5, frames 3"
+    assert values[KEYS.latency_at(1.0)] == "p50 4.0, frames 3"
+    assert read_diagnostics(values).latency == other_q
+
+
+def test_status_name() -> None:
+    assert status_name("slimseg_node") == "slimseg_node: segmentation"
+    assert is_segmentation_status(status_name("front_camera_segmenter"))
+    assert not is_segmentation_status("slimseg_node: something else")
+
+
+def test_readme_topic_table_lists_exactly_the_contract_topics() -> None:
+    text = (REPO / "README.md").read_text()
+    table = text.split("## Topics", 1)[1].split("\n## ", 1)[0]
+    listed = {line.split("|")[1].strip().strip("`") for line in table.splitlines()
+              if line.startswith("| `")}
+    assert listed == set(astuple(TOPICS))
+
+
+def _string_constants(path: Path) -> set[str]:
+    """String literals of a module other than docstrings."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return {node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings}
+
+
+@pytest.mark.parametrize("module", ["slimseg_ros/node.py", "slimseg_ros/dds_bench.py",
+                                    "test/node_harness.py", "test/test_node.py",
+                                    "test/test_node_process.py"])
+def test_topic_names_and_keys_are_not_retyped(module: str) -> None:
+    names = {getattr(TOPICS, f.name) for f in fields(TOPICS)}
+    # one-word keys ("device", "reason") are ordinary words there too (a parameter, a field)
+    names |= {getattr(KEYS, f.name) for f in fields(KEYS) if " " in getattr(KEYS, f.name)}
+    retyped = _string_constants(REPO / module) & names
+    assert not retyped, f"{module} re-types {sorted(retyped)}; import them from contract"

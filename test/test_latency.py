@@ -1,0 +1,72 @@
+"""The latency store: a time and frame window per width, percentiles as numpy computes them,
+resets, bad samples and concurrent writers."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from slimseg_ros.latency import LatencyStore, WidthLatency, percentile
+
+
+def test_store_forgets_old_and_excess_frames() -> None:
+    store = LatencyStore(window_s=2.0, max_frames=3)
+    for t, ms in [(0.0, 100.0), (1.0, 10.0), (1.5, 20.0), (1.8, 30.0)]:
+        store.record(0.5, ms, now=t)
+    assert store.percentile(0.5, 100, now=2.0) == 30.0   # 100 ms fell out (max 3 frames)
+    assert store.percentile(0.5, 50, now=2.0) == 20.0
+    assert store.percentile(0.5, 0, now=3.2) == 20.0     # 10 ms (t=1.0) is older than 2 s
+    assert store.percentile(0.5, 90, now=10.0) is None   # all stale
+    assert store.recent([0.25, 0.5], 90, now=2.0) == {
+        0.25: None, 0.5: WidthLatency(q=90.0, pq_ms=pytest.approx(28.0), p50_ms=20.0, frames=3)}
+
+
+@pytest.mark.parametrize("q", [0.0, 10.0, 50.0, 90.0, 99.0, 100.0])
+def test_percentile_is_numpys_linear_interpolation(q: float) -> None:
+    values = sorted(np.random.default_rng(1).uniform(1.0, 50.0, 17).tolist())
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_reset_drops_one_width_or_all() -> None:
+    store = LatencyStore(window_s=60.0, max_frames=10)
+    for w in (0.25, 0.5):
+        store.record(w, 5.0, now=0.0)
+    store.reset(0.5000000001)  # the same width, written with float noise
+    assert store.percentile(0.5, 90, now=0.0) is None
+    assert store.percentile(0.25, 90, now=0.0) == 5.0
+    store.reset()
+    assert store.recent([0.25, 0.5], 90, now=0.0) == {0.25: None, 0.5: None}
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_bad_samples_are_rejected(bad: float) -> None:
+    store = LatencyStore()
+    with pytest.raises(ValueError, match="finite number >= 0 ms"):
+        store.record(0.5, bad, now=0.0)
+    with pytest.raises(ValueError, match="finite"):
+        store.record(math.nan, 1.0, now=0.0)
+    assert store.percentile(0.5, 50, now=0.0) is None
+    with pytest.raises(ValueError, match="window_s"):
+        LatencyStore(window_s=0.0)
+    with pytest.raises(ValueError, match="max_frames"):
+        LatencyStore(max_frames=0)
+
+
+def test_concurrent_writers_and_readers() -> None:
+    store = LatencyStore(window_s=60.0, max_frames=1000)
+
+    def worker(w: float) -> None:
+        for i in range(300):
+            store.record(w, float(i % 7), now=0.0)
+            store.recent([0.25, 1.0], 90, now=0.0)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in (0.25, 0.25, 1.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    recent = store.recent([0.25, 1.0], 90, now=0.0)
+    assert recent[0.25].frames == 600 and recent[1.0].frames == 300
