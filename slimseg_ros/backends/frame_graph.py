@@ -1,0 +1,160 @@
+"""The whole frame path of one width as one exportable graph, and its on-disk cache.
+
+The graph maps a uint8 ``1 x H x W x 3`` RGB frame to ``1 x H x W`` uint8 class ids, computing
+exactly what the torch engine computes, in the same order: bilinear resize (align_corners=False)
+to the network input size when one is set, ``(pixel - mean) / std`` on the 0-255 scale, the
+BatchNorm-folded network of that width (its logits come out at the network input size), argmax,
+and a nearest resize of the class ids to the frame size with "nearest-exact" geometry (pixel
+centres). Height and width stay dynamic, so one graph serves every frame size.
+
+torch's ONNX exporter has no "nearest-exact" resize, so the final resize is written as two
+gathers with the source index ``floor((i + 0.5) * in / out)`` computed in float32, the formula
+ATen's kernel uses; the results are identical.
+
+:class:`GraphCache` keeps exported graphs on disk keyed by everything that changes them (the
+checkpoint's content hash, width, input size, the graph format version and the exporter's
+torch version); an entry whose recorded key or content hash does not match is rebuilt, never
+trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GRAPH_VERSION = 1  # bump when FramePath changes what it computes
+OPSET = 17
+
+
+def nearest_exact_indices(out_size: torch.Tensor, in_size: torch.Tensor) -> torch.Tensor:
+    """Source index of each output pixel for a "nearest-exact" resize along one axis."""
+    scale = in_size.to(torch.float32) / out_size.to(torch.float32)
+    idx = torch.floor((torch.arange(out_size, dtype=torch.float32) + 0.5) * scale)
+    return torch.minimum(idx.to(torch.int64), in_size.to(torch.int64) - 1)
+
+
+class FramePath(nn.Module):
+    """uint8 ``1 x H x W x 3`` frame -> uint8 ``1 x H x W`` class ids through ``net``."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 input_size: tuple[int, int] | None, logits: bool = False) -> None:
+        super().__init__()
+        self.net = net
+        self.logits = logits  # output the network's float32 logits instead (for checks)
+        self.input_size = tuple(input_size) if input_size else None
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("inv_std",
+                             1.0 / torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        x = frame.permute(0, 3, 1, 2).to(torch.float32)
+        if self.input_size is not None:  # always in the graph: the frame size is dynamic
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
+        logits = self.net((x - self.mean) * self.inv_std)
+        if self.logits:
+            return logits
+        ids = logits.argmax(dim=1)  # 1 x h x w int64
+        # sizes as tensors, so that tracing records them as graph values, not constants
+        frame_shape, ids_shape = torch._shape_as_tensor(frame), torch._shape_as_tensor(ids)
+        rows = nearest_exact_indices(frame_shape[1], ids_shape[1])
+        cols = nearest_exact_indices(frame_shape[2], ids_shape[2])
+        ids = ids.index_select(1, rows).index_select(2, cols)
+        return ids.to(torch.uint8)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def export_frame_graph(net: nn.Module, mean: Sequence[float], std: Sequence[float],
+                       input_size: tuple[int, int] | None,
+                       example_size: tuple[int, int] = (64, 96), logits: bool = False) -> bytes:
+    """ONNX bytes of :class:`FramePath` around ``net`` (float32, eval mode, on the CPU)."""
+    path = FramePath(net, mean, std, input_size, logits=logits).eval()
+    example = torch.zeros(1, *example_size, 3, dtype=torch.uint8)
+    buf = io.BytesIO()
+    axes = {1: "height", 2: "width"}
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(path, (example,), buf, dynamo=False, opset_version=OPSET,
+                          input_names=["frame"], output_names=["logits" if logits else "mask"],
+                          dynamic_axes={"frame": axes,
+                                        "logits" if logits else "mask": (
+                                            {2: "out_height", 3: "out_width"} if logits
+                                            else axes)},
+                          do_constant_folding=True)
+    return buf.getvalue()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$SLIMSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/slimseg_ros``, else ``~/.cache/slimseg_ros``."""
+    env = os.environ.get("SLIMSEG_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "slimseg_ros"
+
+
+class GraphCache:
+    """Exported frame graphs on disk, one ``.onnx`` + ``.json`` pair per key."""
+
+    def __init__(self, folder: str | os.PathLike | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else default_cache_dir()
+
+    @staticmethod
+    def key(checkpoint_sha256: str, width: float, input_size: tuple[int, int] | None) -> dict:
+        return {"checkpoint_sha256": checkpoint_sha256, "width": float(width),
+                "input_size": list(input_size) if input_size else None,
+                "graph_version": GRAPH_VERSION, "opset": OPSET, "torch": torch.__version__}
+
+    def _paths(self, key: dict) -> tuple[Path, Path]:
+        name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+        return self.folder / f"{name}.onnx", self.folder / f"{name}.json"
+
+    def get(self, key: dict) -> bytes | None:
+        """The cached graph for ``key``, or None when absent, stale, foreign or corrupt."""
+        graph_path, meta_path = self._paths(key)
+        try:
+            meta = json.loads(meta_path.read_text())
+            data = graph_path.read_bytes()
+        except (OSError, ValueError):
+            return None
+        if meta.get("key") != key or meta.get("sha256") != hashlib.sha256(data).hexdigest():
+            return None
+        return data
+
+    def put(self, key: dict, data: bytes) -> None:
+        """Store ``data`` atomically (temporary file + rename); a read-only cache is skipped."""
+        graph_path, meta_path = self._paths(key)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for path, payload in ((graph_path, data), (meta_path, json.dumps(
+                    {"key": key, "sha256": hashlib.sha256(data).hexdigest()}).encode())):
+                tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+                tmp.write_bytes(payload)
+                os.replace(tmp, path)
+        except OSError:
+            pass  # no writable cache: the graph is exported again next start

@@ -1,0 +1,52 @@
+"""ONNX Runtime: one session per width; CPU, or CUDA / TensorRT with onnxruntime-gpu."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import BackendError
+
+
+def version() -> str:
+    import onnxruntime as ort
+    return ort.__version__
+
+
+def providers_for(device_type: str) -> list[str]:
+    """Execution providers in order of preference for ``device_type``.
+
+    On CUDA this needs the ``onnxruntime-gpu`` build (TensorRT first where it is installed);
+    untested on the project's machines, which have no GPU build of ONNX Runtime.
+    """
+    import onnxruntime as ort
+    have = ort.get_available_providers()
+    if device_type == "cpu":
+        return ["CPUExecutionProvider"]
+    wanted = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in have]
+    if not wanted:
+        raise BackendError(f"backend 'onnxruntime' on {device_type} needs onnxruntime-gpu (the "
+                           f"installed build offers {have}); use backend:=torch on CUDA")
+    return wanted + ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeFrameGraph:
+    """A frame-graph session: ``run(frame)`` maps H x W x 3 uint8 to H x W uint8 class ids."""
+
+    def __init__(self, onnx_bytes: bytes, precision: str = "fp32", threads: int = 0,
+                 device_type: str = "cpu") -> None:
+        import onnxruntime as ort
+        if precision != "fp32":
+            raise BackendError(f"precision {precision!r} is not available with ONNX Runtime "
+                               f"here; use fp32 (or backend:=openvino for bf16)")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(onnx_bytes, opts,
+                                             providers=providers_for(device_type))
+        self.precision = precision
+
+    def run(self, frame: np.ndarray) -> np.ndarray:
+        """H x W x 3 uint8 frame -> the graph's output without the batch axis."""
+        return self._session.run(None, {"frame": frame[None]})[0][0]

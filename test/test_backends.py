@@ -1,0 +1,174 @@
+"""OpenVINO and ONNX Runtime compute what the torch engine computes, on odd frame sizes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine_fixtures import randomise_bn, tiny_config, tiny_info
+from slimseg_ros.models import build_model, save_checkpoint, set_width
+from slimseg_ros.backends import BackendError, resolve_backend
+from slimseg_ros.backends.frame_graph import (FramePath, GraphCache, export_frame_graph,
+                                              nearest_exact_indices)
+from slimseg_ros.engine import SegmentationEngine
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeFrameGraph  # noqa: E402
+from slimseg_ros.backends.openvino_backend import OpenVINOFrameGraph  # noqa: E402
+
+SIZES = [(61, 83), (48, 64), (37, 29)]  # odd, even, smaller than the network input
+# float32 logits of two graph compilers differ in rounding and in operation order
+LOGIT_TOLERANCE = dict(atol=2e-3, rtol=1e-3)
+RUNNERS = {"openvino": OpenVINOFrameGraph, "onnxruntime": OnnxRuntimeFrameGraph}
+
+
+COLOURS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30], [90, 90, 90]])
+
+
+def frame(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy frame of coloured 12-pixel blocks and its class ids (one colour per class)."""
+    rng = np.random.default_rng(seed)
+    ids = np.kron(rng.integers(0, len(COLOURS), (-(-h // 12), -(-w // 12))),
+                  np.ones((12, 12), dtype=np.int64))[:h, :w]
+    return np.clip(COLOURS[ids] + rng.normal(0, 15, (h, w, 3)), 0, 255).astype(np.uint8), ids
+
+
+def fit_classifier(model: torch.nn.Module, steps: int = 300) -> None:
+    """Fit the shared classifier on frozen features at every width, so masks follow the frame
+    (a random network's masks are nearly constant, which would make any two backends agree)."""
+    classifier = model.head.classifier
+    feats, targets = {}, {}
+    hook = classifier.register_forward_hook(
+        lambda _m, inp, _out: feats.__setitem__("x", inp[0].detach()))
+    data = [frame(48, 64, seed) for seed in range(4)]
+    with torch.no_grad():
+        for w in model.widths if hasattr(model, "widths") else (0.25, 0.5, 0.75, 1.0):
+            set_width(model, w)
+            xs, ys = [], []
+            for image, ids in data:
+                x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() - 127.0) / 128.0
+                model(x)
+                f = feats["x"]
+                xs.append(f)
+                ys.append(torch.nn.functional.interpolate(
+                    torch.from_numpy(ids)[None, None].float(), size=f.shape[-2:],
+                    mode="nearest")[0, 0].long())
+            targets[w] = (torch.cat(xs), torch.stack(ys))
+    hook.remove()
+    opt = torch.optim.Adam([classifier.weight, classifier.bias], lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        for w, (x, y) in targets.items():
+            weight = classifier.weight[:, :x.shape[1]]
+            logits = torch.nn.functional.conv2d(x, weight, classifier.bias)
+            torch.nn.functional.cross_entropy(logits, y).backward()
+        opt.step()
+    set_width(model, 1.0)
+
+
+@pytest.fixture(scope="module", params=[None, (40, 56)], ids=["native-size", "input-size"])
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> SegmentationEngine:
+    torch.manual_seed(0)
+    model = build_model(tiny_config("mobilenetv2")).eval()
+    randomise_bn(model)
+    fit_classifier(model)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model, tiny_info())
+    return SegmentationEngine.from_checkpoint(path, device="cpu", input_size=request.param)
+
+
+def test_nearest_exact_indices_equal_atens_resize() -> None:
+    for n_in, n_out in [(5, 13), (13, 5), (360, 361), (90, 360), (7, 7)]:
+        src = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in, 1)
+        ref = torch.nn.functional.interpolate(src, size=(n_out, 1), mode="nearest-exact")
+        got = nearest_exact_indices(torch.tensor(n_out), torch.tensor(n_in))
+        assert got.tolist() == ref.flatten().long().tolist()
+
+
+def test_the_torch_frame_graph_is_the_engine_exactly(engine: SegmentationEngine) -> None:
+    for width in engine.widths:
+        graph = FramePath(engine.network(width), engine.info.mean, engine.info.std,
+                          engine.input_size).eval()
+        for h, w in SIZES:
+            f, _ = frame(h, w)
+            with torch.no_grad():
+                got = graph(torch.from_numpy(f)[None])[0].numpy()
+            np.testing.assert_array_equal(got, engine.infer(f, width=width))
+
+
+@pytest.mark.parametrize("backend", sorted(RUNNERS))
+def test_backend_logits_and_masks_match_torch(engine: SegmentationEngine, backend: str) -> None:
+    masks = {}
+    for width in (engine.widths[0], engine.widths[-1]):
+        net = engine.network(width)
+        logit_graph = RUNNERS[backend](export_frame_graph(
+            net, engine.info.mean, engine.info.std, engine.input_size, logits=True), threads=1)
+        mask_graph = RUNNERS[backend](export_frame_graph(
+            net, engine.info.mean, engine.info.std, engine.input_size), threads=1)
+        for h, w in SIZES:
+            f, _ = frame(h, w, seed=h)
+            ref_logits = engine.logits(f, width=width)[0]
+            torch.testing.assert_close(torch.from_numpy(logit_graph.run(f)), ref_logits,
+                                       **LOGIT_TOLERANCE)
+            ref = engine.infer(f, width=width)
+            got = mask_graph.run(f)
+            assert got.shape == (h, w) and got.dtype == np.uint8
+            # argmax may flip only where two logits are within the tolerance of each other
+            top2 = torch.topk(engine.logits(f, width=width)[0], 2, dim=0).values
+            near_tie = (top2[0] - top2[1]) < 2 * LOGIT_TOLERANCE["atol"]
+            if engine.input_size is None:
+                differ = torch.from_numpy(got != ref)
+                assert not (differ & ~near_tie).any()
+            else:
+                assert (got == ref).mean() > 0.99
+            masks[(width, h, w)] = ref
+    # the agreement must not come from constant masks: several classes, widths that differ
+    for (width, h, w), m in masks.items():
+        assert len(np.unique(m)) >= 2
+    assert any(not np.array_equal(masks[(engine.widths[0], h, w)], masks[(engine.widths[-1], h, w)])
+               for h, w in SIZES)
+
+
+def test_a_missing_runtime_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an uninstalled package looks like
+    with pytest.raises(BackendError, match="'openvino' package is not installed"):
+        resolve_backend("openvino", "cpu")
+    assert resolve_backend("auto", "cpu") == "onnxruntime"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert resolve_backend("auto", "cpu") == "torch"
+    assert resolve_backend("auto", "cuda") == "torch"
+    with pytest.raises(BackendError, match="unknown backend 'tensorrt'"):
+        resolve_backend("tensorrt", "cpu")
+
+
+def test_bf16_on_a_cpu_without_it_fails_with_one_sentence() -> None:
+    from slimseg_ros.backends.openvino_backend import cpu_supports_bf16
+    if cpu_supports_bf16():
+        pytest.skip("this CPU runs bf16")
+    with pytest.raises(BackendError, match="needs a CPU with native bf16"):
+        OpenVINOFrameGraph(b"", precision="bf16")
+
+
+def test_cache_returns_what_was_stored_and_rebuilds_stale_or_corrupt_entries(
+        tmp_path: Path) -> None:
+    cache = GraphCache(tmp_path)
+    key = cache.key("ab" * 32, 0.5, (40, 56))
+    assert cache.get(key) is None
+    cache.put(key, b"graph-bytes")
+    assert cache.get(key) == b"graph-bytes"
+    assert cache.get(cache.key("cd" * 32, 0.5, (40, 56))) is None  # another checkpoint
+    assert cache.get(cache.key("ab" * 32, 0.25, (40, 56))) is None  # another width
+    graph_file = next(tmp_path.glob("*.onnx"))
+    graph_file.write_bytes(b"graph-bytez")  # corrupt (same length)
+    assert cache.get(key) is None
+    meta = next(tmp_path.glob("*.json"))
+    cache.put(key, b"graph-bytes")
+    meta.write_text(meta.read_text().replace('"width": 0.5', '"width": 0.75'))  # foreign entry
+    assert cache.get(key) is None
