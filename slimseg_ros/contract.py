@@ -57,6 +57,8 @@ class Keys:
     image_qos: str = "image qos"
     image_publishers: str = "image publishers"
     device: str = "device"
+    backend: str = "backend"
+    precision: str = "precision"
     last_frame_width: str = "last frame width"
     last_frame_size: str = "last frame size"
     last_frame_delay_ms: str = "last frame delay ms"
@@ -131,6 +133,8 @@ class Diagnostics:
     image_qos: str = ""
     image_publishers: int = 0
     device: str = ""
+    backend: str = ""
+    precision: str = ""
     last_frame: LastFrame | None = None
     latency: Mapping[float, WidthLatency] = field(default_factory=dict)
     frames_at: Mapping[float, int] = field(default_factory=dict)
@@ -180,6 +184,8 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
         k.image_qos: d.image_qos,
         k.image_publishers: str(int(d.image_publishers)),
         k.device: d.device,
+        k.backend: d.backend,
+        k.precision: d.precision,
     }
     f = d.last_frame
     if f is not None:
@@ -298,6 +304,8 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
         image_qos=values.get(k.image_qos, ""),
         image_publishers=_int(values.get(k.image_publishers)),
         device=values.get(k.device, ""),
+        backend=values.get(k.backend, ""),
+        precision=values.get(k.precision, ""),
         last_frame=_read_last_frame(values),
         latency=latency,
         frames_at=frames_at,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -30,6 +31,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.overrides import TorchFunctionMode
 
+from .backends import BackendError, check_backend_precision, frame_graph_runner, resolve_backend
+from .backends.frame_graph import GraphCache, export_frame_graph, file_sha256
 from .models.checkpoint import ModelInfo, load_checkpoint
 from .models.slimmable import (SlimmableConv2d, SlimmableMixin, set_width as set_model_width,
                                to_plain, trained_widths)
@@ -331,10 +334,25 @@ class SegmentationEngine:
     def __init__(self, model: nn.Module, info: ModelInfo, device: str | torch.device = "cpu",
                  specialise: bool = True, precision: str = "fp32",
                  input_size: tuple[int, int] | None = None,
-                 channels_last: bool | None = None, fold_bn: bool = True) -> None:
+                 channels_last: bool | None = None, fold_bn: bool = True,
+                 backend: str = "auto", checkpoint_path: str | os.PathLike | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> None:
+        started = time.perf_counter()
         self.device = resolve_device(device)
-        self.dtype = resolve_precision(precision, self.device)
-        self.precision = _PRECISION_NAMES[self.dtype]
+        # auto with one slimmable network (specialise=False) stays in torch: the runtimes run
+        # the prepared per-width networks
+        self.backend = resolve_backend(backend if specialise else
+                                       ("torch" if str(backend).lower() == "auto" else backend),
+                                       self.device.type, precision)
+        if self.backend != "torch":
+            if not specialise:
+                raise BackendError(f"backend {self.backend!r} runs the prepared per-width "
+                                   f"networks; specialise=False needs backend 'torch'")
+            self.precision = check_backend_precision(self.backend, precision)
+            self.dtype = torch.float32  # the exported graphs are made from fp32 networks
+        else:
+            self.dtype = resolve_precision(precision, self.device)
+            self.precision = _PRECISION_NAMES[self.dtype]
         self.info = info
         self.widths: tuple[float, ...] = trained_widths(model)
         self.config = getattr(model, "config", None)
@@ -367,6 +385,11 @@ class SegmentationEngine:
             self._nets = tuple(_SlimmableAtWidth(self, w) for w in self.widths)
             set_model_width(self.model, self.widths[-1])
             self._model_width = self.widths[-1]
+        self._graphs: tuple[Any, ...] = ()
+        self.prepared_from = "torch networks"
+        if self.backend != "torch":
+            self._graphs, self.prepared_from = self._prepare_graphs(checkpoint_path, cache_dir)
+        self.prepare_seconds = time.perf_counter() - started
 
     # -- construction ------------------------------------------------------------------------
 
@@ -381,8 +404,32 @@ class SegmentationEngine:
         missing or corrupt.
         """
         model, info = load_checkpoint(path, map_location="cpu")
+        kwargs.setdefault("checkpoint_path", path)
         return cls(model, info, device=device, specialise=specialise, precision=precision,
                    input_size=input_size, **kwargs)
+
+    def _prepare_graphs(self, checkpoint_path: str | os.PathLike | None,
+                        cache_dir: str | os.PathLike | None) -> tuple[tuple[Any, ...], str]:
+        """One compiled frame graph per width for the runtime backend; exported graphs are
+        cached on disk by the checkpoint's content hash (without a file: exported each time)."""
+        cache = GraphCache(cache_dir) if checkpoint_path is not None else None
+        digest = file_sha256(checkpoint_path) if checkpoint_path is not None else None
+        threads = torch.get_num_threads()
+        graphs, hits = [], 0
+        for width, net in zip(self.widths, self._nets):
+            key = GraphCache.key(digest, width, self.input_size) if digest else None
+            data = cache.get(key) if cache is not None and key is not None else None
+            if data is None:
+                data = export_frame_graph(net, self.info.mean, self.info.std, self.input_size)
+                if cache is not None and key is not None:
+                    cache.put(key, data)
+            else:
+                hits += 1
+            graphs.append(frame_graph_runner(self.backend, data, self.precision, threads,
+                                             self.device.type))
+        source = (f"{hits} of {len(graphs)} graphs from the cache {cache.folder}"
+                  if cache is not None else "exported in memory")
+        return tuple(graphs), source
 
     def _specialise(self, model: nn.Module, width: float, fold_bn: bool) -> nn.Module:
         net, folded = specialise_network(model, width, fold_bn=fold_bn)
@@ -441,8 +488,13 @@ class SegmentationEngine:
         return net(self._preprocess(batch))
 
     def infer(self, image_rgb: np.ndarray, width: float) -> np.ndarray:
-        """H x W x 3 uint8 RGB -> H x W uint8 class ids at trained ``width``."""
+        """H x W x 3 uint8 RGB -> H x W uint8 class ids at trained ``width``.
+
+        With a runtime backend the whole frame path runs inside that width's compiled graph.
+        """
         frame = check_frame(image_rgb)
+        if self._graphs:
+            return self._graphs[self._index(width)].run(frame)
         net = self.network(width)
         with torch.inference_mode():
             batch = frames_to_batch(frame, self.device)
@@ -483,6 +535,10 @@ class SegmentationEngine:
         h, w = size if size is not None else (self.input_size or (256, 256))
         frame = np.zeros((int(h), int(w), 3), np.uint8)
         for width in widths if widths is not None else self.widths:
+            if self._graphs:
+                for _ in range(iters):
+                    self.infer(frame, width)
+                continue
             net = self.network(width)
             for _ in range(iters):
                 with torch.inference_mode():
@@ -501,6 +557,6 @@ class SegmentationEngine:
 
     def __repr__(self) -> str:
         mode = "specialised" if self.specialised else "slimmable"
-        return (f"SegmentationEngine(widths={list(self.widths)}, "
+        return (f"SegmentationEngine(widths={list(self.widths)}, backend={self.backend}, "
                 f"device={self.device}, precision={self.precision}, {mode}, "
                 f"input_size={self.input_size}, channels_last={self.channels_last})")

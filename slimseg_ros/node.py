@@ -219,12 +219,16 @@ class SlimSegNode(Node):
         try:
             engine = SegmentationEngine(model, info, device=values["device"],
                                         specialise=values["specialise"],
-                                        precision=values["precision"], input_size=input_size)
-        except ValueError as exc:
+                                        precision=values["precision"], input_size=input_size,
+                                        backend=values["backend"], checkpoint_path=path)
+        except ValueError as exc:  # BackendError too: a precision or runtime this host lacks
             raise StartupError(f"cannot run checkpoint {path}: {exc}") from None
         if engine.input_size is not None:
             engine.warmup(size=engine.input_size)  # first-call costs stay out of the budget
-        self.get_logger().info(f"loaded checkpoint {path}")
+        self.get_logger().info(
+            f"loaded checkpoint {path}: backend {engine.backend}, precision {engine.precision}, "
+            f"device {engine.device}, widths {list(engine.widths)} prepared in "
+            f"{engine.prepare_seconds:.1f} s ({engine.prepared_from})")
         return engine
 
     # ----------------------------------------------------------------------------- QoS
@@ -460,6 +464,7 @@ class SlimSegNode(Node):
             image_topic=self._image_sub.topic_name,
             image_qos=_reliability_name(self._image_reliability),
             image_publishers=self._image_publishers, device=str(self._engine.device),
+            backend=self._engine.backend, precision=self._engine.precision,
             last_frame=frame, latency=decision.latency,
             frames_at=per_width, rejected=counts, last_rejected=last,
             warnings=decision.warnings)

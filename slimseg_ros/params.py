@@ -65,8 +65,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "str", "auto",
               "Inference device: auto (cuda when available), cpu, cuda or cuda:N.",
               read_only=True),
-    ParamSpec("precision", "str", "fp32", "Weights/activations precision (fp16 needs CUDA).",
-              choices=("fp32", "fp16", "bf16"), read_only=True),
+    ParamSpec("backend", "str", "auto",
+              "Inference runtime: auto (CPU: OpenVINO, else ONNX Runtime, else torch; CUDA: "
+              "torch), torch, openvino or onnxruntime.",
+              choices=("auto", "torch", "openvino", "onnxruntime"), read_only=True),
+    ParamSpec("precision", "str", "fp32",
+              "Weights/activations precision: fp32; fp16 needs CUDA (torch); bf16 needs a CPU "
+              "with native bf16 (OpenVINO) or torch.", choices=("fp32", "fp16", "bf16"),
+              read_only=True),
     ParamSpec("specialise", "bool", True,
               "Keep one plain, BatchNorm-folded copy of the network per width (faster; about "
               "1.9x the weights' memory). False: one slimmable network.", read_only=True),

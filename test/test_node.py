@@ -24,8 +24,9 @@ from slimseg_ros.node import SlimSegNode, StartupError  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
+# torch keeps start-up short; the runtime backends have their own test below
 FAST = {"qos_check_period_s": 0.1, "diagnostics_period_s": 0.2, "governor.min_dwell_s": 0.2,
-        "governor.probe_interval_s": 0.2, "latency_window_frames": 5}
+        "governor.probe_interval_s": 0.2, "latency_window_frames": 5, "backend": "torch"}
 
 
 @pytest.fixture(scope="module")
@@ -335,6 +336,31 @@ def test_forced_reliable_warns_about_best_effort_cameras(start) -> None:
     probe.node.destroy_publisher(camera)
     wait_for(lambda: node._incompatible_publishers == 0)
     assert _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE  # forced: no switch
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_runtime_backend_serves_masks_and_says_so(start, backend, tmp_path, monkeypatch) -> None:
+    pytest.importorskip(backend)
+    monkeypatch.setenv("SLIMSEG_CACHE_DIR", str(tmp_path / "cache"))
+    node, probe = start(backend=backend)
+    rgb = frame(91, 133)
+    mask = send_until_mask(node, probe, image_msg(rgb, "rgb8", frame_id="cam"))
+    assert (mask.height, mask.width, mask.header.frame_id) == (91, 133, "cam")
+    got = np.frombuffer(bytes(mask.data), np.uint8).reshape(91, 133)
+    with probe.lock:
+        width = probe.widths[-1]
+    np.testing.assert_array_equal(got, node._engine.infer(rgb, width))
+    diag = probe.fresh_diag(lambda d: d.backend != "")
+    assert (diag.backend, diag.precision) == (backend, "fp32")
+
+
+def test_a_precision_the_backend_cannot_run_fails_start_up(context, checkpoint) -> None:
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(StartupError, match="precision 'bf16' is not available with backend "
+                                           "'onnxruntime'"):
+        SlimSegNode(context=context, parameter_overrides=[
+            Parameter("checkpoint", value=str(checkpoint)),
+            Parameter("backend", value="onnxruntime"), Parameter("precision", value="bf16")])
 
 
 def test_missing_or_corrupt_checkpoint_fails_with_the_file_named(context, tmp_path) -> None:

@@ -8,6 +8,7 @@ importable, else ONNX Runtime, else torch; on CUDA, torch.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 BACKENDS = ("torch", "openvino", "onnxruntime")
 CHOICES = ("auto",) + BACKENDS
@@ -29,18 +30,74 @@ def available(backend: str) -> bool:
     return True
 
 
-def resolve_backend(name: str, device_type: str) -> str:
-    """The backend ``name`` (or ``auto``) resolves to on a ``device_type`` ("cpu" / "cuda")."""
+def resolve_backend(name: str, device_type: str, precision: str | None = None) -> str:
+    """The backend ``name`` (or ``auto``) resolves to on a ``device_type`` ("cpu" / "cuda").
+
+    ``auto`` takes the first importable runtime that can run ``precision`` here (OpenVINO,
+    ONNX Runtime, torch on a CPU; torch on CUDA).
+    """
     key = str(name).strip().lower()
     if key not in CHOICES:
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(CHOICES)}")
     if key == "auto":
         if device_type != "cpu":
             return "torch"
-        return next(b for b in ("openvino", "onnxruntime", "torch") if available(b))
+        for candidate in ("openvino", "onnxruntime"):
+            if not available(candidate):
+                continue
+            try:
+                if precision is not None:
+                    check_backend_precision(candidate, precision)
+            except BackendError:
+                continue
+            return candidate
+        return "torch"
     if not available(key):
         raise BackendError(f"backend {key!r} was asked for but the {_MODULES[key]!r} package is "
                            f"not installed (pip install {_MODULES[key]}); or use backend:=auto")
     if key == "openvino" and device_type != "cpu":
         raise BackendError(f"backend 'openvino' runs on the CPU here; the device is {device_type}")
     return key
+
+
+PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "openvino": ("fp32", "bf16"),
+              "onnxruntime": ("fp32",)}
+
+
+def check_backend_precision(backend: str, precision: str) -> str:
+    """``precision`` normalised ("fp32", "bf16", ...) if ``backend`` can run it here."""
+    key = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}.get(
+        str(precision).strip().lower(), str(precision).strip().lower())
+    if key not in PRECISIONS[backend]:
+        raise BackendError(f"precision {precision!r} is not available with backend {backend!r}; "
+                           f"choose {' or '.join(PRECISIONS[backend])}")
+    if backend == "openvino" and key == "bf16":
+        from .openvino_backend import cpu_supports_bf16
+        if not cpu_supports_bf16():
+            raise BackendError("precision 'bf16' with OpenVINO needs a CPU with native bf16 "
+                               "(AVX512-BF16 or AMX), which this CPU lacks; use fp32")
+    return key
+
+
+def frame_graph_runner(backend: str, onnx_bytes: bytes, precision: str, threads: int,
+                       device_type: str = "cpu") -> Any:
+    """A compiled frame graph of ``backend`` with a ``run(frame) -> mask`` method."""
+    if backend == "openvino":
+        from .openvino_backend import OpenVINOFrameGraph
+        return OpenVINOFrameGraph(onnx_bytes, precision, threads)
+    if backend == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeFrameGraph
+        return OnnxRuntimeFrameGraph(onnx_bytes, precision, threads, device_type)
+    raise BackendError(f"backend {backend!r} has no frame graph")
+
+
+def backend_version(backend: str) -> str:
+    """The runtime's version string (torch's for ``torch``)."""
+    if backend == "openvino":
+        from .openvino_backend import version
+        return version()
+    if backend == "onnxruntime":
+        from .onnxruntime_backend import version
+        return version()
+    import torch
+    return torch.__version__
