@@ -116,3 +116,30 @@ def test_per_image_counts_sum_to_the_dataset_figures_and_reach_the_npz(tmp_path:
     with pytest.raises(SystemExit):
         eval_main(["--checkpoint", str(tmp_path / "m.pt"), "--dataset", "camvid", "--root",
                    str(tmp_path / "cv"), "--per-image"])
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_eval_through_a_runtime_backend_scores_like_torch(tmp_path: Path, backend: str) -> None:
+    pytest.importorskip(backend)
+    import json
+    write_camvid_tree(tmp_path / "cv", {"test": 2}, size=(40, 56))
+    model = tiny_model()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.classifier.weight, std=1.0)
+    save_checkpoint(tmp_path / "m.pt", model, ModelInfo(
+        list(build_dataset("camvid", tmp_path / "cv", "test").spec.class_names), [[0, 0, 0]] * 11,
+        mean=MEAN, std=STD))
+    scores = {}
+    for name in ("torch", backend):
+        out = tmp_path / name
+        assert eval_main(["--checkpoint", str(tmp_path / "m.pt"), "--dataset", "camvid",
+                          "--root", str(tmp_path / "cv"), "--workers", "0", "--backend", name,
+                          "--output", str(out)]) == 0
+        payload = json.loads((out / "metrics.json").read_text())
+        assert payload["backend"] == name
+        scores[name] = {w: r["miou"] for w, r in payload["results"].items()}
+    for w, v in scores["torch"].items():
+        assert scores[backend][w] == pytest.approx(v, abs=1e-3)
+    assert eval_main(["--checkpoint", str(tmp_path / "m.pt"), "--dataset", "camvid", "--root",
+                      str(tmp_path / "cv"), "--backend", "onnxruntime", "--precision",
+                      "bf16"]) == 2

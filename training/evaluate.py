@@ -10,12 +10,14 @@ A ``folder`` dataset (your own images and id masks) needs ``--classes classes.ya
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -56,14 +58,18 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
              device: torch.device | str = "cpu", boundary_tolerance: int | None = 3,
              sliding_window: Sequence[int] | None = None, channels_last: bool = False,
              amp: bool = False, progress: bool = False,
-             per_image: dict[float, dict[str, list]] | None = None) -> dict[float, dict]:
+             per_image: dict[float, dict[str, list]] | None = None,
+             predict: Callable[[torch.Tensor, float], torch.Tensor] | None = None
+             ) -> dict[float, dict]:
     """Metrics per width over ``loader`` (batches of uint8 images and train-id labels).
 
     Every batch is read once and run at each width (one confusion matrix per width). The
     model is left in eval mode at its widest width. Returns ``{width: summarize(...) + fps}``.
     A ``per_image`` dict is filled with each image's confusion matrix and boundary counts per
     width (``{width: {"confusion": [...], "boundary": [...]}}``): what a paired bootstrap over
-    images needs, without running the model again.
+    images needs, without running the model again. ``predict(images, width)`` (uint8
+    N x 3 x H x W -> N x H x W class ids) replaces the model's forward pass, e.g. an engine
+    running another inference runtime; the metrics are computed the same way.
     """
     device = torch.device(device)
     all_widths = trained_widths(model)
@@ -82,22 +88,27 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
         from tqdm import tqdm
         iterator = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
     for images, labels in iterator:
-        x = normalize_batch(images.to(device, non_blocking=True), mean, std, channels_last)
+        if predict is None:
+            x = normalize_batch(images.to(device, non_blocking=True), mean, std, channels_last)
         labels = labels.to(device, non_blocking=True)
-        images_seen += x.shape[0]
+        images_seen += images.shape[0]
         for w in widths:
-            set_width(model, w)
             start = time.perf_counter()
-            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-                if sliding_window:
-                    logits = sliding_window_logits(model, x, num_classes, sliding_window)
-                else:
-                    logits = model(x)
-            if logits.shape[-2:] != labels.shape[-2:]:
-                logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear",
-                                       align_corners=False)
-            pred = logits.argmax(1)
-            seconds[w] += time.perf_counter() - start
+            if predict is not None:
+                pred = predict(images, w).to(device).long()
+                seconds[w] += time.perf_counter() - start
+            else:
+                set_width(model, w)
+                with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+                    if sliding_window:
+                        logits = sliding_window_logits(model, x, num_classes, sliding_window)
+                    else:
+                        logits = model(x)
+                if logits.shape[-2:] != labels.shape[-2:]:
+                    logits = F.interpolate(logits.float(), size=labels.shape[-2:],
+                                           mode="bilinear", align_corners=False)
+                pred = logits.argmax(1)
+                seconds[w] += time.perf_counter() - start
             if per_image is None:
                 cms[w] += confusion_matrix(pred, labels, num_classes, IGNORE_INDEX)
                 if boundary_tolerance is not None:
@@ -121,6 +132,31 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
         r["seconds_per_image"] = seconds[w] / max(images_seen, 1)
         results[w] = r
     return results
+
+
+def runtime_predictor(model: nn.Module, info: Any, args: argparse.Namespace,
+                      device: torch.device
+                      ) -> tuple[Callable[[torch.Tensor, float], torch.Tensor] | None, str]:
+    """``(predict, backend)``: masks from an engine on a runtime backend, or ``(None,
+    "torch")`` for the slimmable model itself."""
+    from slimseg_ros.backends import resolve_backend
+    from slimseg_ros.engine import SegmentationEngine
+
+    backend = resolve_backend(args.backend, device.type, args.precision)
+    if backend == "torch":
+        if args.precision != "fp32":
+            raise ValueError(f"--precision {args.precision} applies to the runtime backends; "
+                             f"--backend torch evaluates the slimmable model in fp32")
+        return None, "torch"
+    if args.sliding_window:
+        raise ValueError("--sliding-window runs with --backend torch only")
+    engine = SegmentationEngine(copy.deepcopy(model), info, device=device, backend=backend,
+                                precision=args.precision, checkpoint_path=args.checkpoint)
+
+    def predict(images: torch.Tensor, width: float) -> torch.Tensor:
+        frames = images.permute(0, 2, 3, 1).contiguous().numpy()
+        return torch.stack([torch.from_numpy(engine.infer(f, width)) for f in frames])
+    return predict, backend
 
 
 def write_per_image(path: str | Path, per_image: dict[float, dict[str, list]]) -> None:
@@ -183,6 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--boundary-tolerance", type=int, default=3, help="pixels")
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC memory format (often faster on CPU)")
+    parser.add_argument("--backend", default="auto",
+                        choices=("auto", "torch", "openvino", "onnxruntime"),
+                        help="inference runtime (default auto: on a CPU OpenVINO, else ONNX "
+                             "Runtime, else torch); torch evaluates the slimmable model itself")
+    parser.add_argument("--precision", default="fp32",
+                        help="with a runtime backend: fp32, or bf16 (OpenVINO on CPUs with "
+                             "native bf16)")
     parser.add_argument("--per-image", action="store_true",
                         help="also write per_image.npz (each image's confusion matrix and "
                              "boundary counts per width, for paired bootstrap intervals)")
@@ -213,6 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = Subset(dataset, range(min(args.max_images, len(dataset))))
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
                         num_workers=args.workers, pin_memory=device.type == "cuda")
+    try:
+        predict, backend = runtime_predictor(model, info, args, device)
+    except ValueError as exc:  # BackendError: a runtime or precision this host lacks
+        print(f"slimseg-eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"backend {backend}, precision {args.precision if predict else 'fp32'}",
+          file=sys.stderr)
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -220,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = evaluate(model, loader, len(info.class_names), info.class_names, info.mean,
                        info.std, args.widths, device, args.boundary_tolerance,
                        args.sliding_window, channels_last=args.channels_last,
-                       progress=sys.stderr.isatty(), per_image=per_image)
+                       progress=sys.stderr.isatty(), per_image=per_image, predict=predict)
     table = markdown_table(results, info.class_names)
     print(table)
     if args.output:
@@ -229,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = {"checkpoint": str(args.checkpoint), "dataset": args.dataset,
                    "classes": classes, "split": args.split, "size": args.size,
                    "sliding_window": args.sliding_window,
+                   "backend": backend, "precision": args.precision if predict else "fp32",
                    "boundary_tolerance_px": args.boundary_tolerance,
                    "results": {f"{w:g}": r for w, r in results.items()}}
         (out / "metrics.json").write_text(json.dumps(payload, indent=2))
