@@ -276,8 +276,10 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
     dev = resolve_device(device)
     config: ModelConfig = model.config
     slim_bytes = module_bytes(model)
+    # torch: the engine/plain comparison measures slimmability in one runtime (--backends
+    # compares runtimes, each in its own process)
     engine = SegmentationEngine(copy.deepcopy(model), info, device=dev, precision=precision,
-                                channels_last=channels_last)
+                                channels_last=channels_last, backend="torch")
     widths = engine.widths
     single_thread = dev.type == "cpu" and torch.get_num_threads() == 1
     log(f"engine: {engine}")
@@ -473,6 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per width and size")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--onnx", action="store_true", help="also time onnxruntime")
+    p.add_argument("--backends", nargs="+", choices=("torch", "openvino", "onnxruntime"),
+                   help="compare inference runtimes instead, frame to mask per width, each in "
+                        "its own process, with LR-ASPP MobileNetV3-Large as the reference "
+                        "(first --sizes entry; --threads, default 2)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--plot", help="write a PNG figure here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -486,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"slimseg-bench: --threads must be >= 1, got {args.threads}", file=sys.stderr)
             return 2
         torch.set_num_threads(args.threads)
+    if args.backends:
+        return backends_main(args, argv)
     try:
         model, info, source = resolve_model(args)
         log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
@@ -508,6 +516,42 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_report(result, args.plot)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--backends``: the runtime comparison of :mod:`slimseg_ros.backend_bench`."""
+    from .backend_bench import compare_backends, format_comparison
+    from .backends import BackendError, available
+
+    missing = [b for b in args.backends if not available(b)]
+    if missing:
+        print(f"slimseg-bench: backend(s) {missing} not installed (pip install "
+              f"{' '.join(missing)})", file=sys.stderr)
+        return 2
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        found = packaged_models()
+        if not found:
+            print("slimseg-bench: --backends needs --checkpoint (no packaged model found)",
+                  file=sys.stderr)
+            return 2
+        checkpoint = str(found[0])
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    try:
+        result = compare_backends(checkpoint, list(args.backends), args.sizes[0],
+                                  args.threads or 2, args.iters, args.warmup, args.precision,
+                                  log=log)
+    except (CheckpointError, BackendError, RuntimeError) as exc:
+        print(f"slimseg-bench: {exc}", file=sys.stderr)
+        return 2
+    argv_used = argv if argv is not None else sys.argv[1:]
+    result["meta"]["command"] = "slimseg-bench " + " ".join(argv_used)
+    print(format_comparison(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -386,6 +386,7 @@ class SegmentationEngine:
             set_model_width(self.model, self.widths[-1])
             self._model_width = self.widths[-1]
         self._graphs: tuple[Any, ...] = ()
+        self._prepared_sizes: set[tuple[int, int]] = set()
         self.prepared_from = "torch networks"
         if self.backend != "torch":
             self._graphs, self.prepared_from = self._prepare_graphs(checkpoint_path, cache_dir)
@@ -500,6 +501,21 @@ class SegmentationEngine:
             batch = frames_to_batch(frame, self.device)
             mask = postprocess(self._logits(batch, net), frame.shape[:2])
             return mask[0].cpu().numpy()
+
+    def prepare_size(self, height: int, width: int) -> None:
+        """Make every width ready for frames of ``height`` x ``width`` (OpenVINO compiles a
+        static graph per frame size on first use; other backends need nothing). Cheap once a
+        size is prepared; the caller keeps one-off compile time out of its latency figures."""
+        key = (int(height), int(width))
+        if key in self._prepared_sizes:
+            return
+        for graph in self._graphs:
+            prepare = getattr(graph, "prepare", None)
+            if prepare is not None:
+                prepare(*key)
+        self._prepared_sizes.add(key)
+        if len(self._prepared_sizes) > 16:
+            self._prepared_sizes = {key}
 
     def infer_tensor(self, images: torch.Tensor, width: float,
                      return_logits: bool = False) -> torch.Tensor:

@@ -411,6 +411,8 @@ class SlimSegNode(Node):
             self._reject(REJECTED.image, str(exc))
             return
         decision = self._decide(time.monotonic())
+        # a runtime may compile its graphs for a new frame size: not a cost of the width
+        self._engine.prepare_size(rgb.shape[0], rgb.shape[1])
         start = time.perf_counter()
         mask = self._engine.infer(rgb, decision.width)
         self._latency.record(decision.width, (time.perf_counter() - start) * 1000.0,

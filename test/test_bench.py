@@ -86,3 +86,25 @@ def test_config_file_with_a_base_gives_the_whole_network(tmp_path):
     child.write_text("base: stage0.yaml\n")
     with pytest.raises(ValueError, match="stage0.yaml"):
         resolve_model(args)
+
+
+def test_backends_compared_each_in_its_own_process(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("SLIMSEG_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = make_checkpoint(tmp_path / "tiny.pt", "mobilenetv2")
+    out = tmp_path / "backends.json"
+    assert main(["--checkpoint", str(ckpt), "--backends", "torch", "onnxruntime", "--sizes",
+                 "48x64", "--iters", "2", "--warmup", "1", "--threads", "1", "--json", str(out),
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "speed-up vs torch" in printed and "LR-ASPP MNv3-L" in printed
+    result = json.loads(out.read_text())
+    assert result["meta"]["best_runtime"] == "onnxruntime"
+    for backend in ("torch", "onnxruntime"):
+        lat = result["backends"][backend]["latency"]
+        assert set(lat) == {"0.25", "0.5", "0.75", "1", "lraspp"}
+        assert all(v["n"] == 2 and 0 < v["p50_ms"] <= v["p90_ms"] for v in lat.values())
+    assert result["backends"]["onnxruntime"]["backend"] == "onnxruntime"
+    assert result["flops"]["0.25"] < result["flops"]["1"]
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(ckpt), "--backends", "torch", "tensorrt"])

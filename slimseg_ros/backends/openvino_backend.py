@@ -1,12 +1,17 @@
-"""OpenVINO: one compiled frame graph per width, on the CPU, fp32 or bf16."""
+"""OpenVINO: one frame graph per width, compiled per frame size on first use, fp32 or bf16."""
 
 from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 
 from . import BackendError
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+MAX_SIZES = 4  # frame sizes kept compiled per width (a camera's size rarely changes)
 
 
 def cpu_supports_bf16() -> bool:
@@ -32,19 +37,40 @@ class OpenVINOFrameGraph:
         if precision == "bf16" and not cpu_supports_bf16():
             raise BackendError("precision 'bf16' needs a CPU with native bf16 (AVX512-BF16 or "
                                "AMX), which this CPU lacks; use fp32")
-        core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
-                  "PERFORMANCE_HINT": "LATENCY"}
+        self._core = ov.Core()
+        self._config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
+                        "PERFORMANCE_HINT": "LATENCY"}
         if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+            self._config["INFERENCE_NUM_THREADS"] = int(threads)
         if cache_dir:
-            core.set_property({"CACHE_DIR": str(cache_dir)})
-        model = core.read_model(onnx_bytes)
-        self._compiled = core.compile_model(model, "CPU", config)
-        self._request = self._compiled.create_infer_request()
+            self._core.set_property({"CACHE_DIR": str(cache_dir)})
+        self._model = self._core.read_model(onnx_bytes)
+        self._requests: OrderedDict[tuple[int, int], Any] = OrderedDict()
+        self._lock = threading.Lock()
         self.precision = precision
+
+    def prepare(self, height: int, width: int) -> None:
+        """Compile the graph for frames of ``height`` x ``width`` (static shapes run much faster
+        than dynamic ones in OpenVINO's CPU plugin); the last few sizes stay compiled."""
+        self._request_for(height, width)
+
+    def _request_for(self, height: int, width: int) -> Any:
+        key = (int(height), int(width))
+        with self._lock:
+            request = self._requests.get(key)
+            if request is not None:
+                self._requests.move_to_end(key)
+                return request
+            model = self._model.clone()
+            model.reshape({model.inputs[0]: [1, key[0], key[1], 3]})
+            request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+            self._requests[key] = request
+            while len(self._requests) > MAX_SIZES:
+                self._requests.popitem(last=False)
+            return request
 
     def run(self, frame: np.ndarray) -> np.ndarray:
         """H x W x 3 uint8 frame -> the graph's output without the batch axis."""
-        self._request.infer({0: frame[None]})
-        return self._request.get_output_tensor(0).data[0].copy()
+        request = self._request_for(frame.shape[0], frame.shape[1])
+        request.infer({0: frame[None]})
+        return request.get_output_tensor(0).data[0].copy()

@@ -1,0 +1,199 @@
+"""Inference runtimes compared: frame to mask per width, each backend timed in its own process.
+
+``slimseg-bench --backends torch openvino onnxruntime [--sizes 360x480] [--threads 2]`` runs one
+worker process per backend (running two runtimes' thread pools in one process distorts both),
+each timing ``SegmentationEngine.infer`` (uint8 frame in, class ids out: resize, normalisation,
+network, post-processing) at every width in interleaved rounds, and adds torchvision's LR-ASPP
+MobileNetV3-Large (random weights, the network a user would otherwise pick) in torch and in the
+fastest runtime, through the same frame path. The report gives per width the p50/p90, the ratio
+to torch eager and the ratio to width 1.0 beside the FLOPs ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WORKER_FLAG = "--backend-worker"
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    return {"p50_ms": float(np.percentile(samples, 50)), "p90_ms": float(np.percentile(samples, 90)),
+            "n": len(samples)}
+
+
+def lraspp_engine_like(backend: str, num_classes: int, input_size: tuple[int, int],
+                       threads: int) -> Any:
+    """LR-ASPP MobileNetV3-Large (random weights) behind the same frame path as our widths:
+    a callable ``frame -> mask``."""
+    import torch
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    from .backends import frame_graph_runner
+    from .backends.frame_graph import FramePath, export_frame_graph
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                                 num_classes=num_classes).eval()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)["out"]
+
+    net = Logits().eval()
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    if backend == "torch":
+        path = FramePath(net, mean, std, input_size).eval()
+
+        def run(frame: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return path(torch.from_numpy(frame)[None])[0].numpy()
+        return run
+    graph = frame_graph_runner(backend, export_frame_graph(net, mean, std, input_size),
+                               "fp32", threads)
+    return graph.run
+
+
+def worker(args: dict[str, Any]) -> dict[str, Any]:
+    """Time one backend (in this process only) and return its figures."""
+    import torch
+
+    from .engine import SegmentationEngine
+    from .models.checkpoint import load_checkpoint
+
+    torch.set_num_threads(int(args["threads"]))
+    h, w = args["size"]
+    started = time.perf_counter()
+    model, info = load_checkpoint(args["checkpoint"], map_location="cpu")
+    engine = SegmentationEngine(model, info, device="cpu", backend=args["backend"],
+                                precision=args["precision"], input_size=(h, w),
+                                checkpoint_path=args["checkpoint"], cache_dir=args.get("cache"))
+    startup_s = time.perf_counter() - started
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    runners = {f"{wd:g}": (lambda f, wd=wd: engine.infer(f, wd)) for wd in engine.widths}
+    if args.get("lraspp"):
+        runners["lraspp"] = lraspp_engine_like(args["backend"], len(info.class_names), (h, w),
+                                               int(args["threads"]))
+    for run in runners.values():
+        for _ in range(int(args["warmup"])):
+            run(frame)
+    samples: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(int(args["iters"])):
+        for key, run in runners.items():
+            t = time.perf_counter()
+            run(frame)
+            samples[key].append((time.perf_counter() - t) * 1000.0)
+    switch = []
+    for _ in range(2000):
+        t = time.perf_counter_ns()
+        engine.network(engine.widths[0])
+        engine.network(engine.widths[-1])
+        switch.append((time.perf_counter_ns() - t) / 2000.0)
+    return {"backend": engine.backend, "precision": engine.precision,
+            "startup_s": startup_s, "prepared_from": engine.prepared_from,
+            "switch_us_p50": float(np.percentile(switch, 50)),
+            "latency": {k: _percentiles(v) for k, v in samples.items()}}
+
+
+def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: int, iters: int,
+               warmup: int, precision: str, lraspp: bool, cache: str | None) -> dict[str, Any]:
+    """One backend in a fresh process (``python -m slimseg_ros.backend_bench``)."""
+    payload = json.dumps({"backend": backend, "checkpoint": checkpoint, "size": list(size),
+                          "threads": threads, "iters": iters, "warmup": warmup,
+                          "precision": precision, "lraspp": lraspp, "cache": cache})
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, "-m", "slimseg_ros.backend_bench", WORKER_FLAG,
+                           payload], capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"backend {backend} worker failed: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int], threads: int,
+                     iters: int, warmup: int, precision: str = "fp32",
+                     cache: str | None = None, log: Any = print) -> dict[str, Any]:
+    """Every backend's figures, the FLOPs per width, and the LR-ASPP reference."""
+    import torch
+
+    from .flops import count_flops
+    from .models.checkpoint import load_checkpoint
+    from .models.slimmable import trained_widths
+
+    model, _ = load_checkpoint(checkpoint, map_location="cpu")
+    flops = {w: count_flops(model, w, size) for w in trained_widths(model)}
+    results: dict[str, Any] = {}
+    runtime = [b for b in backends if b != "torch"]
+    for b in backends:
+        log(f"timing {b} in its own process ...")
+        results[b] = run_worker(b, checkpoint, size, threads, iters, warmup,
+                                precision if b != "torch" else "fp32",
+                                lraspp=b == "torch", cache=cache)
+    best = min(runtime, key=lambda b: results[b]["latency"]["1"]["p50_ms"]) if runtime else None
+    if best is not None:
+        log(f"timing LR-ASPP in {best} ...")
+        extra = run_worker(best, checkpoint, size, threads, iters, warmup, precision,
+                           lraspp=True, cache=cache)
+        results[best]["latency"]["lraspp"] = extra["latency"]["lraspp"]
+    return {"meta": {"checkpoint": checkpoint, "size": list(size), "threads": threads,
+                     "iters": iters, "torch": torch.__version__, "best_runtime": best,
+                     "cpu": _cpu_name()},
+            "flops": {f"{w:g}": f for w, f in flops.items()}, "backends": results}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def format_comparison(result: dict[str, Any]) -> str:
+    """Markdown: per width, each backend's p50 / p90 and ratios; start-up and switch times."""
+    backends = result["backends"]
+    widths = sorted((k for k in backends["torch"]["latency"] if k != "lraspp"), key=float) \
+        if "torch" in backends else sorted(result["flops"], key=float)
+    names = list(backends)
+    head = ("| width | FLOPs / FLOPs(1.0) | " + " | ".join(
+        f"{b} p50 / p90 ms | speed-up vs torch | {b} w / w1.0" for b in names) + " |")
+    lines = [head, "|---:|---:|" + "---:|---:|---:|" * len(names)]
+    f1 = result["flops"]["1"]
+    for w in widths + ["lraspp"]:
+        cells = [w if w != "lraspp" else "LR-ASPP MNv3-L",
+                 f"{result['flops'][w] / f1:.3f}" if w in result["flops"] else "-"]
+        for b in names:
+            lat = backends[b]["latency"].get(w)
+            if lat is None:
+                cells += ["-", "-", "-"]
+                continue
+            torch_lat = backends.get("torch", {}).get("latency", {}).get(w)
+            ratio = (torch_lat["p50_ms"] / lat["p50_ms"]) if torch_lat and b != "torch" else None
+            rel = lat["p50_ms"] / backends[b]["latency"]["1"]["p50_ms"]
+            cells += [f"{lat['p50_ms']:.1f} / {lat['p90_ms']:.1f}",
+                      f"{ratio:.2f}x" if ratio else "-", f"{rel:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for b in names:
+        r = backends[b]
+        lines.append(f"- {b} ({r['precision']}): start-up {r['startup_s']:.1f} s "
+                     f"({r['prepared_from']}), width switch {r['switch_us_p50']:.2f} us")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:
+        print(json.dumps(worker(json.loads(sys.argv[2]))))
+        sys.exit(0)
+    sys.exit("usage: slimseg-bench --backends ...")
