@@ -1,5 +1,6 @@
-"""Fine-tuning a checkpoint to another class list (``load_from`` with a new classifier),
-slimseg-eval on the result and the node serving it over real DDS."""
+"""Fine-tuning a checkpoint to another class list (``load_from`` with a new classifier), the
+template config for fine-tuning the packaged model on a folder dataset, slimseg-eval on the
+result and the node serving it over real DDS."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from test_folder_dataset import NAMES, PALETTE, write_folder
 from test_training_loop import WIDTHS, read_log, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "training" / "configs"
+TEMPLATE = CONFIGS / "folder_finetune_from_default.yaml"
 CLASSIFIER = ["head.classifier.weight", "head.classifier.bias"]
 SOURCE_CLASSES = 11  # the stand-in for the shipped CamVid model
 
@@ -199,7 +202,30 @@ def test_slimseg_eval_scores_the_finetuned_model(finetuned: tuple[Path, Path]) -
 
 
 # ---------------------------------------------------------------------------------------------
-# packaged models
+# the template config
+
+
+def test_template_is_the_default_models_network_and_loads_it(tmp_path: Path) -> None:
+    write_folder(tmp_path / "data")
+    cfg = load_config(TEMPLATE, [f"data.root={tmp_path / 'data'}"])
+    train_set, val_set = build_datasets(cfg, DistInfo())  # 4 classes, as the classes file
+    assert train_set.spec.class_names == tuple(NAMES) and len(val_set) == 1
+    assert (cfg.data.dataset, cfg.data.classes) == ("folder", "classes.yaml")
+    assert (cfg.distill.mode, cfg.distill.boundary) == ("stepwise", True)
+    assert cfg.schedule.iterations <= 1000 and cfg.model.pretrained is None
+    default = load_config(CONFIGS / "camvid_default_efficientnet_lite0_cpu.yaml")
+    ignore = {"num_classes", "pretrained"}
+    assert {k: v for k, v in cfg.model.to_dict().items() if k not in ignore} == \
+        {k: v for k, v in default.model.to_dict().items() if k not in ignore}
+
+    path = resolve_load_from(cfg.load_from)
+    assert path == REPO / "models" / "default.pt"
+    _, shipped = load_checkpoint(path)
+    assert (list(cfg.data.mean), list(cfg.data.std)) == (shipped.mean, shipped.std)
+    model = build_model(cfg.model)
+    report = load_initial_weights(cfg, model, path, NAMES)
+    assert (report.new, report.classes, report.checkpoint_classes) == (CLASSIFIER, 4, 11)
+    assert report.notes == []
 
 
 def test_packaged_names_resolve_in_the_models_folder_or_are_named() -> None:
