@@ -252,7 +252,9 @@ class TrainConfig:
     output_dir: str = "runs/slimseg"
     seed: int = 0
     # a deployable checkpoint of the same network whose weights start this run (fine-tuning,
-    # mmseg's ``load_from``); optimizer and schedule start fresh. Ignored by --resume.
+    # mmseg's ``load_from``); optimizer and schedule start fresh. Only model.num_classes may
+    # differ (the classifier then starts afresh); ``packaged:default.pt`` names the shipped
+    # model. Ignored by --resume.
     load_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

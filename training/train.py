@@ -36,6 +36,8 @@ from torch.utils.data import DataLoader, Subset
 from slimseg_ros.models import CheckpointError, ModelInfo, build_model, save_checkpoint
 from slimseg_ros.models.checkpoint import atomic_torch_save, model_from_payload, safe_torch_load
 from slimseg_ros.models.config import model_config_differences
+from slimseg_ros.models.segmenter import classifier_keys
+from slimseg_ros.node_support import data_dirs
 from slimseg_ros.widths import find_width
 
 from .config import (ConfigError, TrainConfig, config_from_dict, load_config, save_config,
@@ -49,6 +51,8 @@ from .slimseg import LOSS_NAMES, slimseg_step, trained_network, training_widths
 from .transforms import eval_transform, normalize_batch, train_transform
 
 STATE_FORMAT = "slimseg_ros/train-state"
+# ``load_from: packaged:default.pt`` names a model shipped with the package (its models/ folder)
+PACKAGED = "packaged:"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -194,21 +198,89 @@ def check_same_model(cfg: TrainConfig, state: dict[str, Any], path: str | os.Pat
         raise ConfigError(f"cannot resume from {path}: its model differs in {diff}")
 
 
-def load_initial_weights(cfg: TrainConfig, model: nn.Module, path: str | os.PathLike) -> None:
-    """Start from the weights of a deployable checkpoint of the same network (``load_from``).
+def resolve_load_from(value: str) -> Path:
+    """The file ``load_from`` names: a path, or ``packaged:NAME`` for a model shipped with the
+    package (``models/NAME`` under the installed ``share/slimseg_ros`` or the source checkout),
+    so a config names the default model wherever the package lives."""
+    if not value.startswith(PACKAGED):
+        return Path(value).expanduser()
+    name = value[len(PACKAGED):].strip()
+    if not name or name in (".", "..") or Path(name).name != name:
+        raise ConfigError(f"load_from: {value!r}: after {PACKAGED!r} comes the file name of a "
+                          f"packaged model, e.g. {PACKAGED}default.pt")
+    dirs = data_dirs("models")
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    if not dirs:
+        raise ConfigError(f"load_from: {value}: no packaged models found (neither an installed "
+                          f"share/slimseg_ros/models nor a source checkout's models/); give "
+                          f"the checkpoint's path instead")
+    shipped = sorted({p.name for d in dirs for p in d.glob("*.pt")})
+    listing = f"; packaged models: {', '.join(shipped)}" if shipped else ""
+    raise ConfigError(f"load_from: {value}: no model {name} in "
+                      f"{', '.join(str(d) for d in dirs)}{listing}")
+
+
+@dataclasses.dataclass
+class InitialWeights:
+    """What :func:`load_initial_weights` did, for the run's log."""
+
+    path: Path
+    loaded: int  # tensors copied from the checkpoint
+    new: list[str]  # tensors left at their fresh initialisation (the classifier)
+    classes: int  # this run's class count
+    checkpoint_classes: int
+    notes: list[str]  # things the user may not have meant (other class names, normalisation)
+
+    def describe(self, value: str) -> str:
+        """One log line: ``load_from X: 1283 tensors loaded, 2 new (classifier for 4 ...)``."""
+        where = value if str(self.path) == value else f"{value} ({self.path})"
+        line = f"load_from {where}: {self.loaded} tensors loaded, {len(self.new)} new"
+        if self.new:
+            line += (f" (classifier for {self.classes} classes; the checkpoint had "
+                     f"{self.checkpoint_classes})")
+        return "; ".join([line, *self.notes])
+
+
+def load_initial_weights(cfg: TrainConfig, model: nn.Module, path: str | os.PathLike,
+                         class_names: Sequence[str] | None = None) -> InitialWeights:
+    """Start from the weights of a deployable checkpoint (``load_from``).
 
     The file is read and checked like any model checkpoint (format, version, every tensor
-    fitting its own network); that network must be this run's (the ImageNet source may
-    differ), else nothing is copied and the error names the file and the differing keys.
+    fitting its own network). Its network must be this run's (the ImageNet source may differ)
+    except for ``model.num_classes``: with another class count every tensor but the classifier
+    (:func:`classifier_keys`) is copied and the classifier keeps its fresh initialisation
+    (fine-tuning to a new class list). Any other difference is refused before anything is
+    copied, naming the file and the differing keys. ``class_names`` (this run's) only add a
+    note to the report when they differ from the checkpoint's at the same count.
     """
     payload = safe_torch_load(path)
     if isinstance(payload, dict) and payload.get("format") == STATE_FORMAT:
         raise ConfigError(f"load_from: {path} is a training state; continue it with --resume")
-    source, _ = model_from_payload(payload, str(path))
-    diff = model_differences(resolve_model_config(cfg), source.config.to_dict())
-    if diff:
-        raise ConfigError(f"load_from: {path} holds a different network: {diff}")
-    model.load_state_dict(source.state_dict())  # copies in place: device and layout are kept
+    source, info = model_from_payload(payload, str(path))
+    ours, theirs = resolve_model_config(cfg).model.to_dict(), source.config.to_dict()
+    if model_config_differences({**ours, "num_classes": theirs["num_classes"]}, theirs):
+        raise ConfigError(f"load_from: {path} holds a different network: "
+                          f"{model_config_differences(ours, theirs)} (only model.num_classes "
+                          f"may differ: the classifier then starts afresh)")
+    new = classifier_keys(model) if ours["num_classes"] != theirs["num_classes"] else []
+    state = {k: v for k, v in source.state_dict().items() if k not in new}
+    missing, unexpected = model.load_state_dict(state, strict=False)  # copies in place
+    if sorted(missing) != sorted(new) or unexpected:
+        raise CheckpointError(f"load_from: {path} does not fit this run's network: "
+                              f"missing {sorted(missing)[:3]}, unexpected {unexpected[:3]}")
+    notes = []
+    if not new and class_names is not None and list(class_names) != list(info.class_names):
+        notes.append(f"note: the class names differ from the checkpoint's "
+                     f"({', '.join(info.class_names)}); with the same count its classifier is "
+                     f"kept, row i starting class i")
+    if (list(cfg.data.mean), list(cfg.data.std)) != (list(info.mean), list(info.std)):
+        notes.append(f"note: the checkpoint was trained on images normalised with mean "
+                     f"{list(info.mean)} std {list(info.std)}, this run uses data.mean "
+                     f"{list(cfg.data.mean)} data.std {list(cfg.data.std)}")
+    return InitialWeights(Path(path), len(state), list(new), ours["num_classes"],
+                          theirs["num_classes"], notes)
 
 
 def class_weights_for(cfg: TrainConfig, train_set: Any) -> torch.Tensor | None:
@@ -278,14 +350,25 @@ def build_datasets(cfg: TrainConfig, dinfo: DistInfo) -> tuple[Any, Any | None]:
     train_set = build_dataset(d.dataset, d.root, d.train_split,
                               train_transform(d.crop_size, d.scale_range, d.flip, d.photometric),
                               check=d.check_labels, classes=d.classes)
+    check_class_count(cfg, train_set.spec)
     val_set = None
     if dinfo.main:
         val_set = build_dataset(d.dataset, d.root, d.val_split, eval_transform(d.eval_size),
                                 check=d.check_labels, classes=d.classes)
-    if train_set.spec.num_classes != cfg.model.num_classes:
-        raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but {d.dataset} "
-                          f"has {train_set.spec.num_classes} classes")
     return train_set, val_set
+
+
+def check_class_count(cfg: TrainConfig, spec: Any) -> None:
+    """``model.num_classes`` must be the dataset's class count; the error says what to set."""
+    n = spec.num_classes
+    if n == cfg.model.num_classes:
+        return
+    where = (f"the {spec.origin} names {n} classes" if spec.origin
+             else f"{cfg.data.dataset} has {n} classes")
+    shown = ", ".join(spec.class_names[:8]) + (", ..." if n > 8 else "")
+    raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but {where} ({shown}); "
+                      f"set model.num_classes: {n} in the config (or model.num_classes={n} on "
+                      f"the command line)")
 
 
 def build_network(cfg: TrainConfig, device: torch.device, dinfo: DistInfo) -> nn.Module:
@@ -640,9 +723,11 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
 
         raw_model = build_network(cfg, device, dinfo)
         if cfg.load_from and resume is None:
-            load_initial_weights(cfg, raw_model, cfg.load_from)
+            # after build_network, so these weights replace any ImageNet ones (model.pretrained)
+            loaded = load_initial_weights(cfg, raw_model, resolve_load_from(cfg.load_from),
+                                          train_set.spec.class_names)
             if dinfo.main:
-                log(f"initial weights from {cfg.load_from}")
+                log(loaded.describe(cfg.load_from))
         class_weights = label_class_weights(cfg, train_set, dinfo, out_dir, device)
         optimizer = build_optimizer(raw_model, cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.schedule)

@@ -45,3 +45,12 @@ def build_model(config: ModelConfig | dict) -> SlimSegmenter:
         low_level_channels=config.low_level_channels, dropout=config.dropout,
         divisor=config.divisor, separable=config.separable_head)
     return SlimSegmenter(config, backbone, head)
+
+
+def classifier_keys(model: SlimSegmenter) -> list[str]:
+    """State-dict keys of the final 1x1 conv to class logits (``head.classifier``).
+
+    They are the only tensors whose shape follows ``num_classes``: the ones a fine-tune to
+    another class list starts afresh while every other tensor comes from the checkpoint.
+    """
+    return [f"head.classifier.{name}" for name in model.head.classifier.state_dict()]
