@@ -80,7 +80,10 @@ def refused_pickle(exc: BaseException) -> str | None:
     if not isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" not in text:
         return None
     found = re.search(r"(?:GLOBAL|Unsupported class)\s+([\w.]+)", text)
-    return found.group(1).rstrip(".") if found else ""
+    if found:
+        return found.group(1).rstrip(".")
+    # "Unsupported operand N" and the like: bytes that are no pickle at all, a corrupt file
+    return None if "Unsupported operand" in text else ""
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
