@@ -7,14 +7,16 @@ site-packages and the same import works from a source checkout and when installe
 
 from glob import glob
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PACKAGE = "slimseg_ros"
 
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=[PACKAGE, f"{PACKAGE}.models", f"{PACKAGE}.training"],
+    # every subpackage of the runtime (a hand-written list once left slimseg_ros.backends out
+    # of colcon installs), plus training/ mapped to slimseg_ros.training
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]) + [f"{PACKAGE}.training"],
     package_dir={f"{PACKAGE}.training": "training"},
     package_data={f"{PACKAGE}.training": ["configs/*.yaml"]},
     data_files=[

@@ -100,3 +100,27 @@ def test_installed_executable_starts_the_node(workspace: Path, tmp_path: Path) -
     out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"checkpoint file {missing} does not exist" in out.stdout + out.stderr
+
+
+def test_every_python_package_of_the_source_tree_is_installed() -> None:
+    """No subpackage may be left out of setup.py (a hand-written list once dropped one)."""
+    import setuptools
+
+    listed: list[str] = []
+    real_setup = setuptools.setup
+    setuptools.setup = lambda **kw: listed.extend(kw["packages"])  # type: ignore[assignment]
+    try:
+        cwd = os.getcwd()
+        os.chdir(REPO)
+        try:
+            exec(compile((REPO / "setup.py").read_text(), "setup.py", "exec"), {"__name__": "x"})
+        finally:
+            os.chdir(cwd)
+    finally:
+        setuptools.setup = real_setup
+    on_disk = {".".join(("slimseg_ros",) + p.parent.relative_to(REPO / "slimseg_ros").parts)
+               for p in (REPO / "slimseg_ros").rglob("__init__.py")}
+    on_disk |= {".".join(("slimseg_ros", "training") + p.parent.relative_to(REPO / "training").parts)
+                for p in (REPO / "training").rglob("__init__.py")}
+    assert on_disk <= set(listed), sorted(on_disk - set(listed))
+    assert "slimseg_ros.backends" in listed
