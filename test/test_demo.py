@@ -14,11 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from slimseg_ros import demo
 from slimseg_ros.contract import Diagnostics, diagnostics_values
 from slimseg_ros.latency import WidthLatency
-from slimseg_ros.demo import (DemoError, FrameSource, Record, parse_diagnostic_values,
-                              scenario, synthetic_street)
+from slimseg_ros.tools.demo import cli as demo
+from slimseg_ros.tools.demo.cli import (DemoError, FrameSource, Record, parse_diagnostic_values,
+                                        scenario, synthetic_street)
+from slimseg_ros.tools.node_process import stand_in_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,19 +109,6 @@ def test_parameter_file_is_found_and_flattened():
     assert "governor.min_dwell_s" in params and "checkpoint" in params
 
 
-def _tiny_checkpoint(path: Path) -> Path:
-    from slimseg_ros.models.checkpoint import ModelInfo, save_checkpoint
-    from slimseg_ros.models.config import ModelConfig
-    from slimseg_ros.models.segmenter import build_model
-
-    model = build_model(ModelConfig(backbone="mobilenetv2", head="fcn", num_classes=11,
-                                    head_channels=16)).eval()
-    info = ModelInfo(class_names=list(demo.CAMVID_CLASSES),
-                     palette=[list(c) for c in demo.CAMVID_PALETTE])
-    save_checkpoint(path, model, info, extra={"untrained": True})
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.ros
 def test_short_demo_run_writes_the_whole_report(tmp_path):
@@ -129,9 +117,9 @@ def test_short_demo_run_writes_the_whole_report(tmp_path):
     frames.mkdir()
     for i in range(3):
         cv2.imwrite(str(frames / f"{i}.png"), synthetic_street(i, 48, 64)[:, :, ::-1])
-    checkpoint = _tiny_checkpoint(tmp_path / "tiny.pt")
+    checkpoint = stand_in_checkpoint(tmp_path / "tiny.pt", tiny=True)
     out = tmp_path / "report"
-    cmd = [sys.executable, "-m", "slimseg_ros.demo", "--output", str(out), "--images",
+    cmd = [sys.executable, "-m", "slimseg_ros.tools.demo", "--output", str(out), "--images",
            str(frames), "--checkpoint", str(checkpoint), "--phase-seconds", "0.4",
            "--fps", "10", "--device", "cpu", "--startup-timeout", "90"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

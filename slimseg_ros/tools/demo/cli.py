@@ -24,8 +24,6 @@ import json
 import math
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -37,20 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from .contract import KEYS, NODE_NAME, TOPICS, is_segmentation_status, read_diagnostics
-from .node_support import data_dirs, default_checkpoint, default_dds_profile, dds_profile_env
-from .widths import find_width, same_width
+from ...contract import KEYS, NODE_NAME, TOPICS, is_segmentation_status, read_diagnostics
+from ...node_support import default_checkpoint
+from ...widths import find_width, same_width
+from ..node_process import (CAMVID_CLASSES, CAMVID_PALETTE, default_params_file, log_tail,
+                            node_command, node_environment, stand_in_checkpoint, stop_process)
 
-PACKAGE = "slimseg_ros"
-NODE_EXECUTABLE = "slimseg_node"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
-
-CAMVID_CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence",
-                  "Car", "Pedestrian", "Bicyclist")
-CAMVID_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
-                  (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0),
-                  (0, 128, 192))
 
 
 class DemoError(RuntimeError):
@@ -58,16 +50,16 @@ class DemoError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------------
-# Files: the package's config, the default checkpoint, an untrained stand-in
+# Files: the node's parameter file and the checkpoint it loads
 # ----------------------------------------------------------------------------------------------
 
 def find_params_file() -> Path:
     """``config/slimseg.yaml`` from the installed share folder or the source tree."""
-    for d in data_dirs("config"):
-        if (d / "slimseg.yaml").is_file():
-            return d / "slimseg.yaml"
-    raise DemoError("config/slimseg.yaml not found in share/slimseg_ros or the source tree; "
-                    "pass --params FILE")
+    found = default_params_file()
+    if found is None:
+        raise DemoError("config/slimseg.yaml not found in share/slimseg_ros or the source tree; "
+                        "pass --params FILE")
+    return found
 
 
 def flatten_params(params_file: Path) -> dict[str, Any]:
@@ -105,37 +97,9 @@ def find_default_checkpoint(params: dict[str, Any]) -> Path | None:
         return None
 
 
-def build_untrained_checkpoint(path: Path) -> Path:
-    """An untrained slimmable EfficientNet-Lite0 DeepLabV3+ (CamVid classes) at ``path``: an
-    ImageNet backbone where the weights package is installed, a random head, never trained on
-    segmentation. Only for showing the plumbing where no trained model exists: its masks mean
-    nothing.
-    """
-    import torch
-
-    from .models.checkpoint import ModelInfo, save_checkpoint
-    from .models.config import ModelConfig
-    from .models.segmenter import build_model
-
-    torch.manual_seed(0)
-    kwargs = dict(backbone="efficientnet_lite0", head="deeplabv3plus",
-                  num_classes=len(CAMVID_CLASSES), widths=(0.25, 0.5, 0.75, 1.0),
-                  output_stride=16, head_channels=128, low_level_channels=32,
-                  separable_head=True)
-    try:  # ImageNet features (when the weights package is installed) give masks with structure
-        model = build_model(ModelConfig(**kwargs, pretrained="package"))
-    except Exception:  # noqa: BLE001 - any failure: fall back to a fully random network
-        model = build_model(ModelConfig(**kwargs, pretrained=None))
-    model.eval()
-    info = ModelInfo(class_names=list(CAMVID_CLASSES), palette=[list(c) for c in CAMVID_PALETTE],
-                     input_size=None)  # the node runs it at each frame's own size
-    save_checkpoint(path, model, info, extra={"untrained": True})
-    return path
-
-
 def read_checkpoint_info(path: Path) -> dict[str, Any]:
     """Class names, palette and widths of a checkpoint (read without building the network)."""
-    from .models.checkpoint import safe_torch_load
+    from ...models.checkpoint import safe_torch_load
 
     payload = safe_torch_load(path)
     if not isinstance(payload, dict) or "widths" not in payload:
@@ -514,53 +478,6 @@ class DemoClient:
 
 
 # ----------------------------------------------------------------------------------------------
-# The node process
-# ----------------------------------------------------------------------------------------------
-
-def node_command(params_file: Path, overrides: dict[str, Any]) -> list[str]:
-    """The ``slimseg_node`` console script (or ``python -m``) with the YAML and overrides."""
-    exe = shutil.which(NODE_EXECUTABLE, path=os.pathsep.join(
-        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    cmd = [exe] if exe else [sys.executable, "-c", "from slimseg_ros.node import main; main()"]
-    cmd += ["--ros-args", "--params-file", str(params_file)]
-    for k, v in overrides.items():
-        value = json.dumps(v) if not isinstance(v, str) else v
-        cmd += ["-p", f"{k}:={value}"]
-    return cmd
-
-
-def demo_environment(domain_id: int) -> dict[str, str]:
-    """Environment for both processes: a private domain, local discovery only, and the shipped
-    large shared-memory Fast DDS profile (unless the user chose one) so frames of any size get
-    through."""
-    env = {"ROS_DOMAIN_ID": str(domain_id), "ROS_LOCALHOST_ONLY": "1",
-           "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PYTHONUNBUFFERED": "1"}
-    env.update(dds_profile_env(os.environ, default_dds_profile()))
-    return env
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGINT (clean rclpy shutdown), then SIGTERM, then SIGKILL."""
-    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-        if proc.poll() is not None:
-            return
-        try:
-            proc.send_signal(sig)
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
-        except ProcessLookupError:
-            return
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-# ----------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------
 
@@ -673,7 +590,7 @@ def plot_montage(record: Record, frame: np.ndarray, info: dict[str, Any], widths
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from .conversions import colorize, palette_lut
+    from ...conversions import colorize, palette_lut
 
     lut = palette_lut(info["palette"] or CAMVID_PALETTE)
     e2e = {r["width"]: r["e2e_p50_ms"] for r in table}
@@ -855,7 +772,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
             print(f"[demo] no trained model is installed: building an UNTRAINED "
                   f"model at {checkpoint} (its masks mean nothing; pass --checkpoint FILE for a "
                   f"real one)", flush=True)
-            build_untrained_checkpoint(checkpoint)
+            stand_in_checkpoint(checkpoint)
     info = read_checkpoint_info(checkpoint)
     if info["untrained"]:
         print("[demo] WARNING: the checkpoint is UNTRAINED", flush=True)
@@ -864,7 +781,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     source = FrameSource(args.images, args.size)
     frame_size = source.first.shape[:2]
     domain_id = args.domain_id if args.domain_id is not None else 100 + os.getpid() % 100
-    env = demo_environment(domain_id)
+    env = node_environment(domain_id, localhost_only=True)
     os.environ.update(env)  # this process joins the same private domain
 
     phase_s = float(args.phase_seconds)
@@ -897,8 +814,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     rclpy.init()
     client = None
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env})
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             client = DemoClient(record, clock)
             startup_s = _wait_for_node(client, proc, source, args, log_path, record)
@@ -946,7 +862,7 @@ def _wait_for_node(client: DemoClient, proc: subprocess.Popen, source: FrameSour
     while time.monotonic() - start < args.startup_timeout:
         if proc.poll() is not None:
             raise DemoError(f"the node exited with code {proc.returncode} during start-up; "
-                            f"last lines of {log_path}:\n{_tail(log_path)}")
+                            f"last lines of {log_path}:\n{log_tail(log_path)}")
         if client.connected():
             client.publish_frame(frame)
         time.sleep(0.25)
@@ -955,7 +871,7 @@ def _wait_for_node(client: DemoClient, proc: subprocess.Popen, source: FrameSour
                 break
     else:
         raise DemoError(f"no mask from the node within {args.startup_timeout:.0f} s; "
-                        f"last lines of {log_path}:\n{_tail(log_path)}")
+                        f"last lines of {log_path}:\n{log_tail(log_path)}")
     # Start-up frames are not part of the scenario.
     with client.lock:
         record.masks.clear()
@@ -997,7 +913,7 @@ def _play(client: DemoClient, proc: subprocess.Popen, source: FrameSource,
     for ph in scenario(phase_s, widths):
         if proc.poll() is not None:
             raise DemoError(f"the node exited with code {proc.returncode}; last lines of "
-                            f"{log_path}:\n{_tail(log_path)}")
+                            f"{log_path}:\n{log_tail(log_path)}")
         if isinstance(ph.budget, str) and not budgets:
             budgets = _budgets(record, widths, margin)
         budget = budgets.get(ph.budget, 0.0) if isinstance(ph.budget, str) else ph.budget
