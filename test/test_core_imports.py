@@ -129,5 +129,8 @@ def test_the_import_reader_sees_tools_imports() -> None:
     """The reader above resolves the relative imports the tools use, so it can fail."""
     dds_bench = imported_modules(REPO / "slimseg_ros" / "tools" / "dds_bench.py")
     assert {"slimseg_ros.tools.node_process", "slimseg_ros.contract"} <= dds_bench
+    demo_cli = imported_modules(REPO / "slimseg_ros" / "tools" / "demo" / "cli.py")
+    assert {"slimseg_ros.tools.demo", "slimseg_ros.tools.demo.DemoError",  # from . import
+            "slimseg_ros.tools.demo.scenario", "slimseg_ros.node_support"} <= demo_cli
     bench = imported_modules(REPO / "slimseg_ros" / "tools" / "bench.py")
     assert "slimseg_ros.tools.backend_bench" in bench  # a function-level import

@@ -16,9 +16,11 @@ import pytest
 
 from slimseg_ros.contract import Diagnostics, diagnostics_values
 from slimseg_ros.latency import WidthLatency
-from slimseg_ros.tools.demo import cli as demo
-from slimseg_ros.tools.demo.cli import (DemoError, FrameSource, Record, parse_diagnostic_values,
-                                        scenario, synthetic_street)
+from slimseg_ros.tools.demo import DemoError
+from slimseg_ros.tools.demo.cli import find_params_file, flatten_params
+from slimseg_ros.tools.demo.client import Record, parse_diagnostic_values
+from slimseg_ros.tools.demo.scenario import phase_budgets, scenario
+from slimseg_ros.tools.demo.sources import FrameSource, synthetic_street
 from slimseg_ros.tools.node_process import stand_in_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,10 +91,10 @@ def test_budgets_come_from_the_figures_the_governor_compared():
     record = Record(diagnostics=[report(95.0, (0.25, 40.0)), report(95.0, (0.25, 4.0)),
                                  report(95.0, (0.5, 9.0), (0.75, 16.0)),
                                  report(95.0, (1.0, 25.0))])
-    b = demo._budgets(record, [0.25, 0.5, 0.75, 1.0], margin=0.9)
+    b = phase_budgets(record, [0.25, 0.5, 0.75, 1.0], margin=0.9)
     assert 9.0 * 1.2 < b["tight"] * 0.9 < 16.0 * 1.2  # p95: fits 0.5 but not 0.75
     assert b["relaxed"] * 0.9 == pytest.approx(3 * 25.0 * 1.2, abs=0.01)
-    assert demo._budgets(Record(), [0.25, 1.0], 0.9) == {"tight": 50.0, "relaxed": 1000.0}
+    assert phase_budgets(Record(), [0.25, 1.0], 0.9) == {"tight": 50.0, "relaxed": 1000.0}
 
 
 def test_scenario_covers_every_width_and_policy():
@@ -105,7 +107,7 @@ def test_scenario_covers_every_width_and_policy():
 
 
 def test_parameter_file_is_found_and_flattened():
-    params = demo.flatten_params(demo.find_params_file())
+    params = flatten_params(find_params_file())
     assert "governor.min_dwell_s" in params and "checkpoint" in params
 
 
