@@ -1,4 +1,5 @@
-"""ament_python package: the ROS 2 node, the slimmable model library and the training subpackage.
+"""ament_python package: the ROS 2 node, the slimmable model library, the training subpackage and
+the tools (demo, benchmarks, export command) in ``slimseg_ros.tools``.
 
 ``training/`` lives at the top of the repository (as the product layout asks) and is installed as
 ``slimseg_ros.training`` through ``package_dir``, so nothing called ``training`` lands in
@@ -39,9 +40,9 @@ setup(
             f"slimseg_node = {PACKAGE}.node:main",
             f"slimseg-train = {PACKAGE}.training.train:main",
             f"slimseg-eval = {PACKAGE}.training.evaluate:main",
-            f"slimseg-export = {PACKAGE}.export:main",
-            f"slimseg-bench = {PACKAGE}.bench:main",
-            f"slimseg-demo = {PACKAGE}.demo:main",
+            f"slimseg-export = {PACKAGE}.tools.export_cli:main",
+            f"slimseg-bench = {PACKAGE}.tools.bench:main",
+            f"slimseg-demo = {PACKAGE}.tools.demo.cli:main",
             f"slimseg-calibrate-bn = {PACKAGE}.training.calibrate_bn:main",
             f"slimseg-average = {PACKAGE}.training.average:main",
             f"slimseg-convert-masks = {PACKAGE}.training.convert_masks:main",

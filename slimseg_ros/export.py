@@ -1,26 +1,25 @@
-"""Export the engine's per-width networks to ONNX or TorchScript and check them against PyTorch.
+"""The engine's per-width networks as ONNX or TorchScript files, checked against PyTorch.
 
-``slimseg-export --checkpoint model.pt --width 0.5 --format onnx --output model_w050.onnx``
-(``--width all`` writes one file per trained width). The exported graph is exactly what the engine
-runs at that width: the plain, BatchNorm-folded network, mapping a normalised float32
-N x 3 x H x W image (``(pixel - mean) / std`` on the 0-255 scale) to logits N x classes x H x W.
-Batch, height and width are dynamic. Class names, palette, mean/std and the width are stored in the
-file (ONNX ``metadata_props``; TorchScript extra file ``slimseg_info.json``).
+Runtime code: the inference backends need the ONNX graph at start-up; the ``slimseg-export``
+command line around it is :mod:`slimseg_ros.tools.export_cli`. The exported graph is exactly
+what the engine runs at that width: the plain, BatchNorm-folded network, mapping a normalised
+float32 N x 3 x H x W image (``(pixel - mean) / std`` on the 0-255 scale) to logits
+N x classes x H x W. Batch, height and width are dynamic. Class names, palette, mean/std and the
+width are stored in the file (ONNX ``metadata_props``; TorchScript extra file
+``slimseg_info.json``).
 
 ONNX uses the TorchScript-based exporter (``dynamo=False``): the torch.export-based one needs the
 ``onnxscript`` package, which is not a dependency of this project.
 
 After writing, each file is loaded back (onnxruntime or ``torch.jit.load``) and run on random input
-at the export size and at a second size; the maximum absolute difference to the PyTorch network is
-printed and the command fails (exit code 1) when it exceeds the tolerance.
+at the export size and at a second size; :func:`verify` raises :class:`ExportError` when the
+maximum absolute difference to the PyTorch network exceeds the tolerance.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -32,44 +31,12 @@ import torch
 from torch import nn
 
 from .engine import SegmentationEngine
-from .models.checkpoint import CheckpointError
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
 class ExportError(RuntimeError):
     """The exported file disagrees with the PyTorch network (or cannot be loaded back)."""
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """"HxW" -> (H, W) in pixels."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size must look like 512x1024 (HxW), got {text!r}") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return h, w
-
-
-def output_path(template: str | Path, width: float, fmt: str, many: bool) -> Path:
-    """Where the file for ``width`` goes.
-
-    ``{width}`` in the template is replaced by e.g. ``0.50``; otherwise, when several widths are
-    exported, ``_w0.50`` is added before the suffix. A directory gets ``slimseg_w0.50.onnx``.
-    """
-    text = str(template)
-    tag = f"{width:.2f}"
-    if "{width}" in text:
-        return Path(text.replace("{width}", tag))
-    path = Path(text)
-    if path.is_dir():
-        return path / f"slimseg_w{tag}{FORMATS[fmt]}"
-    if many:
-        suffix = path.suffix or FORMATS[fmt]
-        return path.with_name(f"{path.stem}_w{tag}{suffix}")
-    return path
 
 
 def metadata(engine: SegmentationEngine, width: float) -> dict[str, str]:
@@ -184,63 +151,3 @@ def export_width(engine: SegmentationEngine, width: float, fmt: str, path: Path,
         sizes.append((size[0] + 37, size[1] + 21))
     diffs = verify(net, path, fmt, sizes, tolerance)
     return {"width": width, "path": str(path), "max_diff": max(diffs), "sizes": sizes}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="slimseg-export", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="slimseg checkpoint (.pt)")
-    p.add_argument("--width", default="all",
-                   help="trained width to export (e.g. 0.5) or 'all' (default: all)")
-    p.add_argument("--format", choices=sorted(FORMATS), default="onnx")
-    p.add_argument("--output", required=True,
-                   help="output file; with --width all '_w0.50' is added before the suffix "
-                        "(or put '{width}' in the name, or give a directory)")
-    p.add_argument("--size", type=parse_size, default=None,
-                   help="example input HxW for tracing (default: the checkpoint's input_size, "
-                        "else 512x512); the exported axes stay dynamic")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--tolerance", type=float, default=1e-3,
-                   help="max allowed |exported - torch|, relative to max(1, max |logit|)")
-    p.add_argument("--static", action="store_true", help="fixed input size (ONNX only)")
-    p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers separate")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        engine = SegmentationEngine.from_checkpoint(args.checkpoint, device="cpu",
-                                                    channels_last=False,
-                                                    fold_bn=not args.no_fold_bn)
-    except CheckpointError as exc:
-        print(f"slimseg-export: {exc}", file=sys.stderr)
-        return 2
-    try:
-        widths = (list(engine.widths) if args.width.strip().lower() == "all"
-                  else [engine.check_width(args.width)])
-    except ValueError as exc:
-        print(f"slimseg-export: {exc}", file=sys.stderr)
-        return 2
-    size = args.size or tuple(engine.info.input_size or (512, 512))
-    exporter = ("torch.onnx TorchScript-based (dynamo=False)" if args.format == "onnx"
-                else "torch.jit.trace")
-    print(f"exporting {args.checkpoint} widths {widths} as {args.format} via {exporter}, "
-          f"example {size[0]}x{size[1]}, {'static' if args.static else 'dynamic'} H/W")
-    failed = False
-    for w in widths:
-        path = output_path(args.output, w, args.format, many=len(widths) > 1)
-        try:
-            res = export_width(engine, w, args.format, path, size, opset=args.opset,
-                               tolerance=args.tolerance, dynamic=not args.static)
-        except ExportError as exc:
-            print(f"FAILED width {w}: {exc}", file=sys.stderr)
-            failed = True
-            continue
-        checked = ", ".join(f"{h}x{ww}" for h, ww in res["sizes"])
-        print(f"width {w:.2f} -> {res['path']}  max |diff| = {res['max_diff']:.3g} "
-              f"(checked at {checked})")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

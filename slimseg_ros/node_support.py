@@ -122,12 +122,22 @@ def data_dirs(sub: str) -> list[Path]:
     return dirs
 
 
+def packaged_file(sub: str, name: str) -> Path | None:
+    """The packaged file ``sub/name`` (e.g. ``config``, ``slimseg.yaml``): the installed share/
+    copy first, else the source checkout's; None where neither has it.
+
+    The one lookup of shipped files, so the node, the training configs and the tools find the
+    same file wherever the package lives.
+    """
+    for d in data_dirs(sub):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
 def default_dds_profile() -> Path | None:
     """The shipped Fast DDS profile with the large shared-memory segment, if found."""
-    for d in data_dirs("config"):
-        if (d / DDS_PROFILE_NAME).is_file():
-            return d / DDS_PROFILE_NAME
-    return None
+    return packaged_file("config", DDS_PROFILE_NAME)
 
 
 def dds_profile_env(environ: Mapping[str, str], profile: Path | str | None) -> dict[str, str]:

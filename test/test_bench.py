@@ -8,7 +8,7 @@ import json
 import pytest
 from engine_fixtures import make_checkpoint
 
-from slimseg_ros.bench import main, packaged_models, parse_size, resolve_model
+from slimseg_ros.tools.bench import main, packaged_checkpoint, parse_size, resolve_model
 
 
 def test_bench_smoke_writes_json_and_plot(tmp_path, capsys):
@@ -53,8 +53,8 @@ def test_default_model_source():
     args = argparse.Namespace(checkpoint=None, config=None, backbone=None, head=None,
                               num_classes=None)
     model, info, source = resolve_model(args)
-    if packaged_models():
-        assert source.startswith("packaged checkpoint")
+    if packaged_checkpoint() is not None:
+        assert source == f"packaged checkpoint {packaged_checkpoint().name}"
     else:
         assert model.config.backbone == "resnet18" and model.config.head == "deeplabv3plus"
         assert model.config.num_classes == 19 and len(info.class_names) == 19
@@ -108,3 +108,25 @@ def test_backends_compared_each_in_its_own_process(tmp_path, capsys, monkeypatch
     assert result["flops"]["0.25"] < result["flops"]["1"]
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(ckpt), "--backends", "torch", "tensorrt"])
+
+
+def test_accuracy_beside_latency_joins_eval_and_bench_per_width(tmp_path, capsys):
+    from slimseg_ros.tools import accuracy_vs_latency
+
+    metrics = {"results": {"0.25": {"miou": 0.4, "boundary_f": 0.5},
+                           "1.0": {"miou": 0.6, "boundary_f": None}}}
+    bench = {"meta": {"device": "cpu"}, "results": [
+        {"size": [360, 480], "width": w, "gflops": g, "engine_ms": {"p50": p, "p90": p + 1}}
+        for w, g, p in ((0.25, 0.5, 10.0), (0.5, 1.5, 20.0), (1.0, 6.0, 40.0))]
+        + [{"size": [512, 1024], "width": 1.0, "gflops": 18.0,
+            "engine_ms": {"p50": 99.0, "p90": 120.0}}]}
+    (tmp_path / "m.json").write_text(json.dumps(metrics))
+    (tmp_path / "b.json").write_text(json.dumps(bench))
+    args = ["--metrics", str(tmp_path / "m.json"), "--bench", str(tmp_path / "b.json")]
+    assert accuracy_vs_latency.main(args) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 0")
+            or line.startswith("| 1")]
+    assert rows == ["| 0.25 | 40.0 | 50.0 | 0.50 | 10.0 / 11.0 |",
+                    "| 1 | 60.0 | nan | 6.00 | 40.0 / 41.0 |"]  # 0.5 was not evaluated
+    with pytest.raises(SystemExit, match="no width is in both files at size 100x100"):
+        accuracy_vs_latency.main(args + ["--size", "100x100"])

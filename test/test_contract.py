@@ -99,7 +99,7 @@ def _string_constants(path: Path) -> set[str]:
             and id(node) not in docstrings}
 
 
-@pytest.mark.parametrize("module", ["slimseg_ros/node.py", "slimseg_ros/dds_bench.py",
+@pytest.mark.parametrize("module", ["slimseg_ros/node.py", "slimseg_ros/tools/dds_bench.py",
                                     "test/node_harness.py", "test/test_node.py",
                                     "test/test_node_process.py"])
 def test_topic_names_and_keys_are_not_retyped(module: str) -> None:

@@ -1,11 +1,15 @@
-"""The core (models, engine, governor, conversions, training) imports without any ROS package.
+"""The core (models, engine, governor, conversions, training) imports without any ROS package,
+and nothing that runs on the robot imports the tools.
 
 A fresh interpreter gets a meta-path finder that refuses rclpy, the message packages, cv_bridge
-and launch, then imports every core module; any ROS import in the core fails this test.
+and launch, then imports every core module; any ROS import in the core fails this test. Every
+import statement of the runtime's source files (node included, function-level imports too) is
+read to check that none reaches ``slimseg_ros.tools``.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -18,7 +22,7 @@ BLOCKED = ["rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "diagnostic_msg
            "rosidl_runtime_py", "message_filters", "image_transport"]
 CORE = ["slimseg_ros.models", "slimseg_ros.engine", "slimseg_ros.governor",
         "slimseg_ros.conversions", "slimseg_ros.params", "slimseg_ros.node_support",
-        "slimseg_ros.contract", "slimseg_ros.latency", "slimseg_ros.widths",
+        "slimseg_ros.contract", "slimseg_ros.latency", "slimseg_ros.widths", "slimseg_ros.export",
         "slimseg_ros.training"]
 
 SCRIPT = textwrap.dedent("""
@@ -42,7 +46,8 @@ SCRIPT = textwrap.dedent("""
                 importlib.import_module(info.name)
                 imported.append(info.name)
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in blocked)
-    print(json.dumps({"imported": imported, "leaked": leaked}))
+    tools = sorted(m for m in sys.modules if m.startswith("slimseg_ros.tools"))
+    print(json.dumps({"imported": imported, "leaked": leaked, "tools": tools}))
 """)
 
 
@@ -52,6 +57,7 @@ def test_core_modules_import_without_ros() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["leaked"] == []
+    assert report["tools"] == []
     assert set(CORE) <= set(report["imported"])
 
 
@@ -62,3 +68,69 @@ def test_the_block_really_blocks() -> None:
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "blocked ROS import: rclpy" in result.stderr
+
+
+TOOLS = "slimseg_ros.tools"
+
+
+def _module_name(path: Path) -> str:
+    """``slimseg_ros/engine.py`` -> ``slimseg_ros.engine``; ``training/x.py`` -> its installed
+    name ``slimseg_ros.training.x`` (packages keep their own name)."""
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] == "training":
+        parts.insert(0, "slimseg_ros")
+    return ".".join(parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module an import statement in ``path`` names (relative imports
+    resolved; ``from . import x`` counts as the package and ``package.x``)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    package = package.removesuffix(".__init__")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.add(target)
+            found |= {f"{target}.{alias.name}" for alias in node.names}
+    return found
+
+
+def runtime_files() -> list[Path]:
+    """Every source file installed to run on the robot: slimseg_ros/ outside tools/, training/."""
+    files = [p for p in (REPO / "slimseg_ros").rglob("*.py")
+             if (REPO / "slimseg_ros" / "tools") not in p.parents]
+    return sorted(files + list((REPO / "training").rglob("*.py")))
+
+
+def test_runtime_imports_nothing_from_the_tools() -> None:
+    files = runtime_files()
+    names = {_module_name(p) for p in files}
+    for room in ("slimseg_ros.node", "slimseg_ros.engine", "slimseg_ros.governor",
+                 "slimseg_ros.params", "slimseg_ros.conversions", "slimseg_ros.export",
+                 "slimseg_ros.backends.__init__", "slimseg_ros.models.__init__"):
+        assert room in names, room  # the check below covers the rooms that run on the robot
+    offending = {_module_name(p): sorted(m for m in imported_modules(p)
+                                         if m == TOOLS or m.startswith(TOOLS + "."))
+                 for p in files}
+    assert {k: v for k, v in offending.items() if v} == {}
+
+
+def test_the_import_reader_sees_tools_imports() -> None:
+    """The reader above resolves the relative imports the tools use, so it can fail."""
+    dds_bench = imported_modules(REPO / "slimseg_ros" / "tools" / "dds_bench.py")
+    assert {"slimseg_ros.tools.node_process", "slimseg_ros.contract"} <= dds_bench
+    demo_cli = imported_modules(REPO / "slimseg_ros" / "tools" / "demo" / "cli.py")
+    assert {"slimseg_ros.tools.demo", "slimseg_ros.tools.demo.DemoError",  # from . import
+            "slimseg_ros.tools.demo.scenario", "slimseg_ros.node_support"} <= demo_cli
+    bench = imported_modules(REPO / "slimseg_ros" / "tools" / "bench.py")
+    assert "slimseg_ros.tools.backend_bench" in bench  # a function-level import

@@ -14,11 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from slimseg_ros import demo
 from slimseg_ros.contract import Diagnostics, diagnostics_values
 from slimseg_ros.latency import WidthLatency
-from slimseg_ros.demo import (DemoError, FrameSource, Record, parse_diagnostic_values,
-                              scenario, synthetic_street)
+from slimseg_ros.tools.demo import DemoError
+from slimseg_ros.tools.demo.cli import find_params_file, flatten_params
+from slimseg_ros.tools.demo.client import Record, parse_diagnostic_values
+from slimseg_ros.tools.demo.scenario import phase_budgets, scenario
+from slimseg_ros.tools.demo.sources import FrameSource, synthetic_street
+from slimseg_ros.tools.node_process import stand_in_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,10 +91,10 @@ def test_budgets_come_from_the_figures_the_governor_compared():
     record = Record(diagnostics=[report(95.0, (0.25, 40.0)), report(95.0, (0.25, 4.0)),
                                  report(95.0, (0.5, 9.0), (0.75, 16.0)),
                                  report(95.0, (1.0, 25.0))])
-    b = demo._budgets(record, [0.25, 0.5, 0.75, 1.0], margin=0.9)
+    b = phase_budgets(record, [0.25, 0.5, 0.75, 1.0], margin=0.9)
     assert 9.0 * 1.2 < b["tight"] * 0.9 < 16.0 * 1.2  # p95: fits 0.5 but not 0.75
     assert b["relaxed"] * 0.9 == pytest.approx(3 * 25.0 * 1.2, abs=0.01)
-    assert demo._budgets(Record(), [0.25, 1.0], 0.9) == {"tight": 50.0, "relaxed": 1000.0}
+    assert phase_budgets(Record(), [0.25, 1.0], 0.9) == {"tight": 50.0, "relaxed": 1000.0}
 
 
 def test_scenario_covers_every_width_and_policy():
@@ -104,21 +107,8 @@ def test_scenario_covers_every_width_and_policy():
 
 
 def test_parameter_file_is_found_and_flattened():
-    params = demo.flatten_params(demo.find_params_file())
+    params = flatten_params(find_params_file())
     assert "governor.min_dwell_s" in params and "checkpoint" in params
-
-
-def _tiny_checkpoint(path: Path) -> Path:
-    from slimseg_ros.models.checkpoint import ModelInfo, save_checkpoint
-    from slimseg_ros.models.config import ModelConfig
-    from slimseg_ros.models.segmenter import build_model
-
-    model = build_model(ModelConfig(backbone="mobilenetv2", head="fcn", num_classes=11,
-                                    head_channels=16)).eval()
-    info = ModelInfo(class_names=list(demo.CAMVID_CLASSES),
-                     palette=[list(c) for c in demo.CAMVID_PALETTE])
-    save_checkpoint(path, model, info, extra={"untrained": True})
-    return path
 
 
 @pytest.mark.slow
@@ -129,9 +119,9 @@ def test_short_demo_run_writes_the_whole_report(tmp_path):
     frames.mkdir()
     for i in range(3):
         cv2.imwrite(str(frames / f"{i}.png"), synthetic_street(i, 48, 64)[:, :, ::-1])
-    checkpoint = _tiny_checkpoint(tmp_path / "tiny.pt")
+    checkpoint = stand_in_checkpoint(tmp_path / "tiny.pt", tiny=True)
     out = tmp_path / "report"
-    cmd = [sys.executable, "-m", "slimseg_ros.demo", "--output", str(out), "--images",
+    cmd = [sys.executable, "-m", "slimseg_ros.tools.demo", "--output", str(out), "--images",
            str(frames), "--checkpoint", str(checkpoint), "--phase-seconds", "0.4",
            "--fps", "10", "--device", "cpu", "--startup-timeout", "90"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

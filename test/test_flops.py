@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from slimseg_ros.flops import count_flops, count_params, flops_table, format_table
+from slimseg_ros.tools.flops import count_flops, count_params, flops_table, format_table
 from slimseg_ros.models import (ModelConfig, SlimmableConv2d, build_model, get_width, set_width,
                                 to_plain)
 from slimseg_ros.models.segmenter import build_backbone

@@ -1,6 +1,6 @@
 """A best-effort 720p camera with the shipped Fast DDS profile reaches the node process, and the
 node's 720p masks reach a best-effort subscriber with Fast DDS defaults (one case of the
-``python -m slimseg_ros.dds_bench`` table, each side in its own process)."""
+``python -m slimseg_ros.tools.dds_bench`` table, each side in its own process)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ pytest.importorskip("rclpy")
 pytest.importorskip("sensor_msgs.msg")
 
 from node_harness import pick_domain_id  # noqa: E402
-from slimseg_ros.dds_bench import Case, run  # noqa: E402
+from slimseg_ros.tools.dds_bench import Case, run  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -91,6 +91,15 @@ def test_shipped_profile_has_a_large_shared_memory_segment() -> None:
     assert participant is not None and participant.get("is_default_profile") == "true"
 
 
+def test_packaged_files_are_found_where_the_package_lives() -> None:
+    params = ns.packaged_file("config", "slimseg.yaml")
+    assert params is not None
+    assert params.read_text() == (REPO / "config" / "slimseg.yaml").read_text()
+    assert ns.packaged_file("config", "no_such_file.yaml") is None
+    assert ns.packaged_file("no_such_folder", "slimseg.yaml") is None
+    assert ns.default_dds_profile() == ns.packaged_file("config", "fastdds_large_shm.xml")
+
+
 def test_default_checkpoint_prefers_default_pt_and_explains_absence(tmp_path, monkeypatch) -> None:
     models = tmp_path / "models"
     monkeypatch.setattr(ns, "data_dirs", lambda sub: [models] if models.is_dir() else [])

@@ -37,7 +37,7 @@ from slimseg_ros.models import CheckpointError, ModelInfo, build_model, save_che
 from slimseg_ros.models.checkpoint import atomic_torch_save, model_from_payload, safe_torch_load
 from slimseg_ros.models.config import model_config_differences
 from slimseg_ros.models.segmenter import classifier_keys
-from slimseg_ros.node_support import data_dirs
+from slimseg_ros.node_support import data_dirs, packaged_file
 from slimseg_ros.widths import find_width
 
 from .config import (ConfigError, TrainConfig, config_from_dict, load_config, save_config,
@@ -208,10 +208,10 @@ def resolve_load_from(value: str) -> Path:
     if not name or name in (".", "..") or Path(name).name != name:
         raise ConfigError(f"load_from: {value!r}: after {PACKAGED!r} comes the file name of a "
                           f"packaged model, e.g. {PACKAGED}default.pt")
+    found = packaged_file("models", name)
+    if found is not None:
+        return found
     dirs = data_dirs("models")
-    for d in dirs:
-        if (d / name).is_file():
-            return d / name
     if not dirs:
         raise ConfigError(f"load_from: {value}: no packaged models found (neither an installed "
                           f"share/slimseg_ros/models nor a source checkout's models/); give "

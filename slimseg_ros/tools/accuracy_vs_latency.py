@@ -1,6 +1,6 @@
 """Accuracy beside cost, per width: joins ``slimseg-eval``'s metrics.json and ``slimseg-bench``'s JSON.
 
-    python bench/accuracy_vs_latency.py --metrics runs/x/test/metrics.json \
+    python -m slimseg_ros.tools.accuracy_vs_latency --metrics runs/x/test/metrics.json \
         --bench bench.json --size 360x480 --plot docs/accuracy_vs_latency.png
 
 Prints a Markdown table (width, mIoU, boundary F, GFLOPs, engine latency p50/p90) and draws
@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from slimseg_ros.widths import find_width
+from ..widths import find_width
+from .export_cli import parse_size
 
 
 def join(metrics: dict, bench: dict, size: tuple[int, int]) -> list[dict]:
@@ -41,10 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--metrics", required=True, help="metrics.json written by slimseg-eval")
     p.add_argument("--bench", required=True, help="JSON written by slimseg-bench --json")
-    p.add_argument("--size", default="360x480", help="HxW of the bench rows to use")
+    p.add_argument("--size", type=parse_size, default=(360, 480),
+                   help="HxW of the bench rows to use (default 360x480)")
     p.add_argument("--plot", help="PNG to write")
     args = p.parse_args(argv)
-    h, w = (int(v) for v in args.size.lower().split("x"))
+    h, w = args.size
     rows = join(json.loads(Path(args.metrics).read_text()),
                 json.loads(Path(args.bench).read_text()), (h, w))
     print("| width | mIoU % | boundary F % | GFLOPs | latency p50 / p90 ms |")

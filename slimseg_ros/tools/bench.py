@@ -24,9 +24,10 @@ width's prepared network, what each frame does) beside the time to load a separa
 checkpoint of that width from disk (a lower bound: file already in the page cache, modules made
 on the meta device, weights assigned without copying).
 
-Without a model argument it uses the packaged default model (``models/*.pt`` in the source tree or
-the installed share folder) when there is one, else a random-weight ResNet-18 DeepLabV3+ with 19
-classes (latency does not depend on the weight values).
+Without a model argument it uses the packaged default model (the one the node loads when its
+``checkpoint`` parameter is empty, from the installed share folder or the source tree) when there
+is one, else a random-weight ResNet-18 DeepLabV3+ with 19 classes (latency does not depend on the
+weight values).
 """
 
 from __future__ import annotations
@@ -48,15 +49,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engine import (SegmentationEngine, check_frame, fold_batchnorm, frames_to_batch,
-                     module_bytes, postprocess, preprocess, resolve_device)
-from .export import parse_size
-from .models.checkpoint import CheckpointError, ModelInfo, load_checkpoint
-from .models.config import ModelConfig
-from .models.segmenter import build_model
-from .models.slimmable import set_width as set_model_width, to_plain, trained_widths
+from ..engine import (SegmentationEngine, check_frame, fold_batchnorm, frames_to_batch,
+                      module_bytes, postprocess, preprocess, resolve_device)
+from ..models.checkpoint import CheckpointError, ModelInfo, load_checkpoint
+from ..models.config import ModelConfig
+from ..models.segmenter import build_model
+from ..models.slimmable import set_width as set_model_width, to_plain, trained_widths
+from ..node_support import default_checkpoint
+from .export_cli import parse_size
+from .flops import count_flops, count_params
 
-PACKAGE = "slimseg_ros"
 DEFAULT_CONFIG = {"backbone": "resnet18", "head": "deeplabv3plus", "num_classes": 19}
 
 
@@ -64,20 +66,13 @@ DEFAULT_CONFIG = {"backbone": "resnet18", "head": "deeplabv3plus", "num_classes"
 # Model source
 # ----------------------------------------------------------------------------------------------
 
-def packaged_models() -> list[Path]:
-    """Default model files shipped with the package: ``models/*.pt`` in the source tree, then the
-    ament share folder ``share/slimseg_ros/models`` of an installed package."""
-    folders = [Path(__file__).resolve().parents[1] / "models"]
+def packaged_checkpoint() -> Path | None:
+    """The packaged default model the node would load with an empty ``checkpoint`` parameter,
+    or None where none is shipped (or several without a ``default.pt``)."""
     try:
-        from ament_index_python.packages import get_package_share_directory
-        folders.append(Path(get_package_share_directory(PACKAGE)) / "models")
-    except Exception:  # not installed through ament, or no ROS at all
-        pass
-    for folder in folders:
-        found = sorted(folder.glob("*.pt")) if folder.is_dir() else []
-        if found:
-            return found
-    return []
+        return default_checkpoint()
+    except FileNotFoundError:
+        return None
 
 
 def default_info(num_classes: int) -> ModelInfo:
@@ -92,7 +87,7 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     A training config's ``base:`` is followed, so a file that changes a few keys of another
     still describes the whole network; a missing file or base raises a ValueError naming it.
     """
-    from .training.config import read_config_file
+    from ..training.config import read_config_file
 
     data = read_config_file(path)
     return dict(data.get("model", data))
@@ -114,10 +109,10 @@ def resolve_model(args: argparse.Namespace) -> tuple[nn.Module, ModelInfo, str]:
         config = ModelConfig.from_dict(data)
         source = f"config {args.config}" if args.config else "config"
     else:
-        found = packaged_models()
-        if found:
-            model, info = load_checkpoint(found[0])
-            return model, info, f"packaged checkpoint {found[0].name}"
+        found = packaged_checkpoint()
+        if found is not None:
+            model, info = load_checkpoint(found)
+            return model, info, f"packaged checkpoint {found.name}"
         config = ModelConfig.from_dict(DEFAULT_CONFIG)
         source = "default config (random weights)"
     return build_model(config).eval(), default_info(config.num_classes), source
@@ -135,28 +130,13 @@ def summary(samples_ms: Sequence[float]) -> dict[str, float]:
 
 def flops_and_params(model: nn.Module, sizes: Sequence[tuple[int, int]]
                      ) -> tuple[dict[tuple[tuple[int, int], float], int], dict[float, int]]:
-    """FLOPs per (size, width) and parameters per width, with ``slimseg_ros.flops`` when present.
+    """FLOPs per (size, width) and parameters per width (:mod:`slimseg_ros.tools.flops`).
 
     FLOPs (2 x multiply-adds of conv/matmul) are counted on a meta-device copy: no arithmetic is
     done. Parameters are those of ``to_plain(model, w)`` (convs and that width's BatchNorms).
     """
     meta = copy.deepcopy(model).to("meta")
     widths = trained_widths(model)
-    try:
-        from .flops import count_flops, count_params
-    except ImportError:  # stand-alone fallback with the same definitions
-        from torch.utils.flop_counter import FlopCounterMode
-
-        def count_flops(net: nn.Module, width: float, size: tuple[int, int]) -> int:
-            set_model_width(net, width)
-            counter = FlopCounterMode(display=False)
-            with torch.no_grad(), counter:
-                net.eval()(torch.zeros(1, 3, *size, device="meta"))
-            return int(counter.get_total_flops())
-
-        def count_params(net: nn.Module, width: float) -> int:
-            return sum(p.numel() for p in to_plain(net, width).parameters())
-
     flops = {(tuple(size), w): count_flops(meta, w, size) for size in sizes for w in widths}
     return flops, {w: count_params(model, w) for w in widths}
 
@@ -292,7 +272,7 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
     folder = Path(tmp.name)
     try:
         if onnx:
-            from .export import export_onnx, metadata
+            from ..export import export_onnx, metadata
 
             onnx_nets = {}
             for w in widths:
@@ -520,9 +500,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
-    """``--backends``: the runtime comparison of :mod:`slimseg_ros.backend_bench`."""
+    """``--backends``: the runtime comparison of :mod:`slimseg_ros.tools.backend_bench`."""
+    from ..backends import BackendError, available
     from .backend_bench import compare_backends, format_comparison
-    from .backends import BackendError, available
 
     missing = [b for b in args.backends if not available(b)]
     if missing:
@@ -531,12 +511,12 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         return 2
     checkpoint = args.checkpoint
     if checkpoint is None:
-        found = packaged_models()
-        if not found:
+        found = packaged_checkpoint()
+        if found is None:
             print("slimseg-bench: --backends needs --checkpoint (no packaged model found)",
                   file=sys.stderr)
             return 2
-        checkpoint = str(found[0])
+        checkpoint = str(found)
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     try:
         result = compare_backends(checkpoint, list(args.backends), args.sizes[0],

@@ -1,7 +1,7 @@
 """DDS delivery check: camera frames into slimseg_node and class masks out, per frame size,
 camera reliability and Fast DDS profile, each side in its own process as on a robot.
 
-    python -m slimseg_ros.dds_bench [--frames 20] [--rate 10] [--checkpoint FILE] [--quick]
+    python -m slimseg_ros.tools.dds_bench [--frames 20] [--rate 10] [--checkpoint FILE] [--quick]
 
 For every case a separate "camera" process publishes ``--frames`` rgb8 frames at ``--rate`` Hz
 (reliable or best effort; with or without the shipped large shared-memory profile) to a running
@@ -26,12 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .contract import TOPICS, Diagnostics, is_segmentation_status, read_diagnostics
-from .node_support import (FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV, data_dirs,
-                           default_dds_profile)
+from ..contract import TOPICS, Diagnostics, is_segmentation_status, read_diagnostics
+from ..node_support import default_dds_profile
+from .node_process import (default_params_file, node_command, node_environment,
+                           stand_in_checkpoint, stop_process)
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
-_PROFILE_VARS = (FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV)
+NODE_OVERRIDES = {"qos_check_period_s": 0.2, "diagnostics_period_s": 0.25,
+                  "publish_color": False}
 
 
 @dataclass
@@ -46,12 +48,6 @@ class Case:
     def tag(self) -> str:
         return (f"{self.width}x{self.height}-{'rel' if self.reliable else 'be'}-"
                 f"{'cp' if self.camera_profile else 'cd'}-{'np' if self.node_profile else 'nd'}")
-
-
-def _clean_env(domain: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _PROFILE_VARS}
-    env["ROS_DOMAIN_ID"] = str(domain)
-    return env
 
 
 # ----------------------------------------------------------------------------- camera process
@@ -87,31 +83,6 @@ def camera_main(argv: list[str]) -> int:
 
 
 # ----------------------------------------------------------------------------- measuring side
-def _tiny_checkpoint(folder: Path) -> Path:
-    import torch
-
-    from .models import ModelConfig, ModelInfo, build_model, save_checkpoint
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone="mobilenetv2", head="fcn", num_classes=11,
-                                    head_channels=32)).eval()
-    info = ModelInfo(class_names=[f"class_{i}" for i in range(11)],
-                     palette=[[20 * i, 255 - 20 * i, 7 * i] for i in range(11)],
-                     input_size=[128, 160])
-    path = folder / "dds_bench_model.pt"
-    save_checkpoint(path, model, info)
-    return path
-
-
-def _node_command(checkpoint: Path) -> list[str]:
-    exe = Path(sys.executable).with_name("slimseg_node")
-    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "slimseg_ros.node"]
-    params = next((d / "slimseg.yaml" for d in data_dirs("config")
-                   if (d / "slimseg.yaml").is_file()), None)
-    cmd += ["--ros-args"] + (["--params-file", str(params)] if params else [])
-    return cmd + ["-p", f"checkpoint:={checkpoint}", "-p", "qos_check_period_s:=0.2",
-                  "-p", "diagnostics_period_s:=0.25", "-p", "publish_color:=false"]
-
-
 class Counter:
     """Subscribes to the node's masks (reliable and best effort) and diagnostics."""
 
@@ -159,12 +130,12 @@ def run(cases: list[Case], frames: int, rate: float, checkpoint: Path | None,
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    profile = default_dds_profile()
-    if profile is None:
+    if default_dds_profile() is None:
         raise SystemExit("the shipped Fast DDS profile (config/fastdds_large_shm.xml) is missing")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = checkpoint or _tiny_checkpoint(Path(tmp))
+        ckpt = checkpoint or stand_in_checkpoint(Path(tmp) / "dds_bench_model.pt", tiny=True)
+        cmd = node_command(default_params_file(), {"checkpoint": str(ckpt), **NODE_OVERRIDES})
         context = rclpy.Context()
         rclpy.init(context=context, domain_id=domain)
         counter = Counter(context)
@@ -172,11 +143,8 @@ def run(cases: list[Case], frames: int, rate: float, checkpoint: Path | None,
         executor.add_node(counter.node)
         try:
             for node_profile in sorted({c.node_profile for c in cases}, reverse=True):
-                env = _clean_env(domain)
-                if not node_profile:
-                    env[PROFILE_OVERRIDE_ENV] = ""  # the node runs with Fast DDS defaults
-                node = subprocess.Popen(_node_command(ckpt), env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT)
+                node = subprocess.Popen(cmd, env=node_environment(domain, node_profile),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
                 try:
                     deadline = time.monotonic() + 90
                     while counter.diag is None and time.monotonic() < deadline:
@@ -184,12 +152,10 @@ def run(cases: list[Case], frames: int, rate: float, checkpoint: Path | None,
                     if counter.diag is None:
                         raise SystemExit("slimseg_node did not start (no diagnostics in 90 s)")
                     for case in [c for c in cases if c.node_profile == node_profile]:
-                        rows.append(_run_case(case, frames, rate, profile, domain, counter,
-                                              executor))
+                        rows.append(_run_case(case, frames, rate, domain, counter, executor))
                         print(_row_text(rows[-1]), flush=True)
                 finally:
-                    node.terminate()
-                    node.wait(timeout=20)
+                    stop_process(node)
                     counter.diag = None
         finally:
             executor.shutdown()
@@ -198,13 +164,11 @@ def run(cases: list[Case], frames: int, rate: float, checkpoint: Path | None,
     return rows
 
 
-def _run_case(case: Case, frames: int, rate: float, profile: Path, domain: int,
-              counter: Counter, executor: Any) -> dict[str, Any]:
+def _run_case(case: Case, frames: int, rate: float, domain: int, counter: Counter,
+              executor: Any) -> dict[str, Any]:
     before = counter.counts(executor)
-    env = _clean_env(domain)
-    if case.camera_profile:
-        env[FASTDDS_ENV] = str(profile)
-    cmd = [sys.executable, "-m", "slimseg_ros.dds_bench", "--camera", str(case.width),
+    env = node_environment(domain, case.camera_profile)
+    cmd = [sys.executable, "-m", "slimseg_ros.tools.dds_bench", "--camera", str(case.width),
            str(case.height), "reliable" if case.reliable else "best_effort", str(frames),
            str(rate), case.tag]
     cam = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -8,7 +8,7 @@ BatchNorm of that width, i.e. what a plain network of that width would hold. Bot
 ``meta``-device model, which :func:`flops_table` uses so that even ResNet-101 at 1024 x 2048 is
 counted in about a second.
 
-``python -m slimseg_ros.flops --backbone resnet18 --size 512 1024`` prints the table.
+``python -m slimseg_ros.tools.flops --backbone resnet18 --size 512 1024`` prints the table.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models.config import ModelConfig
-from .models.segmenter import build_model
-from .models.slimmable import (SlimmableConv2d, SwitchableBatchNorm2d, get_width, set_width,
+from ..models.config import ModelConfig
+from ..models.segmenter import build_model
+from ..models.slimmable import (SlimmableConv2d, SwitchableBatchNorm2d, get_width, set_width,
                                trained_widths)
-from .widths import width_index
+from ..widths import width_index
 
 
 def _input_hw(input_size: int | Sequence[int]) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+WORKER_MODULE = "slimseg_ros.tools.backend_bench"
 WORKER_FLAG = "--backend-worker"
 
 
@@ -36,8 +37,8 @@ def lraspp_engine_like(backend: str, num_classes: int, input_size: tuple[int, in
     import torch
     from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
-    from .backends import frame_graph_runner
-    from .backends.frame_graph import FramePath, export_frame_graph
+    from ..backends import frame_graph_runner
+    from ..backends.frame_graph import FramePath, export_frame_graph
 
     class Logits(torch.nn.Module):
         def __init__(self) -> None:
@@ -66,8 +67,8 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     """Time one backend (in this process only) and return its figures."""
     import torch
 
-    from .engine import SegmentationEngine
-    from .models.checkpoint import load_checkpoint
+    from ..engine import SegmentationEngine
+    from ..models.checkpoint import load_checkpoint
 
     torch.set_num_threads(int(args["threads"]))
     h, w = args["size"]
@@ -106,13 +107,13 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
 
 def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: int, iters: int,
                warmup: int, precision: str, lraspp: bool, cache: str | None) -> dict[str, Any]:
-    """One backend in a fresh process (``python -m slimseg_ros.backend_bench``)."""
+    """One backend in a fresh process (``python -m slimseg_ros.tools.backend_bench``)."""
     payload = json.dumps({"backend": backend, "checkpoint": checkpoint, "size": list(size),
                           "threads": threads, "iters": iters, "warmup": warmup,
                           "precision": precision, "lraspp": lraspp, "cache": cache})
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-m", "slimseg_ros.backend_bench", WORKER_FLAG,
-                           payload], capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run([sys.executable, "-m", WORKER_MODULE, WORKER_FLAG, payload],
+                          capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"backend {backend} worker failed: {proc.stderr.strip()[-800:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -124,9 +125,9 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
     """Every backend's figures, the FLOPs per width, and the LR-ASPP reference."""
     import torch
 
+    from ..models.checkpoint import load_checkpoint
+    from ..models.slimmable import trained_widths
     from .flops import count_flops
-    from .models.checkpoint import load_checkpoint
-    from .models.slimmable import trained_widths
 
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
     flops = {w: count_flops(model, w, size) for w in trained_widths(model)}

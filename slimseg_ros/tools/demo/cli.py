@@ -1,0 +1,271 @@
+"""``slimseg-demo``: the whole system in one command, written up as a report folder.
+
+The command line and the run: read the node's parameter file, pick (or build) the checkpoint,
+start the node process on a private ROS domain, wait for its first mask, play the scenario and
+write the report (see :mod:`slimseg_ros.tools.demo` for what the folder holds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ...contract import NODE_NAME
+from ...node_support import default_checkpoint
+from ..node_process import (default_params_file, log_tail, node_command, node_environment,
+                            stand_in_checkpoint, stop_process)
+from . import DemoError
+from .client import DemoClient, Record
+from .report import write_report
+from .scenario import play
+from .sources import FrameSource
+
+
+# ----------------------------------------------------------------------------------------------
+# Files: the node's parameter file and the checkpoint it loads
+# ----------------------------------------------------------------------------------------------
+
+def find_params_file() -> Path:
+    """``config/slimseg.yaml`` from the installed share folder or the source tree."""
+    found = default_params_file()
+    if found is None:
+        raise DemoError("config/slimseg.yaml not found in share/slimseg_ros or the source tree; "
+                        "pass --params FILE")
+    return found
+
+
+def flatten_params(params_file: Path) -> dict[str, Any]:
+    """The node's ``ros__parameters`` from a ROS 2 parameter file, as dotted names."""
+    import yaml
+
+    data = yaml.safe_load(params_file.read_text()) or {}
+    section: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).strip("/").split("/")[-1]
+        if isinstance(value, dict) and "ros__parameters" in value and name in (NODE_NAME, "**"):
+            section.update(value["ros__parameters"] or {})
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = node
+
+    walk("", section)
+    return flat
+
+
+def find_default_checkpoint(params: dict[str, Any]) -> Path | None:
+    """The model the node would load: the parameter file's checkpoint, else the packaged one."""
+    value = str(params.get("checkpoint") or "")
+    if value:
+        path = Path(value).expanduser()
+        return path.resolve() if path.is_file() else None
+    try:
+        return default_checkpoint().resolve()
+    except FileNotFoundError:
+        return None
+
+
+def read_checkpoint_info(path: Path) -> dict[str, Any]:
+    """Class names, palette and widths of a checkpoint (read without building the network)."""
+    from ...models.checkpoint import safe_torch_load
+
+    payload = safe_torch_load(path)
+    if not isinstance(payload, dict) or "widths" not in payload:
+        raise DemoError(f"{path} is not a slimseg checkpoint (no 'widths')")
+    return {"widths": [float(w) for w in payload["widths"]],
+            "class_names": list(payload.get("class_names") or []),
+            "palette": [list(map(int, c)) for c in payload.get("palette") or []],
+            "untrained": bool((payload.get("extra") or {}).get("untrained", False))}
+
+
+# ----------------------------------------------------------------------------------------------
+# The command and the run
+# ----------------------------------------------------------------------------------------------
+
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
+    if not m or int(m.group(1)) < 8 or int(m.group(2)) < 8:
+        raise argparse.ArgumentTypeError(f"--size wants HEIGHTxWIDTH (>= 8 each), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slimseg-demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--output", default="reports/demo", help="report folder (created)")
+    p.add_argument("--images", help="an image folder or a video file to replay; default: a "
+                                    "synthetic street scene")
+    p.add_argument("--checkpoint", help="model file; default: the packaged model, or an "
+                                        "untrained stand-in if none is installed")
+    p.add_argument("--params", help="node parameter file; default: config/slimseg.yaml")
+    p.add_argument("--size", type=_parse_size, help="resize frames to HEIGHTxWIDTH "
+                                                    "(synthetic default 360x480)")
+    p.add_argument("--fps", type=float, default=10.0, help="frames offered per second")
+    p.add_argument("--phase-seconds", type=float, default=4.0,
+                   help="length of one scenario step; the whole scenario is about 16 steps")
+    p.add_argument("--device", help="override the node's device parameter (cpu/cuda/auto)")
+    p.add_argument("--startup-timeout", type=float, default=180.0,
+                   help="seconds to wait for the node's first mask")
+    p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: a private one)")
+    return p
+
+
+def run_demo(args: argparse.Namespace) -> dict[str, Path]:
+    """Run the whole demo; returns the report files. Raises :class:`DemoError` on failure."""
+    out = Path(args.output).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.fps <= 0 or args.phase_seconds <= 0:
+        raise DemoError("--fps and --phase-seconds must be > 0")
+    params_file = Path(args.params).resolve() if args.params else find_params_file()
+    if not params_file.is_file():
+        raise DemoError(f"parameter file {params_file} does not exist")
+    params = flatten_params(params_file)
+
+    if args.checkpoint:
+        checkpoint = Path(args.checkpoint).expanduser().resolve()
+        if not checkpoint.is_file():
+            raise DemoError(f"checkpoint {checkpoint} does not exist")
+    else:
+        checkpoint = find_default_checkpoint(params)
+        if checkpoint is None:
+            checkpoint = out / "untrained_model.pt"
+            print(f"[demo] no trained model is installed: building an UNTRAINED "
+                  f"model at {checkpoint} (its masks mean nothing; pass --checkpoint FILE for a "
+                  f"real one)", flush=True)
+            stand_in_checkpoint(checkpoint)
+    info = read_checkpoint_info(checkpoint)
+    if info["untrained"]:
+        print("[demo] WARNING: the checkpoint is UNTRAINED", flush=True)
+    widths = sorted(info["widths"])
+
+    source = FrameSource(args.images, args.size)
+    frame_size = source.first.shape[:2]
+    domain_id = args.domain_id if args.domain_id is not None else 100 + os.getpid() % 100
+    env = node_environment(domain_id, localhost_only=True)
+    os.environ.update(env)  # this process joins the same private domain
+
+    phase_s = float(args.phase_seconds)
+    overrides: dict[str, Any] = {"checkpoint": str(checkpoint)}
+    if args.device:
+        overrides["device"] = args.device
+    # Short scenario steps need a governor that settles within a step; say so in the report.
+    gov_prefix = next((k.rsplit(".", 1)[0] + "." for k in params if k.endswith("min_dwell_s")),
+                      "governor.")
+    dwell = float(params.get(gov_prefix + "min_dwell_s", 2.0))
+    overrides[gov_prefix + "min_dwell_s"] = round(min(dwell, 0.3 * phase_s), 3)
+    overrides[gov_prefix + "probe_interval_s"] = round(
+        min(float(params.get(gov_prefix + "probe_interval_s", 3.0)), 0.4 * phase_s), 3)
+    overrides[gov_prefix + "stale_timeout_s"] = max(2.0, 2 * phase_s)
+    overrides["diagnostics_period_s"] = 0.2  # a fine-grained decision log
+    margin = float(params.get(gov_prefix + "budget_margin", 0.9))
+
+    cmd = node_command(params_file, overrides)
+    log_path = out / "node.log"
+    print(f"[demo] starting the node on ROS_DOMAIN_ID={domain_id}: {' '.join(cmd)}", flush=True)
+
+    import rclpy
+
+    record = Record()
+    origin = [time.monotonic()]  # the scenario clock restarts at 0 once the node is up
+
+    def clock() -> float:
+        return time.monotonic() - origin[0]
+
+    rclpy.init()
+    client = None
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            client = DemoClient(record, clock)
+            startup_s = _wait_for_node(client, proc, source, args, log_path, record)
+            with client.lock:
+                shift = time.monotonic() - origin[0]
+                origin[0] += shift
+                _shift_times(record, -shift)
+            t_end = play(client, proc, source, record, widths, phase_s, args.fps, margin, clock,
+                         log_path)
+        finally:
+            if client is not None:
+                client.close()
+            stop_process(proc)
+            rclpy.try_shutdown()
+    meta = {"checkpoint": str(checkpoint), "untrained": info["untrained"],
+            "source": source.description, "frame_size": list(frame_size), "fps": args.fps,
+            "node_command": cmd, "startup_s": startup_s, "domain_id": domain_id,
+            "device": args.device or params.get("device", "default"),
+            "masks_match_frames": bool(record.masks) and all(
+                m["frame_id"] == "demo_camera" and m["size"] == list(frame_size)
+                for m in record.masks),
+            "phase_seconds": phase_s, "governor_overrides": {
+                k: v for k, v in overrides.items() if k.startswith(gov_prefix)}}
+    files = write_report(out, record, source.first, info, widths, meta, t_end)
+    files["node_log"] = log_path
+    return files
+
+
+def _shift_times(record: Record, dt: float) -> None:
+    """Move everything recorded so far by ``dt`` seconds (start-up happens before t = 0)."""
+    record.active[:] = [(t + dt, w) for t, w in record.active]
+    record.requests[:] = [(t + dt, w) for t, w in record.requests]
+    for rows in (record.frames, record.masks, record.inputs, record.diagnostics,
+                 record.decisions):
+        for row in rows:
+            row["t"] = round(row["t"] + dt, 3)
+
+
+def _wait_for_node(client: DemoClient, proc: subprocess.Popen, source: FrameSource,
+                   args: argparse.Namespace, log_path: Path, record: Record) -> float:
+    """Offer frames until the first mask comes back; the seconds it took."""
+    start = time.monotonic()
+    client.phase = "start-up"
+    frame = source.first
+    while time.monotonic() - start < args.startup_timeout:
+        if proc.poll() is not None:
+            raise DemoError(f"the node exited with code {proc.returncode} during start-up; "
+                            f"last lines of {log_path}:\n{log_tail(log_path)}")
+        if client.connected():
+            client.publish_frame(frame)
+        time.sleep(0.25)
+        with client.lock:
+            if record.masks:
+                break
+    else:
+        raise DemoError(f"no mask from the node within {args.startup_timeout:.0f} s; "
+                        f"last lines of {log_path}:\n{log_tail(log_path)}")
+    # Start-up frames are not part of the scenario.
+    with client.lock:
+        record.masks.clear()
+        record.frames.clear()
+    return time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        files = run_demo(args)
+    except DemoError as exc:
+        print(f"slimseg-demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("slimseg-demo: interrupted", file=sys.stderr)
+        return 130
+    folder = files["report"].parent
+    print(f"[demo] report written to {folder}")
+    for name in ("report", "timeline", "montage", "latency_md", "decisions_md", "node_log"):
+        print(f"         {files[name]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

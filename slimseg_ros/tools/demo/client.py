@@ -1,0 +1,224 @@
+"""The demo's own rclpy node: it plays the camera and the policy inputs into the node under
+test, subscribes to its outputs and records everything with the scenario clock's times."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...contract import KEYS, TOPICS, is_segmentation_status, read_diagnostics
+
+
+@dataclass
+class Record:
+    """Everything the demo saw; times are seconds since the scenario clock started."""
+
+    frames: list[dict[str, Any]] = field(default_factory=list)       # t, stamp, phase
+    masks: list[dict[str, Any]] = field(default_factory=list)        # t, latency_ms, width
+    active: list[tuple[float, float]] = field(default_factory=list)  # (t, width)
+    requests: list[tuple[float, float]] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)       # t, battery, temp, budget
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)  # t, level, message, values
+    decisions: list[dict[str, Any]] = field(default_factory=list)    # t, phase, width, reason
+    phases: list[dict[str, Any]] = field(default_factory=list)       # name, start, end
+    montage: dict[float, np.ndarray] = field(default_factory=dict)   # width -> mono8 mask
+    montage_color: dict[float, np.ndarray] = field(default_factory=dict)
+
+
+def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
+    """Width, reason, caps (as shown), warnings (as shown) and per-width latency figures (ms,
+    ``{width: {"p50": A, "p90": B}}``, B at the governor's percentile) from the node's
+    diagnostics key-values."""
+    d = read_diagnostics(values)
+    out: dict[str, Any] = {}
+    if d.active_width is not None:
+        out["width"] = d.active_width
+    for name, key in (("reason", KEYS.reason), ("caps", KEYS.caps), ("warnings", KEYS.warnings)):
+        if key in values:
+            out[name] = values[key]
+    if d.latency:
+        out["latency"] = {w: {"p50": r.p50_ms, f"p{r.q:g}": r.pq_ms}
+                          for w, r in d.latency.items()}
+    return out
+
+
+def _reason_key(width: float, reason: str) -> tuple[float, str]:
+    """What makes two diagnostics the same decision: the width and the reason's wording, with
+    changing figures (countdowns, latencies, percentages) masked."""
+    return width, re.sub(r"\d+(\.\d+)?", "#", reason)
+
+
+class DemoClient:
+    """The demo's own rclpy node: camera and policy publishers, output subscribers, recording."""
+
+    def __init__(self, record: Record, clock: Callable[[], float]) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+        from sensor_msgs.msg import BatteryState, Image, Temperature
+        from std_msgs.msg import Float32
+
+        self._rclpy = rclpy
+        self.msgs = {"Image": Image, "BatteryState": BatteryState, "Temperature": Temperature,
+                     "Float32": Float32}
+        self.record = record
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.node = rclpy.create_node("slimseg_demo")
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        camera = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                            history=HistoryPolicy.KEEP_LAST)
+        outputs = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        n = self.node
+        self.pub_image = n.create_publisher(Image, TOPICS.image, camera)
+        self.pub_width = n.create_publisher(Float32, TOPICS.width, reliable)
+        self.pub_battery = n.create_publisher(BatteryState, TOPICS.battery, reliable)
+        self.pub_temp = n.create_publisher(Temperature, TOPICS.temperature, reliable)
+        self.pub_budget = n.create_publisher(Float32, TOPICS.budget, reliable)
+        n.create_subscription(Image, TOPICS.mask, self._on_mask, outputs)
+        n.create_subscription(Float32, TOPICS.active_width, self._on_active, latched)
+        n.create_subscription(DiagnosticArray, TOPICS.diagnostics, self._on_diag, reliable)
+        # Subscribed for the whole run: creating/destroying subscriptions from this thread while
+        # the executor spins in another one can hang rclpy; _on_color keeps only montage frames.
+        n.create_subscription(Image, TOPICS.color, self._on_color, outputs)
+        self.stamps: dict[tuple[int, int], tuple[float, str]] = {}
+        self.montage_width: float | None = None  # capture masks for this width...
+        self.montage_after: float = math.inf     # ...of frames sent after this time
+        self.active_width: float | None = None
+        self.last_decision: tuple[float, str] | None = None
+        self.phase = ""
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(n)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self._executor.spin()
+        except Exception:  # the executor stops with an exception at shutdown
+            pass
+
+    # -- callbacks (executor thread)
+    def _on_mask(self, msg: Any) -> None:
+        t = self.clock()
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        with self.lock:
+            sent = self.stamps.get(key)
+            if sent is None:
+                return
+            width = self.active_width
+            self.record.masks.append({"t": t, "latency_ms": (t - sent[0]) * 1000.0,
+                                      "width": width, "phase": sent[1],
+                                      "frame_id": msg.header.frame_id,
+                                      "size": [msg.height, msg.width]})
+            mw = self.montage_width
+            if mw is not None and sent[0] >= self.montage_after and mw not in self.record.montage:
+                mask = np.frombuffer(bytes(msg.data), np.uint8)
+                mask = mask.reshape(msg.height, msg.step)[:, : msg.width].copy()
+                self.record.montage[mw] = mask
+
+    def _on_color(self, msg: Any) -> None:
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        with self.lock:
+            sent = self.stamps.get(key)
+            mw = self.montage_width
+            if (sent is None or mw is None or sent[0] < self.montage_after
+                    or mw in self.record.montage_color or msg.encoding != "rgb8"):
+                return
+            img = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+            self.record.montage_color[mw] = img[:, : msg.width * 3].reshape(
+                msg.height, msg.width, 3).copy()
+
+    def _on_active(self, msg: Any) -> None:
+        t = self.clock()
+        with self.lock:
+            self.active_width = float(msg.data)
+            self.record.active.append((t, float(msg.data)))
+
+    def _on_diag(self, msg: Any) -> None:
+        t = self.clock()
+        for status in msg.status:
+            if not is_segmentation_status(status.name):
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            parsed = parse_diagnostic_values(values)
+            level = status.level if isinstance(status.level, int) else int.from_bytes(
+                bytes(status.level), "little")
+            with self.lock:
+                self.record.diagnostics.append({"t": t, "name": status.name, "level": level,
+                                                "message": status.message, "values": values})
+                width = parsed.get("width", self.active_width)
+                reason = parsed.get("reason", status.message)
+                if width is None:
+                    continue
+                key = _reason_key(width, reason)
+                if key != self.last_decision:
+                    self.record.decisions.append({
+                        "t": round(t, 3), "phase": self.phase, "width": width,
+                        "reason": reason, "caps": parsed.get("caps", ""),
+                        "warnings": parsed.get("warnings", "none")})
+                    self.last_decision = key
+
+    # -- publishing (main thread)
+    def publish_frame(self, rgb: np.ndarray) -> None:
+        msg = self.msgs["Image"]()
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        msg.header.frame_id = "demo_camera"
+        msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+        msg.encoding = "rgb8"
+        msg.is_bigendian = 0
+        msg.step = msg.width * 3
+        msg.data = np.ascontiguousarray(rgb).tobytes()
+        t = self.clock()
+        with self.lock:
+            self.stamps[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (t, self.phase)
+            if len(self.stamps) > 2000:
+                for k in list(self.stamps)[:1000]:
+                    del self.stamps[k]
+            self.record.frames.append({"t": t, "phase": self.phase})
+        self.pub_image.publish(msg)
+
+    def publish_width(self, width: float) -> None:
+        self.pub_width.publish(self.msgs["Float32"](data=float(width)))
+        self.record.requests.append((self.clock(), float(width)))
+
+    def publish_inputs(self, battery: float, charging: bool, celsius: float,
+                       budget_ms: float) -> None:
+        b = self.msgs["BatteryState"]()
+        b.header.stamp = self.node.get_clock().now().to_msg()
+        b.percentage = float(battery) / 100.0
+        b.present = True
+        b.power_supply_status = (b.POWER_SUPPLY_STATUS_CHARGING if charging
+                                 else b.POWER_SUPPLY_STATUS_DISCHARGING)
+        self.pub_battery.publish(b)
+        tm = self.msgs["Temperature"]()
+        tm.header.stamp = b.header.stamp
+        tm.header.frame_id = "cpu"
+        tm.temperature = float(celsius)
+        self.pub_temp.publish(tm)
+        self.pub_budget.publish(self.msgs["Float32"](data=float(budget_ms)))
+        self.record.inputs.append({"t": self.clock(), "battery": battery, "charging": charging,
+                                   "temperature": celsius, "budget_ms": budget_ms})
+
+    def connected(self) -> bool:
+        """True once the node subscribes to the image and control topics."""
+        return (self.pub_image.get_subscription_count() > 0
+                and self.pub_width.get_subscription_count() > 0)
+
+    def close(self) -> None:
+        try:
+            self._executor.shutdown(timeout_sec=1.0)
+        except Exception:
+            pass
+        self.node.destroy_node()
+
+

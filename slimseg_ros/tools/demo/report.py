@@ -1,0 +1,250 @@
+"""The demo's report folder: timeline and montage figures, latency and decision tables, the
+per-phase summary and ``report.md``, all from what the client recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...widths import find_width, same_width
+from ..node_process import CAMVID_CLASSES, CAMVID_PALETTE
+from .client import Record, parse_diagnostic_values
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def latency_table(record: Record, widths: list[float]) -> list[dict[str, Any]]:
+    """Per width: end-to-end latency (publish -> mask received) and the node's own figures
+    (inference only, from its last diagnostics that had that width)."""
+    node_figs: dict[float, dict[str, float]] = {}
+    for d in record.diagnostics:
+        for w, figs in parse_diagnostic_values(d["values"]).get("latency", {}).items():
+            node_figs[w] = figs
+    rows = []
+    for w in widths:
+        e2e = [m["latency_ms"] for m in record.masks
+               if m["width"] is not None and same_width(m["width"], w)]
+        node = node_figs.get(find_width(tuple(node_figs), w), {})
+        rows.append({
+            "width": w, "masks": len(e2e),
+            "e2e_mean_ms": float(np.mean(e2e)) if e2e else None,
+            "e2e_p50_ms": _percentile(e2e, 50), "e2e_p90_ms": _percentile(e2e, 90),
+            "node_p50_ms": node.get("p50"), "node_p90_ms": node.get("p90"),
+        })
+    return rows
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _step_series(points: list[tuple[float, float]], t_end: float
+                 ) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for t, v in points:
+        xs.append(t)
+        ys.append(v)
+    if xs:
+        xs.append(t_end)
+        ys.append(ys[-1])
+    return xs, ys
+
+
+def plot_timeline(record: Record, path: Path, t_end: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(12, 9), sharex=True,
+                             gridspec_kw={"height_ratios": [1.2, 1.2, 1.0]})
+    ax_w, ax_l, ax_e = axes
+    colours = ["#f4f4f4", "#e3ecf7"]
+    for i, ph in enumerate(record.phases):
+        for ax in axes:
+            ax.axvspan(ph["start"], ph["end"], color=colours[i % 2], zorder=0)
+        ax_w.text((ph["start"] + ph["end"]) / 2, 1.13, ph["name"], ha="center", va="bottom",
+                  fontsize=7, rotation=20)
+    xs, ys = _step_series(record.requests, t_end)
+    ax_w.step(xs, ys, where="post", color="tab:gray", ls="--", label="requested width")
+    xs, ys = _step_series(record.active, t_end)
+    ax_w.step(xs, ys, where="post", color="tab:blue", lw=2, label="active width")
+    ax_w.set_ylim(0, 1.1)
+    ax_w.set_ylabel("width")
+    ax_w.legend(loc="lower left", fontsize=8)
+    if record.masks:
+        ax_l.scatter([m["t"] for m in record.masks], [m["latency_ms"] for m in record.masks],
+                     s=6, c=[m["width"] if m["width"] is not None else 0 for m in record.masks],
+                     cmap="viridis", vmin=0, vmax=1,
+                     label="end to end, per frame (colour: width)")
+    seen = []  # what the governor compares with the budget: the node's p90 at the active width
+    for d in record.diagnostics:
+        parsed = parse_diagnostic_values(d["values"])
+        figs = parsed.get("latency", {}).get(parsed.get("width"))
+        if figs and "p90" in figs:
+            seen.append((d["t"], figs["p90"]))
+    if seen:
+        ax_l.plot([p[0] for p in seen], [p[1] for p in seen], color="black", lw=1,
+                  label="node inference p90 at the active width")
+    bud = [(d["t"], d["budget_ms"] if d["budget_ms"] > 0 else float("nan"))
+           for d in record.inputs]
+    if bud:
+        ax_l.plot([b[0] for b in bud], [b[1] for b in bud], color="tab:red", label="budget")
+    ax_l.set_ylabel("ms")
+    ax_l.legend(loc="upper left", fontsize=8)
+    if record.inputs:
+        ts = [d["t"] for d in record.inputs]
+        ax_e.plot(ts, [d["battery"] for d in record.inputs], color="tab:green",
+                  label="battery %")
+        ax_e.set_ylabel("battery %")
+        ax_t = ax_e.twinx()
+        ax_t.plot(ts, [d["temperature"] for d in record.inputs], color="tab:orange",
+                  label="temperature C")
+        ax_t.set_ylabel("temperature C")
+        ax_e.legend(loc="upper left", fontsize=8)
+        ax_t.legend(loc="upper right", fontsize=8)
+    ax_e.set_xlabel("time since start of the scenario (s)")
+    ax_e.set_xlim(0.0, t_end)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_montage(record: Record, frame: np.ndarray, info: dict[str, Any], widths: list[float],
+                 table: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from ...conversions import colorize, palette_lut
+
+    lut = palette_lut(info["palette"] or CAMVID_PALETTE)
+    e2e = {r["width"]: r["e2e_p50_ms"] for r in table}
+    fig, axes = plt.subplots(1, len(widths) + 1, figsize=(3.2 * (len(widths) + 1), 3.4))
+    axes[0].imshow(frame)
+    axes[0].set_title("input", fontsize=9)
+    for ax, w in zip(axes[1:], widths):
+        if w in record.montage_color:
+            img, src = record.montage_color[w], "slimseg/color"
+        elif w in record.montage:
+            img, src = colorize(record.montage[w], lut), "slimseg/mask"
+        else:
+            img, src = np.zeros_like(frame), "no mask received"
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(f"width {w:g} (p50 {_fmt(e2e.get(w))} ms)\n{src}", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    names = info["class_names"] or list(CAMVID_CLASSES)
+    handles = [Patch(color=np.asarray(lut[i]) / 255.0, label=n) for i, n in enumerate(names)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 11), fontsize=7)
+    title = "one frame at every width"
+    if info.get("untrained"):
+        title += " (UNTRAINED model: masks mean nothing)"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def phase_summary(record: Record) -> list[dict[str, Any]]:
+    """Per phase: the widths seen on the active-width topic and the reasons given."""
+    out = []
+    for ph in record.phases:
+        before = [w for t, w in record.active if t <= ph["start"]]
+        seen = ([before[-1]] if before else []) + [w for t, w in record.active
+                                                   if ph["start"] < t <= ph["end"]]
+        reasons = []
+        for d in record.decisions:
+            if ph["start"] <= d["t"] <= ph["end"] and d["reason"] not in reasons:
+                reasons.append(d["reason"])
+        masks = [m for m in record.masks if m["phase"] == ph["name"]]
+        frames = [f for f in record.frames if f["phase"] == ph["name"]]
+        out.append({"phase": ph["name"], "expect": ph["expect"],
+                    "start_s": round(ph["start"], 2), "end_s": round(ph["end"], 2),
+                    "widths": seen, "min_width": min(seen) if seen else None,
+                    "final_width": seen[-1] if seen else None, "reasons": reasons,
+                    "frames_sent": len(frames), "masks_received": len(masks),
+                    "budget_ms": ph.get("budget_ms")})
+    return out
+
+
+def write_report(out: Path, record: Record, frame: np.ndarray, info: dict[str, Any],
+                 widths: list[float], meta: dict[str, Any], t_end: float) -> dict[str, Path]:
+    """Write every report file; returns their paths by name."""
+    files = {name: out / fname for name, fname in (
+        ("timeline", "timeline.png"), ("montage", "montage.png"), ("latency_md", "latency.md"),
+        ("latency_json", "latency.json"), ("decisions_md", "decisions.md"),
+        ("decisions_json", "decisions.json"), ("report", "report.md"))}
+    table = latency_table(record, widths)
+    plot_timeline(record, files["timeline"], t_end)
+    plot_montage(record, frame, info, widths, table, files["montage"])
+    files["latency_json"].write_text(json.dumps({"widths": table, "meta": meta}, indent=2))
+    lines = ["# Latency per width", "",
+             f"End to end = camera message published -> mask received by the demo over DDS "
+             f"(frames {meta['frame_size'][1]}x{meta['frame_size'][0]}, device "
+             f"`{meta['device']}`). Node p50/p90 = inference time as the node reports it in its "
+             f"diagnostics (last report with that width).", "",
+             "| width | masks | e2e mean ms | e2e p50 ms | e2e p90 ms | node p50 ms | "
+             "node p90 ms |", "|---|---|---|---|---|---|---|"]
+    for r in table:
+        lines.append(f"| {r['width']:g} | {r['masks']} | {_fmt(r['e2e_mean_ms'])} | "
+                     f"{_fmt(r['e2e_p50_ms'])} | {_fmt(r['e2e_p90_ms'])} | "
+                     f"{_fmt(r['node_p50_ms'])} | {_fmt(r['node_p90_ms'])} |")
+    files["latency_md"].write_text("\n".join(lines) + "\n")
+    files["decisions_json"].write_text(json.dumps(
+        {"decisions": record.decisions, "active_width": record.active,
+         "requests": record.requests}, indent=2))
+    lines = ["# Width decisions", "",
+             "Every change of (width, reason) in the node's `/diagnostics`, with the scenario "
+             "phase it happened in (t = seconds since the scenario started).", "",
+             "| t (s) | phase | width | reason | caps | warnings |", "|---|---|---|---|---|---|"]
+    for d in record.decisions:
+        cells = [str(d.get(k, "")).replace("|", "\\|") for k in ("reason", "caps", "warnings")]
+        lines.append(f"| {d['t']:.2f} | {d['phase']} | {d['width']:g} | " + " | ".join(cells)
+                     + " |")
+    if not record.decisions:
+        lines.append("| - | - | - | no diagnostics received from the node | | |")
+    files["decisions_md"].write_text("\n".join(lines) + "\n")
+    summary = phase_summary(record)
+    (out / "phases.json").write_text(json.dumps(summary, indent=2))
+    lines = ["# slimseg_ros demo", ""]
+    if info.get("untrained"):
+        lines += ["**The model is UNTRAINED (random segmentation head): the masks mean nothing. "
+                  "The demo shows the plumbing (width switching, policies, latency), not "
+                  "segmentation quality.**", ""]
+    lines += [f"- checkpoint: `{meta['checkpoint']}`", f"- frames: {meta['source']}",
+              f"- frame size: {meta['frame_size'][1]}x{meta['frame_size'][0]}, "
+              f"{meta['fps']:g} fps offered",
+              f"- node: `{' '.join(meta['node_command'])}`",
+              f"- node start-up (process start -> first mask): {meta['startup_s']:.1f} s",
+              f"- frames sent: {len(record.frames)}, masks received: {len(record.masks)}; every "
+              f"mask carries its frame's stamp, frame_id and size: "
+              f"{'yes' if meta['masks_match_frames'] else 'NO'}",
+              f"- ROS_DOMAIN_ID: {meta['domain_id']}", "",
+              "Files: `timeline.png`, `montage.png`, `latency.md`/`latency.json`, "
+              "`decisions.md`/`decisions.json`, `phases.json`, `node.log`.", "",
+              "## Phases", "", "| phase | expected | widths seen | reasons given |",
+              "|---|---|---|---|"]
+    for s in summary:
+        ws = " -> ".join(f"{w:g}" for w in _dedupe(s["widths"])) or "none"
+        reasons = "<br>".join(str(r).replace("|", "\\|") for r in s["reasons"][:6]) or "-"
+        extra = f" (budget {s['budget_ms']:.1f} ms)" if s.get("budget_ms") else ""
+        lines.append(f"| {s['phase']}{extra} | {s['expect']} | {ws} | {reasons} |")
+    lines += ["", "![timeline](timeline.png)", "", "![montage](montage.png)", ""]
+    files["report"].write_text("\n".join(lines))
+    return files
+
+
+def _dedupe(values: list[float]) -> list[float]:
+    out: list[float] = []
+    for v in values:
+        if not out or out[-1] != v:
+            out.append(v)
+    return out

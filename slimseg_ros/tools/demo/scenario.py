@@ -1,0 +1,140 @@
+"""The demo's scripted story: explicit width commands, a draining battery, a thermal spike, a
+tight then relaxed compute budget; and its playing through the client, phase by phase."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...contract import read_diagnostics
+from ...widths import find_width, same_width
+from ..node_process import log_tail
+from . import DemoError
+from .client import DemoClient, Record
+from .report import latency_table
+from .sources import FrameSource
+
+
+@dataclass
+class Phase:
+    """One step of the scenario; ramps run linearly from the first to the second value."""
+
+    name: str
+    seconds: float
+    request: float | None = None           # width command sent at the start
+    battery: tuple[float, float] = (100.0, 100.0)   # percent, start -> end
+    charging: bool = False
+    temperature: tuple[float, float] = (45.0, 45.0)  # celsius, start -> end
+    budget: str | float = 0.0              # ms; "tight"/"relaxed" are set from measured latency
+    montage: bool = False                  # hold one frame for the per-width montage
+    expect: str = ""                       # what the phase should show, for the report
+
+
+def scenario(phase_s: float, widths: list[float]) -> list[Phase]:
+    """The scripted story; ``phase_s`` scales every phase."""
+    p = phase_s
+    phases = [Phase("start at full width", p, request=max(widths), expect="width 1.0 by request")]
+    for w in sorted(widths):
+        phases.append(Phase(f"request {w:g}", p, request=w, montage=True,
+                            expect=f"width {w:g} by request"))
+    phases += [
+        Phase("battery drains", 2.5 * p, battery=(80.0, 5.0),
+              expect="width steps down as the battery crosses 50/30/15%"),
+        Phase("charger plugged in", p, battery=(5.0, 8.0), charging=True,
+              expect="battery cap lifted while charging"),
+        Phase("thermal spike", 2.0 * p, battery=(8.0, 10.0), charging=True,
+              temperature=(50.0, 95.0), expect="width steps down at 70/80/90C"),
+        Phase("cooling down", 1.5 * p, battery=(10.0, 12.0), charging=True,
+              temperature=(95.0, 50.0), expect="caps released only below threshold - hysteresis"),
+        Phase("tight budget", 2.0 * p, battery=(12.0, 14.0), charging=True,
+              budget="tight", expect="width lowered to fit the latency budget"),
+        Phase("relaxed budget", 2.5 * p, battery=(14.0, 16.0), charging=True,
+              budget="relaxed", expect="width probes back up to full"),
+    ]
+    return phases
+
+
+def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[str, float]:
+    """Budgets from the latency the governor compared during the width sweep (the last figure
+    per width in the node's diagnostics; end to end where there is none): "tight" lies between
+    the two middle widths (the governor should settle on a middle width), "relaxed" is three
+    times the widest width's latency (the governor should probe its way back to full width)."""
+    compared: dict[float, float] = {}
+    for d in record.diagnostics:
+        for w, r in read_diagnostics(d["values"]).latency.items():
+            compared[w] = r.pq_ms
+    e2e = {r["width"]: r["e2e_p90_ms"] for r in latency_table(record, widths)}
+
+    def typical(w: float) -> float | None:
+        return compared.get(find_width(tuple(compared), w)) or e2e.get(w)
+
+    ws = sorted(widths)
+    lo, hi = ws[max(0, len(ws) // 2 - 1)], ws[min(len(ws) - 1, len(ws) // 2)]
+    a, b = typical(lo), typical(hi)
+    known = [v for v in (typical(w) for w in ws) if v is not None]
+    if a is None or b is None or not known:
+        return {"tight": 50.0, "relaxed": 1000.0}
+    tight = math.sqrt(a * b) / margin if b > a else a * 1.05 / margin
+    return {"tight": round(tight, 2), "relaxed": round(3.0 * max(known) / margin, 2)}
+
+
+def play(client: DemoClient, proc: subprocess.Popen, source: FrameSource, record: Record,
+         widths: list[float], phase_s: float, fps: float, margin: float,
+         clock: Callable[[], float], log_path: Path) -> float:
+    """Run the scenario, offering ``fps`` frames per second to the node process ``proc``;
+    returns the end time on the scenario clock (seconds)."""
+    period = 1.0 / fps
+    input_period = 0.25
+    budgets: dict[str, float] = {}
+    for ph in scenario(phase_s, widths):
+        if proc.poll() is not None:
+            raise DemoError(f"the node exited with code {proc.returncode}; last lines of "
+                            f"{log_path}:\n{log_tail(log_path)}")
+        if isinstance(ph.budget, str) and not budgets:
+            budgets = phase_budgets(record, widths, margin)
+        budget = budgets.get(ph.budget, 0.0) if isinstance(ph.budget, str) else ph.budget
+        start = clock()
+        entry = {"name": ph.name, "start": start, "end": start + ph.seconds, "expect": ph.expect,
+                 "budget_ms": budget}
+        record.phases.append(entry)
+        client.phase = ph.name
+        print(f"[demo] {start:6.1f} s  {ph.name}" + (f" ({budget:.1f} ms)" if budget else ""),
+              flush=True)
+        if ph.request is not None:
+            client.publish_width(ph.request)
+        next_frame = next_input = clock()
+        armed = False
+        while (now := clock()) < start + ph.seconds:
+            frac = (now - start) / ph.seconds
+            if now >= next_input:
+                client.publish_inputs(_lerp(ph.battery, frac), ph.charging,
+                                      _lerp(ph.temperature, frac), budget)
+                next_input = now + input_period
+            if now >= next_frame:
+                if ph.montage:
+                    with client.lock:
+                        if (not armed and client.active_width is not None
+                                and same_width(client.active_width, ph.request)):
+                            client.montage_width = ph.request
+                            client.montage_after = clock()
+                            armed = True
+                    client.publish_frame(source.first)
+                else:
+                    client.publish_frame(source.next())
+                next_frame = max(next_frame + period, now)
+            time.sleep(max(0.0, min(next_frame, next_input) - clock()))
+        if ph.montage:
+            with client.lock:
+                client.montage_width = None
+        entry["end"] = clock()
+    time.sleep(min(1.0, phase_s / 2))  # let the last masks and diagnostics arrive
+    return clock()
+
+
+def _lerp(pair: tuple[float, float], frac: float) -> float:
+    a, b = pair
+    return a + (b - a) * min(max(frac, 0.0), 1.0)
