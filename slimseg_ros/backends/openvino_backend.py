@@ -14,10 +14,30 @@ PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 MAX_SIZES = 4  # frame sizes kept compiled per width (a camera's size rarely changes)
 
 
+_CORE: Any = None
+_CORE_LOCK = threading.Lock()
+
+
+def shared_core() -> Any:
+    """The process's one ``openvino.Core``, created on first use and kept until exit.
+
+    Each Core's CPU plugin installs an alternate signal stack on the thread that creates it and,
+    when destroyed, puts back the one it found. Cores destroyed out of creation order leave the
+    thread pointing at a stack already unmapped, and the next signal the thread handles (Ctrl-C,
+    the SIGTERM of ``ros2 launch`` or a scheduler) kills the process with SIGSEGV. One Core for
+    the whole process keeps that stack valid.
+    """
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            import openvino as ov
+            _CORE = ov.Core()
+        return _CORE
+
+
 def cpu_supports_bf16() -> bool:
     """Whether OpenVINO's CPU plugin reports native bf16 (AVX512-BF16 / AMX)."""
-    import openvino as ov
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def version() -> str:
@@ -30,20 +50,19 @@ class OpenVINOFrameGraph:
 
     def __init__(self, onnx_bytes: bytes, precision: str = "fp32", threads: int = 0,
                  cache_dir: str | None = None) -> None:
-        import openvino as ov
         if precision not in PRECISION_HINTS:
             raise BackendError(f"precision {precision!r} is not available with OpenVINO; "
                                f"choose {' or '.join(PRECISION_HINTS)}")
         if precision == "bf16" and not cpu_supports_bf16():
             raise BackendError("precision 'bf16' needs a CPU with native bf16 (AVX512-BF16 or "
                                "AMX), which this CPU lacks; use fp32")
-        self._core = ov.Core()
+        self._core = shared_core()
         self._config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
                         "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)
-        if cache_dir:
-            self._core.set_property({"CACHE_DIR": str(cache_dir)})
+        if cache_dir:  # per compiled model: the shared Core serves other caches too
+            self._config["CACHE_DIR"] = str(cache_dir)
         self._model = self._core.read_model(onnx_bytes)
         self._requests: OrderedDict[tuple[int, int], Any] = OrderedDict()
         self._lock = threading.Lock()
