@@ -19,6 +19,7 @@ from .latency import WidthLatency
 
 NODE_NAME = "slimseg_node"
 STATUS_SUFFIX = ": segmentation"  # the DiagnosticStatus name is "<node name>: segmentation"
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's compressed topic below an image topic
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Topics:
     """Every topic of the node (see the README's topic table for types and QoS)."""
 
     image: str = "image"
-    compressed_image: str = "image/compressed"
+    compressed_image: str = "image" + COMPRESSED_SUFFIX
     mask: str = "slimseg/mask"
     color: str = "slimseg/color"
     overlay: str = "slimseg/overlay"
@@ -39,6 +40,12 @@ class Topics:
 
 
 TOPICS = Topics()
+
+
+def compressed_topic(image_topic: str) -> str:
+    """The compressed topic of ``image_topic`` (resolved or relative), as image_transport
+    names it: ``/cam/image_raw`` -> ``/cam/image_raw/compressed``."""
+    return image_topic.rstrip("/") + COMPRESSED_SUFFIX
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ Topics (relative, so they can be remapped or namespaced; the names live in :mod:
 
 ==========================  ===============================  =================================
 ``image``                   sensor_msgs/Image (in)           rgb8/bgr8/mono8/rgba8/bgra8
-``image/compressed``        sensor_msgs/CompressedImage (in) with ``input_transport: compressed``
+``image/compressed``        sensor_msgs/CompressedImage (in) ``input_transport: compressed``; follows ``image``
 ``slimseg/mask``            sensor_msgs/Image (out)          mono8 class ids, input header/size
 ``slimseg/color``           sensor_msgs/Image (out)          rgb8 palette colours (lazy)
 ``slimseg/overlay``         sensor_msgs/Image (out)          rgb8 frame + colours (lazy, opt-in)
@@ -56,8 +56,8 @@ except ImportError:  # Humble
 from sensor_msgs.msg import BatteryState, CompressedImage, Image, Temperature
 from std_msgs.msg import Float32
 
-from .contract import (NODE_NAME, REJECTED, TOPICS, Diagnostics, LastFrame, diagnostics_values,
-                       status_name)
+from .contract import (NODE_NAME, REJECTED, TOPICS, Diagnostics, LastFrame, compressed_topic,
+                       diagnostics_values, status_name)
 from .conversions import colorize, compressed_to_rgb, fill_image, image_to_rgb, overlay, palette_lut
 from .governor import Decision, Governor
 from .latency import LatencyStore
@@ -172,7 +172,7 @@ class SlimSegNode(Node):
             Temperature, TOPICS.temperature, self._on_temperature, sensor,
             callback_group=self._control_group)
         self._image_type = CompressedImage if self._compressed else Image
-        self._image_topic = TOPICS.compressed_image if self._compressed else TOPICS.image
+        self._image_topic = self._input_topic()
         self._image_sub = None
         self._image_reliability: ReliabilityPolicy | None = None
         self._image_publishers = 0
@@ -230,6 +230,15 @@ class SlimSegNode(Node):
             f"device {engine.device}, widths {list(engine.widths)} prepared in "
             f"{engine.prepare_seconds:.1f} s ({engine.prepared_from})")
         return engine
+
+    def _input_topic(self) -> str:
+        """The image topic to subscribe to. Compressed frames follow the resolved (remapped,
+        namespaced) name of ``image`` as image_transport does: ``-r image:=/cam/image_raw``
+        moves ``image/compressed`` to ``/cam/image_raw/compressed``. A remapping of
+        ``image/compressed`` itself still applies on top (rcl remaps the absolute name too)."""
+        if not self._compressed:
+            return TOPICS.image
+        return compressed_topic(self.resolve_topic_name(TOPICS.image))
 
     # ----------------------------------------------------------------------------- QoS
     def _wanted_reliability(self) -> tuple[ReliabilityPolicy | None, int]:

@@ -18,7 +18,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from node_harness import (PALETTE, Probe, Spinner, image_msg, make_tiny_checkpoint,  # noqa: E402
                           pick_domain_id, wait_for)
-from slimseg_ros.contract import REJECTED, TOPICS  # noqa: E402
+from slimseg_ros.contract import REJECTED, TOPICS, compressed_topic  # noqa: E402
 from slimseg_ros.conversions import colorize, palette_lut  # noqa: E402
 from slimseg_ros.node import SlimSegNode, StartupError  # noqa: E402
 
@@ -47,10 +47,11 @@ def start(context, checkpoint):
     """``start(**params) -> (node, probe)``: a node and a probe spinning until the test ends."""
     made = []
 
-    def _start(probe_name: str = "probe", **params):
+    def _start(probe_name: str = "probe", remap: dict[str, str] | None = None, **params):
         values = {"checkpoint": str(checkpoint), **FAST, **params}
-        node = SlimSegNode(context=context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in values.items()])
+        rules = [arg for old, new in (remap or {}).items() for arg in ("-r", f"{old}:={new}")]
+        node = SlimSegNode(context=context, cli_args=["--ros-args", *rules] if rules else None,
+                           parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         probe = Probe(context, name=probe_name)
         spinner = Spinner(context, node, probe.node)
         made.append((node, probe, spinner))
@@ -254,6 +255,24 @@ def test_compressed_input_and_garbage_bytes(start) -> None:
              action=lambda: probe.compressed_pub.publish(garbage))
     mask = send_until_mask(node, probe, good, pub=probe.compressed_pub)
     assert (mask.height, mask.width, mask.header.frame_id) == (50, 70, "compressed_cam")
+
+
+def test_compressed_input_follows_the_remapped_image_topic(start) -> None:
+    """``-r image:=/cam/image_raw`` (what the README tells console-script users) moves the
+    compressed subscription to ``/cam/image_raw/compressed``, as image_transport does."""
+    import cv2
+    node, probe = start(input_transport="compressed", remap={TOPICS.image: "/cam/image_raw"})
+    assert node._image_sub.topic_name == compressed_topic("/cam/image_raw")
+    ok, png = cv2.imencode(".png", frame(30, 44))
+    assert ok
+    msg = CompressedImage(format="png")
+    msg.data = png.tobytes()
+    msg.header.frame_id = "remapped_cam"
+    camera = probe.make_publisher(CompressedImage, compressed_topic("/cam/image_raw"),
+                                  QoSProfile(depth=1))
+    mask = send_until_mask(node, probe, msg, pub=camera)
+    assert (mask.height, mask.width, mask.header.frame_id) == (30, 44, "remapped_cam")
+    probe.fresh_diag(lambda d: d.image_topic == compressed_topic("/cam/image_raw"))
 
 
 def test_parameters_validate_then_apply(start) -> None:
