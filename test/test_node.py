@@ -115,9 +115,9 @@ def test_colour_and_overlay_only_when_wanted(start) -> None:
     msg = image_msg(frame(40, 60), "rgb8")
     send_until_mask(node, probe, msg, count=2)
     assert probe.count(probe.colors) == 0 and probe.count(probe.overlays) == 0
-    assert node._color_pub.get_subscription_count() == 0
+    assert node.core.camera().color_pub.get_subscription_count() == 0
     probe.subscribe_overlay()  # subscribed but disabled: nothing is computed
-    wait_for(lambda: node._overlay_pub.get_subscription_count() > 0)
+    wait_for(lambda: node.core.camera().overlay_pub.get_subscription_count() > 0)
     send_until_mask(node, probe, msg, count=2)
     assert probe.count(probe.overlays) == 0
     assert node.set_parameters([Parameter("publish_overlay", value=True)])[0].successful
@@ -262,7 +262,7 @@ def test_compressed_input_follows_the_remapped_image_topic(start) -> None:
     compressed subscription to ``/cam/image_raw/compressed``, as image_transport does."""
     import cv2
     node, probe = start(input_transport="compressed", remap={TOPICS.image: "/cam/image_raw"})
-    assert node._image_sub.topic_name == compressed_topic("/cam/image_raw")
+    assert node.core.camera().image_sub.topic_name == compressed_topic("/cam/image_raw")
     ok, png = cv2.imencode(".png", frame(30, 44))
     assert ok
     msg = CompressedImage(format="png")
@@ -336,7 +336,7 @@ def test_qos_switches_never_stop_the_node(start) -> None:
     InvalidHandle (no frames, no masks, nothing logged)."""
     node, probe = start()
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
-    assert node._image_sub.event_handlers == []  # nothing the executor could take late
+    assert node.core.camera().image_sub.event_handlers == []  # nothing the executor could take late
     best_effort_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
     for _ in range(15):
         camera = probe.make_publisher(Image, TOPICS.image, best_effort_qos)
@@ -351,9 +351,9 @@ def test_forced_reliable_warns_about_best_effort_cameras(start) -> None:
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
     camera = probe.make_publisher(
         Image, TOPICS.image, QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-    wait_for(lambda: node._incompatible_publishers == 1)
+    wait_for(lambda: node.core.camera().incompatible_publishers == 1)
     probe.node.destroy_publisher(camera)
-    wait_for(lambda: node._incompatible_publishers == 0)
+    wait_for(lambda: node.core.camera().incompatible_publishers == 0)
     assert _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE  # forced: no switch
 
 
@@ -368,7 +368,7 @@ def test_runtime_backend_serves_masks_and_says_so(start, backend, tmp_path, monk
     got = np.frombuffer(bytes(mask.data), np.uint8).reshape(91, 133)
     with probe.lock:
         width = probe.widths[-1]
-    np.testing.assert_array_equal(got, node._engine.infer(rgb, width))
+    np.testing.assert_array_equal(got, node.engine.infer(rgb, width))
     diag = probe.fresh_diag(lambda d: d.backend != "")
     assert (diag.backend, diag.precision) == (backend, "fp32")
 
