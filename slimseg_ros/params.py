@@ -190,6 +190,23 @@ def governor_config_from_params(values: Mapping[str, Any]) -> GovernorConfig:
         raise ValueError(f"invalid governor parameters: {exc}") from None
 
 
+def list_argument(name: str, text: str, item: type) -> list[Any]:
+    """A list given as one string (a launch argument): ``[front, left]`` or ``front, left``;
+    empty: ``[]``. Items are converted with ``item`` (str or float).
+
+    Raises ``ValueError`` naming the argument for an item that does not convert.
+    """
+    body = text.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1]
+    parts = [p.strip().strip("'\"") for p in body.split(",")] if body.strip() else []
+    try:
+        return [item(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"launch argument '{name}' is {text!r}: give a list like "
+                         f"{'[front, left]' if item is str else '[2.0, 1.0]'}") from None
+
+
 def check_camera_priorities(cameras: list[str], priorities: list[float]) -> None:
     """Raise ``ValueError`` unless ``priorities`` is empty or holds one value per camera."""
     if priorities and len(priorities) != len(cameras):
