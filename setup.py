@@ -38,6 +38,7 @@ setup(
     entry_points={
         "console_scripts": [
             f"slimseg_node = {PACKAGE}.node:main",
+            f"slimseg_lifecycle_node = {PACKAGE}.lifecycle_node:main",
             f"slimseg-train = {PACKAGE}.training.train:main",
             f"slimseg-eval = {PACKAGE}.training.evaluate:main",
             f"slimseg-export = {PACKAGE}.tools.export_cli:main",

@@ -6,19 +6,24 @@ its wording. Plain Python (no ROS): :func:`diagnostics_values` gives the key-val
 the node wraps them in ``diagnostic_msgs/KeyValue``.
 
 Topic names are relative (they follow the node's namespace and remappings) except
-``/diagnostics``.
+``/diagnostics``. A node with ``cameras`` has each camera's topics below the camera's name
+(:func:`camera_topics`) and one diagnostics status per camera beside the shared one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .latency import WidthLatency
 
 NODE_NAME = "slimseg_node"
 STATUS_SUFFIX = ": segmentation"  # the DiagnosticStatus name is "<node name>: segmentation"
+CAMERA_STATUS_INFIX = ": segmentation of "  # per-camera status: "<node>: segmentation of <cam>"
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's compressed topic below an image topic
+_NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,7 @@ class Topics:
     """Every topic of the node (see the README's topic table for types and QoS)."""
 
     image: str = "image"
-    compressed_image: str = "image/compressed"
+    compressed_image: str = "image" + COMPRESSED_SUFFIX
     mask: str = "slimseg/mask"
     color: str = "slimseg/color"
     overlay: str = "slimseg/overlay"
@@ -39,6 +44,52 @@ class Topics:
 
 
 TOPICS = Topics()
+
+
+def compressed_topic(image_topic: str) -> str:
+    """The compressed topic of ``image_topic`` (resolved or relative), as image_transport
+    names it: ``/cam/image_raw`` -> ``/cam/image_raw/compressed``."""
+    return image_topic.rstrip("/") + COMPRESSED_SUFFIX
+
+
+@dataclass(frozen=True)
+class CameraTopics:
+    """One camera's own topics. With cameras ``[front, ...]`` they sit below the camera's name
+    (``front/image``, ``front/slimseg/mask``, ...); the single camera keeps the plain names.
+    ``width`` is the camera's own request topic (None for the single camera, whose request is
+    the shared ``slimseg/width``)."""
+
+    image: str
+    compressed_image: str
+    mask: str
+    color: str
+    overlay: str
+    active_width: str
+    width: str | None
+
+
+def camera_topics(camera: str) -> CameraTopics:
+    """The topics of ``camera`` ("" for the single camera of a node without ``cameras``)."""
+    t = TOPICS
+    if not camera:
+        return CameraTopics(t.image, t.compressed_image, t.mask, t.color, t.overlay,
+                            t.active_width, None)
+    p = camera + "/"
+    return CameraTopics(p + t.image, compressed_topic(p + t.image), p + t.mask, p + t.color,
+                        p + t.overlay, p + t.active_width, p + t.width)
+
+
+def check_camera_names(names: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the problem unless ``names`` are distinct relative ROS names
+    (``front``, ``rear_left``, ``roof/front``: letters, digits and ``_``, no leading digit)."""
+    for name in names:
+        tokens = name.split("/") if isinstance(name, str) else [""]
+        if not all(_NAME_TOKEN.fullmatch(tok) for tok in tokens):
+            raise ValueError(f"camera name {name!r} is not a relative ROS name (letters, digits "
+                             f"and '_', not starting with a digit, '/' between parts)")
+    repeated = sorted({n for n in names if list(names).count(n) > 1})
+    if repeated:
+        raise ValueError(f"camera names repeat {repeated}: each camera needs its own name")
 
 
 @dataclass(frozen=True)
@@ -59,6 +110,9 @@ class Keys:
     device: str = "device"
     backend: str = "backend"
     precision: str = "precision"
+    camera: str = "camera"
+    priority: str = "priority"
+    cameras: str = "cameras"
     last_frame_width: str = "last frame width"
     last_frame_size: str = "last frame size"
     last_frame_delay_ms: str = "last frame delay ms"
@@ -135,6 +189,9 @@ class Diagnostics:
     device: str = ""
     backend: str = ""
     precision: str = ""
+    camera: str = ""                    # per-camera status: the camera's name
+    priority: float | None = None       # per-camera status: its priority under a budget
+    cameras: tuple[str, ...] = ()       # shared status of a node with cameras: their names
     last_frame: LastFrame | None = None
     latency: Mapping[float, WidthLatency] = field(default_factory=dict)
     frames_at: Mapping[float, int] = field(default_factory=dict)
@@ -149,8 +206,20 @@ def status_name(node_name: str) -> str:
 
 
 def is_segmentation_status(name: str) -> bool:
-    """True for a DiagnosticStatus of a segmentation node (any node name)."""
+    """True for the (shared) DiagnosticStatus of a segmentation node (any node name)."""
     return name.endswith(STATUS_SUFFIX)
+
+
+def camera_status_name(node_name: str, camera: str) -> str:
+    """The DiagnosticStatus name of ``camera`` of the node ``node_name`` (nodes with cameras
+    publish one per camera beside the shared one)."""
+    return node_name + CAMERA_STATUS_INFIX + camera
+
+
+def status_camera(name: str) -> str | None:
+    """The camera a DiagnosticStatus name is about, or None (the shared or another status)."""
+    head, sep, camera = name.rpartition(CAMERA_STATUS_INFIX)
+    return camera if sep and head and camera else None
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -187,6 +256,12 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
         k.backend: d.backend,
         k.precision: d.precision,
     }
+    if d.camera:
+        values[k.camera] = d.camera
+    if d.priority is not None:
+        values[k.priority] = _number(d.priority)
+    if d.cameras:
+        values[k.cameras] = ", ".join(d.cameras)
     f = d.last_frame
     if f is not None:
         values[k.last_frame_width] = _width_text(f.width)
@@ -306,6 +381,9 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
         device=values.get(k.device, ""),
         backend=values.get(k.backend, ""),
         precision=values.get(k.precision, ""),
+        camera=values.get(k.camera, ""),
+        priority=_float(values.get(k.priority)),
+        cameras=tuple(c.strip() for c in values.get(k.cameras, "").split(",") if c.strip()),
         last_frame=_read_last_frame(values),
         latency=latency,
         frames_at=frames_at,

@@ -28,6 +28,20 @@ Policy, in one place:
 * **Stale inputs**: a battery, temperature or budget input older than ``stale_timeout_s`` stops
   constraining and is named in ``Decision.warnings``.
 
+**Several cameras** (``cameras=[...]``, one shared set of weights): every camera has its own
+width, request, dwell and probe state and its own latency figures (frame sizes differ); battery,
+thermal and the budget are shared. The budget then means one round over the cameras that have a
+fresh frame (``active``): the sum of their latencies at their chosen widths must fit
+``budget * budget_margin``. Cameras are served in order of ``priorities`` (higher first): each
+gets as its *share* the allowance minus what the cameras decided before it cost and minus the
+narrowest-width cost of those still to come, so a lower-priority camera slims first and widens
+last; cameras of equal priority split what is left evenly (what one leaves unused goes to the
+next). Each camera's share then goes through the single-camera budget rule above, so one camera
+behaves exactly as without cameras. A camera without a fresh frame costs nothing and holds its
+width under a budget until it is served again. A camera is also capped by its own request
+(``request(w, camera)``), which can only lower it below the shared request. Unmeasured costs
+are estimated from the nearest measured width, scaled linearly by width.
+
 The latency comes from recent frames (:class:`~.latency.LatencyStore`: a few seconds, a few dozen
 frames per width), so the budget reacts to a machine that slows down. :meth:`Governor.decide_from`
 reads the store, and when a decision starts a probe it drops the probed width's old figures, so
@@ -37,121 +51,19 @@ what the diagnostics show.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .governor_config import MAX_CELSIUS as _MAX_CELSIUS
+from .governor_config import GovernorConfig, _number
 from .latency import LatencyStore, WidthLatency
 from .widths import find_width, same_width
 
-_MAX_CELSIUS = 1000.0
-
-
-def _number(key: str, value: Any) -> float:
-    """``value`` as a float, rejecting bools, strings and NaN with the key named."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"governor config '{key}' must be a number, got {value!r}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"governor config '{key}' must not be NaN")
-    return value
-
-
-def _thresholds(key: str, value: Any, lo: float, hi: float) -> tuple[tuple[float, float], ...]:
-    """Normalise a threshold table to sorted ``((threshold, max width), ...)``.
-
-    Accepts a list of pairs ``[[15, 0.25], ...]``, a mapping ``{15: 0.25, ...}`` or a flat list
-    ``[15, 0.25, 30, 0.5]`` (ROS 2 parameters cannot hold nested lists).
-    """
-    if isinstance(value, Mapping):
-        pairs = list(value.items())
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-        if items and all(isinstance(v, (list, tuple)) for v in items):
-            pairs = items
-        elif all(not isinstance(v, (list, tuple, Mapping)) for v in items):
-            if len(items) % 2:
-                raise ValueError(f"governor config '{key}': a flat list needs threshold, width "
-                                 f"pairs (even length), got {len(items)} values")
-            pairs = [(items[i], items[i + 1]) for i in range(0, len(items), 2)]
-        else:
-            raise ValueError(f"governor config '{key}' mixes pairs and plain values: {value!r}")
-    else:
-        raise ValueError(f"governor config '{key}' must be a list of [threshold, width] pairs, "
-                         f"got {value!r}")
-    out = []
-    for pair in pairs:
-        if len(pair) != 2:
-            raise ValueError(f"governor config '{key}': {pair!r} is not a [threshold, width] pair")
-        t = _number(key, pair[0])
-        w = _number(key, pair[1])
-        if not lo <= t <= hi:
-            raise ValueError(f"governor config '{key}': threshold {t:g} outside [{lo:g}, {hi:g}]")
-        if not 0.0 < w <= 1.0:
-            raise ValueError(f"governor config '{key}': width {w:g} for threshold {t:g} "
-                             f"must be in (0, 1]")
-        out.append((t, w))
-    ts = [t for t, _ in out]
-    if len(set(ts)) != len(ts):
-        raise ValueError(f"governor config '{key}' repeats a threshold: {ts}")
-    return tuple(sorted(out))
-
-
-@dataclass(frozen=True)
-class GovernorConfig:
-    """Thresholds and timings of the width policies (percent 0-100, Celsius, ms, seconds)."""
-
-    battery_thresholds: tuple[tuple[float, float], ...] = ((15.0, 0.25), (30.0, 0.5), (50.0, 0.75))
-    thermal_thresholds: tuple[tuple[float, float], ...] = ((70.0, 0.75), (80.0, 0.5), (90.0, 0.25))
-    thermal_hysteresis_c: float = 3.0
-    budget_percentile: float = 90.0
-    budget_margin: float = 0.9
-    min_dwell_s: float = 2.0
-    stale_timeout_s: float = 10.0
-    probe_interval_s: float = 3.0
-
-    def __post_init__(self) -> None:
-        # Validate and normalise here so a directly constructed config is as safe as from_dict's.
-        set_ = object.__setattr__
-        set_(self, "battery_thresholds",
-             _thresholds("battery_thresholds", self.battery_thresholds, 0.0, 100.0))
-        set_(self, "thermal_thresholds",
-             _thresholds("thermal_thresholds", self.thermal_thresholds, -273.15, _MAX_CELSIUS))
-        checks = {
-            "thermal_hysteresis_c": (lambda v: 0.0 <= v < math.inf, "a finite value >= 0"),
-            "budget_percentile": (lambda v: 0.0 < v <= 100.0, "in (0, 100]"),
-            "budget_margin": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
-            "min_dwell_s": (lambda v: 0.0 <= v < math.inf, "a finite value >= 0"),
-            "stale_timeout_s": (lambda v: v > 0.0, "> 0 (inf disables it)"),
-            "probe_interval_s": (lambda v: 0.0 < v < math.inf, "finite and > 0"),
-        }
-        for key, (ok, what) in checks.items():
-            v = _number(key, getattr(self, key))
-            if not ok(v):
-                raise ValueError(f"governor config '{key}' must be {what}, got {v:g}")
-            set_(self, key, v)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> GovernorConfig:
-        """Build from a plain dict (YAML, ROS parameters); missing keys keep their defaults.
-
-        Raises ``ValueError`` naming the key for unknown keys and bad values.
-        """
-        if not isinstance(d, Mapping):
-            raise ValueError(f"governor config must be a mapping, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown governor config key(s) {unknown}; known: {sorted(known)}")
-        return cls(**dict(d))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain types (lists of pairs), the inverse of :meth:`from_dict`."""
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["battery_thresholds"] = [list(p) for p in self.battery_thresholds]
-        out["thermal_thresholds"] = [list(p) for p in self.thermal_thresholds]
-        return out
+__all__ = ["SINGLE", "Decision", "Governor", "GovernorConfig"]
+SINGLE = ""  # the camera name of a governor made without cameras
 
 
 @dataclass(frozen=True)
@@ -176,10 +88,43 @@ class _Input:
     time: float
 
 
-class Governor:
-    """Stateful width policy; see the module docstring for the rules."""
+@dataclass
+class _Camera:
+    """Per-camera state: its own request, width, dwell and probe clocks."""
 
-    def __init__(self, widths: Sequence[float], config: GovernorConfig) -> None:
+    request: float          # this camera's own request (the widest width until one arrives)
+    current: float          # the width of its last decision
+    priority: float
+    last_change: float = -math.inf  # time of the last change of its width
+    last_probe: float = -math.inf
+    request_pending: bool = False
+    last_used: dict[float, float] = field(default_factory=dict)  # width -> last time chosen
+
+
+def _cost(table: Mapping[float, float | None], width: float) -> float:
+    """The latency of ``width`` in ``table``; unmeasured: estimated from the nearest measured
+    width scaled linearly by width (narrower preferred), 0 when nothing is measured."""
+    if table.get(width) is not None:
+        return float(table[width])
+    known = [w for w, v in table.items() if v is not None]
+    if not known:
+        return 0.0
+    below = [w for w in known if w < width]
+    ref = max(below) if below else min(known)
+    return float(table[ref]) * width / ref
+
+
+class Governor:
+    """Stateful width policy; see the module docstring for the rules.
+
+    ``cameras`` names the cameras sharing the weights (default: one unnamed camera);
+    ``priorities`` gives one number per camera (a sequence in camera order or a mapping by
+    name; default all equal), higher is served first under a budget.
+    """
+
+    def __init__(self, widths: Sequence[float], config: GovernorConfig,
+                 cameras: Sequence[str] | None = None,
+                 priorities: Sequence[float] | Mapping[str, float] | None = None) -> None:
         ws = []
         for w in widths:
             w = _number("widths", w)
@@ -190,12 +135,16 @@ class Governor:
             raise ValueError("the governor needs at least one trained width")
         self._widths: tuple[float, ...] = tuple(sorted(set(ws)))
         self._config = config
-        self._requested = self._widths[-1]
-        self._current = self._widths[-1]
-        self._last_change = -math.inf  # time of the last change of the effective width
-        self._last_probe = -math.inf
-        self._request_pending = False
-        self._last_used: dict[float, float] = {}  # width -> last time decide() chose it
+        names = [SINGLE] if cameras is None else list(cameras)
+        if not names or any(not isinstance(n, str) for n in names):
+            raise ValueError(f"cameras must be a non-empty list of names, got {cameras!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"cameras must not repeat a name, got {names}")
+        top = self._widths[-1]
+        self._cameras: dict[str, _Camera] = {
+            n: _Camera(request=top, current=top, priority=1.0) for n in names}
+        self.set_priorities(priorities)
+        self._requested = top  # the shared request (all cameras)
         self._battery: _Input | None = None
         self._charging = False
         self._temperature: _Input | None = None
@@ -213,16 +162,72 @@ class Governor:
         return self._config
 
     @property
+    def cameras(self) -> tuple[str, ...]:
+        """Camera names in the order given (``("",)`` for a governor made without cameras)."""
+        return tuple(self._cameras)
+
+    @property
+    def priorities(self) -> dict[str, float]:
+        return {n: c.priority for n, c in self._cameras.items()}
+
+    @property
     def requested(self) -> float:
-        """The (snapped) explicitly requested width; the widest trained width until a request."""
+        """The (snapped) shared request; the widest trained width until a request."""
         return self._requested
 
     @property
     def current(self) -> float:
-        """The width of the last decision."""
-        return self._current
+        """The width of the last decision of the only camera (ValueError with several)."""
+        return self.current_of(None)
+
+    def current_of(self, camera: str | None) -> float:
+        """The width of ``camera``'s last decision (None: the only camera)."""
+        return self._camera(camera).current
+
+    def requested_for(self, camera: str | None) -> float:
+        """What ``camera`` is asked for: the smaller of the shared and its own request."""
+        return min(self._requested, self._camera(camera).request)
+
+    def _camera(self, camera: str | None) -> _Camera:
+        if camera is None:
+            if len(self._cameras) != 1:
+                raise ValueError(f"name the camera: this governor has {list(self._cameras)}")
+            return next(iter(self._cameras.values()))
+        try:
+            return self._cameras[camera]
+        except KeyError:
+            raise ValueError(f"unknown camera {camera!r}; cameras: {list(self._cameras)}") \
+                from None
 
     # ----------------------------------------------------------------------------- inputs
+    def set_priorities(self, priorities: Sequence[float] | Mapping[str, float] | None) -> None:
+        """One finite number per camera (higher: served first); None or empty: all equal.
+
+        Raises ``ValueError`` (priorities unchanged) for a wrong length, unknown names or
+        non-finite values.
+        """
+        names = list(self._cameras)
+        if priorities is None or len(priorities) == 0:
+            values = [1.0] * len(names)
+        elif isinstance(priorities, Mapping):
+            if set(priorities) != set(names):
+                raise ValueError(f"camera priorities name {sorted(priorities)}, cameras are "
+                                 f"{names}")
+            values = [priorities[n] for n in names]
+        else:
+            values = list(priorities)
+            if len(values) != len(names):
+                raise ValueError(f"camera priorities has {len(values)} value(s) for "
+                                 f"{len(names)} camera(s) {names}: give one per camera")
+        checked = []
+        for v in values:
+            p = _number("camera priorities", v)
+            if not math.isfinite(p):
+                raise ValueError(f"camera priority {p} must be finite")
+            checked.append(p)
+        for name, p in zip(names, checked):
+            self._cameras[name].priority = p
+
     def snap(self, width: float) -> float:
         """Nearest trained width not above ``width`` (the smallest one if ``width`` is below all).
 
@@ -236,14 +241,24 @@ class Governor:
         below = [w for w in self._widths if w <= width or same_width(w, width)]
         return below[-1] if below else self._widths[0]
 
-    def request(self, width: float) -> float:
-        """Explicit width request; applies at the next ``decide`` regardless of dwell time.
+    def request(self, width: float, camera: str | None = None) -> float:
+        """Explicit width request, for all cameras (``camera`` None) or for one camera; applies
+        at the next decision regardless of dwell time. A camera's own request caps it below
+        the shared one (neither raises it above the other).
 
-        Returns the snapped width. Raises ``ValueError`` (state unchanged) for a bad width.
+        Returns the snapped width. Raises ``ValueError`` (state unchanged) for a bad width or
+        an unknown camera.
         """
         snapped = self.snap(width)
-        self._requested = snapped
-        self._request_pending = True  # the next decision is not held back by dwell
+        if camera is None:
+            self._requested = snapped
+            targets = list(self._cameras.values())
+        else:
+            cam = self._camera(camera)
+            cam.request = snapped
+            targets = [cam]
+        for cam in targets:
+            cam.request_pending = True  # the next decision is not held back by dwell
         return snapped
 
     def update_battery(self, percent: float, charging: bool, now: float) -> None:
@@ -261,7 +276,8 @@ class Governor:
         self._update_thermal_state()
 
     def update_budget(self, budget_ms: float | None, now: float) -> None:
-        """Latency budget per frame in milliseconds; ``None`` or 0 removes the budget."""
+        """Latency budget per frame (per round over the cameras) in milliseconds; ``None`` or
+        0 removes the budget."""
         if budget_ms is None:
             self._budget = None
             return
@@ -275,48 +291,113 @@ class Governor:
 
     # ----------------------------------------------------------------------------- decision
     def decide(self, now: float, latency_ms: Mapping[float, float | None]) -> Decision:
-        """Choose the width of the next frame.
+        """Choose the width of the next frame of the only camera.
 
         ``latency_ms`` maps trained widths to a recent high-percentile latency in milliseconds
         (``None``/missing = not measured recently). Keys are matched to trained widths.
         """
-        lat = self._latency_table(latency_ms)
+        name = next(iter(self._cameras)) if len(self._cameras) == 1 else None
+        self._camera(name)  # ValueError with several cameras
+        return self.decide_cameras(now, {name: latency_ms})[name]
+
+    def decide_cameras(self, now: float,
+                       latency_ms: Mapping[str, Mapping[float, float | None]],
+                       active: Collection[str] | None = None) -> dict[str, Decision]:
+        """Choose every camera's width of its next frame.
+
+        ``latency_ms`` maps camera names to what :meth:`decide` takes (a camera left out: no
+        figures); ``active`` names the cameras with a fresh frame, which alone share the
+        budget (None: all). Returns a decision per camera, in camera order.
+        """
+        unknown = [c for c in [*latency_ms, *(active or ())] if c not in self._cameras]
+        if unknown:
+            raise ValueError(f"unknown camera(s) {unknown}; cameras: {list(self._cameras)}")
+        active_set = set(self._cameras) if active is None else set(active)
         warnings: list[str] = []
         caps: dict[str, float] = {}
         reasons: dict[str, str] = {}
-
         cap = self._battery_cap(now, warnings)
         if cap is not None:
             caps["battery"], reasons["battery"] = cap
         cap = self._thermal_cap(now, warnings)
         if cap is not None:
             caps["thermal"], reasons["thermal"] = cap
-        cap = self._budget_cap(now, lat, warnings)
-        probing = False
-        if cap is not None:
-            caps["budget"], reasons["budget"], probing = cap
+        budget = self._budget
+        if budget is not None and self._is_stale(budget, now):
+            warnings.append(self._stale_warning("budget", budget, now))
+            budget = None
+        tables = {n: self._latency_table(latency_ms.get(n, {})) for n in self._cameras}
 
-        target = min([self._requested, *caps.values()])
+        decisions: dict[str, Decision] = {}
+        if budget is not None:
+            allowed = budget.value * self._config.budget_margin
+            order = sorted((n for n in self._cameras if n in active_set),
+                           key=lambda n: -self._cameras[n].priority)
+            floors = {n: _cost(tables[n], self._widths[0]) for n in order}
+            spent = 0.0
+            left = list(order)
+            for _, group in itertools.groupby(order, key=lambda n: self._cameras[n].priority):
+                group = list(group)
+                for i, name in enumerate(group):
+                    left.remove(name)
+                    rest = sum(floors[n] for n in left)  # the cameras still to come, at floor
+                    peers = len(group) - i - 1
+                    slack = allowed - spent - rest - floors[name]
+                    share = allowed - spent - rest - (
+                        slack * peers / (peers + 1) if slack > 0 and peers else 0.0)
+                    head = (f"budget {budget.value:g}ms" if len(order) == 1 else
+                            f"budget {budget.value:g}ms, share {share:.1f}ms")
+                    own: list[str] = []
+                    bcap = self._budget_cap(self._cameras[name], now, tables[name], share,
+                                            head, own)
+                    decisions[name] = self._decide_one(name, now, caps, reasons, bcap,
+                                                       warnings + own)
+                    spent += _cost(tables[name], decisions[name].width)
+        for name, cam in self._cameras.items():
+            if name in decisions:
+                continue
+            bcap = None
+            if budget is not None:  # no fresh frame: costs nothing, does not widen
+                bcap = (cam.current, f"budget {budget.value:g}ms: no recent frame, holding "
+                                     f"{cam.current:g}", False)
+            decisions[name] = self._decide_one(name, now, caps, reasons, bcap, list(warnings))
+        return {n: decisions[n] for n in self._cameras}
+
+    def _decide_one(self, name: str, now: float, shared_caps: Mapping[str, float],
+                    shared_reasons: Mapping[str, str],
+                    budget_cap: tuple[float, str, bool] | None,
+                    warnings: list[str]) -> Decision:
+        """One camera's decision from the shared caps and its budget cap."""
+        cam = self._cameras[name]
+        caps = dict(shared_caps)
+        reasons = dict(shared_reasons)
+        probing = False
+        if budget_cap is not None:
+            caps["budget"], reasons["budget"], probing = budget_cap
+
+        requested = min(self._requested, cam.request)
+        target = min([requested, *caps.values()])
         binding = [reasons[k] for k, v in caps.items() if v == target]
-        if target == self._requested:  # the request decides; caps at the same width are named
-            binding.insert(0, f"request {self._requested:g}")
+        if target == requested:  # the request decides; caps at the same width are named
+            own = cam.request < self._requested
+            binding.insert(0, f"{'camera request' if own else 'request'} {requested:g}")
         reason = "; ".join(binding)
 
         width = target
-        pending, self._request_pending = self._request_pending, False
-        if (target > self._current and not pending
-                and now - self._last_change < self._config.min_dwell_s):
-            wait = self._config.min_dwell_s - (now - self._last_change)
-            width = self._current
+        pending, cam.request_pending = cam.request_pending, False
+        if (target > cam.current and not pending
+                and now - cam.last_change < self._config.min_dwell_s):
+            wait = self._config.min_dwell_s - (now - cam.last_change)
+            width = cam.current
             reason = f"dwell: holding {width:g} for {wait:.1f} s more (then {target:g}: {reason})"
         probe_started = False
-        if width != self._current:
-            self._last_change = now
+        if width != cam.current:
+            cam.last_change = now
             if probing and width == caps["budget"]:
-                self._last_probe = now
+                cam.last_probe = now
                 probe_started = True
-        self._current = width
-        self._last_used[width] = now
+        cam.current = width
+        cam.last_used[width] = now
         return Decision(width=width, reason=reason, caps=caps, warnings=tuple(warnings),
                         probing=probe_started)
 
@@ -326,11 +407,26 @@ class Governor:
         A decision that starts a probe drops the probed width's old figures from ``store``, so
         the probe is judged on its own frames. The decision carries the figures compared.
         """
-        recent = store.recent(self._widths, self._config.budget_percentile, now)
-        decision = self.decide(now, {w: r.pq_ms if r else None for w, r in recent.items()})
-        if decision.probing:
-            store.reset(decision.width)
-        return replace(decision, latency={w: r for w, r in recent.items() if r is not None})
+        name = next(iter(self._cameras)) if len(self._cameras) == 1 else None
+        self._camera(name)  # ValueError with several cameras
+        return self.decide_from_stores(now, {name: store})[name]
+
+    def decide_from_stores(self, now: float, stores: Mapping[str, LatencyStore],
+                           active: Collection[str] | None = None) -> dict[str, Decision]:
+        """:meth:`decide_cameras` on each camera's store (as :meth:`decide_from` does)."""
+        q = self._config.budget_percentile
+        recent = {n: s.recent(self._widths, q, now) for n, s in stores.items()}
+        decisions = self.decide_cameras(
+            now, {n: {w: r.pq_ms if r else None for w, r in rs.items()}
+                  for n, rs in recent.items()}, active)
+        out = {}
+        for name, decision in decisions.items():
+            if decision.probing and name in stores:
+                stores[name].reset(decision.width)
+            figures = recent.get(name, {})
+            out[name] = replace(decision, latency={w: r for w, r in figures.items()
+                                                   if r is not None})
+        return out
 
     # ----------------------------------------------------------------------------- internals
     def _is_stale(self, inp: _Input, now: float) -> bool:
@@ -395,20 +491,14 @@ class Governor:
                 table[match] = v
         return table
 
-    def _budget_cap(self, now: float, lat: Mapping[float, float | None],
-                    warnings: list[str]) -> tuple[float, str, bool] | None:
-        """(cap, reason, whether the cap is a probe of an unmeasured wider width) or None."""
-        b = self._budget
-        if b is None:
-            return None
-        if self._is_stale(b, now):
-            warnings.append(self._stale_warning("budget", b, now))
-            return None
+    def _budget_cap(self, cam: _Camera, now: float, lat: Mapping[float, float | None],
+                    allowed: float, head: str, warnings: list[str]
+                    ) -> tuple[float, str, bool]:
+        """(cap, reason, whether the cap is a probe of an unmeasured wider width) of one camera
+        whose frames may take ``allowed`` ms (the whole allowance, or its share of the round)."""
         cfg = self._config
-        allowed = b.value * cfg.budget_margin
         p = f"p{cfg.budget_percentile:g}"
-        head = f"budget {b.value:g}ms"
-        cur = self._current
+        cur = cam.current
 
         def measured(w: float) -> float | None:
             """The latency of ``w`` if it can be trusted now; an over-budget figure of a width
@@ -417,7 +507,7 @@ class Governor:
             if v is None:
                 return None
             if (v > allowed and w > cur
-                    and now - self._last_used.get(w, -math.inf) > cfg.probe_interval_s):
+                    and now - cam.last_used.get(w, -math.inf) > cfg.probe_interval_s):
                 return None
             return v
 
@@ -446,7 +536,7 @@ class Governor:
         if barrier < math.inf:
             reason += f" ({barrier:g}: {known[barrier]:.1f}ms)"
         wider = [w for w in below if w > base]
-        if wider and base == cur and now - self._last_probe >= cfg.probe_interval_s:
+        if wider and base == cur and now - cam.last_probe >= cfg.probe_interval_s:
             nxt = wider[0]
             estimate = known[base] * nxt / base  # latency grows at least ~linearly with width
             if estimate <= allowed:

@@ -1,4 +1,4 @@
-"""Plain-Python pieces of the node: the latest-frame slot, rejected-input bookkeeping, the Fast
+"""Plain-Python pieces of the node: the latest-frame slots, rejected-input bookkeeping, the Fast
 DDS profile environment and the packaged file locations.
 
 Kept out of ``node.py`` (and free of rclpy) so they are tested directly and the node stays glue.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -24,36 +24,63 @@ _FASTDDS2_DISTROS = ("humble", "iron", "jazzy")
 T = TypeVar("T")
 
 
-class LatestSlot(Generic[T]):
-    """A one-item mailbox: ``put`` replaces what has not been taken yet (counted as dropped).
+class FrameSlots(Generic[T]):
+    """A one-frame mailbox per camera and a fair ``take``: round-robin over the cameras that
+    have a frame waiting.
 
-    The subscription callback puts, the inference thread takes; so the node never holds more
-    than one waiting frame and always processes the newest one.
+    The subscription callbacks put, the inference thread takes. ``put`` replaces a frame
+    nobody took (counted as dropped), so the node holds at most one waiting frame per camera
+    and always serves the newest; a flooding camera gets one turn per round and cannot starve
+    the others. State is keyed by camera name.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cameras: Sequence[str]) -> None:
+        if not cameras or len(set(cameras)) != len(cameras):
+            raise ValueError(f"need distinct camera names, got {list(cameras)}")
         self._cond = threading.Condition()
-        self._item: T | None = None
+        self._order = list(cameras)
+        self._items: dict[str, T | None] = {c: None for c in cameras}
+        self._next = 0  # where the next round-robin search starts
         self._closed = False
-        self.received = 0
-        self.dropped = 0
+        self.received = {c: 0 for c in cameras}
+        self.dropped = {c: 0 for c in cameras}
+        self._last_put = {c: -math.inf for c in cameras}
 
-    def put(self, item: T) -> bool:
-        """Store ``item``; returns True when it replaced an item nobody took (a dropped frame)."""
+    def put(self, camera: str, item: T, now: float) -> bool:
+        """Store ``item`` for ``camera`` (arrived at ``now``, seconds); returns True when it
+        replaced a frame nobody took (a dropped frame)."""
         with self._cond:
-            replaced = self._item is not None
-            self._item = item
-            self.received += 1
-            self.dropped += int(replaced)
+            replaced = self._items[camera] is not None
+            self._items[camera] = item
+            self.received[camera] += 1
+            self.dropped[camera] += int(replaced)
+            self._last_put[camera] = now
             self._cond.notify()
             return replaced
 
-    def take(self, timeout: float | None = None) -> T | None:
-        """Wait up to ``timeout`` seconds for an item and remove it; None on timeout or close."""
+    def take(self, timeout: float | None = None) -> tuple[str, T] | None:
+        """Wait up to ``timeout`` seconds for a frame; returns ``(camera, item)`` of the next
+        camera in round-robin order with a frame waiting, or None on timeout or close."""
         with self._cond:
-            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
-            item, self._item = self._item, None
-            return None if self._closed else item
+            self._cond.wait_for(lambda: self._closed or any(
+                v is not None for v in self._items.values()), timeout)
+            if self._closed:
+                return None
+            n = len(self._order)
+            for i in range(n):
+                camera = self._order[(self._next + i) % n]
+                item = self._items[camera]
+                if item is not None:
+                    self._items[camera] = None
+                    self._next = (self._next + i + 1) % n
+                    return camera, item
+            return None
+
+    def fresh(self, now: float, window_s: float) -> set[str]:
+        """Cameras with a frame waiting or one that arrived within ``window_s`` seconds."""
+        with self._cond:
+            return {c for c in self._order if self._items[c] is not None
+                    or now - self._last_put[c] <= window_s}
 
     def close(self) -> None:
         """Wake every waiting ``take`` (which then returns None) for shutdown."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .contract import check_camera_names
 from .governor import GovernorConfig
 
 GOVERNOR_PREFIX = "governor."
@@ -91,6 +92,15 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("input_transport", "str", "raw",
               "raw: sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage "
               "(jpeg/png) on 'image/compressed'.", choices=INPUT_TRANSPORTS, read_only=True),
+    ParamSpec("cameras", "str_array", [],
+              "Names of the cameras sharing the one model. Empty: one camera on 'image' and "
+              "the plain topic names. Names given (e.g. [front, left]): camera N reads N/image "
+              "(or N/image/compressed), publishes N/slimseg/mask, N/slimseg/color, "
+              "N/slimseg/overlay and N/slimseg/active_width, and takes its own width request "
+              "on N/slimseg/width.", read_only=True),
+    ParamSpec("camera_priorities", "float_array", [],
+              "One priority per camera (higher: served first): under slimseg/budget_ms "
+              "lower-priority cameras slim first and widen last. Empty: all equal."),
     ParamSpec("image_qos", "str", "auto",
               "Image subscription reliability (keep-last depth 1 always). auto: reliable when "
               "all publishers of the topic are reliable, best effort otherwise, re-checked as "
@@ -180,6 +190,31 @@ def governor_config_from_params(values: Mapping[str, Any]) -> GovernorConfig:
         raise ValueError(f"invalid governor parameters: {exc}") from None
 
 
+def list_argument(name: str, text: str, item: type) -> list[Any]:
+    """A list given as one string (a launch argument): ``[front, left]`` or ``front, left``;
+    empty: ``[]``. Items are converted with ``item`` (str or float).
+
+    Raises ``ValueError`` naming the argument for an item that does not convert.
+    """
+    body = text.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1]
+    parts = [p.strip().strip("'\"") for p in body.split(",")] if body.strip() else []
+    try:
+        return [item(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"launch argument '{name}' is {text!r}: give a list like "
+                         f"{'[front, left]' if item is str else '[2.0, 1.0]'}") from None
+
+
+def check_camera_priorities(cameras: list[str], priorities: list[float]) -> None:
+    """Raise ``ValueError`` unless ``priorities`` is empty or holds one value per camera."""
+    if priorities and len(priorities) != len(cameras):
+        raise ValueError(f"parameter 'camera_priorities' has {len(priorities)} value(s) "
+                         f"{list(priorities)} for {len(cameras)} camera(s) {list(cameras)}; "
+                         f"give one per camera, or none for equal priorities")
+
+
 def check_value(name: str, value: Any) -> None:
     """Validate what a range/type check in ROS does not: choices, NaN, input_size shape.
 
@@ -199,6 +234,14 @@ def check_value(name: str, value: Any) -> None:
         if len(size) != 2 or any(v < 0 for v in size) or (0 in size and size != [0, 0]):
             raise ValueError(f"parameter 'input_size' is {size}; give [height, width] in "
                              f"pixels, or [0, 0] for the checkpoint's size")
+    if name == "cameras":
+        try:
+            check_camera_names(list(value))
+        except ValueError as exc:
+            raise ValueError(f"parameter 'cameras' is {list(value)}: {exc}") from None
+    if name == "camera_priorities" and not all(math.isfinite(float(v)) for v in value):
+        raise ValueError(f"parameter 'camera_priorities' is {list(value)}; every priority "
+                         f"must be a finite number")
     if name == "device":
         dev = str(value).strip().lower()
         cuda_n = dev.startswith("cuda:") and dev[5:].isdigit()

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from slimseg_ros.contract import TOPICS, Diagnostics, read_diagnostics
+from slimseg_ros.contract import (TOPICS, Diagnostics, camera_status_name, camera_topics,
+                                  read_diagnostics)
 
 NUM_CLASSES = 11
 PALETTE = [[(37 * i) % 256, (91 * i + 40) % 256, (53 * i + 7) % 256] for i in range(NUM_CLASSES)]
@@ -82,8 +83,71 @@ def image_msg(pixels: np.ndarray, encoding: str, frame_id: str = "camera", stamp
     return msg
 
 
+class CameraChannel:
+    """The probe's side of one camera of a node with ``cameras``: a frame publisher, the
+    camera's own width request, and what the node publishes for it (masks with their arrival
+    times on the probe's clock, active widths)."""
+
+    def __init__(self, probe: Probe, name: str) -> None:
+        from rclpy.qos import DurabilityPolicy, QoSProfile
+        from sensor_msgs.msg import CompressedImage, Image
+        from std_msgs.msg import Float32
+
+        self.name = name
+        self.probe = probe
+        self.topics = camera_topics(name)
+        n = probe.node
+        self.masks: list[Any] = []
+        self.mask_arrival: list[int] = []
+        self.widths: list[float] = []
+        n.create_subscription(Image, self.topics.mask, self._on_mask, probe.out_qos)
+        n.create_subscription(Float32, self.topics.active_width,
+                              probe._store(self.widths, "data"),
+                              QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.image_pub = n.create_publisher(Image, self.topics.image, QoSProfile(depth=1))
+        self.compressed_pub = n.create_publisher(CompressedImage, self.topics.compressed_image,
+                                                 QoSProfile(depth=1))
+        self.width_pub = n.create_publisher(Float32, self.topics.width, 10)
+
+    def _on_mask(self, msg: Any) -> None:
+        now = self.probe.node.get_clock().now().nanoseconds
+        with self.probe.lock:
+            self.masks.append(msg)
+            self.mask_arrival.append(now)
+
+    def send_width(self, value: float) -> None:
+        from std_msgs.msg import Float32
+        self.width_pub.publish(Float32(data=float(value)))
+
+    def width(self) -> float | None:
+        """The latest active width the node announced for this camera."""
+        with self.probe.lock:
+            return self.widths[-1] if self.widths else None
+
+    def mask_count(self) -> int:
+        with self.probe.lock:
+            return len(self.masks)
+
+    def diag(self) -> Diagnostics:
+        """This camera's status in the latest diagnostics (defaults before the first)."""
+        status = self.probe.status_named(camera_status_name(self.probe.node_under_test,
+                                                            self.name))
+        return read_diagnostics({kv.key: kv.value for kv in status.values}) if status else \
+            Diagnostics()
+
+    def fresh_diag(self, predicate: Callable[[Diagnostics], bool],
+                   timeout: float = 10.0) -> Diagnostics:
+        """Wait for a diagnostics message (newer than now) whose status of this camera
+        satisfies ``predicate``."""
+        return self.probe.fresh_status(
+            predicate, timeout,
+            status=camera_status_name(self.probe.node_under_test, self.name))[2]
+
+
 class Probe:
     """A test-side node: publishes frames and control inputs, records everything the node says."""
+
+    node_under_test = "slimseg_node"  # whose per-camera statuses camera channels read
 
     def __init__(self, context: Any, name: str = "probe",
                  mask_reliability: str = "reliable") -> None:
@@ -104,6 +168,7 @@ class Probe:
         rel = (ReliabilityPolicy.RELIABLE if mask_reliability == "reliable"
                else ReliabilityPolicy.BEST_EFFORT)
         out_qos = QoSProfile(depth=5, reliability=rel)
+        self.out_qos = out_qos
         n = self.node
         n.create_subscription(Image, TOPICS.mask, self._on_mask, out_qos)
         n.create_subscription(Float32, TOPICS.active_width, self._store(self.widths, "data"),
@@ -177,7 +242,20 @@ class Probe:
         from sensor_msgs.msg import Temperature
         self.temperature_pub.publish(Temperature(temperature=float(celsius)))
 
+    def add_camera(self, name: str) -> CameraChannel:
+        """Publish and listen on camera ``name``'s topics (a node with ``cameras``)."""
+        return CameraChannel(self, name)
+
     # ------------------------------------------------------------------ reading
+    def status_named(self, name: str) -> Any:
+        """The status called ``name`` in the latest diagnostics that hold one, or None."""
+        with self.lock:
+            for msg in reversed(self.diagnostics):
+                for status in msg.status:
+                    if status.name == name:
+                        return status
+        return None
+
     def latest_status(self) -> Any:
         with self.lock:
             return self.diagnostics[-1].status[0] if self.diagnostics else None
@@ -189,22 +267,31 @@ class Probe:
             Diagnostics()
 
     def fresh_status(self, predicate: Callable[[Diagnostics], bool],
-                     timeout: float = 10.0) -> tuple[int, str, Diagnostics]:
+                     timeout: float = 10.0, status: str | None = None
+                     ) -> tuple[int, str, Diagnostics]:
         """Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``;
-        returns its level, message and values."""
+        returns its level, message and values. ``status`` names the status to read (default:
+        the first, the shared one)."""
         with self.lock:
             start = len(self.diagnostics)
+
+        def pick(msg: Any) -> Any:
+            if status is None:
+                return msg.status[0]
+            return next((s for s in msg.status if s.name == status), None)
 
         def check() -> tuple[int, str, Diagnostics] | None:
             with self.lock:
                 new = self.diagnostics[start:]
             for msg in reversed(new):
-                status = msg.status[0]
-                d = read_diagnostics({kv.key: kv.value for kv in status.values})
+                found = pick(msg)
+                if found is None:
+                    continue
+                d = read_diagnostics({kv.key: kv.value for kv in found.values})
                 if predicate(d):
-                    level = (int.from_bytes(status.level, "little")
-                             if isinstance(status.level, bytes) else int(status.level))
-                    return level, status.message, d
+                    level = (int.from_bytes(found.level, "little")
+                             if isinstance(found.level, bytes) else int(found.level))
+                    return level, found.message, d
             return None
         return wait_for(check, timeout)
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from slimseg_ros.contract import (KEYS, REJECTED, TOPICS, Diagnostics, LastFrame,
+                                  camera_status_name, camera_topics, check_camera_names,
                                   diagnostics_values, is_segmentation_status, read_diagnostics,
-                                  status_name)
+                                  status_camera, status_name)
 from slimseg_ros.latency import WidthLatency
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +80,39 @@ def test_status_name() -> None:
     assert not is_segmentation_status("slimseg_node: something else")
 
 
+def test_camera_statuses_round_trip_and_are_told_apart() -> None:
+    cam = Diagnostics(active_width=0.5, reason="budget 40ms, share 12.0ms: ...", camera="front",
+                      priority=2.0, frames_dropped=4)
+    shared = Diagnostics(reason="front 0.5; left 1", cameras=("front", "left"))
+    for d in (cam, shared):
+        assert read_diagnostics(diagnostics_values(d)) == d
+    assert KEYS.camera not in diagnostics_values(FULL)  # single camera: today's keys only
+    name = camera_status_name("slimseg_node", "roof/front")
+    assert status_camera(name) == "roof/front" and not is_segmentation_status(name)
+    assert status_camera(status_name("slimseg_node")) is None
+
+
+def test_camera_topics_sit_below_the_camera_name() -> None:
+    single = camera_topics("")
+    assert (single.image, single.mask, single.width) == (TOPICS.image, TOPICS.mask, None)
+    front = camera_topics("front")
+    assert front.image == "front/" + TOPICS.image
+    assert front.compressed_image == "front/" + TOPICS.compressed_image
+    assert front.active_width == "front/" + TOPICS.active_width
+    assert front.width == "front/" + TOPICS.width
+    check_camera_names(["front", "rear_left", "roof/front"])
+
+
+@pytest.mark.parametrize(("names", "fragment"), [
+    (["front", "front"], "repeat ['front']"), (["/front"], "not a relative ROS name"),
+    (["2nd"], "not a relative ROS name"), ([""], "not a relative ROS name"),
+    (["front cam"], "not a relative ROS name"), (["a//b"], "not a relative ROS name")])
+def test_bad_camera_names_are_named(names, fragment) -> None:
+    with pytest.raises(ValueError) as err:
+        check_camera_names(names)
+    assert fragment in str(err.value)
+
+
 def test_readme_topic_table_lists_exactly_the_contract_topics() -> None:
     text = (REPO / "README.md").read_text()
     table = text.split("## Topics", 1)[1].split("\n## ", 1)[0]
@@ -99,9 +133,10 @@ def _string_constants(path: Path) -> set[str]:
             and id(node) not in docstrings}
 
 
-@pytest.mark.parametrize("module", ["slimseg_ros/node.py", "slimseg_ros/tools/dds_bench.py",
+@pytest.mark.parametrize("module", ["slimseg_ros/node.py", "slimseg_ros/node_core.py",
+                                    "slimseg_ros/node_camera.py", "slimseg_ros/tools/dds_bench.py",
                                     "test/node_harness.py", "test/test_node.py",
-                                    "test/test_node_process.py"])
+                                    "test/test_node_cameras.py", "test/test_node_process.py"])
 def test_topic_names_and_keys_are_not_retyped(module: str) -> None:
     names = {getattr(TOPICS, f.name) for f in fields(TOPICS)}
     # one-word keys ("device", "reason") are ordinary words there too (a parameter, a field)

@@ -30,8 +30,21 @@ def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
             and getattr(n.func, "id", getattr(n.func, "attr", None)) == name]
 
 
-def _kw(call: ast.Call, key: str) -> ast.expr | None:
-    return next((k.value for k in call.keywords if k.arg == key), None)
+def _kw(call: ast.Call, key: str, tree: ast.AST | None = None) -> ast.expr | None:
+    """Keyword ``key`` of ``call``; with ``tree``, also from a ``**name`` where the module has
+    ``name = dict(...)`` (the launch file's keywords shared by both node actions)."""
+    for k in call.keywords:
+        if k.arg == key:
+            return k.value
+        if k.arg is None and tree is not None and isinstance(k.value, ast.Name):
+            for stmt in ast.walk(tree):
+                if (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call)
+                        and getattr(stmt.value.func, "id", None) == "dict"
+                        and k.value.id in [getattr(t, "id", None) for t in stmt.targets]):
+                    found = _kw(stmt.value, key)
+                    if found is not None:
+                        return found
+    return None
 
 
 def _const(tree: ast.Module, node: ast.expr | None) -> object:
@@ -57,12 +70,16 @@ def console_scripts() -> dict[str, str]:
     return dict(re.findall(r'f?"([\w-]+)\s*=\s*([\w.]+:\w+)"', text))
 
 
-def test_launch_file_starts_the_console_script(tree) -> None:
-    nodes = _calls(tree, "Node")
+@pytest.mark.parametrize(("action", "expected"), [("Node", "slimseg_node"),
+                                                  ("LifecycleNode", "slimseg_lifecycle_node")])
+def test_launch_file_starts_the_console_script(tree, action, expected) -> None:
+    nodes = _calls(tree, action)
     assert len(nodes) == 1
     node = nodes[0]
-    assert _const(tree, _kw(node, "package")) == "slimseg_ros"
-    executable = _const(tree, _kw(node, "executable"))
+    assert _const(tree, _kw(node, "package", tree)) == "slimseg_ros"
+    assert _const(tree, _kw(node, "name", tree)) == "slimseg_node"
+    executable = _const(tree, _kw(node, "executable", tree))
+    assert executable == expected
     scripts = console_scripts()
     assert executable in scripts, f"{executable} is not a console script in setup.py"
     module, func = scripts[executable].split(":")
@@ -71,19 +88,48 @@ def test_launch_file_starts_the_console_script(tree) -> None:
     assert (REPO / "package.xml").read_text().count("<name>slimseg_ros</name>") == 1
 
 
+def test_autostart_configures_then_activates_once(tree) -> None:
+    """autostart emits configure, and activate only on the configuring -> inactive transition
+    (not after every deactivate)."""
+    names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+             and isinstance(n.value, ast.Name) and n.value.id == "Transition"}
+    assert {"TRANSITION_CONFIGURE", "TRANSITION_ACTIVATE"} <= names
+    [handler] = _calls(tree, "OnStateTransition")
+    assert _const(tree, _kw(handler, "start_state")) == "configuring"
+    assert _const(tree, _kw(handler, "goal_state")) == "inactive"
+    assert "TRANSITION_ACTIVATE" in ast.unparse(_kw(handler, "entities"))
+
+
+@pytest.mark.parametrize(("text", "item", "expected"), [
+    ("", str, []), ("[]", str, []), ("[front, left]", str, ["front", "left"]),
+    ("front,left", str, ["front", "left"]), ("['a', \"b\"]", str, ["a", "b"]),
+    ("[2.0, 1]", float, [2.0, 1.0])])
+def test_list_arguments_are_read_like_yaml_lists(text, item, expected) -> None:
+    from slimseg_ros.params import list_argument
+    assert list_argument("cameras", text, item) == expected
+
+
+def test_a_bad_list_argument_is_named() -> None:
+    from slimseg_ros.params import list_argument
+    with pytest.raises(ValueError, match="'camera_priorities' is '\\[high, low\\]'"):
+        list_argument("camera_priorities", "[high, low]", float)
+
+
 def test_launch_arguments_and_remapping(tree) -> None:
     declared = {ast.literal_eval(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
-    assert {"image", "checkpoint", "device", "params_file"} <= declared
+    assert {"image", "checkpoint", "device", "params_file", "cameras", "camera_priorities",
+            "lifecycle", "autostart"} <= declared
     used = {ast.literal_eval(c.args[0]) for c in _calls(tree, "LaunchConfiguration")
             if isinstance(c.args[0], ast.Constant)}
     literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
     assert used <= declared, f"undeclared launch arguments used: {used - declared}"
     unused = [name for name in declared if literals.count(name) < 2]
     assert not unused, f"declared but never read: {unused}"
-    node = _calls(tree, "Node")[0]
-    remaps = ast.unparse(_kw(node, "remappings")).replace("'", '"')
-    assert '("image", image)' in remaps and "image/compressed" in remaps
-    assert _kw(node, "parameters") is not None
+    for action in ("Node", "LifecycleNode"):
+        node = _calls(tree, action)[0]
+        remaps = ast.unparse(_kw(node, "remappings", tree)).replace("'", '"')
+        assert '("image", image)' in remaps and "image/compressed" in remaps
+        assert _kw(node, "parameters", tree) is not None
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +227,30 @@ def test_launch_description_sets_the_dds_profile_before_the_node(
                 for a in env.values()}
     assert set_vars == {PROFILE_OVERRIDE_ENV: profile, **dds_profile_env(os.environ, profile)}
     assert (FASTDDS_ENV in set_vars) == bool(profile)
+
+
+@pytest.mark.parametrize(("lifecycle", "autostart", "kinds"), [
+    ("false", "true", ["Node"]),
+    ("true", "false", ["LifecycleNode"]),
+    ("true", "true", ["RegisterEventHandler", "LifecycleNode", "EmitEvent"])])
+def test_launch_description_starts_the_chosen_node(lifecycle, autostart, kinds) -> None:
+    """lifecycle:=true starts the managed node; autostart adds the configure event and the
+    handler that activates it; cameras and priorities pass through as lists."""
+    module = _launch_module()
+    import launch
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    entities = module.generate_launch_description().entities
+    context = launch.LaunchContext()
+    values = {"image": "/front/image_raw", "params_file": "/opt/slimseg.yaml",
+              "lifecycle": lifecycle, "autostart": autostart, "cameras": "[front, left]",
+              "camera_priorities": "[2.0, 1.0]"}
+    for entity in entities:
+        if isinstance(entity, DeclareLaunchArgument):
+            context.launch_configurations[entity.name] = values.get(entity.name, "")
+    node_function = [e for e in entities if isinstance(e, OpaqueFunction)][-1]
+    actions = node_function.execute(context) or []
+    assert [type(a).__name__ for a in actions] == kinds
 
 
 @pytest.mark.ros

@@ -18,7 +18,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from node_harness import (PALETTE, Probe, Spinner, image_msg, make_tiny_checkpoint,  # noqa: E402
                           pick_domain_id, wait_for)
-from slimseg_ros.contract import REJECTED, TOPICS  # noqa: E402
+from slimseg_ros.contract import REJECTED, TOPICS, compressed_topic  # noqa: E402
 from slimseg_ros.conversions import colorize, palette_lut  # noqa: E402
 from slimseg_ros.node import SlimSegNode, StartupError  # noqa: E402
 
@@ -47,10 +47,11 @@ def start(context, checkpoint):
     """``start(**params) -> (node, probe)``: a node and a probe spinning until the test ends."""
     made = []
 
-    def _start(probe_name: str = "probe", **params):
+    def _start(probe_name: str = "probe", remap: dict[str, str] | None = None, **params):
         values = {"checkpoint": str(checkpoint), **FAST, **params}
-        node = SlimSegNode(context=context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in values.items()])
+        rules = [arg for old, new in (remap or {}).items() for arg in ("-r", f"{old}:={new}")]
+        node = SlimSegNode(context=context, cli_args=["--ros-args", *rules] if rules else None,
+                           parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         probe = Probe(context, name=probe_name)
         spinner = Spinner(context, node, probe.node)
         made.append((node, probe, spinner))
@@ -114,9 +115,9 @@ def test_colour_and_overlay_only_when_wanted(start) -> None:
     msg = image_msg(frame(40, 60), "rgb8")
     send_until_mask(node, probe, msg, count=2)
     assert probe.count(probe.colors) == 0 and probe.count(probe.overlays) == 0
-    assert node._color_pub.get_subscription_count() == 0
+    assert node.core.camera().color_pub.get_subscription_count() == 0
     probe.subscribe_overlay()  # subscribed but disabled: nothing is computed
-    wait_for(lambda: node._overlay_pub.get_subscription_count() > 0)
+    wait_for(lambda: node.core.camera().overlay_pub.get_subscription_count() > 0)
     send_until_mask(node, probe, msg, count=2)
     assert probe.count(probe.overlays) == 0
     assert node.set_parameters([Parameter("publish_overlay", value=True)])[0].successful
@@ -256,6 +257,24 @@ def test_compressed_input_and_garbage_bytes(start) -> None:
     assert (mask.height, mask.width, mask.header.frame_id) == (50, 70, "compressed_cam")
 
 
+def test_compressed_input_follows_the_remapped_image_topic(start) -> None:
+    """``-r image:=/cam/image_raw`` (what the README tells console-script users) moves the
+    compressed subscription to ``/cam/image_raw/compressed``, as image_transport does."""
+    import cv2
+    node, probe = start(input_transport="compressed", remap={TOPICS.image: "/cam/image_raw"})
+    assert node.core.camera().image_sub.topic_name == compressed_topic("/cam/image_raw")
+    ok, png = cv2.imencode(".png", frame(30, 44))
+    assert ok
+    msg = CompressedImage(format="png")
+    msg.data = png.tobytes()
+    msg.header.frame_id = "remapped_cam"
+    camera = probe.make_publisher(CompressedImage, compressed_topic("/cam/image_raw"),
+                                  QoSProfile(depth=1))
+    mask = send_until_mask(node, probe, msg, pub=camera)
+    assert (mask.height, mask.width, mask.header.frame_id) == (30, 44, "remapped_cam")
+    probe.fresh_diag(lambda d: d.image_topic == compressed_topic("/cam/image_raw"))
+
+
 def test_parameters_validate_then_apply(start) -> None:
     node, probe = start()
     assert node.get_parameter("class_names").value == [f"class_{i}" for i in range(11)]
@@ -317,7 +336,7 @@ def test_qos_switches_never_stop_the_node(start) -> None:
     InvalidHandle (no frames, no masks, nothing logged)."""
     node, probe = start()
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
-    assert node._image_sub.event_handlers == []  # nothing the executor could take late
+    assert node.core.camera().image_sub.event_handlers == []  # nothing the executor could take late
     best_effort_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
     for _ in range(15):
         camera = probe.make_publisher(Image, TOPICS.image, best_effort_qos)
@@ -332,9 +351,9 @@ def test_forced_reliable_warns_about_best_effort_cameras(start) -> None:
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
     camera = probe.make_publisher(
         Image, TOPICS.image, QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-    wait_for(lambda: node._incompatible_publishers == 1)
+    wait_for(lambda: node.core.camera().incompatible_publishers == 1)
     probe.node.destroy_publisher(camera)
-    wait_for(lambda: node._incompatible_publishers == 0)
+    wait_for(lambda: node.core.camera().incompatible_publishers == 0)
     assert _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE  # forced: no switch
 
 
@@ -349,7 +368,7 @@ def test_runtime_backend_serves_masks_and_says_so(start, backend, tmp_path, monk
     got = np.frombuffer(bytes(mask.data), np.uint8).reshape(91, 133)
     with probe.lock:
         width = probe.widths[-1]
-    np.testing.assert_array_equal(got, node._engine.infer(rgb, width))
+    np.testing.assert_array_equal(got, node.engine.infer(rgb, width))
     diag = probe.fresh_diag(lambda d: d.backend != "")
     assert (diag.backend, diag.precision) == (backend, "fp32")
 

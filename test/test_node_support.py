@@ -1,4 +1,4 @@
-"""The node's plain-Python parts, without a ROS graph: the latest-frame slot, rejection
+"""The node's plain-Python parts, without a ROS graph: the latest-frame slots, rejection
 throttling, the Fast DDS profile environment, default files, and the parameter table
 against config/slimseg.yaml."""
 
@@ -14,35 +14,53 @@ import yaml
 
 from slimseg_ros import node_support as ns
 from slimseg_ros.governor import GovernorConfig
-from slimseg_ros.params import (MODEL_PARAMS, PARAMS, SPECS, check_value,
-                                governor_config_from_params)
+from slimseg_ros.params import (MODEL_PARAMS, PARAMS, SPECS, check_camera_priorities,
+                                check_value, governor_config_from_params)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_latest_slot_keeps_only_the_newest_item() -> None:
-    slot: ns.LatestSlot[int] = ns.LatestSlot()
-    assert slot.put(1) is False
-    assert slot.put(2) is True and slot.put(3) is True
-    assert slot.take(timeout=0.1) == 3
-    assert (slot.received, slot.dropped) == (3, 2)
-    assert slot.take(timeout=0.05) is None  # empty: times out
+def test_frame_slots_keep_only_the_newest_item_per_camera() -> None:
+    slots: ns.FrameSlots[int] = ns.FrameSlots(["front"])
+    assert slots.put("front", 1, now=0.0) is False
+    assert slots.put("front", 2, now=0.0) is True and slots.put("front", 3, now=0.0) is True
+    assert slots.take(timeout=0.1) == ("front", 3)
+    assert (slots.received["front"], slots.dropped["front"]) == (3, 2)
+    assert slots.take(timeout=0.05) is None  # empty: times out
+    with pytest.raises(ValueError, match="distinct"):
+        ns.FrameSlots(["a", "a"])
 
 
-def test_latest_slot_wakes_a_waiting_taker_and_closes() -> None:
-    slot: ns.LatestSlot[str] = ns.LatestSlot()
-    got: list[str | None] = []
-    t = threading.Thread(target=lambda: got.append(slot.take(timeout=5)))
+def test_frame_slots_serve_cameras_round_robin_under_a_flood() -> None:
+    slots: ns.FrameSlots[int] = ns.FrameSlots(["flood", "steady", "idle"])
+    served = []
+    for i in range(6):
+        slots.put("flood", i, now=float(i))  # always a frame waiting
+        if i % 2 == 0:
+            slots.put("steady", i, now=float(i))
+        served.append(slots.take(timeout=0.1)[0])
+        if i % 2 == 0:
+            served.append(slots.take(timeout=0.1)[0])
+    assert served.count("steady") == 3 and slots.dropped["steady"] == 0
+    assert slots.fresh(now=5.5, window_s=1.0) == {"flood"}  # steady last sent at 4.0
+    assert slots.fresh(now=4.5, window_s=1.0) == {"flood", "steady"}
+    assert "idle" not in slots.fresh(now=0.0, window_s=100.0)
+
+
+def test_frame_slots_wake_a_waiting_taker_and_close() -> None:
+    slots: ns.FrameSlots[str] = ns.FrameSlots(["cam"])
+    got: list[tuple[str, str] | None] = []
+    t = threading.Thread(target=lambda: got.append(slots.take(timeout=5)))
     t.start()
     time.sleep(0.05)
-    slot.put("frame")
+    slots.put("cam", "frame", now=0.0)
     t.join(timeout=2)
-    assert got == ["frame"]
-    t = threading.Thread(target=lambda: got.append(slot.take(timeout=5)))
+    assert got == [("cam", "frame")]
+    t = threading.Thread(target=lambda: got.append(slots.take(timeout=5)))
     t.start()
-    slot.close()
+    slots.close()
     t.join(timeout=2)
-    assert not t.is_alive() and got[-1] is None and slot.closed
+    assert not t.is_alive() and got[-1] is None and slots.closed
 
 
 def test_rejections_are_counted_always_and_logged_throttled_per_kind() -> None:
@@ -128,14 +146,18 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def test_yaml_file_sets_known_parameters_with_the_declared_types() -> None:
     data = yaml.safe_load((REPO / "config" / "slimseg.yaml").read_text())
     values = _flatten(data["/**"]["ros__parameters"])
-    assert set(values) == set(SPECS), "config/slimseg.yaml and params.PARAMS differ"
+    # parameters whose default is an empty list are shown commented out (with an example)
+    commented = {name for name, spec in SPECS.items() if spec.default == []}
+    text = (REPO / "config" / "slimseg.yaml").read_text()
+    assert all(f"# {name}: [" in text for name in commented), commented
+    assert set(values) == set(SPECS) - commented, "config/slimseg.yaml and params.PARAMS differ"
     py_types = {"bool": bool, "int": int, "float": float, "str": str}
     for name, value in values.items():
         spec = SPECS[name]
         if spec.kind in py_types:
             assert type(value) is py_types[spec.kind], f"{name}: {value!r} is not {spec.kind}"
         else:
-            inner = {"int_array": int, "float_array": float}[spec.kind]
+            inner = {"int_array": int, "float_array": float, "str_array": str}[spec.kind]
             assert all(type(v) is inner for v in value), f"{name}: {value!r}"
         assert value == spec.default, f"{name}: YAML {value!r} != default {spec.default!r}"
         check_value(name, value)
@@ -175,11 +197,21 @@ def test_parameter_table_is_complete_and_documented() -> None:
     ("input_size", [64, 0], "[height, width]"),
     ("device", "tpu", "auto, cpu, cuda or cuda:N"),
     ("precision", "int8", "choose one of"),
+    ("cameras", ["front", "front"], "repeat"),
+    ("cameras", ["/abs"], "relative ROS name"),
+    ("camera_priorities", [1.0, float("nan")], "finite"),
 ])
 def test_check_value_names_the_parameter(name: str, value, fragment: str) -> None:
     with pytest.raises(ValueError) as err:
         check_value(name, value)
     assert name in str(err.value) and fragment in str(err.value)
+
+
+def test_camera_priorities_need_one_value_per_camera() -> None:
+    check_camera_priorities(["front", "left"], [])  # empty: all equal
+    check_camera_priorities(["front", "left"], [2.0, 1.0])
+    with pytest.raises(ValueError, match=r"1 value\(s\) \[2.0\] for 2 camera\(s\)"):
+        check_camera_priorities(["front", "left"], [2.0])
 
 
 def test_governor_parameters_map_onto_the_config() -> None:

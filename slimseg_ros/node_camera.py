@@ -1,0 +1,221 @@
+"""One camera's side of the node: its image subscription (with the reliability of its
+publishers), its output publishers, its own width request, and its counters.
+
+ROS plumbing only; the node core (:mod:`.node_core`) owns one :class:`CameraIO` per camera and
+opens them on activation, closes them on deactivation. Everything a camera keeps across that
+(latency figures, rejected inputs, the governor's last decision) lives here too, keyed by the
+camera's name, so bad input or a silent publisher on one camera changes nothing for another.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from rclpy.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+try:  # Iron and later
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Float32
+
+from .contract import CameraTopics, LastFrame, compressed_topic
+from .conversions import colorize, fill_image, overlay
+from .governor import Decision
+from .latency import LatencyStore
+from .node_support import Rejections
+
+IMAGE_OUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                           reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+CONTROL_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                         reliability=ReliabilityPolicy.RELIABLE)
+
+
+def reliability_name(policy: ReliabilityPolicy | None) -> str:
+    return "reliable" if policy == ReliabilityPolicy.RELIABLE else "best_effort"
+
+
+class CameraIO:
+    """Topics, subscriptions, publishers and counters of one camera (``name`` "" for the single
+    camera of a node without ``cameras``)."""
+
+    def __init__(self, node: Node, name: str, topics: CameraTopics, *, compressed: bool,
+                 latency: LatencyStore, rejections: Rejections) -> None:
+        self.node = node
+        self.name = name
+        self.topics = topics
+        self.compressed = compressed
+        self.latency = latency
+        self.rejections = rejections
+        # Compressed frames follow the resolved (remapped, namespaced) name of the image topic
+        # as image_transport does: -r image:=/cam/image_raw moves image/compressed with it. A
+        # remapping of image/compressed itself still applies (rcl remaps absolute names too).
+        self.image_topic = (compressed_topic(node.resolve_topic_name(topics.image))
+                            if compressed else topics.image)
+        self.image_type = CompressedImage if compressed else Image
+        self.decision: Decision | None = None  # the governor's last one: the active width
+        self.image_sub: Any = None
+        self.image_reliability: ReliabilityPolicy | None = None
+        self.image_publishers = 0
+        self.incompatible_publishers = 0
+        self.mask_pub: Any = None
+        self.color_pub: Any = None
+        self.overlay_pub: Any = None
+        self.width_pub: Any = None
+        self._request_sub: Any = None
+        self._qos_timer: Any = None
+        self._stats_lock = threading.Lock()
+        self.processed = 0
+        self.processed_at: dict[float, int] = {}
+        self.last_frame: LastFrame | None = None
+
+    @property
+    def label(self) -> str:
+        """How log lines name this camera ("" for the single camera)."""
+        return f"camera '{self.name}': " if self.name else ""
+
+    # ----------------------------------------------------------------------------- open/close
+    def open(self, on_image: Callable[[str, Any], None],
+             on_request: Callable[[str, Float32], None], image_qos: Callable[[], str],
+             qos_check_period_s: float, control_group: CallbackGroup) -> None:
+        """Create the publishers, the request subscription, the image subscription and the
+        timer that follows its publishers' QoS (``image_qos`` gives the current setting)."""
+        n = self.node
+        self._on_image = on_image
+        # Its own mutually exclusive group per camera: a flooding camera's callbacks never hold
+        # up another camera's, and the QoS timer never destroys the subscription while the
+        # executor is taking a message from it (rclpy then leaves the group marked busy and the
+        # new subscription would never run).
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self.mask_pub = n.create_publisher(Image, self.topics.mask, IMAGE_OUT_QOS)
+        self.color_pub = n.create_publisher(Image, self.topics.color, IMAGE_OUT_QOS)
+        self.overlay_pub = n.create_publisher(Image, self.topics.overlay, IMAGE_OUT_QOS)
+        self.width_pub = n.create_publisher(Float32, self.topics.active_width, LATCHED_QOS)
+        if self.topics.width is not None:
+            self._request_sub = n.create_subscription(
+                Float32, self.topics.width, lambda msg: on_request(self.name, msg), CONTROL_QOS,
+                callback_group=control_group)
+        self.image_reliability = None
+        self.update_subscription(image_qos())
+        self._qos_timer = n.create_timer(qos_check_period_s,
+                                         lambda: self.update_subscription(image_qos()),
+                                         callback_group=self._image_group)
+
+    def close(self) -> None:
+        """Destroy everything :meth:`open` created (counters and latency figures stay)."""
+        n = self.node
+        if self._qos_timer is not None:
+            n.destroy_timer(self._qos_timer)
+            self._qos_timer = None
+        for sub in (self.image_sub, self._request_sub):
+            if sub is not None:
+                n.destroy_subscription(sub)
+        for pub in (self.mask_pub, self.color_pub, self.overlay_pub, self.width_pub):
+            if pub is not None:
+                n.destroy_publisher(pub)
+        self.image_sub = self._request_sub = None
+        self.mask_pub = self.color_pub = self.overlay_pub = self.width_pub = None
+        self.image_reliability = None
+
+    # ----------------------------------------------------------------------------- QoS
+    def _wanted_reliability(self, image_qos: str) -> tuple[ReliabilityPolicy | None, int]:
+        """(reliability to subscribe with, number of publishers); None keeps the current one."""
+        if image_qos == "reliable":
+            return ReliabilityPolicy.RELIABLE, -1
+        if image_qos == "best_effort":
+            return ReliabilityPolicy.BEST_EFFORT, -1
+        topic = self.image_sub.topic_name if self.image_sub is not None else self.image_topic
+        infos = self.node.get_publishers_info_by_topic(topic)
+        if not infos:  # nobody publishes yet: best effort matches publishers of both kinds
+            return (None if self.image_sub is not None else ReliabilityPolicy.BEST_EFFORT), 0
+        reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+        return (ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                len(infos))
+
+    def _warn_incompatible(self, image_qos: str) -> None:
+        """Warn (once per change) about publishers a reliable subscription cannot hear."""
+        incompatible = 0
+        if self.image_sub is not None and self.image_reliability == ReliabilityPolicy.RELIABLE:
+            incompatible = sum(
+                i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                for i in self.node.get_publishers_info_by_topic(self.image_sub.topic_name))
+        if incompatible and incompatible != self.incompatible_publishers:
+            self.node.get_logger().warning(
+                f"{incompatible} best-effort publisher(s) on '{self.image_sub.topic_name}' "
+                f"cannot reach this reliable subscription (image_qos {image_qos}): no frames "
+                f"from them; set image_qos to auto or best_effort")
+        self.incompatible_publishers = incompatible
+
+    def update_subscription(self, image_qos: str) -> None:
+        """(Re)create the image subscription when the wanted reliability changes."""
+        wanted, publishers = self._wanted_reliability(image_qos)
+        self.image_publishers = publishers
+        if wanted is not None and wanted != self.image_reliability:
+            self._subscribe(wanted, publishers, image_qos)
+        self._warn_incompatible(image_qos)
+
+    def _subscribe(self, wanted: ReliabilityPolicy, publishers: int, image_qos: str) -> None:
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=wanted,
+                         durability=DurabilityPolicy.VOLATILE)
+        # Make before break: the new subscription is matched while the old one still delivers.
+        # No QoS event handlers on it: rclpy's executor takes a pending event (e.g. "incompatible
+        # QoS", raised exactly when a publisher of the other kind appears) without guarding
+        # against its destruction, so destroying the subscription at that moment made spin()
+        # raise InvalidHandle and stopped the node. Incompatibility is reported from the graph
+        # instead (_warn_incompatible).
+        old, self.image_sub = self.image_sub, self.node.create_subscription(
+            self.image_type, self.image_topic, lambda msg: self._on_image(self.name, msg), qos,
+            callback_group=self._image_group,
+            event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
+        if old is not None:
+            self.node.destroy_subscription(old)
+        self.image_reliability = wanted
+        why = (f"image_qos {image_qos}" if publishers < 0 else
+               f"{publishers} publisher(s)" if publishers else "no publishers yet")
+        self.node.get_logger().info(f"subscribed to '{self.image_sub.topic_name}' with "
+                                    f"{reliability_name(wanted)} QoS, depth 1 ({why})")
+
+    # ----------------------------------------------------------------------------- output
+    def publish_width(self, width: float) -> None:
+        if self.width_pub is not None:
+            self.width_pub.publish(Float32(data=float(width)))
+
+    def publish(self, header: Any, mask: np.ndarray, rgb: np.ndarray, lut: np.ndarray,
+                color: bool, blend: bool, alpha: float) -> None:
+        """Mask (always), colour and overlay (when enabled and subscribed), with ``header``."""
+        out = fill_image(Image(), mask, "mono8")
+        out.header = header
+        self.mask_pub.publish(out)
+        want_color = color and self.color_pub.get_subscription_count() > 0
+        want_overlay = blend and self.overlay_pub.get_subscription_count() > 0
+        if not (want_color or want_overlay):
+            return
+        colour = colorize(mask, lut)
+        if want_color:
+            msg = fill_image(Image(), colour, "rgb8")
+            msg.header = header
+            self.color_pub.publish(msg)
+        if want_overlay:
+            msg = fill_image(Image(), overlay(rgb, colour, alpha), "rgb8")
+            msg.header = header
+            self.overlay_pub.publish(msg)
+
+    def count_frame(self, frame: LastFrame) -> None:
+        with self._stats_lock:
+            self.processed += 1
+            self.processed_at[frame.width] = self.processed_at.get(frame.width, 0) + 1
+            self.last_frame = frame
+
+    def stats(self) -> tuple[int, dict[float, int], LastFrame | None]:
+        """(frames processed, per width, the last frame)."""
+        with self._stats_lock:
+            return self.processed, dict(self.processed_at), self.last_frame
