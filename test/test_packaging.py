@@ -136,11 +136,11 @@ def test_console_scripts_keep_their_names_and_reach_a_main() -> None:
 
     scripts = dict(line.split(" = ") for line in
                    _setup_arguments()["entry_points"]["console_scripts"])
-    assert set(scripts) == {"slimseg_node", "slimseg-train", "slimseg-eval", "slimseg-export",
+    assert set(scripts) == {"slimseg_node", "slimseg_lifecycle_node", "slimseg-train", "slimseg-eval", "slimseg-export",
                             "slimseg-bench", "slimseg-demo", "slimseg-calibrate-bn",
                             "slimseg-average", "slimseg-convert-masks"}
     for name, target in scripts.items():
         module, function = target.split(":")
-        if module == "slimseg_ros.node" and importlib.util.find_spec("rclpy") is None:
+        if module.endswith("node") and importlib.util.find_spec("rclpy") is None:
             continue  # the node needs ROS; its module path is checked by the colcon tests
         assert callable(getattr(importlib.import_module(module), function)), name
