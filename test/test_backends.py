@@ -72,16 +72,22 @@ def fit_classifier(model: torch.nn.Module, steps: int = 300) -> None:
     set_width(model, 1.0)
 
 
-@pytest.fixture(scope="module", params=[None, (40, 56)], ids=["native-size", "input-size"])
+# efficientnet_lite0 (the default model's backbone) pads its strided convolutions the way
+# TensorFlow's "SAME" does, from each feature map's size: the exported graph must follow the
+# frame's size there, not the export example's
+@pytest.fixture(scope="module", params=[("mobilenetv2", None), ("mobilenetv2", (40, 56)),
+                                        ("efficientnet_lite0", None)],
+                ids=["native-size", "input-size", "tf-same-padding"])
 def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> SegmentationEngine:
+    backbone, input_size = request.param
     torch.manual_seed(0)
-    model = build_model(tiny_config("mobilenetv2")).eval()
+    model = build_model(tiny_config(backbone)).eval()
     randomise_bn(model)
     fit_classifier(model)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(path, model, tiny_info())
-    return SegmentationEngine.from_checkpoint(path, device="cpu", input_size=request.param)
+    return SegmentationEngine.from_checkpoint(path, device="cpu", input_size=input_size)
 
 
 def test_nearest_exact_indices_equal_atens_resize() -> None:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GRAPH_VERSION = 1  # bump when FramePath changes what it computes
+GRAPH_VERSION = 2  # bump when the exported graph changes (2: TF-"SAME" padding follows the frame size)
 OPSET = 17
 
 

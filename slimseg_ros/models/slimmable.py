@@ -50,7 +50,20 @@ def validate_widths(widths: Sequence[float]) -> tuple[float, ...]:
 
 
 def tf_same_pad(x: torch.Tensor, kernel: int, stride: int, dilation: int = 1) -> torch.Tensor:
-    """Pad ``x`` like TensorFlow's "SAME" convolution padding (extra pixel at bottom/right)."""
+    """Pad ``x`` like TensorFlow's "SAME" convolution padding (extra pixel at bottom/right).
+
+    While tracing (the ONNX export of the runtime backends) the padding is computed from the
+    input's shape inside the graph: plain integers would be frozen at the example's size, and a
+    frame of another size would then be padded, and segmented, wrongly.
+    """
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        traced = []
+        for size in (x.shape[-1], x.shape[-2]):
+            size = torch.as_tensor(size)
+            total = torch.clamp(((size + stride - 1) // stride - 1) * stride
+                                + (kernel - 1) * dilation + 1 - size, min=0)
+            traced += [total // 2, total - total // 2]
+        return F.pad(x, traced)
     pads = []
     for size in (x.shape[-1], x.shape[-2]):
         total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
