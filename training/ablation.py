@@ -290,7 +290,7 @@ def plot(runs: dict[str, dict], path: str | Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slimseg_ros.training.ablation",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.strip().split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="one finished run folder into <out>/<name>.json")
     c.add_argument("run")

@@ -62,7 +62,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="slimseg-average", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="slimseg-average",
+                                     description=__doc__.strip().split("\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="deployable model checkpoints (.pt)")
     parser.add_argument("--output", required=True, help="averaged checkpoint to write")
     parser.add_argument("--half", action="store_true", help="store fp16 weights (for shipping)")

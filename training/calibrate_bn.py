@@ -67,7 +67,7 @@ def _batches(loader: DataLoader, mean: Sequence[float], std: Sequence[float],
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slimseg-calibrate-bn",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.strip().split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="deployable model checkpoint (.pt)")
     parser.add_argument("--dataset", required=True, choices=list(DATASET_NAMES))
     parser.add_argument("--root", required=True)

@@ -170,7 +170,7 @@ def convert_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slimseg-convert-masks",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.strip().split("\n")[0])
     parser.add_argument("--classes", required=True,
                         help="classes file (names, palette, ignore_index, ignore_color)")
     parser.add_argument("in_dir", help="folder of colour masks (PNG; split subfolders kept)")

@@ -198,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .datasets import DATASET_NAMES, build_dataset
     from .transforms import eval_transform
 
-    parser = argparse.ArgumentParser(prog="slimseg-eval", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="slimseg-eval",
+                                     description=__doc__.strip().split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="deployable model checkpoint (.pt)")
     parser.add_argument("--dataset", required=True, choices=list(DATASET_NAMES))
     parser.add_argument("--root", required=True, help="dataset root folder")

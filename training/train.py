@@ -804,7 +804,8 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="slimseg-train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="slimseg-train",
+                                     description=__doc__.strip().split("\n")[0])
     parser.add_argument("--config", help="YAML config (default: the one stored in --resume)")
     parser.add_argument("--resume", nargs="?", const="", default=None,
                         help="continue from a last.pt (default: <output_dir>/last.pt)")

@@ -39,7 +39,7 @@ def join(metrics: dict, bench: dict, size: tuple[int, int]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     p.add_argument("--metrics", required=True, help="metrics.json written by slimseg-eval")
     p.add_argument("--bench", required=True, help="JSON written by slimseg-bench --json")
     p.add_argument("--size", type=parse_size, default=(360, 480),
