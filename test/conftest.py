@@ -11,7 +11,8 @@ import torch
 torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CAMVID_ROOT = Path(os.environ.get("SLIMSEG_CAMVID", REPO_ROOT.parent / "shared" / "data" / "CamVid"))
+CAMVID_ROOT = Path(os.environ.get("SLIMSEG_CAMVID",
+                                  REPO_ROOT.parent / "shared" / "data" / "CamVid"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,7 +43,7 @@ def generated_folders() -> list[str]:
 
 @pytest.fixture
 def camvid_root() -> Path:
-    """The real CamVid (SegNet layout); tests using it skip where it is absent."""
+    """Return the real CamVid (SegNet layout); tests using it skip where it is absent."""
     if not (CAMVID_ROOT / "train").is_dir():
         pytest.skip(f"real CamVid not found at {CAMVID_ROOT} (set SLIMSEG_CAMVID)")
     return CAMVID_ROOT
