@@ -1,5 +1,7 @@
-"""ament_python package: the ROS 2 node, the slimmable model library, the training subpackage and
-the tools (demo, benchmarks, export command) in ``slimseg_ros.tools``.
+"""
+ament_python package: the ROS 2 node, the slimmable models, training and the developer tools.
+
+The tools (demo, benchmarks, export command) live in ``slimseg_ros.tools``.
 
 ``training/`` lives at the top of the repository (as the product layout asks) and is installed as
 ``slimseg_ros.training`` through ``package_dir``, so nothing called ``training`` lands in
@@ -31,7 +33,8 @@ setup(
     zip_safe=True,
     maintainer="slimseg_ros developers",
     maintainer_email="slimseg-ros@example.org",
-    description="Slimmable semantic segmentation (SlimSeg) for ROS 2 with on-the-fly width switching",
+    description=("Slimmable semantic segmentation (SlimSeg) for ROS 2 with on-the-fly width "
+                 "switching"),
     license="Apache-2.0",
     python_requires=">=3.10",
     tests_require=["pytest"],

@@ -1,4 +1,5 @@
-"""Camera messages <-> numpy arrays, palettes and overlays, without importing ROS.
+"""
+Camera messages <-> numpy arrays, palettes and overlays, without importing ROS.
 
 Messages are duck-typed: anything with the fields of ``sensor_msgs/Image`` (``height``, ``width``,
 ``encoding``, ``step``, ``data``) or ``sensor_msgs/CompressedImage`` (``format``, ``data``) works,
@@ -35,7 +36,7 @@ COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "jpg", "png")
 
 
 def _as_bytes_view(data: Any) -> np.ndarray:
-    """A flat uint8 view of a message's ``data`` (array.array, bytes, memoryview or int list)."""
+    """View a message's ``data`` (array.array, bytes, memoryview or int list) as flat uint8."""
     if isinstance(data, (bytes, bytearray, memoryview)) or (
             isinstance(data, array.array) and data.typecode == "B"):
         return np.frombuffer(data, dtype=np.uint8)  # zero-copy
@@ -56,7 +57,8 @@ def _cv_bridge_to_rgb(msg: Any) -> np.ndarray | None:
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """``sensor_msgs/Image`` -> ``H x W x 3`` uint8 RGB array (a fresh, contiguous copy).
+    """
+    ``sensor_msgs/Image`` -> ``H x W x 3`` uint8 RGB array (a fresh, contiguous copy).
 
     ``step`` is the length of one row in bytes and may include padding after ``width`` pixels;
     ``data`` must hold exactly ``step * height`` bytes.
@@ -93,7 +95,8 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 
 
 def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """``sensor_msgs/CompressedImage`` (JPEG or PNG) -> ``H x W x 3`` uint8 RGB array.
+    """
+    ``sensor_msgs/CompressedImage`` (JPEG or PNG) -> ``H x W x 3`` uint8 RGB array.
 
     ``format`` is e.g. ``"jpeg"`` or ``"bgr8; jpeg compressed bgr8"`` (image_transport's form);
     the bytes are decoded by OpenCV whatever the declared format, which is only checked for
@@ -115,7 +118,8 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
 
 
 def array_to_image_fields(image: np.ndarray, encoding: str) -> dict[str, Any]:
-    """Fields of a ``sensor_msgs/Image`` holding ``image`` (H x W uint8 or H x W x C uint8).
+    """
+    Fields of a ``sensor_msgs/Image`` holding ``image`` (H x W uint8 or H x W x C uint8).
 
     ``data`` is an ``array.array('B')``, which rclpy's message setter takes without a per-byte
     check (a list or bytes would be validated element by element: seconds for a 1080p frame).
@@ -142,7 +146,11 @@ def fill_image(msg: Any, image: np.ndarray, encoding: str) -> Any:
 
 
 def palette_lut(palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """A 256 x 3 uint8 lookup table: class id -> RGB; ids beyond the palette map to black."""
+    """
+    Build a 256 x 3 uint8 lookup table from class id to RGB.
+
+    Ids beyond the palette map to black.
+    """
     lut = np.zeros((256, 3), dtype=np.uint8)
     colours = np.asarray(palette, dtype=np.int64).reshape(-1, 3)
     if colours.shape[0] > 256 or colours.min(initial=0) < 0 or colours.max(initial=0) > 255:

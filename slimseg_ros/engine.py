@@ -1,4 +1,5 @@
-"""Inference engine: one checkpoint, a specialised network per trained width, pointer-swap switch.
+"""
+Inference engine: one checkpoint, a specialised network per trained width, pointer-swap switch.
 
 Why specialise: a slimmable layer slices its full-width weight on every call, which yields
 non-contiguous views and per-width BatchNorm modules. For deployment each trained width gets its
@@ -60,7 +61,8 @@ def _tensors_in(obj: Any) -> Iterable[torch.Tensor]:
 
 
 class _UseCounter(TorchFunctionMode):
-    """Counts, per watched tensor, the torch calls that consume it to make a new tensor.
+    """
+    Counts, per watched tensor, the torch calls that consume it to make a new tensor.
 
     Metadata calls (``.shape``, ``.dim()``, ...) return no tensor and are not counted. Calls
     nested inside a counted call (e.g. the ops inside ``F.batch_norm``) are not seen, because a
@@ -88,11 +90,12 @@ def _is_plain_conv(m: nn.Module) -> bool:
 
 def _foldable_pairs(net: nn.Module, example: torch.Tensor
                     ) -> tuple[list[tuple[nn.Conv2d, nn.BatchNorm2d]], Any]:
-    """(conv, bn) pairs where bn's input is exactly conv's output and nothing else reads it,
-    and the network's output on ``example``.
+    """
+    Find the (conv, bn) pairs that can be folded; also return ``net``'s output on ``example``.
 
-    Found by running ``example`` through ``net`` with hooks (data flow, not attribute order), so
-    it is correct for any architecture whose forward does not branch on the input values.
+    A pair qualifies when bn's input is exactly conv's output and nothing else reads it. Found by
+    running ``example`` through ``net`` with hooks (data flow, not attribute order), so it is
+    correct for any architecture whose forward does not branch on the input values.
     """
     conv_out: dict[int, tuple[nn.Conv2d, torch.Tensor]] = {}
     bn_in: list[tuple[nn.BatchNorm2d, int]] = []
@@ -144,7 +147,8 @@ def _replace_modules(net: nn.Module, mapping: dict[int, nn.Module]) -> None:
 
 def fold_batchnorm(net: nn.Module, example: torch.Tensor | None = None,
                    check: bool = True) -> tuple[nn.Module, int]:
-    """Fold eval-mode BatchNorm2d layers into the conv feeding them; returns ``(net, folded)``.
+    """
+    Fold eval-mode BatchNorm2d layers into the conv feeding them; returns ``(net, folded)``.
 
     ``net`` (eval mode, float32) is changed in place: each folded conv is replaced by a copy
     holding the BN's scale and shift in its weight and bias, the BN by ``nn.Identity``.
@@ -187,7 +191,7 @@ def fold_batchnorm(net: nn.Module, example: torch.Tensor | None = None,
 # ----------------------------------------------------------------------------------------------
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; reject a CUDA request on a machine without CUDA."""
+    """Resolve "auto" to cuda when available, else cpu; refuse CUDA on a machine without it."""
     if isinstance(device, str) and device.strip().lower() == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -227,8 +231,11 @@ def check_frame(image_rgb: Any) -> np.ndarray:
 
 
 def frames_to_batch(image_rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """H x W x 3 uint8 -> 1 x 3 x H x W uint8 on ``device`` (channels_last strides; no copy on
-    CPU)."""
+    """
+    Turn an H x W x 3 uint8 frame into a 1 x 3 x H x W uint8 batch on ``device``.
+
+    The batch has channels_last strides, so on CPU it is a view of the frame (no copy).
+    """
     x = torch.from_numpy(image_rgb)
     if x.device != device:
         x = x.to(device, non_blocking=True)
@@ -238,7 +245,8 @@ def frames_to_batch(image_rgb: np.ndarray, device: torch.device) -> torch.Tensor
 def preprocess(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor,
                input_size: tuple[int, int] | None, dtype: torch.dtype,
                channels_last: bool) -> torch.Tensor:
-    """N x 3 x H x W pixels (uint8 or float, 0-255) -> normalised network input.
+    """
+    N x 3 x H x W pixels (uint8 or float, 0-255) -> normalised network input.
 
     Resizes bilinearly (align_corners=False) to ``input_size`` when given and different;
     ``mean``/``inv_std`` are 1 x 3 x 1 x 1 float32 on the 0-255 scale.
@@ -254,10 +262,11 @@ def preprocess(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor,
 
 
 def postprocess(logits: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
-    """N x C x h x w logits -> N x H x W uint8 class ids: argmax, then nearest resize to
-    ``out_size`` (H, W).
+    """
+    Turn N x C x h x w logits into N x H x W uint8 class ids of ``out_size`` (H, W).
 
-    "nearest-exact" samples pixel centres, the same geometry as bilinear with align_corners=False.
+    Argmax, then nearest resize. "nearest-exact" samples pixel centres, the same geometry as
+    bilinear with align_corners=False.
     """
     mask = logits.argmax(dim=1).to(torch.uint8)
     if tuple(mask.shape[-2:]) != tuple(out_size):
@@ -278,7 +287,8 @@ def module_bytes(module: nn.Module) -> int:
 
 def specialise_network(model: nn.Module, width: float, fold_bn: bool = True,
                        example: torch.Tensor | None = None) -> tuple[nn.Module, int]:
-    """A plain eval-mode copy of slimmable ``model`` at ``width``, BN folded: ``(net, folded)``.
+    """
+    Make a plain eval-mode copy of slimmable ``model`` at ``width``, BN folded: ``(net, folded)``.
 
     ``model`` is not modified. The copy is made on ``model``'s device in float32.
     """
@@ -296,10 +306,14 @@ def specialise_network(model: nn.Module, width: float, fold_bn: bool = True,
 
 
 def default_channels_last(device: torch.device) -> bool:
-    """channels_last (NHWC) by default: on CUDA it feeds tensor cores; on a 2-core Xeon CPU with
-    oneDNN it measured 1.1-1.6x faster than NCHW for ResNet-18 and MobileNetV2 DeepLabV3+ at
-    360x480 (NCHW sends dilated and depthwise convs to slow reference kernels). Set
-    ``SLIMSEG_CHANNELS_LAST=0`` (or pass ``channels_last=False``) where NCHW wins."""
+    """
+    Say whether to run channels_last (NHWC) on ``device``: yes on CUDA and CPU unless overridden.
+
+    On CUDA it feeds tensor cores; on a 2-core Xeon CPU with oneDNN it measured 1.1-1.6x faster
+    than NCHW for ResNet-18 and MobileNetV2 DeepLabV3+ at 360x480 (NCHW sends dilated and
+    depthwise convs to slow reference kernels). Set ``SLIMSEG_CHANNELS_LAST=0`` (or pass
+    ``channels_last=False``) where NCHW wins.
+    """
     env = os.environ.get("SLIMSEG_CHANNELS_LAST")
     if env is not None and env.strip() != "":
         return env.strip().lower() in ("1", "true", "yes", "on")
@@ -323,7 +337,8 @@ class _SlimmableAtWidth(nn.Module):
 
 
 class SegmentationEngine:
-    """Runs a slimmable segmentation checkpoint at any of its trained widths.
+    """
+    Runs a slimmable segmentation checkpoint at any of its trained widths.
 
     The engine holds no width of its own: every call names the width to run at (the governor's
     decision in the node) and runs that width's prepared network, so calls at different widths
@@ -399,7 +414,8 @@ class SegmentationEngine:
                         specialise: bool = True, precision: str = "fp32",
                         input_size: tuple[int, int] | None = None,
                         **kwargs: Any) -> "SegmentationEngine":
-        """Load a checkpoint (safe, no code executed) and build the engine.
+        """
+        Load a checkpoint (safe, no code executed) and build the engine.
 
         Raises :class:`~slimseg_ros.models.checkpoint.CheckpointError` naming the file when it is
         missing or corrupt.
@@ -411,8 +427,12 @@ class SegmentationEngine:
 
     def _prepare_graphs(self, checkpoint_path: str | os.PathLike | None,
                         cache_dir: str | os.PathLike | None) -> tuple[tuple[Any, ...], str]:
-        """One compiled frame graph per width for the runtime backend; exported graphs are
-        cached on disk by the checkpoint's content hash (without a file: exported each time)."""
+        """
+        Compile one frame graph per width for the runtime backend.
+
+        Exported graphs are cached on disk by the checkpoint's content hash (without a file:
+        exported each time).
+        """
         cache = GraphCache(cache_dir) if checkpoint_path is not None else None
         digest = file_sha256(checkpoint_path) if checkpoint_path is not None else None
         threads = torch.get_num_threads()
@@ -455,7 +475,11 @@ class SegmentationEngine:
         return width_index(self.widths, width)
 
     def check_width(self, width: float | str) -> float:
-        """The trained width equal to ``width`` (number or numeric string), else ValueError."""
+        """
+        Return the trained width equal to ``width`` (a number or numeric string).
+
+        ValueError when no trained width equals it.
+        """
         if isinstance(width, str):
             try:
                 width = float(width)
@@ -464,7 +488,8 @@ class SegmentationEngine:
         return self.widths[self._index(width)]
 
     def network(self, width: float) -> nn.Module:
-        """The prepared module of trained ``width``: normalised N x 3 x H x W -> logits.
+        """
+        Return the prepared module of trained ``width``: normalised N x 3 x H x W -> logits.
 
         Choosing it is the whole width switch (an index into the prepared networks); ValueError
         for a width that is not trained.
@@ -474,7 +499,7 @@ class SegmentationEngine:
     # -- running -----------------------------------------------------------------------------
 
     def _forward(self, width: float, x: torch.Tensor) -> torch.Tensor:
-        """The shared slimmable model (``specialise=False``) at ``width``."""
+        """Run the shared slimmable model (``specialise=False``) at ``width``."""
         with self._model_lock:  # the slimmable model holds its width as state
             if width != self._model_width:  # the walk over all modules costs ~0.5-1 ms
                 set_model_width(self.model, width)
@@ -489,7 +514,8 @@ class SegmentationEngine:
         return net(self._preprocess(batch))
 
     def infer(self, image_rgb: np.ndarray, width: float) -> np.ndarray:
-        """H x W x 3 uint8 RGB -> H x W uint8 class ids at trained ``width``.
+        """
+        H x W x 3 uint8 RGB -> H x W uint8 class ids at trained ``width``.
 
         With a runtime backend the whole frame path runs inside that width's compiled graph.
         """
@@ -503,9 +529,13 @@ class SegmentationEngine:
             return mask[0].cpu().numpy()
 
     def prepare_size(self, height: int, width: int) -> None:
-        """Make every width ready for frames of ``height`` x ``width`` (OpenVINO compiles a
-        static graph per frame size on first use; other backends need nothing). Cheap once a
-        size is prepared; the caller keeps one-off compile time out of its latency figures."""
+        """
+        Make every width ready for frames of ``height`` x ``width``.
+
+        OpenVINO compiles a static graph per frame size on first use; other backends need nothing.
+        Cheap once a size is prepared; the caller keeps one-off compile time out of its latency
+        figures.
+        """
         key = (int(height), int(width))
         if key in self._prepared_sizes:
             return
@@ -519,7 +549,8 @@ class SegmentationEngine:
 
     def infer_tensor(self, images: torch.Tensor, width: float,
                      return_logits: bool = False) -> torch.Tensor:
-        """Batch path: N x 3 x H x W (or 3 x H x W) pixels, uint8 or float on the 0-255 scale.
+        """
+        Batch path: N x 3 x H x W (or 3 x H x W) pixels, uint8 or float on the 0-255 scale.
 
         Returns N x H x W uint8 class ids on the engine's device, or with ``return_logits`` the
         float32 logits N x C x h x w at the network input size.
@@ -546,8 +577,12 @@ class SegmentationEngine:
 
     def warmup(self, size: tuple[int, int] | None = None, iters: int = 1,
                widths: Sequence[float] | None = None) -> None:
-        """Run each width ``iters`` times on a black frame of ``size`` (H, W), so first-call
-        costs (allocator, cuDNN autotuning) are paid before the frames that are timed."""
+        """
+        Run each width ``iters`` times on a black frame of ``size`` (H, W).
+
+        So first-call costs (allocator, cuDNN autotuning) are paid before the frames that are
+        timed.
+        """
         h, w = size if size is not None else (self.input_size or (256, 256))
         frame = np.zeros((int(h), int(w), 3), np.uint8)
         for width in widths if widths is not None else self.widths:
@@ -564,7 +599,8 @@ class SegmentationEngine:
     # -- memory --------------------------------------------------------------------------------
 
     def extra_memory_bytes(self) -> int:
-        """Bytes of weights held by the specialised per-width copies (0 with ``specialise=False``).
+        """
+        Bytes of weights held by the specialised per-width copies (0 with ``specialise=False``).
 
         This is the price of instant switching; the slimmable model itself is released once the
         copies are made, so the engine holds this many bytes in total for its weights.

@@ -1,4 +1,5 @@
-"""The engine's per-width networks as ONNX or TorchScript files, checked against PyTorch.
+"""
+The engine's per-width networks as ONNX or TorchScript files, checked against PyTorch.
 
 Runtime code: the inference backends need the ONNX graph at start-up; the ``slimseg-export``
 command line around it is :mod:`slimseg_ros.tools.export_cli`. The exported graph is exactly
@@ -40,7 +41,7 @@ class ExportError(RuntimeError):
 
 
 def metadata(engine: SegmentationEngine, width: float) -> dict[str, str]:
-    """String metadata stored with the exported file (values JSON-encoded)."""
+    """Return the string metadata stored with the exported file (values JSON-encoded)."""
     info = asdict(engine.info)
     return {
         "slimseg.width": json.dumps(width),

@@ -1,4 +1,5 @@
-"""Matching a width to a trained width, written once.
+"""
+Matching a width to a trained width, written once.
 
 Widths arrive as floats from YAML, ROS messages, JSON files and checkpoints, so ``0.5`` may come
 back as ``0.5000000001``. Everything that asks "which trained width is this?" (models, engine,
@@ -21,12 +22,16 @@ def _as_float(width: object) -> float:
 
 
 def same_width(a: float, b: float) -> bool:
-    """True when ``a`` and ``b`` are the same width (within :data:`TOLERANCE`)."""
+    """Return True when ``a`` and ``b`` are the same width (within :data:`TOLERANCE`)."""
     return math.isclose(float(a), float(b), rel_tol=0.0, abs_tol=TOLERANCE)
 
 
 def find_width(widths: Sequence[float], width: float) -> float | None:
-    """The entry of ``widths`` equal to ``width``, or None (also for NaN and non-numbers)."""
+    """
+    Return the entry of ``widths`` equal to ``width``.
+
+    None when there is none (also for NaN and non-numbers).
+    """
     try:
         w = _as_float(width)
     except ValueError:
@@ -35,7 +40,8 @@ def find_width(widths: Sequence[float], width: float) -> float | None:
 
 
 def width_index(widths: Sequence[float], width: float) -> int:
-    """Index of the entry of ``widths`` equal to ``width``.
+    """
+    Index of the entry of ``widths`` equal to ``width``.
 
     Raises ``ValueError`` naming the trained widths when there is none (or for a non-number).
     """
@@ -47,5 +53,9 @@ def width_index(widths: Sequence[float], width: float) -> int:
 
 
 def match_width(widths: Sequence[float], width: float) -> float:
-    """The trained width equal to ``width`` (exactly as listed in ``widths``), else ValueError."""
+    """
+    Return the trained width equal to ``width``, exactly as ``widths`` lists it.
+
+    ValueError when there is none.
+    """
     return widths[width_index(widths, width)]

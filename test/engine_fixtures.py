@@ -1,4 +1,5 @@
-"""Tiny random-weight checkpoints for the engine, export and benchmark tests.
+"""
+Tiny random-weight checkpoints for the engine, export and benchmark tests.
 
 BatchNorm statistics and affine parameters are randomised so that folding BN into the convs is
 really exercised (with the default mean 0 / var 1 a wrong fold could go unnoticed).
@@ -16,7 +17,7 @@ NUM_CLASSES = 5
 
 
 def tiny_config(backbone: str = "resnet18") -> ModelConfig:
-    """A small DeepLabV3+ (narrow head) on ``backbone`` with 5 classes."""
+    """Return a small DeepLabV3+ config (narrow head) on ``backbone`` with 5 classes."""
     return ModelConfig(backbone=backbone, num_classes=NUM_CLASSES, head_channels=32,
                        low_level_channels=16, dropout=0.1)
 

@@ -1,4 +1,5 @@
-"""Tiny synthetic datasets in the exact on-disk layouts, for the tests (not installed).
+"""
+Tiny synthetic datasets in the exact on-disk layouts, for the tests (not installed).
 
 Images are blocky scenes whose colours follow the class (class palette colour plus noise), so a
 network can learn them in a few iterations; labels hold the *raw* ids of the layout (CamVid ids
@@ -45,7 +46,11 @@ def _write_label(path: Path, label: np.ndarray) -> None:
 
 def write_camvid_tree(root: str | os.PathLike, counts: dict[str, int] | None = None,
                       size: tuple[int, int] = (48, 64), seed: int = 0) -> Path:
-    """SegNet CamVid layout: ``<split>/*.png`` + ``<split>annot/*.png`` (ids 0..10, 11 = void)."""
+    """
+    Write a CamVid tree in the SegNet layout: ``<split>/*.png`` + ``<split>annot/*.png``.
+
+    Label ids 0..10 are classes, 11 is void.
+    """
     root = Path(root)
     rng = np.random.default_rng(seed)
     palette = np.array(list(CAMVID_PALETTE) + [(0, 0, 0)], dtype=np.uint8)
@@ -61,17 +66,21 @@ def write_camvid_tree(root: str | os.PathLike, counts: dict[str, int] | None = N
 def write_cityscapes_tree(root: str | os.PathLike, counts: dict[str, int] | None = None,
                           size: tuple[int, int] = (48, 96), seed: int = 0,
                           cities: tuple[str, ...] = ("aachen", "bremen")) -> Path:
-    """Official layout: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` and
-    ``gtFine/<split>/<city>/*_gtFine_labelIds.png`` (raw label ids, e.g. 7 = road)."""
+    """
+    Write a Cityscapes tree in the official layout, with raw label ids (e.g. 7 = road).
+
+    ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` and
+    ``gtFine/<split>/<city>/*_gtFine_labelIds.png``.
+    """
     from cityscapesscripts.helpers.labels import labels
 
     root = Path(root)
     rng = np.random.default_rng(seed)
-    raw_ids = [l.id for l in labels if l.id >= 0]
+    raw_ids = [label.id for label in labels if label.id >= 0]
     colors = np.zeros((256, 3), dtype=np.uint8)
-    for l in labels:
-        if l.id >= 0:
-            colors[l.id] = l.color
+    for label in labels:
+        if label.id >= 0:
+            colors[label.id] = label.color
     for split, n in (counts or {"train": 6, "val": 2}).items():
         for i in range(n):
             city = cities[i % len(cities)]

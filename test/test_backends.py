@@ -32,7 +32,11 @@ COLOURS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30],
 
 
 def frame(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A noisy frame of coloured 12-pixel blocks and its class ids (one colour per class)."""
+    """
+    Draw a noisy frame of coloured 12-pixel blocks and its class ids.
+
+    One colour per class.
+    """
     rng = np.random.default_rng(seed)
     ids = np.kron(rng.integers(0, len(COLOURS), (-(-h // 12), -(-w // 12))),
                   np.ones((12, 12), dtype=np.int64))[:h, :w]
@@ -40,8 +44,11 @@ def frame(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_classifier(model: torch.nn.Module, steps: int = 300) -> None:
-    """Fit the shared classifier on frozen features at every width, so masks follow the frame
-    (a random network's masks are nearly constant, which would make any two backends agree)."""
+    """
+    Fit the shared classifier on frozen features at every width, so masks follow the frame.
+
+    A random network's masks are nearly constant, which would make any two backends agree.
+    """
     classifier = model.head.classifier
     feats, targets = {}, {}
     hook = classifier.register_forward_hook(
@@ -138,7 +145,8 @@ def test_backend_logits_and_masks_match_torch(engine: SegmentationEngine, backen
     # the agreement must not come from constant masks: several classes, widths that differ
     for (width, h, w), m in masks.items():
         assert len(np.unique(m)) >= 2
-    assert any(not np.array_equal(masks[(engine.widths[0], h, w)], masks[(engine.widths[-1], h, w)])
+    assert any(not np.array_equal(masks[(engine.widths[0], h, w)],
+                                  masks[(engine.widths[-1], h, w)])
                for h, w in SIZES)
 
 

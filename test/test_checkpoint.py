@@ -50,7 +50,7 @@ def outputs(model: nn.Module, x: torch.Tensor) -> dict[float, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[float, torch.Tensor]]:
-    """A resnet18 checkpoint on disk and its reference outputs at every width."""
+    """Save a resnet18 checkpoint; return its path and its reference outputs at every width."""
     torch.manual_seed(0)
     model = make()
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"

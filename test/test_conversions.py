@@ -1,4 +1,5 @@
-"""Image / CompressedImage <-> numpy, palettes and overlays, checked pixel by pixel.
+"""
+Image / CompressedImage <-> numpy, palettes and overlays, checked pixel by pixel.
 
 Uses the real ``sensor_msgs`` message classes where they are importable (so rclpy's ``data``
 field type, ``array.array('B')``, is what gets converted) and plain namespaces otherwise.
@@ -22,7 +23,7 @@ except ImportError:  # pip-only machine without the ROS message wheels
 
 
 def make_image(pixels: np.ndarray, encoding: str, pad: int = 0, **override) -> object:
-    """An Image message whose rows are ``pad`` bytes longer than the pixels (``step`` padding)."""
+    """Build an Image message with ``step`` padding: rows ``pad`` bytes longer than the pixels."""
     h, w = pixels.shape[:2]
     flat = pixels.reshape(h, -1)
     rows = np.concatenate([flat, np.full((h, pad), 77, np.uint8)], axis=1)

@@ -1,5 +1,7 @@
-"""The core (models, engine, governor, conversions, training) imports without any ROS package,
-and nothing that runs on the robot imports the tools.
+"""
+The core imports without any ROS package, and nothing that runs on the robot imports the tools.
+
+The core is the models, engine, governor, conversions and training.
 
 A fresh interpreter gets a meta-path finder that refuses rclpy, the message packages, cv_bridge
 and launch, then imports every core module; any ROS import in the core fails this test. Every
@@ -74,8 +76,12 @@ TOOLS = "slimseg_ros.tools"
 
 
 def _module_name(path: Path) -> str:
-    """``slimseg_ros/engine.py`` -> ``slimseg_ros.engine``; ``training/x.py`` -> its installed
-    name ``slimseg_ros.training.x`` (packages keep their own name)."""
+    """
+    Map a source file to its installed module name.
+
+    ``slimseg_ros/engine.py`` -> ``slimseg_ros.engine``; ``training/x.py`` ->
+    ``slimseg_ros.training.x`` (packages keep their own name).
+    """
     rel = path.relative_to(REPO).with_suffix("")
     parts = list(rel.parts)
     if parts[0] == "training":
@@ -84,8 +90,11 @@ def _module_name(path: Path) -> str:
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Absolute names of every module an import statement in ``path`` names (relative imports
-    resolved; ``from . import x`` counts as the package and ``package.x``)."""
+    """
+    Return the absolute name of every module an import statement in ``path`` names.
+
+    Relative imports are resolved; ``from . import x`` counts as the package and ``package.x``.
+    """
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     package = package.removesuffix(".__init__")

@@ -1,4 +1,4 @@
-"""Datasets: Cityscapes / SegNet-CamVid layouts, id mapping pixel by pixel, bad data, transforms."""
+"""Datasets: Cityscapes and SegNet-CamVid layouts, id mapping per pixel, bad data, transforms."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from slimseg_ros.training.datasets import (CAMVID_CLASSES, DatasetError, build_dataset, camvid_spec,
-                                           cityscapes_spec, colorize)
+from slimseg_ros.training.datasets import (CAMVID_CLASSES, DatasetError, build_dataset,
+                                           camvid_spec, cityscapes_spec, colorize)
 from slimseg_ros.training.transforms import eval_transform, normalize_batch, train_transform
 
 from synthetic_data import write_camvid_tree, write_cityscapes_tree
@@ -48,7 +48,7 @@ def test_camvid_class_table() -> None:
 def test_cityscapes_layout_and_train_id_mapping(tmp_path: Path) -> None:
     from cityscapesscripts.helpers.labels import labels
 
-    ids = np.array([l.id for l in labels if l.id >= 0], dtype=np.uint8)  # 0..33
+    ids = np.array([lab.id for lab in labels if lab.id >= 0], dtype=np.uint8)  # 0..33
     raw = np.resize(ids, (5, 8)).astype(np.uint8)
     stem = "aachen_000000_000019"
     write_png(tmp_path / "leftImg8bit/val/aachen" / f"{stem}_leftImg8bit.png",
@@ -60,7 +60,8 @@ def test_cityscapes_layout_and_train_id_mapping(tmp_path: Path) -> None:
     ds = build_dataset("cityscapes", tmp_path, "val")
     assert ds.spec.num_classes == 19
     _, label = ds[0]
-    to_train = {l.id: (255 if l.trainId in (255, -1) else l.trainId) for l in labels if l.id >= 0}
+    to_train = {lab.id: (255 if lab.trainId in (255, -1) else lab.trainId)
+                for lab in labels if lab.id >= 0}
     expected = np.vectorize(to_train.get)(raw)
     np.testing.assert_array_equal(label.numpy(), expected)
     assert label[0, 7].item() == 0  # id 7 (road) -> train id 0

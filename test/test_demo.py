@@ -1,5 +1,9 @@
-"""slimseg-demo: its pieces (frame sources, diagnostics parsing, budgets, parameter file) and a
-short real run against the real node over DDS that must produce every report file."""
+"""
+slimseg-demo: its pieces, and a short real run against the real node over DDS.
+
+The pieces: frame sources, diagnostics parsing, budgets, the parameter file. The run must
+produce every report file.
+"""
 
 from __future__ import annotations
 

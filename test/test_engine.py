@@ -43,7 +43,11 @@ def frame(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def reference_logits(model: nn.Module, info, image: np.ndarray, width: float,
                      input_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """The slimmable model in eval mode, preprocessed by hand (float64 maths, then float32)."""
+    """
+    Run the slimmable model in eval mode on an image preprocessed by hand.
+
+    Float64 maths, then float32.
+    """
     set_width(model, width)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].double()
     if input_size is not None:
@@ -177,8 +181,11 @@ def test_infer_tensor_batch_matches_infer(engine):
 
 @pytest.mark.parametrize("specialise", [True, False])
 def test_calls_at_different_widths_from_two_threads(checkpoints, specialise):
-    """No shared active width: concurrent calls each run the width they name (with
-    specialise=False the shared slimmable model is switched under a lock)."""
+    """
+    No shared active width: concurrent calls each run the width they name.
+
+    With specialise=False the shared slimmable model is switched under a lock.
+    """
     eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
                                              specialise=specialise)
     image = frame(16, 16)
@@ -296,8 +303,12 @@ def test_fold_skips_conv_whose_output_is_reused():
 
 
 class _Moody(nn.Module):
-    """Uses the conv output a second time only from its second call on: the trace sees a
-    foldable pair, the check after folding sees a different network and must undo the fold."""
+    """
+    A module that uses the conv output a second time only from its second call on.
+
+    The trace sees a foldable pair; the check after folding sees a different network and must
+    undo the fold.
+    """
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,6 +1,9 @@
-"""Fine-tuning a checkpoint to another class list (``load_from`` with a new classifier), the
-template config for fine-tuning the packaged model on a folder dataset, slimseg-eval on the
-result and the node serving it over real DDS."""
+"""
+Fine-tuning a checkpoint to another class list, evaluating it and serving it over DDS.
+
+``load_from`` with a new classifier, the template config for fine-tuning the packaged model on
+a folder dataset, slimseg-eval on the result and the node serving it over real DDS.
+"""
 
 from __future__ import annotations
 
@@ -32,15 +35,22 @@ SOURCE_CLASSES = 11  # the stand-in for the shipped CamVid model
 
 
 def folder_overrides(root: Path, out: Path, iterations: int = 3, **extra: object) -> list[str]:
-    """A tiny 4-class run on a folder dataset (see test_training_loop.tiny_overrides)."""
+    """
+    Return the overrides of a tiny 4-class run on a folder dataset.
+
+    See test_training_loop.tiny_overrides.
+    """
     return tiny_overrides(root, out, iterations, **{
         "data.dataset": "folder", "data.classes": "classes.yaml", "model.num_classes": 4,
         "data.crop_size": [24, 32], **extra})
 
 
 def stand_in_checkpoint(cfg, path: Path) -> dict[str, torch.Tensor]:
-    """An 11-class checkpoint of ``cfg``'s network with weights unlike a fresh model's;
-    returns its state dict."""
+    """
+    Write an 11-class checkpoint of ``cfg``'s network with weights unlike a fresh model's.
+
+    Returns its state dict.
+    """
     model = build_model({**cfg.model.to_dict(), "num_classes": SOURCE_CLASSES,
                          "pretrained": None})
     with torch.no_grad():

@@ -1,5 +1,8 @@
-"""The folder dataset (a user's own images and id masks), its classes file, the colour-mask
-converter and an evaluation on such a folder through slimseg-eval."""
+"""
+The folder dataset: a user's own images and id masks, and its classes file.
+
+Also the colour-mask converter and an evaluation on such a folder through slimseg-eval.
+"""
 
 from __future__ import annotations
 

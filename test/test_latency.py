@@ -1,5 +1,8 @@
-"""The latency store: a time and frame window per width, percentiles as numpy computes them,
-resets, bad samples and concurrent writers."""
+"""
+The latency store: a time and frame window per width, percentiles as numpy computes them.
+
+Also resets, bad samples and concurrent writers.
+"""
 
 from __future__ import annotations
 

@@ -85,8 +85,8 @@ def test_every_registered_backbone_builds(backbone: str) -> None:
 @pytest.mark.parametrize("head", list(HEADS))
 def test_every_registered_head_builds(head: str) -> None:
     with torch.no_grad():
-        assert make("resnet18", head).eval()(torch.randn(1, 3, 64, 64)).shape == (1, NUM_CLASSES,
-                                                                                   64, 64)
+        assert make("resnet18", head).eval()(torch.randn(1, 3, 64, 64)).shape == (
+            1, NUM_CLASSES, 64, 64)
 
 
 def test_unknown_backbone_or_head_is_refused_with_the_choices() -> None:
@@ -109,8 +109,11 @@ def test_output_stride(backbone: str, output_stride: int) -> None:
 
 
 def calibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
-    """Set the active width's BN statistics from ``x`` (so activations keep unit scale through a
-    random network instead of fading out), then switch to eval mode."""
+    """
+    Set the active width's BN statistics from ``x``, then switch to eval mode.
+
+    Activations then keep unit scale through a random network instead of fading out.
+    """
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.reset_running_stats()
@@ -122,8 +125,12 @@ def calibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
 
 
 def _perturb(model: nn.Module, index: int, inside: bool) -> None:
-    """Add noise to every parameter/buffer entry width ``index`` must not read (inside=False),
-    or to the active slice of one convolution (inside=True)."""
+    """
+    Add noise where width ``index`` must not read, or where it must.
+
+    inside=False: to every parameter/buffer entry width ``index`` must not read; inside=True: to
+    the active slice of one convolution.
+    """
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for m in model.modules():

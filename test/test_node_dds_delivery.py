@@ -1,6 +1,10 @@
-"""A best-effort 720p camera with the shipped Fast DDS profile reaches the node process, and the
-node's 720p masks reach a best-effort subscriber with Fast DDS defaults (one case of the
-``python -m slimseg_ros.tools.dds_bench`` table, each side in its own process)."""
+"""
+720p over DDS: a best-effort camera reaches the node process, its masks a subscriber.
+
+The camera uses the shipped Fast DDS profile, the best-effort mask subscriber Fast DDS
+defaults. This is one case of the ``python -m slimseg_ros.tools.dds_bench`` table, each side
+in its own process.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The node as its own process, started from the ``slimseg_node`` console script with
-``--ros-args --params-file config/slimseg.yaml``, driven over real DDS from this process.
+"""
+The node as its own process, started from the ``slimseg_node`` console script.
+
+It runs with ``--ros-args --params-file config/slimseg.yaml`` and is driven over real DDS from
+this process.
 
 Also measures what a flood of frames does to the node: its memory stays flat and the source
 frame of each published mask stays recent (printed; run with ``-s`` to see the figures).

@@ -1,6 +1,9 @@
-"""The node's plain-Python parts, without a ROS graph: the latest-frame slots, rejection
-throttling, the Fast DDS profile environment, default files, and the parameter table
-against config/slimseg.yaml."""
+"""
+The node's plain-Python parts, without a ROS graph.
+
+The latest-frame slots, rejection throttling, the Fast DDS profile environment, default files,
+and the parameter table against config/slimseg.yaml.
+"""
 
 from __future__ import annotations
 
@@ -168,9 +171,12 @@ README_PARAM_ROW = re.compile(r"^\| `([\w.]+)` \| (\w+) \| `(.*?)` \| (yes|no) \
 
 
 def test_parameter_table_is_complete_and_documented() -> None:
-    """Numeric runtime parameters have ranges, and README's table shows each parameter's own
-    type, default, runtime flag, description and constraints (what ``ros2 param describe``
-    prints), so the manual cannot drift from the node."""
+    """
+    Numeric runtime parameters have ranges, and README's table matches every parameter.
+
+    The table shows each parameter's own type, default, runtime flag, description and
+    constraints (what ``ros2 param describe`` prints), so the manual cannot drift from the node.
+    """
     for spec in PARAMS + MODEL_PARAMS:
         if spec.kind in ("int", "float") and not spec.read_only:
             assert spec.lo is not None, f"{spec.name} needs a range"

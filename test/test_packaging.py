@@ -1,5 +1,8 @@
-"""``colcon build`` installs the package as ROS expects: launch file, parameter YAML, Fast DDS
-profile and ament index marker under share/, the node executable under lib/slimseg_ros.
+"""
+``colcon build`` installs the package as ROS expects.
+
+Launch file, parameter YAML, Fast DDS profile and ament index marker under share/, the node
+executable under lib/slimseg_ros.
 
 Needs colcon (``pip install colcon-common-extensions``, or a ROS installation's colcon); skipped
 cleanly without it. The sources are copied to a temporary workspace first, so the build never
@@ -87,8 +90,11 @@ def test_installed_package_finds_its_files_through_the_ament_index(workspace: Pa
 
 
 def test_installed_executable_starts_the_node(workspace: Path, tmp_path: Path) -> None:
-    """The lib/slimseg_ros script runs the node with the installed YAML (and fails start-up,
-    naming the file, for a checkpoint that does not exist)."""
+    """
+    The lib/slimseg_ros script runs the node with the installed YAML.
+
+    It fails start-up, naming the file, for a checkpoint that does not exist.
+    """
     pytest.importorskip("rclpy")
     prefix = workspace / "install" / "slimseg_ros"
     site = next(prefix.glob("lib/python3*/site-packages"))
@@ -104,7 +110,8 @@ def test_installed_executable_starts_the_node(workspace: Path, tmp_path: Path) -
 
 
 def _setup_arguments() -> dict:
-    """The packages and entry points setup.py hands to ``setuptools.setup`` (nothing is built).
+    """
+    Return the packages and entry points setup.py hands to ``setuptools.setup`` (nothing built).
 
     Read in a fresh interpreter: after other tests have imported distutils, setuptools cannot
     always be imported in-process.
@@ -122,15 +129,20 @@ def test_every_python_package_of_the_source_tree_is_installed() -> None:
     listed = _setup_arguments()["packages"]
     on_disk = {".".join(("slimseg_ros",) + p.parent.relative_to(REPO / "slimseg_ros").parts)
                for p in (REPO / "slimseg_ros").rglob("__init__.py")}
-    on_disk |= {".".join(("slimseg_ros", "training") + p.parent.relative_to(REPO / "training").parts)
+    on_disk |= {".".join(("slimseg_ros", "training")
+                         + p.parent.relative_to(REPO / "training").parts)
                 for p in (REPO / "training").rglob("__init__.py")}
     assert on_disk <= set(listed), sorted(on_disk - set(listed))
     assert {"slimseg_ros.backends", "slimseg_ros.tools", "slimseg_ros.tools.demo"} <= set(listed)
 
 
 def test_console_scripts_keep_their_names_and_reach_a_main() -> None:
-    """The commands users type stay the same wherever their modules live, and each entry point
-    names a function that exists (a moved module would otherwise break only after install)."""
+    """
+    The commands users type keep their names wherever their modules live.
+
+    Each entry point names a function that exists (a moved module would otherwise break only after
+    install).
+    """
     import importlib
     import importlib.util
 

@@ -1,6 +1,9 @@
-"""How the tools start the node process (slimseg_ros.tools.node_process): its command line, its
-environment and the stand-in checkpoint, without a ROS graph; the demo and DDS tests start the
-real node with them."""
+"""
+How the tools start the node process (slimseg_ros.tools.node_process), without a ROS graph.
+
+Its command line, its environment and the stand-in checkpoint; the demo and DDS tests start
+the real node with them.
+"""
 
 from __future__ import annotations
 

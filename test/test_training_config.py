@@ -1,5 +1,8 @@
-"""Training config: YAML -> frozen dataclasses, overrides, unknown keys named, shipped configs,
-``base:`` inheritance."""
+"""
+Training config: YAML -> frozen dataclasses, overrides and ``base:`` inheritance.
+
+Also that unknown keys are named and that the shipped configs are valid.
+"""
 
 from __future__ import annotations
 
@@ -145,9 +148,8 @@ def test_later_stages_hold_only_their_differences_and_resolve_as_before(name: st
     assert load_config(CONFIG_DIR / name) == config_from_dict(full)
 
 
-def test_base_merges_per_nested_key_lists_whole_overrides_last(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_base_merges_per_nested_key_lists_whole_overrides_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_yaml(tmp_path / "shared" / "base.yaml", {
         "model": {"backbone": "resnet18", "num_classes": 11},
         "data": {"crop_size": [240, 320], "batch_size": 4},

@@ -63,9 +63,13 @@ def test_sliding_window_equals_one_pass_when_the_window_covers_the_image() -> No
 
 @pytest.mark.parametrize("size", [(48, 64), (50, 71)])  # windows that do and don't tile evenly
 def test_sliding_window_equals_one_pass_for_a_per_pixel_model(size: tuple[int, int]) -> None:
-    """A 1x1 convolution sees one pixel, so every overlapping window gives each pixel the
-    full image's logits: the stitched average must equal them (a pixel missed, counted twice
-    or shifted shows up)."""
+    """
+    Sliding windows over a 1x1 convolution stitch back to the full image's logits.
+
+    A 1x1 convolution sees one pixel, so every overlapping window gives each pixel the full
+    image's logits: the stitched average must equal them (a pixel missed, counted twice or
+    shifted shows up).
+    """
     model = torch.nn.Conv2d(3, 11, 1).eval()
     x = torch.randn(2, 3, *size)
     with torch.no_grad():
@@ -109,7 +113,8 @@ def test_per_image_counts_sum_to_the_dataset_figures_and_reach_the_npz(tmp_path:
     with np.load(out / "per_image.npz") as data:
         assert data["confusion"].shape == (2, 3, 11, 11) and data["boundary"].shape == (2, 3, 4)
         for i, w in enumerate(data["widths"]):
-            assert mean_iou(data["confusion"][i].sum(0)) == pytest.approx(results[f"{w:g}"]["miou"])
+            assert mean_iou(data["confusion"][i].sum(0)) == pytest.approx(
+                results[f"{w:g}"]["miou"])
             assert boundary_f_score(data["boundary"][i].sum(0)) == pytest.approx(
                 results[f"{w:g}"]["boundary_f"])
         assert not np.array_equal(data["confusion"][0][0], data["confusion"][0][1])

@@ -50,8 +50,8 @@ def read_log(out: Path, kind: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_loss_goes_down_at_every_width_and_checkpoints_are_written(tiny_camvid: Path,
-                                                                    tmp_path: Path) -> None:
+def test_loss_goes_down_at_every_width_and_checkpoints_are_written(
+        tiny_camvid: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     cfg = load_config(None, tiny_overrides(tiny_camvid, out, iterations=30,
                                            **{"eval.interval": 15, "runtime.tensorboard": True,
@@ -96,7 +96,7 @@ STATE_KEYS = {"format", "model", "optimizer", "scheduler", "scaler", "iteration"
 
 
 def logged(out: Path, kind: str, after: int = 0) -> list[dict]:
-    """The log records of one kind after an iteration, without the timing."""
+    """Return the log records of one kind after an iteration, without the timing."""
     return [{k: v for k, v in r.items() if k != "it_per_s"} for r in read_log(out, kind)
             if r["iteration"] > after]
 
@@ -139,7 +139,8 @@ def test_non_finite_loss_stops_at_once(tiny_camvid: Path, tmp_path: Path) -> Non
 def test_independent_mode_trains_a_plain_single_width_network(tiny_camvid: Path,
                                                               tmp_path: Path) -> None:
     cfg = load_config(None, tiny_overrides(tiny_camvid, tmp_path / "ind", iterations=2,
-                                           **{"distill.mode": "independent", "distill.width": 0.5}))
+                                           **{"distill.mode": "independent",
+                                              "distill.width": 0.5}))
     summary = train(cfg)
     assert summary["model"].config.widths == (0.5,)
     state = load_train_state(tmp_path / "ind" / "last.pt")
@@ -180,9 +181,9 @@ def _ddp_worker(rank: int, world: int, port: int, overrides: list[str], out: str
 def test_two_process_gloo_ddp_stays_in_sync(tiny_camvid: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     out.mkdir()
-    overrides = tiny_overrides(tiny_camvid, out, iterations=3, **{"data.batch_size": 4,
-                                                                   "eval.interval": 2,
-                                                                   "eval.max_images": 1})
+    overrides = tiny_overrides(tiny_camvid, out, iterations=3,
+                               **{"data.batch_size": 4, "eval.interval": 2,
+                                  "eval.max_images": 1})
     mp.spawn(_ddp_worker, args=(2, _free_port(), overrides, str(out)), nprocs=2, join=True)
     r0 = torch.load(out / "rank0.pt", weights_only=True)
     r1 = torch.load(out / "rank1.pt", weights_only=True)

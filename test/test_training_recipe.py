@@ -132,7 +132,8 @@ def test_no_weight_decay_on_bn_and_bias() -> None:
     model = tiny_model()
     decay, no_decay = param_groups(model, OptimConfig(weight_decay=1e-4))
     assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
-    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+    assert (all(p.ndim > 1 for p in decay["params"])
+            and all(p.ndim <= 1 for p in no_decay["params"]))
     total = sum(1 for _ in model.parameters())
     assert len(decay["params"]) + len(no_decay["params"]) == total
     opt = build_optimizer(model, OptimConfig(lr=0.05))

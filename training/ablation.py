@@ -1,7 +1,10 @@
-"""The ablation table: one metrics file per run, paired bootstrap intervals, one plot.
+"""
+The ablation table: one metrics file per run, paired bootstrap intervals, one plot.
 
-    python -m slimseg_ros.training.ablation collect RUN_DIR --name a_seed0 --row a --out docs/ablation
-    python -m slimseg_ros.training.ablation report docs/ablation [--plot docs/ablation/miou_vs_width.png]
+    python -m slimseg_ros.training.ablation collect RUN_DIR --name a_seed0 --row a \
+        --out docs/ablation
+    python -m slimseg_ros.training.ablation report docs/ablation \
+        [--plot docs/ablation/miou_vs_width.png]
 
 ``collect`` reads a finished run folder (``config.yaml``, ``train_log.jsonl``, ``train.log``,
 ``commit.txt``, ``time_train_*.txt`` from ``/usr/bin/time -v``, and the ``eval_test`` /
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .metrics import boundary_f_score, iou_per_class
+from .metrics import iou_per_class
 
 ROWS = {
     "a": "SlimSeg (stepwise KD + boundary loss)",
@@ -50,7 +53,8 @@ def width_key(w: float) -> str:
 
 
 def cpu_seconds(run: Path) -> tuple[float | None, int]:
-    """Training CPU seconds (user + sys) and the iterations they cover.
+    """
+    Training CPU seconds (user + sys) and the iterations they cover.
 
     Each ``slimseg-train`` invocation of the run wrote one ``time_train_<t>.txt`` (in order of
     ``<t>``) and, when it resumed, one "resumed from ... at iteration N" line in ``train.log``;
@@ -155,7 +159,8 @@ def miou_of(confusion: np.ndarray) -> float:
 
 def paired_bootstrap(conf_a: np.ndarray, conf_b: np.ndarray, samples: int = BOOTSTRAP_SAMPLES,
                      seed: int = 0) -> tuple[float, float, float]:
-    """mIoU(a) - mIoU(b) over the whole set and its paired per-image bootstrap 95% interval.
+    """
+    mIoU(a) - mIoU(b) over the whole set and its paired per-image bootstrap 95% interval.
 
     ``conf_*``: images x C x C confusion matrices of the same images in the same order. Each
     resample draws image indices with replacement, the same indices for both models.
@@ -222,8 +227,11 @@ def _pct(v: float | None) -> str:
 
 
 def markdown(runs: dict[str, dict]) -> str:
-    """The README table (rows a-e: test mIoU per width, boundary F1 at 0.25 and 1.0, val mean),
-    the seed spread, the comparisons and the training cost."""
+    """
+    Render the README table, the seed spread, the comparisons and the training cost.
+
+    The table's rows a-e hold test mIoU per width, boundary F1 at 0.25 and 1.0 and the val mean.
+    """
     widths = ["0.25", "0.5", "0.75", "1"]
     lines = ["| row | " + " | ".join(f"mIoU {w}" for w in widths)
              + " | BF1 0.25 | BF1 1.0 | val mIoU (mean) |",
@@ -265,7 +273,7 @@ def markdown(runs: dict[str, dict]) -> str:
 
 
 def plot(runs: dict[str, dict], path: str | Path) -> None:
-    """mIoU (test) against width, one line per row (seed 0), row e as markers per width."""
+    """Plot mIoU (test) against width, one line per row (seed 0), row e as markers per width."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -290,7 +298,7 @@ def plot(runs: dict[str, dict], path: str | Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slimseg_ros.training.ablation",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.strip().split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="one finished run folder into <out>/<name>.json")
     c.add_argument("run")

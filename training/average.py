@@ -1,4 +1,5 @@
-"""Uniform weight averaging of model checkpoints of one network (SWA snapshots, model soups).
+"""
+Uniform weight averaging of model checkpoints of one network (SWA snapshots, model soups).
 
 Averaging the weights of several checkpoints of the same network, e.g. the snapshots a
 constant-learning-rate run keeps (``runtime.snapshot_interval``; stochastic weight averaging,
@@ -18,8 +19,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from slimseg_ros.models import ModelInfo, save_checkpoint
 from slimseg_ros.models.checkpoint import CheckpointError, model_from_payload, safe_torch_load
 from slimseg_ros.models.config import model_config_differences
@@ -31,7 +30,8 @@ _SAME_INFO = ("class_names", "mean", "std")
 
 def average_checkpoints(paths: Sequence[str | os.PathLike]
                         ) -> tuple[SlimSegmenter, ModelInfo]:
-    """The network of ``paths[0]`` with every floating tensor the mean over all ``paths``.
+    """
+    Return the network of ``paths[0]`` with every floating tensor the mean over all ``paths``.
 
     Every file is read and checked like any model checkpoint; all must hold the same network,
     classes and normalisation (the ImageNet source may differ), else :class:`CheckpointError`
@@ -47,7 +47,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]
         other, _ = model_from_payload(payload, str(path))
         diff = model_config_differences(payload["config"], first["config"])
         diff = ", ".join(filter(None, [diff] + [k for k in _SAME_INFO
-                                                  if payload.get(k) != first.get(k)]))
+                                                if payload.get(k) != first.get(k)]))
         if diff:
             raise CheckpointError(f"checkpoint file {path} holds a different network than "
                                   f"{paths[0]}: {diff} differ")
@@ -62,7 +62,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="slimseg-average", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="slimseg-average",
+                                     description=__doc__.strip().split("\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="deployable model checkpoints (.pt)")
     parser.add_argument("--output", required=True, help="averaged checkpoint to write")
     parser.add_argument("--half", action="store_true", help="store fp16 weights (for shipping)")

@@ -1,4 +1,5 @@
-"""Per-width BatchNorm recalibration after training (Yu & Huang, universally slimmable networks).
+"""
+Per-width BatchNorm recalibration after training (Yu & Huang, universally slimmable networks).
 
 During training each width's running statistics are an exponential average over augmented crops
 (random scale, 240x320 say) while the weights kept changing. Re-estimating them once at the end,
@@ -30,7 +31,8 @@ from .transforms import eval_transform, normalize_batch
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor],
                    widths: Sequence[float] | None = None) -> None:
-    """Replace each width's BN running statistics by their exact mean over ``batches``.
+    """
+    Replace each width's BN running statistics by their exact mean over ``batches``.
 
     ``batches`` yields normalised ``N x 3 x H x W`` float images (it is iterated once per
     width, so pass a re-iterable such as a list or DataLoader). Only the BNs of the width being
@@ -67,7 +69,7 @@ def _batches(loader: DataLoader, mean: Sequence[float], std: Sequence[float],
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slimseg-calibrate-bn",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.strip().split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="deployable model checkpoint (.pt)")
     parser.add_argument("--dataset", required=True, choices=list(DATASET_NAMES))
     parser.add_argument("--root", required=True)

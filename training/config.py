@@ -1,4 +1,5 @@
-"""Training configuration: YAML -> frozen dataclasses, unknown keys rejected by name.
+"""
+Training configuration: YAML -> frozen dataclasses, unknown keys rejected by name.
 
 ``load_config(path, ["optim.lr=0.02", "data.root=/data/camvid"])`` reads the YAML (merged
 onto the file its ``base:`` names, see :func:`read_config_file`), applies dotted ``key=value``
@@ -46,7 +47,11 @@ def _tuple(value: Any, n: int | None, name: str, kind: type = float) -> tuple:
 
 
 def _splits(value: Any, name: str) -> str | tuple[str, ...]:
-    """A split name, ``"a+b"``, or a list of names (-> tuple); empty or repeated names refused."""
+    """
+    Parse a split name, ``"a+b"``, or a list of names (-> tuple).
+
+    Empty or repeated names are refused.
+    """
     if isinstance(value, str):
         parts = value.split("+")
     elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
@@ -146,7 +151,8 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """Poly decay ``(1 - it / iterations) ** power`` after a linear warm-up.
+    """
+    Poly decay ``(1 - it / iterations) ** power`` after a linear warm-up.
 
     Iterations count optimizer steps (not micro-batches).
     """
@@ -301,8 +307,12 @@ def _section(cls: type, data: Any, name: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
-    """Check/convert a scalar against its field type. YAML 1.1 reads ``1e-4`` as a string, so
-    numbers written that way are converted here; anything else of the wrong type is an error."""
+    """
+    Check/convert a scalar against its field type.
+
+    YAML 1.1 reads ``1e-4`` as a string, so numbers written that way are converted here; anything
+    else of the wrong type is an error.
+    """
     args = typing.get_args(hint)
     if value is None:
         if type(None) in args or hint is type(None):
@@ -382,8 +392,11 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 
 def merge_configs(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    """``child`` over ``base``: mappings merge key by key, anything else (lists, scalars, null)
-    replaces the base's value whole."""
+    """
+    Merge ``child`` over ``base``, mappings key by key.
+
+    Anything else (lists, scalars, null) replaces the base's value whole.
+    """
     out = dict(base)
     for key, value in child.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -394,7 +407,8 @@ def merge_configs(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """A YAML config file as a plain dict, merged onto the file its ``base:`` names.
+    """
+    Read a YAML config file as a plain dict, merged onto the file its ``base:`` names.
 
     ``base: other.yaml`` (relative to this file's folder) lets a file hold only what it changes
     (mmsegmentation's ``_base_``, one file): its keys override the base's per nested key (see

@@ -1,4 +1,5 @@
-"""Colour masks (what labelling tools export) -> single-channel id masks for the folder dataset.
+"""
+Colour masks (what labelling tools export) -> single-channel id masks for the folder dataset.
 
 ``slimseg-convert-masks --classes classes.yaml IN_DIR OUT_DIR`` maps every pixel's colour to its
 class id through the classes file's ``palette`` (class i has colour ``palette[i]``) and
@@ -97,7 +98,7 @@ def _unknown_message(path: Path, rgb: np.ndarray, unknown: np.ndarray) -> str:
 
 
 def colour_masks(in_dir: Path) -> list[Path]:
-    """The PNGs under ``in_dir`` (recursively, hidden files skipped), sorted."""
+    """List the PNGs under ``in_dir`` (recursively, hidden files skipped), sorted."""
     out = []
     for path in sorted(in_dir.rglob("*")):
         rel = path.relative_to(in_dir)
@@ -109,7 +110,8 @@ def colour_masks(in_dir: Path) -> list[Path]:
 
 def convert_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike,
                    classes: ClassesFile, threads: int = 4) -> list[Path]:
-    """Convert every colour mask under ``in_dir`` into ``out_dir``; returns the written files.
+    """
+    Convert every colour mask under ``in_dir`` into ``out_dir``; returns the written files.
 
     Masks are converted into a temporary folder beside ``out_dir`` and moved into place only
     when every file converted, so an error leaves ``out_dir`` as it was.
@@ -170,7 +172,7 @@ def convert_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slimseg-convert-masks",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__.strip().split("\n")[0])
     parser.add_argument("--classes", required=True,
                         help="classes file (names, palette, ignore_index, ignore_color)")
     parser.add_argument("in_dir", help="folder of colour masks (PNG; split subfolders kept)")

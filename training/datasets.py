@@ -1,5 +1,8 @@
-"""Cityscapes (official layout), CamVid (SegNet layout) and a user's own folder of images and id
-masks as (uint8 image, train-id label) pairs.
+"""
+Cityscapes, CamVid and a user's own folder as (uint8 image, train-id label) pairs.
+
+Cityscapes in its official layout, CamVid in the SegNet layout, and a folder of images and id
+masks.
 
 A dataset is little more than its class names, palette, file pairing and a 256-entry lookup
 table from the ids stored in the label PNGs to train ids (255 = ignore). Everything that can be
@@ -94,8 +97,12 @@ CLASSES_KEYS = ("names", "palette", "ignore_index", "ignore_color")
 
 @dataclass(frozen=True)
 class ClassesFile:
-    """A ``folder`` dataset's classes file: class names, one RGB colour per class, the id of the
-    id masks that is not scored and, for colour masks, the colour that converts to it."""
+    """
+    A ``folder`` dataset's classes file.
+
+    Class names, one RGB colour per class, the id of the id masks that is not scored and, for
+    colour masks, the colour that converts to it.
+    """
 
     path: Path
     names: tuple[str, ...]
@@ -123,8 +130,11 @@ def _rgb(value: Any, what: str, path: Path) -> tuple[int, int, int]:
 
 
 def read_classes(path: str | os.PathLike) -> ClassesFile:
-    """Read and validate a classes file (YAML ``names``, ``palette``, ``ignore_index``,
-    ``ignore_color``); every error names the file."""
+    """
+    Read and validate a classes file; every error names the file.
+
+    The YAML holds ``names``, ``palette``, ``ignore_index`` and ``ignore_color``.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"classes file {path} does not exist")
@@ -183,13 +193,13 @@ def read_classes(path: str | os.PathLike) -> ClassesFile:
 
 
 def resolve_classes_path(root: str | os.PathLike, classes: str | os.PathLike) -> Path:
-    """A relative classes path is read from the dataset root (as ``data.classes`` documents)."""
+    """Resolve a relative classes path against the dataset root (as ``data.classes`` says)."""
     classes = Path(classes).expanduser()
     return classes if classes.is_absolute() else Path(root) / classes
 
 
 def get_spec(name: str, classes: str | os.PathLike | None = None) -> DatasetSpec:
-    """The class table of ``name``; ``folder`` reads it from the ``classes`` file."""
+    """Return the class table of ``name``; ``folder`` reads it from the ``classes`` file."""
     if name == "folder":
         if classes is None:
             raise DatasetError("the folder dataset needs a classes file (names, palette, "
@@ -214,7 +224,8 @@ def _require_dir(path: Path, what: str) -> None:
 
 def camvid_pairs(root: str | os.PathLike, split: str | Sequence[str]
                  ) -> list[tuple[Path, Path]]:
-    """``<root>/<split>/*.png`` paired with ``<root>/<split>annot/<same name>``.
+    """
+    ``<root>/<split>/*.png`` paired with ``<root>/<split>annot/<same name>``.
 
     ``split`` may join several with ``+`` (``train+val``, the usual final-model protocol) or be
     a list of split names.
@@ -239,8 +250,12 @@ def camvid_pairs(root: str | os.PathLike, split: str | Sequence[str]
 
 def cityscapes_pairs(root: str | os.PathLike, split: str | Sequence[str]
                      ) -> list[tuple[Path, Path]]:
-    """``leftImg8bit/<split>/<city>/X_leftImg8bit.png`` paired with
-    ``gtFine/<split>/<city>/X_gtFine_labelIds.png``."""
+    """
+    Pair the Cityscapes images of ``split`` with their label-id PNGs.
+
+    ``leftImg8bit/<split>/<city>/X_leftImg8bit.png`` with
+    ``gtFine/<split>/<city>/X_gtFine_labelIds.png``.
+    """
     root = Path(root)
     _require_dir(root, "Cityscapes root")
     pairs: list[tuple[Path, Path]] = []
@@ -273,8 +288,12 @@ def _split_parts(split: str | Sequence[str]) -> list[str]:
 
 
 def _index(folder: Path, suffixes: Sequence[str]) -> dict[str, list[Path]]:
-    """Files under ``folder`` (recursively, hidden ones skipped) with one of ``suffixes``, by
-    stem: the path relative to ``folder`` without its suffix (``run1/000042``)."""
+    """
+    Index the files under ``folder`` with one of ``suffixes`` by stem.
+
+    Recursively, hidden ones skipped; the stem is the path relative to ``folder`` without its
+    suffix (``run1/000042``).
+    """
     out: dict[str, list[Path]] = {}
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
@@ -364,10 +383,13 @@ def _list_pairs(root: Path, part: str, list_file: Path) -> list[tuple[Path, Path
 
 
 def folder_pairs(root: str | os.PathLike, split: str | Sequence[str]) -> list[tuple[Path, Path]]:
-    """A user's own data: ``images/<split>/X.{png,jpg}`` paired with ``masks/<split>/X.png``
-    (subfolders below the split are kept, matched by relative path), or, where
-    ``images/<split>/`` does not exist, the stems listed one per line in
-    ``splits/<split>.txt``: ``images/<stem>.{png,jpg}`` with ``masks/<stem>.png``.
+    """
+    Pair a user's own images with their masks.
+
+    ``images/<split>/X.{png,jpg}`` paired with ``masks/<split>/X.png`` (subfolders below the split
+    are kept, matched by relative path), or, where ``images/<split>/`` does not exist, the stems
+    listed one per line in ``splits/<split>.txt``: ``images/<stem>.{png,jpg}`` with
+    ``masks/<stem>.png``.
 
     ``split`` may join several with ``+`` (or be a list of split names).
     """
@@ -417,8 +439,12 @@ def read_label(path: Path) -> np.ndarray:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image as :func:`read_image` returns it, from the file header where
-    possible (EXIF rotations swap the sides, as OpenCV applies them); decodes it otherwise."""
+    """
+    Return the (height, width) of an image as :func:`read_image` returns it.
+
+    Read from the file header where possible (EXIF rotations swap the sides, as OpenCV applies
+    them); the image is decoded otherwise.
+    """
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
@@ -434,8 +460,11 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def _check_label(path: Path, valid: np.ndarray, origin: str = "",
                  image: Path | None = None) -> str | None:
-    """None when every id of the PNG is in the table (and, given ``image``, the label has its
-    size), else the error message."""
+    """
+    Check one label PNG: None when it is fine, else the error message.
+
+    Fine: every id of the PNG is in the table and, given ``image``, the label has its size.
+    """
     label = read_label(path)
     present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))  # faster than np.unique
     bad = present[~valid[present]]
@@ -465,8 +494,12 @@ def _ranges(ids: np.ndarray) -> str:
 
 def check_labels(paths: Sequence[Path], spec: DatasetSpec, threads: int = 4,
                  images: Sequence[Path] | None = None) -> None:
-    """Read every label once and fail on the first with an id outside ``spec`` (names the file)
-    or, given the ``images`` of the labels, whose size differs from its image (names both)."""
+    """
+    Read every label once and fail on the first one that is wrong.
+
+    Wrong: an id outside ``spec`` (the file is named) or, given the ``images`` of the labels, a
+    size that differs from its image (both are named).
+    """
     valid = np.zeros(256, dtype=bool)
     valid[list(spec.valid_raw_ids)] = True
     jobs = zip(paths, images if images is not None else [None] * len(paths))
@@ -477,7 +510,8 @@ def check_labels(paths: Sequence[Path], spec: DatasetSpec, threads: int = 4,
 
 
 class SegmentationDataset(Dataset):
-    """Pairs of (image, label) files -> ``(uint8 3 x H x W tensor, int64 H x W train-id tensor)``.
+    """
+    Pairs of (image, label) files -> ``(uint8 3 x H x W tensor, int64 H x W train-id tensor)``.
 
     An index may be an ``int`` or an ``(index, seed)`` pair; the seed fixes the random
     augmentation of that sample (see :class:`PairTransform`).
@@ -513,7 +547,8 @@ class SegmentationDataset(Dataset):
 
 def class_pixel_counts(dataset: SegmentationDataset, threads: int = 4
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Per class: labelled pixels, and all pixels of the images where the class appears.
+    """
+    Per class: labelled pixels, and all pixels of the images where the class appears.
 
     Reads the label files as stored (no augmentation); the input of median-frequency weights.
     """
@@ -535,9 +570,12 @@ def class_pixel_counts(dataset: SegmentationDataset, threads: int = 4
 def build_dataset(name: str, root: str | os.PathLike, split: str,
                   transform: PairTransform | None = None, check: bool = True,
                   classes: str | os.PathLike | None = None) -> SegmentationDataset:
-    """Dataset ``name`` ('camvid' | 'cityscapes' | 'folder') at ``root``; split e.g. 'train',
-    'train+val'. ``folder`` needs its ``classes`` file (a relative path is read from ``root``);
-    checking it also compares every mask's size with its image's."""
+    """
+    Build dataset ``name`` ('camvid' | 'cityscapes' | 'folder') at ``root``.
+
+    ``split`` e.g. 'train', 'train+val'. ``folder`` needs its ``classes`` file (a relative path is
+    read from ``root``); checking it also compares every mask's size with its image's.
+    """
     if name == "folder" and classes is not None:
         classes = resolve_classes_path(root, classes)
         if not Path(classes).is_file():

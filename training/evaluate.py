@@ -1,4 +1,5 @@
-"""Evaluation at every width: mIoU (nanmean), per-class IoU, pixel accuracy, boundary F-score.
+"""
+Evaluation at every width: mIoU (nanmean), per-class IoU, pixel accuracy, boundary F-score.
 
 ``slimseg-eval --checkpoint best_model.pt --dataset camvid --root ../shared/data/CamVid
 --split test [--widths 0.25 1.0] [--output out_dir]`` prints a table and writes ``metrics.json``
@@ -61,7 +62,8 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
              per_image: dict[float, dict[str, list]] | None = None,
              predict: Callable[[torch.Tensor, float], torch.Tensor] | None = None
              ) -> dict[float, dict]:
-    """Metrics per width over ``loader`` (batches of uint8 images and train-id labels).
+    """
+    Metrics per width over ``loader`` (batches of uint8 images and train-id labels).
 
     Every batch is read once and run at each width (one confusion matrix per width). The
     model is left in eval mode at its widest width. Returns ``{width: summarize(...) + fps}``.
@@ -137,8 +139,11 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
 def runtime_predictor(model: nn.Module, info: Any, args: argparse.Namespace,
                       device: torch.device
                       ) -> tuple[Callable[[torch.Tensor, float], torch.Tensor] | None, str]:
-    """``(predict, backend)``: masks from an engine on a runtime backend, or ``(None,
-    "torch")`` for the slimmable model itself."""
+    """
+    Return ``(predict, backend)``: masks from an engine on the runtime backend asked for.
+
+    ``(None, "torch")`` for the slimmable model itself.
+    """
     from slimseg_ros.backends import resolve_backend
     from slimseg_ros.engine import SegmentationEngine
 
@@ -160,8 +165,12 @@ def runtime_predictor(model: nn.Module, info: Any, args: argparse.Namespace,
 
 
 def write_per_image(path: str | Path, per_image: dict[float, dict[str, list]]) -> None:
-    """``per_image.npz``: ``widths``, ``confusion`` (widths x images x C x C) and, when boundary
-    counts were taken, ``boundary`` (widths x images x 4), all int64."""
+    """
+    Write ``per_image.npz``: confusion matrices (and boundary counts) per width and image.
+
+    ``widths``, ``confusion`` (widths x images x C x C) and, when boundary counts were taken,
+    ``boundary`` (widths x images x 4), all int64.
+    """
     import numpy as np
     widths = sorted(per_image)
     arrays = {"widths": np.asarray(widths, dtype=np.float64),
@@ -198,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .datasets import DATASET_NAMES, build_dataset
     from .transforms import eval_transform
 
-    parser = argparse.ArgumentParser(prog="slimseg-eval", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="slimseg-eval",
+                                     description=__doc__.strip().split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="deployable model checkpoint (.pt)")
     parser.add_argument("--dataset", required=True, choices=list(DATASET_NAMES))
     parser.add_argument("--root", required=True, help="dataset root folder")

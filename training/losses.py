@@ -1,4 +1,5 @@
-"""SlimSeg losses: cross-entropy, boundary band + boundary-guided CE, and logit distillation (KD).
+"""
+SlimSeg losses: cross-entropy, boundary band + boundary-guided CE, and logit distillation (KD).
 
 Every loss takes logits ``N x C x H x W`` and train-id labels ``N x H x W`` (int64), ignores
 ``ignore_index`` (255) explicitly and averages over the pixels it keeps. Each is a function plus
@@ -19,8 +20,11 @@ IGNORE_INDEX = 255
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor,
                   ignore_index: int = IGNORE_INDEX,
                   class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Pixel-wise CE averaged over non-ignored pixels (0 when every pixel is ignored); with
-    ``class_weights``, PyTorch's weighted mean ``sum(w_y * ce) / sum(w_y)``."""
+    """
+    Compute pixel-wise CE averaged over non-ignored pixels (0 when every pixel is ignored).
+
+    With ``class_weights``, PyTorch's weighted mean ``sum(w_y * ce) / sum(w_y)``.
+    """
     # reduction="none" + our own mean: no NaN for an all-ignored batch, no host sync
     per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
     return weighted_mean(per_pixel, target, class_weights, ignore_index)
@@ -28,7 +32,8 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor,
 
 def median_frequency_weights(class_pixels: Sequence[float], image_pixels: Sequence[float],
                              power: float = 1.0) -> torch.Tensor:
-    """Median-frequency class weights (Eigen & Fergus, as SegNet used on CamVid), ``** power``.
+    """
+    Median-frequency class weights (Eigen & Fergus, as SegNet used on CamVid), ``** power``.
 
     ``class_pixels[c]``: labelled pixels of class ``c``; ``image_pixels[c]``: all pixels of the
     images in which ``c`` appears. ``freq_c = class_pixels / image_pixels`` and
@@ -52,8 +57,11 @@ def median_frequency_weights(class_pixels: Sequence[float], image_pixels: Sequen
 def weighted_mean(per_pixel: torch.Tensor, target: torch.Tensor,
                   class_weights: torch.Tensor | None, ignore_index: int = IGNORE_INDEX,
                   mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``sum(w_y * per_pixel) / sum(w_y)`` over the valid pixels in ``mask`` (unweighted when
-    ``class_weights`` is None)."""
+    """
+    Average ``per_pixel`` over the valid pixels in ``mask``, weighted per class.
+
+    ``sum(w_y * per_pixel) / sum(w_y)``; unweighted when ``class_weights`` is None.
+    """
     keep = target != ignore_index
     if mask is not None:
         keep = keep & mask
@@ -67,8 +75,10 @@ def weighted_mean(per_pixel: torch.Tensor, target: torch.Tensor,
 
 def boundary_band(target: torch.Tensor, radius: int = 3,
                   ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Boolean ``N x H x W``: valid pixels within ``radius`` px (Chebyshev, i.e. a
-    ``(2r+1)^2`` window) of a pixel holding a *different valid* label.
+    """
+    Mark the valid pixels within ``radius`` px of a pixel holding a *different valid* label.
+
+    Boolean ``N x H x W``; the distance is Chebyshev, i.e. a ``(2r+1)^2`` window.
 
     Computed on the label's device with max/min pooling: a window holds another valid label
     iff its max (ignore -> -1) exceeds or its min (ignore -> +inf) undercuts the centre label.
@@ -99,7 +109,8 @@ def boundary_cross_entropy(logits: torch.Tensor, target: torch.Tensor, radius: i
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
             target: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Pixel-wise ``KL(teacher || student)`` at temperature ``T``, scaled by ``T^2``.
+    """
+    Pixel-wise ``KL(teacher || student)`` at temperature ``T``, scaled by ``T^2``.
 
     ``sum_c p_t (log p_t - log p_s)`` with both sides from ``log_softmax(logits / T)`` (never
     probabilities fed as log-probabilities), averaged over the pixels whose ``target`` is not

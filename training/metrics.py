@@ -1,4 +1,5 @@
-"""Segmentation metrics: pure functions over a confusion matrix (rows: truth, cols: prediction).
+"""
+Segmentation metrics: pure functions over a confusion matrix (rows: truth, cols: prediction).
 
 mIoU is the **nanmean** of the per-class IoU: a class that appears neither in the ground truth
 nor in the predictions has an undefined IoU (0/0 = NaN) and is left out of the mean, instead of
@@ -17,7 +18,8 @@ IGNORE_INDEX = 255
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                      ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """``num_classes x num_classes`` int64 counts from one ``bincount(n * gt + pred)``.
+    """
+    ``num_classes x num_classes`` int64 counts from one ``bincount(n * gt + pred)``.
 
     Pixels whose target is ``ignore_index`` (or outside ``[0, num_classes)``) are skipped.
     """
@@ -29,7 +31,11 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
 
 
 def iou_per_class(cm: np.ndarray | torch.Tensor) -> np.ndarray:
-    """IoU per class = TP / (TP + FP + FN); NaN where that union is 0 (class never seen)."""
+    """
+    Compute IoU per class = TP / (TP + FP + FN).
+
+    NaN where that union is 0 (class never seen).
+    """
     cm = np.asarray(cm.cpu() if isinstance(cm, torch.Tensor) else cm, dtype=np.float64)
     tp = np.diag(cm)
     union = cm.sum(0) + cm.sum(1) - tp
@@ -51,7 +57,7 @@ def pixel_accuracy(cm: np.ndarray | torch.Tensor) -> float:
 
 
 def class_accuracy(cm: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Recall per class (TP / ground-truth pixels), NaN for classes absent from the ground truth."""
+    """Recall per class (TP / ground-truth pixels); NaN for classes absent from ground truth."""
     cm = np.asarray(cm.cpu() if isinstance(cm, torch.Tensor) else cm, dtype=np.float64)
     gt = cm.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -59,14 +65,15 @@ def class_accuracy(cm: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def label_boundaries(label: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Boolean ``N x H x W``: valid pixels with a different valid label among their 8 neighbours."""
+    """Mark valid pixels with a different valid label among their 8 neighbours (``N x H x W``)."""
     from .losses import boundary_band
     return boundary_band(label, 1, ignore_index)
 
 
 def boundary_counts(pred: torch.Tensor, target: torch.Tensor, tolerance: int = 3,
                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Counts for the boundary F-score (BF) of ``N x H x W`` predictions vs labels.
+    """
+    Count pixels for the boundary F-score (BF) of ``N x H x W`` predictions vs labels.
 
     Returns int64 ``[pred boundary px matched, pred boundary px, gt boundary px matched,
     gt boundary px]``; a boundary pixel is matched when the other map has a boundary within
@@ -102,7 +109,7 @@ def boundary_f_score(counts: torch.Tensor | np.ndarray) -> float:
 
 def summarize(cm: np.ndarray | torch.Tensor, class_names: list[str] | tuple[str, ...],
               bcounts: torch.Tensor | np.ndarray | None = None) -> dict:
-    """Plain-dict report: mIoU (nanmean), pixel accuracy, mean class accuracy, per-class IoU, BF."""
+    """Report mIoU (nanmean), pixel accuracy, mean class accuracy, per-class IoU, BF (a dict)."""
     iou = iou_per_class(cm)
     acc = class_accuracy(cm)
     out = {

@@ -8,7 +8,8 @@ from .config import OptimConfig, ScheduleConfig
 
 
 def lr_factor(iteration: int, schedule: ScheduleConfig) -> float:
-    """Multiplier of the base LR at optimizer step ``iteration`` (0-based).
+    """
+    Multiplier of the base LR at optimizer step ``iteration`` (0-based).
 
     Linear warm-up from ``warmup_ratio`` to 1 over ``warmup_iters`` steps, multiplied by the
     poly decay ``(1 - it / iterations) ** power``, floored at ``min_lr_ratio``.
@@ -42,5 +43,5 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> optim.SGD:
 
 def build_scheduler(optimizer: optim.Optimizer, schedule: ScheduleConfig
                     ) -> optim.lr_scheduler.LambdaLR:
-    """LambdaLR over :func:`lr_factor`; step it once per optimizer step."""
+    """Build a LambdaLR over :func:`lr_factor`; step it once per optimizer step."""
     return optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, schedule))

@@ -1,4 +1,5 @@
-"""An endless, resumable training sampler built on ``DistributedSampler``.
+"""
+An endless, resumable training sampler built on ``DistributedSampler``.
 
 Epoch ``e`` is ``DistributedSampler(shuffle=True, seed, drop_last=True)`` at ``set_epoch(e)``
 (the usual per-rank shard; one process is rank 0 of 1). Each yielded item is

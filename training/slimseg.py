@@ -1,4 +1,5 @@
-"""The SlimSeg recipe for one batch: every width, widest to narrowest, gradients accumulated.
+"""
+The SlimSeg recipe for one batch: every width, widest to narrowest, gradients accumulated.
 
 The widest width learns from the labels (CE + boundary-guided CE). Each narrower width learns
 from a teacher's *detached* prediction (KD) plus its own label terms:
@@ -51,7 +52,11 @@ def distill_mode_problem(mode: str, width: float | None) -> str | None:
 
 
 def trained_network(model: ModelConfig, distill: DistillConfig) -> ModelConfig:
-    """The network a mode trains: ``independent`` a plain one of its single width ``(w,)``."""
+    """
+    Return the network a mode trains.
+
+    ``independent`` trains a plain one of its single width ``(w,)``.
+    """
     if distill.mode == "independent":
         w = float(distill.width)  # type: ignore[arg-type]
         if model.widths != (w,):
@@ -60,7 +65,11 @@ def trained_network(model: ModelConfig, distill: DistillConfig) -> ModelConfig:
 
 
 def teacher_width(widths: Sequence[float], width: float, mode: str) -> float | None:
-    """The width whose prediction teaches ``width``; None for the widest or without KD."""
+    """
+    Return the width whose prediction teaches ``width``.
+
+    None for the widest or without KD.
+    """
     ws = sorted(float(w) for w in widths)
     i = width_index(ws, width)
     if mode in _WITHOUT_TEACHER or i == len(ws) - 1:
@@ -87,7 +96,8 @@ def width_losses(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tens
                  cfg: DistillConfig, widest: bool, band: torch.Tensor | None,
                  ignore_index: int = IGNORE_INDEX,
                  class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Loss terms of one width. ``logits``/``teacher``: N x C x H x W, ``labels``: N x H x W.
+    """
+    Loss terms of one width. ``logits``/``teacher``: N x C x H x W, ``labels``: N x H x W.
 
     ``class_weights`` (one per class) weight the label terms (CE over valid pixels, boundary CE
     over band pixels) as weighted means; KD stays a plain mean over valid pixels.
@@ -128,7 +138,8 @@ def slimseg_step(
     ignore_index: int = IGNORE_INDEX,
     class_weights: torch.Tensor | None = None,
 ) -> dict[float, dict[str, torch.Tensor]]:
-    """Forward + backward of every width in ``widths`` (widest first) on one batch.
+    """
+    Forward + backward of every width in ``widths`` (widest first) on one batch.
 
     ``model`` may be a DDP wrapper; ``width_target`` is the module :func:`set_width` acts on
     (the unwrapped network). ``backward(loss)`` runs the (scaled) backward pass;

@@ -1,4 +1,5 @@
-"""``slimseg-train``: SlimSeg training on one device or several processes (torchrun + DDP).
+"""
+``slimseg-train``: SlimSeg training on one device or several processes (torchrun + DDP).
 
     slimseg-train --config training/configs/camvid_deeplabv3plus_r18.yaml [key=value ...]
     slimseg-train --config ... --resume                 # continue from <output_dir>/last.pt
@@ -141,7 +142,11 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_model_config(cfg: TrainConfig) -> TrainConfig:
-    """The config with the network its distillation mode trains (``slimseg.trained_network``)."""
+    """
+    Return the config with the network its distillation mode trains.
+
+    See ``slimseg.trained_network``.
+    """
     model = trained_network(cfg.model, cfg.distill)
     return cfg if model is cfg.model else dataclasses.replace(cfg, model=model)
 
@@ -154,8 +159,11 @@ def model_info(cfg: TrainConfig, dataset: Any, input_size: Sequence[int] | None)
 
 
 def checkpoint_info(cfg: TrainConfig, train_set: Any, val_set: Any | None) -> ModelInfo:
-    """What the run's deployable checkpoints carry: the input size is ``data.eval_size`` or
-    that of the first validation image."""
+    """
+    Describe what the run's deployable checkpoints carry.
+
+    The input size is ``data.eval_size`` or that of the first validation image.
+    """
     input_size = cfg.data.eval_size
     if input_size is None and val_set is not None:
         input_size = tuple(val_set[0][1].shape[-2:])
@@ -187,7 +195,7 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def model_differences(cfg: TrainConfig, stored: dict[str, Any]) -> str:
-    """This run's network against a stored model config (see ``model_config_differences``)."""
+    """Compare this run's network with a stored model config (``model_config_differences``)."""
     return model_config_differences(cfg.model.to_dict(), stored)
 
 
@@ -199,9 +207,12 @@ def check_same_model(cfg: TrainConfig, state: dict[str, Any], path: str | os.Pat
 
 
 def resolve_load_from(value: str) -> Path:
-    """The file ``load_from`` names: a path, or ``packaged:NAME`` for a model shipped with the
-    package (``models/NAME`` under the installed ``share/slimseg_ros`` or the source checkout),
-    so a config names the default model wherever the package lives."""
+    """
+    Resolve the file ``load_from`` names: a path, or ``packaged:NAME`` for a shipped model.
+
+    ``packaged:NAME`` is ``models/NAME`` under the installed ``share/slimseg_ros`` or the source
+    checkout, so a config names the default model wherever the package lives.
+    """
     if not value.startswith(PACKAGED):
         return Path(value).expanduser()
     name = value[len(PACKAGED):].strip()
@@ -245,7 +256,8 @@ class InitialWeights:
 
 def load_initial_weights(cfg: TrainConfig, model: nn.Module, path: str | os.PathLike,
                          class_names: Sequence[str] | None = None) -> InitialWeights:
-    """Start from the weights of a deployable checkpoint (``load_from``).
+    """
+    Start from the weights of a deployable checkpoint (``load_from``).
 
     The file is read and checked like any model checkpoint (format, version, every tensor
     fitting its own network). Its network must be this run's (the ImageNet source may differ)
@@ -284,7 +296,11 @@ def load_initial_weights(cfg: TrainConfig, model: nn.Module, path: str | os.Path
 
 
 def class_weights_for(cfg: TrainConfig, train_set: Any) -> torch.Tensor | None:
-    """The per-class weights of the label terms, from ``distill.class_weights``."""
+    """
+    Return the per-class weights of the label terms.
+
+    From ``distill.class_weights``.
+    """
     spec = cfg.distill.class_weights
     if spec is None:
         return None
@@ -298,7 +314,8 @@ def class_weights_for(cfg: TrainConfig, train_set: Any) -> torch.Tensor | None:
 
 
 def ignore_stop_signals(_worker_id: int = 0) -> None:
-    """DataLoader ``worker_init_fn``: workers leave SIGTERM/SIGINT to the main process.
+    """
+    Make a DataLoader worker leave SIGTERM/SIGINT to the main process (``worker_init_fn``).
 
     A SIGTERM sent to the whole process group (systemd, a cluster scheduler, ``kill -- -PGID``)
     would otherwise kill the workers first, and the main process would die mid-iteration with
@@ -342,7 +359,8 @@ def threading_main() -> bool:
 
 
 def build_datasets(cfg: TrainConfig, dinfo: DistInfo) -> tuple[Any, Any | None]:
-    """The training split (every process) and the validation split (rank 0, which validates).
+    """
+    Build the training split (every process) and the validation split (rank 0, which validates).
 
     Every file is checked here, so a broken dataset stops the run before the first iteration.
     """
@@ -372,7 +390,11 @@ def check_class_count(cfg: TrainConfig, spec: Any) -> None:
 
 
 def build_network(cfg: TrainConfig, device: torch.device, dinfo: DistInfo) -> nn.Module:
-    """The network on ``device`` with the configured BN momentum, memory layout and SyncBN."""
+    """
+    Build the network on ``device``.
+
+    With the configured BN momentum, memory layout and SyncBN.
+    """
     model = build_model(cfg.model)
     if cfg.optim.bn_momentum is not None:
         for m in model.modules():
@@ -410,7 +432,8 @@ def label_class_weights(cfg: TrainConfig, train_set: Any, dinfo: DistInfo, out_d
 def restore_state(path: str | os.PathLike, cfg: TrainConfig, model: nn.Module,
                   optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any
                   ) -> tuple[int, dict[str, Any]]:
-    """Load a ``last.pt`` into the run's parts and RNGs; returns (iteration, best score).
+    """
+    Load a ``last.pt`` into the run's parts and RNGs; returns (iteration, best score).
 
     Called before the DDP wrapper is made, which then broadcasts the restored weights.
     """
@@ -432,7 +455,11 @@ def restore_state(path: str | os.PathLike, cfg: TrainConfig, model: nn.Module,
 
 def wrap_ddp(model: nn.Module, cfg: TrainConfig, device: torch.device,
              dinfo: DistInfo) -> nn.Module:
-    """The module that runs forward: ``model`` itself, or its DDP wrapper under torchrun."""
+    """
+    Return the module that runs forward.
+
+    ``model`` itself, or its DDP wrapper under torchrun.
+    """
     if not dinfo.enabled:
         return model
     if cfg.runtime.channels_last:
@@ -447,8 +474,12 @@ def wrap_ddp(model: nn.Module, cfg: TrainConfig, device: torch.device,
 def build_loaders(cfg: TrainConfig, train_set: Any, val_set: Any | None, dinfo: DistInfo,
                   device: torch.device, start_iteration: int
                   ) -> tuple[DataLoader, DataLoader | None]:
-    """The training loader, continuing the data order at ``start_iteration``, and the
-    validation loader (None where there is no validation split: ranks other than 0)."""
+    """
+    Build the training and validation loaders.
+
+    The training loader continues the data order at ``start_iteration``; the validation loader is
+    None where there is no validation split (ranks other than 0).
+    """
     d = cfg.data
     if d.batch_size % dinfo.world_size:
         raise ConfigError(f"data.batch_size {d.batch_size} (the total over all processes) is "
@@ -513,7 +544,8 @@ class Run:
 
 def train_one_iteration(run: Run, batches: Iterator, iteration: int
                         ) -> tuple[dict[float, dict[str, float]], float]:
-    """One optimizer step (``optim.accum_steps`` micro-batches, every width on each).
+    """
+    One optimizer step (``optim.accum_steps`` micro-batches, every width on each).
 
     Returns the loss terms per width (mean over micro-batches and processes) and the LR the
     step used. ``iteration`` counts the steps done before this one; a non-finite loss raises
@@ -573,8 +605,12 @@ class _Throughput:
 
 def report_iteration(run: Run, iteration: int, end: int, table: dict[float, dict[str, float]],
                      lr: float, throughput: _Throughput, pbar: Any) -> None:
-    """Rank 0: the progress bar every iteration; every ``runtime.log_interval`` iterations (and
-    at ``end``) a train_log.jsonl record, TensorBoard scalars and, without a bar, a log line."""
+    """
+    Report progress on rank 0: the progress bar every iteration, and periodic records.
+
+    Every ``runtime.log_interval`` iterations (and at ``end``): a train_log.jsonl record,
+    TensorBoard scalars and, without a bar, a log line.
+    """
     cfg, widths = run.cfg, run.widths
     if pbar is not None:
         pbar.update(1)
@@ -601,7 +637,8 @@ def report_iteration(run: Run, iteration: int, end: int, table: dict[float, dict
 
 
 def validate(run: Run, val_loader: DataLoader | None, iteration: int) -> None:
-    """Rank 0 scores every width on val and keeps ``best_model.pt`` when the score improves.
+    """
+    Rank 0 scores every width on val and keeps ``best_model.pt`` when the score improves.
 
     The score is the mean mIoU over the widths, or that of ``eval.best_width``. Every process
     waits for rank 0 (DDP).
@@ -663,7 +700,11 @@ def save_snapshot(run: Run, iteration: int) -> None:
 
 
 def stop_requested(stop: _StopFlag, dinfo: DistInfo, device: torch.device) -> str | None:
-    """The signal that asked this process to stop, or "peer" for another process's (DDP)."""
+    """
+    Return the signal that asked this process to stop.
+
+    "peer" for another process's (DDP).
+    """
     requested = stop.requested
     if dinfo.enabled:
         flag = torch.tensor([1.0 if requested else 0.0], device=device)
@@ -674,8 +715,11 @@ def stop_requested(stop: _StopFlag, dinfo: DistInfo, device: torch.device) -> st
 
 def end_run(run: Run, val_loader: DataLoader | None, iteration: int,
             stopped_by: str | None = None) -> dict[str, Any]:
-    """Write ``last.pt`` (and, once the schedule is complete, a last validation and
-    ``final_model.pt``); returns the summary :func:`train` returns."""
+    """
+    Write ``last.pt`` and, once the schedule is complete, validate and write ``final_model.pt``.
+
+    Returns the summary :func:`train` returns.
+    """
     finished = stopped_by is None and iteration >= run.cfg.schedule.iterations
     if finished:
         validate(run, val_loader, iteration)
@@ -700,7 +744,8 @@ def end_run(run: Run, val_loader: DataLoader | None, iteration: int,
 
 def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
           max_iterations: int | None = None) -> dict[str, Any]:
-    """Run (or continue) training; returns a summary dict (final iteration, best score, paths).
+    """
+    Run (or continue) training; returns a summary dict (final iteration, best score, paths).
 
     ``max_iterations`` stops early after that many optimizer steps *in total* without changing
     the schedule (used to simulate an interrupted run).
@@ -804,7 +849,8 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="slimseg-train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="slimseg-train",
+                                     description=__doc__.strip().split("\n")[0])
     parser.add_argument("--config", help="YAML config (default: the one stored in --resume)")
     parser.add_argument("--resume", nargs="?", const="", default=None,
                         help="continue from a last.pt (default: <output_dir>/last.pt)")

@@ -1,4 +1,5 @@
-"""Joint image/label augmentation (albumentations) and on-device normalisation.
+"""
+Joint image/label augmentation (albumentations) and on-device normalisation.
 
 Images stay ``uint8`` until they reach the device: the loader ships 1 byte per channel instead
 of 4 and normalisation ``(pixel - mean) / std`` (0-255 scale) runs as one fused op on the batch.
@@ -19,7 +20,8 @@ IGNORE_INDEX = 255
 
 
 class PairTransform:
-    """Callable ``(image HxWx3 uint8, label HxW uint8, seed) -> (image, label)``.
+    """
+    Callable ``(image HxWx3 uint8, label HxW uint8, seed) -> (image, label)``.
 
     ``seed`` makes the random draw a pure function of the sample's position in the training
     stream, so a resumed run sees exactly the augmentations the uninterrupted one would have.
@@ -41,7 +43,8 @@ class PairTransform:
 def train_transform(crop_size: Sequence[int], scale_range: Sequence[float] = (0.5, 2.0),
                     flip: bool = True, photometric: float = 0.5,
                     ignore_index: int = IGNORE_INDEX) -> PairTransform:
-    """Random scale -> pad (image 0, label ``ignore_index``) -> random crop -> flip -> colour.
+    """
+    Random scale -> pad (image 0, label ``ignore_index``) -> random crop -> flip -> colour.
 
     ``crop_size`` is ``(height, width)`` in pixels; ``scale_range`` the min/max resize factor;
     ``photometric`` the probability of a colour jitter (0 disables it).

@@ -1,4 +1,5 @@
-"""Inference runtimes behind the engine: torch itself, OpenVINO and ONNX Runtime.
+"""
+Inference runtimes behind the engine: torch itself, OpenVINO and ONNX Runtime.
 
 Each non-torch backend runs the whole frame path of one width (see :mod:`.frame_graph`) as one
 compiled graph: uint8 frame in, class ids out. ``auto`` picks, on a CPU, OpenVINO where it is
@@ -31,7 +32,8 @@ def available(backend: str) -> bool:
 
 
 def resolve_backend(name: str, device_type: str, precision: str | None = None) -> str:
-    """The backend ``name`` (or ``auto``) resolves to on a ``device_type`` ("cpu" / "cuda").
+    """
+    Resolve ``name`` (or ``auto``) to the backend that runs on a ``device_type`` ("cpu" / "cuda").
 
     ``auto`` takes the first importable runtime that can run ``precision`` here (OpenVINO,
     ONNX Runtime, torch on a CPU; torch on CUDA).
@@ -81,7 +83,7 @@ def check_backend_precision(backend: str, precision: str) -> str:
 
 def frame_graph_runner(backend: str, onnx_bytes: bytes, precision: str, threads: int,
                        device_type: str = "cpu") -> Any:
-    """A compiled frame graph of ``backend`` with a ``run(frame) -> mask`` method."""
+    """Return a compiled frame graph of ``backend`` with a ``run(frame) -> mask`` method."""
     if backend == "openvino":
         from .openvino_backend import OpenVINOFrameGraph
         return OpenVINOFrameGraph(onnx_bytes, precision, threads)
@@ -92,7 +94,7 @@ def frame_graph_runner(backend: str, onnx_bytes: bytes, precision: str, threads:
 
 
 def backend_version(backend: str) -> str:
-    """The runtime's version string (torch's for ``torch``)."""
+    """Return the runtime's version string (torch's for ``torch``)."""
     if backend == "openvino":
         from .openvino_backend import version
         return version()

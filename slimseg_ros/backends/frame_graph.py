@@ -1,4 +1,5 @@
-"""The whole frame path of one width as one exportable graph, and its on-disk cache.
+"""
+The whole frame path of one width as one exportable graph, and its on-disk cache.
 
 The graph maps a uint8 ``1 x H x W x 3`` RGB frame to ``1 x H x W`` uint8 class ids, computing
 exactly what the torch engine computes, in the same order: bilinear resize (align_corners=False)
@@ -52,7 +53,8 @@ class FramePath(nn.Module):
         self.net = net
         self.logits = logits  # output the network's float32 logits instead (for checks)
         self.input_size = tuple(input_size) if input_size else None
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("mean",
+                             torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("inv_std",
                              1.0 / torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1))
 
@@ -110,7 +112,11 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$SLIMSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/slimseg_ros``, else ``~/.cache/slimseg_ros``."""
+    """
+    Return the graph cache folder.
+
+    ``$SLIMSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/slimseg_ros``, else ``~/.cache/slimseg_ros``.
+    """
     env = os.environ.get("SLIMSEG_CACHE_DIR")
     if env:
         return Path(env)
@@ -135,7 +141,11 @@ class GraphCache:
         return self.folder / f"{name}.onnx", self.folder / f"{name}.json"
 
     def get(self, key: dict) -> bytes | None:
-        """The cached graph for ``key``, or None when absent, stale, foreign or corrupt."""
+        """
+        Return the cached graph for ``key``.
+
+        None when it is absent, stale, foreign or corrupt.
+        """
         graph_path, meta_path = self._paths(key)
         try:
             meta = json.loads(meta_path.read_text())

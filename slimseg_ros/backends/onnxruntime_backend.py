@@ -13,7 +13,8 @@ def version() -> str:
 
 
 def providers_for(device_type: str) -> list[str]:
-    """Execution providers in order of preference for ``device_type``.
+    """
+    List the execution providers for ``device_type``, the preferred one first.
 
     On CUDA this needs the ``onnxruntime-gpu`` build (TensorRT first where it is installed);
     untested on the project's machines, which have no GPU build of ONNX Runtime.

@@ -69,8 +69,11 @@ class OpenVINOFrameGraph:
         self.precision = precision
 
     def prepare(self, height: int, width: int) -> None:
-        """Compile the graph for frames of ``height`` x ``width`` (static shapes run much faster
-        than dynamic ones in OpenVINO's CPU plugin); the last few sizes stay compiled."""
+        """
+        Compile the graph for frames of ``height`` x ``width``; the last few sizes stay compiled.
+
+        Static shapes run much faster than dynamic ones in OpenVINO's CPU plugin.
+        """
         self._request_for(height, width)
 
     def _request_for(self, height: int, width: int) -> Any:

@@ -1,4 +1,5 @@
-"""Deployable checkpoints: one file with config, widths, class names, palette, normalisation and weights.
+"""
+Deployable checkpoints: config, widths, classes, palette, normalisation and weights in one file.
 
 Files are read with ``torch.load(weights_only=True)``, so loading never runs code from the file,
 and are written atomically (temporary file in the same folder + ``os.replace``) so a crash never
@@ -30,7 +31,8 @@ class CheckpointError(ValueError):
 
 @dataclass
 class ModelInfo:
-    """What a consumer needs besides the weights to interpret the network's input and output.
+    """
+    What a consumer needs besides the weights to interpret the network's input and output.
 
     ``mean``/``std`` are per RGB channel on the 0-255 pixel scale: ``x = (pixel - mean) / std``.
     """
@@ -70,8 +72,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def refused_pickle(exc: BaseException) -> str | None:
-    """What a ``weights_only`` load refused to unpickle (``"posix.system"``; ``""`` if unnamed),
-    or None when ``exc`` is not such a refusal.
+    """
+    Name what a ``weights_only`` load refused to unpickle; None when ``exc`` is no such refusal.
+
+    The name looks like ``"posix.system"`` (``""`` if torch gave none).
 
     torch's own message is not worth relaying: it suggests loading again with
     ``weights_only=False``, which would run whatever code the file holds.
@@ -107,7 +111,11 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
 
 def model_payload(model: SlimSegmenter, info: ModelInfo, half: bool = False,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The dict written to disk. ``half=True`` stores floating weights as fp16 (half the size)."""
+    """
+    Build the dict written to disk.
+
+    ``half=True`` stores floating weights as fp16 (half the size).
+    """
     config: ModelConfig = model.config
     info.validate(config.num_classes)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -138,7 +146,8 @@ def save_checkpoint(path: str | os.PathLike, model: SlimSegmenter, info: ModelIn
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
                     ) -> tuple[SlimSegmenter, ModelInfo]:
-    """Rebuild the network from a checkpoint and load its weights (fp32, eval mode).
+    """
+    Rebuild the network from a checkpoint and load its weights (fp32, eval mode).
 
     Raises :class:`CheckpointError` with a sentence naming the file for any bad input.
     """
@@ -181,7 +190,8 @@ def model_from_payload(payload: Any, source: str) -> tuple[SlimSegmenter, ModelI
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True,
                        input_size: list[int] | None = None) -> None:
-    """Re-write a model checkpoint, e.g. as fp16 weights for shipping (about half the size).
+    """
+    Re-write a model checkpoint, e.g. as fp16 weights for shipping (about half the size).
 
     The network is rebuilt and loaded first, so a bad source fails before anything is written.
     """

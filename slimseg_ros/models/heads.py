@@ -1,4 +1,5 @@
-"""Segmentation heads: DeepLabV3+ (ASPP + decoder) and a light FCN head, both slimmable.
+"""
+Segmentation heads: DeepLabV3+ (ASPP + decoder) and a light FCN head, both slimmable.
 
 Heads take a feature dict ``{"low": stride-4 features, "high": stride-8/16/32 features}`` and
 return logits at the stride of ``low`` (DeepLabV3+) or ``high`` (FCN). The classifier's input
@@ -30,7 +31,8 @@ class ASPPPooling(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, widths: Sequence[float],
                  divisor: int) -> None:
         super().__init__()
-        self.conv = SlimmableConv2d(in_channels, out_channels, 1, widths, bias=True, divisor=divisor)
+        self.conv = SlimmableConv2d(in_channels, out_channels, 1, widths, bias=True,
+                                    divisor=divisor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
@@ -45,7 +47,8 @@ class ASPP(nn.Module):
                  widths: Sequence[float], divisor: int = DEFAULT_DIVISOR,
                  separable: bool = False) -> None:
         super().__init__()
-        branches: list[nn.Module] = [ConvBNAct(in_channels, out_channels, 1, widths, divisor=divisor)]
+        branches: list[nn.Module] = [
+            ConvBNAct(in_channels, out_channels, 1, widths, divisor=divisor)]
         for rate in rates:
             if separable:
                 branches.append(nn.Sequential(
@@ -78,18 +81,21 @@ class DeepLabV3PlusHead(nn.Module):
         self.aspp = ASPP(high_channels, channels, rates, widths, divisor, separable)
         self.low_proj = ConvBNAct(low_channels, low_level_channels, 1, widths, divisor=divisor)
         fuse_in = channels + low_level_channels
-        fuse_list = [channels_at(channels, w, divisor) + channels_at(low_level_channels, w, divisor)
+        fuse_list = [channels_at(channels, w, divisor)
+                     + channels_at(low_level_channels, w, divisor)
                      for w in sorted(widths)]
         if separable:
             self.fuse = nn.Sequential(
                 ConvBNAct(fuse_in, fuse_in, 3, widths, depthwise=True, divisor=divisor,
                           in_channels_list=fuse_list),
-                ConvBNAct(fuse_in, channels, 1, widths, divisor=divisor, in_channels_list=fuse_list),
+                ConvBNAct(fuse_in, channels, 1, widths, divisor=divisor,
+                          in_channels_list=fuse_list),
                 ConvBNAct(channels, channels, 3, widths, depthwise=True, divisor=divisor),
                 ConvBNAct(channels, channels, 1, widths, divisor=divisor))
         else:
             self.fuse = nn.Sequential(
-                ConvBNAct(fuse_in, channels, 3, widths, divisor=divisor, in_channels_list=fuse_list),
+                ConvBNAct(fuse_in, channels, 3, widths, divisor=divisor,
+                          in_channels_list=fuse_list),
                 ConvBNAct(channels, channels, 3, widths, divisor=divisor))
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.classifier = classifier(channels, num_classes, widths, divisor)

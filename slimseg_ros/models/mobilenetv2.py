@@ -1,4 +1,5 @@
-"""Slimmable MobileNetV2 backbone in torchvision's layout and key names (``features.<i>...``).
+"""
+Slimmable MobileNetV2 backbone in torchvision's layout and key names (``features.<i>...``).
 
 Inverted residuals (1x1 expand -> 3x3 depthwise -> 1x1 linear project, ReLU6) slim every
 channel except the RGB input of the stem. For output stride 8/16 the stride-2 blocks past that
@@ -58,7 +59,8 @@ class InvertedResidual(nn.Module):
 
 
 class SlimMobileNetV2(nn.Module):
-    """Slimmable MobileNetV2 trunk (``features[0..17]``, no 1280 conv, no classifier).
+    """
+    Slimmable MobileNetV2 trunk (``features[0..17]``, no 1280 conv, no classifier).
 
     ``forward(x: N x 3 x H x W) -> {"low": N x 24 x H/4 x W/4, "high": N x 320 x H/os x W/os}``
     (channel counts at full width; ``channels_at(C, w, divisor)`` at width ``w``).
@@ -100,7 +102,8 @@ class SlimMobileNetV2(nn.Module):
 
 
 def build_mobilenetv2(config: ModelConfig) -> SlimMobileNetV2:
-    """Backbone factory for ``config.backbone == "mobilenetv2"``.
+    """
+    Backbone factory for ``config.backbone == "mobilenetv2"``.
 
     ``config.pretrained``: path to a torchvision ``mobilenet_v2`` state dict (``classifier.*``
     and the unused ``features.18.*`` are ignored) or ``"torchvision"``.

@@ -1,4 +1,5 @@
-"""Load ImageNet weights (a torchvision state dict) into the full width of a slimmable backbone.
+"""
+Load ImageNet weights (a torchvision state dict) into the full width of a slimmable backbone.
 
 Our backbones keep torchvision's module names, so keys match *by name*, never by position:
 
@@ -51,7 +52,8 @@ class LoadReport:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict with ``torch.load(weights_only=True)`` (no code from the file runs).
+    """
+    Read a state dict with ``torch.load(weights_only=True)`` (no code from the file runs).
 
     Accepts a plain ``{name: tensor}`` dict, one wrapped under ``"state_dict"`` or ``"model"``,
     and strips a ``module.`` prefix left by (Distributed)DataParallel.
@@ -96,7 +98,8 @@ def as_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
 
 
 def torchvision_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """torchvision's default ImageNet weights for ``arch`` (``"resnet50"``, ``"mobilenet_v2"``).
+    """
+    Load torchvision's default ImageNet weights for ``arch`` (``"resnet50"``, ``"mobilenet_v2"``).
 
     Uses torchvision's weights API, which downloads into the torch hub cache once; a failed
     download becomes a :class:`PretrainedError` that says what to do instead.
@@ -129,7 +132,8 @@ Target = tuple[str, torch.Tensor, int | None, tuple[int, ...]]
 
 
 def _targets(module: nn.Module) -> dict[str, list[Target]]:
-    """File key -> [(our key, our tensor, channels to copy or None for all, file shape needed)].
+    """
+    File key -> [(our key, our tensor, channels to copy or None for all, file shape needed)].
 
     A BN entry of any width needs the full ``num_features`` in the file and copies its first
     ``channels_list[i]`` values; everything else needs exactly our tensor's shape.
@@ -161,7 +165,8 @@ def _targets(module: nn.Module) -> dict[str, list[Target]]:
 
 def load_full_width(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
                     ignore_prefixes: Sequence[str] = ()) -> LoadReport:
-    """Copy a torchvision-named ``state_dict`` into ``module``'s full-width weights and every BN.
+    """
+    Copy a torchvision-named ``state_dict`` into ``module``'s full-width weights and every BN.
 
     Everything is checked before anything is copied, so a bad file leaves ``module`` untouched.
     ``num_batches_tracked`` may be absent (older torchvision files); it is then left as is.

@@ -1,4 +1,5 @@
-"""The one list of backbones and heads: each name and the factory that builds it.
+"""
+The one list of backbones and heads: each name and the factory that builds it.
 
 Factories are named as ``"module:attribute"`` and imported on first use. ``ModelConfig`` checks
 names against this list, and the backbone modules import ``ModelConfig``, so importing them here
@@ -39,10 +40,10 @@ def _resolve(kind: str, table: dict[str, str], name: str) -> Callable[..., Any]:
 
 
 def backbone_factory(name: str) -> Callable[..., Any]:
-    """The function that builds backbone ``name`` from a ModelConfig."""
+    """Return the function that builds backbone ``name`` from a ModelConfig."""
     return _resolve("backbone", BACKBONES, name)
 
 
 def head_factory(name: str) -> Callable[..., Any]:
-    """The class that builds head ``name``."""
+    """Return the class that builds head ``name``."""
     return _resolve("head", HEADS, name)

@@ -1,4 +1,5 @@
-"""Slimmable ResNet-18/50/101 backbones with dilation, in torchvision's layout and key names.
+"""
+Slimmable ResNet-18/50/101 backbones with dilation, in torchvision's layout and key names.
 
 Every convolution slims with the width except the RGB input side of ``conv1``; residual
 downsample paths (1x1 conv + BN) slim too, so the identity and the residual always have the
@@ -87,7 +88,8 @@ class Bottleneck(nn.Module):
 
 
 class SlimResNet(nn.Module):
-    """Slimmable ResNet trunk (no avgpool/fc).
+    """
+    Slimmable ResNet trunk (no avgpool/fc).
 
     ``forward(x: N x 3 x H x W) -> {"low": layer1 output, stride 4, low_channels full-width
     channels; "high": layer4 output, stride output_stride, high_channels}``; at width ``w`` the
@@ -127,7 +129,11 @@ class SlimResNet(nn.Module):
 
     def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int,
                     stride: int = 1, dilate: bool = False) -> nn.Sequential:
-        """Same stride/dilation bookkeeping as torchvision's ``ResNet._make_layer``."""
+        """
+        Build one stage of ``blocks`` blocks.
+
+        Same stride/dilation bookkeeping as torchvision's ``ResNet._make_layer``.
+        """
         widths, divisor = self._widths, self._divisor
         previous_dilation = self.dilation
         if dilate:
@@ -153,7 +159,8 @@ class SlimResNet(nn.Module):
 
 
 def build_resnet(config: ModelConfig) -> SlimResNet:
-    """Backbone factory for ``config.backbone`` in resnet18/50/101.
+    """
+    Backbone factory for ``config.backbone`` in resnet18/50/101.
 
     ``config.pretrained``: path to a torchvision ImageNet state dict (``fc.*`` is ignored), or
     ``"torchvision"`` to fetch torchvision's default weights; loaded into the full width and

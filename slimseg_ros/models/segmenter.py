@@ -27,12 +27,13 @@ class SlimSegmenter(nn.Module):
 
 
 def build_backbone(config: ModelConfig) -> nn.Module:
-    """The slimmable backbone named by ``config.backbone`` (see :mod:`.registry`)."""
+    """Build the slimmable backbone named by ``config.backbone`` (see :mod:`.registry`)."""
     return backbone_factory(config.backbone)(config)
 
 
 def build_model(config: ModelConfig | dict) -> SlimSegmenter:
-    """Build the slimmable network described by ``config`` (a :class:`ModelConfig` or dict).
+    """
+    Build the slimmable network described by ``config`` (a :class:`ModelConfig` or dict).
 
     Loads ImageNet weights into the full-width backbone when ``config.pretrained`` is set.
     """
@@ -48,7 +49,8 @@ def build_model(config: ModelConfig | dict) -> SlimSegmenter:
 
 
 def classifier_keys(model: SlimSegmenter) -> list[str]:
-    """State-dict keys of the final 1x1 conv to class logits (``head.classifier``).
+    """
+    State-dict keys of the final 1x1 conv to class logits (``head.classifier``).
 
     They are the only tensors whose shape follows ``num_classes``: the ones a fine-tune to
     another class list starts afresh while every other tensor comes from the checkpoint.

@@ -1,4 +1,5 @@
-"""Slimmable building blocks: one full-width tensor per layer, sliced to the active width.
+"""
+Slimmable building blocks: one full-width tensor per layer, sliced to the active width.
 
 Width is never global: every slimmable module receives the tuple of trained widths in its
 constructor and keeps the index of the active one; :func:`set_width` walks a whole model and sets
@@ -26,7 +27,11 @@ DEFAULT_DIVISOR = 8
 
 
 def channels_at(full_channels: int, width: float, divisor: int = DEFAULT_DIVISOR) -> int:
-    """Number of active channels of a ``full_channels`` layer at ``width`` (0 < width <= 1)."""
+    """
+    Return how many channels of a ``full_channels`` layer are active at ``width``.
+
+    ``width`` is a fraction: 0 < width <= 1.
+    """
     if not 0.0 < width <= 1.0:
         raise ValueError(f"width must be in (0, 1], got {width}")
     if full_channels <= divisor:
@@ -66,7 +71,8 @@ def tf_same_pad(x: torch.Tensor, kernel: int, stride: int, dilation: int = 1) ->
         return F.pad(x, traced)
     pads = []
     for size in (x.shape[-1], x.shape[-2]):
-        total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+        total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation
+                    + 1 - size, 0)
         pads += [total // 2, total - total // 2]
     if not any(pads):
         return x
@@ -74,7 +80,7 @@ def tf_same_pad(x: torch.Tensor, kernel: int, stride: int, dilation: int = 1) ->
 
 
 class TFSamePadConv2d(nn.Conv2d):
-    """Plain Conv2d with TensorFlow "SAME" padding (the plain twin of a tf-padded slimmable conv)."""
+    """Plain Conv2d with TensorFlow "SAME" padding, the twin of a tf-padded slimmable conv."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = tf_same_pad(x, self.kernel_size[0], self.stride[0], self.dilation[0])
@@ -100,7 +106,8 @@ class SlimmableMixin:
 
 
 class SlimmableConv2d(nn.Conv2d, SlimmableMixin):
-    """Conv2d whose active in/out channels are the first ``channels_at(C, w)``.
+    """
+    Conv2d whose active in/out channels are the first ``channels_at(C, w)``.
 
     ``slim_in``/``slim_out`` False keep that side at full size (image input, classifier output).
     ``depthwise=True`` makes ``groups`` follow the active channel count (in == out).
@@ -138,8 +145,8 @@ class SlimmableConv2d(nn.Conv2d, SlimmableMixin):
         self.depthwise = depthwise
         self.in_channels_list = [channels_at(in_channels, w, divisor) if slim_in else in_channels
                                  for w in self.widths]
-        self.out_channels_list = [channels_at(out_channels, w, divisor) if slim_out else out_channels
-                                  for w in self.widths]
+        self.out_channels_list = [channels_at(out_channels, w, divisor) if slim_out
+                                  else out_channels for w in self.widths]
         # Explicit lists serve inputs made by concatenation, whose active channels are the sum
         # of the parts' active channels rather than channels_at(sum).
         if in_channels_list is not None:
@@ -159,7 +166,8 @@ class SlimmableConv2d(nn.Conv2d, SlimmableMixin):
     def active_channels(self) -> tuple[int, int]:
         return self.in_channels_list[self.width_index], self.out_channels_list[self.width_index]
 
-    def sliced_parameters(self, index: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    def sliced_parameters(self, index: int | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         """Weight, bias and groups for width ``index`` (views into the full tensors)."""
         i = self.width_index if index is None else index
         cin, cout = self.in_channels_list[i], self.out_channels_list[i]
@@ -183,7 +191,7 @@ class SlimmableConv2d(nn.Conv2d, SlimmableMixin):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
     def to_plain(self, index: int) -> nn.Conv2d:
-        """A plain ``nn.Conv2d`` holding contiguous copies of width ``index``'s weights."""
+        """Return a plain ``nn.Conv2d`` holding contiguous copies of width ``index``'s weights."""
         weight, bias, groups = self.sliced_parameters(index)
         cin, cout = self.in_channels_list[index], self.out_channels_list[index]
         cls = TFSamePadConv2d if self.tf_same_padding else nn.Conv2d
@@ -197,7 +205,8 @@ class SlimmableConv2d(nn.Conv2d, SlimmableMixin):
 
 
 class SwitchableBatchNorm2d(nn.Module, SlimmableMixin):
-    """One BatchNorm2d per trained width: separate statistics and affine parameters.
+    """
+    One BatchNorm2d per trained width: separate statistics and affine parameters.
 
     Narrow widths see other feature statistics than the full network, so sharing BN between
     widths ruins accuracy (Yu et al., Slimmable Networks).
@@ -235,7 +244,7 @@ def set_width(model: nn.Module, width: float) -> nn.Module:
 
 
 def trained_widths(model: nn.Module) -> tuple[float, ...]:
-    """The width list shared by all slimmable modules of ``model``."""
+    """Return the width list shared by all slimmable modules of ``model``."""
     found: tuple[float, ...] | None = None
     for m in model.modules():
         if isinstance(m, SlimmableMixin):
@@ -249,7 +258,7 @@ def trained_widths(model: nn.Module) -> tuple[float, ...]:
 
 
 def get_width(model: nn.Module) -> float:
-    """The width the model currently runs at."""
+    """Return the width the model currently runs at."""
     for m in model.modules():
         if isinstance(m, SlimmableMixin):
             return m.width
@@ -257,7 +266,8 @@ def get_width(model: nn.Module) -> float:
 
 
 def to_plain(model: nn.Module, width: float) -> nn.Module:
-    """A copy of ``model`` with every slimmable module replaced by a plain one of ``width``.
+    """
+    Copy ``model`` with every slimmable module replaced by a plain one of ``width``.
 
     The result is an ordinary network of exactly that width (contiguous weights, plain
     Conv2d/BatchNorm2d), used for fast inference, export and fair speed comparisons.

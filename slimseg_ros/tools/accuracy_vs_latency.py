@@ -1,4 +1,5 @@
-"""Accuracy beside cost, per width: joins ``slimseg-eval``'s metrics.json and ``slimseg-bench``'s JSON.
+"""
+Accuracy beside cost per width: ``slimseg-eval`` metrics.json joined with ``slimseg-bench`` JSON.
 
     python -m slimseg_ros.tools.accuracy_vs_latency --metrics runs/x/test/metrics.json \
         --bench bench.json --size 360x480 --plot docs/accuracy_vs_latency.png
@@ -39,7 +40,7 @@ def join(metrics: dict, bench: dict, size: tuple[int, int]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     p.add_argument("--metrics", required=True, help="metrics.json written by slimseg-eval")
     p.add_argument("--bench", required=True, help="JSON written by slimseg-bench --json")
     p.add_argument("--size", type=parse_size, default=(360, 480),
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             ax.annotate(f"w={r['width']:g}", (r["p50"], r["miou"]), textcoords="offset points",
                         xytext=(5, -12))
-        ax.set_xlabel(f"latency p50 (ms, {h}x{w}, {json.loads(Path(args.bench).read_text())['meta']['device']})")
+        ax.set_xlabel(f"latency p50 (ms, {h}x{w}, "
+                      f"{json.loads(Path(args.bench).read_text())['meta']['device']})")
         ax.set_ylabel("test mIoU (%)")
         ax.set_title("one slimmable model, four widths")
         ax.grid(alpha=0.3)

@@ -1,4 +1,5 @@
-"""Inference runtimes compared: frame to mask per width, each backend timed in its own process.
+"""
+Inference runtimes compared: frame to mask per width, each backend timed in its own process.
 
 ``slimseg-bench --backends torch openvino onnxruntime [--sizes 360x480] [--threads 2]`` runs one
 worker process per backend (running two runtimes' thread pools in one process distorts both),
@@ -26,14 +27,17 @@ WORKER_FLAG = "--backend-worker"
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
-    return {"p50_ms": float(np.percentile(samples, 50)), "p90_ms": float(np.percentile(samples, 90)),
-            "n": len(samples)}
+    return {"p50_ms": float(np.percentile(samples, 50)),
+            "p90_ms": float(np.percentile(samples, 90)), "n": len(samples)}
 
 
 def lraspp_engine_like(backend: str, num_classes: int, input_size: tuple[int, int],
                        threads: int) -> Any:
-    """LR-ASPP MobileNetV3-Large (random weights) behind the same frame path as our widths:
-    a callable ``frame -> mask``."""
+    """
+    Build LR-ASPP MobileNetV3-Large (random weights) as a callable ``frame -> mask``.
+
+    It runs behind the same frame path as our widths.
+    """
     import torch
     from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 

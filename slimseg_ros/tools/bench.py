@@ -1,4 +1,5 @@
-"""Benchmark the engine per width: latency, FLOPs, cost of slimmability, switch and load times.
+"""
+Benchmark the engine per width: latency, FLOPs, cost of slimmability, switch and load times.
 
 ``slimseg-bench [--checkpoint X | --config Y | --backbone B] [--device cpu]
 [--sizes 360x480 512x1024] [--iters N] [--json out.json] [--plot out.png] [--onnx]``
@@ -67,8 +68,11 @@ DEFAULT_CONFIG = {"backbone": "resnet18", "head": "deeplabv3plus", "num_classes"
 # ----------------------------------------------------------------------------------------------
 
 def packaged_checkpoint() -> Path | None:
-    """The packaged default model the node would load with an empty ``checkpoint`` parameter,
-    or None where none is shipped (or several without a ``default.pt``)."""
+    """
+    Find the packaged default model the node would load with an empty ``checkpoint`` parameter.
+
+    None where none is shipped (or several without a ``default.pt``).
+    """
     try:
         return default_checkpoint()
     except FileNotFoundError:
@@ -82,7 +86,8 @@ def default_info(num_classes: int) -> ModelInfo:
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Model config from YAML: either the model keys at the top or under ``model:``.
+    """
+    Model config from YAML: either the model keys at the top or under ``model:``.
 
     A training config's ``base:`` is followed, so a file that changes a few keys of another
     still describes the whole network; a missing file or base raises a ValueError naming it.
@@ -130,7 +135,8 @@ def summary(samples_ms: Sequence[float]) -> dict[str, float]:
 
 def flops_and_params(model: nn.Module, sizes: Sequence[tuple[int, int]]
                      ) -> tuple[dict[tuple[tuple[int, int], float], int], dict[float, int]]:
-    """FLOPs per (size, width) and parameters per width (:mod:`slimseg_ros.tools.flops`).
+    """
+    Count FLOPs per (size, width) and parameters per width (:mod:`slimseg_ros.tools.flops`).
 
     FLOPs (2 x multiply-adds of conv/matmul) are counted on a meta-device copy: no arithmetic is
     done. Parameters are those of ``to_plain(model, w)`` (convs and that width's BatchNorms).
@@ -143,8 +149,11 @@ def flops_and_params(model: nn.Module, sizes: Sequence[tuple[int, int]]
 
 def plain_networks(config: ModelConfig, device: torch.device, dtype: torch.dtype,
                    channels_last: bool) -> dict[float, nn.Module]:
-    """Fresh non-slimmable networks of exactly each width: a new random model, ``to_plain``, BN
-    folded the same way as in the engine (what a dedicated single-width network would run)."""
+    """
+    Build fresh non-slimmable networks of exactly each width, as a dedicated network would run.
+
+    Each is a new random model through ``to_plain``, BN folded the same way as in the engine.
+    """
     fresh = build_model(ModelConfig.from_dict({**config.to_dict(), "pretrained": None})).eval()
     fmt = torch.channels_last if channels_last else torch.preserve_format
     nets = {}
@@ -192,7 +201,8 @@ class OrtNet:
 
 
 def time_call(fn: Callable[[], Any]) -> tuple[float, float]:
-    """(wall ms, CPU ms of the calling thread) of one call.
+    """
+    (wall ms, CPU ms of the calling thread) of one call.
 
     With one torch thread on the CPU all the work runs in the calling thread, so its CPU time
     leaves out the time other processes held the core: a far steadier figure on a shared
@@ -204,9 +214,12 @@ def time_call(fn: Callable[[], Any]) -> tuple[float, float]:
 
 
 def switch_times_us(engine: SegmentationEngine, model: nn.Module, reps: int) -> dict[float, dict]:
-    """Per target width: p50/max µs of a width switch (``engine.network``, the prepared network
-    of that width) and of the slimmable model's own ``set_width`` (a walk over all modules, what
-    ``specialise=False`` pays)."""
+    """
+    Time width switches: p50/max µs per target width.
+
+    Both the engine's switch (``engine.network``, the prepared network of that width) and the
+    slimmable model's own ``set_width`` (a walk over all modules, what ``specialise=False`` pays).
+    """
     widths = engine.widths
     eng: dict[float, list[float]] = {w: [] for w in widths}
     slim: dict[float, list[float]] = {w: [] for w in widths}
@@ -399,8 +412,11 @@ def format_report(result: dict[str, Any]) -> str:
 
 
 def plot_report(result: dict[str, Any], path: str | os.PathLike) -> None:
-    """One figure: latency vs width (engine solid, plain dashed) and ratios to width 1.0
-    (latency solid, FLOPs dotted)."""
+    """
+    Plot latency vs width (engine solid, plain dashed) beside the ratios to width 1.0.
+
+    The ratios: latency solid, FLOPs dotted.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

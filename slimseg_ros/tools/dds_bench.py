@@ -1,5 +1,7 @@
-"""DDS delivery check: camera frames into slimseg_node and class masks out, per frame size,
-camera reliability and Fast DDS profile, each side in its own process as on a robot.
+"""
+DDS delivery check: camera frames into slimseg_node and class masks out, as on a robot.
+
+Per frame size, camera reliability and Fast DDS profile, each side in its own process.
 
     python -m slimseg_ros.tools.dds_bench [--frames 20] [--rate 10] [--checkpoint FILE] [--quick]
 
@@ -52,7 +54,7 @@ class Case:
 
 # ----------------------------------------------------------------------------- camera process
 def camera_main(argv: list[str]) -> int:
-    """The publishing side, as its own process: ``--camera W H reliable|best_effort N HZ TAG``."""
+    """Publish frames as the camera process: ``--camera W H reliable|best_effort N HZ TAG``."""
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -109,8 +111,11 @@ class Counter:
             self.diag_seq += 1
 
     def counts(self, executor: Any) -> tuple[int, int, int]:
-        """The node's frames received, dropped and processed (= masks published), from a
-        diagnostics message newer than this call."""
+        """
+        Return the node's frames received, dropped and processed (= masks published).
+
+        Read from a diagnostics message newer than this call.
+        """
         seq = self.diag_seq
         deadline = time.monotonic() + 5
         while self.diag_seq <= seq + 1 and time.monotonic() < deadline:

@@ -1,4 +1,5 @@
-"""``slimseg-export``: write a checkpoint's widths as ONNX or TorchScript files, each checked.
+"""
+``slimseg-export``: write a checkpoint's widths as ONNX or TorchScript files, each checked.
 
 ``slimseg-export --checkpoint model.pt --width 0.5 --format onnx --output model_w050.onnx``
 (``--width all`` writes one file per trained width). Each file is loaded back and run beside the
@@ -19,7 +20,7 @@ from ..models.checkpoint import CheckpointError
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """"HxW" -> (H, W) in pixels."""
+    """Parse "HxW" into (H, W) in pixels."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -31,7 +32,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def output_path(template: str | Path, width: float, fmt: str, many: bool) -> Path:
-    """Where the file for ``width`` goes.
+    """
+    Where the file for ``width`` goes.
 
     ``{width}`` in the template is replaced by e.g. ``0.50``; otherwise, when several widths are
     exported, ``_w0.50`` is added before the suffix. A directory gets ``slimseg_w0.50.onnx``.

@@ -1,4 +1,5 @@
-"""FLOPs and parameters of a slimmable network at each width.
+"""
+FLOPs and parameters of a slimmable network at each width.
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass of a
 1 x 3 x H x W input: it counts convolutions and matrix products as 2 x multiply-adds (so
@@ -23,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..models.config import ModelConfig
 from ..models.segmenter import build_model
 from ..models.slimmable import (SlimmableConv2d, SwitchableBatchNorm2d, get_width, set_width,
-                               trained_widths)
+                                trained_widths)
 from ..widths import width_index
 
 
@@ -40,7 +41,8 @@ def _input_hw(input_size: int | Sequence[int]) -> tuple[int, int]:
 
 
 def count_flops(model: nn.Module, width: float, input_size: int | Sequence[int]) -> int:
-    """FLOPs (2 x MACs of conv/matmul) of one forward at ``width`` on a 1 x 3 x H x W input.
+    """
+    Count the FLOPs (2 x MACs of conv/matmul) of one forward at ``width`` on a 1 x 3 x H x W input.
 
     Runs in eval mode without gradients on the model's device (``meta`` works: no arithmetic);
     the model's width and train/eval mode are restored.
@@ -62,7 +64,8 @@ def count_flops(model: nn.Module, width: float, input_size: int | Sequence[int])
 
 
 def count_params(model: nn.Module, width: float) -> int:
-    """Parameters active at ``width``: exactly those of the plain network ``to_plain(model, w)``.
+    """
+    Parameters active at ``width``: exactly those of the plain network ``to_plain(model, w)``.
 
     Counted from the slices without building that copy, so it also works on a ``meta``-device
     model (the tests check it against ``to_plain``).
@@ -83,7 +86,8 @@ def count_params(model: nn.Module, width: float) -> int:
 
 
 def flops_table(config: ModelConfig | dict, input_size: int | Sequence[int]) -> list[dict]:
-    """One row per trained width of the network ``config`` describes (ImageNet init skipped).
+    """
+    One row per trained width of the network ``config`` describes (ImageNet init skipped).
 
     Row keys: ``width``, ``gflops``, ``flops_ratio`` (to the widest), ``width_sq`` (w^2, what
     the ratio would be if every layer slimmed on both sides), ``params_m`` (millions),

@@ -1,5 +1,8 @@
-"""The node as a separate process, as the tools start it: its command line, its environment and
-a stand-in checkpoint for machines without a trained model.
+"""
+The node as a separate process, as the tools start it.
+
+Its command line, its environment and a stand-in checkpoint for machines without a trained
+model.
 
 Written once for the demo and the DDS delivery bench, so both start ``slimseg_node`` the way a
 user does (the console script with ``config/slimseg.yaml``) and agree on the DDS profile.
@@ -32,12 +35,13 @@ CAMVID_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128),
 
 
 def default_params_file() -> Path | None:
-    """The shipped node parameter file ``config/slimseg.yaml`` (installed or in the source tree)."""
+    """Find the shipped node parameter file ``config/slimseg.yaml`` (installed or source tree)."""
     return packaged_file("config", PARAMS_FILE_NAME)
 
 
 def node_command(params_file: Path | None, overrides: Mapping[str, Any]) -> list[str]:
-    """``slimseg_node --ros-args [--params-file FILE] -p name:=value ...``.
+    """
+    ``slimseg_node --ros-args [--params-file FILE] -p name:=value ...``.
 
     The console script beside this interpreter or on PATH, else ``python -m slimseg_ros.node``.
     Values that are not strings are written as JSON (``false``, ``0.2``, ``[1, 2]``), which is
@@ -57,7 +61,8 @@ def node_command(params_file: Path | None, overrides: Mapping[str, Any]) -> list
 def node_environment(domain_id: int, dds_profile: bool | None = None, *,
                      localhost_only: bool = False,
                      environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The whole environment for a node (or camera) process on ``domain_id``.
+    """
+    Build the whole environment for a node (or camera) process on ``domain_id``.
 
     ``dds_profile``: None keeps the user's own Fast DDS profile if any, else sets the shipped
     large shared-memory one (what the node does for itself at start-up); True forces the shipped
@@ -96,7 +101,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 
 def log_tail(path: Path, lines: int = 25) -> str:
-    """The last ``lines`` lines of a process log ("" when it cannot be read)."""
+    """Return the last ``lines`` lines of a process log ("" when it cannot be read)."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -104,8 +109,11 @@ def log_tail(path: Path, lines: int = 25) -> str:
 
 
 def stand_in_checkpoint(path: Path, tiny: bool = False) -> Path:
-    """An untrained slimmable checkpoint with CamVid's classes at ``path``, for showing or
-    measuring the plumbing where no trained model exists: its masks mean nothing.
+    """
+    Write an untrained slimmable checkpoint with CamVid's classes to ``path``.
+
+    It is for showing or measuring the plumbing where no trained model exists: its masks mean
+    nothing.
 
     By default the default model's network (EfficientNet-Lite0 DeepLabV3+, an ImageNet backbone
     where the weights package is installed, a random head), run at each frame's own size, so

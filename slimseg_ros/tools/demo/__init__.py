@@ -1,4 +1,5 @@
-"""``slimseg-demo``: the whole system in one command, written up as a report folder.
+"""
+``slimseg-demo``: the whole system in one command, written up as a report folder.
 
 Starts the real node (the ``slimseg_node`` console script with ``config/slimseg.yaml``) as a
 separate process on a private ROS domain, plays a camera stream into it over DDS (an image

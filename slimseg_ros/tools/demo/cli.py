@@ -1,4 +1,5 @@
-"""``slimseg-demo``: the whole system in one command, written up as a report folder.
+"""
+``slimseg-demo``: the whole system in one command, written up as a report folder.
 
 The command line and the run: read the node's parameter file, pick (or build) the checkpoint,
 start the node process on a private ROS domain, wait for its first mask, play the scenario and
@@ -41,7 +42,7 @@ def find_params_file() -> Path:
 
 
 def flatten_params(params_file: Path) -> dict[str, Any]:
-    """The node's ``ros__parameters`` from a ROS 2 parameter file, as dotted names."""
+    """Read the node's ``ros__parameters`` from a ROS 2 parameter file, as dotted names."""
     import yaml
 
     data = yaml.safe_load(params_file.read_text()) or {}
@@ -64,7 +65,11 @@ def flatten_params(params_file: Path) -> dict[str, Any]:
 
 
 def find_default_checkpoint(params: dict[str, Any]) -> Path | None:
-    """The model the node would load: the parameter file's checkpoint, else the packaged one."""
+    """
+    Find the model the node would load.
+
+    The parameter file's checkpoint, else the packaged one.
+    """
     value = str(params.get("checkpoint") or "")
     if value:
         path = Path(value).expanduser()

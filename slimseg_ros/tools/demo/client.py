@@ -1,5 +1,9 @@
-"""The demo's own rclpy node: it plays the camera and the policy inputs into the node under
-test, subscribes to its outputs and records everything with the scenario clock's times."""
+"""
+The demo's own rclpy node: it drives the node under test and records what comes back.
+
+It plays the camera and the policy inputs into the node under test, subscribes to its outputs
+and records everything with the scenario clock's times.
+"""
 
 from __future__ import annotations
 
@@ -32,9 +36,12 @@ class Record:
 
 
 def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
-    """Width, reason, caps (as shown), warnings (as shown) and per-width latency figures (ms,
-    ``{width: {"p50": A, "p90": B}}``, B at the governor's percentile) from the node's
-    diagnostics key-values."""
+    """
+    Parse the node's diagnostics key-values into the figures the demo records.
+
+    Width, reason, caps (as shown), warnings (as shown) and per-width latency figures (ms,
+    ``{width: {"p50": A, "p90": B}}``, B at the governor's percentile).
+    """
     d = read_diagnostics(values)
     out: dict[str, Any] = {}
     if d.active_width is not None:
@@ -49,8 +56,12 @@ def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
 
 
 def _reason_key(width: float, reason: str) -> tuple[float, str]:
-    """What makes two diagnostics the same decision: the width and the reason's wording, with
-    changing figures (countdowns, latencies, percentages) masked."""
+    """
+    Return what makes two diagnostics the same decision: the width and the reason's wording.
+
+    Figures in the reason that change from one message to the next (countdowns, latencies,
+    percentages) are masked.
+    """
     return width, re.sub(r"\d+(\.\d+)?", "#", reason)
 
 
@@ -210,7 +221,7 @@ class DemoClient:
                                    "temperature": celsius, "budget_ms": budget_ms})
 
     def connected(self) -> bool:
-        """True once the node subscribes to the image and control topics."""
+        """Return True once the node subscribes to the image and control topics."""
         return (self.pub_image.get_subscription_count() > 0
                 and self.pub_width.get_subscription_count() > 0)
 
@@ -220,5 +231,3 @@ class DemoClient:
         except Exception:
             pass
         self.node.destroy_node()
-
-

@@ -1,5 +1,9 @@
-"""The demo's report folder: timeline and montage figures, latency and decision tables, the
-per-phase summary and ``report.md``, all from what the client recorded."""
+"""
+The demo's report folder, all from what the client recorded.
+
+Timeline and montage figures, latency and decision tables, the per-phase summary and
+``report.md``.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,11 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def latency_table(record: Record, widths: list[float]) -> list[dict[str, Any]]:
-    """Per width: end-to-end latency (publish -> mask received) and the node's own figures
-    (inference only, from its last diagnostics that had that width)."""
+    """
+    Tabulate latency per width: end to end (publish -> mask received) and the node's own.
+
+    The node's own figures are inference only, from its last diagnostics that had that width.
+    """
     node_figs: dict[float, dict[str, float]] = {}
     for d in record.diagnostics:
         for w, figs in parse_diagnostic_values(d["values"]).get("latency", {}).items():

@@ -1,5 +1,9 @@
-"""The demo's scripted story: explicit width commands, a draining battery, a thermal spike, a
-tight then relaxed compute budget; and its playing through the client, phase by phase."""
+"""
+The demo's scripted story, and its playing through the client phase by phase.
+
+The story: explicit width commands, a draining battery, a thermal spike, a tight then relaxed
+compute budget.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ class Phase:
 
 
 def scenario(phase_s: float, widths: list[float]) -> list[Phase]:
-    """The scripted story; ``phase_s`` scales every phase."""
+    """Return the scripted story; ``phase_s`` scales every phase."""
     p = phase_s
     phases = [Phase("start at full width", p, request=max(widths), expect="width 1.0 by request")]
     for w in sorted(widths):
@@ -59,10 +63,14 @@ def scenario(phase_s: float, widths: list[float]) -> list[Phase]:
 
 
 def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[str, float]:
-    """Budgets from the latency the governor compared during the width sweep (the last figure
-    per width in the node's diagnostics; end to end where there is none): "tight" lies between
-    the two middle widths (the governor should settle on a middle width), "relaxed" is three
-    times the widest width's latency (the governor should probe its way back to full width)."""
+    """
+    Derive the "tight" and "relaxed" budgets from the latencies seen during the width sweep.
+
+    The latencies are those the governor compared (the last figure per width in the node's
+    diagnostics; end to end where there is none). "tight" lies between the two middle widths (the
+    governor should settle on a middle width), "relaxed" is three times the widest width's latency
+    (the governor should probe its way back to full width).
+    """
     compared: dict[float, float] = {}
     for d in record.diagnostics:
         for w, r in read_diagnostics(d["values"]).latency.items():
@@ -85,8 +93,11 @@ def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[st
 def play(client: DemoClient, proc: subprocess.Popen, source: FrameSource, record: Record,
          widths: list[float], phase_s: float, fps: float, margin: float,
          clock: Callable[[], float], log_path: Path) -> float:
-    """Run the scenario, offering ``fps`` frames per second to the node process ``proc``;
-    returns the end time on the scenario clock (seconds)."""
+    """
+    Run the scenario, offering ``fps`` frames per second to the node process ``proc``.
+
+    Returns the end time on the scenario clock (seconds).
+    """
     period = 1.0 / fps
     input_period = 0.25
     budgets: dict[str, float] = {}

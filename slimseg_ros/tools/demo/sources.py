@@ -1,5 +1,8 @@
-"""Frames for the demo's camera: an image folder, a video file (looped), or a synthetic street
-scene drawn here, each as ``H x W x 3`` uint8 RGB."""
+"""
+Frames for the demo's camera, each as ``H x W x 3`` uint8 RGB.
+
+From an image folder, a video file (looped), or a synthetic street scene drawn here.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,11 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 
 
 def synthetic_street(index: int, height: int = 360, width: int = 480) -> np.ndarray:
-    """A street-like RGB frame (sky, buildings, road with lane marks, pavement, trees, a pole and
-    a car that moves with ``index``): ``height x width x 3`` uint8."""
+    """
+    Draw a street-like ``height x width x 3`` uint8 RGB frame; its car moves with ``index``.
+
+    Sky, buildings, road with lane marks, pavement, trees, a pole and the car.
+    """
     import cv2
 
     h, w = height, width
@@ -63,8 +69,11 @@ def synthetic_street(index: int, height: int = 360, width: int = 480) -> np.ndar
 
 
 class FrameSource:
-    """Endless RGB frames (``H x W x 3`` uint8) from a folder, a video (looped) or the synthetic
-    scene; ``size`` (height, width) resizes every frame."""
+    """
+    Endless RGB frames (``H x W x 3`` uint8) from a folder, a looped video or the synthetic scene.
+
+    ``size`` (height, width) resizes every frame.
+    """
 
     def __init__(self, path: str | os.PathLike | None, size: tuple[int, int] | None) -> None:
         self.size = size
@@ -122,5 +131,3 @@ class FrameSource:
     def next(self) -> np.ndarray:
         self._index += 1
         return self._read(self._index)
-
-
