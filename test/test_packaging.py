@@ -148,7 +148,8 @@ def test_console_scripts_keep_their_names_and_reach_a_main() -> None:
 
     scripts = dict(line.split(" = ") for line in
                    _setup_arguments()["entry_points"]["console_scripts"])
-    assert set(scripts) == {"slimseg_node", "slimseg_lifecycle_node", "slimseg-train", "slimseg-eval", "slimseg-export",
+    assert set(scripts) == {"slimseg_node", "slimseg_lifecycle_node", "slimseg-train",
+                            "slimseg-eval", "slimseg-export",
                             "slimseg-bench", "slimseg-demo", "slimseg-calibrate-bn",
                             "slimseg-average", "slimseg-convert-masks"}
     for name, target in scripts.items():

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GRAPH_VERSION = 2  # bump when the exported graph changes (2: TF-"SAME" padding follows the frame size)
+# bump when the exported graph changes (2: TF-"SAME" padding follows the frame size)
+GRAPH_VERSION = 2
 OPSET = 17
 
 

@@ -19,7 +19,8 @@ _CORE_LOCK = threading.Lock()
 
 
 def shared_core() -> Any:
-    """The process's one ``openvino.Core``, created on first use and kept until exit.
+    """
+    Return the process's one ``openvino.Core``, created on first use and kept until exit.
 
     Each Core's CPU plugin installs an alternate signal stack on the thread that creates it and,
     when destroyed, puts back the one it found. Cores destroyed out of creation order leave the

@@ -55,7 +55,8 @@ def validate_widths(widths: Sequence[float]) -> tuple[float, ...]:
 
 
 def tf_same_pad(x: torch.Tensor, kernel: int, stride: int, dilation: int = 1) -> torch.Tensor:
-    """Pad ``x`` like TensorFlow's "SAME" convolution padding (extra pixel at bottom/right).
+    """
+    Pad ``x`` like TensorFlow's "SAME" convolution padding (extra pixel at bottom/right).
 
     While tracing (the ONNX export of the runtime backends) the padding is computed from the
     input's shape inside the graph: plain integers would be frozen at the example's size, and a
