@@ -29,8 +29,10 @@ Policy, in one place:
   width has not been measured yet (it was just switched to), the budget holds it until it has.
 * **CPU budget** (``update_cpu_budget``: a fraction of the usable cores): the same rule on each
   width's predicted CPU share (CPU seconds per frame x frames per second served / usable cores,
-  :func:`~.governor_budget.predicted_cpu_share`) against ``cpu_budget * budget_margin``. It is
-  a setting, not a reading, so it never goes stale. With both budgets each gives a cap and the
+  :func:`~.governor_budget.predicted_cpu_share`) against ``cpu_budget * budget_margin``; a
+  probe is estimated at no more than the share of frames coming back to back, since a node
+  slower than its camera serves fewer frames at a wider width. It is a setting, not a reading,
+  so it never goes stale. With both budgets each gives a cap and the
   tighter decides; the reason names the one that did (both when equal), and
   ``Decision.decided_by`` lists what set the width.
 * **Effective width** = min(request, caps). Lowering applies at once (a budget violation or a hot
@@ -71,7 +73,7 @@ from .governor_caps import (HOST, TOPIC, Reading, SensorCaps, SharedCaps, checke
                             stale_warning)
 from .governor_config import MAX_CELSIUS, GovernorConfig, _number
 from .governor_budget import (CPU_METER, BudgetRound, CameraState, Meter, budget_cap,
-                              latency_meter, predicted_cpu_share)
+                              busy_cpu_share, latency_meter, predicted_cpu_share)
 from .latency import LatencyStore, WidthLatency
 from .widths import find_width, same_width
 
@@ -319,13 +321,17 @@ class Governor:
     def decide_cameras(self, now: float,
                        latency_ms: Mapping[str, Mapping[float, float | None]],
                        active: Collection[str] | None = None,
-                       cpu_share: Mapping[str, Mapping[float, float | None]] | None = None
+                       cpu_share: Mapping[str, Mapping[float, float | None]] | None = None,
+                       cpu_busy: Mapping[str, Mapping[float, float | None]] | None = None
                        ) -> dict[str, Decision]:
         """Choose every camera's width of its next frame.
 
         ``latency_ms`` and ``cpu_share`` map camera names to what :meth:`decide` takes (a
         camera left out: no figures); ``active`` names the cameras with a fresh frame, which
-        alone share the budgets (None: all). Returns a decision per camera, in camera order.
+        alone share the budgets (None: all). ``cpu_busy`` gives per camera and width the share
+        used while frames come back to back (:func:`~.governor_budget.busy_cpu_share`), the
+        most a wider width's probe is estimated at. Returns a decision per camera, in camera
+        order.
         """
         cpu_share = cpu_share or {}
         unknown = [c for c in [*latency_ms, *cpu_share, *(active or ())]
@@ -343,13 +349,14 @@ class Governor:
         order = sorted((n for n in self._cameras if n in active_set),
                        key=lambda n: -self._cameras[n].priority)
         rounds = []
-        for meter, amount, figures in (
-                (latency_meter(cfg.budget_percentile), budget and budget.value, latency_ms),
-                (CPU_METER, self._cpu_budget, cpu_share)):
+        for meter, amount, figures, ceilings in (
+                (latency_meter(cfg.budget_percentile), budget and budget.value, latency_ms, {}),
+                (CPU_METER, self._cpu_budget, cpu_share, cpu_busy or {})):
             if amount:
                 tables = {n: self._table(figures.get(n, {})) for n in self._cameras}
                 rounds.append(BudgetRound(meter, amount, amount * cfg.budget_margin,
-                                          self._widths[0], tables, order))
+                                          self._widths[0], tables, order,
+                                          {n: self._table(c) for n, c in ceilings.items()}))
 
         decisions: dict[str, Decision] = {}
         left = list(order)
@@ -364,7 +371,7 @@ class Governor:
                     share = r.share(name, left, len(group) - i - 1)
                     caps[r.meter] = budget_cap(r.meter, self._widths, self._cameras[name], now,
                                                r.tables[name], share, r.head(share),
-                                               cfg.probe_interval_s, own)
+                                               cfg.probe_interval_s, own, r.ceilings.get(name))
                 decisions[name] = self._decide_one(name, now, shared, caps, warnings + own)
                 for r in rounds:
                     r.spend(name, decisions[name].width)
@@ -443,9 +450,11 @@ class Governor:
         recent = {n: s.recent(self._widths, q, now) for n, s in stores.items()}
         shares = {n: {w: predicted_cpu_share(r, rates.get(n), cores) for w, r in rs.items()}
                   for n, rs in recent.items()}
+        busy = {n: {w: busy_cpu_share(r, cores) for w, r in rs.items()}
+                for n, rs in recent.items()}
         decisions = self.decide_cameras(
             now, {n: {w: r.pq_ms if r else None for w, r in rs.items()}
-                  for n, rs in recent.items()}, active, shares)
+                  for n, rs in recent.items()}, active, shares, busy)
         out = {}
         for name, decision in decisions.items():
             if decision.probing and name in stores:

@@ -74,6 +74,15 @@ def predicted_cpu_share(figures: WidthLatency | None, frame_rate: float | None,
     return figures.cpu_ms / 1000.0 * fps / max(1, int(cores))
 
 
+def busy_cpu_share(figures: WidthLatency | None, cores: int) -> float | None:
+    """The share of the cores a width uses while frames come back to back (its CPU time per
+    frame over its latency, over the cores): what any width uses when the camera is faster
+    than the node, since a wider width then serves fewer frames. None without figures."""
+    if figures is None or figures.cpu_ms is None or not figures.mean_ms:
+        return None
+    return figures.cpu_ms / figures.mean_ms / max(1, int(cores))
+
+
 def cost(table: Mapping[float, float | None], width: float) -> float:
     """The cost of ``width`` in ``table``; unmeasured: estimated from the nearest measured
     width scaled linearly by width (narrower preferred), 0 when nothing is measured."""
@@ -94,11 +103,13 @@ class BudgetRound:
     what is left evenly (what one leaves unused goes to the next)."""
 
     def __init__(self, meter: Meter, amount: float, allowed: float, narrowest: float,
-                 tables: Mapping[str, Mapping[float, float | None]], order: Sequence[str]):
+                 tables: Mapping[str, Mapping[float, float | None]], order: Sequence[str],
+                 ceilings: Mapping[str, Mapping[float, float | None]] | None = None):
         self.meter = meter
         self.amount = amount      # the budget as given (ms, or a fraction of the cores)
         self.allowed = allowed    # the budget times the margin
         self.tables = tables
+        self.ceilings = ceilings or {}  # per camera and width: the most a wider width costs
         self.floors = {n: cost(tables[n], narrowest) for n in order}
         self.alone = len(order) == 1
         self.spent = 0.0
@@ -126,7 +137,8 @@ class BudgetRound:
 
 def budget_cap(meter: Meter, widths: Sequence[float], cam: CameraState, now: float,
                table: Mapping[float, float | None], allowed: float, head: str,
-               probe_interval_s: float, warnings: list[str]) -> tuple[float, str, bool]:
+               probe_interval_s: float, warnings: list[str],
+               ceiling: Mapping[float, float | None] | None = None) -> tuple[float, str, bool]:
     """(cap, reason, whether the cap is a probe of an unmeasured wider width) of one camera
     whose frames may cost ``allowed`` (the whole allowance, or its share of the round).
 
@@ -134,8 +146,8 @@ def budget_cap(meter: Meter, widths: Sequence[float], cam: CameraState, now: flo
     wider one. Unmeasured widths (or an over-budget figure of a width not used for
     ``probe_interval_s``, since the machine may have become faster) are probed one step above
     the current width, at most once per probe interval and only with headroom (the current
-    cost scaled by the width ratio still fits). An unmeasured current width is held until
-    measured.
+    cost scaled by the width ratio, or at most ``ceiling`` of the current width where given,
+    still fits). An unmeasured current width is held until measured.
     """
     label, fmt = meter.figure, meter.value
     cur = cam.current
@@ -179,6 +191,8 @@ def budget_cap(meter: Meter, widths: Sequence[float], cam: CameraState, now: flo
     if wider and base == cur and now - cam.last_probe >= probe_interval_s:
         nxt = wider[0]
         estimate = known[base] * nxt / base  # the cost grows at least ~linearly with width
+        if ceiling and ceiling.get(base) is not None:
+            estimate = min(estimate, float(ceiling[base]))
         if estimate <= allowed:
             return nxt, (f"{head}: probing {nxt:g} ({label} at {base:g} = {fmt(known[base])}, "
                          f"estimate {fmt(estimate)} <= {fmt(allowed)})"), True

@@ -233,3 +233,20 @@ def test_without_a_frame_rate_the_cpu_share_is_unknown_and_the_width_held():
     d = g.decide_from(0.0, store)
     assert d.width == 1.0 and "cpu budget 10%: waiting for a measurement at 1" in d.reason
     assert d.cpu_share == {}
+
+
+def test_a_node_slower_than_its_camera_still_probes_wider_under_a_loose_cpu_budget():
+    """A camera at 1000 frames/s keeps the node busy at every width: a wider width serves fewer
+    frames, so its share is no more than the current one's (CPU time over latency). A probe
+    estimated by width alone (60 % x 2) would never be tried under an 80 % budget."""
+    g = make(probe_interval_s=1.0)
+    store = LatencyStore(window_s=60.0, max_frames=20)
+    g.request(0.25)
+    g.decide_from(0.0, store, frame_rate=1000.0, cores=2)
+    g.request(1.0)
+    store.record(0.25, 5.0, now=0.0, cpu_ms=6.0)  # 6 ms of CPU in 5 ms: 1.2 cores busy
+    g.update_cpu_budget(0.8)
+    d = g.decide_from(1.0, store, frame_rate=1000.0, cores=2)
+    assert d.cpu_share[0.25] == pytest.approx(0.6)  # 200 frames/s served, not 1000
+    assert d.width == 0.5 and d.probing
+    assert d.reason == "cpu budget 80%: probing 0.5 (cpu at 0.25 = 60.0%, estimate 60.0% <= 72.0%)"
