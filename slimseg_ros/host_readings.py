@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,15 +38,16 @@ BATTERY, TEMPERATURE, CPU_SHARE, RSS = "battery", "temperature", "cpu share", "m
 class PsutilSample:
     """What psutil returned, unchanged: ``battery`` is ``sensors_battery()`` (an ``sbattery``
     or None), ``temperatures`` is ``sensors_temperatures()`` (``{chip: [shwtemp, ...]}``, empty
-    without sensors); ``cpu_seconds`` is this process's user + system CPU time and
-    ``rss_bytes`` its resident memory (None where not read). ``problems`` maps a kind of
-    reading to why reading it failed."""
+    without sensors); ``cpu_seconds`` is this process's user + system CPU time, ``age_s`` the
+    seconds since it started and ``rss_bytes`` its resident memory (None where not read).
+    ``problems`` maps a kind of reading to why reading it failed."""
 
     battery: Any = None
     temperatures: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     cpu_seconds: float | None = None
     rss_bytes: int | None = None
     problems: Mapping[str, str] = field(default_factory=dict)
+    age_s: float | None = None
 
 
 def read_psutil(sensors: bool = True) -> PsutilSample:
@@ -74,17 +76,18 @@ def read_psutil(sensors: bool = True) -> PsutilSample:
                 battery = value
             else:
                 temperatures = value or {}
-    cpu_seconds = rss = None
+    cpu_seconds = rss = age = None
     try:
         process = psutil.Process()
         with process.oneshot():
             times = process.cpu_times()
             cpu_seconds = float(times.user + times.system)
             rss = int(process.memory_info().rss)
+            age = time.time() - process.create_time()
     except Exception as exc:
         reason = f"psutil.Process() failed: {type(exc).__name__}: {exc}"
         problems[CPU_SHARE] = problems[RSS] = reason
-    return PsutilSample(battery, temperatures, cpu_seconds, rss, problems)
+    return PsutilSample(battery, temperatures, cpu_seconds, rss, problems, age)
 
 
 def usable_cores() -> int:
@@ -125,8 +128,9 @@ class TemperatureReading:
 
 @dataclass(frozen=True)
 class ProcessReading:
-    """This process: CPU time over wall time since the previous reading divided by the usable
-    cores (0-1; None before a second reading or when unreadable), and resident memory."""
+    """This process: CPU time over wall time since the previous reading (at the first, since
+    the process started) divided by the usable cores (0-1; None when unreadable), and its
+    resident memory in bytes."""
 
     cpu_share: float | None
     rss_bytes: int | None
@@ -210,7 +214,7 @@ class HostReader:
             temperature = self._temperature(sample, missing)
         cores = max(1, int(self._cores()))
         share = None
-        if sample.cpu_seconds is None:
+        if sample.cpu_seconds is None:  # unreadable: no share, and the next read starts over
             missing[CPU_SHARE] = sample.problems.get(CPU_SHARE, "no CPU time from psutil")
             self._previous = None
         else:
@@ -218,6 +222,8 @@ class HostReader:
             if self._previous is not None and now > self._previous[0]:
                 wall = now - self._previous[0]
                 share = max(0.0, cpu - self._previous[1]) / wall / cores
+            elif self._previous is None and sample.age_s and sample.age_s > 0.0:
+                share = cpu / sample.age_s / cores  # since the process started
             self._previous = (now, cpu)
         rss = sample.rss_bytes
         if rss is None:

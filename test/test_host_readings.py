@@ -136,13 +136,17 @@ def test_implausible_values_are_not_readings() -> None:
 
 
 def test_process_cpu_share_is_cpu_time_over_wall_time_per_usable_core() -> None:
-    samples = [sample(cpu_seconds=s, rss_bytes=200_000_000) for s in (10.0, 11.0, 11.5)]
+    samples = [sample(cpu_seconds=s, rss_bytes=200_000_000, age_s=40.0)
+               for s in (10.0, 11.0, 11.5)]
     host = reader(*samples, cores=4)
-    first = host.read(100.0)
-    assert first.process.cpu_share is None and first.process.rss_bytes == 200_000_000
+    first = host.read(100.0)  # the first: since the process started 40 s ago
+    assert first.process.cpu_share == pytest.approx(10.0 / 40.0 / 4)
+    assert first.process.rss_bytes == 200_000_000
     assert first.process.cores == 4 and not any("cpu" in n for n in first.notices)
     assert host.read(102.0).process.cpu_share == pytest.approx(1.0 / 2.0 / 4)  # 12.5 %
     assert host.read(103.0).process.cpu_share == pytest.approx(0.5 / 1.0 / 4)
+    ageless = reader(sample(cpu_seconds=3.0)).read(0.0)  # no start time: unknown, not 0
+    assert ageless.process.cpu_share is None
 
 
 def test_sensors_off_reads_only_the_process() -> None:
@@ -170,8 +174,10 @@ def test_this_machine_through_psutil() -> None:
     sample = read_psutil()
     assert sample.cpu_seconds is not None and sample.cpu_seconds > 0.0
     assert sample.rss_bytes > 10_000_000
+    assert sample.age_s > 0.0
     host = HostReader()
-    host.read(0.0)
+    first = host.read(0.0)
+    assert first.process.cpu_share > 0.0  # this process has run tests: not idle since start
     r = host.read(1.0)
     assert r.process.cores == usable_cores() >= 1
     assert r.process.cpu_share is not None and r.process.cpu_share >= 0.0
