@@ -4,7 +4,8 @@ logs each missing reading once, and reports the readings, their source and the C
 diagnostics (:class:`~.contract.HostStatus`).
 
 Kept beside :mod:`.node_core` (which owns one :class:`HostWatch`) so the core stays wiring;
-no rclpy import: it is given the logger and the governor's lock.
+no rclpy import (it is given the logger and the governor's lock), so tests drive it with
+recorded psutil outputs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from .contract import NONE, OFF, UNAVAILABLE, HostStatus
 from .governor import Decision, Governor
-from .host_readings import CPU_SHARE, RSS, HostReader, HostReadings, usable_cores
+from .host_readings import (CPU_SHARE, RSS, HostReader, HostReadings, PsutilSample, read_psutil,
+                            usable_cores)
 
 _MB = 1024.0 * 1024.0
 
@@ -24,9 +26,11 @@ class HostWatch:
     """Host readings for one node. ``sensors``: read the battery and temperature (``auto``)
     or not (``off``); the process's CPU share and memory are read either way."""
 
-    def __init__(self, logger: Any, sensors: bool, temperature_sensors: Sequence[str]) -> None:
+    def __init__(self, logger: Any, sensors: bool, temperature_sensors: Sequence[str],
+                 reader: Callable[..., PsutilSample] = read_psutil) -> None:
         self._logger = logger
-        self._reader = HostReader(sensors=sensors, temperature_sensors=temperature_sensors)
+        self._reader = HostReader(sensors=sensors, temperature_sensors=temperature_sensors,
+                                  reader=reader)
         self._lock = threading.Lock()
         self._latest: HostReadings | None = None
         self._cores = usable_cores()
