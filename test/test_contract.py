@@ -75,9 +75,9 @@ def test_latency_is_labelled_with_the_governors_percentile() -> None:
 
 
 def test_host_cpu_budget_and_decided_by_round_trip_as_users_see_them() -> None:
+    temperature = "71.0C coretemp/Package id 0 (high 100C, critical 100C)"
     host = HostStatus(cores=2, cpu_budget=0.4, node_cpu_share=0.125, node_memory_mb=312.5,
-                      battery="unavailable", temperature="71.0C coretemp/Package id 0 (high "
-                                                        "100C, critical 100C)",
+                      battery="unavailable", temperature=temperature,
                       battery_source="none", thermal_source="host")
     d = Diagnostics(active_width=0.5, reason="cpu budget 40%: cpu at 0.5 = 31.2% <= 36.0%",
                     decided_by=("cpu budget",), cpu_share={0.5: 0.312, 1.0: 0.625},

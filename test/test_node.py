@@ -20,6 +20,7 @@ from node_harness import (PALETTE, Probe, Spinner, image_msg, make_tiny_checkpoi
                           pick_domain_id, wait_for)
 from slimseg_ros.contract import REJECTED, TOPICS, compressed_topic  # noqa: E402
 from slimseg_ros.conversions import colorize, palette_lut  # noqa: E402
+from slimseg_ros.governor_budget import CPU_METER  # noqa: E402
 from slimseg_ros.node import SlimSegNode, StartupError  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -211,9 +212,9 @@ def test_cpu_budget_slims_a_busy_node_and_a_loose_one_widens_it_again(start) -> 
     assert node.set_parameters([Parameter("cpu_budget", value=0.001)])[0].successful
     wait_for(lambda: probe.widths[-1] < 1.0, timeout=20, **flood)
     d = wait_for(lambda: (lambda v: v if v.active_width is not None and v.active_width < 1.0
-                          and "cpu budget" in v.decided_by else None)(probe.diag()),
+                          and CPU_METER.name in v.decided_by else None)(probe.diag()),
                  timeout=20, **flood)
-    assert "cpu budget 0.1%" in d.reason, d.reason
+    assert CPU_METER.budget(0.001) + ":" in d.reason, d.reason  # "cpu budget 0.1%: ..."
     assert d.host.cpu_budget == pytest.approx(0.001) and d.host.cores >= 1
     assert d.host.node_cpu_share is not None and d.host.node_memory_mb > 0  # measured, not 0
     assert d.cpu_share and all(v > 0.0 for v in d.cpu_share.values())
