@@ -41,6 +41,7 @@ class Topics:
     battery: str = "battery_state"
     temperature: str = "temperature"
     budget: str = "slimseg/budget_ms"
+    cpu_budget: str = "slimseg/cpu_budget"
 
 
 TOPICS = Topics()
@@ -118,13 +119,26 @@ class Keys:
     last_frame_delay_ms: str = "last frame delay ms"
     last_frame_age_ms: str = "last source frame age ms"
     warnings: str = "warnings"
+    decided_by: str = "decided by"
+    usable_cores: str = "usable cores"
+    cpu_budget: str = "cpu budget"
+    node_cpu_share: str = "node cpu share"
+    node_memory_mb: str = "node memory MB"
+    host_battery: str = "host battery"
+    host_temperature: str = "host temperature"
+    battery_source: str = "battery source"
+    thermal_source: str = "thermal source"
     latency_prefix: str = "latency ms at "
+    cpu_share_prefix: str = "cpu share at "
     frames_at_prefix: str = "frames at "
     rejected_prefix: str = "rejected "
     last_rejected_prefix: str = "last rejected "
 
     def latency_at(self, width: float) -> str:
         return self.latency_prefix + _width_text(width)
+
+    def cpu_share_at(self, width: float) -> str:
+        return self.cpu_share_prefix + _width_text(width)
 
     def frames_at(self, width: float) -> str:
         return self.frames_at_prefix + _width_text(width)
@@ -148,11 +162,33 @@ class Rejected:
     battery: str = "battery"
     temperature: str = "temperature"
     budget: str = "budget"
+    cpu_budget: str = "cpu budget"
     inference: str = "inference"  # a frame whose inference failed (an error, not bad input)
 
 
 REJECTED = Rejected()
 NONE = "none"  # the value of caps and warnings when there are none
+UNAVAILABLE = "unavailable"  # a reading this machine does not have (never written as 0)
+OFF = "off"  # host readings not read (host_sensors: off)
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """The computer the node runs on and the CPU budget: ``cores`` usable by the node, the CPU
+    budget (fraction of them, None: none), the node process's CPU share (0-1 of the usable
+    cores) and resident memory (None: unavailable), the host battery and temperature as text
+    (``"42% discharging"``, ``"71.0C coretemp/Package id 0 (high 100C, critical 100C)"``,
+    ``"unavailable"`` or ``"off"``) and which source the battery and thermal caps read
+    (``"topic"``, ``"host"`` or ``"none"``)."""
+
+    cores: int = 0
+    cpu_budget: float | None = None
+    node_cpu_share: float | None = None
+    node_memory_mb: float | None = None
+    battery: str = ""
+    temperature: str = ""
+    battery_source: str = NONE
+    thermal_source: str = NONE
 
 
 @dataclass(frozen=True)
@@ -172,7 +208,11 @@ class Diagnostics:
     as the defaults (None, 0, empty), so a reader never fails on a message of another version.
 
     ``latency`` holds, per width with recent frames, exactly the figures the governor compared
-    with the budget (``pq_ms`` at its ``budget_percentile``), shown as ``"p50 A, p90 B, frames N"``.
+    with the budget (``pq_ms`` at its ``budget_percentile``), shown as ``"p50 A, p90 B, frames N"``
+    (and ``", cpu C"``, the mean CPU ms per frame, where measured); ``cpu_share`` the predicted
+    CPU share per width the CPU budget compared. ``decided_by`` names what set the width
+    (``request``, ``battery``, ``host thermal``, ``budget``, ``cpu budget``, ...). ``host`` is
+    in the status that reports the computer (the single one, or the shared one with cameras).
     """
 
     active_width: float | None = None
@@ -198,6 +238,9 @@ class Diagnostics:
     rejected: Mapping[str, int] = field(default_factory=dict)
     last_rejected: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    decided_by: tuple[str, ...] = ()
+    cpu_share: Mapping[float, float] = field(default_factory=dict)
+    host: HostStatus | None = None
 
 
 def status_name(node_name: str) -> str:
@@ -233,7 +276,27 @@ def _number(value: float) -> str:
 
 def _latency_text(r: WidthLatency) -> str:
     tail = f"p{r.q:g} {r.pq_ms:.1f}, " if r.q != 50.0 else ""
-    return f"p50 {r.p50_ms:.1f}, {tail}frames {int(r.frames)}"
+    cpu = f", cpu {r.cpu_ms:.1f}" if r.cpu_ms is not None else ""
+    return f"p50 {r.p50_ms:.1f}, {tail}frames {int(r.frames)}{cpu}"
+
+
+def _percent(share: float | None, missing: str = UNAVAILABLE) -> str:
+    return missing if share is None else f"{share * 100.0:.1f}%"
+
+
+def _host_values(h: HostStatus) -> dict[str, str]:
+    k = KEYS
+    return {
+        k.usable_cores: str(int(h.cores)),
+        k.cpu_budget: _percent(h.cpu_budget, NONE),
+        k.node_cpu_share: _percent(h.node_cpu_share),
+        k.node_memory_mb: (UNAVAILABLE if h.node_memory_mb is None
+                           else f"{h.node_memory_mb:.1f}"),
+        k.host_battery: h.battery,
+        k.host_temperature: h.temperature,
+        k.battery_source: h.battery_source,
+        k.thermal_source: h.thermal_source,
+    }
 
 
 def diagnostics_values(d: Diagnostics) -> dict[str, str]:
@@ -262,6 +325,10 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
         values[k.priority] = _number(d.priority)
     if d.cameras:
         values[k.cameras] = ", ".join(d.cameras)
+    if d.decided_by:
+        values[k.decided_by] = ", ".join(d.decided_by)
+    if d.host is not None:
+        values.update(_host_values(d.host))
     f = d.last_frame
     if f is not None:
         values[k.last_frame_width] = _width_text(f.width)
@@ -270,6 +337,8 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
         values[k.last_frame_age_ms] = _number(f.age_ms)
     for w in sorted(d.latency):
         values[k.latency_at(w)] = _latency_text(d.latency[w])
+    for w in sorted(d.cpu_share):
+        values[k.cpu_share_at(w)] = _percent(d.cpu_share[w])
     for w in sorted(d.frames_at):
         values[k.frames_at(w)] = str(int(d.frames_at[w]))
     for kind in sorted(d.rejected):
@@ -321,12 +390,34 @@ def _read_latency(text: str) -> WidthLatency | None:
         if name and v is not None:
             figures[name] = v
     p50, frames = figures.pop("p50", None), figures.pop("frames", None)
+    cpu = figures.pop("cpu", None)
     tails = [(q, v) for q, v in ((_float(n[1:]) if n.startswith("p") else None, v)
                                  for n, v in figures.items()) if q is not None]
     if p50 is None or frames is None or len(tails) > 1:
         return None
     q, pq = tails[0] if tails else (50.0, p50)
-    return WidthLatency(q=q, pq_ms=pq, p50_ms=p50, frames=int(frames))
+    return WidthLatency(q=q, pq_ms=pq, p50_ms=p50, frames=int(frames), cpu_ms=cpu)
+
+
+def _read_percent(text: str | None) -> float | None:
+    if text is None or not text.strip().endswith("%"):
+        return None
+    v = _float(text.strip()[:-1])
+    return v / 100.0 if v is not None and math.isfinite(v) else None
+
+
+def _read_host(values: Mapping[str, str]) -> HostStatus | None:
+    k = KEYS
+    if k.usable_cores not in values:
+        return None
+    return HostStatus(
+        cores=_int(values.get(k.usable_cores)),
+        cpu_budget=_read_percent(values.get(k.cpu_budget)),
+        node_cpu_share=_read_percent(values.get(k.node_cpu_share)),
+        node_memory_mb=_float(values.get(k.node_memory_mb)),
+        battery=values.get(k.host_battery, ""), temperature=values.get(k.host_temperature, ""),
+        battery_source=values.get(k.battery_source, NONE),
+        thermal_source=values.get(k.thermal_source, NONE))
 
 
 def _read_last_frame(values: Mapping[str, str]) -> LastFrame | None:
@@ -347,6 +438,7 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
     """The :class:`Diagnostics` in a status's key-values (``{key: value}``)."""
     k = KEYS
     latency: dict[float, WidthLatency] = {}
+    cpu_share: dict[float, float] = {}
     frames_at: dict[float, int] = {}
     rejected: dict[str, int] = {}
     last_rejected: dict[str, str] = {}
@@ -356,6 +448,11 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
             figures = _read_latency(value)
             if w is not None and figures is not None:
                 latency[w] = figures
+        elif key.startswith(k.cpu_share_prefix):
+            w = _finite_width(key[len(k.cpu_share_prefix):])
+            share = _read_percent(value)
+            if w is not None and share is not None:
+                cpu_share[w] = share
         elif key.startswith(k.frames_at_prefix):
             w = _finite_width(key[len(k.frames_at_prefix):])
             if w is not None:
@@ -390,4 +487,8 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
         rejected=rejected,
         last_rejected=last_rejected,
         warnings=() if warnings.strip() in ("", NONE) else tuple(warnings.split(" | ")),
+        decided_by=tuple(n.strip() for n in values.get(k.decided_by, "").split(",")
+                         if n.strip()),
+        cpu_share=cpu_share,
+        host=_read_host(values),
     )

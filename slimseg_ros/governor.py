@@ -1,5 +1,5 @@
-"""Width governor: from the requested width and the battery, thermal and compute-budget inputs
-to one trained width and a human-readable reason.
+"""Width governor: from the requested width and the battery, thermal, latency-budget and
+CPU-budget inputs to one trained width and a human-readable reason.
 
 Pure logic (no rclpy, no torch, no clock reads): every method whose result depends on time takes
 ``now`` in seconds from any monotonic clock, so tests drive it with made-up times and the node
@@ -14,6 +14,11 @@ Policy, in one place:
 * **Thermal**: ``thermal_thresholds`` maps "celsius at or above" to a maximum width. A row becomes
   active at ``T`` and is released only below ``T - thermal_hysteresis_c``, so a temperature that
   wobbles around a threshold does not make the width chatter.
+* **Host readings** (``update_host_battery``, ``update_host_temperature``: the computer's own
+  battery and hottest CPU/SoC zone) feed the battery and thermal caps while the topic input is
+  silent (never heard or stale); a live topic input always wins, and the reason names the source
+  (``host thermal 93.0C >= 90C``). The host temperature has its own table,
+  :meth:`GovernorConfig.host_thermal_table` (:mod:`.governor_caps`).
 * **Budget** (milliseconds per frame): the widest width whose measured recent latency, as given to
   :meth:`Governor.decide` (a high percentile), fits ``budget * budget_margin``. Wider is assumed
   slower: the narrowest width that measurably does not fit bars every wider one. Widths with no
@@ -22,6 +27,14 @@ Policy, in one place:
   ``probe_interval_s``, and only if the current width has headroom (its latency scaled by the width
   ratio still fits). A probe that proves too slow is left at the next decision. If the current
   width has not been measured yet (it was just switched to), the budget holds it until it has.
+* **CPU budget** (``update_cpu_budget``: a fraction of the usable cores): the same rule on each
+  width's predicted CPU share (CPU seconds per frame x frames per second served / usable cores,
+  :func:`~.governor_budget.predicted_cpu_share`) against ``cpu_budget * budget_margin``; a
+  probe is estimated at no more than the share of frames coming back to back, since a node
+  slower than its camera serves fewer frames at a wider width. It is a setting, not a reading,
+  so it never goes stale. With both budgets each gives a cap and the
+  tighter decides; the reason names the one that did (both when equal), and
+  ``Decision.decided_by`` lists what set the width.
 * **Effective width** = min(request, caps). Lowering applies at once (a budget violation or a hot
   machine must not wait); an automatic *raise* waits until ``min_dwell_s`` has passed since the
   last change, which stops oscillation between two widths.
@@ -30,9 +43,9 @@ Policy, in one place:
 
 **Several cameras** (``cameras=[...]``, one shared set of weights): every camera has its own
 width, request, dwell and probe state and its own latency figures (frame sizes differ); battery,
-thermal and the budget are shared. The budget then means one round over the cameras that have a
-fresh frame (``active``): the sum of their latencies at their chosen widths must fit
-``budget * budget_margin``. Cameras are served in order of ``priorities`` (higher first): each
+thermal and the budgets are shared. A budget then means one round over the cameras that have a
+fresh frame (``active``): the sum of their latencies (or CPU shares) at their chosen widths must
+fit ``budget * budget_margin``. Cameras are served in order of ``priorities`` (higher first): each
 gets as its *share* the allowance minus what the cameras decided before it cost and minus the
 narrowest-width cost of those still to come, so a lower-priority camera slims first and widens
 last; cameras of equal priority split what is left evenly (what one leaves unused goes to the
@@ -42,11 +55,11 @@ width under a budget until it is served again. A camera is also capped by its ow
 (``request(w, camera)``), which can only lower it below the shared request. Unmeasured costs
 are estimated from the nearest measured width, scaled linearly by width.
 
-The latency comes from recent frames (:class:`~.latency.LatencyStore`: a few seconds, a few dozen
-frames per width), so the budget reacts to a machine that slows down. :meth:`Governor.decide_from`
-reads the store, and when a decision starts a probe it drops the probed width's old figures, so
-the probe is judged on its own frames; the decision carries the figures it compared, which is
-what the diagnostics show.
+The latency and CPU time come from recent frames (:class:`~.latency.LatencyStore`: a few
+seconds, a few dozen frames per width), so the budgets react to a machine that slows down.
+:meth:`Governor.decide_from` reads the store, and when a decision starts a probe it drops the
+probed width's old figures, so the probe is judged on its own frames; the decision carries the
+figures it compared, which is what the diagnostics show.
 """
 
 from __future__ import annotations
@@ -55,10 +68,12 @@ import itertools
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from .governor_config import MAX_CELSIUS as _MAX_CELSIUS
-from .governor_config import GovernorConfig, _number
+from .governor_caps import (HOST, TOPIC, Reading, SensorCaps, SharedCaps, checked,
+                            stale_warning)
+from .governor_config import MAX_CELSIUS, GovernorConfig, _number
+from .governor_budget import (CPU_METER, BudgetRound, CameraState, Meter, budget_cap,
+                              busy_cpu_share, latency_meter, predicted_cpu_share)
 from .latency import LatencyStore, WidthLatency
 from .widths import find_width, same_width
 
@@ -72,7 +87,8 @@ class Decision:
 
     width: float
     reason: str
-    caps: dict[str, float] = field(default_factory=dict)  # "battery"/"thermal"/"budget" -> width
+    # "battery"/"thermal"/"budget"/"cpu_budget" -> width
+    caps: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     # True when ``width`` was just switched to as a budget probe (decide_from has then dropped
     # that width's old latency figures, so it is judged on new frames).
@@ -80,38 +96,16 @@ class Decision:
     # The recent latency per trained width this decision compared (widths with no recent frame
     # left out); filled by decide_from, empty when decide() was given plain figures.
     latency: Mapping[float, WidthLatency] = field(default_factory=dict)
-
-
-@dataclass
-class _Input:
-    value: float
-    time: float
-
-
-@dataclass
-class _Camera:
-    """Per-camera state: its own request, width, dwell and probe clocks."""
-
-    request: float          # this camera's own request (the widest width until one arrives)
-    current: float          # the width of its last decision
-    priority: float
-    last_change: float = -math.inf  # time of the last change of its width
-    last_probe: float = -math.inf
-    request_pending: bool = False
-    last_used: dict[float, float] = field(default_factory=dict)  # width -> last time chosen
-
-
-def _cost(table: Mapping[float, float | None], width: float) -> float:
-    """The latency of ``width`` in ``table``; unmeasured: estimated from the nearest measured
-    width scaled linearly by width (narrower preferred), 0 when nothing is measured."""
-    if table.get(width) is not None:
-        return float(table[width])
-    known = [w for w, v in table.items() if v is not None]
-    if not known:
-        return 0.0
-    below = [w for w in known if w < width]
-    ref = max(below) if below else min(known)
-    return float(table[ref]) * width / ref
+    # What set the width: "request" or "camera request", "battery", "host battery", "thermal",
+    # "host thermal", "budget", "cpu budget" (all that allow exactly this width), led by
+    # "dwell" while dwell holds a raise back.
+    decided_by: tuple[str, ...] = ()
+    # Where the battery and thermal inputs in use come from: "topic" or "host" (key absent:
+    # no such input in use).
+    sources: Mapping[str, str] = field(default_factory=dict)
+    # The predicted CPU share (0-1 of the usable cores) per trained width this decision
+    # compared; filled by decide_from.
+    cpu_share: Mapping[float, float] = field(default_factory=dict)
 
 
 class Governor:
@@ -141,15 +135,13 @@ class Governor:
         if len(set(names)) != len(names):
             raise ValueError(f"cameras must not repeat a name, got {names}")
         top = self._widths[-1]
-        self._cameras: dict[str, _Camera] = {
-            n: _Camera(request=top, current=top, priority=1.0) for n in names}
+        self._cameras: dict[str, CameraState] = {
+            n: CameraState(request=top, current=top, priority=1.0) for n in names}
         self.set_priorities(priorities)
         self._requested = top  # the shared request (all cameras)
-        self._battery: _Input | None = None
-        self._charging = False
-        self._temperature: _Input | None = None
-        self._thermal_active: set[float] = set()  # thresholds whose cap is in force
-        self._budget: _Input | None = None
+        self._sensors = SensorCaps(config)  # battery and thermal, from topics or the host
+        self._budget: Reading | None = None
+        self._cpu_budget: float | None = None
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -171,6 +163,11 @@ class Governor:
         return {n: c.priority for n, c in self._cameras.items()}
 
     @property
+    def cpu_budget(self) -> float | None:
+        """The CPU-share budget (fraction of the usable cores), None when there is none."""
+        return self._cpu_budget
+
+    @property
     def requested(self) -> float:
         """The (snapped) shared request; the widest trained width until a request."""
         return self._requested
@@ -188,7 +185,7 @@ class Governor:
         """What ``camera`` is asked for: the smaller of the shared and its own request."""
         return min(self._requested, self._camera(camera).request)
 
-    def _camera(self, camera: str | None) -> _Camera:
+    def _camera(self, camera: str | None) -> CameraState:
         if camera is None:
             if len(self._cameras) != 1:
                 raise ValueError(f"name the camera: this governor has {list(self._cameras)}")
@@ -263,17 +260,26 @@ class Governor:
 
     def update_battery(self, percent: float, charging: bool, now: float) -> None:
         """Battery charge in percent (0-100, not the 0-1 of ``BatteryState.percentage``)."""
-        p = _checked("battery percent", percent, 0.0, 100.0)
-        self._battery = _Input(p, now)
-        self._charging = bool(charging)
+        self._sensors.update_battery(TOPIC, checked("battery percent", percent, 0.0, 100.0),
+                                     charging, now)
+
+    def update_host_battery(self, percent: float | None, charging: bool, now: float) -> None:
+        """The computer's own battery (percent 0-100), used while the topic's is absent or
+        stale; None: the host has no battery (any more)."""
+        self._sensors.update_battery(HOST, percent, charging, now)
 
     def update_temperature(self, celsius: float, now: float) -> None:
         """Temperature in degrees Celsius; updates the hysteresis state of the thermal table."""
-        c = _checked("temperature", celsius, -273.15, _MAX_CELSIUS)
-        if self._temperature is None or self._is_stale(self._temperature, now):
-            self._thermal_active.clear()  # no memory across a gap in the readings
-        self._temperature = _Input(c, now)
-        self._update_thermal_state()
+        self._sensors.update_temperature(
+            TOPIC, checked("temperature", celsius, -273.15, MAX_CELSIUS), now)
+
+    def update_host_temperature(self, celsius: float | None, now: float,
+                                high: float | None = None,
+                                critical: float | None = None) -> None:
+        """The computer's own hottest CPU/SoC temperature (Celsius) with its sensor's ``high``
+        and ``critical`` points (psutil's, None where not reported), used while the topic's
+        temperature is absent or stale; None: no such reading (any more)."""
+        self._sensors.update_temperature(HOST, celsius, now, high, critical)
 
     def update_budget(self, budget_ms: float | None, now: float) -> None:
         """Latency budget per frame (per round over the cameras) in milliseconds; ``None`` or
@@ -281,106 +287,122 @@ class Governor:
         if budget_ms is None:
             self._budget = None
             return
-        b = _checked("budget", budget_ms, 0.0, math.inf)
-        self._budget = _Input(b, now) if b > 0.0 else None
+        b = checked("budget", budget_ms, 0.0, math.inf)
+        self._budget = Reading(b, now) if b > 0.0 else None
+
+    def update_cpu_budget(self, fraction: float | None) -> None:
+        """CPU-share budget: the fraction (0-1) of the usable cores the frames of a round may
+        use; ``None`` or 0 removes it. A setting, not a reading: it does not go stale."""
+        if fraction is None:
+            self._cpu_budget = None
+            return
+        f = checked("cpu budget", fraction, 0.0, 1.0)
+        self._cpu_budget = f if f > 0.0 else None
 
     def update_config(self, config: GovernorConfig) -> None:
         """Swap thresholds and timings at runtime; thermal caps held by hysteresis stay held."""
         self._config = config
-        self._update_thermal_state()
+        self._sensors.update_config(config)
 
     # ----------------------------------------------------------------------------- decision
-    def decide(self, now: float, latency_ms: Mapping[float, float | None]) -> Decision:
+    def decide(self, now: float, latency_ms: Mapping[float, float | None],
+               cpu_share: Mapping[float, float | None] | None = None) -> Decision:
         """Choose the width of the next frame of the only camera.
 
         ``latency_ms`` maps trained widths to a recent high-percentile latency in milliseconds
-        (``None``/missing = not measured recently). Keys are matched to trained widths.
+        (``None``/missing = not measured recently), ``cpu_share`` to the predicted share of the
+        usable cores (0-1) at that width. Keys are matched to trained widths.
         """
         name = next(iter(self._cameras)) if len(self._cameras) == 1 else None
         self._camera(name)  # ValueError with several cameras
-        return self.decide_cameras(now, {name: latency_ms})[name]
+        shares = None if cpu_share is None else {name: cpu_share}
+        return self.decide_cameras(now, {name: latency_ms}, cpu_share=shares)[name]
 
     def decide_cameras(self, now: float,
                        latency_ms: Mapping[str, Mapping[float, float | None]],
-                       active: Collection[str] | None = None) -> dict[str, Decision]:
+                       active: Collection[str] | None = None,
+                       cpu_share: Mapping[str, Mapping[float, float | None]] | None = None,
+                       cpu_busy: Mapping[str, Mapping[float, float | None]] | None = None
+                       ) -> dict[str, Decision]:
         """Choose every camera's width of its next frame.
 
-        ``latency_ms`` maps camera names to what :meth:`decide` takes (a camera left out: no
-        figures); ``active`` names the cameras with a fresh frame, which alone share the
-        budget (None: all). Returns a decision per camera, in camera order.
+        ``latency_ms`` and ``cpu_share`` map camera names to what :meth:`decide` takes (a
+        camera left out: no figures); ``active`` names the cameras with a fresh frame, which
+        alone share the budgets (None: all). ``cpu_busy`` gives per camera and width the share
+        used while frames come back to back (:func:`~.governor_budget.busy_cpu_share`), the
+        most a wider width's probe is estimated at. Returns a decision per camera, in camera
+        order.
         """
-        unknown = [c for c in [*latency_ms, *(active or ())] if c not in self._cameras]
+        cpu_share = cpu_share or {}
+        unknown = [c for c in [*latency_ms, *cpu_share, *(active or ())]
+                   if c not in self._cameras]
         if unknown:
             raise ValueError(f"unknown camera(s) {unknown}; cameras: {list(self._cameras)}")
         active_set = set(self._cameras) if active is None else set(active)
         warnings: list[str] = []
-        caps: dict[str, float] = {}
-        reasons: dict[str, str] = {}
-        cap = self._battery_cap(now, warnings)
-        if cap is not None:
-            caps["battery"], reasons["battery"] = cap
-        cap = self._thermal_cap(now, warnings)
-        if cap is not None:
-            caps["thermal"], reasons["thermal"] = cap
+        shared = self._sensors.caps(now, self.snap, warnings)
         budget = self._budget
-        if budget is not None and self._is_stale(budget, now):
-            warnings.append(self._stale_warning("budget", budget, now))
+        if budget is not None and budget.stale(now, self._config.stale_timeout_s):
+            warnings.append(stale_warning("budget", budget, now, self._config.stale_timeout_s))
             budget = None
-        tables = {n: self._latency_table(latency_ms.get(n, {})) for n in self._cameras}
+        cfg = self._config
+        order = sorted((n for n in self._cameras if n in active_set),
+                       key=lambda n: -self._cameras[n].priority)
+        rounds = []
+        for meter, amount, figures, ceilings in (
+                (latency_meter(cfg.budget_percentile), budget and budget.value, latency_ms, {}),
+                (CPU_METER, self._cpu_budget, cpu_share, cpu_busy or {})):
+            if amount:
+                tables = {n: self._table(figures.get(n, {})) for n in self._cameras}
+                rounds.append(BudgetRound(meter, amount, amount * cfg.budget_margin,
+                                          self._widths[0], tables, order,
+                                          {n: self._table(c) for n, c in ceilings.items()}))
 
         decisions: dict[str, Decision] = {}
-        if budget is not None:
-            allowed = budget.value * self._config.budget_margin
-            order = sorted((n for n in self._cameras if n in active_set),
-                           key=lambda n: -self._cameras[n].priority)
-            floors = {n: _cost(tables[n], self._widths[0]) for n in order}
-            spent = 0.0
-            left = list(order)
-            for _, group in itertools.groupby(order, key=lambda n: self._cameras[n].priority):
-                group = list(group)
-                for i, name in enumerate(group):
-                    left.remove(name)
-                    rest = sum(floors[n] for n in left)  # the cameras still to come, at floor
-                    peers = len(group) - i - 1
-                    slack = allowed - spent - rest - floors[name]
-                    share = allowed - spent - rest - (
-                        slack * peers / (peers + 1) if slack > 0 and peers else 0.0)
-                    head = (f"budget {budget.value:g}ms" if len(order) == 1 else
-                            f"budget {budget.value:g}ms, share {share:.1f}ms")
-                    own: list[str] = []
-                    bcap = self._budget_cap(self._cameras[name], now, tables[name], share,
-                                            head, own)
-                    decisions[name] = self._decide_one(name, now, caps, reasons, bcap,
-                                                       warnings + own)
-                    spent += _cost(tables[name], decisions[name].width)
+        left = list(order)
+        for _, group in itertools.groupby(order if rounds else (),
+                                          key=lambda n: self._cameras[n].priority):
+            group = list(group)
+            for i, name in enumerate(group):
+                left.remove(name)
+                own: list[str] = []
+                caps = {}
+                for r in rounds:
+                    share = r.share(name, left, len(group) - i - 1)
+                    caps[r.meter] = budget_cap(r.meter, self._widths, self._cameras[name], now,
+                                               r.tables[name], share, r.head(share),
+                                               cfg.probe_interval_s, own, r.ceilings.get(name))
+                decisions[name] = self._decide_one(name, now, shared, caps, warnings + own)
+                for r in rounds:
+                    r.spend(name, decisions[name].width)
         for name, cam in self._cameras.items():
-            if name in decisions:
-                continue
-            bcap = None
-            if budget is not None:  # no fresh frame: costs nothing, does not widen
-                bcap = (cam.current, f"budget {budget.value:g}ms: no recent frame, holding "
-                                     f"{cam.current:g}", False)
-            decisions[name] = self._decide_one(name, now, caps, reasons, bcap, list(warnings))
+            if name not in decisions:  # no fresh frame: costs nothing, does not widen
+                caps = {r.meter: r.hold(cam.current) for r in rounds}
+                decisions[name] = self._decide_one(name, now, shared, caps, list(warnings))
         return {n: decisions[n] for n in self._cameras}
 
-    def _decide_one(self, name: str, now: float, shared_caps: Mapping[str, float],
-                    shared_reasons: Mapping[str, str],
-                    budget_cap: tuple[float, str, bool] | None,
+    def _decide_one(self, name: str, now: float, shared: SharedCaps,
+                    budget_caps: Mapping[Meter, tuple[float, str, bool]],
                     warnings: list[str]) -> Decision:
-        """One camera's decision from the shared caps and its budget cap."""
+        """One camera's decision from the shared caps and its budget caps."""
         cam = self._cameras[name]
-        caps = dict(shared_caps)
-        reasons = dict(shared_reasons)
-        probing = False
-        if budget_cap is not None:
-            caps["budget"], reasons["budget"], probing = budget_cap
+        caps = dict(shared.caps)
+        reasons = dict(shared.reasons)
+        names = dict(shared.names)
+        probes = {}
+        for meter, (cap, why, probing) in budget_caps.items():
+            caps[meter.key], reasons[meter.key], names[meter.key] = cap, why, meter.name
+            probes[meter.key] = probing
 
         requested = min(self._requested, cam.request)
         target = min([requested, *caps.values()])
-        binding = [reasons[k] for k, v in caps.items() if v == target]
+        keys = [k for k, v in caps.items() if v == target]
+        binding = [reasons[k] for k in keys]
+        decided = [names[k] for k in keys]
         if target == requested:  # the request decides; caps at the same width are named
-            own = cam.request < self._requested
-            binding.insert(0, f"{'camera request' if own else 'request'} {requested:g}")
+            label = "camera request" if cam.request < self._requested else "request"
+            binding.insert(0, f"{label} {requested:g}")
+            decided.insert(0, label)
         reason = "; ".join(binding)
 
         width = target
@@ -390,99 +412,64 @@ class Governor:
             wait = self._config.min_dwell_s - (now - cam.last_change)
             width = cam.current
             reason = f"dwell: holding {width:g} for {wait:.1f} s more (then {target:g}: {reason})"
+            decided.insert(0, "dwell")
         probe_started = False
         if width != cam.current:
             cam.last_change = now
-            if probing and width == caps["budget"]:
+            if any(probing and width == caps[k] for k, probing in probes.items()):
                 cam.last_probe = now
                 probe_started = True
         cam.current = width
         cam.last_used[width] = now
         return Decision(width=width, reason=reason, caps=caps, warnings=tuple(warnings),
-                        probing=probe_started)
+                        probing=probe_started, decided_by=tuple(decided),
+                        sources=dict(shared.sources))
 
-    def decide_from(self, now: float, store: LatencyStore) -> Decision:
-        """:meth:`decide` on the store's recent ``budget_percentile`` of each trained width.
+    def decide_from(self, now: float, store: LatencyStore, frame_rate: float | None = None,
+                    cores: int = 1) -> Decision:
+        """:meth:`decide` on the store's recent ``budget_percentile`` of each trained width
+        and, for the CPU budget, each width's CPU share predicted from the store's CPU times,
+        the camera's ``frame_rate`` (frames/s arriving) and the usable ``cores``.
 
         A decision that starts a probe drops the probed width's old figures from ``store``, so
         the probe is judged on its own frames. The decision carries the figures compared.
         """
         name = next(iter(self._cameras)) if len(self._cameras) == 1 else None
         self._camera(name)  # ValueError with several cameras
-        return self.decide_from_stores(now, {name: store})[name]
+        rates = None if frame_rate is None else {name: frame_rate}
+        return self.decide_from_stores(now, {name: store}, frame_rates=rates, cores=cores)[name]
 
     def decide_from_stores(self, now: float, stores: Mapping[str, LatencyStore],
-                           active: Collection[str] | None = None) -> dict[str, Decision]:
-        """:meth:`decide_cameras` on each camera's store (as :meth:`decide_from` does)."""
+                           active: Collection[str] | None = None,
+                           frame_rates: Mapping[str, float] | None = None,
+                           cores: int = 1) -> dict[str, Decision]:
+        """:meth:`decide_cameras` on each camera's store (as :meth:`decide_from` does), with
+        each camera's frame rate in ``frame_rates`` (none: its CPU share is not known)."""
         q = self._config.budget_percentile
+        rates = frame_rates or {}
         recent = {n: s.recent(self._widths, q, now) for n, s in stores.items()}
+        shares = {n: {w: predicted_cpu_share(r, rates.get(n), cores) for w, r in rs.items()}
+                  for n, rs in recent.items()}
+        busy = {n: {w: busy_cpu_share(r, cores) for w, r in rs.items()}
+                for n, rs in recent.items()}
         decisions = self.decide_cameras(
             now, {n: {w: r.pq_ms if r else None for w, r in rs.items()}
-                  for n, rs in recent.items()}, active)
+                  for n, rs in recent.items()}, active, shares, busy)
         out = {}
         for name, decision in decisions.items():
             if decision.probing and name in stores:
                 stores[name].reset(decision.width)
             figures = recent.get(name, {})
-            out[name] = replace(decision, latency={w: r for w, r in figures.items()
-                                                   if r is not None})
+            out[name] = replace(
+                decision, latency={w: r for w, r in figures.items() if r is not None},
+                cpu_share={w: v for w, v in shares.get(name, {}).items() if v is not None})
         return out
 
     # ----------------------------------------------------------------------------- internals
-    def _is_stale(self, inp: _Input, now: float) -> bool:
-        return now - inp.time > self._config.stale_timeout_s
-
-    def _stale_warning(self, name: str, inp: _Input, now: float) -> str:
-        return (f"{name} input stale ({now - inp.time:.1f} s old > "
-                f"{self._config.stale_timeout_s:g} s): not constraining")
-
-    def _update_thermal_state(self) -> None:
-        if self._temperature is None:
-            return
-        c = self._temperature.value
-        hyst = self._config.thermal_hysteresis_c
-        for t, _ in self._config.thermal_thresholds:
-            if c >= t:
-                self._thermal_active.add(t)
-            elif c < t - hyst:
-                self._thermal_active.discard(t)
-        # thresholds removed by a config change no longer apply
-        self._thermal_active &= {t for t, _ in self._config.thermal_thresholds}
-
-    def _battery_cap(self, now: float, warnings: list[str]) -> tuple[float, str] | None:
-        b = self._battery
-        if b is None or self._charging:
-            return None
-        if self._is_stale(b, now):
-            warnings.append(self._stale_warning("battery", b, now))
-            return None
-        rows = [(w, t) for t, w in self._config.battery_thresholds if b.value <= t]
-        if not rows:
-            return None
-        w, t = min(rows)  # tightest width; among equal widths, the lowest threshold
-        return self.snap(w), f"battery {round(b.value, 1):g}% <= {t:g}%"
-
-    def _thermal_cap(self, now: float, warnings: list[str]) -> tuple[float, str] | None:
-        tmp = self._temperature
-        if tmp is None:
-            return None
-        if self._is_stale(tmp, now):
-            warnings.append(self._stale_warning("temperature", tmp, now))
-            return None
-        rows = [(w, t) for t, w in self._config.thermal_thresholds if t in self._thermal_active]
-        if not rows:
-            return None
-        w, t = min(rows)
-        if tmp.value >= t:
-            return self.snap(w), f"thermal {tmp.value:.1f}C >= {t:g}C"
-        hyst = self._config.thermal_hysteresis_c
-        return self.snap(w), (f"thermal {tmp.value:.1f}C: cap of {t:g}C held until "
-                              f"< {t - hyst:g}C")
-
-    def _latency_table(self, latency_ms: Mapping[float, float | None]
-                       ) -> dict[float, float | None]:
+    def _table(self, figures: Mapping[float, float | None]) -> dict[float, float | None]:
+        """Figures per trained width (keys matched to trained widths; bad values dropped)."""
         table: dict[float, float | None] = {w: None for w in self._widths}
-        for key, value in latency_ms.items():
+        for key, value in figures.items():
             match = find_width(self._widths, key)
             if match is None or value is None:
                 continue
@@ -490,65 +477,3 @@ class Governor:
             if math.isfinite(v) and v >= 0.0:
                 table[match] = v
         return table
-
-    def _budget_cap(self, cam: _Camera, now: float, lat: Mapping[float, float | None],
-                    allowed: float, head: str, warnings: list[str]
-                    ) -> tuple[float, str, bool]:
-        """(cap, reason, whether the cap is a probe of an unmeasured wider width) of one camera
-        whose frames may take ``allowed`` ms (the whole allowance, or its share of the round)."""
-        cfg = self._config
-        p = f"p{cfg.budget_percentile:g}"
-        cur = cam.current
-
-        def measured(w: float) -> float | None:
-            """The latency of ``w`` if it can be trusted now; an over-budget figure of a width
-            not used for a probe interval is forgotten (the machine may be faster now)."""
-            v = lat[w]
-            if v is None:
-                return None
-            if (v > allowed and w > cur
-                    and now - cam.last_used.get(w, -math.inf) > cfg.probe_interval_s):
-                return None
-            return v
-
-        known = {w: measured(w) for w in self._widths}
-        over = [w for w in self._widths if known[w] is not None and known[w] > allowed]
-        barrier = over[0] if over else math.inf
-        below = [w for w in self._widths if w < barrier]
-        fit = [w for w in below if known[w] is not None]
-        unknown = [w for w in below if known[w] is None]
-
-        if not below:  # even the narrowest width is too slow
-            w0 = self._widths[0]
-            warnings.append(f"{head} cannot be met: {p} at {w0:g} is {known[w0]:.1f}ms "
-                            f"> {allowed:.1f}ms")
-            return w0, f"{head}: {p} at {w0:g} = {known[w0]:.1f}ms > {allowed:.1f}ms", False
-        if cur in unknown and not (fit and fit[-1] > cur):
-            # just switched here (a probe or another cap): hold until a figure arrives
-            return cur, f"{head}: waiting for a measurement at {cur:g}", False
-        if not fit:  # over budget and nothing narrower measured: step down, one width a frame
-            w = below[-1]
-            return w, (f"{head}: {p} at {barrier:g} = {known[barrier]:.1f}ms > "
-                       f"{allowed:.1f}ms, trying {w:g}"), False
-
-        base = fit[-1]
-        reason = f"{head}: {p} at {base:g} = {known[base]:.1f}ms <= {allowed:.1f}ms"
-        if barrier < math.inf:
-            reason += f" ({barrier:g}: {known[barrier]:.1f}ms)"
-        wider = [w for w in below if w > base]
-        if wider and base == cur and now - cam.last_probe >= cfg.probe_interval_s:
-            nxt = wider[0]
-            estimate = known[base] * nxt / base  # latency grows at least ~linearly with width
-            if estimate <= allowed:
-                return nxt, (f"{head}: probing {nxt:g} ({p} at {base:g} = {known[base]:.1f}ms, "
-                             f"estimate {estimate:.1f}ms <= {allowed:.1f}ms)"), True
-        return base, reason, False
-
-
-def _checked(name: str, value: Any, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if math.isnan(v) or not lo <= v <= hi:
-        raise ValueError(f"{name} {v} is outside [{lo:g}, {hi:g}]")
-    return v

@@ -11,6 +11,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 MAX_CELSIUS = 1000.0
+# Where x86 packages (Intel TjMax, AMD Tctl limits) and Jetson SoCs start to throttle, within a
+# few degrees: the host thermal caps sit 10 C and 5 C below it unless the sensor says otherwise.
+HOST_THROTTLE_C = 100.0
+_HOST_ROWS = ((10.0, 0.5), (5.0, 0.25))  # (degrees below the throttle point, max width)
+_PLAUSIBLE_THROTTLE_C = (50.0, 150.0)
 
 
 def _number(key: str, value: Any) -> float:
@@ -70,6 +75,8 @@ class GovernorConfig:
     battery_thresholds: tuple[tuple[float, float], ...] = ((15.0, 0.25), (30.0, 0.5), (50.0, 0.75))
     thermal_thresholds: tuple[tuple[float, float], ...] = ((70.0, 0.75), (80.0, 0.5), (90.0, 0.25))
     thermal_hysteresis_c: float = 3.0
+    # empty: derived from the sensor (see host_thermal_table)
+    host_thermal_thresholds: tuple[tuple[float, float], ...] = ()
     budget_percentile: float = 90.0
     budget_margin: float = 0.9
     min_dwell_s: float = 2.0
@@ -83,6 +90,9 @@ class GovernorConfig:
              _thresholds("battery_thresholds", self.battery_thresholds, 0.0, 100.0))
         set_(self, "thermal_thresholds",
              _thresholds("thermal_thresholds", self.thermal_thresholds, -273.15, MAX_CELSIUS))
+        set_(self, "host_thermal_thresholds",
+             _thresholds("host_thermal_thresholds", self.host_thermal_thresholds, -273.15,
+                         MAX_CELSIUS))
         checks = {
             "thermal_hysteresis_c": (lambda v: 0.0 <= v < math.inf, "a finite value >= 0"),
             "budget_percentile": (lambda v: 0.0 < v <= 100.0, "in (0, 100]"),
@@ -116,4 +126,22 @@ class GovernorConfig:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["battery_thresholds"] = [list(p) for p in self.battery_thresholds]
         out["thermal_thresholds"] = [list(p) for p in self.thermal_thresholds]
+        out["host_thermal_thresholds"] = [list(p) for p in self.host_thermal_thresholds]
         return out
+
+    def host_thermal_table(self, high: float | None = None, critical: float | None = None
+                           ) -> tuple[tuple[float, float], ...]:
+        """The thermal table for the host's own sensor: ``host_thermal_thresholds`` when set,
+        else caps of 0.5 and 0.25 at 10 C and 5 C below the sensor's throttle point.
+
+        The throttle point is psutil's ``critical`` for the sensor where it reports one, else
+        its ``high``, else :data:`HOST_THROTTLE_C`. ``high`` comes second because many drivers
+        set it as an early alarm (80 C on some Intel packages) well below throttling, so a warm
+        computer under normal load does not slim itself.
+        """
+        if self.host_thermal_thresholds:
+            return self.host_thermal_thresholds
+        lo, hi = _PLAUSIBLE_THROTTLE_C
+        point = next((v for v in (critical, high)
+                      if v is not None and math.isfinite(v) and lo <= v <= hi), HOST_THROTTLE_C)
+        return tuple((point - below, w) for below, w in _HOST_ROWS)

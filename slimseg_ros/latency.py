@@ -1,5 +1,6 @@
-"""The one store of measured latency per width (milliseconds), read by the governor and shown in
-the diagnostics.
+"""The one store of what each width costs per frame, read by the governor and shown in the
+diagnostics: its latency (wall milliseconds) and, where measured, the CPU time it used (CPU
+milliseconds, for the CPU-share budget).
 
 A deadline is missed by the slow frames, so the budget compares a high percentile, and it must
 react when the machine slows down: only the last ``max_frames`` frames of each width within the
@@ -22,12 +23,15 @@ from .widths import find_width
 @dataclass(frozen=True)
 class WidthLatency:
     """Recent latency of one width: the median and the ``q``-th percentile (ms) of its last
-    ``frames`` frames."""
+    ``frames`` frames; their mean latency and mean CPU time per frame (ms; None where no frame
+    had its CPU time measured)."""
 
     q: float
     pq_ms: float
     p50_ms: float
     frames: int
+    cpu_ms: float | None = None
+    mean_ms: float | None = None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -40,8 +44,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class LatencyStore:
-    """Thread-safe latency samples (ms) per width, kept ``window_s`` seconds, at most
-    ``max_frames`` per width. The inference thread records, the governor reads."""
+    """Thread-safe samples per width (latency ms, and CPU ms where measured), kept ``window_s``
+    seconds, at most ``max_frames`` per width. The inference thread records, the governor
+    reads."""
 
     def __init__(self, window_s: float = 3.0, max_frames: int = 20) -> None:
         if not (isinstance(window_s, (int, float)) and window_s > 0) or not (
@@ -50,7 +55,7 @@ class LatencyStore:
                              f"{max_frames!r}")
         self.window_s = float(window_s)
         self.max_frames = int(max_frames)
-        self._samples: dict[float, deque[tuple[float, float]]] = {}
+        self._samples: dict[float, deque[tuple[float, float, float | None]]] = {}
         self._lock = threading.Lock()
 
     def _key(self, width: float) -> float:
@@ -61,14 +66,19 @@ class LatencyStore:
         known = find_width(tuple(self._samples), w)
         return w if known is None else known
 
-    def record(self, width: float, ms: float, now: float) -> None:
-        """Add one frame of ``ms`` milliseconds at ``width``, measured at time ``now`` (s)."""
+    def record(self, width: float, ms: float, now: float, cpu_ms: float | None = None) -> None:
+        """Add one frame of ``ms`` milliseconds at ``width``, measured at time ``now`` (s), that
+        used ``cpu_ms`` milliseconds of CPU time (None: not measured)."""
         value = float(ms)
         if not math.isfinite(value) or value < 0.0:
             raise ValueError(f"latency must be a finite number >= 0 ms, got {ms!r}")
+        cpu = None if cpu_ms is None else float(cpu_ms)
+        if cpu is not None and not (math.isfinite(cpu) and cpu >= 0.0):
+            raise ValueError(f"CPU time must be a finite number >= 0 ms, got {cpu_ms!r}")
         with self._lock:
             key = self._key(width)
-            self._samples.setdefault(key, deque(maxlen=self.max_frames)).append((now, value))
+            self._samples.setdefault(key, deque(maxlen=self.max_frames)).append(
+                (now, value, cpu))
 
     def reset(self, width: float | None = None) -> None:
         """Forget the frames of ``width`` (all when None), so it is judged on new frames only."""
@@ -78,21 +88,27 @@ class LatencyStore:
             else:
                 self._samples.pop(self._key(width), None)
 
-    def _recent_values(self, width: float, now: float) -> list[float]:
+    def _recent(self, width: float, now: float) -> list[tuple[float, float | None]]:
         samples = self._samples.get(self._key(width), ())
-        return sorted(ms for t, ms in samples if now - t <= self.window_s)
+        return [(ms, cpu) for t, ms, cpu in samples if now - t <= self.window_s]
 
     def percentile(self, width: float, q: float, now: float) -> float | None:
         """``q``-th percentile (0-100) of the recent frames of ``width``, or None."""
         with self._lock:
-            values = self._recent_values(width, now)
+            values = sorted(ms for ms, _ in self._recent(width, now))
         return percentile(values, q) if values else None
 
     def recent(self, widths: Iterable[float], q: float, now: float
                ) -> dict[float, WidthLatency | None]:
         """Every width's recent figures (None: no recent frame), read at once."""
         with self._lock:
-            values = {w: self._recent_values(w, now) for w in widths}
-        return {w: WidthLatency(q=float(q), pq_ms=percentile(v, q), p50_ms=percentile(v, 50.0),
-                                frames=len(v)) if v else None
-                for w, v in values.items()}
+            samples = {w: self._recent(w, now) for w in widths}
+        return {w: _figures(v, float(q)) if v else None for w, v in samples.items()}
+
+
+def _figures(samples: list[tuple[float, float | None]], q: float) -> WidthLatency:
+    values = sorted(ms for ms, _ in samples)
+    cpu = [c for _, c in samples if c is not None]
+    return WidthLatency(q=q, pq_ms=percentile(values, q), p50_ms=percentile(values, 50.0),
+                        frames=len(values), cpu_ms=sum(cpu) / len(cpu) if cpu else None,
+                        mean_ms=sum(values) / len(values))

@@ -19,6 +19,7 @@ Topics (relative, so they can be remapped or namespaced; the names live in :mod:
 ``battery_state``           sensor_msgs/BatteryState (in)    percentage 0-1, charging status
 ``temperature``             sensor_msgs/Temperature (in)     degrees Celsius
 ``slimseg/budget_ms``       std_msgs/Float32 (in)            latency budget per frame, ms
+``slimseg/cpu_budget``      std_msgs/Float32 (in)            CPU-share budget, 0-1 of the cores
 ==========================  ===============================  =================================
 
 The compressed topic follows a remapping of ``image`` (image_transport's rule). With

@@ -23,6 +23,7 @@ import gc
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -43,6 +44,7 @@ from .conversions import compressed_to_rgb, image_to_rgb, palette_lut
 from .governor import SINGLE, Decision, Governor
 from .latency import LatencyStore
 from .node_camera import CONTROL_QOS, CameraIO, reliability_name
+from .node_host import HostWatch
 from .node_support import FrameSlots, Rejections, default_checkpoint
 from .params import (GOVERNOR_PREFIX, MODEL_PARAMS, PARAMS, SPECS, ParamSpec,
                      check_camera_priorities, check_value, governor_config_from_params)
@@ -95,6 +97,7 @@ class SlimSegCore:
         self._model_declared = False
         self._entities: list[tuple[str, Any]] = []  # ("sub"|"pub"|"timer", entity) of activate
         self._diag_counts: dict[str, dict[str, int]] = {}
+        self._host: HostWatch | None = None
         try:
             for spec in PARAMS:
                 node.declare_parameter(spec.name, _initial(spec),
@@ -154,6 +157,7 @@ class SlimSegCore:
         governor = Governor(engine.widths, gov_config, cameras=names,
                             priorities=priorities or None)
         governor.request(float(values["width"]))
+        governor.update_cpu_budget(float(values["cpu_budget"]) or None)
         self._declare_model_params({"class_names": list(info.class_names),
                                     "palette": [int(v) for c in info.palette for v in c],
                                     "widths": [float(w) for w in engine.widths]})
@@ -172,6 +176,8 @@ class SlimSegCore:
             rejections=(self._rejections if name == SINGLE
                         else Rejections(throttle_s=float(values["warn_throttle_s"]))))
             for name in names}
+        self._host = HostWatch(self.node.get_logger(), values["host_sensors"] == "auto",
+                               [str(p) for p in values["host_temperature_sensors"]])
         self._governor = governor
         self._diag_counts = {}
         self.engine = engine
@@ -239,6 +245,7 @@ class SlimSegCore:
             msg_type, topic, callback, qos, callback_group=control)) for msg_type, topic,
             callback, qos in ((Float32, TOPICS.width, self._on_width, CONTROL_QOS),
                               (Float32, TOPICS.budget, self._on_budget, CONTROL_QOS),
+                              (Float32, TOPICS.cpu_budget, self._on_cpu_budget, CONTROL_QOS),
                               (BatteryState, TOPICS.battery, self._on_battery, sensor),
                               (Temperature, TOPICS.temperature, self._on_temperature, sensor))]
         self._slots = FrameSlots(list(self._cameras))
@@ -249,8 +256,10 @@ class SlimSegCore:
         self._entities.append(("timer", n.create_timer(
             float(v["diagnostics_period_s"]), self._publish_diagnostics,
             callback_group=control)))
+        self._entities.append(("timer", n.create_timer(
+            float(v["host_period_s"]), self._read_host, callback_group=control)))
         self._active = True
-        self._decide(time.monotonic())
+        self._read_host()  # the host's readings count from the first frame on
         self._worker = threading.Thread(target=self._inference_loop, args=(self._slots,),
                                         name="slimseg_inference", daemon=True)
         self._worker.start()
@@ -339,24 +348,35 @@ class SlimSegCore:
 
     def _on_temperature(self, msg: Temperature) -> None:
         now = time.monotonic()
+        self._policy_input(lambda: self._governor.update_temperature(float(msg.temperature), now),
+                           REJECTED.temperature, "", now)
+
+    def _on_budget(self, msg: Float32) -> None:
+        now, ms = time.monotonic(), float(msg.data)
+        self._policy_input(lambda: self._governor.update_budget(ms if ms != 0.0 else None, now),
+                           REJECTED.budget, "milliseconds per frame; 0 removes the budget", now)
+
+    def _on_cpu_budget(self, msg: Float32) -> None:
+        self._policy_input(lambda: self._governor.update_cpu_budget(float(msg.data)),
+                           REJECTED.cpu_budget,
+                           "a fraction of the usable cores; 0 removes the budget",
+                           time.monotonic())
+
+    def _policy_input(self, update: Callable[[], None], kind: str, hint: str,
+                      now: float) -> None:
+        """Apply one input to the governor; a ValueError rejects it and keeps the state."""
         try:
             with self._gov_lock:
-                self._governor.update_temperature(float(msg.temperature), now)
+                update()
         except ValueError as exc:
-            self._reject(self._rejections, REJECTED.temperature, str(exc))
+            self._reject(self._rejections, kind, f"{exc} ({hint})" if hint else str(exc))
             return
         self._decide(now)
 
-    def _on_budget(self, msg: Float32) -> None:
+    def _read_host(self) -> None:
+        """Read the computer (battery, temperature, the node's CPU share and memory)."""
         now = time.monotonic()
-        value = float(msg.data)
-        try:
-            with self._gov_lock:
-                self._governor.update_budget(value if value != 0.0 else None, now)
-        except ValueError as exc:
-            self._reject(self._rejections, REJECTED.budget,
-                         f"{exc} (milliseconds per frame; 0 removes the budget)")
-            return
+        self._host.read(self._governor, self._gov_lock, now)
         self._decide(now)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -396,13 +416,17 @@ class SlimSegCore:
                 self._governor.request(float(updates["width"]))
             if "camera_priorities" in updates:
                 self._governor.set_priorities(priorities or None)
+            if "cpu_budget" in updates:
+                self._governor.update_cpu_budget(float(updates["cpu_budget"]))
+        host = self._host.apply_parameters(updates, self.value, self._governor, self._gov_lock,
+                                           now)
         self._publish_color = bool(updates.get("publish_color", self._publish_color))
         self._publish_overlay = bool(updates.get("publish_overlay", self._publish_overlay))
         self._overlay_alpha = float(updates.get("overlay_alpha", self._overlay_alpha))
         if "image_qos" in updates:
             self._image_qos = str(updates["image_qos"])
             # applied by the next QoS check (a timer), not from inside this callback
-        if {"width", "camera_priorities"} & set(updates) or gov_config is not None:
+        if {"width", "camera_priorities", "cpu_budget"} & set(updates) or host or gov_config:
             self._decide(now)
         return SetParametersResult(successful=True)
 
@@ -418,11 +442,14 @@ class SlimSegCore:
             if governor is None:
                 return {}
             active = None
+            window = float(self._values["latency_window_s"])
             if not self.single:
-                window = float(self._values["latency_window_s"])
                 active = slots.fresh(now, window) if slots is not None else set()
+            rates = ({name: slots.rate(name, now, window) for name in self._cameras}
+                     if slots is not None else {})
             decisions = governor.decide_from_stores(
-                now, {name: cam.latency for name, cam in self._cameras.items()}, active)
+                now, {name: cam.latency for name, cam in self._cameras.items()}, active,
+                frame_rates=rates, cores=self._host.cores)
             for name, decision in decisions.items():
                 cam = self._cameras[name]
                 previous, cam.decision = cam.decision, decision
@@ -459,10 +486,7 @@ class SlimSegCore:
         decision = self._decide(time.monotonic())[cam.name]
         # a runtime may compile its graphs for a new frame size: not a cost of the width
         self.engine.prepare_size(rgb.shape[0], rgb.shape[1])
-        start = time.perf_counter()
-        mask = self.engine.infer(rgb, decision.width)
-        cam.latency.record(decision.width, (time.perf_counter() - start) * 1000.0,
-                           time.monotonic())
+        mask = self._timed_infer(cam, rgb, decision.width)
         cam.publish(msg.header, mask, rgb, self._lut, self._publish_color,
                     self._publish_overlay, self._overlay_alpha)
         done = time.monotonic()
@@ -472,6 +496,22 @@ class SlimSegCore:
         cam.count_frame(LastFrame(width=decision.width, width_px=int(mask.shape[1]),
                                   height_px=int(mask.shape[0]),
                                   delay_ms=(done - received) * 1e3, age_ms=age_ms))
+
+    def _timed_infer(self, cam: CameraIO, rgb: Any, width: float) -> Any:
+        """Run the engine; record the frame's latency and CPU time in the camera's store.
+
+        CPU time is the process's (``time.process_time``) over the call, not the thread's
+        (``time.thread_time``): the runtimes run the network on their own thread pools (torch
+        intra-op threads, OpenVINO and ONNX Runtime workers), which the calling thread's clock
+        misses, so a network on four threads would look a quarter as costly. What the other
+        threads do meanwhile (callbacks dropping a frame into its slot) is counted too: small,
+        and part of serving frames."""
+        cpu, start = time.process_time(), time.perf_counter()
+        mask = self.engine.infer(rgb, width)
+        wall_ms = (time.perf_counter() - start) * 1000.0
+        cam.latency.record(width, wall_ms, time.monotonic(),
+                           cpu_ms=(time.process_time() - cpu) * 1000.0)
+        return mask
 
     # ----------------------------------------------------------------------------- diagnostics
     def _new_rejections(self, key: str, rejections: Rejections
@@ -513,7 +553,10 @@ class SlimSegCore:
             image_publishers=cam.image_publishers, camera=cam.name,
             priority=None if self.single else self._governor.priorities[cam.name],
             last_frame=frame, latency=decision.latency, frames_at=per_width, rejected=counts,
-            last_rejected=last, warnings=decision.warnings, **self._engine_fields())
+            last_rejected=last, warnings=decision.warnings, decided_by=decision.decided_by,
+            cpu_share=decision.cpu_share,
+            host=self._host.status(decision, self._governor.cpu_budget) if self.single else None,
+            **self._engine_fields())
         name = (status_name(self.node.get_name()) if self.single
                 else camera_status_name(self.node.get_name(), cam.name))
         return self._status(name, report, f"width {decision.width:g}: {decision.reason}",
@@ -529,10 +572,11 @@ class SlimSegCore:
                   sum(self._slots.received.values()), sum(self._slots.dropped.values())]
         report = Diagnostics(
             reason=summary, requested_width=self._governor.requested,
-            caps={k: v for k, v in first.caps.items() if k != "budget"},
+            caps={k: v for k, v in first.caps.items() if k in ("battery", "thermal")},
             frames_received=totals[1], frames_processed=totals[0], frames_dropped=totals[2],
             cameras=tuple(self._cameras), rejected=counts, last_rejected=last,
-            warnings=warnings, **self._engine_fields())
+            warnings=warnings, host=self._host.status(first, self._governor.cpu_budget),
+            **self._engine_fields())
         return self._status(status_name(self.node.get_name()), report,
                             f"{len(decisions)} cameras: {summary}", warnings, new)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import deque
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ PROFILE_OVERRIDE_ENV = "SLIMSEG_DDS_PROFILE"     # user override; empty string: 
 _FASTDDS2_DISTROS = ("humble", "iron", "jazzy")
 
 T = TypeVar("T")
+_RATE_FRAMES = 512  # arrival times kept per camera for its frame rate
 
 
 class FrameSlots(Generic[T]):
@@ -45,6 +47,7 @@ class FrameSlots(Generic[T]):
         self.received = {c: 0 for c in cameras}
         self.dropped = {c: 0 for c in cameras}
         self._last_put = {c: -math.inf for c in cameras}
+        self._arrivals: dict[str, deque[float]] = {c: deque(maxlen=_RATE_FRAMES) for c in cameras}
 
     def put(self, camera: str, item: T, now: float) -> bool:
         """Store ``item`` for ``camera`` (arrived at ``now``, seconds); returns True when it
@@ -55,6 +58,7 @@ class FrameSlots(Generic[T]):
             self.received[camera] += 1
             self.dropped[camera] += int(replaced)
             self._last_put[camera] = now
+            self._arrivals[camera].append(now)
             self._cond.notify()
             return replaced
 
@@ -81,6 +85,17 @@ class FrameSlots(Generic[T]):
         with self._cond:
             return {c for c in self._order if self._items[c] is not None
                     or now - self._last_put[c] <= window_s}
+
+    def rate(self, camera: str, now: float, window_s: float) -> float | None:
+        """Frames per second arriving from ``camera`` over the last ``window_s`` seconds (at
+        most the last few hundred frames): 0 without a frame, None with only one (no interval
+        to measure yet)."""
+        with self._cond:
+            times = [t for t in self._arrivals[camera] if now - t <= window_s]
+        if len(times) < 2:
+            return 0.0 if not times else None
+        span = times[-1] - times[0]
+        return (len(times) - 1) / span if span > 0.0 else None
 
     def close(self) -> None:
         """Wake every waiting ``take`` (which then returns None) for shutdown."""

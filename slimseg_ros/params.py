@@ -16,10 +16,13 @@ from typing import Any
 
 from .contract import check_camera_names
 from .governor import GovernorConfig
+from .host_readings import DEFAULT_TEMPERATURE_SENSORS
 
 GOVERNOR_PREFIX = "governor."
 IMAGE_QOS_CHOICES = ("auto", "reliable", "best_effort")
 INPUT_TRANSPORTS = ("raw", "compressed")
+HOST_SENSORS = ("auto", "off")
+_THRESHOLD_PARAMS = ("battery_thresholds", "thermal_thresholds", "host_thermal_thresholds")
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "N/slimseg/overlay and N/slimseg/active_width, and takes its own width request "
               "on N/slimseg/width.", read_only=True),
     ParamSpec("camera_priorities", "float_array", [],
-              "One priority per camera (higher: served first): under slimseg/budget_ms "
-              "lower-priority cameras slim first and widen last. Empty: all equal."),
+              "One priority per camera (higher: served first): under slimseg/budget_ms or the "
+              "CPU budget lower-priority cameras slim first and widen last. Empty: all equal."),
     ParamSpec("image_qos", "str", "auto",
               "Image subscription reliability (keep-last depth 1 always). auto: reliable when "
               "all publishers of the topic are reliable, best effort otherwise, re-checked as "
@@ -133,6 +136,26 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("warn_throttle_s", "float", 5.0,
               "At most one warning per kind of rejected input in this many seconds.",
               lo=0.0, hi=3600.0, read_only=True),
+    # --- the computer's own readings and the CPU-share budget ---
+    ParamSpec("host_sensors", "str", "auto",
+              "auto: the computer's own battery and hottest CPU/SoC temperature (psutil) feed "
+              "the battery and thermal caps while battery_state / temperature are silent "
+              "(never heard, or older than governor.stale_timeout_s); a live topic always "
+              "wins. off: not read. The node's own CPU share and memory are reported either "
+              "way.", choices=HOST_SENSORS),
+    ParamSpec("host_temperature_sensors", "str_array", list(DEFAULT_TEMPERATURE_SENSORS),
+              "psutil temperature sensors to watch (the hottest counts): globs on the chip "
+              "name (e.g. cpu_thermal) or on chip/label (e.g. coretemp/Package id*), "
+              "case-insensitive."),
+    ParamSpec("host_period_s", "float", 1.0,
+              "Seconds between readings of the host's battery, temperature and the node's CPU "
+              "share and memory.", lo=0.1, hi=60.0, read_only=True),
+    ParamSpec("cpu_budget", "float", 0.0,
+              "CPU-share budget: the fraction (0-1) of the usable cores (the node's CPU "
+              "affinity) the node's inference may use; the widest width whose predicted share "
+              "(CPU seconds per frame x frames per second served / cores) fits cpu_budget x "
+              "governor.budget_margin. 0: none. The slimseg/cpu_budget topic sets the same "
+              "budget (the later one wins).", lo=0.0, hi=1.0),
     # --- governor (GovernorConfig fields) ---
     ParamSpec("governor.battery_thresholds", "float_array", _flat(_GOV.battery_thresholds),
               "Battery caps as flat pairs [percent, max_width, ...]: at or below percent "
@@ -140,14 +163,22 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("governor.thermal_thresholds", "float_array", _flat(_GOV.thermal_thresholds),
               "Thermal caps as flat pairs [celsius, max_width, ...]: at or above celsius, run "
               "at most max_width."),
+    ParamSpec("governor.host_thermal_thresholds", "float_array",
+              _flat(_GOV.host_thermal_thresholds),
+              "Thermal caps for the host's own temperature (host_sensors auto), as flat pairs "
+              "[celsius, max_width, ...]. Empty: 0.5 at 10 C and 0.25 at 5 C below the "
+              "sensor's throttle point (psutil's critical, else its high, else 100 C), so a "
+              "warm computer under normal load does not slim itself."),
     ParamSpec("governor.thermal_hysteresis_c", "float", _GOV.thermal_hysteresis_c,
-              "A thermal cap is released only this many degrees Celsius below its threshold.",
+              "A thermal cap (topic or host) is released only this many degrees Celsius below "
+              "its threshold.",
               lo=0.0, hi=100.0),
     ParamSpec("governor.budget_percentile", "float", _GOV.budget_percentile,
               "Latency percentile (of recent frames per width) compared with the budget.",
               lo=1.0, hi=100.0),
     ParamSpec("governor.budget_margin", "float", _GOV.budget_margin,
-              "A width fits the budget when its latency percentile <= budget x margin.",
+              "A width fits the budget when its latency percentile <= budget x margin (and the "
+              "CPU budget when its predicted share <= cpu_budget x margin).",
               lo=0.01, hi=1.0),
     ParamSpec("governor.min_dwell_s", "float", _GOV.min_dwell_s,
               "Seconds between automatic width increases (decreases and requests apply at "
@@ -181,7 +212,7 @@ def governor_config_from_params(values: Mapping[str, Any]) -> GovernorConfig:
     """
     fields = {k[len(GOVERNOR_PREFIX):]: v for k, v in values.items()
               if k.startswith(GOVERNOR_PREFIX)}
-    for key in ("battery_thresholds", "thermal_thresholds"):
+    for key in _THRESHOLD_PARAMS:
         if key in fields:
             fields[key] = [float(v) for v in fields[key]]
     try:
@@ -242,6 +273,9 @@ def check_value(name: str, value: Any) -> None:
     if name == "camera_priorities" and not all(math.isfinite(float(v)) for v in value):
         raise ValueError(f"parameter 'camera_priorities' is {list(value)}; every priority "
                          f"must be a finite number")
+    if name == "host_temperature_sensors" and not all(str(v).strip() for v in value):
+        raise ValueError(f"parameter 'host_temperature_sensors' is {list(value)}; every entry "
+                         f"must name a sensor (e.g. coretemp/Package id*, cpu_thermal)")
     if name == "device":
         dev = str(value).strip().lower()
         cuda_n = dev.startswith("cuda:") and dev[5:].isdigit()

@@ -180,6 +180,7 @@ class Probe:
                                                  QoSProfile(depth=1))
         self.width_pub = n.create_publisher(Float32, TOPICS.width, 10)
         self.budget_pub = n.create_publisher(Float32, TOPICS.budget, 10)
+        self.cpu_budget_pub = n.create_publisher(Float32, TOPICS.cpu_budget, 10)
         self.battery_pub = n.create_publisher(BatteryState, TOPICS.battery, 10)
         self.temperature_pub = n.create_publisher(Temperature, TOPICS.temperature, 10)
         self._out_qos = out_qos
@@ -230,6 +231,10 @@ class Probe:
     def send_budget(self, ms: float) -> None:
         from std_msgs.msg import Float32
         self.budget_pub.publish(Float32(data=float(ms)))
+
+    def send_cpu_budget(self, fraction: float) -> None:
+        from std_msgs.msg import Float32
+        self.cpu_budget_pub.publish(Float32(data=float(fraction)))
 
     def send_battery(self, fraction: float, charging: bool = False) -> None:
         from sensor_msgs.msg import BatteryState

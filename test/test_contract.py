@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from slimseg_ros.contract import (KEYS, REJECTED, TOPICS, Diagnostics, LastFrame,
+from slimseg_ros.contract import (KEYS, REJECTED, TOPICS, Diagnostics, HostStatus, LastFrame,
                                   camera_status_name, camera_topics, check_camera_names,
                                   diagnostics_values, is_segmentation_status, read_diagnostics,
                                   status_camera, status_name)
@@ -74,6 +74,28 @@ def test_latency_is_labelled_with_the_governors_percentile() -> None:
     assert read_diagnostics(values).latency == other_q
 
 
+def test_host_cpu_budget_and_decided_by_round_trip_as_users_see_them() -> None:
+    temperature = "71.0C coretemp/Package id 0 (high 100C, critical 100C)"
+    host = HostStatus(cores=2, cpu_budget=0.4, node_cpu_share=0.125, node_memory_mb=312.5,
+                      battery="unavailable", temperature=temperature,
+                      battery_source="none", thermal_source="host")
+    d = Diagnostics(active_width=0.5, reason="cpu budget 40%: cpu at 0.5 = 31.2% <= 36.0%",
+                    decided_by=("cpu budget",), cpu_share={0.5: 0.312, 1.0: 0.625},
+                    latency={0.5: WidthLatency(q=90.0, pq_ms=4.0, p50_ms=3.5, frames=20,
+                                               cpu_ms=6.5)}, host=host)
+    values = diagnostics_values(d)
+    assert read_diagnostics(values) == d
+    assert values[KEYS.decided_by] == "cpu budget"
+    assert values[KEYS.cpu_budget] == "40.0%" and values[KEYS.node_cpu_share] == "12.5%"
+    assert values[KEYS.cpu_share_at(0.5)] == "31.2%"
+    assert values[KEYS.latency_at(0.5)] == "p50 3.5, p90 4.0, frames 20, cpu 6.5"
+    assert values[KEYS.host_battery] == "unavailable" and values[KEYS.thermal_source] == "host"
+    missing = diagnostics_values(Diagnostics(host=HostStatus(cores=4)))
+    assert missing[KEYS.cpu_budget] == "none" and missing[KEYS.node_cpu_share] == "unavailable"
+    assert read_diagnostics(missing).host == HostStatus(cores=4)  # never read back as 0
+    assert KEYS.usable_cores not in diagnostics_values(FULL)  # a camera status has no host
+
+
 def test_status_name() -> None:
     assert status_name("slimseg_node") == "slimseg_node: segmentation"
     assert is_segmentation_status(status_name("front_camera_segmenter"))
@@ -134,6 +156,7 @@ def _string_constants(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("module", ["slimseg_ros/node.py", "slimseg_ros/node_core.py",
+                                    "slimseg_ros/node_host.py",
                                     "slimseg_ros/node_camera.py", "slimseg_ros/tools/dds_bench.py",
                                     "test/node_harness.py", "test/test_node.py",
                                     "test/test_node_cameras.py", "test/test_node_process.py"])

@@ -25,6 +25,7 @@ BLOCKED = ["rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "diagnostic_msg
 CORE = ["slimseg_ros.models", "slimseg_ros.engine", "slimseg_ros.governor",
         "slimseg_ros.conversions", "slimseg_ros.params", "slimseg_ros.node_support",
         "slimseg_ros.contract", "slimseg_ros.latency", "slimseg_ros.widths", "slimseg_ros.export",
+        "slimseg_ros.host_readings",
         "slimseg_ros.training"]
 
 SCRIPT = textwrap.dedent("""

@@ -395,6 +395,10 @@ def test_config_defaults_roundtrip_and_input_forms():
     assert pairs == flat == mapping
     assert pairs.battery_thresholds == ((15.0, 0.25), (30.0, 0.5))
     assert GovernorConfig.from_dict({"thermal_thresholds": []}).thermal_thresholds == ()
+    assert cfg.host_thermal_thresholds == ()  # the default: derived from the host's sensor
+    host = GovernorConfig.from_dict({"host_thermal_thresholds": [95, 0.25, 88, 0.5]})
+    assert host.host_thermal_thresholds == ((88.0, 0.5), (95.0, 0.25))
+    assert GovernorConfig.from_dict(host.to_dict()) == host
     assert GovernorConfig.from_dict({"stale_timeout_s": math.inf}).stale_timeout_s == math.inf
 
 
@@ -409,6 +413,8 @@ def test_config_defaults_roundtrip_and_input_forms():
     ({"battery_thresholds": "15:0.25"}, "battery_thresholds"),
     ({"thermal_thresholds": [[math.nan, 0.5]]}, "thermal_thresholds"),
     ({"thermal_thresholds": [["hot", 0.5]]}, "thermal_thresholds"),
+    ({"host_thermal_thresholds": [[95, 1.5]]}, "host_thermal_thresholds"),
+    ({"host_thermal_thresholds": [90, 0.5, 95]}, "host_thermal_thresholds"),
     ({"thermal_hysteresis_c": -1}, "thermal_hysteresis_c"),
     ({"budget_percentile": 0}, "budget_percentile"),
     ({"budget_percentile": 101}, "budget_percentile"),

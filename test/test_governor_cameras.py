@@ -230,3 +230,67 @@ def test_highest_priority_is_never_narrower_when_asked_the_same():
         assert all(top >= d[n].width for n in ranked[1:]), (budget, prio, d)
         if 15.0 <= budget * 0.9:
             assert round_cost(d, tables) <= budget * 0.9
+
+
+# ---------------------------------------------------------------------------------- CPU budget
+SHARE = {w: v / 100.0 for w, v in COST.items()}  # of the usable cores: 5 %, 10 %, 20 %, 30 %
+
+
+def test_cpu_shares_add_over_the_cameras_and_low_priority_slims_first():
+    g = make(priorities=[3.0, 2.0, 1.0])
+    shares = {name: SHARE for name in g.cameras}
+    expected = [  # CPU budget (margin 0.9) -> widths front, left, right
+        (1.0, (1.0, 1.0, 1.0)),     # 90 % fits 90 %
+        (0.9, (1.0, 1.0, 0.75)),    # 81 %: right slims first
+        (0.75, (1.0, 1.0, 0.25)),   # 67.5 %: right to the floor
+        (0.6, (1.0, 0.5, 0.5)),     # 54 %: then left
+        (0.3, (0.5, 0.5, 0.25)),    # 27 %: front only as far as the others' floors force
+        (0.1, (0.25, 0.25, 0.25)),  # 9 % < 15 %: cannot be met
+    ]
+    for i, (budget, want) in enumerate(expected):
+        g.update_cpu_budget(budget)
+        d = g.decide_cameras(float(i), {}, cpu_share=shares)
+        assert tuple(widths(d).values()) == want, (budget, d)
+        if budget > 0.1:
+            assert round_cost(d, shares) <= budget * 0.9 + 1e-9
+    assert d["right"].reason.startswith("cpu budget 10%, share")
+    assert all(dd.decided_by == ("cpu budget",) for dd in d.values())
+
+
+def test_cpu_and_latency_budgets_together_the_tighter_decides_per_camera():
+    g = make(priorities=[2.0, 1.0], cameras=("front", "rear"))
+    g.update_budget(60.0, 0.0)   # 54 ms: both cameras at full width (60 ms) do not fit
+    g.update_cpu_budget(0.5)     # 45 %: 30 % + 10 % fits, 30 % + 20 % does not
+    d = g.decide_cameras(0.0, {n: COST for n in g.cameras},
+                         cpu_share={n: SHARE for n in g.cameras})
+    assert widths(d) == {"front": 1.0, "rear": 0.5}
+    assert d["rear"].decided_by == ("cpu budget",)  # the latency share (24 ms) allows 0.75
+    assert d["rear"].caps == {"budget": 0.75, "cpu_budget": 0.5}
+    assert d["rear"].reason.startswith("cpu budget 50%, share 15.0%: cpu at 0.5")
+
+
+def test_only_cameras_with_fresh_frames_share_the_cpu_budget():
+    g = make(priorities=[3.0, 2.0, 1.0])
+    shares = {name: SHARE for name in g.cameras}
+    g.update_cpu_budget(0.6)
+    assert widths(g.decide_cameras(0.0, {}, cpu_share=shares)) == {
+        "front": 1.0, "left": 0.5, "right": 0.5}
+    d = g.decide_cameras(1.0, {}, active={"front", "right"}, cpu_share=shares)
+    assert widths(d) == {"front": 1.0, "left": 0.5, "right": 0.75}
+    assert d["left"].reason == "cpu budget 60%: no recent frame, holding 0.5"
+
+
+def test_a_camera_that_sends_fewer_frames_costs_less_cpu():
+    """From the stores: the same CPU time per frame, but the rear camera sends 5 frames/s
+    against the front's 30, so under one CPU budget it keeps a wider width than the front,
+    though its priority is lower."""
+    g = make(cameras=("front", "rear"), priorities=[2.0, 1.0])
+    stores = {n: LatencyStore(window_s=60.0, max_frames=20) for n in g.cameras}
+    for name in g.cameras:
+        for w in WIDTHS:
+            stores[name].record(w, 10.0, now=0.0, cpu_ms=40.0 * w)  # 10, 20, 30, 40 ms
+    g.update_cpu_budget(0.5)  # 45 % of 2 cores
+    d = g.decide_from_stores(0.0, stores, frame_rates={"front": 30.0, "rear": 5.0}, cores=2)
+    assert widths(d) == {"front": 0.5, "rear": 1.0}  # 30 % + 10 % <= 45 %
+    assert d["rear"].cpu_share[1.0] == pytest.approx(0.040 * 5 / 2)     # 10 %
+    assert d["front"].cpu_share[0.75] == pytest.approx(0.030 * 30 / 2)  # 45 %: too much

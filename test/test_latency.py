@@ -24,7 +24,27 @@ def test_store_forgets_old_and_excess_frames() -> None:
     assert store.percentile(0.5, 0, now=3.2) == 20.0     # 10 ms (t=1.0) is older than 2 s
     assert store.percentile(0.5, 90, now=10.0) is None   # all stale
     assert store.recent([0.25, 0.5], 90, now=2.0) == {
-        0.25: None, 0.5: WidthLatency(q=90.0, pq_ms=pytest.approx(28.0), p50_ms=20.0, frames=3)}
+        0.25: None, 0.5: WidthLatency(q=90.0, pq_ms=pytest.approx(28.0), p50_ms=20.0, frames=3,
+                                      mean_ms=20.0)}
+
+
+def test_cpu_time_per_frame_is_kept_beside_the_latency() -> None:
+    """One store for both: the CPU-share budget reads the mean CPU time of the same recent
+    frames whose latency the millisecond budget reads."""
+    store = LatencyStore(window_s=2.0, max_frames=3)
+    store.record(1.0, 10.0, now=0.0, cpu_ms=99.0)  # pushed out by the frame limit
+    for t, ms, cpu in [(0.5, 10.0, 15.0), (1.0, 20.0, None), (1.5, 30.0, 25.0)]:
+        store.record(1.0, ms, now=t, cpu_ms=cpu)
+    store.record(0.5, 5.0, now=1.5)  # a frame without a CPU figure
+    got = store.recent([0.5, 1.0], 50, now=2.0)
+    assert got[1.0].cpu_ms == 20.0 and got[1.0].mean_ms == 20.0 and got[1.0].frames == 3
+    assert got[0.5].cpu_ms is None and got[0.5].mean_ms == 5.0
+    assert store.recent([1.0], 50, now=3.1)[1.0].cpu_ms == 25.0  # only the last frame is recent
+    store.reset(1.0)
+    assert store.recent([1.0], 50, now=2.0) == {1.0: None}
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="CPU time must be a finite number >= 0 ms"):
+            store.record(0.5, 1.0, now=0.0, cpu_ms=bad)
 
 
 @pytest.mark.parametrize("q", [0.0, 10.0, 50.0, 90.0, 99.0, 100.0])

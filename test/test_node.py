@@ -20,13 +20,17 @@ from node_harness import (PALETTE, Probe, Spinner, image_msg, make_tiny_checkpoi
                           pick_domain_id, wait_for)
 from slimseg_ros.contract import REJECTED, TOPICS, compressed_topic  # noqa: E402
 from slimseg_ros.conversions import colorize, palette_lut  # noqa: E402
+from slimseg_ros.governor_budget import CPU_METER  # noqa: E402
 from slimseg_ros.node import SlimSegNode, StartupError  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
-# torch keeps start-up short; the runtime backends have their own test below
+# torch keeps start-up short; the runtime backends have their own test below. The computer's
+# own battery and temperature stay out (host_sensors off): on a laptop running on battery or a
+# hot CPU they would cap the widths these tests expect.
 FAST = {"qos_check_period_s": 0.1, "diagnostics_period_s": 0.2, "governor.min_dwell_s": 0.2,
-        "governor.probe_interval_s": 0.2, "latency_window_frames": 5, "backend": "torch"}
+        "governor.probe_interval_s": 0.2, "latency_window_frames": 5, "backend": "torch",
+        "host_sensors": "off"}
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +191,40 @@ def test_battery_temperature_and_budget_lower_the_width(start) -> None:
              action=lambda: probe.image_pub.publish(msg), action_period=0.03)
     d = probe.fresh_diag(lambda v: v.active_width == 1.0)
     assert "request 1" in d.reason
+
+
+def test_cpu_budget_slims_a_busy_node_and_a_loose_one_widens_it_again(start) -> None:
+    """A camera faster than the node keeps it busy; a tight CPU-share budget lowers the width,
+    with the reason naming the CPU budget, and a loose one (all the cores) widens it again.
+    Only the widths and reasons are compared, never absolute shares: a loaded machine changes
+    those, not the outcome (no share exceeds all the cores, and a margin of 1 lets that fit)."""
+    node, probe = start(**{"governor.budget_margin": 1.0})
+    msg = image_msg(frame(24, 32), "rgb8")
+    send_until_mask(node, probe, msg)
+    for bad in (math.nan, -0.1, 1.5):  # rejected with the reason, the state kept
+        probe.send_cpu_budget(bad)
+    d = probe.fresh_diag(lambda v: v.rejected.get(REJECTED.cpu_budget) == 3)
+    assert "fraction of the usable cores" in d.last_rejected[REJECTED.cpu_budget]
+    assert d.active_width == 1.0 and d.host.cpu_budget is None
+    assert not node.set_parameters([Parameter("cpu_budget", value=1.5)])[0].successful
+
+    flood = dict(action=lambda: probe.image_pub.publish(msg), action_period=0.005, period=0.005)
+    assert node.set_parameters([Parameter("cpu_budget", value=0.001)])[0].successful
+    wait_for(lambda: probe.widths[-1] < 1.0, timeout=20, **flood)
+    d = wait_for(lambda: (lambda v: v if v.active_width is not None and v.active_width < 1.0
+                          and CPU_METER.name in v.decided_by else None)(probe.diag()),
+                 timeout=20, **flood)
+    assert CPU_METER.budget(0.001) + ":" in d.reason, d.reason  # "cpu budget 0.1%: ..."
+    assert d.host.cpu_budget == pytest.approx(0.001) and d.host.cores >= 1
+    assert d.host.node_cpu_share is not None and d.host.node_memory_mb > 0  # measured, not 0
+    assert d.cpu_share and all(v > 0.0 for v in d.cpu_share.values())
+    assert d.latency[d.active_width].cpu_ms is not None
+
+    probe.send_cpu_budget(1.0)  # all the usable cores: probes back up to the full width
+    wait_for(lambda: probe.widths[-1] == 1.0, timeout=30, **flood)
+    d = wait_for(lambda: (lambda v: v if v.active_width == 1.0 else None)(probe.diag()),
+                 timeout=10, **flood)
+    assert d.host.cpu_budget == 1.0 and d.reason.startswith("request 1"), d.reason
 
 
 def test_bad_inputs_are_rejected_and_reported(start) -> None:

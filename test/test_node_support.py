@@ -66,6 +66,20 @@ def test_frame_slots_wake_a_waiting_taker_and_close() -> None:
     assert not t.is_alive() and got[-1] is None and slots.closed
 
 
+def test_frame_slots_measure_each_cameras_frame_rate() -> None:
+    slots: ns.FrameSlots[int] = ns.FrameSlots(["fast", "slow", "idle"])
+    for i in range(31):  # 30 frames/s for one second; 2 frames/s
+        slots.put("fast", i, now=10.0 + i / 30.0)
+    for t in (10.0, 10.5, 11.0):
+        slots.put("slow", 0, now=t)
+    assert slots.rate("fast", 11.0, window_s=3.0) == pytest.approx(30.0)
+    assert slots.rate("slow", 11.0, window_s=3.0) == pytest.approx(2.0)
+    assert slots.rate("idle", 11.0, window_s=3.0) == 0.0  # no frame: costs nothing
+    assert slots.rate("fast", 20.0, window_s=3.0) == 0.0  # stopped: its frames left the window
+    slots.put("idle", 0, now=11.0)
+    assert slots.rate("idle", 11.0, window_s=3.0) is None  # one frame: no interval yet
+
+
 def test_rejections_are_counted_always_and_logged_throttled_per_kind() -> None:
     r = ns.Rejections(throttle_s=5.0)
     assert r.reject("image", "bad step", now=0.0) == "rejected image: bad step"
@@ -152,7 +166,8 @@ def test_yaml_file_sets_known_parameters_with_the_declared_types() -> None:
     # parameters whose default is an empty list are shown commented out (with an example)
     commented = {name for name, spec in SPECS.items() if spec.default == []}
     text = (REPO / "config" / "slimseg.yaml").read_text()
-    assert all(f"# {name}: [" in text for name in commented), commented
+    # (governor.* entries inside the governor block, by their own name)
+    assert all(f"# {name.removeprefix('governor.')}: [" in text for name in commented), commented
     assert set(values) == set(SPECS) - commented, "config/slimseg.yaml and params.PARAMS differ"
     py_types = {"bool": bool, "int": int, "float": float, "str": str}
     for name, value in values.items():
@@ -206,6 +221,9 @@ def test_parameter_table_is_complete_and_documented() -> None:
     ("cameras", ["front", "front"], "repeat"),
     ("cameras", ["/abs"], "relative ROS name"),
     ("camera_priorities", [1.0, float("nan")], "finite"),
+    ("host_sensors", "sometimes", "choose one of"),
+    ("host_temperature_sensors", ["coretemp/Package id*", " "], "must name a sensor"),
+    ("cpu_budget", float("nan"), "NaN"),
 ])
 def test_check_value_names_the_parameter(name: str, value, fragment: str) -> None:
     with pytest.raises(ValueError) as err:

@@ -1,0 +1,195 @@
+"""The governor's battery and thermal caps, from the robot's topics or the computer's own
+sensors.
+
+Each input has two sources: the topic (``battery_state``, ``temperature``) and the host
+(psutil's reading of the computer the node runs on). A live topic input always wins; the host's
+reading feeds the cap while the topic is silent (never heard, or stale by
+``stale_timeout_s``). Reasons name the source: ``battery 12% <= 15%`` comes from the topic,
+``host battery 12% <= 15%`` from the host. The host temperature has its own table
+(:meth:`~.governor_config.GovernorConfig.host_thermal_table`); both sources keep their own
+hysteresis state. Plain Python; times are passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .governor_config import MAX_CELSIUS, GovernorConfig
+
+TOPIC, HOST = "topic", "host"  # where a battery or temperature reading comes from
+_LABELS = {TOPIC: "", HOST: "host "}  # how reasons name the source
+
+
+def checked(name: str, value: Any, lo: float, hi: float) -> float:
+    """``value`` as a float in [lo, hi]; ValueError naming ``name`` otherwise (NaN, bools,
+    strings included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if math.isnan(v) or not lo <= v <= hi:
+        raise ValueError(f"{name} {v} is outside [{lo:g}, {hi:g}]")
+    return v
+
+
+@dataclass
+class Reading:
+    """A reading and when it arrived; ``charging`` for a battery, the sensor's ``high`` and
+    ``critical`` points for a host temperature."""
+
+    value: float
+    time: float
+    charging: bool = False
+    high: float | None = None
+    critical: float | None = None
+
+    def stale(self, now: float, timeout_s: float) -> bool:
+        return now - self.time > timeout_s
+
+
+def stale_warning(name: str, reading: Reading, now: float, timeout_s: float,
+                  then: str = "not constraining") -> str:
+    return f"{name} input stale ({now - reading.time:.1f} s old > {timeout_s:g} s): {then}"
+
+
+@dataclass
+class SharedCaps:
+    """The caps every camera shares (``battery``, ``thermal``) with their reasons and the
+    names of what set them, and where the battery and thermal inputs in use come from."""
+
+    caps: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def add(self, key: str, source: str, cap: tuple[float, str, str] | None) -> None:
+        self.sources[key] = source
+        if cap is not None:
+            self.caps[key], self.reasons[key], self.names[key] = cap
+
+
+class SensorCaps:
+    """Battery and temperature readings of both sources and the caps they set."""
+
+    def __init__(self, config: GovernorConfig) -> None:
+        self._config = config
+        self._battery: dict[str, Reading | None] = {TOPIC: None, HOST: None}
+        self._temperature: dict[str, Reading | None] = {TOPIC: None, HOST: None}
+        # per source, the thresholds whose cap is in force (hysteresis)
+        self._thermal_active: dict[str, set[float]] = {TOPIC: set(), HOST: set()}
+
+    def update_battery(self, source: str, percent: float | None, charging: bool,
+                       now: float) -> None:
+        """Charge in percent (0-100) from ``source``; None: that source has no battery."""
+        name = _LABELS[source] + "battery percent"
+        self._battery[source] = None if percent is None else Reading(
+            checked(name, percent, 0.0, 100.0), now, charging=bool(charging))
+
+    def update_temperature(self, source: str, celsius: float | None, now: float,
+                           high: float | None = None, critical: float | None = None) -> None:
+        """Degrees Celsius from ``source`` (None: no reading any more), with the sensor's
+        ``high``/``critical`` points (host only); updates that source's hysteresis state."""
+        reading = None
+        if celsius is not None:
+            name = _LABELS[source] + "temperature"
+            limits = [None if v is None else checked(f"{name} {k}", v, -273.15, MAX_CELSIUS)
+                      for k, v in (("high", high), ("critical", critical))]
+            reading = Reading(checked(name, celsius, -273.15, MAX_CELSIUS), now,
+                              high=limits[0], critical=limits[1])
+        previous = self._temperature[source]
+        if previous is None or previous.stale(now, self._config.stale_timeout_s):
+            self._thermal_active[source].clear()  # no memory across a gap in the readings
+        self._temperature[source] = reading
+        self._update_thermal_state(source)
+
+    def update_config(self, config: GovernorConfig) -> None:
+        """New thresholds; caps held by hysteresis stay held, removed rows no longer apply."""
+        self._config = config
+        for source in (TOPIC, HOST):
+            self._update_thermal_state(source)
+
+    def caps(self, now: float, snap: Callable[[float], float],
+             warnings: list[str]) -> SharedCaps:
+        """The battery and thermal caps at ``now`` (widths through ``snap``); stale inputs
+        are named in ``warnings``."""
+        shared = SharedCaps()
+        for key, found in (("battery", self._battery_cap(now, snap, warnings)),
+                           ("thermal", self._thermal_cap(now, snap, warnings))):
+            if found is not None:
+                shared.add(key, *found)
+        return shared
+
+    # ----------------------------------------------------------------------------- internals
+    def _in_use(self, inputs: dict[str, Reading | None], name: str, now: float,
+                warnings: list[str]) -> tuple[str, Reading] | None:
+        """(source, reading) in use: the topic's unless absent or stale, else the host's."""
+        timeout = self._config.stale_timeout_s
+        topic, host = inputs[TOPIC], inputs[HOST]
+        host_live = host is not None and not host.stale(now, timeout)
+        if topic is not None and not topic.stale(now, timeout):
+            return TOPIC, topic
+        if topic is not None:
+            warnings.append(stale_warning(name, topic, now, timeout,
+                                          "the host's reading is used" if host_live
+                                          else "not constraining"))
+        if host is not None and not host_live:
+            warnings.append(stale_warning(f"host {name}", host, now, timeout))
+        return (HOST, host) if host_live else None
+
+    def _thermal_table(self, source: str) -> tuple[tuple[float, float], ...]:
+        if source == TOPIC:
+            return self._config.thermal_thresholds
+        host = self._temperature[HOST]
+        return self._config.host_thermal_table(host.high if host else None,
+                                               host.critical if host else None)
+
+    def _update_thermal_state(self, source: str) -> None:
+        reading = self._temperature[source]
+        active = self._thermal_active[source]
+        if reading is None:
+            active.clear()
+            return
+        hyst = self._config.thermal_hysteresis_c
+        table = self._thermal_table(source)
+        for t, _ in table:
+            if reading.value >= t:
+                active.add(t)
+            elif reading.value < t - hyst:
+                active.discard(t)
+        active &= {t for t, _ in table}  # thresholds removed by a config change no longer apply
+
+    def _battery_cap(self, now: float, snap: Callable[[float], float], warnings: list[str]
+                     ) -> tuple[str, tuple[float, str, str] | None] | None:
+        """(source in use, its (cap, reason, name) or None), or None: no battery input."""
+        found = self._in_use(self._battery, "battery", now, warnings)
+        if found is None:
+            return None
+        source, b = found
+        rows = [(w, t) for t, w in self._config.battery_thresholds if b.value <= t]
+        if b.charging or not rows:  # ignored while charging
+            return source, None
+        w, t = min(rows)  # tightest width; among equal widths, the lowest threshold
+        label = _LABELS[source] + "battery"
+        return source, (snap(w), f"{label} {round(b.value, 1):g}% <= {t:g}%", label)
+
+    def _thermal_cap(self, now: float, snap: Callable[[float], float], warnings: list[str]
+                     ) -> tuple[str, tuple[float, str, str] | None] | None:
+        """(source in use, its (cap, reason, name) or None), or None: no temperature input."""
+        found = self._in_use(self._temperature, "temperature", now, warnings)
+        if found is None:
+            return None
+        source, reading = found
+        rows = [(w, t) for t, w in self._thermal_table(source)
+                if t in self._thermal_active[source]]
+        if not rows:
+            return source, None
+        w, t = min(rows)
+        label = _LABELS[source] + "thermal"
+        c = reading.value
+        if c >= t:
+            return source, (snap(w), f"{label} {c:.1f}C >= {t:g}C", label)
+        hyst = self._config.thermal_hysteresis_c
+        return source, (snap(w), f"{label} {c:.1f}C: cap of {t:g}C held until < {t - hyst:g}C",
+                        label)
