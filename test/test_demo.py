@@ -1,5 +1,6 @@
-"""slimseg-demo: its pieces (frame sources, diagnostics parsing, budgets, parameter file) and a
-short real run against the real node over DDS that must produce every report file."""
+"""slimseg-demo: its pieces (frame sources, diagnostics parsing, budgets, parameter file, the
+report's verdict on the generated frames) and a short real run against the real node over DDS
+that must produce every report file."""
 
 from __future__ import annotations
 
@@ -19,21 +20,34 @@ from slimseg_ros.latency import WidthLatency
 from slimseg_ros.tools.demo import DemoError
 from slimseg_ros.tools.demo.cli import find_params_file, flatten_params
 from slimseg_ros.tools.demo.client import Record, parse_diagnostic_values
+from slimseg_ros.tools.demo.report import write_report
 from slimseg_ros.tools.demo.scenario import phase_budgets, scenario
-from slimseg_ros.tools.demo.sources import FrameSource, synthetic_street
+from slimseg_ros.tools.demo.scene import (CLASS_MISMATCH_SENTENCE, CLASS_NAMES, MIOU_THRESHOLD,
+                                          ROAD, SceneScore, street_scene)
+from slimseg_ros.tools.demo.sources import FrameSource, SceneSource
 from slimseg_ros.tools.node_process import stand_in_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_synthetic_street_is_a_moving_street_scene():
-    a, b = synthetic_street(0, 120, 160), synthetic_street(5, 120, 160)
-    assert a.shape == (120, 160, 3) and a.dtype == np.uint8
-    assert not np.array_equal(a, b)  # the scene moves
-    assert a[:10].mean(axis=(0, 1))[2] > a[-10:].mean(axis=(0, 1))[2]  # blue sky over the road
+@pytest.mark.parametrize("workers", [1, 2])
+def test_scene_source_replays_a_drawn_loop_with_its_label_maps(workers):
+    src = SceneSource(3, (40, 48), seed=1, workers=workers)
+    assert "loop of 3 frames of 40x48" in src.description
+    indices, frames = [src.index], [src.first]
+    for _ in range(4):
+        frames.append(src.next())
+        indices.append(src.index)
+    assert indices == [0, 1, 2, 0, 1]  # the loop, its position published with each frame
+    for index, rgb in zip(indices, frames):
+        expected_rgb, expected_labels = street_scene(index, 40, 48, seed=1)
+        assert np.array_equal(rgb, expected_rgb)
+        assert np.array_equal(src.labels(index), expected_labels)
+    with pytest.raises(DemoError, match="smaller than 32x32"):
+        SceneSource(2, (20, 48))
 
 
-def test_frame_source_folder_video_and_synthetic(tmp_path):
+def test_frame_source_folder_and_video(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
@@ -55,8 +69,7 @@ def test_frame_source_folder_video_and_synthetic(tmp_path):
     frames = [src.first] + [src.next() for _ in range(4)]  # loops past the end
     assert all(f.shape == (30, 40, 3) for f in frames)
     assert abs(int(frames[3].mean()) - int(frames[0].mean())) < 8
-
-    assert FrameSource(None, (24, 32)).next().shape == (24, 32, 3)
+    assert src.labels(src.index) is None  # real frames: nothing to score against
 
 
 @pytest.mark.parametrize("make, match", [
@@ -106,6 +119,61 @@ def test_scenario_covers_every_width_and_policy():
     assert [p.budget for p in phases if isinstance(p.budget, str)] == ["tight", "relaxed"]
 
 
+def _scored_report(tmp_path: Path, predict, *, generated: bool = True,
+                   class_names: tuple[str, ...] = CLASS_NAMES) -> tuple[str, dict]:
+    """report.md and report.json written from a record whose masks (``predict(truth)``, at
+    widths 0.25 and 1.0, of two generated frames) were scored as the client scores them."""
+    size = (40, 48)
+    tmp_path.mkdir(exist_ok=True)
+    scored = generated and class_names == CLASS_NAMES  # as the demo decides
+    record = Record(scene=SceneScore() if scored else None)
+    frame = street_scene(0, *size)[0]
+    for index in range(2):
+        truth = street_scene(index, *size)[1]
+        for width in (0.25, 1.0):
+            if record.scene is not None:
+                record.scene.add(width, truth, predict(truth))
+                record.scene_masks[width] = record.scene_masks.get(width, 0) + 1
+                record.scene_frames.add(index)
+            record.masks.append({"t": 0.1 * index, "latency_ms": 5.0, "width": width,
+                                 "phase": "p", "index": index})
+    info = {"widths": [0.25, 1.0], "class_names": list(class_names), "palette": [],
+            "untrained": False}
+    meta = {"checkpoint": "model.pt", "untrained": False, "source": "test frames",
+            "frame_size": list(size), "fps": 10.0, "node_command": ["slimseg_node"],
+            "startup_s": 1.0, "domain_id": 1, "device": "cpu", "masks_match_frames": True,
+            "generated_frames": generated}
+    files = write_report(tmp_path, record, frame, info, [0.25, 1.0], meta, t_end=1.0)
+    return files["report"].read_text(), json.loads(files["report_json"].read_text())
+
+
+def test_report_gives_the_figures_when_the_model_segments_the_scene(tmp_path):
+    text, data = _scored_report(tmp_path, lambda truth: truth)
+    assert "| 0.25 | 2 | 100.0 |" in text and "| 1 | 2 | 100.0 |" in text
+    assert ("On 2 generated street frames of 40x48 pixels the model reaches mIoU 100.0 at "
+            "width 0.25, 100.0 at width 1") in text
+    assert "out of distribution" not in text
+    assert data["scene"]["miou"] == {"0.25": 100.0, "1.0": 100.0}
+
+
+def test_report_says_out_of_distribution_below_the_threshold(tmp_path):
+    text, data = _scored_report(tmp_path, lambda truth: np.full_like(truth, ROAD))
+    miou = data["scene"]["miou"]["1.0"]
+    assert miou < MIOU_THRESHOLD
+    assert "out of distribution for this model" in text and "--images" in text
+    assert f"mIoU {miou:.1f} at width 1 is below {MIOU_THRESHOLD:g}" in text
+    assert "reaches mIoU" not in text
+
+
+def test_report_names_a_class_mismatch_and_is_silent_on_real_frames(tmp_path):
+    text, data = _scored_report(tmp_path / "other", lambda truth: truth,
+                                class_names=tuple(reversed(CLASS_NAMES)))
+    assert CLASS_MISMATCH_SENTENCE in text and "| width | masks scored |" not in text
+    assert data["scene"]["miou"] == {}
+    text, data = _scored_report(tmp_path / "real", lambda truth: truth, generated=False)
+    assert "generated" not in text and data["scene"] is None
+
+
 def test_parameter_file_is_found_and_flattened():
     params = flatten_params(find_params_file())
     assert "governor.min_dwell_s" in params and "checkpoint" in params
@@ -118,7 +186,7 @@ def test_short_demo_run_writes_the_whole_report(tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
     for i in range(3):
-        cv2.imwrite(str(frames / f"{i}.png"), synthetic_street(i, 48, 64)[:, :, ::-1])
+        cv2.imwrite(str(frames / f"{i}.png"), street_scene(i, 48, 64)[0][:, :, ::-1])
     checkpoint = stand_in_checkpoint(tmp_path / "tiny.pt", tiny=True)
     out = tmp_path / "report"
     cmd = [sys.executable, "-m", "slimseg_ros.tools.demo", "--output", str(out), "--images",

@@ -24,7 +24,8 @@ from . import DemoError
 from .client import DemoClient, Record
 from .report import write_report
 from .scenario import play
-from .sources import FrameSource
+from .scene import SceneScore, scene_classes_match
+from .sources import SCENE_LOOP_FRAMES, FrameSource, SceneSource, Source
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,12 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slimseg-demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--output", default="reports/demo", help="report folder (created)")
     p.add_argument("--images", help="an image folder or a video file to replay; default: a "
-                                    "synthetic street scene")
+                                    "generated street scene, its masks scored against its "
+                                    "label maps")
     p.add_argument("--checkpoint", help="model file; default: the packaged model, or an "
                                         "untrained stand-in if none is installed")
     p.add_argument("--params", help="node parameter file; default: config/slimseg.yaml")
     p.add_argument("--size", type=_parse_size, help="resize frames to HEIGHTxWIDTH "
-                                                    "(synthetic default 360x480)")
+                                                    "(generated frames: 360x480)")
+    p.add_argument("--scene-frames", type=int, default=SCENE_LOOP_FRAMES,
+                   help="frames of the generated scene drawn before the replay, then looped")
     p.add_argument("--fps", type=float, default=10.0, help="frames offered per second")
     p.add_argument("--phase-seconds", type=float, default=4.0,
                    help="length of one scenario step; the whole scenario is about 16 steps")
@@ -149,7 +153,12 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
         print("[demo] WARNING: the checkpoint is UNTRAINED", flush=True)
     widths = sorted(info["widths"])
 
-    source = FrameSource(args.images, args.size)
+    source: Source
+    if args.images:
+        source = FrameSource(args.images, args.size)
+    else:
+        print(f"[demo] drawing {args.scene_frames} frames of the street scene", flush=True)
+        source = SceneSource(args.scene_frames, args.size)
     frame_size = source.first.shape[:2]
     domain_id = args.domain_id if args.domain_id is not None else 100 + os.getpid() % 100
     env = node_environment(domain_id, localhost_only=True)
@@ -177,6 +186,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     import rclpy
 
     record = Record()
+    if not args.images and scene_classes_match(info["class_names"]):
+        record.scene = SceneScore()  # masks of generated frames are scored as they come back
     origin = [time.monotonic()]  # the scenario clock restarts at 0 once the node is up
 
     def clock() -> float:
@@ -187,7 +198,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            client = DemoClient(record, clock)
+            client = DemoClient(record, clock, source.labels)
             startup_s = _wait_for_node(client, proc, source, args, log_path, record)
             with client.lock:
                 shift = time.monotonic() - origin[0]
@@ -202,6 +213,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
             rclpy.try_shutdown()
     meta = {"checkpoint": str(checkpoint), "untrained": info["untrained"],
             "source": source.description, "frame_size": list(frame_size), "fps": args.fps,
+            "generated_frames": not args.images,
             "node_command": cmd, "startup_s": startup_s, "domain_id": domain_id,
             "device": args.device or params.get("device", "default"),
             "masks_match_frames": bool(record.masks) and all(
@@ -224,7 +236,7 @@ def _shift_times(record: Record, dt: float) -> None:
             row["t"] = round(row["t"] + dt, 3)
 
 
-def _wait_for_node(client: DemoClient, proc: subprocess.Popen, source: FrameSource,
+def _wait_for_node(client: DemoClient, proc: subprocess.Popen, source: Source,
                    args: argparse.Namespace, log_path: Path, record: Record) -> float:
     """Offer frames until the first mask comes back; the seconds it took."""
     start = time.monotonic()
@@ -235,7 +247,7 @@ def _wait_for_node(client: DemoClient, proc: subprocess.Popen, source: FrameSour
             raise DemoError(f"the node exited with code {proc.returncode} during start-up; "
                             f"last lines of {log_path}:\n{log_tail(log_path)}")
         if client.connected():
-            client.publish_frame(frame)
+            client.publish_frame(frame)  # no index: start-up masks are not scored
         time.sleep(0.25)
         with client.lock:
             if record.masks:

@@ -13,14 +13,15 @@ from typing import Any
 import numpy as np
 
 from ...contract import KEYS, TOPICS, is_segmentation_status, read_diagnostics
+from .scene import SceneScore
 
 
 @dataclass
 class Record:
     """Everything the demo saw; times are seconds since the scenario clock started."""
 
-    frames: list[dict[str, Any]] = field(default_factory=list)       # t, stamp, phase
-    masks: list[dict[str, Any]] = field(default_factory=list)        # t, latency_ms, width
+    frames: list[dict[str, Any]] = field(default_factory=list)       # t, phase, index
+    masks: list[dict[str, Any]] = field(default_factory=list)        # t, latency_ms, width, index
     active: list[tuple[float, float]] = field(default_factory=list)  # (t, width)
     requests: list[tuple[float, float]] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)       # t, battery, temp, budget
@@ -29,6 +30,12 @@ class Record:
     phases: list[dict[str, Any]] = field(default_factory=list)       # name, start, end
     montage: dict[float, np.ndarray] = field(default_factory=dict)   # width -> mono8 mask
     montage_color: dict[float, np.ndarray] = field(default_factory=dict)
+    # The masks scored against the generated frames' label maps (None: not scored, e.g. real
+    # frames): confusion per width, masks per width, the frames (indices) they came from.
+    scene: SceneScore | None = None
+    scene_masks: dict[float, int] = field(default_factory=dict)
+    scene_frames: set[int] = field(default_factory=set)
+    scene_error: str = ""
 
 
 def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
@@ -57,7 +64,10 @@ def _reason_key(width: float, reason: str) -> tuple[float, str]:
 class DemoClient:
     """The demo's own rclpy node: camera and policy publishers, output subscribers, recording."""
 
-    def __init__(self, record: Record, clock: Callable[[], float]) -> None:
+    def __init__(self, record: Record, clock: Callable[[], float],
+                 labels: Callable[[int], np.ndarray | None] | None = None) -> None:
+        """``labels(index)``: the label map of the frame published with ``index`` (None: none),
+        for scoring masks into ``record.scene``."""
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -90,7 +100,8 @@ class DemoClient:
         # Subscribed for the whole run: creating/destroying subscriptions from this thread while
         # the executor spins in another one can hang rclpy; _on_color keeps only montage frames.
         n.create_subscription(Image, TOPICS.color, self._on_color, outputs)
-        self.stamps: dict[tuple[int, int], tuple[float, str]] = {}
+        self.labels = labels
+        self.stamps: dict[tuple[int, int], tuple[float, str, int | None]] = {}
         self.montage_width: float | None = None  # capture masks for this width...
         self.montage_after: float = math.inf     # ...of frames sent after this time
         self.active_width: float | None = None
@@ -117,14 +128,35 @@ class DemoClient:
                 return
             width = self.active_width
             self.record.masks.append({"t": t, "latency_ms": (t - sent[0]) * 1000.0,
-                                      "width": width, "phase": sent[1],
+                                      "width": width, "phase": sent[1], "index": sent[2],
                                       "frame_id": msg.header.frame_id,
                                       "size": [msg.height, msg.width]})
             mw = self.montage_width
-            if mw is not None and sent[0] >= self.montage_after and mw not in self.record.montage:
-                mask = np.frombuffer(bytes(msg.data), np.uint8)
-                mask = mask.reshape(msg.height, msg.step)[:, : msg.width].copy()
-                self.record.montage[mw] = mask
+            montage = (mw is not None and sent[0] >= self.montage_after
+                       and mw not in self.record.montage)
+        truth = None
+        if self.record.scene is not None and self.labels is not None and sent[2] is not None:
+            truth = self.labels(sent[2])
+        if not montage and (truth is None or width is None):
+            return
+        mask = np.frombuffer(bytes(msg.data), np.uint8)
+        mask = mask.reshape(msg.height, msg.step)[:, : msg.width]
+        if montage:
+            with self.lock:
+                self.record.montage[mw] = mask.copy()
+        if truth is not None and width is not None:
+            self._score(width, sent[2], truth, mask)
+
+    def _score(self, width: float, index: int, truth: np.ndarray, mask: np.ndarray) -> None:
+        """Count one mask against its frame's label map (executor thread only)."""
+        rec = self.record
+        try:
+            rec.scene.add(width, truth, mask)
+        except ValueError as exc:  # never stop the executor: say so in the report instead
+            rec.scene_error, rec.scene = str(exc), None
+            return
+        rec.scene_masks[width] = rec.scene_masks.get(width, 0) + 1
+        rec.scene_frames.add(index)
 
     def _on_color(self, msg: Any) -> None:
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
@@ -169,7 +201,9 @@ class DemoClient:
                     self.last_decision = key
 
     # -- publishing (main thread)
-    def publish_frame(self, rgb: np.ndarray) -> None:
+    def publish_frame(self, rgb: np.ndarray, index: int | None = None) -> None:
+        """Publish ``rgb`` as the camera's next frame; ``index`` (its position in the source)
+        comes back with its mask, by stamp."""
         msg = self.msgs["Image"]()
         msg.header.stamp = self.node.get_clock().now().to_msg()
         msg.header.frame_id = "demo_camera"
@@ -180,11 +214,12 @@ class DemoClient:
         msg.data = np.ascontiguousarray(rgb).tobytes()
         t = self.clock()
         with self.lock:
-            self.stamps[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (t, self.phase)
+            self.stamps[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (t, self.phase,
+                                                                             index)
             if len(self.stamps) > 2000:
                 for k in list(self.stamps)[:1000]:
                     del self.stamps[k]
-            self.record.frames.append({"t": t, "phase": self.phase})
+            self.record.frames.append({"t": t, "phase": self.phase, "index": index})
         self.pub_image.publish(msg)
 
     def publish_width(self, width: float) -> None:
@@ -220,5 +255,3 @@ class DemoClient:
         except Exception:
             pass
         self.node.destroy_node()
-
-

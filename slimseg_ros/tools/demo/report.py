@@ -1,5 +1,6 @@
 """The demo's report folder: timeline and montage figures, latency and decision tables, the
-per-phase summary and ``report.md``, all from what the client recorded."""
+per-phase summary, the masks' mIoU against the generated frames' label maps, ``report.md`` and
+``report.json``, all from what the client recorded."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from ...widths import find_width, same_width
 from ..node_process import CAMVID_CLASSES, CAMVID_PALETTE
 from .client import Record, parse_diagnostic_values
+from .scene import CLASS_MISMATCH_SENTENCE, scene_classes_match, scene_report_sentence
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -175,22 +177,67 @@ def phase_summary(record: Record) -> list[dict[str, Any]]:
     return out
 
 
+def scene_summary(record: Record, info: dict[str, Any], meta: dict[str, Any]
+                  ) -> dict[str, Any] | None:
+    """What the report says about the masks of the generated frames: per width the masks
+    scored and their mIoU (percent) against the generator's label maps, and one sentence
+    (:func:`~.scene.scene_report_sentence`: out of distribution below the threshold, the
+    figures above). None when the frames were the user's own (``meta["generated_frames"]``
+    false): they have no label maps."""
+    if not meta.get("generated_frames"):
+        return None
+    out: dict[str, Any] = {"miou": {}, "masks": dict(sorted(record.scene_masks.items())),
+                           "frames": len(record.scene_frames)}
+    miou = record.scene.miou() if record.scene is not None else {}
+    if not scene_classes_match(info.get("class_names") or ()):
+        out["sentence"] = CLASS_MISMATCH_SENTENCE
+        return out
+    out["miou"] = {w: round(v, 2) for w, v in miou.items()}
+    size = (int(meta["frame_size"][0]), int(meta["frame_size"][1]))
+    if record.scene_error:
+        out["sentence"] = (f"The masks could not be scored against the generated label maps: "
+                           f"{record.scene_error}.")
+    elif not miou:
+        out["sentence"] = "No mask of a generated frame came back, so no mIoU was measured."
+    elif info.get("untrained"):
+        out["sentence"] = ("The model is UNTRAINED, so these figures only show that the masks "
+                           "are scored; pass --checkpoint FILE for a trained model.")
+    else:
+        out["sentence"] = scene_report_sentence(miou, len(record.scene_frames), size)
+    return out
+
+
+def _scene_lines(scene: dict[str, Any] | None) -> list[str]:
+    if scene is None:
+        return []
+    lines = ["## Masks against the generated label maps", ""]
+    if scene["miou"]:
+        lines += ["Every mask the node returned for a generated frame, counted against the "
+                  "generator's own label map of that frame (mIoU over the classes drawn, "
+                  "percent).", "", "| width | masks scored | mIoU % |", "|---|---|---|"]
+        lines += [f"| {w:g} | {scene['masks'].get(w, 0)} | {v:.1f} |"
+                  for w, v in scene["miou"].items()]
+        lines.append("")
+    return lines + [scene["sentence"], ""]
+
+
 def write_report(out: Path, record: Record, frame: np.ndarray, info: dict[str, Any],
                  widths: list[float], meta: dict[str, Any], t_end: float) -> dict[str, Path]:
     """Write every report file; returns their paths by name."""
     files = {name: out / fname for name, fname in (
         ("timeline", "timeline.png"), ("montage", "montage.png"), ("latency_md", "latency.md"),
         ("latency_json", "latency.json"), ("decisions_md", "decisions.md"),
-        ("decisions_json", "decisions.json"), ("report", "report.md"))}
+        ("decisions_json", "decisions.json"), ("report", "report.md"),
+        ("report_json", "report.json"))}
     table = latency_table(record, widths)
     plot_timeline(record, files["timeline"], t_end)
     plot_montage(record, frame, info, widths, table, files["montage"])
     files["latency_json"].write_text(json.dumps({"widths": table, "meta": meta}, indent=2))
     lines = ["# Latency per width", "",
              f"End to end = camera message published -> mask received by the demo over DDS "
-             f"(frames {meta['frame_size'][1]}x{meta['frame_size'][0]}, device "
-             f"`{meta['device']}`). Node p50/p90 = inference time as the node reports it in its "
-             f"diagnostics (last report with that width).", "",
+             f"(frames {meta['frame_size'][0]}x{meta['frame_size'][1]} pixels, height x width, "
+             f"device `{meta['device']}`). Node p50/p90 = inference time as the node reports "
+             f"it in its diagnostics (last report with that width).", "",
              "| width | masks | e2e mean ms | e2e p50 ms | e2e p90 ms | node p50 ms | "
              "node p90 ms |", "|---|---|---|---|---|---|---|"]
     for r in table:
@@ -214,14 +261,18 @@ def write_report(out: Path, record: Record, frame: np.ndarray, info: dict[str, A
     files["decisions_md"].write_text("\n".join(lines) + "\n")
     summary = phase_summary(record)
     (out / "phases.json").write_text(json.dumps(summary, indent=2))
+    scene = scene_summary(record, info, meta)
+    files["report_json"].write_text(json.dumps(
+        {"meta": meta, "frames_sent": len(record.frames), "masks_received": len(record.masks),
+         "scene": scene}, indent=2))
     lines = ["# slimseg_ros demo", ""]
     if info.get("untrained"):
         lines += ["**The model is UNTRAINED (random segmentation head): the masks mean nothing. "
                   "The demo shows the plumbing (width switching, policies, latency), not "
                   "segmentation quality.**", ""]
     lines += [f"- checkpoint: `{meta['checkpoint']}`", f"- frames: {meta['source']}",
-              f"- frame size: {meta['frame_size'][1]}x{meta['frame_size'][0]}, "
-              f"{meta['fps']:g} fps offered",
+              f"- frame size: {meta['frame_size'][0]}x{meta['frame_size'][1]} pixels "
+              f"(height x width), {meta['fps']:g} fps offered",
               f"- node: `{' '.join(meta['node_command'])}`",
               f"- node start-up (process start -> first mask): {meta['startup_s']:.1f} s",
               f"- frames sent: {len(record.frames)}, masks received: {len(record.masks)}; every "
@@ -229,8 +280,9 @@ def write_report(out: Path, record: Record, frame: np.ndarray, info: dict[str, A
               f"{'yes' if meta['masks_match_frames'] else 'NO'}",
               f"- ROS_DOMAIN_ID: {meta['domain_id']}", "",
               "Files: `timeline.png`, `montage.png`, `latency.md`/`latency.json`, "
-              "`decisions.md`/`decisions.json`, `phases.json`, `node.log`.", "",
-              "## Phases", "", "| phase | expected | widths seen | reasons given |",
+              "`decisions.md`/`decisions.json`, `phases.json`, `report.json`, `node.log`.", ""]
+    lines += _scene_lines(scene)
+    lines += ["## Phases", "", "| phase | expected | widths seen | reasons given |",
               "|---|---|---|---|"]
     for s in summary:
         ws = " -> ".join(f"{w:g}" for w in _dedupe(s["widths"])) or "none"

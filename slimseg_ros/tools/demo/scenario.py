@@ -16,7 +16,7 @@ from ..node_process import log_tail
 from . import DemoError
 from .client import DemoClient, Record
 from .report import latency_table
-from .sources import FrameSource
+from .sources import Source
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Phase:
     charging: bool = False
     temperature: tuple[float, float] = (45.0, 45.0)  # celsius, start -> end
     budget: str | float = 0.0              # ms; "tight"/"relaxed" are set from measured latency
-    montage: bool = False                  # hold one frame for the per-width montage
+    montage: bool = False                  # hold frame 0 until the montage has its mask
     expect: str = ""                       # what the phase should show, for the report
 
 
@@ -82,11 +82,12 @@ def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[st
     return {"tight": round(tight, 2), "relaxed": round(3.0 * max(known) / margin, 2)}
 
 
-def play(client: DemoClient, proc: subprocess.Popen, source: FrameSource, record: Record,
+def play(client: DemoClient, proc: subprocess.Popen, source: Source, record: Record,
          widths: list[float], phase_s: float, fps: float, margin: float,
          clock: Callable[[], float], log_path: Path) -> float:
     """Run the scenario, offering ``fps`` frames per second to the node process ``proc``;
-    returns the end time on the scenario clock (seconds)."""
+    returns the end time on the scenario clock (seconds). A montage phase holds frame 0 of
+    ``source`` until the montage has its mask at the phase's width, then goes on replaying."""
     period = 1.0 / fps
     input_period = 0.25
     budgets: dict[str, float] = {}
@@ -115,16 +116,19 @@ def play(client: DemoClient, proc: subprocess.Popen, source: FrameSource, record
                                       _lerp(ph.temperature, frac), budget)
                 next_input = now + input_period
             if now >= next_frame:
-                if ph.montage:
-                    with client.lock:
-                        if (not armed and client.active_width is not None
-                                and same_width(client.active_width, ph.request)):
-                            client.montage_width = ph.request
-                            client.montage_after = clock()
-                            armed = True
-                    client.publish_frame(source.first)
+                with client.lock:
+                    holding = ph.montage and not (ph.request in record.montage
+                                                  and ph.request in record.montage_color)
+                    if (holding and not armed and client.active_width is not None
+                            and same_width(client.active_width, ph.request)):
+                        client.montage_width = ph.request
+                        client.montage_after = clock()
+                        armed = True
+                if holding:
+                    client.publish_frame(source.first, 0)
                 else:
-                    client.publish_frame(source.next())
+                    rgb = source.next()
+                    client.publish_frame(rgb, source.index)
                 next_frame = max(next_frame + period, now)
             time.sleep(max(0.0, min(next_frame, next_input) - clock()))
         if ph.montage:
