@@ -71,13 +71,19 @@ class SceneSource:
 
 class FrameSource:
     """Endless RGB frames (``H x W x 3`` uint8) from an image folder (in name order) or a video,
-    both looped; ``size`` (height, width) resizes every frame. :attr:`index` is the position of
-    the last frame returned (``first`` is 0); real frames have no label maps."""
+    both looped; ``size`` (height, width) resizes every frame. ``start`` (0 to 1) begins that
+    far into the folder or video, so that several cameras show different frames. :attr:`index`
+    is the position of the last frame returned (``first`` is 0); real frames have no label
+    maps."""
 
-    def __init__(self, path: str | os.PathLike, size: tuple[int, int] | None) -> None:
+    def __init__(self, path: str | os.PathLike, size: tuple[int, int] | None,
+                 start: float = 0.0) -> None:
+        if not 0.0 <= start < 1.0:
+            raise DemoError(f"start must be in [0, 1), got {start}")
         self.size = size
         self._files: list[Path] = []
         self._video = None
+        self._offset = 0
         self.path = Path(path).expanduser()
         if self.path.is_dir():
             self._files = sorted(p for p in self.path.iterdir()
@@ -86,6 +92,7 @@ class FrameSource:
                 raise DemoError(f"image folder {self.path} holds no images "
                                 f"({', '.join(IMAGE_SUFFIXES)})")
             self.description = f"{len(self._files)} images from {self.path}"
+            self._offset = int(start * len(self._files))
         elif self.path.is_file():
             import cv2
 
@@ -93,6 +100,8 @@ class FrameSource:
             if not self._video.isOpened():
                 raise DemoError(f"cannot open video file {self.path} with OpenCV")
             self.description = f"video file {self.path}"
+            for _ in range(int(start * max(0.0, self._video.get(cv2.CAP_PROP_FRAME_COUNT)))):
+                self._video.grab()
         else:
             raise DemoError(f"--images {self.path} is neither an image folder nor a video file")
         self.index = 0
@@ -109,7 +118,7 @@ class FrameSource:
         import cv2
 
         if self._files:
-            f = self._files[index % len(self._files)]
+            f = self._files[(self._offset + index) % len(self._files)]
             bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise DemoError(f"cannot read image {f}")
