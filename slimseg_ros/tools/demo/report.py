@@ -319,7 +319,7 @@ def scene_summary(record: Record, info: dict[str, Any], meta: dict[str, Any]
     if not scene_classes_match(info.get("class_names") or ()):
         out["sentence"] = CLASS_MISMATCH_SENTENCE
         return out
-    out["miou"] = {w: round(v, 2) for w, v in miou.items()}
+    out["miou"] = dict(miou)  # unrounded: the table and the sentence print the same figure
     size = (int(meta["frame_size"][0]), int(meta["frame_size"][1]))
     if record.scene_error:
         out["sentence"] = (f"The masks could not be scored against the generated label maps: "
