@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 IMAGES ?=
+CAMERAS ?=
 DEMO_OUT ?= reports/demo
 
 .PHONY: venv test test-fast demo bench clean
@@ -24,7 +25,8 @@ test-fast: venv
 	$(PY) -m pytest -q -m "not slow" test
 
 demo: venv
-	$(VENV)/bin/slimseg-demo --output $(DEMO_OUT) $(if $(IMAGES),--images $(IMAGES),)
+	$(VENV)/bin/slimseg-demo --output $(DEMO_OUT) $(if $(IMAGES),--images $(IMAGES),) \
+		$(if $(CAMERAS),--cameras $(CAMERAS),)
 
 bench: venv
 	$(VENV)/bin/slimseg-bench

@@ -1,9 +1,6 @@
-"""
-slimseg-demo: its pieces, and a short real run against the real node over DDS.
-
-The pieces: frame sources, diagnostics parsing, budgets, the parameter file. The run must
-produce every report file.
-"""
+"""slimseg-demo: its pieces (frame sources, diagnostics parsing, budgets, parameter file, the
+report's verdict on the generated frames) and a short real run against the real node over DDS
+that must produce every report file."""
 
 from __future__ import annotations
 
@@ -21,23 +18,36 @@ import pytest
 from slimseg_ros.contract import Diagnostics, diagnostics_values
 from slimseg_ros.latency import WidthLatency
 from slimseg_ros.tools.demo import DemoError
-from slimseg_ros.tools.demo.cli import find_params_file, flatten_params
+from slimseg_ros.tools.demo.cli import find_params_file, flatten_params, main
 from slimseg_ros.tools.demo.client import Record, parse_diagnostic_values
-from slimseg_ros.tools.demo.scenario import phase_budgets, scenario
-from slimseg_ros.tools.demo.sources import FrameSource, synthetic_street
+from slimseg_ros.tools.demo.report import camera_story, phase_summary, write_report
+from slimseg_ros.tools.demo.scenario import camera_scenario, phase_budgets, scenario
+from slimseg_ros.tools.demo.scene import (CLASS_MISMATCH_SENTENCE, CLASS_NAMES, MIOU_THRESHOLD,
+                                          ROAD, SceneScore, street_scene)
+from slimseg_ros.tools.demo.sources import FrameSource, SceneSource
 from slimseg_ros.tools.node_process import stand_in_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_synthetic_street_is_a_moving_street_scene():
-    a, b = synthetic_street(0, 120, 160), synthetic_street(5, 120, 160)
-    assert a.shape == (120, 160, 3) and a.dtype == np.uint8
-    assert not np.array_equal(a, b)  # the scene moves
-    assert a[:10].mean(axis=(0, 1))[2] > a[-10:].mean(axis=(0, 1))[2]  # blue sky over the road
+@pytest.mark.parametrize("workers", [1, 2])
+def test_scene_source_replays_a_drawn_loop_with_its_label_maps(workers):
+    src = SceneSource(3, (40, 48), seed=1, workers=workers)
+    assert "loop of 3 frames of 40x48" in src.description
+    indices, frames = [src.index], [src.first]
+    for _ in range(4):
+        frames.append(src.next())
+        indices.append(src.index)
+    assert indices == [0, 1, 2, 0, 1]  # the loop, its position published with each frame
+    for index, rgb in zip(indices, frames):
+        expected_rgb, expected_labels = street_scene(index, 40, 48, seed=1)
+        assert np.array_equal(rgb, expected_rgb)
+        assert np.array_equal(src.labels(index), expected_labels)
+    with pytest.raises(DemoError, match="smaller than 32x32"):
+        SceneSource(2, (20, 48))
 
 
-def test_frame_source_folder_video_and_synthetic(tmp_path):
+def test_frame_source_folder_and_video(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
@@ -49,6 +59,8 @@ def test_frame_source_folder_video_and_synthetic(tmp_path):
     seen = [tuple(src.first[0, 0])] + [tuple(src.next()[0, 0]) for _ in range(3)]
     assert seen == colours + colours[:1]  # in name order, looping
     assert FrameSource(folder, (20, 24)).next().shape == (20, 24, 3)
+    later = FrameSource(folder, None, start=0.5)  # another camera, further into the folder
+    assert tuple(later.first[0, 0]) == colours[1] and later.index == 0
 
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (40, 30))
@@ -59,8 +71,7 @@ def test_frame_source_folder_video_and_synthetic(tmp_path):
     frames = [src.first] + [src.next() for _ in range(4)]  # loops past the end
     assert all(f.shape == (30, 40, 3) for f in frames)
     assert abs(int(frames[3].mean()) - int(frames[0].mean())) < 8
-
-    assert FrameSource(None, (24, 32)).next().shape == (24, 32, 3)
+    assert src.labels(src.index) is None  # real frames: nothing to score against
 
 
 @pytest.mark.parametrize("make, match", [
@@ -101,6 +112,79 @@ def test_budgets_come_from_the_figures_the_governor_compared():
     assert phase_budgets(Record(), [0.25, 1.0], 0.9) == {"tight": 50.0, "relaxed": 1000.0}
 
 
+def test_camera_budgets_keep_the_first_camera_at_full_width():
+    def report(camera: str, *pairs: tuple[float, float]) -> dict:
+        return {"camera": camera, "values": diagnostics_values(Diagnostics(latency={
+            w: WidthLatency(q=90.0, pq_ms=ms, p50_ms=ms, frames=20) for w, ms in pairs}))}
+
+    sweep = [(0.25, 4.0), (0.5, 9.0), (0.75, 16.0), (1.0, 25.0)]
+    record = Record(cameras=["front", "left", "right"],
+                    diagnostics=[report(None)] + [report(c, *sweep) for c in
+                                                  ("front", "left", "right")])
+    b = phase_budgets(record, [0.25, 0.5, 0.75, 1.0], margin=0.9)
+    allowed = b["tight"] * 0.9
+    assert 25.0 + 2 * 9.0 < allowed < 25.0 + 2 * 16.0  # front at 1.0, both sides at 0.5
+    assert b["relaxed"] * 0.9 == pytest.approx(3 * 3 * 25.0, abs=0.01)
+
+
+def test_camera_scenario_drops_the_last_camera_under_the_tight_budget():
+    phases = camera_scenario(1.0, [0.25, 0.5, 0.75, 1.0], ["front", "left", "right"])
+    assert [p.request for p in phases if p.montage] == [0.25, 0.5, 0.75, 1.0]
+    silent = [i for i, p in enumerate(phases) if p.silent]
+    assert len(silent) == 1 and phases[silent[0]].silent == ("right",)
+    before, during, after = phases[silent[0] - 1], phases[silent[0]], phases[silent[0] + 1]
+    assert before.budget == during.budget == after.budget == "tight"
+    assert not after.silent and phases[-1].budget == 0.0
+    with pytest.raises(ValueError, match="two cameras"):
+        camera_scenario(1.0, [1.0], ["front"])
+
+
+def test_camera_phases_are_summarised_per_camera():
+    """Widths held per camera and phase (time-weighted), and the sentences the report builds
+    from them: the first camera kept the widest width, the silent one was served again."""
+    record = Record(cameras=["front", "side"])
+    record.phases = [
+        {"name": "tight", "start": 0.0, "end": 4.0, "expect": "", "budget_ms": 20.0,
+         "budget_kind": "tight", "silent": []},
+        {"name": "side drops out", "start": 4.0, "end": 8.0, "expect": "", "budget_ms": 20.0,
+         "budget_kind": "tight", "silent": ["side"]},
+        {"name": "side returns", "start": 8.0, "end": 10.0, "expect": "", "budget_ms": 20.0,
+         "budget_kind": "tight", "silent": []}]
+    record.active = {"front": [(-1.0, 1.0), (1.0, 0.5), (1.5, 1.0)],          # a short drop
+                     "side": [(-1.0, 1.0), (0.5, 0.5), (3.0, 0.75), (3.5, 0.5), (5.0, 1.0)]}
+    for t, phase, cams in ((1.0, "tight", ("front", "side")), (5.0, "side drops out",
+                                                               ("front",)),
+                           (9.0, "side returns", ("front", "side"))):
+        for cam in cams:
+            record.frames.append({"t": t, "phase": phase, "camera": cam, "index": 0})
+            record.masks.append({"t": t, "phase": phase, "camera": cam, "width": 1.0,
+                                 "latency_ms": 5.0, "index": 0})
+    record.decisions.append({"t": 6.0, "phase": "side drops out", "camera": "side",
+                             "width": 1.0, "reason": "budget 20ms: no recent frame, holding 1"})
+    summary = phase_summary(record)
+    tight = summary[0]["cameras"]
+    assert tight["front"]["mean_width"] == pytest.approx((3.5 * 1.0 + 0.5 * 0.5) / 4, abs=1e-3)
+    assert tight["front"]["held_width"] == 1.0 and tight["side"]["held_width"] == 0.5
+    assert tight["side"]["widths"] == [1.0, 0.5, 0.75, 0.5] and tight["side"]["final_width"] == 0.5
+    gone = summary[1]["cameras"]["side"]
+    assert (gone["frames_sent"], gone["masks_received"]) == (0, 0)
+    story = "\n".join(camera_story(summary, record.cameras, [2.0, 1.0]))
+    assert "front (priority 2) ran mostly at width 1" in story
+    assert "front kept the widest width" in story
+    assert "(priority 1) at 0.5 (0.59)" in story
+    assert '"budget 20ms: no recent frame, holding 1"; the others\' widths' in story
+    assert story.count(" -> 1") == 1  # only the cameras that sent frames: front 1 -> 1
+    assert 'After it came back ("side returns") side was served again: 1 masks' in story
+
+
+@pytest.mark.parametrize("cameras, match", [
+    (["front"], "two names or more"), (["front", "front"], "repeat"),
+    (["front", "9left"], "not a relative ROS name")])
+def test_demo_rejects_bad_camera_lists(tmp_path, capsys, cameras, match):
+    assert main(["--output", str(tmp_path), "--cameras", *cameras]) == 1
+    assert match in capsys.readouterr().err
+
+
 def test_scenario_covers_every_width_and_policy():
     phases = scenario(1.0, [0.25, 0.5, 0.75, 1.0])
     assert [p.request for p in phases if p.montage] == [0.25, 0.5, 0.75, 1.0]
@@ -110,9 +194,83 @@ def test_scenario_covers_every_width_and_policy():
     assert [p.budget for p in phases if isinstance(p.budget, str)] == ["tight", "relaxed"]
 
 
+def _scored_report(tmp_path: Path, predict, *, generated: bool = True,
+                   class_names: tuple[str, ...] = CLASS_NAMES) -> tuple[str, dict]:
+    """report.md and report.json written from a record whose masks (``predict(truth)``, at
+    widths 0.25 and 1.0, of two generated frames) were scored as the client scores them."""
+    size = (40, 48)
+    tmp_path.mkdir(exist_ok=True)
+    scored = generated and class_names == CLASS_NAMES  # as the demo decides
+    record = Record(scene=SceneScore() if scored else None)
+    frame = street_scene(0, *size)[0]
+    for index in range(2):
+        truth = street_scene(index, *size)[1]
+        for width in (0.25, 1.0):
+            if record.scene is not None:
+                record.scene.add(width, truth, predict(truth))
+                record.scene_masks[width] = record.scene_masks.get(width, 0) + 1
+                record.scene_frames.add(index)
+            record.masks.append({"t": 0.1 * index, "latency_ms": 5.0, "width": width,
+                                 "phase": "p", "index": index})
+    info = {"widths": [0.25, 1.0], "class_names": list(class_names), "palette": [],
+            "untrained": False}
+    meta = {"checkpoint": "model.pt", "untrained": False, "source": "test frames",
+            "frame_size": list(size), "fps": 10.0, "node_command": ["slimseg_node"],
+            "startup_s": 1.0, "domain_id": 1, "device": "cpu", "masks_match_frames": True,
+            "generated_frames": generated}
+    files = write_report(tmp_path, record, frame, info, [0.25, 1.0], meta, t_end=1.0)
+    return files["report"].read_text(), json.loads(files["report_json"].read_text())
+
+
+def test_report_gives_the_figures_when_the_model_segments_the_scene(tmp_path):
+    text, data = _scored_report(tmp_path, lambda truth: truth)
+    assert "| 0.25 | 2 | 100.0 |" in text and "| 1 | 2 | 100.0 |" in text
+    assert ("On 2 generated street frames of 40x48 pixels the model reaches mIoU 100.0 at "
+            "width 0.25, 100.0 at width 1") in text
+    assert "out of distribution" not in text
+    assert data["scene"]["miou"] == {"0.25": 100.0, "1.0": 100.0}
+
+
+def test_report_says_out_of_distribution_below_the_threshold(tmp_path):
+    text, data = _scored_report(tmp_path, lambda truth: np.full_like(truth, ROAD))
+    miou = data["scene"]["miou"]["1.0"]
+    assert miou < MIOU_THRESHOLD
+    assert "out of distribution for this model" in text and "--images" in text
+    assert f"mIoU {miou:.1f} at width 1 is below {MIOU_THRESHOLD:g}" in text
+    assert "reaches mIoU" not in text
+
+
+def test_report_names_a_class_mismatch_and_is_silent_on_real_frames(tmp_path):
+    text, data = _scored_report(tmp_path / "other", lambda truth: truth,
+                                class_names=tuple(reversed(CLASS_NAMES)))
+    assert CLASS_MISMATCH_SENTENCE in text and "| width | masks scored |" not in text
+    assert data["scene"]["miou"] == {}
+    text, data = _scored_report(tmp_path / "real", lambda truth: truth, generated=False)
+    assert "generated" not in text and data["scene"] is None
+
+
 def test_parameter_file_is_found_and_flattened():
     params = flatten_params(find_params_file())
     assert "governor.min_dwell_s" in params and "checkpoint" in params
+
+
+def _run_demo(out: Path, *args: str, timeout: float = 150.0) -> str:
+    """``slimseg-demo --output out ARGS`` as a user runs it; its stdout."""
+    cmd = [sys.executable, "-m", "slimseg_ros.tools.demo", "--output", str(out), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # own process group: on a time-out the demo's node process goes too, not only the demo
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"the demo did not finish in {timeout:.0f} s:\n" + stdout[-3000:]
+                    + stderr[-3000:])
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert f"report written to {out}" in stdout
+    return stdout
 
 
 @pytest.mark.slow
@@ -122,24 +280,12 @@ def test_short_demo_run_writes_the_whole_report(tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
     for i in range(3):
-        cv2.imwrite(str(frames / f"{i}.png"), synthetic_street(i, 48, 64)[:, :, ::-1])
+        cv2.imwrite(str(frames / f"{i}.png"), street_scene(i, 48, 64)[0][:, :, ::-1])
     checkpoint = stand_in_checkpoint(tmp_path / "tiny.pt", tiny=True)
     out = tmp_path / "report"
-    cmd = [sys.executable, "-m", "slimseg_ros.tools.demo", "--output", str(out), "--images",
-           str(frames), "--checkpoint", str(checkpoint), "--phase-seconds", "0.4",
-           "--fps", "10", "--device", "cpu", "--startup-timeout", "90"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # own process group: on a time-out the demo's node process goes too, not only the demo
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO, env=env, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=150)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-        pytest.fail("the demo did not finish in 150 s:\n" + stdout[-3000:] + stderr[-3000:])
-    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
-    assert f"report written to {out}" in stdout
+    _run_demo(out, "--images", str(frames), "--checkpoint", str(checkpoint),
+              "--phase-seconds", "0.4", "--fps", "10", "--device", "cpu",
+              "--startup-timeout", "90")
     for name in ("report.md", "timeline.png", "montage.png", "latency.md", "latency.json",
                  "decisions.md", "decisions.json", "phases.json", "node.log"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -155,3 +301,38 @@ def test_short_demo_run_writes_the_whole_report(tmp_path):
     assert "request 0.25" in reasons  # an explicit command reaches the node and its diagnostics
     assert 0.25 in [w for _, w in decisions["active_width"]]
     assert "| width |" in (out / "latency.md").read_text()
+    assert "Masks against the generated label maps" not in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_short_multi_camera_run(tmp_path):
+    """Three cameras on one node: a line per camera, the first keeps the widest width under the
+    tight budget, and the camera that dropped out is served again when it returns."""
+    pytest.importorskip("rclpy")
+    checkpoint = stand_in_checkpoint(tmp_path / "tiny.pt", tiny=True)
+    out = tmp_path / "report"
+    cameras = ["front", "left", "right"]
+    _run_demo(out, "--cameras", *cameras, "--checkpoint", str(checkpoint), "--size", "64x80",
+              "--scene-frames", "6", "--phase-seconds", "1.0", "--fps", "10", "--device", "cpu",
+              "--backend", "torch", "--startup-timeout", "90", timeout=200)
+    report = json.loads((out / "report.json").read_text())
+    assert report["meta"]["cameras"] == cameras and report["meta"]["masks_match_frames"]
+    assert report["meta"]["camera_priorities"] == [2.0, 1.0, 1.0]
+    assert set(report["cameras"]) == set(cameras)
+    assert all(report["cameras"][c]["masks_received"] > 10 for c in cameras)
+    assert report["scene"]["masks"]  # generated frames of every camera are scored
+    text = (out / "report.md").read_text()
+    assert "| phase | expected | front | left | right |" in text
+    assert all(f"{c} (priority" in text for c in cameras)
+    decisions = json.loads((out / "decisions.json").read_text())
+    assert set(decisions["active_width"]) == set(cameras)  # one timeline line per camera
+
+    phases = {p["phase"]: p for p in json.loads((out / "phases.json").read_text())}
+    tight = phases["tight budget"]["cameras"]  # time-weighted: probes and drops are short
+    assert tight["front"]["mean_width"] >= max(tight["left"]["mean_width"],
+                                               tight["right"]["mean_width"]), tight
+    gone, back = phases["right drops out"]["cameras"], phases["right returns"]["cameras"]
+    assert gone["right"]["frames_sent"] == 0 and gone["right"]["masks_received"] == 0
+    assert any("no recent frame" in r for r in gone["right"]["reasons"]), gone["right"]
+    assert gone["left"]["masks_received"] > 0 and back["right"]["masks_received"] > 0

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slimseg_ros import demo_scene as ds
+from slimseg_ros.tools.demo import scene as ds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,7 +152,8 @@ def test_scene_score_rejects_masks_that_do_not_fit() -> None:
 
 
 def test_imports_neither_torch_nor_ros() -> None:
-    code = ("import json, sys; import slimseg_ros.demo_scene as d; d.street_scene(0, 40, 60); "
+    code = ("import json, sys; import slimseg_ros.tools.demo.scene as d; "
+            "d.street_scene(0, 40, 60); "
             "print(json.dumps(sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('torch', 'rclpy', 'sensor_msgs'))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,

@@ -17,15 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...contract import NODE_NAME
+from ...contract import NODE_NAME, check_camera_names
 from ...node_support import default_checkpoint
 from ..node_process import (default_params_file, log_tail, node_command, node_environment,
                             stand_in_checkpoint, stop_process)
 from . import DemoError
-from .client import DemoClient, Record
+from .client import DemoClient, Record, frame_id_of
 from .report import write_report
-from .scenario import play
-from .sources import FrameSource
+from .scenario import camera_scenario, play, scenario
+from .scene import SceneScore, scene_classes_match
+from .sources import SCENE_LOOP_FRAMES, FrameSource, SceneSource, Source
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,16 +111,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slimseg-demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--output", default="reports/demo", help="report folder (created)")
     p.add_argument("--images", help="an image folder or a video file to replay; default: a "
-                                    "synthetic street scene")
+                                    "generated street scene, its masks scored against its "
+                                    "label maps")
     p.add_argument("--checkpoint", help="model file; default: the packaged model, or an "
                                         "untrained stand-in if none is installed")
     p.add_argument("--params", help="node parameter file; default: config/slimseg.yaml")
     p.add_argument("--size", type=_parse_size, help="resize frames to HEIGHTxWIDTH "
-                                                    "(synthetic default 360x480)")
-    p.add_argument("--fps", type=float, default=10.0, help="frames offered per second")
+                                                    "(generated frames: 360x480)")
+    p.add_argument("--scene-frames", type=int, default=SCENE_LOOP_FRAMES,
+                   help="frames of the generated scene drawn before the replay, then looped")
+    p.add_argument("--cameras", nargs="+", metavar="NAME",
+                   help="the multi-camera scenario: the node serves these cameras (e.g. front "
+                        "left right; two or more) with one model, each replaying other frames; "
+                        "the first has the highest priority under a tight budget, the last "
+                        "drops out for a phase and comes back")
+    p.add_argument("--fps", type=float, default=10.0,
+                   help="frames offered per second (per camera)")
     p.add_argument("--phase-seconds", type=float, default=4.0,
-                   help="length of one scenario step; the whole scenario is about 16 steps")
+                   help="length of one scenario step; the whole scenario is about 16 steps "
+                        "(13 with --cameras)")
     p.add_argument("--device", help="override the node's device parameter (cpu/cuda/auto)")
+    p.add_argument("--backend", help="override the node's backend parameter "
+                                     "(auto/torch/openvino/onnxruntime)")
     p.add_argument("--startup-timeout", type=float, default=180.0,
                    help="seconds to wait for the node's first mask")
     p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: a private one)")
@@ -132,6 +145,14 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     if args.fps <= 0 or args.phase_seconds <= 0:
         raise DemoError("--fps and --phase-seconds must be > 0")
+    cameras = list(args.cameras or [])
+    if cameras:
+        try:
+            check_camera_names(cameras)
+        except ValueError as exc:
+            raise DemoError(f"--cameras: {exc}") from exc
+        if len(cameras) < 2:
+            raise DemoError(f"--cameras needs two names or more, got {cameras}")
     params_file = Path(args.params).resolve() if args.params else find_params_file()
     if not params_file.is_file():
         raise DemoError(f"parameter file {params_file} does not exist")
@@ -154,8 +175,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
         print("[demo] WARNING: the checkpoint is UNTRAINED", flush=True)
     widths = sorted(info["widths"])
 
-    source = FrameSource(args.images, args.size)
-    frame_size = source.first.shape[:2]
+    sources = _open_sources(args, cameras or [""])
+    first = next(iter(sources.values()))
+    frame_size = first.first.shape[:2]
     domain_id = args.domain_id if args.domain_id is not None else 100 + os.getpid() % 100
     env = node_environment(domain_id, localhost_only=True)
     os.environ.update(env)  # this process joins the same private domain
@@ -164,6 +186,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     overrides: dict[str, Any] = {"checkpoint": str(checkpoint)}
     if args.device:
         overrides["device"] = args.device
+    if args.backend:
+        overrides["backend"] = args.backend
     # Short scenario steps need a governor that settles within a step; say so in the report.
     gov_prefix = next((k.rsplit(".", 1)[0] + "." for k in params if k.endswith("min_dwell_s")),
                       "governor.")
@@ -174,6 +198,14 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     overrides[gov_prefix + "stale_timeout_s"] = max(2.0, 2 * phase_s)
     overrides["diagnostics_period_s"] = 0.2  # a fine-grained decision log
     margin = float(params.get(gov_prefix + "budget_margin", 0.9))
+    priorities = [2.0] + [1.0] * (len(cameras) - 1) if cameras else []
+    if cameras:
+        overrides["cameras"] = cameras
+        overrides["camera_priorities"] = priorities
+        # a silent camera stops costing budget once its last frame leaves the latency window:
+        # within the drop-out phase (2.5 steps), with time left for the others to widen
+        window = float(params.get("latency_window_s", 3.0))
+        overrides["latency_window_s"] = round(min(window, max(0.5, 0.8 * phase_s)), 3)
 
     cmd = node_command(params_file, overrides)
     log_path = out / "node.log"
@@ -181,7 +213,10 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
 
     import rclpy
 
-    record = Record()
+    record = Record(cameras=cameras or [""])
+    if not args.images and scene_classes_match(info["class_names"]):
+        record.scene = SceneScore()  # masks of generated frames are scored as they come back
+    phases = camera_scenario(phase_s, widths, cameras) if cameras else scenario(phase_s, widths)
     origin = [time.monotonic()]  # the scenario clock restarts at 0 once the node is up
 
     def clock() -> float:
@@ -192,36 +227,54 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            client = DemoClient(record, clock)
-            startup_s = _wait_for_node(client, proc, source, args, log_path, record)
+            client = DemoClient(record, clock, lambda cam, i: sources[cam].labels(i))
+            startup_s = _wait_for_node(client, proc, sources, args, log_path, record)
             with client.lock:
                 shift = time.monotonic() - origin[0]
                 origin[0] += shift
                 _shift_times(record, -shift)
-            t_end = play(client, proc, source, record, widths, phase_s, args.fps, margin, clock,
-                         log_path)
+            t_end = play(client, proc, sources, record, phases, widths, phase_s, args.fps,
+                         margin, clock, log_path)
         finally:
             if client is not None:
                 client.close()
             stop_process(proc)
             rclpy.try_shutdown()
     meta = {"checkpoint": str(checkpoint), "untrained": info["untrained"],
-            "source": source.description, "frame_size": list(frame_size), "fps": args.fps,
+            "source": "; ".join(f"{c}: {s.description}" if c else s.description
+                                for c, s in sources.items()),
+            "frame_size": list(frame_size), "fps": args.fps,
+            "generated_frames": not args.images, "cameras": cameras,
+            "camera_priorities": priorities,
             "node_command": cmd, "startup_s": startup_s, "domain_id": domain_id,
             "device": args.device or params.get("device", "default"),
+            "backend": args.backend or params.get("backend", "default"),
             "masks_match_frames": bool(record.masks) and all(
-                m["frame_id"] == "demo_camera" and m["size"] == list(frame_size)
+                m["frame_id"] == frame_id_of(m["camera"]) and m["size"] == list(frame_size)
                 for m in record.masks),
             "phase_seconds": phase_s, "governor_overrides": {
                 k: v for k, v in overrides.items() if k.startswith(gov_prefix)}}
-    files = write_report(out, record, source.first, info, widths, meta, t_end)
+    files = write_report(out, record, first.first, info, widths, meta, t_end)
     files["node_log"] = log_path
     return files
 
 
+def _open_sources(args: argparse.Namespace, cameras: list[str]) -> dict[str, Source]:
+    """Each camera's frames: the generated scene (its own drive per camera, drawn now) or the
+    user's frames (each camera starting at another point of the folder or video)."""
+    if args.images:
+        return {cam: FrameSource(args.images, args.size, start=i / len(cameras))
+                for i, cam in enumerate(cameras)}
+    total = args.scene_frames * len(cameras)
+    print(f"[demo] drawing {total} frames of the street scene", flush=True)
+    return {cam: SceneSource(args.scene_frames, args.size, seed=i)
+            for i, cam in enumerate(cameras)}
+
+
 def _shift_times(record: Record, dt: float) -> None:
     """Move everything recorded so far by ``dt`` seconds (start-up happens before t = 0)."""
-    record.active[:] = [(t + dt, w) for t, w in record.active]
+    for points in record.active.values():
+        points[:] = [(t + dt, w) for t, w in points]
     record.requests[:] = [(t + dt, w) for t, w in record.requests]
     for rows in (record.frames, record.masks, record.inputs, record.diagnostics,
                  record.decisions):
@@ -229,25 +282,26 @@ def _shift_times(record: Record, dt: float) -> None:
             row["t"] = round(row["t"] + dt, 3)
 
 
-def _wait_for_node(client: DemoClient, proc: subprocess.Popen, source: FrameSource,
+def _wait_for_node(client: DemoClient, proc: subprocess.Popen, sources: dict[str, Source],
                    args: argparse.Namespace, log_path: Path, record: Record) -> float:
-    """Offer frames until the first mask comes back; the seconds it took."""
+    """Offer frames until a mask came back for every camera; the seconds it took."""
     start = time.monotonic()
     client.phase = "start-up"
-    frame = source.first
     while time.monotonic() - start < args.startup_timeout:
         if proc.poll() is not None:
             raise DemoError(f"the node exited with code {proc.returncode} during start-up; "
                             f"last lines of {log_path}:\n{log_tail(log_path)}")
         if client.connected():
-            client.publish_frame(frame)
+            for cam, source in sources.items():
+                client.publish_frame(source.first, None, cam)  # no index: not scored
         time.sleep(0.25)
         with client.lock:
-            if record.masks:
+            if {m["camera"] for m in record.masks} >= set(sources):
                 break
     else:
-        raise DemoError(f"no mask from the node within {args.startup_timeout:.0f} s; "
-                        f"last lines of {log_path}:\n{log_tail(log_path)}")
+        raise DemoError(f"no mask from the node for every camera within "
+                        f"{args.startup_timeout:.0f} s; last lines of {log_path}:\n"
+                        f"{log_tail(log_path)}")
     # Start-up frames are not part of the scenario.
     with client.lock:
         record.masks.clear()

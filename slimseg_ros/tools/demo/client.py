@@ -1,9 +1,9 @@
-"""
-The demo's own rclpy node: it drives the node under test and records what comes back.
+"""The demo's own rclpy node: it plays the cameras and the policy inputs into the node under
+test, subscribes to its outputs and records everything with the scenario clock's times.
 
-It plays the camera and the policy inputs into the node under test, subscribes to its outputs
-and records everything with the scenario clock's times.
-"""
+One camera ("", the plain topic names) or several (the node's ``cameras``: each camera's topics
+below its name, :func:`~slimseg_ros.contract.camera_topics`); every row recorded per frame,
+mask, width or decision names its camera."""
 
 from __future__ import annotations
 
@@ -12,36 +12,50 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from ...contract import KEYS, TOPICS, is_segmentation_status, read_diagnostics
+from ...contract import (KEYS, TOPICS, camera_topics, is_segmentation_status, read_diagnostics,
+                         status_camera)
+from .scene import SceneScore
 
 
 @dataclass
 class Record:
-    """Everything the demo saw; times are seconds since the scenario clock started."""
+    """Everything the demo saw; times are seconds since the scenario clock started. ``cameras``
+    names the node's cameras ("" alone: the single camera of a node without ``cameras``)."""
 
-    frames: list[dict[str, Any]] = field(default_factory=list)       # t, stamp, phase
-    masks: list[dict[str, Any]] = field(default_factory=list)        # t, latency_ms, width
-    active: list[tuple[float, float]] = field(default_factory=list)  # (t, width)
+    cameras: list[str] = field(default_factory=lambda: [""])
+    frames: list[dict[str, Any]] = field(default_factory=list)       # t, phase, camera, index
+    masks: list[dict[str, Any]] = field(default_factory=list)  # t, latency_ms, width, camera...
+    active: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # camera: (t, w)
     requests: list[tuple[float, float]] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)       # t, battery, temp, budget
-    diagnostics: list[dict[str, Any]] = field(default_factory=list)  # t, level, message, values
-    decisions: list[dict[str, Any]] = field(default_factory=list)    # t, phase, width, reason
-    phases: list[dict[str, Any]] = field(default_factory=list)       # name, start, end
+    # t, camera (None: the shared status of a node with cameras), level, message, values
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # t, phase, camera, width, ...
+    phases: list[dict[str, Any]] = field(default_factory=list)       # name, start, end, ...
     montage: dict[float, np.ndarray] = field(default_factory=dict)   # width -> mono8 mask
     montage_color: dict[float, np.ndarray] = field(default_factory=dict)
+    # The masks scored against the generated frames' label maps (None: not scored, e.g. real
+    # frames): confusion per width, masks per width, the (camera, index) frames they came from.
+    scene: SceneScore | None = None
+    scene_masks: dict[float, int] = field(default_factory=dict)
+    scene_frames: set[tuple[str, int]] = field(default_factory=set)
+    scene_error: str = ""
+
+
+def frame_id_of(camera: str) -> str:
+    """The frame_id the demo stamps on a camera's frames (and must see on their masks)."""
+    return f"demo_{camera}_camera" if camera else "demo_camera"
 
 
 def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
-    """
-    Parse the node's diagnostics key-values into the figures the demo records.
-
-    Width, reason, caps (as shown), warnings (as shown) and per-width latency figures (ms,
-    ``{width: {"p50": A, "p90": B}}``, B at the governor's percentile).
-    """
+    """Width, reason, caps (as shown), warnings (as shown) and per-width latency figures (ms,
+    ``{width: {"p50": A, "p90": B}}``, B at the governor's percentile) from the node's
+    diagnostics key-values."""
     d = read_diagnostics(values)
     out: dict[str, Any] = {}
     if d.active_width is not None:
@@ -56,19 +70,19 @@ def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
 
 
 def _reason_key(width: float, reason: str) -> tuple[float, str]:
-    """
-    Return what makes two diagnostics the same decision: the width and the reason's wording.
-
-    Figures in the reason that change from one message to the next (countdowns, latencies,
-    percentages) are masked.
-    """
+    """What makes two diagnostics the same decision: the width and the reason's wording, with
+    changing figures (countdowns, latencies, percentages) masked."""
     return width, re.sub(r"\d+(\.\d+)?", "#", reason)
 
 
 class DemoClient:
     """The demo's own rclpy node: camera and policy publishers, output subscribers, recording."""
 
-    def __init__(self, record: Record, clock: Callable[[], float]) -> None:
+    def __init__(self, record: Record, clock: Callable[[], float],
+                 labels: Callable[[str, int], np.ndarray | None] | None = None) -> None:
+        """Topics of the cameras ``record.cameras``; ``labels(camera, index)``: the label map of
+        the frame published with ``index`` (None: none), for scoring masks into
+        ``record.scene``. The montage is taken from the first camera."""
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -82,6 +96,8 @@ class DemoClient:
         self.record = record
         self.clock = clock
         self.lock = threading.Lock()
+        self.cameras = list(record.cameras)
+        self.single = self.cameras == [""]
         self.node = rclpy.create_node("slimseg_demo")
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         camera = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -90,22 +106,29 @@ class DemoClient:
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         n = self.node
-        self.pub_image = n.create_publisher(Image, TOPICS.image, camera)
+        self.pub_image = {}
+        for cam in self.cameras:
+            topics = camera_topics(cam)
+            self.pub_image[cam] = n.create_publisher(Image, topics.image, camera)
+            n.create_subscription(Image, topics.mask, partial(self._on_mask, cam), outputs)
+            n.create_subscription(Float32, topics.active_width, partial(self._on_active, cam),
+                                  latched)
         self.pub_width = n.create_publisher(Float32, TOPICS.width, reliable)
         self.pub_battery = n.create_publisher(BatteryState, TOPICS.battery, reliable)
         self.pub_temp = n.create_publisher(Temperature, TOPICS.temperature, reliable)
         self.pub_budget = n.create_publisher(Float32, TOPICS.budget, reliable)
-        n.create_subscription(Image, TOPICS.mask, self._on_mask, outputs)
-        n.create_subscription(Float32, TOPICS.active_width, self._on_active, latched)
         n.create_subscription(DiagnosticArray, TOPICS.diagnostics, self._on_diag, reliable)
         # Subscribed for the whole run: creating/destroying subscriptions from this thread while
         # the executor spins in another one can hang rclpy; _on_color keeps only montage frames.
-        n.create_subscription(Image, TOPICS.color, self._on_color, outputs)
-        self.stamps: dict[tuple[int, int], tuple[float, str]] = {}
+        self.montage_camera = self.cameras[0]
+        n.create_subscription(Image, camera_topics(self.montage_camera).color, self._on_color,
+                              outputs)
+        self.labels = labels
+        self.stamps: dict[tuple[str, int, int], tuple[float, str, int | None]] = {}
         self.montage_width: float | None = None  # capture masks for this width...
         self.montage_after: float = math.inf     # ...of frames sent after this time
-        self.active_width: float | None = None
-        self.last_decision: tuple[float, str] | None = None
+        self.active_width: dict[str, float | None] = {cam: None for cam in self.cameras}
+        self.last_decision: dict[str, tuple[float, str]] = {}
         self.phase = ""
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(n)
@@ -119,26 +142,48 @@ class DemoClient:
             pass
 
     # -- callbacks (executor thread)
-    def _on_mask(self, msg: Any) -> None:
+    def _on_mask(self, camera: str, msg: Any) -> None:
         t = self.clock()
-        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        key = (camera, msg.header.stamp.sec, msg.header.stamp.nanosec)
         with self.lock:
             sent = self.stamps.get(key)
             if sent is None:
                 return
-            width = self.active_width
+            width = self.active_width[camera]
             self.record.masks.append({"t": t, "latency_ms": (t - sent[0]) * 1000.0,
-                                      "width": width, "phase": sent[1],
-                                      "frame_id": msg.header.frame_id,
+                                      "width": width, "phase": sent[1], "camera": camera,
+                                      "index": sent[2], "frame_id": msg.header.frame_id,
                                       "size": [msg.height, msg.width]})
             mw = self.montage_width
-            if mw is not None and sent[0] >= self.montage_after and mw not in self.record.montage:
-                mask = np.frombuffer(bytes(msg.data), np.uint8)
-                mask = mask.reshape(msg.height, msg.step)[:, : msg.width].copy()
-                self.record.montage[mw] = mask
+            montage = (camera == self.montage_camera and mw is not None
+                       and sent[0] >= self.montage_after and mw not in self.record.montage)
+        truth = None
+        if self.record.scene is not None and self.labels is not None and sent[2] is not None:
+            truth = self.labels(camera, sent[2])
+        if not montage and (truth is None or width is None):
+            return
+        mask = np.frombuffer(bytes(msg.data), np.uint8)
+        mask = mask.reshape(msg.height, msg.step)[:, : msg.width]
+        if montage:
+            with self.lock:
+                self.record.montage[mw] = mask.copy()
+        if truth is not None and width is not None:
+            self._score(width, (camera, sent[2]), truth, mask)
+
+    def _score(self, width: float, frame: tuple[str, int], truth: np.ndarray,
+               mask: np.ndarray) -> None:
+        """Count one mask against its frame's label map (executor thread only)."""
+        rec = self.record
+        try:
+            rec.scene.add(width, truth, mask)
+        except ValueError as exc:  # never stop the executor: say so in the report instead
+            rec.scene_error, rec.scene = str(exc), None
+            return
+        rec.scene_masks[width] = rec.scene_masks.get(width, 0) + 1
+        rec.scene_frames.add(frame)
 
     def _on_color(self, msg: Any) -> None:
-        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        key = (self.montage_camera, msg.header.stamp.sec, msg.header.stamp.nanosec)
         with self.lock:
             sent = self.stamps.get(key)
             mw = self.montage_width
@@ -149,41 +194,51 @@ class DemoClient:
             self.record.montage_color[mw] = img[:, : msg.width * 3].reshape(
                 msg.height, msg.width, 3).copy()
 
-    def _on_active(self, msg: Any) -> None:
+    def _on_active(self, camera: str, msg: Any) -> None:
         t = self.clock()
         with self.lock:
-            self.active_width = float(msg.data)
-            self.record.active.append((t, float(msg.data)))
+            self.active_width[camera] = float(msg.data)
+            self.record.active.setdefault(camera, []).append((t, float(msg.data)))
 
     def _on_diag(self, msg: Any) -> None:
         t = self.clock()
         for status in msg.status:
-            if not is_segmentation_status(status.name):
+            camera = status_camera(status.name)
+            if camera is None:
+                if not is_segmentation_status(status.name):
+                    continue
+                camera = "" if self.single else None  # None: the shared status of cameras
+            elif camera not in self.active_width:
                 continue
             values = {kv.key: kv.value for kv in status.values}
             parsed = parse_diagnostic_values(values)
             level = status.level if isinstance(status.level, int) else int.from_bytes(
                 bytes(status.level), "little")
             with self.lock:
-                self.record.diagnostics.append({"t": t, "name": status.name, "level": level,
-                                                "message": status.message, "values": values})
-                width = parsed.get("width", self.active_width)
+                self.record.diagnostics.append({"t": t, "camera": camera, "name": status.name,
+                                                "level": level, "message": status.message,
+                                                "values": values})
+                if camera is None:
+                    continue
+                width = parsed.get("width", self.active_width[camera])
                 reason = parsed.get("reason", status.message)
                 if width is None:
                     continue
                 key = _reason_key(width, reason)
-                if key != self.last_decision:
+                if key != self.last_decision.get(camera):
                     self.record.decisions.append({
-                        "t": round(t, 3), "phase": self.phase, "width": width,
-                        "reason": reason, "caps": parsed.get("caps", ""),
+                        "t": round(t, 3), "phase": self.phase, "camera": camera,
+                        "width": width, "reason": reason, "caps": parsed.get("caps", ""),
                         "warnings": parsed.get("warnings", "none")})
-                    self.last_decision = key
+                    self.last_decision[camera] = key
 
     # -- publishing (main thread)
-    def publish_frame(self, rgb: np.ndarray) -> None:
+    def publish_frame(self, rgb: np.ndarray, index: int | None = None, camera: str = "") -> None:
+        """Publish ``rgb`` as ``camera``'s next frame; ``index`` (its position in the source)
+        comes back with its mask, by stamp."""
         msg = self.msgs["Image"]()
         msg.header.stamp = self.node.get_clock().now().to_msg()
-        msg.header.frame_id = "demo_camera"
+        msg.header.frame_id = frame_id_of(camera)
         msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
         msg.encoding = "rgb8"
         msg.is_bigendian = 0
@@ -191,12 +246,14 @@ class DemoClient:
         msg.data = np.ascontiguousarray(rgb).tobytes()
         t = self.clock()
         with self.lock:
-            self.stamps[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (t, self.phase)
-            if len(self.stamps) > 2000:
-                for k in list(self.stamps)[:1000]:
+            key = (camera, msg.header.stamp.sec, msg.header.stamp.nanosec)
+            self.stamps[key] = (t, self.phase, index)
+            if len(self.stamps) > 4000:
+                for k in list(self.stamps)[:2000]:
                     del self.stamps[k]
-            self.record.frames.append({"t": t, "phase": self.phase})
-        self.pub_image.publish(msg)
+            self.record.frames.append({"t": t, "phase": self.phase, "camera": camera,
+                                       "index": index})
+        self.pub_image[camera].publish(msg)
 
     def publish_width(self, width: float) -> None:
         self.pub_width.publish(self.msgs["Float32"](data=float(width)))
@@ -221,8 +278,8 @@ class DemoClient:
                                    "temperature": celsius, "budget_ms": budget_ms})
 
     def connected(self) -> bool:
-        """Return True once the node subscribes to the image and control topics."""
-        return (self.pub_image.get_subscription_count() > 0
+        """True once the node subscribes to every camera's image and the control topics."""
+        return (all(p.get_subscription_count() > 0 for p in self.pub_image.values())
                 and self.pub_width.get_subscription_count() > 0)
 
     def close(self) -> None:

@@ -1,8 +1,9 @@
-"""
-The demo's scripted story, and its playing through the client phase by phase.
+"""The demo's scripted stories and their playing through the client, phase by phase.
 
-The story: explicit width commands, a draining battery, a thermal spike, a tight then relaxed
-compute budget.
+One camera: explicit width commands, a draining battery, a thermal spike, a tight then relaxed
+compute budget. Several cameras (the node's ``cameras``, the first with the highest priority):
+the width sweep, all cameras free, a tight budget under which the first camera keeps its width
+while the others slim, the last camera dropping out and coming back, the budget lifted.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..node_process import log_tail
 from . import DemoError
 from .client import DemoClient, Record
 from .report import latency_table
-from .sources import FrameSource
+from .sources import Source
 
 
 @dataclass
@@ -34,12 +35,13 @@ class Phase:
     charging: bool = False
     temperature: tuple[float, float] = (45.0, 45.0)  # celsius, start -> end
     budget: str | float = 0.0              # ms; "tight"/"relaxed" are set from measured latency
-    montage: bool = False                  # hold one frame for the per-width montage
+    montage: bool = False                  # hold frame 0 until the montage has its mask
     expect: str = ""                       # what the phase should show, for the report
+    silent: tuple[str, ...] = ()           # cameras that publish no frame during the phase
 
 
 def scenario(phase_s: float, widths: list[float]) -> list[Phase]:
-    """Return the scripted story; ``phase_s`` scales every phase."""
+    """The scripted story; ``phase_s`` scales every phase."""
     p = phase_s
     phases = [Phase("start at full width", p, request=max(widths), expect="width 1.0 by request")]
     for w in sorted(widths):
@@ -62,46 +64,84 @@ def scenario(phase_s: float, widths: list[float]) -> list[Phase]:
     return phases
 
 
+def camera_scenario(phase_s: float, widths: list[float], cameras: Sequence[str]) -> list[Phase]:
+    """The multi-camera story for ``cameras`` (at least two; the first has the highest
+    priority, the last drops out for a phase); ``phase_s`` scales every phase."""
+    if len(cameras) < 2:
+        raise ValueError(f"the multi-camera scenario needs two cameras or more, got {cameras}")
+    p = phase_s
+    front, sides, gone = cameras[0], ", ".join(cameras[1:]), cameras[-1]
+    phases = [Phase(f"request {w:g}", p, request=w, montage=True,
+                    expect=f"every camera at {w:g} by request (its latency measured)")
+              for w in sorted(widths)]
+    phases += [
+        Phase("all free", p, request=max(widths), expect="every camera at full width"),
+        Phase("tight budget", 2.5 * p, budget="tight",
+              expect=f"{front} keeps the widest width, {sides} slim to fit the round"),
+        Phase(f"{gone} drops out", 2.5 * p, budget="tight", silent=(gone,),
+              expect=f"{gone} sends nothing and stops costing budget: the others may widen"),
+        Phase(f"{gone} returns", 2.0 * p, budget="tight",
+              expect=f"{gone} is served again; the round is shared by every camera again"),
+        Phase("budget lifted", 1.5 * p, expect="every camera back to full width"),
+    ]
+    return phases
+
+
 def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[str, float]:
-    """
-    Derive the "tight" and "relaxed" budgets from the latencies seen during the width sweep.
+    """Budgets from the latency the governor compared during the width sweep (per camera the
+    last figure per width in its diagnostics; end to end where there is none).
 
-    The latencies are those the governor compared (the last figure per width in the node's
-    diagnostics; end to end where there is none). "tight" lies between the two middle widths (the
-    governor should settle on a middle width), "relaxed" is three times the widest width's latency
-    (the governor should probe its way back to full width).
-    """
-    compared: dict[float, float] = {}
-    for d in record.diagnostics:
-        for w, r in read_diagnostics(d["values"]).latency.items():
-            compared[w] = r.pq_ms
-    e2e = {r["width"]: r["e2e_p90_ms"] for r in latency_table(record, widths)}
-
-    def typical(w: float) -> float | None:
-        return compared.get(find_width(tuple(compared), w)) or e2e.get(w)
-
+    One camera: "tight" lies between the two middle widths (the governor should settle on a
+    middle width). Several: the first camera (highest priority) at full width plus every other
+    camera between the two middle widths, so the first keeps its width while the others slim.
+    "relaxed" is three times a round at full width (the governor should probe back to full)."""
     ws = sorted(widths)
     lo, hi = ws[max(0, len(ws) // 2 - 1)], ws[min(len(ws) - 1, len(ws) // 2)]
-    a, b = typical(lo), typical(hi)
-    known = [v for v in (typical(w) for w in ws) if v is not None]
-    if a is None or b is None or not known:
-        return {"tight": 50.0, "relaxed": 1000.0}
-    tight = math.sqrt(a * b) / margin if b > a else a * 1.05 / margin
-    return {"tight": round(tight, 2), "relaxed": round(3.0 * max(known) / margin, 2)}
+    typical = {cam: _typical_latency(record, widths, cam) for cam in record.cameras}
+    between, full = [], []
+    for cam in record.cameras:
+        a, b = typical[cam].get(lo), typical[cam].get(hi)
+        known = list(typical[cam].values())
+        if a is None or b is None or not known:
+            return {"tight": 50.0, "relaxed": 1000.0}
+        between.append(math.sqrt(a * b) if b > a else a * 1.05)
+        full.append(typical[cam].get(ws[-1]) or max(known))
+    if len(record.cameras) == 1:
+        tight = between[0]
+    else:
+        tight = full[0] + sum(between[1:])
+    return {"tight": round(tight / margin, 2), "relaxed": round(3.0 * sum(full) / margin, 2)}
 
 
-def play(client: DemoClient, proc: subprocess.Popen, source: FrameSource, record: Record,
-         widths: list[float], phase_s: float, fps: float, margin: float,
-         clock: Callable[[], float], log_path: Path) -> float:
-    """
-    Run the scenario, offering ``fps`` frames per second to the node process ``proc``.
+def _typical_latency(record: Record, widths: list[float], camera: str) -> dict[float, float]:
+    """Per trained width the last figure ``camera``'s diagnostics gave (ms), else its end to
+    end p90; widths with neither are left out."""
+    compared: dict[float, float] = {}
+    for d in record.diagnostics:
+        if d.get("camera", "") == camera:
+            for w, r in read_diagnostics(d["values"]).latency.items():
+                compared[w] = r.pq_ms
+    e2e = {r["width"]: r["e2e_p90_ms"] for r in latency_table(record, widths, camera)}
+    out = {}
+    for w in widths:
+        value = compared.get(find_width(tuple(compared), w)) or e2e.get(w)
+        if value is not None:
+            out[w] = value
+    return out
 
-    Returns the end time on the scenario clock (seconds).
-    """
+
+def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Source],
+         record: Record, phases: Sequence[Phase], widths: list[float], phase_s: float,
+         fps: float, margin: float, clock: Callable[[], float], log_path: Path) -> float:
+    """Play ``phases``, offering ``fps`` frames per second per camera (``sources``: camera ->
+    its frames) to the node process ``proc``; returns the end time on the scenario clock
+    (seconds). A montage phase holds frame 0 of the montage camera until the montage has its
+    mask at the phase's width, then goes on replaying."""
     period = 1.0 / fps
     input_period = 0.25
     budgets: dict[str, float] = {}
-    for ph in scenario(phase_s, widths):
+    montage_cam = client.montage_camera
+    for ph in phases:
         if proc.poll() is not None:
             raise DemoError(f"the node exited with code {proc.returncode}; last lines of "
                             f"{log_path}:\n{log_tail(log_path)}")
@@ -110,7 +150,8 @@ def play(client: DemoClient, proc: subprocess.Popen, source: FrameSource, record
         budget = budgets.get(ph.budget, 0.0) if isinstance(ph.budget, str) else ph.budget
         start = clock()
         entry = {"name": ph.name, "start": start, "end": start + ph.seconds, "expect": ph.expect,
-                 "budget_ms": budget}
+                 "budget_ms": budget, "budget_kind": ph.budget if isinstance(ph.budget, str)
+                 else "", "silent": list(ph.silent)}
         record.phases.append(entry)
         client.phase = ph.name
         print(f"[demo] {start:6.1f} s  {ph.name}" + (f" ({budget:.1f} ms)" if budget else ""),
@@ -126,16 +167,23 @@ def play(client: DemoClient, proc: subprocess.Popen, source: FrameSource, record
                                       _lerp(ph.temperature, frac), budget)
                 next_input = now + input_period
             if now >= next_frame:
-                if ph.montage:
-                    with client.lock:
-                        if (not armed and client.active_width is not None
-                                and same_width(client.active_width, ph.request)):
-                            client.montage_width = ph.request
-                            client.montage_after = clock()
-                            armed = True
-                    client.publish_frame(source.first)
-                else:
-                    client.publish_frame(source.next())
+                with client.lock:
+                    holding = ph.montage and not (ph.request in record.montage
+                                                  and ph.request in record.montage_color)
+                    active = client.active_width[montage_cam]
+                    if (holding and not armed and active is not None
+                            and same_width(active, ph.request)):
+                        client.montage_width = ph.request
+                        client.montage_after = clock()
+                        armed = True
+                for cam, source in sources.items():
+                    if cam in ph.silent:
+                        continue
+                    if holding and cam == montage_cam:
+                        client.publish_frame(source.first, 0, cam)
+                    else:
+                        rgb = source.next()
+                        client.publish_frame(rgb, source.index, cam)
                 next_frame = max(next_frame + period, now)
             time.sleep(max(0.0, min(next_frame, next_input) - clock()))
         if ph.montage:

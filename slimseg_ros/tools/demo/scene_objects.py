@@ -1,6 +1,6 @@
 """Trees, poles with lamps, signs and traffic lights, cars and pedestrians of the demo's
 synthetic street, drawn as polygons in perspective onto the shaded planes, each with its
-CamVid class in the label map. Internal to :mod:`slimseg_ros.demo_scene`.
+CamVid class in the label map. Internal to :mod:`slimseg_ros.tools.demo.scene`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from .demo_scene_street import (CAMERA_HEIGHT_M, CAR, CAR_RGB, COAT_RGB, PEDESTRIAN, POLE, SIGN,
-                                TREE, value_noise)
+from .scene_street import (CAMERA_HEIGHT_M, CAR, CAR_RGB, COAT_RGB, PEDESTRIAN, POLE, SIGN,
+                           TREE, value_noise)
 
 NEAR_M = 0.3  # metres: the camera's near clipping plane
 

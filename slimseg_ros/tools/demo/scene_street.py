@@ -1,6 +1,7 @@
 """The street of the demo's synthetic drive: its layout, the per-pixel shading of sky, facades and
-ground, and the camera's optics and sensor. Internal to :mod:`slimseg_ros.demo_scene`, which
-draws the frames; the objects on the street are in :mod:`slimseg_ros.demo_scene_objects`.
+ground, and the camera's optics and sensor. Internal to :mod:`slimseg_ros.tools.demo.scene`,
+which draws the frames; the objects on the street are in
+:mod:`slimseg_ros.tools.demo.scene_objects`.
 
 Units: metres in the world (X to the right of the camera, Y up from the road, Z along the
 street), pixels in the frame, colours RGB 0-255.

@@ -24,10 +24,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .demo_scene_objects import DRAW, Canvas
-from .demo_scene_street import (BICYCLIST, BUILDING, CAR, CLASS_NAMES, FENCE, FRAMES_PER_STREET,
-                                IGNORE_LABEL, MIN_SIZE, PAVEMENT, PEDESTRIAN, POLE, ROAD, SIGN, SKY,
-                                STEP_M, TREE, VIEW_M, camera_effects, draw_planes, street_layout)
+from .scene_objects import DRAW, Canvas
+from .scene_street import (BICYCLIST, BUILDING, CAR, CLASS_NAMES, FENCE, FRAMES_PER_STREET,
+                           IGNORE_LABEL, MIN_SIZE, PAVEMENT, PEDESTRIAN, POLE, ROAD, SIGN, SKY,
+                           STEP_M, TREE, VIEW_M, camera_effects, draw_planes, street_layout)
 
 __all__ = ["CLASS_NAMES", "IGNORE_LABEL", "MIOU_THRESHOLD", "FRAMES_PER_STREET", "STEP_M",
            "SKY", "BUILDING", "POLE", "ROAD", "PAVEMENT", "TREE", "SIGN", "FENCE", "CAR",
