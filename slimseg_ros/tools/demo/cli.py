@@ -197,6 +197,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
         min(float(params.get(gov_prefix + "probe_interval_s", 3.0)), 0.4 * phase_s), 3)
     overrides[gov_prefix + "stale_timeout_s"] = max(2.0, 2 * phase_s)
     overrides["diagnostics_period_s"] = 0.2  # a fine-grained decision log
+    # the scenario's own battery and thermal phases decide; a laptop's real battery or a warm
+    # CPU would otherwise cap the widths between them and blur what each phase shows
+    overrides["host_sensors"] = "off"
     margin = float(params.get(gov_prefix + "budget_margin", 0.9))
     priorities = [2.0] + [1.0] * (len(cameras) - 1) if cameras else []
     if cameras:
