@@ -1,9 +1,10 @@
-"""Start slimseg_node (or its managed variant) with the package's parameter file.
+"""
+Start slimseg_node (or its managed variant) with the package's parameter file.
 
     ros2 launch slimseg_ros segment.launch.py image:=/camera/image_raw
     ros2 launch slimseg_ros segment.launch.py checkpoint:=/path/model.pt device:=cpu
     ros2 launch slimseg_ros segment.launch.py params_file:=/path/my_slimseg.yaml
-    ros2 launch slimseg_ros segment.launch.py cameras:='[front, left]' camera_priorities:='[2., 1.]'
+    ros2 launch slimseg_ros segment.launch.py cameras:='[front, left]' camera_priorities:='[2, 1]'
     ros2 launch slimseg_ros segment.launch.py lifecycle:=true autostart:=false
 
 ``checkpoint``, ``device``, ``cameras`` and ``camera_priorities`` override the parameter file

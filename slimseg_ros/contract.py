@@ -1,4 +1,5 @@
-"""The node's public interface, written once: its name, its topics and its diagnostics.
+"""
+The node's public interface, written once: its name, its topics and its diagnostics.
 
 The node, the tools that drive it (demo, dds_bench) and the tests import these names instead of
 re-typing them, and read the node's diagnostics with :func:`read_diagnostics` instead of matching
@@ -48,17 +49,24 @@ TOPICS = Topics()
 
 
 def compressed_topic(image_topic: str) -> str:
-    """The compressed topic of ``image_topic`` (resolved or relative), as image_transport
-    names it: ``/cam/image_raw`` -> ``/cam/image_raw/compressed``."""
+    """
+    Return the compressed topic of ``image_topic`` (resolved or relative).
+
+    It is named as image_transport names it: ``/cam/image_raw`` -> ``/cam/image_raw/compressed``.
+    """
     return image_topic.rstrip("/") + COMPRESSED_SUFFIX
 
 
 @dataclass(frozen=True)
 class CameraTopics:
-    """One camera's own topics. With cameras ``[front, ...]`` they sit below the camera's name
-    (``front/image``, ``front/slimseg/mask``, ...); the single camera keeps the plain names.
-    ``width`` is the camera's own request topic (None for the single camera, whose request is
-    the shared ``slimseg/width``)."""
+    """
+    One camera's own topics.
+
+    With cameras ``[front, ...]`` they sit below the camera's name (``front/image``,
+    ``front/slimseg/mask``, ...); the single camera keeps the plain names. ``width`` is the
+    camera's own request topic (None for the single camera, whose request is the shared
+    ``slimseg/width``).
+    """
 
     image: str
     compressed_image: str
@@ -70,7 +78,7 @@ class CameraTopics:
 
 
 def camera_topics(camera: str) -> CameraTopics:
-    """The topics of ``camera`` ("" for the single camera of a node without ``cameras``)."""
+    """Return the topics of ``camera`` ("" for the single camera of a node without ``cameras``)."""
     t = TOPICS
     if not camera:
         return CameraTopics(t.image, t.compressed_image, t.mask, t.color, t.overlay,
@@ -81,8 +89,12 @@ def camera_topics(camera: str) -> CameraTopics:
 
 
 def check_camera_names(names: Sequence[str]) -> None:
-    """Raise ``ValueError`` naming the problem unless ``names`` are distinct relative ROS names
-    (``front``, ``rear_left``, ``roof/front``: letters, digits and ``_``, no leading digit)."""
+    """
+    Raise ``ValueError`` naming the problem unless ``names`` are distinct relative ROS names.
+
+    A valid name looks like ``front``, ``rear_left`` or ``roof/front``: letters, digits and
+    ``_``, no leading digit.
+    """
     for name in names:
         tokens = name.split("/") if isinstance(name, str) else [""]
         if not all(_NAME_TOKEN.fullmatch(tok) for tok in tokens):
@@ -174,12 +186,16 @@ OFF = "off"  # host readings not read (host_sensors: off)
 
 @dataclass(frozen=True)
 class HostStatus:
-    """The computer the node runs on and the CPU budget: ``cores`` usable by the node, the CPU
-    budget (fraction of them, None: none), the node process's CPU share (0-1 of the usable
-    cores) and resident memory (None: unavailable), the host battery and temperature as text
-    (``"42% discharging"``, ``"71.0C coretemp/Package id 0 (high 100C, critical 100C)"``,
-    ``"unavailable"`` or ``"off"``) and which source the battery and thermal caps read
-    (``"topic"``, ``"host"`` or ``"none"``)."""
+    """
+    The computer the node runs on and the CPU budget.
+
+    ``cores`` usable by the node, the CPU budget (fraction of them, None: none), the node
+    process's CPU share (0-1 of the usable cores) and resident memory (None: unavailable), the
+    host battery and temperature as text (``"42% discharging"``,
+    ``"71.0C coretemp/Package id 0 (high 100C, critical 100C)"``, ``"unavailable"`` or
+    ``"off"``) and which source the battery and thermal caps read (``"topic"``, ``"host"`` or
+    ``"none"``).
+    """
 
     cores: int = 0
     cpu_budget: float | None = None
@@ -204,8 +220,11 @@ class LastFrame:
 
 @dataclass(frozen=True)
 class Diagnostics:
-    """What the node reports each diagnostics period. Missing or unreadable values read back
-    as the defaults (None, 0, empty), so a reader never fails on a message of another version.
+    """
+    What the node reports each diagnostics period.
+
+    Missing or unreadable values read back as the defaults (None, 0, empty), so a reader never
+    fails on a message of another version.
 
     ``latency`` holds, per width with recent frames, exactly the figures the governor compared
     with the budget (``pq_ms`` at its ``budget_percentile``), shown as ``"p50 A, p90 B, frames N"``
@@ -244,23 +263,26 @@ class Diagnostics:
 
 
 def status_name(node_name: str) -> str:
-    """The DiagnosticStatus name the node ``node_name`` publishes under."""
+    """Return the DiagnosticStatus name the node ``node_name`` publishes under."""
     return node_name + STATUS_SUFFIX
 
 
 def is_segmentation_status(name: str) -> bool:
-    """True for the (shared) DiagnosticStatus of a segmentation node (any node name)."""
+    """Tell whether ``name`` is the (shared) DiagnosticStatus of a segmentation node (any name)."""
     return name.endswith(STATUS_SUFFIX)
 
 
 def camera_status_name(node_name: str, camera: str) -> str:
-    """The DiagnosticStatus name of ``camera`` of the node ``node_name`` (nodes with cameras
-    publish one per camera beside the shared one)."""
+    """
+    Return the DiagnosticStatus name of ``camera`` of the node ``node_name``.
+
+    Nodes with cameras publish one per camera beside the shared one.
+    """
     return node_name + CAMERA_STATUS_INFIX + camera
 
 
 def status_camera(name: str) -> str | None:
-    """The camera a DiagnosticStatus name is about, or None (the shared or another status)."""
+    """Return the camera a DiagnosticStatus name is about, or None (shared or another status)."""
     head, sep, camera = name.rpartition(CAMERA_STATUS_INFIX)
     return camera if sep and head and camera else None
 
@@ -300,7 +322,7 @@ def _host_values(h: HostStatus) -> dict[str, str]:
 
 
 def diagnostics_values(d: Diagnostics) -> dict[str, str]:
-    """The key-values (in display order) the node publishes for ``d``."""
+    """Return the key-values (in display order) the node publishes for ``d``."""
     k = KEYS
     values = {
         k.active_width: _width_text(d.active_width) if d.active_width is not None else "",
@@ -435,7 +457,7 @@ def _read_last_frame(values: Mapping[str, str]) -> LastFrame | None:
 
 
 def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
-    """The :class:`Diagnostics` in a status's key-values (``{key: value}``)."""
+    """Return the :class:`Diagnostics` in a status's key-values (``{key: value}``)."""
     k = KEYS
     latency: dict[float, WidthLatency] = {}
     cpu_share: dict[float, float] = {}

@@ -1,5 +1,8 @@
-"""Width governor: from the requested width and the battery, thermal, latency-budget and
-CPU-budget inputs to one trained width and a human-readable reason.
+"""
+Width governor: turns the request and the battery, thermal and budget inputs into one width.
+
+From the requested width and the battery, thermal, latency-budget and CPU-budget inputs it
+chooses one trained width and a human-readable reason.
 
 Pure logic (no rclpy, no torch, no clock reads): every method whose result depends on time takes
 ``now`` in seconds from any monotonic clock, so tests drive it with made-up times and the node
@@ -109,7 +112,8 @@ class Decision:
 
 
 class Governor:
-    """Stateful width policy; see the module docstring for the rules.
+    """
+    Stateful width policy; see the module docstring for the rules.
 
     ``cameras`` names the cameras sharing the weights (default: one unnamed camera);
     ``priorities`` gives one number per camera (a sequence in camera order or a mapping by
@@ -164,25 +168,25 @@ class Governor:
 
     @property
     def cpu_budget(self) -> float | None:
-        """The CPU-share budget (fraction of the usable cores), None when there is none."""
+        """CPU-share budget (fraction of the usable cores), None when there is none."""
         return self._cpu_budget
 
     @property
     def requested(self) -> float:
-        """The (snapped) shared request; the widest trained width until a request."""
+        """(Snapped) shared request; the widest trained width until a request."""
         return self._requested
 
     @property
     def current(self) -> float:
-        """The width of the last decision of the only camera (ValueError with several)."""
+        """Width of the last decision of the only camera (ValueError with several)."""
         return self.current_of(None)
 
     def current_of(self, camera: str | None) -> float:
-        """The width of ``camera``'s last decision (None: the only camera)."""
+        """Return the width of ``camera``'s last decision (None: the only camera)."""
         return self._camera(camera).current
 
     def requested_for(self, camera: str | None) -> float:
-        """What ``camera`` is asked for: the smaller of the shared and its own request."""
+        """Return what ``camera`` is asked for: the smaller of the shared and its own request."""
         return min(self._requested, self._camera(camera).request)
 
     def _camera(self, camera: str | None) -> CameraState:
@@ -198,7 +202,8 @@ class Governor:
 
     # ----------------------------------------------------------------------------- inputs
     def set_priorities(self, priorities: Sequence[float] | Mapping[str, float] | None) -> None:
-        """One finite number per camera (higher: served first); None or empty: all equal.
+        """
+        One finite number per camera (higher: served first); None or empty: all equal.
 
         Raises ``ValueError`` (priorities unchanged) for a wrong length, unknown names or
         non-finite values.
@@ -226,7 +231,8 @@ class Governor:
             self._cameras[name].priority = p
 
     def snap(self, width: float) -> float:
-        """Nearest trained width not above ``width`` (the smallest one if ``width`` is below all).
+        """
+        Nearest trained width not above ``width`` (the smallest one if ``width`` is below all).
 
         Raises ``ValueError`` for NaN, <= 0 or > 1 (and non-numbers).
         """
@@ -239,9 +245,11 @@ class Governor:
         return below[-1] if below else self._widths[0]
 
     def request(self, width: float, camera: str | None = None) -> float:
-        """Explicit width request, for all cameras (``camera`` None) or for one camera; applies
-        at the next decision regardless of dwell time. A camera's own request caps it below
-        the shared one (neither raises it above the other).
+        """
+        Request a width explicitly, for all cameras (``camera`` None) or for one camera.
+
+        It applies at the next decision regardless of dwell time. A camera's own request caps
+        it below the shared one (neither raises it above the other).
 
         Returns the snapped width. Raises ``ValueError`` (state unchanged) for a bad width or
         an unknown camera.
@@ -264,8 +272,11 @@ class Governor:
                                      charging, now)
 
     def update_host_battery(self, percent: float | None, charging: bool, now: float) -> None:
-        """The computer's own battery (percent 0-100), used while the topic's is absent or
-        stale; None: the host has no battery (any more)."""
+        """
+        Set the computer's own battery (percent 0-100), used while the topic's is absent or stale.
+
+        None: the host has no battery (any more).
+        """
         self._sensors.update_battery(HOST, percent, charging, now)
 
     def update_temperature(self, celsius: float, now: float) -> None:
@@ -276,14 +287,21 @@ class Governor:
     def update_host_temperature(self, celsius: float | None, now: float,
                                 high: float | None = None,
                                 critical: float | None = None) -> None:
-        """The computer's own hottest CPU/SoC temperature (Celsius) with its sensor's ``high``
-        and ``critical`` points (psutil's, None where not reported), used while the topic's
-        temperature is absent or stale; None: no such reading (any more)."""
+        """
+        Set the computer's own hottest CPU/SoC temperature (Celsius) with its sensor's limits.
+
+        The limits are the sensor's ``high`` and ``critical`` points (psutil's, None where not
+        reported). The reading is used while the topic's temperature is absent or stale; None:
+        no such reading (any more).
+        """
         self._sensors.update_temperature(HOST, celsius, now, high, critical)
 
     def update_budget(self, budget_ms: float | None, now: float) -> None:
-        """Latency budget per frame (per round over the cameras) in milliseconds; ``None`` or
-        0 removes the budget."""
+        """
+        Set the latency budget per frame (per round over the cameras) in milliseconds.
+
+        ``None`` or 0 removes the budget.
+        """
         if budget_ms is None:
             self._budget = None
             return
@@ -291,8 +309,11 @@ class Governor:
         self._budget = Reading(b, now) if b > 0.0 else None
 
     def update_cpu_budget(self, fraction: float | None) -> None:
-        """CPU-share budget: the fraction (0-1) of the usable cores the frames of a round may
-        use; ``None`` or 0 removes it. A setting, not a reading: it does not go stale."""
+        """
+        Set the CPU-share budget: the fraction (0-1) of the usable cores a round's frames may use.
+
+        ``None`` or 0 removes it. A setting, not a reading: it does not go stale.
+        """
         if fraction is None:
             self._cpu_budget = None
             return
@@ -307,7 +328,8 @@ class Governor:
     # ----------------------------------------------------------------------------- decision
     def decide(self, now: float, latency_ms: Mapping[float, float | None],
                cpu_share: Mapping[float, float | None] | None = None) -> Decision:
-        """Choose the width of the next frame of the only camera.
+        """
+        Choose the width of the next frame of the only camera.
 
         ``latency_ms`` maps trained widths to a recent high-percentile latency in milliseconds
         (``None``/missing = not measured recently), ``cpu_share`` to the predicted share of the
@@ -324,7 +346,8 @@ class Governor:
                        cpu_share: Mapping[str, Mapping[float, float | None]] | None = None,
                        cpu_busy: Mapping[str, Mapping[float, float | None]] | None = None
                        ) -> dict[str, Decision]:
-        """Choose every camera's width of its next frame.
+        """
+        Choose every camera's width of its next frame.
 
         ``latency_ms`` and ``cpu_share`` map camera names to what :meth:`decide` takes (a
         camera left out: no figures); ``active`` names the cameras with a fresh frame, which
@@ -427,9 +450,12 @@ class Governor:
 
     def decide_from(self, now: float, store: LatencyStore, frame_rate: float | None = None,
                     cores: int = 1) -> Decision:
-        """:meth:`decide` on the store's recent ``budget_percentile`` of each trained width
-        and, for the CPU budget, each width's CPU share predicted from the store's CPU times,
-        the camera's ``frame_rate`` (frames/s arriving) and the usable ``cores``.
+        """
+        Run :meth:`decide` on the figures in ``store``.
+
+        The latency is the store's recent ``budget_percentile`` of each trained width and, for
+        the CPU budget, each width's CPU share predicted from the store's CPU times, the
+        camera's ``frame_rate`` (frames/s arriving) and the usable ``cores``.
 
         A decision that starts a probe drops the probed width's old figures from ``store``, so
         the probe is judged on its own frames. The decision carries the figures compared.
@@ -443,8 +469,11 @@ class Governor:
                            active: Collection[str] | None = None,
                            frame_rates: Mapping[str, float] | None = None,
                            cores: int = 1) -> dict[str, Decision]:
-        """:meth:`decide_cameras` on each camera's store (as :meth:`decide_from` does), with
-        each camera's frame rate in ``frame_rates`` (none: its CPU share is not known)."""
+        """
+        Run :meth:`decide_cameras` on each camera's store (as :meth:`decide_from` does).
+
+        Each camera's frame rate is in ``frame_rates`` (none: its CPU share is not known).
+        """
         q = self._config.budget_percentile
         rates = frame_rates or {}
         recent = {n: s.recent(self._widths, q, now) for n, s in stores.items()}

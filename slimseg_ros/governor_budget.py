@@ -1,5 +1,8 @@
-"""The governor's budget rule, written once for both budgets: a latency budget (milliseconds
-per frame) and a CPU-share budget (a fraction of the usable cores).
+"""
+The governor's budget rule, written once for both budgets.
+
+The two budgets are a latency budget (milliseconds per frame) and a CPU-share budget (a
+fraction of the usable cores).
 
 A budget is a cost per width and an allowance. For the latency budget the cost is a recent
 high percentile of the latency; for the CPU budget it is the predicted CPU share,
@@ -33,9 +36,12 @@ class CameraState:
 
 @dataclass(frozen=True)
 class Meter:
-    """How one kind of budget is named and its figures written: ``key`` is its name in
-    ``Decision.caps``, ``name`` how reasons call it, ``figure`` the label of a width's cost;
-    costs are shown times ``scale`` with ``unit``."""
+    """
+    How one kind of budget is named and its figures written.
+
+    ``key`` is its name in ``Decision.caps``, ``name`` how reasons call it, ``figure`` the
+    label of a width's cost; costs are shown times ``scale`` with ``unit``.
+    """
 
     key: str
     name: str
@@ -59,12 +65,13 @@ CPU_METER = Meter("cpu_budget", "cpu budget", "cpu", "%", 100.0)
 
 def predicted_cpu_share(figures: WidthLatency | None, frame_rate: float | None,
                         cores: int) -> float | None:
-    """The share of ``cores`` usable cores (0-1) a width would use: its mean CPU seconds per
-    frame times the frames per second it would serve, over the cores.
+    """
+    Return the share of ``cores`` usable cores (0-1) a width would use.
 
-    It serves the camera's ``frame_rate`` (frames/s arriving), or fewer when one frame takes
-    longer than the time between frames (then at most one frame per mean latency). None
-    without CPU figures or a frame rate.
+    The share is its mean CPU seconds per frame times the frames per second it would serve,
+    over the cores. It serves the camera's ``frame_rate`` (frames/s arriving), or fewer when
+    one frame takes longer than the time between frames (then at most one frame per mean
+    latency). None without CPU figures or a frame rate.
     """
     if figures is None or figures.cpu_ms is None or frame_rate is None:
         return None
@@ -75,17 +82,25 @@ def predicted_cpu_share(figures: WidthLatency | None, frame_rate: float | None,
 
 
 def busy_cpu_share(figures: WidthLatency | None, cores: int) -> float | None:
-    """The share of the cores a width uses while frames come back to back (its CPU time per
-    frame over its latency, over the cores): what any width uses when the camera is faster
-    than the node, since a wider width then serves fewer frames. None without figures."""
+    """
+    Return the share of the cores a width uses while frames come back to back.
+
+    That is its CPU time per frame over its latency, over the cores: what any width uses when
+    the camera is faster than the node, since a wider width then serves fewer frames. None
+    without figures.
+    """
     if figures is None or figures.cpu_ms is None or not figures.mean_ms:
         return None
     return figures.cpu_ms / figures.mean_ms / max(1, int(cores))
 
 
 def cost(table: Mapping[float, float | None], width: float) -> float:
-    """The cost of ``width`` in ``table``; unmeasured: estimated from the nearest measured
-    width scaled linearly by width (narrower preferred), 0 when nothing is measured."""
+    """
+    Return the cost of ``width`` in ``table``.
+
+    An unmeasured width is estimated from the nearest measured width scaled linearly by width
+    (narrower preferred), 0 when nothing is measured.
+    """
     if table.get(width) is not None:
         return float(table[width])
     known = [w for w, v in table.items() if v is not None]
@@ -97,10 +112,13 @@ def cost(table: Mapping[float, float | None], width: float) -> float:
 
 
 class BudgetRound:
-    """One budget's round over the cameras with a fresh frame, in priority order (higher
-    first): each camera may use the allowance minus what the cameras decided before it cost
-    and minus the narrowest-width cost of those still to come; cameras of equal priority split
-    what is left evenly (what one leaves unused goes to the next)."""
+    """
+    One budget's round over the cameras with a fresh frame, in priority order (higher first).
+
+    Each camera may use the allowance minus what the cameras decided before it cost and minus
+    the narrowest-width cost of those still to come; cameras of equal priority split what is
+    left evenly (what one leaves unused goes to the next).
+    """
 
     def __init__(self, meter: Meter, amount: float, allowed: float, narrowest: float,
                  tables: Mapping[str, Mapping[float, float | None]], order: Sequence[str],
@@ -115,14 +133,14 @@ class BudgetRound:
         self.spent = 0.0
 
     def share(self, name: str, still_to_come: Sequence[str], peers: int) -> float:
-        """What ``name`` may use; ``peers`` cameras of its priority come after it."""
+        """Return what ``name`` may use; ``peers`` cameras of its priority come after it."""
         rest = sum(self.floors[n] for n in still_to_come)
         slack = self.allowed - self.spent - rest - self.floors[name]
         return self.allowed - self.spent - rest - (
             slack * peers / (peers + 1) if slack > 0 and peers else 0.0)
 
     def head(self, share: float) -> str:
-        """The start of a camera's reason: the budget, and its share when not alone."""
+        """Return the start of a camera's reason: the budget, and its share when not alone."""
         text = self.meter.budget(self.amount)
         return text if self.alone else f"{text}, share {self.meter.value(share)}"
 
@@ -130,7 +148,7 @@ class BudgetRound:
         self.spent += cost(self.tables[name], width)
 
     def hold(self, current: float) -> tuple[float, str, bool]:
-        """The cap of a camera without a fresh frame: it costs nothing and holds its width."""
+        """Return the cap of a camera without a fresh frame: it costs nothing, holds its width."""
         return current, f"{self.meter.budget(self.amount)}: no recent frame, holding " \
                         f"{current:g}", False
 
@@ -139,8 +157,10 @@ def budget_cap(meter: Meter, widths: Sequence[float], cam: CameraState, now: flo
                table: Mapping[float, float | None], allowed: float, head: str,
                probe_interval_s: float, warnings: list[str],
                ceiling: Mapping[float, float | None] | None = None) -> tuple[float, str, bool]:
-    """(cap, reason, whether the cap is a probe of an unmeasured wider width) of one camera
-    whose frames may cost ``allowed`` (the whole allowance, or its share of the round).
+    """
+    Return (cap, reason, whether the cap is a probe of an unmeasured wider width) of a camera.
+
+    The camera's frames may cost ``allowed`` (the whole allowance, or its share of the round).
 
     Wider is assumed costlier: the narrowest width that measurably does not fit bars every
     wider one. Unmeasured widths (or an over-budget figure of a width not used for
@@ -153,8 +173,12 @@ def budget_cap(meter: Meter, widths: Sequence[float], cam: CameraState, now: flo
     cur = cam.current
 
     def measured(w: float) -> float | None:
-        """The cost of ``w`` if it can be trusted now; an over-budget figure of a width not
-        used for a probe interval is forgotten (the machine may be faster now)."""
+        """
+        Return the cost of ``w`` if it can be trusted now.
+
+        An over-budget figure of a width not used for a probe interval is forgotten (the
+        machine may be faster now).
+        """
         v = table[w]
         if v is None:
             return None

@@ -1,5 +1,5 @@
-"""The governor's battery and thermal caps, from the robot's topics or the computer's own
-sensors.
+"""
+The governor's battery and thermal caps, from the robot's topics or the computer's own sensors.
 
 Each input has two sources: the topic (``battery_state``, ``temperature``) and the host
 (psutil's reading of the computer the node runs on). A live topic input always wins; the host's
@@ -24,8 +24,11 @@ _LABELS = {TOPIC: "", HOST: "host "}  # how reasons name the source
 
 
 def checked(name: str, value: Any, lo: float, hi: float) -> float:
-    """``value`` as a float in [lo, hi]; ValueError naming ``name`` otherwise (NaN, bools,
-    strings included)."""
+    """
+    Return ``value`` as a float in [lo, hi].
+
+    Raises ValueError naming ``name`` otherwise (NaN, bools, strings included).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number, got {value!r}")
     v = float(value)
@@ -36,8 +39,12 @@ def checked(name: str, value: Any, lo: float, hi: float) -> float:
 
 @dataclass
 class Reading:
-    """A reading and when it arrived; ``charging`` for a battery, the sensor's ``high`` and
-    ``critical`` points for a host temperature."""
+    """
+    A reading and when it arrived.
+
+    ``charging`` is set for a battery, the sensor's ``high`` and ``critical`` points for a host
+    temperature.
+    """
 
     value: float
     time: float
@@ -56,8 +63,12 @@ def stale_warning(name: str, reading: Reading, now: float, timeout_s: float,
 
 @dataclass
 class SharedCaps:
-    """The caps every camera shares (``battery``, ``thermal``) with their reasons and the
-    names of what set them, and where the battery and thermal inputs in use come from."""
+    """
+    The caps every camera shares (``battery``, ``thermal``), with their reasons.
+
+    It also holds the names of what set them, and where the battery and thermal inputs in use
+    come from.
+    """
 
     caps: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
@@ -89,8 +100,12 @@ class SensorCaps:
 
     def update_temperature(self, source: str, celsius: float | None, now: float,
                            high: float | None = None, critical: float | None = None) -> None:
-        """Degrees Celsius from ``source`` (None: no reading any more), with the sensor's
-        ``high``/``critical`` points (host only); updates that source's hysteresis state."""
+        """
+        Take a temperature in degrees Celsius from ``source`` (None: no reading any more).
+
+        ``high``/``critical`` are the sensor's points (host only). Updates that source's
+        hysteresis state.
+        """
         reading = None
         if celsius is not None:
             name = _LABELS[source] + "temperature"
@@ -105,15 +120,18 @@ class SensorCaps:
         self._update_thermal_state(source)
 
     def update_config(self, config: GovernorConfig) -> None:
-        """New thresholds; caps held by hysteresis stay held, removed rows no longer apply."""
+        """Use new thresholds; caps held by hysteresis stay held, removed rows no longer apply."""
         self._config = config
         for source in (TOPIC, HOST):
             self._update_thermal_state(source)
 
     def caps(self, now: float, snap: Callable[[float], float],
              warnings: list[str]) -> SharedCaps:
-        """The battery and thermal caps at ``now`` (widths through ``snap``); stale inputs
-        are named in ``warnings``."""
+        """
+        Return the battery and thermal caps at ``now`` (widths through ``snap``).
+
+        Stale inputs are named in ``warnings``.
+        """
         shared = SharedCaps()
         for key, found in (("battery", self._battery_cap(now, snap, warnings)),
                            ("thermal", self._thermal_cap(now, snap, warnings))):

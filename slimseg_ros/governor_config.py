@@ -1,4 +1,5 @@
-"""The governor's thresholds and timings (:class:`GovernorConfig`), validated once.
+"""
+The governor's thresholds and timings (:class:`GovernorConfig`), validated once.
 
 Kept apart from the decision logic in :mod:`.governor` (which re-exports it); plain Python.
 """
@@ -29,7 +30,8 @@ def _number(key: str, value: Any) -> float:
 
 
 def _thresholds(key: str, value: Any, lo: float, hi: float) -> tuple[tuple[float, float], ...]:
-    """Normalise a threshold table to sorted ``((threshold, max width), ...)``.
+    """
+    Normalise a threshold table to sorted ``((threshold, max width), ...)``.
 
     Accepts a list of pairs ``[[15, 0.25], ...]``, a mapping ``{15: 0.25, ...}`` or a flat list
     ``[15, 0.25, 30, 0.5]`` (ROS 2 parameters cannot hold nested lists).
@@ -109,7 +111,8 @@ class GovernorConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GovernorConfig:
-        """Build from a plain dict (YAML, ROS parameters); missing keys keep their defaults.
+        """
+        Build from a plain dict (YAML, ROS parameters); missing keys keep their defaults.
 
         Raises ``ValueError`` naming the key for unknown keys and bad values.
         """
@@ -131,8 +134,11 @@ class GovernorConfig:
 
     def host_thermal_table(self, high: float | None = None, critical: float | None = None
                            ) -> tuple[tuple[float, float], ...]:
-        """The thermal table for the host's own sensor: ``host_thermal_thresholds`` when set,
-        else caps of 0.5 and 0.25 at 10 C and 5 C below the sensor's throttle point.
+        """
+        Return the thermal table for the host's own sensor.
+
+        It is ``host_thermal_thresholds`` when set, else caps of 0.5 and 0.25 at 10 C and 5 C
+        below the sensor's throttle point.
 
         The throttle point is psutil's ``critical`` for the sensor where it reports one, else
         its ``high``, else :data:`HOST_THROTTLE_C`. ``high`` comes second because many drivers

@@ -1,5 +1,8 @@
-"""Readings of the computer the node runs on: its battery, its hottest CPU or SoC temperature,
-and this process's CPU share and memory, through psutil.
+"""
+Readings of the computer the node runs on, through psutil.
+
+They are its battery, its hottest CPU or SoC temperature, and this process's CPU share and
+memory.
 
 Many robots have no battery or temperature publisher, yet their computer knows both: psutil
 reads the battery of laptop- and NUC-class computers and the thermal zones of x86 packages and
@@ -36,11 +39,15 @@ BATTERY, TEMPERATURE, CPU_SHARE, RSS = "battery", "temperature", "cpu share", "m
 
 @dataclass(frozen=True)
 class PsutilSample:
-    """What psutil returned, unchanged: ``battery`` is ``sensors_battery()`` (an ``sbattery``
-    or None), ``temperatures`` is ``sensors_temperatures()`` (``{chip: [shwtemp, ...]}``, empty
-    without sensors); ``cpu_seconds`` is this process's user + system CPU time, ``age_s`` the
-    seconds since it started and ``rss_bytes`` its resident memory (None where not read).
-    ``problems`` maps a kind of reading to why reading it failed."""
+    """
+    What psutil returned, unchanged.
+
+    ``battery`` is ``sensors_battery()`` (an ``sbattery`` or None), ``temperatures`` is
+    ``sensors_temperatures()`` (``{chip: [shwtemp, ...]}``, empty without sensors);
+    ``cpu_seconds`` is this process's user + system CPU time, ``age_s`` the seconds since it
+    started and ``rss_bytes`` its resident memory (None where not read). ``problems`` maps a
+    kind of reading to why reading it failed.
+    """
 
     battery: Any = None
     temperatures: Mapping[str, Sequence[Any]] = field(default_factory=dict)
@@ -51,8 +58,12 @@ class PsutilSample:
 
 
 def read_psutil(sensors: bool = True) -> PsutilSample:
-    """The one call of psutil: battery and temperatures (when ``sensors``), and this process's
-    CPU time and memory. Never raises: what fails is named in ``problems``."""
+    """
+    Call psutil, in the one place it is called.
+
+    It reads the battery and temperatures (when ``sensors``), and this process's CPU time and
+    memory. Never raises: what fails is named in ``problems``.
+    """
     try:
         import psutil
     except ImportError:
@@ -91,8 +102,12 @@ def read_psutil(sensors: bool = True) -> PsutilSample:
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. under ``taskset`` or a
-    container's cpuset), which is what a share of "the cores" means."""
+    """
+    Return the number of CPU cores this process may run on.
+
+    That is its affinity mask (e.g. under ``taskset`` or a container's cpuset), which is what
+    a share of "the cores" means.
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
@@ -112,8 +127,12 @@ class BatteryReading:
 
 @dataclass(frozen=True)
 class TemperatureReading:
-    """The hottest selected sensor: degrees Celsius, its name (``chip/label``) and psutil's
-    ``high`` and ``critical`` points for it (None where the sensor reports none)."""
+    """
+    The hottest selected sensor: degrees Celsius, its name (``chip/label``) and its limits.
+
+    The limits are psutil's ``high`` and ``critical`` points for it (None where the sensor
+    reports none).
+    """
 
     celsius: float
     sensor: str
@@ -128,9 +147,12 @@ class TemperatureReading:
 
 @dataclass(frozen=True)
 class ProcessReading:
-    """This process: CPU time over wall time since the previous reading (at the first, since
-    the process started) divided by the usable cores (0-1; None when unreadable), and its
-    resident memory in bytes."""
+    """
+    This process: its CPU share and its resident memory in bytes.
+
+    The CPU share is the CPU time over wall time since the previous reading (at the first,
+    since the process started) divided by the usable cores (0-1; None when unreadable).
+    """
 
     cpu_share: float | None
     rss_bytes: int | None
@@ -139,8 +161,12 @@ class ProcessReading:
 
 @dataclass(frozen=True)
 class HostReadings:
-    """One reading of the host; ``battery``/``temperature`` are None where unavailable (or not
-    read), ``notices`` names the readings found unavailable for the first time."""
+    """
+    One reading of the host.
+
+    ``battery``/``temperature`` are None where unavailable (or not read), ``notices`` names the
+    readings found unavailable for the first time.
+    """
 
     battery: BatteryReading | None
     temperature: TemperatureReading | None
@@ -157,9 +183,12 @@ def _finite(value: Any) -> float | None:
 
 
 def sensor_matches(pattern: str, chip: str, label: str) -> bool:
-    """Whether ``chip``/``label`` (as psutil names them) is selected by ``pattern``: a glob on
-    the chip name (``cpu_thermal``, ``*soc*therm*``: every reading of the chip) or on
-    ``chip/label`` (``coretemp/Package id*``). Case-insensitive."""
+    """
+    Tell whether ``chip``/``label`` (as psutil names them) is selected by ``pattern``.
+
+    The pattern is a glob on the chip name (``cpu_thermal``, ``*soc*therm*``: every reading of
+    the chip) or on ``chip/label`` (``coretemp/Package id*``). Case-insensitive.
+    """
     pattern = pattern.strip().lower()
     if "/" in pattern:
         return fnmatch.fnmatchcase(f"{chip}/{label}".lower(), pattern)
@@ -168,7 +197,7 @@ def sensor_matches(pattern: str, chip: str, label: str) -> bool:
 
 def hottest(temperatures: Mapping[str, Sequence[Any]], patterns: Sequence[str]
             ) -> TemperatureReading | None:
-    """The hottest plausible reading among the sensors ``patterns`` select, or None."""
+    """Return the hottest plausible reading among the sensors ``patterns`` select, or None."""
     best: TemperatureReading | None = None
     for chip, entries in temperatures.items():
         for entry in entries:
@@ -186,7 +215,8 @@ def hottest(temperatures: Mapping[str, Sequence[Any]], patterns: Sequence[str]
 
 
 class HostReader:
-    """Turns psutil samples into :class:`HostReadings`.
+    """
+    Turns psutil samples into :class:`HostReadings`.
 
     ``sensors`` False reads no battery and no temperature (``host_sensors: off``);
     ``temperature_sensors`` are the patterns of :func:`sensor_matches`; ``reader`` is

@@ -1,5 +1,7 @@
-"""The one store of what each width costs per frame, read by the governor and shown in the
-diagnostics: its latency (wall milliseconds) and, where measured, the CPU time it used (CPU
+"""
+The one store of what each width costs per frame, read by the governor and shown in diagnostics.
+
+A width's cost is its latency (wall milliseconds) and, where measured, the CPU time it used (CPU
 milliseconds, for the CPU-share budget).
 
 A deadline is missed by the slow frames, so the budget compares a high percentile, and it must
@@ -22,9 +24,13 @@ from .widths import find_width
 
 @dataclass(frozen=True)
 class WidthLatency:
-    """Recent latency of one width: the median and the ``q``-th percentile (ms) of its last
-    ``frames`` frames; their mean latency and mean CPU time per frame (ms; None where no frame
-    had its CPU time measured)."""
+    """
+    Recent latency of one width, over its last ``frames`` frames.
+
+    ``p50_ms`` and ``pq_ms`` are the median and the ``q``-th percentile (ms) of those frames;
+    ``mean_ms`` and ``cpu_ms`` their mean latency and mean CPU time per frame (ms; None where no
+    frame had its CPU time measured).
+    """
 
     q: float
     pq_ms: float
@@ -35,8 +41,11 @@ class WidthLatency:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """``q``-th percentile (0-100) of sorted ``values`` with linear interpolation (numpy's
-    default method)."""
+    """
+    Return the ``q``-th percentile of sorted ``values``, ``q`` in 0-100.
+
+    It interpolates linearly between neighbouring values (numpy's default method).
+    """
     pos = (len(values) - 1) * min(max(q, 0.0), 100.0) / 100.0
     lo = math.floor(pos)
     hi = min(lo + 1, len(values) - 1)
@@ -44,9 +53,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class LatencyStore:
-    """Thread-safe samples per width (latency ms, and CPU ms where measured), kept ``window_s``
-    seconds, at most ``max_frames`` per width. The inference thread records, the governor
-    reads."""
+    """
+    Thread-safe samples per width (latency ms, and CPU ms where measured).
+
+    They are kept ``window_s`` seconds, at most ``max_frames`` per width. The inference thread
+    records, the governor reads.
+    """
 
     def __init__(self, window_s: float = 3.0, max_frames: int = 20) -> None:
         if not (isinstance(window_s, (int, float)) and window_s > 0) or not (
@@ -59,7 +71,7 @@ class LatencyStore:
         self._lock = threading.Lock()
 
     def _key(self, width: float) -> float:
-        """The stored width equal to ``width``, else ``width`` itself (caller holds the lock)."""
+        """Return the stored width equal to ``width``, else ``width`` (caller holds the lock)."""
         w = float(width)
         if not math.isfinite(w):
             raise ValueError(f"width must be a finite number, got {width!r}")
@@ -67,8 +79,11 @@ class LatencyStore:
         return w if known is None else known
 
     def record(self, width: float, ms: float, now: float, cpu_ms: float | None = None) -> None:
-        """Add one frame of ``ms`` milliseconds at ``width``, measured at time ``now`` (s), that
-        used ``cpu_ms`` milliseconds of CPU time (None: not measured)."""
+        """
+        Add one frame of ``ms`` milliseconds at ``width``, measured at time ``now`` (s).
+
+        The frame used ``cpu_ms`` milliseconds of CPU time (None: not measured).
+        """
         value = float(ms)
         if not math.isfinite(value) or value < 0.0:
             raise ValueError(f"latency must be a finite number >= 0 ms, got {ms!r}")
@@ -93,7 +108,11 @@ class LatencyStore:
         return [(ms, cpu) for t, ms, cpu in samples if now - t <= self.window_s]
 
     def percentile(self, width: float, q: float, now: float) -> float | None:
-        """``q``-th percentile (0-100) of the recent frames of ``width``, or None."""
+        """
+        Return the ``q``-th percentile, ``q`` in 0-100, of the recent frames of ``width``.
+
+        None when ``width`` has no recent frame.
+        """
         with self._lock:
             values = sorted(ms for ms, _ in self._recent(width, now))
         return percentile(values, q) if values else None

@@ -1,5 +1,8 @@
-"""The managed (lifecycle) variant of the node: the same parameters, topics and code
-(:class:`~.node_core.SlimSegCore`), driven by a lifecycle manager or ``ros2 lifecycle set``.
+"""
+The managed (lifecycle) variant of the node: the same parameters, topics and code.
+
+It shares :class:`~.node_core.SlimSegCore` with the plain node and is driven by a lifecycle
+manager or ``ros2 lifecycle set``.
 
 * **configure** loads the checkpoint and prepares every width (the slow, failable part); a bad
   file or parameter fails the transition with the reason logged (and kept in ``last_error``),
@@ -27,8 +30,12 @@ __all__ = ["SlimSegLifecycleNode", "main"]
 
 
 class SlimSegLifecycleNode(LifecycleNode):
-    """Managed segmentation node; starts unconfigured. Raises :class:`StartupError` only for a
-    parameter of the wrong type (everything else is reported by configure)."""
+    """
+    Managed segmentation node; starts unconfigured.
+
+    Raises :class:`StartupError` only for a parameter of the wrong type (everything else is
+    reported by configure).
+    """
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -41,7 +48,7 @@ class SlimSegLifecycleNode(LifecycleNode):
 
     @property
     def engine(self) -> Any:
-        """The loaded engine, None while unconfigured."""
+        """Segmentation engine that configure loaded, None while unconfigured."""
         return self.core.engine
 
     def frame_stats(self, camera: str | None = None) -> dict[str, Any]:
@@ -75,7 +82,7 @@ class SlimSegLifecycleNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """A transition raised: free everything and go back to unconfigured."""
+        """Free everything after a transition raised, and go back to unconfigured."""
         self.get_logger().error(f"error in transition from '{state.label}': cleaning up")
         self.core.shutdown()
         return TransitionCallbackReturn.SUCCESS
@@ -86,8 +93,12 @@ class SlimSegLifecycleNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``slimseg_lifecycle_node`` (starts unconfigured; ``ros2 lifecycle set
-    /slimseg_node configure``, then ``activate``, or the launch file's ``lifecycle:=true``)."""
+    """
+    Run the console script ``slimseg_lifecycle_node``.
+
+    The node starts unconfigured; ``ros2 lifecycle set /slimseg_node configure``, then
+    ``activate``, or the launch file's ``lifecycle:=true`` bring it up.
+    """
     return run(SlimSegLifecycleNode, args)
 
 

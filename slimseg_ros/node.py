@@ -1,4 +1,5 @@
-"""The ROS 2 node: camera frames in, class masks out, width switched on the fly.
+"""
+The ROS 2 node: camera frames in, class masks out, width switched on the fly.
 
 Glue only: :mod:`.conversions` turns messages into arrays, :class:`~.engine.SegmentationEngine`
 runs the network, :class:`~.governor.Governor` picks the width; :class:`~.node_core.SlimSegCore`
@@ -46,8 +47,11 @@ __all__ = ["SlimSegNode", "StartupError", "main", "run"]
 
 
 class SlimSegNode(Node):
-    """Semantic segmentation of camera frames at a width chosen by request, battery, heat and
-    compute budget. Raises :class:`StartupError` when the model or a parameter is unusable."""
+    """
+    Semantic segmentation of camera frames at a width set by request, battery, heat and budget.
+
+    Raises :class:`StartupError` when the model or a parameter is unusable.
+    """
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -64,7 +68,7 @@ class SlimSegNode(Node):
 
     @property
     def engine(self) -> Any:
-        """The :class:`~slimseg_ros.engine.SegmentationEngine` (read-only use)."""
+        """:class:`~slimseg_ros.engine.SegmentationEngine` of the node (read-only use)."""
         return self.core.engine
 
     def frame_stats(self, camera: str | None = None) -> dict[str, Any]:

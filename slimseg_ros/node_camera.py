@@ -1,5 +1,8 @@
-"""One camera's side of the node: its image subscription (with the reliability of its
-publishers), its output publishers, its own width request, and its counters.
+"""
+One camera's side of the node: its subscriptions, publishers, width request and counters.
+
+The image subscription follows the reliability of its publishers; the camera also has its own
+output publishers and its own width request.
 
 ROS plumbing only; the node core (:mod:`.node_core`) owns one :class:`CameraIO` per camera and
 opens them on activation, closes them on deactivation. Everything a camera keeps across that
@@ -45,8 +48,11 @@ def reliability_name(policy: ReliabilityPolicy | None) -> str:
 
 
 class CameraIO:
-    """Topics, subscriptions, publishers and counters of one camera (``name`` "" for the single
-    camera of a node without ``cameras``)."""
+    """
+    Topics, subscriptions, publishers and counters of one camera.
+
+    ``name`` is "" for the single camera of a node without ``cameras``.
+    """
 
     def __init__(self, node: Node, name: str, topics: CameraTopics, *, compressed: bool,
                  latency: LatencyStore, rejections: Rejections) -> None:
@@ -87,8 +93,12 @@ class CameraIO:
     def open(self, on_image: Callable[[str, Any], None],
              on_request: Callable[[str, Float32], None], image_qos: Callable[[], str],
              qos_check_period_s: float, control_group: CallbackGroup) -> None:
-        """Create the publishers, the request subscription, the image subscription and the
-        timer that follows its publishers' QoS (``image_qos`` gives the current setting)."""
+        """
+        Create the publishers, the request and image subscriptions, and the QoS timer.
+
+        The timer makes the image subscription follow its publishers' QoS (``image_qos`` gives
+        the current setting).
+        """
         n = self.node
         self._on_image = on_image
         # Its own mutually exclusive group per camera: a flooding camera's callbacks never hold

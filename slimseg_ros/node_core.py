@@ -1,6 +1,8 @@
-"""The node's work over ROS, written once for the plain node (:mod:`.node`) and the managed one
-(:mod:`.lifecycle_node`): parameters, the engine and governor, per-camera topics, the inference
-thread and diagnostics.
+"""
+The node's work over ROS, written once for the plain node and the managed one.
+
+The plain node is :mod:`.node`, the managed one :mod:`.lifecycle_node`. The work is the
+parameters, the engine and governor, per-camera topics, the inference thread and diagnostics.
 
 Phases, as a managed node has them: the constructor declares the parameters; :meth:`configure`
 loads the checkpoint and prepares every width (the slow, failable part); :meth:`activate`
@@ -61,7 +63,7 @@ class StartupError(RuntimeError):
 
 
 def descriptor(spec: ParamSpec, read_only: bool) -> ParameterDescriptor:
-    """The ROS descriptor of ``spec`` (``read_only`` as the node enforces it)."""
+    """Return the ROS descriptor of ``spec`` (``read_only`` as the node enforces it)."""
     desc = ParameterDescriptor(description=spec.description, read_only=read_only,
                                additional_constraints=spec.constraints)
     if spec.lo is not None and spec.kind == "float":
@@ -74,14 +76,18 @@ def descriptor(spec: ParamSpec, read_only: bool) -> ParameterDescriptor:
 
 
 def _initial(spec: ParamSpec) -> Any:
-    """The declared default; an empty list is declared by type (rclpy cannot infer it)."""
+    """Return the declared default; an empty list is declared by type (rclpy cannot infer it)."""
     return _EMPTY_TYPES[spec.kind] if spec.default == [] else spec.default
 
 
 class SlimSegCore:
-    """Segmentation of one or several cameras' frames at widths chosen by request, battery,
-    heat and compute budget, on ``node``. ``managed``: parameters fixed after start-up can be
-    changed while unconfigured (a lifecycle node), not only before construction."""
+    """
+    Segmentation of one or several cameras' frames on ``node``, at widths set by the governor.
+
+    The widths are chosen by request, battery, heat and compute budget. ``managed``: parameters
+    fixed after start-up can be changed while unconfigured (a lifecycle node), not only before
+    construction.
+    """
 
     def __init__(self, node: Node, managed: bool = False) -> None:
         self.node = node
@@ -117,18 +123,18 @@ class SlimSegCore:
 
     @property
     def single(self) -> bool:
-        """True without ``cameras``: one camera on the plain topic names."""
+        """Whether the node has no ``cameras``: one camera on the plain topic names."""
         return list(self._cameras) == [SINGLE]
 
     def value(self, name: str) -> Any:
-        """A parameter's value; a list declared empty by type reads as the empty default."""
+        """Return a parameter's value; a list declared empty by type reads as the empty default."""
         try:
             return self.node.get_parameter(name).value
         except ParameterUninitializedException:
             return list(SPECS[name].default)
 
     def camera(self, name: str | None = None) -> CameraIO:
-        """The camera ``name`` (None: the only one)."""
+        """Return the camera ``name`` (None: the only one)."""
         if name is None and len(self._cameras) == 1:
             return next(iter(self._cameras.values()))
         if name not in self._cameras:
@@ -137,7 +143,8 @@ class SlimSegCore:
 
     # ----------------------------------------------------------------------------- configure
     def configure(self) -> None:
-        """Validate the parameters, load the checkpoint and prepare every width.
+        """
+        Validate the parameters, load the checkpoint and prepare every width.
 
         Raises :class:`StartupError` with one sentence; the core is then left unconfigured.
         """
@@ -183,7 +190,7 @@ class SlimSegCore:
         self.engine = engine
 
     def _declare_model_params(self, model_values: dict[str, Any]) -> None:
-        """The checkpoint's class names, palette and widths as read-only parameters."""
+        """Declare the checkpoint's class names, palette and widths as read-only parameters."""
         self._setting_model = True
         try:
             if not self._model_declared:
@@ -432,7 +439,8 @@ class SlimSegCore:
 
     # ----------------------------------------------------------------------------- width
     def _decide(self, now: float) -> dict[str, Decision]:
-        """Ask the governor for every camera's width; publish each one that changes.
+        """
+        Ask the governor for every camera's width; publish each one that changes.
 
         The decisions are the only record of the active widths: a frame runs at its camera's.
         Only cameras with a fresh frame (within the latency window) share the budget.
@@ -498,14 +506,16 @@ class SlimSegCore:
                                   delay_ms=(done - received) * 1e3, age_ms=age_ms))
 
     def _timed_infer(self, cam: CameraIO, rgb: Any, width: float) -> Any:
-        """Run the engine; record the frame's latency and CPU time in the camera's store.
+        """
+        Run the engine; record the frame's latency and CPU time in the camera's store.
 
         CPU time is the process's (``time.process_time``) over the call, not the thread's
         (``time.thread_time``): the runtimes run the network on their own thread pools (torch
         intra-op threads, OpenVINO and ONNX Runtime workers), which the calling thread's clock
         misses, so a network on four threads would look a quarter as costly. What the other
         threads do meanwhile (callbacks dropping a frame into its slot) is counted too: small,
-        and part of serving frames."""
+        and part of serving frames.
+        """
         cpu, start = time.process_time(), time.perf_counter()
         mask = self.engine.infer(rgb, width)
         wall_ms = (time.perf_counter() - start) * 1000.0
@@ -516,7 +526,7 @@ class SlimSegCore:
     # ----------------------------------------------------------------------------- diagnostics
     def _new_rejections(self, key: str, rejections: Rejections
                         ) -> tuple[dict[str, int], dict[str, str], dict[str, int]]:
-        """(counts, last messages, counts new since the last report) of ``rejections``."""
+        """Return (counts, last messages, counts new since the last report) of ``rejections``."""
         counts, last = rejections.snapshot()
         before = self._diag_counts.get(key, {})
         self._diag_counts[key] = counts
@@ -592,9 +602,12 @@ class SlimSegCore:
 
     # ----------------------------------------------------------------------------- accessors
     def frame_stats(self, camera: str | None = None) -> dict[str, Any]:
-        """Counters of ``camera`` (None: the only one) for tests and tools: received,
-        processed, dropped, per-width, and the last frame (a :class:`~.contract.LastFrame`,
-        None before the first)."""
+        """
+        Return the counters of ``camera`` (None: the only one), for tests and tools.
+
+        They are received, processed, dropped, per-width, and the last frame (a
+        :class:`~.contract.LastFrame`, None before the first).
+        """
         cam = self.camera(camera)
         processed, per_width, frame = cam.stats()
         slots = self._slots

@@ -1,7 +1,9 @@
-"""The node's view of the computer it runs on: reads the host (:mod:`.host_readings`) every
-``host_period_s``, feeds the governor's host battery and temperature (``host_sensors: auto``),
-logs each missing reading once, and reports the readings, their source and the CPU budget in
-diagnostics (:class:`~.contract.HostStatus`).
+"""
+The node's view of the computer it runs on: host readings, governor inputs and diagnostics.
+
+It reads the host (:mod:`.host_readings`) every ``host_period_s``, feeds the governor's host
+battery and temperature (``host_sensors: auto``), logs each missing reading once, and reports
+the readings, their source and the CPU budget in diagnostics (:class:`~.contract.HostStatus`).
 
 Kept beside :mod:`.node_core` (which owns one :class:`HostWatch`) so the core stays wiring;
 no rclpy import (it is given the logger and the governor's lock), so tests drive it with
@@ -23,8 +25,12 @@ _MB = 1024.0 * 1024.0
 
 
 class HostWatch:
-    """Host readings for one node. ``sensors``: read the battery and temperature (``auto``)
-    or not (``off``); the process's CPU share and memory are read either way."""
+    """
+    Host readings for one node.
+
+    ``sensors``: read the battery and temperature (``auto``) or not (``off``); the process's CPU
+    share and memory are read either way.
+    """
 
     def __init__(self, logger: Any, sensors: bool, temperature_sensors: Sequence[str],
                  reader: Callable[..., PsutilSample] = read_psutil) -> None:
@@ -37,7 +43,7 @@ class HostWatch:
 
     @property
     def cores(self) -> int:
-        """The usable cores at the last reading (the node's CPU affinity)."""
+        """Usable cores at the last reading (the node's CPU affinity)."""
         return self._cores
 
     @property
@@ -46,9 +52,12 @@ class HostWatch:
 
     def apply_parameters(self, updates: Mapping[str, Any], value: Callable[[str], Any],
                          governor: Governor, lock: threading.Lock, now: float) -> bool:
-        """Apply changed ``host_sensors`` / ``host_temperature_sensors`` (``value`` reads the
-        others); with sensors off the governor forgets the host's battery and temperature at
-        once. Returns whether either changed."""
+        """
+        Apply changed ``host_sensors`` / ``host_temperature_sensors`` (``value`` reads the others).
+
+        With sensors off the governor forgets the host's battery and temperature at once.
+        Returns whether either changed.
+        """
         if not {"host_sensors", "host_temperature_sensors"} & set(updates):
             return False
         sensors = updates.get("host_sensors", value("host_sensors")) == "auto"
@@ -83,7 +92,7 @@ class HostWatch:
                 governor.update_host_temperature(t.celsius, now, t.high, t.critical)
 
     def status(self, decision: Decision, cpu_budget: float | None) -> HostStatus:
-        """The diagnostics' view of the host for ``decision`` (whose sources it names)."""
+        """Return the diagnostics' view of the host for ``decision`` (whose sources it names)."""
         with self._lock:
             r, sensors = self._latest, self._reader.sensors
         process = r.process if r is not None else None

@@ -1,5 +1,8 @@
-"""Plain-Python pieces of the node: the latest-frame slots, rejected-input bookkeeping, the Fast
-DDS profile environment and the packaged file locations.
+"""
+Plain-Python pieces of the node: frame slots, rejections, DDS profile and shipped files.
+
+They are the latest-frame slots, the rejected-input bookkeeping, the Fast DDS profile
+environment and the packaged file locations.
 
 Kept out of ``node.py`` (and free of rclpy) so they are tested directly and the node stays glue.
 """
@@ -27,13 +30,14 @@ _RATE_FRAMES = 512  # arrival times kept per camera for its frame rate
 
 
 class FrameSlots(Generic[T]):
-    """A one-frame mailbox per camera and a fair ``take``: round-robin over the cameras that
-    have a frame waiting.
+    """
+    A one-frame mailbox per camera and a fair ``take``.
 
-    The subscription callbacks put, the inference thread takes. ``put`` replaces a frame
-    nobody took (counted as dropped), so the node holds at most one waiting frame per camera
-    and always serves the newest; a flooding camera gets one turn per round and cannot starve
-    the others. State is keyed by camera name.
+    ``take`` goes round-robin over the cameras that have a frame waiting. The subscription
+    callbacks put, the inference thread takes. ``put`` replaces a frame nobody took (counted as
+    dropped), so the node holds at most one waiting frame per camera and always serves the
+    newest; a flooding camera gets one turn per round and cannot starve the others. State is
+    keyed by camera name.
     """
 
     def __init__(self, cameras: Sequence[str]) -> None:
@@ -50,8 +54,11 @@ class FrameSlots(Generic[T]):
         self._arrivals: dict[str, deque[float]] = {c: deque(maxlen=_RATE_FRAMES) for c in cameras}
 
     def put(self, camera: str, item: T, now: float) -> bool:
-        """Store ``item`` for ``camera`` (arrived at ``now``, seconds); returns True when it
-        replaced a frame nobody took (a dropped frame)."""
+        """
+        Store ``item`` for ``camera`` (arrived at ``now``, seconds).
+
+        Returns True when it replaced a frame nobody took (a dropped frame).
+        """
         with self._cond:
             replaced = self._items[camera] is not None
             self._items[camera] = item
@@ -63,8 +70,12 @@ class FrameSlots(Generic[T]):
             return replaced
 
     def take(self, timeout: float | None = None) -> tuple[str, T] | None:
-        """Wait up to ``timeout`` seconds for a frame; returns ``(camera, item)`` of the next
-        camera in round-robin order with a frame waiting, or None on timeout or close."""
+        """
+        Wait up to ``timeout`` seconds for a frame.
+
+        Returns ``(camera, item)`` of the next camera in round-robin order with a frame
+        waiting, or None on timeout or close.
+        """
         with self._cond:
             self._cond.wait_for(lambda: self._closed or any(
                 v is not None for v in self._items.values()), timeout)
@@ -87,9 +98,12 @@ class FrameSlots(Generic[T]):
                     or now - self._last_put[c] <= window_s}
 
     def rate(self, camera: str, now: float, window_s: float) -> float | None:
-        """Frames per second arriving from ``camera`` over the last ``window_s`` seconds (at
-        most the last few hundred frames): 0 without a frame, None with only one (no interval
-        to measure yet)."""
+        """
+        Return the frames per second arriving from ``camera`` over the last ``window_s`` seconds.
+
+        At most the last few hundred frames count. 0 without a frame, None with only one (no
+        interval to measure yet).
+        """
         with self._cond:
             times = [t for t in self._arrivals[camera] if now - t <= window_s]
         if len(times) < 2:
@@ -110,7 +124,8 @@ class FrameSlots(Generic[T]):
 
 @dataclass
 class Rejections:
-    """Counts rejected inputs per kind and decides which rejections are logged (throttled).
+    """
+    Counts rejected inputs per kind and decides which rejections are logged (throttled).
 
     One throttle per kind, so a flood of bad images does not hide a rejected battery message.
     """
@@ -150,7 +165,7 @@ def share_dir() -> Path | None:
 
 
 def source_root() -> Path | None:
-    """The source checkout (editable install) holding ``package.xml``, else None."""
+    """Return the source checkout (editable install) holding ``package.xml``, else None."""
     root = Path(__file__).resolve().parents[1]
     return root if (root / "package.xml").is_file() else None
 
@@ -165,8 +180,11 @@ def data_dirs(sub: str) -> list[Path]:
 
 
 def packaged_file(sub: str, name: str) -> Path | None:
-    """The packaged file ``sub/name`` (e.g. ``config``, ``slimseg.yaml``): the installed share/
-    copy first, else the source checkout's; None where neither has it.
+    """
+    Return the packaged file ``sub/name`` (e.g. ``config``, ``slimseg.yaml``).
+
+    The installed share/ copy comes first, else the source checkout's; None where neither has
+    it.
 
     The one lookup of shipped files, so the node, the training configs and the tools find the
     same file wherever the package lives.
@@ -178,12 +196,13 @@ def packaged_file(sub: str, name: str) -> Path | None:
 
 
 def default_dds_profile() -> Path | None:
-    """The shipped Fast DDS profile with the large shared-memory segment, if found."""
+    """Return the shipped Fast DDS profile with the large shared-memory segment, if found."""
     return packaged_file("config", DDS_PROFILE_NAME)
 
 
 def dds_profile_env(environ: Mapping[str, str], profile: Path | str | None) -> dict[str, str]:
-    """Environment variables that make Fast DDS load ``profile``, or {} to leave things alone.
+    """
+    Environment variables that make Fast DDS load ``profile``, or {} to leave things alone.
 
     Nothing is set when the user already chose a profile (either variable), when another RMW
     than Fast DDS is selected, or without a profile file. Fast DDS 3 reads
@@ -204,7 +223,8 @@ def dds_profile_env(environ: Mapping[str, str], profile: Path | str | None) -> d
 
 
 def apply_dds_profile(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Set the profile variables in this process (before ``rclpy.init``); returns what was set.
+    """
+    Set the profile variables in this process (before ``rclpy.init``); returns what was set.
 
     ``SLIMSEG_DDS_PROFILE`` overrides the shipped file; set it to an empty string to opt out.
     Fast DDS reads the variable when the first participant is created, i.e. in ``rclpy.init``.
@@ -220,7 +240,8 @@ def apply_dds_profile(environ: MutableMapping[str, str] | None = None) -> dict[s
 
 
 def default_checkpoint() -> Path:
-    """The packaged default model: ``models/default.pt``, else the only ``*.pt`` in ``models/``.
+    """
+    Return the packaged default model: ``models/default.pt``, else the only ``*.pt`` there.
 
     Raises ``FileNotFoundError`` with a sentence saying where it looked and what to do.
     """

@@ -1,4 +1,5 @@
-"""The node's parameters in one table: names, types, defaults, ranges, descriptions.
+"""
+The node's parameters in one table: names, types, defaults, ranges, descriptions.
 
 Pure Python (no rclpy) so the table, its defaults and the YAML file in ``config/`` can be checked
 against each other without a ROS graph; the node turns each :class:`ParamSpec` into a
@@ -27,7 +28,8 @@ _THRESHOLD_PARAMS = ("battery_thresholds", "thermal_thresholds", "host_thermal_t
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter. ``kind`` is bool/int/float/str/int_array/float_array/str_array.
+    """
+    One parameter. ``kind`` is bool/int/float/str/int_array/float_array/str_array.
 
     ``lo``/``hi`` become an integer or floating-point range (inclusive); ``choices`` are listed
     in the descriptor's ``additional_constraints`` and enforced by the node; ``read_only``
@@ -206,7 +208,8 @@ SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 
 
 def governor_config_from_params(values: Mapping[str, Any]) -> GovernorConfig:
-    """GovernorConfig from ``{"governor.<field>": value}`` (other keys ignored).
+    """
+    Build the GovernorConfig from ``{"governor.<field>": value}`` (other keys ignored).
 
     Raises ``ValueError`` naming the parameter for a bad value.
     """
@@ -222,8 +225,11 @@ def governor_config_from_params(values: Mapping[str, Any]) -> GovernorConfig:
 
 
 def list_argument(name: str, text: str, item: type) -> list[Any]:
-    """A list given as one string (a launch argument): ``[front, left]`` or ``front, left``;
-    empty: ``[]``. Items are converted with ``item`` (str or float).
+    """
+    Parse a list given as one string (a launch argument).
+
+    It reads ``[front, left]`` or ``front, left``; empty: ``[]``. Items are converted with
+    ``item`` (str or float).
 
     Raises ``ValueError`` naming the argument for an item that does not convert.
     """
@@ -247,7 +253,8 @@ def check_camera_priorities(cameras: list[str], priorities: list[float]) -> None
 
 
 def check_value(name: str, value: Any) -> None:
-    """Validate what a range/type check in ROS does not: choices, NaN, input_size shape.
+    """
+    Validate what a range/type check in ROS does not: choices, NaN, input_size shape.
 
     Raises ``ValueError`` with a sentence naming the parameter and the value.
     """

@@ -1,4 +1,5 @@
-"""Shared helpers for the node tests: tiny checkpoints, a ROS domain per process, a probe node.
+"""
+Shared helpers for the node tests: tiny checkpoints, a ROS domain per process, a probe node.
 
 Not a test module (no ``test_`` prefix); the node tests import it. Everything here talks to the
 real rclpy/DDS stack: the probe publishes and subscribes over real topics.
@@ -26,7 +27,7 @@ PALETTE = [[(37 * i) % 256, (91 * i + 40) % 256, (53 * i + 7) % 256] for i in ra
 
 def make_tiny_checkpoint(path: Path, backbone: str = "resnet18",
                          input_size: tuple[int, int] | None = (64, 96)) -> Path:
-    """A random-weight slimmable FCN checkpoint that runs in a few ms on CPU at 64x96."""
+    """Write a random-weight slimmable FCN checkpoint that runs in a few ms on CPU at 64x96."""
     import torch
 
     from slimseg_ros.models import ModelConfig, ModelInfo, build_model, save_checkpoint
@@ -41,13 +42,14 @@ def make_tiny_checkpoint(path: Path, backbone: str = "resnet18",
 
 
 def pick_domain_id() -> int:
-    """A ROS domain for this test process, so parallel test runs do not hear each other."""
+    """Pick a ROS domain for this test process, so parallel test runs do not hear each other."""
     return random.Random(f"{os.getpid()}-{time.time_ns()}").randint(1, 100)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float = 0.02,
              action: Callable[[], None] | None = None, action_period: float = 0.1) -> Any:
-    """Poll ``predicate`` until truthy (returned) or ``timeout`` (AssertionError).
+    """
+    Poll ``predicate`` until truthy (returned) or ``timeout`` (AssertionError).
 
     ``action`` (e.g. "publish a frame") runs every ``action_period`` seconds while waiting.
     """
@@ -68,7 +70,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float 
 
 def image_msg(pixels: np.ndarray, encoding: str, frame_id: str = "camera", stamp: Any = None,
               pad: int = 0) -> Any:
-    """A sensor_msgs/Image holding ``pixels`` with ``pad`` extra bytes per row."""
+    """Build a sensor_msgs/Image holding ``pixels`` with ``pad`` extra bytes per row."""
     from sensor_msgs.msg import Image
 
     h, w = pixels.shape[:2]
@@ -84,9 +86,12 @@ def image_msg(pixels: np.ndarray, encoding: str, frame_id: str = "camera", stamp
 
 
 class CameraChannel:
-    """The probe's side of one camera of a node with ``cameras``: a frame publisher, the
-    camera's own width request, and what the node publishes for it (masks with their arrival
-    times on the probe's clock, active widths)."""
+    """
+    The probe's side of one camera of a node with ``cameras``.
+
+    It holds a frame publisher, the camera's own width request, and what the node publishes for
+    it (masks with their arrival times on the probe's clock, active widths).
+    """
 
     def __init__(self, probe: Probe, name: str) -> None:
         from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -120,7 +125,7 @@ class CameraChannel:
         self.width_pub.publish(Float32(data=float(value)))
 
     def width(self) -> float | None:
-        """The latest active width the node announced for this camera."""
+        """Return the latest active width the node announced for this camera."""
         with self.probe.lock:
             return self.widths[-1] if self.widths else None
 
@@ -129,7 +134,7 @@ class CameraChannel:
             return len(self.masks)
 
     def diag(self) -> Diagnostics:
-        """This camera's status in the latest diagnostics (defaults before the first)."""
+        """Return this camera's status in the latest diagnostics (defaults before the first)."""
         status = self.probe.status_named(camera_status_name(self.probe.node_under_test,
                                                             self.name))
         return read_diagnostics({kv.key: kv.value for kv in status.values}) if status else \
@@ -137,8 +142,11 @@ class CameraChannel:
 
     def fresh_diag(self, predicate: Callable[[Diagnostics], bool],
                    timeout: float = 10.0) -> Diagnostics:
-        """Wait for a diagnostics message (newer than now) whose status of this camera
-        satisfies ``predicate``."""
+        """
+        Wait for diagnostics whose status of this camera satisfies ``predicate``.
+
+        Only a message newer than the call counts.
+        """
         return self.probe.fresh_status(
             predicate, timeout,
             status=camera_status_name(self.probe.node_under_test, self.name))[2]
@@ -188,7 +196,8 @@ class Probe:
         self._overlay_sub = None
 
     def make_publisher(self, msg_type: Any, topic: str, qos: Any) -> Any:
-        """A publisher a test may destroy while the executor spins.
+        """
+        Create a publisher a test may destroy while the executor spins.
 
         It has no QoS event handlers: rclpy's executor takes a pending event (e.g. "incompatible
         QoS") without guarding against its destruction, and spin() then dies with InvalidHandle.
@@ -253,7 +262,7 @@ class Probe:
 
     # ------------------------------------------------------------------ reading
     def status_named(self, name: str) -> Any:
-        """The status called ``name`` in the latest diagnostics that hold one, or None."""
+        """Return the status called ``name`` in the latest diagnostics holding one, or None."""
         with self.lock:
             for msg in reversed(self.diagnostics):
                 for status in msg.status:
@@ -266,7 +275,7 @@ class Probe:
             return self.diagnostics[-1].status[0] if self.diagnostics else None
 
     def diag(self) -> Diagnostics:
-        """The latest diagnostics (all defaults before the first message)."""
+        """Return the latest diagnostics (all defaults before the first message)."""
         status = self.latest_status()
         return read_diagnostics({kv.key: kv.value for kv in status.values}) if status else \
             Diagnostics()
@@ -274,9 +283,12 @@ class Probe:
     def fresh_status(self, predicate: Callable[[Diagnostics], bool],
                      timeout: float = 10.0, status: str | None = None
                      ) -> tuple[int, str, Diagnostics]:
-        """Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``;
-        returns its level, message and values. ``status`` names the status to read (default:
-        the first, the shared one)."""
+        """
+        Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``.
+
+        Returns its level, message and values. ``status`` names the status to read (default:
+        the first, the shared one).
+        """
         with self.lock:
             start = len(self.diagnostics)
 

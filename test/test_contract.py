@@ -1,5 +1,9 @@
-"""The node's contract: diagnostics written and read back by the same module, topic names that
-match the README, and no tool or node re-typing them."""
+"""
+The node's contract: diagnostics, topic names, and no tool or node re-typing them.
+
+Diagnostics are written and read back by the same module, and the topic names match the
+README.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ FULL = Diagnostics(
     latency={0.25: WidthLatency(q=90.0, pq_ms=4.0, p50_ms=3.5, frames=20),
              1.0: WidthLatency(q=90.0, pq_ms=31.5, p50_ms=20.0, frames=7)},
     frames_at={0.25: 4, 0.5: 5}, rejected={REJECTED.image: 2, REJECTED.width: 1},
-    last_rejected={REJECTED.image: "zero-size image", REJECTED.width: "width 7.0 is not in (0, 1]"},
+    last_rejected={REJECTED.image: "zero-size image",
+                   REJECTED.width: "width 7.0 is not in (0, 1]"},
     warnings=("budget input stale (12.0 s old > 10 s): not constraining", "second warning"))
 
 
@@ -144,7 +149,7 @@ def test_readme_topic_table_lists_exactly_the_contract_topics() -> None:
 
 
 def _string_constants(path: Path) -> set[str]:
-    """String literals of a module other than docstrings."""
+    """Return the string literals of a module other than docstrings."""
     tree = ast.parse(path.read_text())
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))

@@ -1,5 +1,9 @@
-"""Table-driven tests of the width governor: every policy, precedence, hysteresis, dwell,
-staleness, probing, bad values and config validation. Pure Python, times are made up."""
+"""
+Table-driven tests of the width governor: every policy and its validation.
+
+Covered: policies, precedence, hysteresis, dwell, staleness, probing, bad values and config
+validation. Pure Python, times are made up.
+"""
 
 from __future__ import annotations
 
@@ -199,8 +203,12 @@ def test_budget_none_or_zero_removes_it_and_bad_values_rejected():
 
 
 def test_budget_reacts_to_slowdown_within_a_few_frames_and_probes_back_up():
-    """Machine slows (other load): the width drops frame by frame; when it is fast again the
-    governor probes one step at a time, once per probe interval, and only with headroom."""
+    """
+    Machine slows (other load): the width drops frame by frame, and comes back up by probing.
+
+    When the machine is fast again the governor probes one step at a time, once per probe
+    interval, and only with headroom.
+    """
     g = make(probe_interval_s=3.0, min_dwell_s=1.0)
     g.update_budget(40, 0.0)
     fast = {0.25: 4.0, 0.5: 8.0, 0.75: 15.0, 1.0: 25.0}
@@ -264,8 +272,12 @@ def test_latency_keys_are_matched_to_trained_widths():
 
 # ---------------------------------------------------------------------------------- the store
 def test_a_probe_is_judged_on_its_own_frames():
-    """decide_from drops the probed width's old figures: an old slow 0.75 (still in the store's
-    window) does not send the probe straight back down before 0.75 has run a frame."""
+    """
+    A probe is judged on its own frames: decide_from drops the probed width's old figures.
+
+    An old slow 0.75 (still in the store's window) does not send the probe straight back down
+    before 0.75 has run a frame.
+    """
     g = make(probe_interval_s=1.0)
     store = LatencyStore(window_s=60.0, max_frames=20)
     for _ in range(5):

@@ -1,6 +1,10 @@
-"""The governor with several cameras sharing one set of weights: one round over the cameras
-with a fresh frame must fit the budget, lower priorities slim first and widen last, per-camera
-requests, dwell and probes, idle cameras. Pure Python, times and latencies are made up."""
+"""
+The governor with several cameras sharing one set of weights.
+
+One round over the cameras with a fresh frame must fit the budget, lower priorities slim first
+and widen last; also per-camera requests, dwell and probes, idle cameras. Pure Python, times
+and latencies are made up.
+"""
 
 from __future__ import annotations
 
@@ -281,9 +285,13 @@ def test_only_cameras_with_fresh_frames_share_the_cpu_budget():
 
 
 def test_a_camera_that_sends_fewer_frames_costs_less_cpu():
-    """From the stores: the same CPU time per frame, but the rear camera sends 5 frames/s
-    against the front's 30, so under one CPU budget it keeps a wider width than the front,
-    though its priority is lower."""
+    """
+    A camera that sends fewer frames costs less CPU, so it keeps a wider width.
+
+    From the stores: the same CPU time per frame, but the rear camera sends 5 frames/s against
+    the front's 30, so under one CPU budget it keeps a wider width than the front, though its
+    priority is lower.
+    """
     g = make(cameras=("front", "rear"), priorities=[2.0, 1.0])
     stores = {n: LatencyStore(window_s=60.0, max_frames=20) for n in g.cameras}
     for name in g.cameras:

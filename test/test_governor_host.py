@@ -1,7 +1,10 @@
-"""The governor with the computer's own readings and the CPU-share budget: host battery and
-temperature feed the caps while their topics are silent (a live topic always wins, the reason
-names the source), the host thermal table, and the CPU budget alone and beside the latency
-budget. Pure Python, times and figures are made up."""
+"""
+The governor with the computer's own readings and the CPU-share budget.
+
+Host battery and temperature feed the caps while their topics are silent (a live topic always
+wins, the reason names the source), the host thermal table, and the CPU budget alone and
+beside the latency budget. Pure Python, times and figures are made up.
+"""
 
 from __future__ import annotations
 
@@ -193,8 +196,11 @@ def test_cpu_budget_is_a_setting_that_does_not_go_stale_and_is_validated():
 
 
 def test_cpu_budget_from_the_store_probes_back_up_and_respects_dwell():
-    """decide_from predicts each width's share from the store's CPU times, the camera's frame
-    rate and the usable cores; the probing and dwell rules are the latency budget's."""
+    """
+    decide_from predicts each width's CPU share; probing and dwell follow the latency budget.
+
+    The share comes from the store's CPU times, the camera's frame rate and the usable cores.
+    """
     g = make(min_dwell_s=1.0, probe_interval_s=1.0)
     store = LatencyStore(window_s=1.0, max_frames=20)
     cpu_ms = {w: 16.0 * w for w in WIDTHS}  # 4, 8, 12, 16 ms per frame; 20 ms of wall time
@@ -236,9 +242,13 @@ def test_without_a_frame_rate_the_cpu_share_is_unknown_and_the_width_held():
 
 
 def test_a_node_slower_than_its_camera_still_probes_wider_under_a_loose_cpu_budget():
-    """A camera at 1000 frames/s keeps the node busy at every width: a wider width serves fewer
-    frames, so its share is no more than the current one's (CPU time over latency). A probe
-    estimated by width alone (60 % x 2) would never be tried under an 80 % budget."""
+    """
+    A camera at 1000 frames/s keeps the node busy at every width, yet a wider width is probed.
+
+    A wider width serves fewer frames, so its share is no more than the current one's (CPU time
+    over latency). A probe estimated by width alone (60 % x 2) would never be tried under an
+    80 % budget.
+    """
     g = make(probe_interval_s=1.0)
     store = LatencyStore(window_s=60.0, max_frames=20)
     g.request(0.25)

@@ -1,6 +1,10 @@
-"""Host readings against recorded psutil outputs: a laptop battery (present, absent, plugged),
-several thermal zones of x86 and Jetson machines, no sensors at all, and the process's CPU
-share. The recordings are psutil's own namedtuples, as psutil returns them."""
+"""
+Host readings against recorded psutil outputs of laptops, x86 and Jetson machines.
+
+Recorded: a laptop battery (present, absent, plugged), several thermal zones of x86 and Jetson
+machines, no sensors at all, and the process's CPU share. The recordings are psutil's own
+namedtuples, as psutil returns them.
+"""
 
 from __future__ import annotations
 
@@ -42,13 +46,16 @@ JETSON_ORIN = {
 
 
 def sample(**fields) -> PsutilSample:
-    """A recorded sample; this process's figures are there unless given."""
+    """Build a recorded sample; this process's figures are there unless given."""
     return PsutilSample(**{"cpu_seconds": 1.0, "rss_bytes": 100_000_000, **fields})
 
 
 class Recorded:
-    """A replacement of read_psutil: returns the given samples in turn (the last one repeats)
-    and records whether sensors were asked for."""
+    """
+    A replacement of read_psutil: returns the given samples in turn (the last one repeats).
+
+    It also records whether sensors were asked for.
+    """
 
     def __init__(self, *samples: PsutilSample) -> None:
         self.samples = list(samples)
@@ -169,8 +176,11 @@ def test_failures_are_named() -> None:
 
 
 def test_this_machine_through_psutil() -> None:
-    """The real call: whatever this machine has, the process figures are there and nothing
-    raises; sensors this machine lacks are None."""
+    """
+    The real call: whatever this machine has, the process figures are there and nothing raises.
+
+    Sensors this machine lacks are None.
+    """
     sample = read_psutil()
     assert sample.cpu_seconds is not None and sample.cpu_seconds > 0.0
     assert sample.rss_bytes > 10_000_000

@@ -29,8 +29,12 @@ def test_store_forgets_old_and_excess_frames() -> None:
 
 
 def test_cpu_time_per_frame_is_kept_beside_the_latency() -> None:
-    """One store for both: the CPU-share budget reads the mean CPU time of the same recent
-    frames whose latency the millisecond budget reads."""
+    """
+    One store for both budgets: CPU time per frame is kept beside the latency.
+
+    The CPU-share budget reads the mean CPU time of the same recent frames whose latency the
+    millisecond budget reads.
+    """
     store = LatencyStore(window_s=2.0, max_frames=3)
     store.record(1.0, 10.0, now=0.0, cpu_ms=99.0)  # pushed out by the frame limit
     for t, ms, cpu in [(0.5, 10.0, 15.0), (1.0, 20.0, None), (1.5, 30.0, 25.0)]:

@@ -1,7 +1,11 @@
-"""launch/segment.launch.py: parsed with ``ast`` (``launch`` need not be installed) and checked
-against setup.py's console scripts and the files a built wheel installs; where launch_ros is
-importable its launch description is built and its actions run without a ROS graph, and where
-the package is also installed in an ament prefix it is really launched."""
+"""
+The launch file launch/segment.launch.py, checked without and with ROS.
+
+It is parsed with ``ast`` (``launch`` need not be installed) and checked against setup.py's
+console scripts and the files a built wheel installs; where launch_ros is importable its launch
+description is built and its actions run without a ROS graph, and where the package is also
+installed in an ament prefix it is really launched.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +35,12 @@ def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
 
 
 def _kw(call: ast.Call, key: str, tree: ast.AST | None = None) -> ast.expr | None:
-    """Keyword ``key`` of ``call``; with ``tree``, also from a ``**name`` where the module has
-    ``name = dict(...)`` (the launch file's keywords shared by both node actions)."""
+    """
+    Return keyword ``key`` of ``call``.
+
+    With ``tree``, it is also found in a ``**name`` where the module has ``name = dict(...)``
+    (the launch file's keywords shared by both node actions).
+    """
     for k in call.keywords:
         if k.arg == key:
             return k.value
@@ -63,7 +71,7 @@ def tree() -> ast.Module:
 
 
 def console_scripts() -> dict[str, str]:
-    """name -> "module:function" from setup.py (f-strings with the PACKAGE constant resolved)."""
+    """Map name -> "module:function" from setup.py (f-strings with PACKAGE resolved)."""
     text = (REPO / "setup.py").read_text()
     package = re.search(r'^PACKAGE\s*=\s*"([^"]+)"', text, re.M).group(1)
     text = text.replace("{PACKAGE}", package)
@@ -89,8 +97,11 @@ def test_launch_file_starts_the_console_script(tree, action, expected) -> None:
 
 
 def test_autostart_configures_then_activates_once(tree) -> None:
-    """autostart emits configure, and activate only on the configuring -> inactive transition
-    (not after every deactivate)."""
+    """
+    With autostart, configure is emitted, and activate only on configuring -> inactive.
+
+    Activate is not emitted again after every deactivate.
+    """
     names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
              and isinstance(n.value, ast.Name) and n.value.id == "Transition"}
     assert {"TRANSITION_CONFIGURE", "TRANSITION_ACTIVATE"} <= names
@@ -134,7 +145,8 @@ def test_launch_arguments_and_remapping(tree) -> None:
 
 @pytest.fixture(scope="module")
 def installed_data_files(tmp_path_factory) -> set[str]:
-    """Paths under the install prefix (``share/...``) of the wheel pip builds from the sources.
+    """
+    Paths under the install prefix (``share/...``) of the wheel pip builds from the sources.
 
     The sources are copied first, so the build never writes into the checkout.
     """
@@ -196,8 +208,12 @@ def _launch_module():
 @pytest.mark.parametrize("profile", ["/opt/profiles/large_shm.xml", ""])
 def test_launch_description_sets_the_dds_profile_before_the_node(
         profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """generate_launch_description() run without a ROS graph: its functions read only declared
-    arguments, and the Fast DDS profile variables are set before the node is created."""
+    """
+    Run generate_launch_description() without a ROS graph: the DDS profile is set first.
+
+    Its functions read only declared arguments, and the Fast DDS profile variables are set
+    before the node is created.
+    """
     module = _launch_module()
     import launch
     from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
@@ -234,8 +250,12 @@ def test_launch_description_sets_the_dds_profile_before_the_node(
     ("true", "false", ["LifecycleNode"]),
     ("true", "true", ["RegisterEventHandler", "LifecycleNode", "EmitEvent"])])
 def test_launch_description_starts_the_chosen_node(lifecycle, autostart, kinds) -> None:
-    """lifecycle:=true starts the managed node; autostart adds the configure event and the
-    handler that activates it; cameras and priorities pass through as lists."""
+    """
+    The launch description starts the chosen node: lifecycle:=true starts the managed one.
+
+    Autostart adds the configure event and the handler that activates it; cameras and
+    priorities pass through as lists.
+    """
     module = _launch_module()
     import launch
     from launch.actions import DeclareLaunchArgument, OpaqueFunction

@@ -1,6 +1,10 @@
-"""The managed node over real rclpy/DDS, driven through its lifecycle services: what it
-subscribes to and publishes in each state, a configure that fails on a bad file and succeeds
-once the file is fixed, a warm model across deactivate/activate, shutdown from every state."""
+"""
+The managed node over real rclpy/DDS, driven through its lifecycle services.
+
+Covered: what it subscribes to and publishes in each state, a configure that fails on a bad
+file and succeeds once the file is fixed, a warm model across deactivate/activate, shutdown
+from every state.
+"""
 
 from __future__ import annotations
 
@@ -68,7 +72,7 @@ class Manager:
 
 @pytest.fixture
 def managed(context, checkpoint):
-    """``managed(**params) -> (node, probe, manager)``: an unconfigured managed node."""
+    """Make unconfigured managed nodes: ``_make(**params) -> (node, probe, manager)``."""
     made = []
 
     def _make(**params):
@@ -87,14 +91,14 @@ def managed(context, checkpoint):
 
 
 def node_endpoints(probe: Probe, topic: str) -> int:
-    """Publishers plus subscriptions of the node under test on ``topic``."""
+    """Count the publishers plus subscriptions of the node under test on ``topic``."""
     n = probe.node
     infos = n.get_publishers_info_by_topic(topic) + n.get_subscriptions_info_by_topic(topic)
     return sum(i.node_name == NODE_NAME for i in infos)
 
 
 def masks_while_sending(probe: Probe, msg, seconds: float) -> int:
-    """New masks that arrive while ``msg`` is published every 50 ms for ``seconds``."""
+    """Count the new masks arriving while ``msg`` is published every 50 ms for ``seconds``."""
     before = probe.count(probe.masks)
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -1,7 +1,11 @@
-"""The multi-camera bench run for real at toy settings: a tiny stand-in model, 1 and 2 cameras of
-80x64 frames, every camera and node in its own process. The figures are not judged (this
-machine's load decides them); the test checks that every case was measured and that the two
-layouts really are one process against one per camera."""
+"""
+The multi-camera bench run for real at toy settings.
+
+A tiny stand-in model, 1 and 2 cameras of 80x64 frames, every camera and node in its own
+process. The figures are not judged (this machine's load decides them); the test checks that
+every case was measured and that the two layouts really are one process against one per
+camera.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
-"""The node in this process over real rclpy/DDS: frames in, masks out, width control, policies,
-bad inputs, parameters and QoS. A tiny random-weight model keeps every frame at a few ms."""
+"""
+The node in this process over real rclpy/DDS.
+
+Frames in, masks out, width control, policies, bad inputs, parameters and QoS. A tiny
+random-weight model keeps every frame at a few ms.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def start(context, checkpoint):
-    """``start(**params) -> (node, probe)``: a node and a probe spinning until the test ends."""
+    """Start a node and a probe, spinning until the test ends: ``(**params) -> (node, probe)``."""
     made = []
 
     def _start(probe_name: str = "probe", remap: dict[str, str] | None = None, **params):
@@ -194,10 +198,14 @@ def test_battery_temperature_and_budget_lower_the_width(start) -> None:
 
 
 def test_cpu_budget_slims_a_busy_node_and_a_loose_one_widens_it_again(start) -> None:
-    """A camera faster than the node keeps it busy; a tight CPU-share budget lowers the width,
-    with the reason naming the CPU budget, and a loose one (all the cores) widens it again.
-    Only the widths and reasons are compared, never absolute shares: a loaded machine changes
-    those, not the outcome (no share exceeds all the cores, and a margin of 1 lets that fit)."""
+    """
+    A tight CPU-share budget slims a busy node, and a loose one widens it again.
+
+    A camera faster than the node keeps it busy; the tight budget lowers the width, with the
+    reason naming the CPU budget, and a loose one (all the cores) widens it again. Only the
+    widths and reasons are compared, never absolute shares: a loaded machine changes those,
+    not the outcome (no share exceeds all the cores, and a margin of 1 lets that fit).
+    """
     node, probe = start(**{"governor.budget_margin": 1.0})
     msg = image_msg(frame(24, 32), "rgb8")
     send_until_mask(node, probe, msg)
@@ -296,8 +304,12 @@ def test_compressed_input_and_garbage_bytes(start) -> None:
 
 
 def test_compressed_input_follows_the_remapped_image_topic(start) -> None:
-    """``-r image:=/cam/image_raw`` (what the README tells console-script users) moves the
-    compressed subscription to ``/cam/image_raw/compressed``, as image_transport does."""
+    """
+    The compressed subscription follows the remapped image topic, as image_transport does.
+
+    ``-r image:=/cam/image_raw`` (what the README tells console-script users) moves it to
+    ``/cam/image_raw/compressed``.
+    """
     import cv2
     node, probe = start(input_transport="compressed", remap={TOPICS.image: "/cam/image_raw"})
     assert node.core.camera().image_sub.topic_name == compressed_topic("/cam/image_raw")
@@ -368,13 +380,18 @@ def test_auto_qos_follows_the_publishers(start) -> None:
 
 
 def test_qos_switches_never_stop_the_node(start) -> None:
-    """Best-effort cameras appearing and vanishing: each one raises an "incompatible QoS" event
-    on the reliable subscription just as the node replaces it. With QoS event handlers on the
-    image subscription rclpy could take that event after the destruction and spin() died with
-    InvalidHandle (no frames, no masks, nothing logged)."""
+    """
+    Best-effort cameras appearing and vanishing never stop the node.
+
+    Each one raises an "incompatible QoS" event on the reliable subscription just as the node
+    replaces it. With QoS event handlers on the image subscription rclpy could take that event
+    after the destruction and spin() died with InvalidHandle (no frames, no masks, nothing
+    logged).
+    """
     node, probe = start()
     wait_for(lambda: _node_sub_reliability(probe) == ReliabilityPolicy.RELIABLE)
-    assert node.core.camera().image_sub.event_handlers == []  # nothing the executor could take late
+    # nothing the executor could take late
+    assert node.core.camera().image_sub.event_handlers == []
     best_effort_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
     for _ in range(15):
         camera = probe.make_publisher(Image, TOPICS.image, best_effort_qos)

@@ -1,6 +1,10 @@
-"""The node with several cameras over real rclpy/DDS: one engine, each camera's masks with its
-own header on its own topics, fair service under a flood, bad input kept to its camera, a tight
-budget slimming the low-priority camera first, a silent camera costing nothing."""
+"""
+The node with several cameras over real rclpy/DDS.
+
+One engine, each camera's masks with its own header on its own topics, fair service under a
+flood, bad input kept to its camera, a tight budget slimming the low-priority camera first, a
+silent camera costing nothing.
+"""
 
 from __future__ import annotations
 
@@ -74,7 +78,11 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def start(context, checkpoint):
-    """``start(cameras, **params) -> (node, probe, {name: channel})``, spinning until the end."""
+    """
+    Start a node with cameras and a probe, both spinning until the test ends.
+
+    Called as ``(cameras, **params) -> (node, probe, {name: channel})``.
+    """
     made = []
 
     def _start(cameras, **params):

@@ -1,6 +1,9 @@
-"""The node's host watch with recorded psutil outputs and a real governor: host readings reach
-the caps, a live topic wins, host_sensors off forgets them at once, missing readings are logged
-once, and the diagnostics name each reading's source."""
+"""
+The node's host watch with recorded psutil outputs and a real governor.
+
+Host readings reach the caps, a live topic wins, host_sensors off forgets them at once,
+missing readings are logged once, and the diagnostics name each reading's source.
+"""
 
 from __future__ import annotations
 

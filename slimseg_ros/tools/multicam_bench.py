@@ -1,5 +1,7 @@
-"""Several cameras on one model: one node serving N cameras against N nodes serving one each,
-every camera and every node in its own process, as on a robot.
+"""
+Several cameras on one model: one node serving N cameras against N nodes serving one each.
+
+Every camera and every node runs in its own process, as on a robot.
 
     python -m slimseg_ros.tools.multicam_bench [--cameras 1 2 4] [--rate 10] [--size 640x480]
         [--seconds 20] [--warmup 3] [--checkpoint FILE] [--backend auto] [--json out.json]
@@ -82,7 +84,8 @@ class Proc:
 
 # ----------------------------------------------------------------------------- camera process
 def camera_main(argv: list[str]) -> int:
-    """The publishing side, as its own process: ``--camera TOPIC FRAME_ID W H HZ SEED``.
+    """
+    Run the publishing side, as its own process: ``--camera TOPIC FRAME_ID W H HZ SEED``.
 
     Publishes until its stdin closes (the bench closes it, or dies), then prints the stamps (ns)
     of every frame it sent as JSON, so the bench counts the frames sent in its window exactly.
@@ -142,8 +145,11 @@ def stop_camera(camera: Proc) -> list[int]:
 # ----------------------------------------------------------------------------- node processes
 def start_nodes(layout: str, cameras: Sequence[str], checkpoint: Path, backend: str,
                 env: dict[str, str], log_dir: Path) -> list[Proc]:
-    """One node with ``cameras`` set, or one plain node per camera in the camera's namespace
-    (renamed, so each publishes its own diagnostics status)."""
+    """
+    Start one node with ``cameras`` set, or one plain node per camera in its namespace.
+
+    Each per-camera node is renamed, so each publishes its own diagnostics status.
+    """
     base = {"checkpoint": str(checkpoint), "backend": backend, **NODE_OVERRIDES}
     if layout == ONE_NODE:
         specs = [(NODE_NAME, node_command(default_params_file(),
@@ -191,8 +197,11 @@ def total_rss(nodes: Sequence[Proc]) -> int:
 # ----------------------------------------------------------------------------- measuring side
 @dataclass
 class Listener:
-    """This process's ROS side: every camera's masks (receive ns, stamp ns) and the nodes'
-    shared diagnostics statuses by node name."""
+    """
+    This process's ROS side: every camera's masks and the nodes' shared diagnostics statuses.
+
+    Masks are kept as (receive ns, stamp ns) per camera, statuses by node name.
+    """
 
     context: Any
     cameras: Sequence[str]
@@ -250,8 +259,12 @@ def _spin_for(executor: Any, seconds: float, every: Callable[[], None] | None = 
 
 def camera_figures(masks: list[tuple[int, int]], sent: list[int], t0: int,
                    t1: int) -> dict[str, Any]:
-    """Per-camera figures of the window [t0, t1) (ns): masks received in it, their age, and
-    which of the frames stamped in it came back as masks."""
+    """
+    Return the per-camera figures of the window [t0, t1) (ns).
+
+    They are the masks received in it, their age, and which of the frames stamped in it came
+    back as masks.
+    """
     received = [(r, s) for r, s in masks if t0 <= r < t1]
     ages = [(r - s) / 1e6 for r, s in received]
     sent_in = {s for s in sent if t0 <= s < t1}
@@ -330,7 +343,7 @@ def _ms(value: float | None) -> str:
 
 
 def table_rows(case: dict[str, Any]) -> str:
-    """The case's Markdown rows: one per camera, then the total with the node memory."""
+    """Return the case's Markdown rows: one per camera, then the total with the node memory."""
     lines = []
     per_camera = case["per_camera"]
     for cam, f in per_camera.items():
