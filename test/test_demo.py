@@ -1,6 +1,9 @@
-"""slimseg-demo: its pieces (frame sources, diagnostics parsing, budgets, parameter file, the
-report's verdict on the generated frames) and a short real run against the real node over DDS
-that must produce every report file."""
+"""
+slimseg-demo: its pieces and a short real run against the real node over DDS.
+
+The pieces are frame sources, diagnostics parsing, budgets, parameter file and the report's
+verdict on the generated frames; the real run must produce every report file.
+"""
 
 from __future__ import annotations
 
@@ -140,8 +143,12 @@ def test_camera_scenario_drops_the_last_camera_under_the_tight_budget():
 
 
 def test_camera_phases_are_summarised_per_camera():
-    """Widths held per camera and phase (time-weighted), and the sentences the report builds
-    from them: the first camera kept the widest width, the silent one was served again."""
+    """
+    Widths held per camera and phase (time-weighted), and the report's sentences from them.
+
+    The sentences say the first camera kept the widest width and the silent one was served
+    again.
+    """
     record = Record(cameras=["front", "side"])
     record.phases = [
         {"name": "tight", "start": 0.0, "end": 4.0, "expect": "", "budget_ms": 20.0,
@@ -196,8 +203,12 @@ def test_scenario_covers_every_width_and_policy():
 
 def _scored_report(tmp_path: Path, predict, *, generated: bool = True,
                    class_names: tuple[str, ...] = CLASS_NAMES) -> tuple[str, dict]:
-    """report.md and report.json written from a record whose masks (``predict(truth)``, at
-    widths 0.25 and 1.0, of two generated frames) were scored as the client scores them."""
+    """
+    Write report.md and report.json from a record of scored masks; return their contents.
+
+    The masks (``predict(truth)``, at widths 0.25 and 1.0, of two generated frames) were scored
+    as the client scores them.
+    """
     size = (40, 48)
     tmp_path.mkdir(exist_ok=True)
     scored = generated and class_names == CLASS_NAMES  # as the demo decides
@@ -255,7 +266,7 @@ def test_parameter_file_is_found_and_flattened():
 
 
 def _run_demo(out: Path, *args: str, timeout: float = 150.0) -> str:
-    """``slimseg-demo --output out ARGS`` as a user runs it; its stdout."""
+    """Run ``slimseg-demo --output out ARGS`` as a user runs it; return its stdout."""
     cmd = [sys.executable, "-m", "slimseg_ros.tools.demo", "--output", str(out), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # own process group: on a time-out the demo's node process goes too, not only the demo
@@ -307,8 +318,12 @@ def test_short_demo_run_writes_the_whole_report(tmp_path):
 @pytest.mark.slow
 @pytest.mark.ros
 def test_short_multi_camera_run(tmp_path):
-    """Three cameras on one node: a line per camera, the first keeps the widest width under the
-    tight budget, and the camera that dropped out is served again when it returns."""
+    """
+    Three cameras on one node: a line per camera, each treated as the scenario says.
+
+    The first camera keeps the widest width under the tight budget, and the camera that dropped
+    out is served again when it returns.
+    """
     pytest.importorskip("rclpy")
     checkpoint = stand_in_checkpoint(tmp_path / "tiny.pt", tiny=True)
     out = tmp_path / "report"

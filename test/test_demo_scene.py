@@ -1,6 +1,10 @@
-"""The demo's synthetic street scene: deterministic frames with a label map in the packaged
-model's CamVid classes and driving-view proportions, its mIoU scoring, the report sentence on
-both sides of the threshold, and the packaged model clearing the threshold on it."""
+"""
+The demo's synthetic street scene, its mIoU scoring and the report sentence about it.
+
+The scene's frames are deterministic, with a label map in the packaged model's CamVid classes
+and driving-view proportions; the report sentence is checked on both sides of the threshold,
+and the packaged model must clear the threshold on the scene.
+"""
 
 from __future__ import annotations
 
@@ -41,8 +45,12 @@ def test_scene_classes_are_the_packaged_models() -> None:
 
 
 def test_driving_view_proportions_and_colours() -> None:
-    """Sky on top, road at the bottom, shares and colours near CamVid's (its train split: sky
-    16 %, road 31 %, building 25 %; sky about RGB 223/235/236, road 76/79/83)."""
+    """
+    Sky on top, road at the bottom, shares and colours near CamVid's.
+
+    CamVid's train split: sky 16 %, road 31 %, building 25 %; sky about RGB 223/235/236, road
+    76/79/83.
+    """
     frames = [ds.street_scene(i, 120, 160) for i in ds.evaluation_indices(6)]
     labels = np.stack([lab for _, lab in frames])
     rgbs = np.stack([rgb for rgb, _ in frames]).astype(np.float64)
@@ -96,7 +104,7 @@ def test_miou_from_confusion_by_hand() -> None:
 
 
 def _oracle(n_frames: int, size: tuple[int, int]):
-    """A predictor that returns the generator's own labels for the frames scene_miou scores."""
+    """Return a predictor giving the generator's own labels for the frames scene_miou scores."""
     truth = {}
     for index in ds.evaluation_indices(n_frames):
         rgb, lab = ds.street_scene(index, *size)
@@ -163,8 +171,12 @@ def test_imports_neither_torch_nor_ros() -> None:
 
 
 def test_packaged_model_clears_the_threshold_on_generated_frames() -> None:
-    """The point of the scene: the default model segments it well (measured on 20 frames of
-    360x480, seed 0: mIoU 51.6 / 57.1 / 58.2 / 60.1 at widths 0.25 / 0.5 / 0.75 / 1.0)."""
+    """
+    The point of the scene: the default model segments it well.
+
+    Measured on 20 frames of 360x480, seed 0: mIoU 51.6 / 57.1 / 58.2 / 60.1 at widths 0.25 /
+    0.5 / 0.75 / 1.0.
+    """
     engine_module = pytest.importorskip("slimseg_ros.engine")
     engine = engine_module.SegmentationEngine.from_checkpoint(
         REPO / "models" / "default.pt", device="cpu", backend="torch")

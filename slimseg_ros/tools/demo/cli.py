@@ -34,7 +34,7 @@ from .sources import SCENE_LOOP_FRAMES, FrameSource, SceneSource, Source
 # ----------------------------------------------------------------------------------------------
 
 def find_params_file() -> Path:
-    """``config/slimseg.yaml`` from the installed share folder or the source tree."""
+    """Find ``config/slimseg.yaml`` in the installed share folder or the source tree."""
     found = default_params_file()
     if found is None:
         raise DemoError("config/slimseg.yaml not found in share/slimseg_ros or the source tree; "
@@ -82,7 +82,7 @@ def find_default_checkpoint(params: dict[str, Any]) -> Path | None:
 
 
 def read_checkpoint_info(path: Path) -> dict[str, Any]:
-    """Class names, palette and widths of a checkpoint (read without building the network)."""
+    """Read a checkpoint's class names, palette and widths (without building the network)."""
     from ...models.checkpoint import safe_torch_load
 
     payload = safe_torch_load(path)
@@ -263,8 +263,12 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def _open_sources(args: argparse.Namespace, cameras: list[str]) -> dict[str, Source]:
-    """Each camera's frames: the generated scene (its own drive per camera, drawn now) or the
-    user's frames (each camera starting at another point of the folder or video)."""
+    """
+    Open each camera's frames: the generated scene or the user's frames.
+
+    The generated scene gives each camera its own drive, drawn now; with the user's frames each
+    camera starts at another point of the folder or video.
+    """
     if args.images:
         return {cam: FrameSource(args.images, args.size, start=i / len(cameras))
                 for i, cam in enumerate(cameras)}
@@ -287,7 +291,7 @@ def _shift_times(record: Record, dt: float) -> None:
 
 def _wait_for_node(client: DemoClient, proc: subprocess.Popen, sources: dict[str, Source],
                    args: argparse.Namespace, log_path: Path, record: Record) -> float:
-    """Offer frames until a mask came back for every camera; the seconds it took."""
+    """Offer frames until a mask came back for every camera; return the seconds it took."""
     start = time.monotonic()
     client.phase = "start-up"
     while time.monotonic() - start < args.startup_timeout:

@@ -1,9 +1,13 @@
-"""The demo's own rclpy node: it plays the cameras and the policy inputs into the node under
-test, subscribes to its outputs and records everything with the scenario clock's times.
+"""
+The demo's own rclpy node: it drives the node under test and records what comes back.
+
+It plays the cameras and the policy inputs into the node under test, subscribes to its outputs
+and records everything with the scenario clock's times.
 
 One camera ("", the plain topic names) or several (the node's ``cameras``: each camera's topics
 below its name, :func:`~slimseg_ros.contract.camera_topics`); every row recorded per frame,
-mask, width or decision names its camera."""
+mask, width or decision names its camera.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +28,12 @@ from .scene import SceneScore
 
 @dataclass
 class Record:
-    """Everything the demo saw; times are seconds since the scenario clock started. ``cameras``
-    names the node's cameras ("" alone: the single camera of a node without ``cameras``)."""
+    """
+    Everything the demo saw; times are seconds since the scenario clock started.
+
+    ``cameras`` names the node's cameras ("" alone: the single camera of a node without
+    ``cameras``).
+    """
 
     cameras: list[str] = field(default_factory=lambda: [""])
     frames: list[dict[str, Any]] = field(default_factory=list)       # t, phase, camera, index
@@ -48,14 +56,17 @@ class Record:
 
 
 def frame_id_of(camera: str) -> str:
-    """The frame_id the demo stamps on a camera's frames (and must see on their masks)."""
+    """Return the frame_id the demo stamps on a camera's frames (and must see on their masks)."""
     return f"demo_{camera}_camera" if camera else "demo_camera"
 
 
 def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
-    """Width, reason, caps (as shown), warnings (as shown) and per-width latency figures (ms,
-    ``{width: {"p50": A, "p90": B}}``, B at the governor's percentile) from the node's
-    diagnostics key-values."""
+    """
+    Read width, reason, caps, warnings and per-width latencies from the node's diagnostics.
+
+    The input is the diagnostics key-values; caps and warnings are kept as shown, the latency
+    figures are in ms, ``{width: {"p50": A, "p90": B}}``, B at the governor's percentile.
+    """
     d = read_diagnostics(values)
     out: dict[str, Any] = {}
     if d.active_width is not None:
@@ -70,8 +81,12 @@ def parse_diagnostic_values(values: dict[str, str]) -> dict[str, Any]:
 
 
 def _reason_key(width: float, reason: str) -> tuple[float, str]:
-    """What makes two diagnostics the same decision: the width and the reason's wording, with
-    changing figures (countdowns, latencies, percentages) masked."""
+    """
+    Return what makes two diagnostics the same decision.
+
+    That is the width and the reason's wording, with changing figures (countdowns, latencies,
+    percentages) masked.
+    """
     return width, re.sub(r"\d+(\.\d+)?", "#", reason)
 
 
@@ -80,9 +95,13 @@ class DemoClient:
 
     def __init__(self, record: Record, clock: Callable[[], float],
                  labels: Callable[[str, int], np.ndarray | None] | None = None) -> None:
-        """Topics of the cameras ``record.cameras``; ``labels(camera, index)``: the label map of
-        the frame published with ``index`` (None: none), for scoring masks into
-        ``record.scene``. The montage is taken from the first camera."""
+        """
+        Open the publishers and subscribers on the topics of the cameras ``record.cameras``.
+
+        ``labels(camera, index)``: the label map of the frame published with ``index`` (None:
+        none), for scoring masks into ``record.scene``. The montage is taken from the first
+        camera.
+        """
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -234,8 +253,11 @@ class DemoClient:
 
     # -- publishing (main thread)
     def publish_frame(self, rgb: np.ndarray, index: int | None = None, camera: str = "") -> None:
-        """Publish ``rgb`` as ``camera``'s next frame; ``index`` (its position in the source)
-        comes back with its mask, by stamp."""
+        """
+        Publish ``rgb`` as ``camera``'s next frame.
+
+        ``index`` (its position in the source) comes back with its mask, by stamp.
+        """
         msg = self.msgs["Image"]()
         msg.header.stamp = self.node.get_clock().now().to_msg()
         msg.header.frame_id = frame_id_of(camera)
@@ -278,7 +300,7 @@ class DemoClient:
                                    "temperature": celsius, "budget_ms": budget_ms})
 
     def connected(self) -> bool:
-        """True once the node subscribes to every camera's image and the control topics."""
+        """Tell whether the node subscribes to every camera's image and the control topics."""
         return (all(p.get_subscription_count() > 0 for p in self.pub_image.values())
                 and self.pub_width.get_subscription_count() > 0)
 

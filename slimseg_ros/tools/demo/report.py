@@ -1,6 +1,9 @@
-"""The demo's report folder: timeline and montage figures, latency and decision tables, the
-per-phase summary, the masks' mIoU against the generated frames' label maps, ``report.md`` and
-``report.json``, all from what the client recorded."""
+"""
+The demo's report folder, all from what the client recorded.
+
+Timeline and montage figures, latency and decision tables, the per-phase summary, the masks'
+mIoU against the generated frames' label maps, ``report.md`` and ``report.json``.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +25,12 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def latency_table(record: Record, widths: list[float], camera: str | None = None
                   ) -> list[dict[str, Any]]:
-    """Per width: end-to-end latency (publish -> mask received) and the node's own figures
-    (inference only, from its last diagnostics that had that width), of ``camera`` (None: of
-    every camera)."""
+    """
+    Tabulate per width the end-to-end latency and the node's own figures.
+
+    End-to-end is publish -> mask received; the node's figures are inference only, from its last
+    diagnostics that had that width. Both are of ``camera`` (None: of every camera).
+    """
     node_figs: dict[float, dict[str, float]] = {}
     for d in record.diagnostics:
         if camera is None or d.get("camera", "") == camera:
@@ -139,8 +145,11 @@ def plot_timeline(record: Record, path: Path, t_end: float) -> None:
 
 def _plot_masks_per_second(ax: Any, record: Record, t_end: float, colour: dict[str, str],
                            bin_s: float = 0.5) -> None:
-    """Masks received per second per camera, in ``bin_s`` bins: a camera that drops out goes
-    to zero and comes back."""
+    """
+    Plot the masks received per second per camera, in ``bin_s`` bins.
+
+    A camera that drops out goes to zero and comes back.
+    """
     edges = np.arange(0.0, t_end + bin_s, bin_s)
     for i, cam in enumerate(record.cameras):  # drawn apart a little, like the widths
         counts, _ = np.histogram([m["t"] for m in record.masks if m.get("camera") == cam],
@@ -190,7 +199,7 @@ def plot_montage(record: Record, frame: np.ndarray, info: dict[str, Any], widths
 
 
 def _camera_in_phase(record: Record, ph: dict[str, Any], camera: str) -> dict[str, Any]:
-    """One camera in one phase: widths on its active-width topic, its reasons, its frames."""
+    """Summarise one camera in one phase: widths on its active-width topic, reasons, frames."""
     active = record.active.get(camera, [])
     before = [w for t, w in active if t <= ph["start"]]
     seen = ([before[-1]] if before else []) + [w for t, w in active
@@ -212,8 +221,11 @@ def _camera_in_phase(record: Record, ph: dict[str, Any], camera: str) -> dict[st
 
 def _time_in_phase(points: list[tuple[float, float]], start: float, end: float
                    ) -> tuple[float | None, float | None]:
-    """The time-weighted mean of a width series over ``[start, end]`` and the width held
-    longest there: robust to the short probes and drops a budget causes (None: no width)."""
+    """
+    Return a width series' time-weighted mean over ``[start, end]`` and the width held longest.
+
+    Both are robust to the short probes and drops a budget causes (None: no width).
+    """
     held: dict[float, float] = {}
     current = None
     for t, w in points:
@@ -232,8 +244,12 @@ def _time_in_phase(points: list[tuple[float, float]], start: float, end: float
 
 
 def phase_summary(record: Record) -> list[dict[str, Any]]:
-    """Per phase: the widths seen on the active-width topic, the reasons given, frames sent
-    and masks received; with cameras, all of it per camera under ``"cameras"``."""
+    """
+    Summarise each phase: widths seen, reasons given, frames sent and masks received.
+
+    The widths are those seen on the active-width topic; with cameras, all of it per camera
+    under ``"cameras"``.
+    """
     out = []
     for ph in record.phases:
         row = {"phase": ph["name"], "expect": ph["expect"], "start_s": round(ph["start"], 2),
@@ -249,9 +265,12 @@ def phase_summary(record: Record) -> list[dict[str, Any]]:
 
 def camera_story(summary: list[dict[str, Any]], cameras: list[str],
                  priorities: list[float]) -> list[str]:
-    """What the multi-camera phases showed, in sentences built from the recorded figures: the
-    widths under the tight budget, the camera that dropped out (its frames, the node's reason
-    for it, the others' widths) and its return."""
+    """
+    Tell what the multi-camera phases showed, in sentences built from the recorded figures.
+
+    The sentences cover the widths under the tight budget, the camera that dropped out (its
+    frames, the node's reason for it, the others' widths) and its return.
+    """
     lines: list[str] = []
     first, others = cameras[0], cameras[1:]
     prio = dict(zip(cameras, priorities))
@@ -306,11 +325,14 @@ def _widths(values: list[float]) -> str:
 
 def scene_summary(record: Record, info: dict[str, Any], meta: dict[str, Any]
                   ) -> dict[str, Any] | None:
-    """What the report says about the masks of the generated frames: per width the masks
-    scored and their mIoU (percent) against the generator's label maps, and one sentence
-    (:func:`~.scene.scene_report_sentence`: out of distribution below the threshold, the
-    figures above). None when the frames were the user's own (``meta["generated_frames"]``
-    false): they have no label maps."""
+    """
+    Return what the report says about the masks of the generated frames.
+
+    Per width the masks scored and their mIoU (percent) against the generator's label maps,
+    and one sentence (:func:`~.scene.scene_report_sentence`: out of distribution below the
+    threshold, the figures above). None when the frames were the user's own
+    (``meta["generated_frames"]`` false): they have no label maps.
+    """
     if not meta.get("generated_frames"):
         return None
     out: dict[str, Any] = {"miou": {}, "masks": dict(sorted(record.scene_masks.items())),
@@ -350,8 +372,11 @@ def _scene_lines(scene: dict[str, Any] | None) -> list[str]:
 
 def write_report(out: Path, record: Record, frame: np.ndarray, info: dict[str, Any],
                  widths: list[float], meta: dict[str, Any], t_end: float) -> dict[str, Path]:
-    """Write every report file; returns their paths by name. ``frame`` is the montage's input
-    (frame 0 of the first camera)."""
+    """
+    Write every report file and return their paths by name.
+
+    ``frame`` is the montage's input (frame 0 of the first camera).
+    """
     files = {name: out / fname for name, fname in (
         ("timeline", "timeline.png"), ("montage", "montage.png"), ("latency_md", "latency.md"),
         ("latency_json", "latency.json"), ("decisions_md", "decisions.md"),
@@ -421,8 +446,12 @@ def _phase_lines(summary: list[dict[str, Any]]) -> list[str]:
 
 
 def _camera_phase_lines(summary: list[dict[str, Any]], cameras: list[str]) -> list[str]:
-    """The phases with one column per camera: widths seen, masks received of frames sent, and
-    the last reason the node gave for that camera in the phase."""
+    """
+    Return the table of phases with one column per camera.
+
+    Each cell holds the widths seen, masks received of frames sent, and the last reason the node
+    gave for that camera in the phase.
+    """
     lines = ["## Phases per camera", "", "| phase | expected | " + " | ".join(cameras) + " |",
              "|---|---|" + "---|" * len(cameras)]
     for s in summary:
@@ -447,7 +476,7 @@ def _cell(text: Any) -> str:
 
 def _write_latency(files: dict[str, Path], record: Record, widths: list[float],
                    meta: dict[str, Any], table: list[dict[str, Any]]) -> None:
-    """latency.md / latency.json: every camera together, and each camera on its own."""
+    """Write latency.md / latency.json: every camera together, and each camera on its own."""
     per_camera = {c: latency_table(record, widths, c) for c in record.cameras if c}
     files["latency_json"].write_text(json.dumps(
         {"widths": table, "cameras": per_camera, "meta": meta}, indent=2))
@@ -468,7 +497,7 @@ def _write_latency(files: dict[str, Path], record: Record, widths: list[float],
 
 
 def _write_decisions(path: Path, record: Record) -> None:
-    """decisions.md: every change of (width, reason) per camera."""
+    """Write decisions.md: every change of (width, reason) per camera."""
     single = record.cameras == [""]
     cam_head, cam_rule = ("", "") if single else ("camera | ", "---|")
     lines = ["# Width decisions", "",

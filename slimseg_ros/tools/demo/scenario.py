@@ -1,4 +1,5 @@
-"""The demo's scripted stories and their playing through the client, phase by phase.
+"""
+The demo's scripted stories and their playing through the client, phase by phase.
 
 One camera: explicit width commands, a draining battery, a thermal spike, a tight then relaxed
 compute budget. Several cameras (the node's ``cameras``, the first with the highest priority):
@@ -41,7 +42,7 @@ class Phase:
 
 
 def scenario(phase_s: float, widths: list[float]) -> list[Phase]:
-    """The scripted story; ``phase_s`` scales every phase."""
+    """Return the scripted story; ``phase_s`` scales every phase."""
     p = phase_s
     phases = [Phase("start at full width", p, request=max(widths), expect="width 1.0 by request")]
     for w in sorted(widths):
@@ -65,8 +66,12 @@ def scenario(phase_s: float, widths: list[float]) -> list[Phase]:
 
 
 def camera_scenario(phase_s: float, widths: list[float], cameras: Sequence[str]) -> list[Phase]:
-    """The multi-camera story for ``cameras`` (at least two; the first has the highest
-    priority, the last drops out for a phase); ``phase_s`` scales every phase."""
+    """
+    Return the multi-camera story for ``cameras``; ``phase_s`` scales every phase.
+
+    ``cameras`` are at least two; the first has the highest priority, the last drops out for a
+    phase.
+    """
     if len(cameras) < 2:
         raise ValueError(f"the multi-camera scenario needs two cameras or more, got {cameras}")
     p = phase_s
@@ -88,13 +93,17 @@ def camera_scenario(phase_s: float, widths: list[float], cameras: Sequence[str])
 
 
 def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[str, float]:
-    """Budgets from the latency the governor compared during the width sweep (per camera the
-    last figure per width in its diagnostics; end to end where there is none).
+    """
+    Derive the budgets from the latency the governor compared during the width sweep.
+
+    That latency is, per camera, the last figure per width in its diagnostics; end to end where
+    there is none.
 
     One camera: "tight" lies between the two middle widths (the governor should settle on a
     middle width). Several: the first camera (highest priority) at full width plus every other
     camera between the two middle widths, so the first keeps its width while the others slim.
-    "relaxed" is three times a round at full width (the governor should probe back to full)."""
+    "relaxed" is three times a round at full width (the governor should probe back to full).
+    """
     ws = sorted(widths)
     lo, hi = ws[max(0, len(ws) // 2 - 1)], ws[min(len(ws) - 1, len(ws) // 2)]
     typical = {cam: _typical_latency(record, widths, cam) for cam in record.cameras}
@@ -114,8 +123,11 @@ def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[st
 
 
 def _typical_latency(record: Record, widths: list[float], camera: str) -> dict[float, float]:
-    """Per trained width the last figure ``camera``'s diagnostics gave (ms), else its end to
-    end p90; widths with neither are left out."""
+    """
+    Return per trained width the last figure ``camera``'s diagnostics gave (ms).
+
+    Else the width's end to end p90 is used; widths with neither are left out.
+    """
     compared: dict[float, float] = {}
     for d in record.diagnostics:
         if d.get("camera", "") == camera:
@@ -133,10 +145,13 @@ def _typical_latency(record: Record, widths: list[float], camera: str) -> dict[f
 def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Source],
          record: Record, phases: Sequence[Phase], widths: list[float], phase_s: float,
          fps: float, margin: float, clock: Callable[[], float], log_path: Path) -> float:
-    """Play ``phases``, offering ``fps`` frames per second per camera (``sources``: camera ->
-    its frames) to the node process ``proc``; returns the end time on the scenario clock
-    (seconds). A montage phase holds frame 0 of the montage camera until the montage has its
-    mask at the phase's width, then goes on replaying."""
+    """
+    Play ``phases`` to the node process ``proc``; return the end time on the scenario clock.
+
+    Every camera is offered ``fps`` frames per second (``sources``: camera -> its frames); the
+    end time is in seconds. A montage phase holds frame 0 of the montage camera until the
+    montage has its mask at the phase's width, then goes on replaying.
+    """
     period = 1.0 / fps
     input_period = 0.25
     budgets: dict[str, float] = {}

@@ -1,4 +1,5 @@
-"""A synthetic driving view with its own label map, for the demo when the user gives no frames.
+"""
+A synthetic driving view with its own label map, for the demo when the user gives no frames.
 
 Why it exists: the demo's first picture decides whether a newcomer trusts the model. Flat
 cartoon frames (saturated blue sky, untextured boxes) are far from what the packaged model was
@@ -40,7 +41,8 @@ MIOU_THRESHOLD = 50.0        # percent, at width 1.0: below it the frames are ou
 
 def street_scene(index: int, height: int = 360, width: int = 480, seed: int = 0
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Frame ``index`` of the synthetic drive and its label map.
+    """
+    Draw frame ``index`` of the synthetic drive and its label map.
 
     Returns ``(rgb, labels)``: ``height x width x 3`` uint8 RGB (what the engine takes) and
     ``height x width`` uint8 CamVid class ids (:data:`CLASS_NAMES`). The same arguments give the
@@ -74,8 +76,12 @@ def street_scene(index: int, height: int = 360, width: int = 480, seed: int = 0
 # ----------------------------------------------------------------------------------------------
 
 def evaluation_indices(n_frames: int) -> list[int]:
-    """Frame indices :func:`scene_miou` scores: spread over streets and positions, so that 20
-    frames are 20 different views rather than 20 steps of one street."""
+    """
+    Return the frame indices :func:`scene_miou` scores.
+
+    They are spread over streets and positions, so that 20 frames are 20 different views rather
+    than 20 steps of one street.
+    """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     stride = FRAMES_PER_STREET // 3 + 7
@@ -83,8 +89,10 @@ def evaluation_indices(n_frames: int) -> list[int]:
 
 
 def miou_from_confusion(confusion: np.ndarray) -> float:
-    """Mean IoU in percent of an N x N confusion matrix (rows truth, columns prediction) over
-    the classes present in the truth.
+    """
+    Return the mean IoU in percent over the classes present in the truth.
+
+    The input is an N x N confusion matrix (rows truth, columns prediction).
 
     A class the generator never draws (a bicyclist) is left out instead of counted as 0; pixels
     the model gives to it still lower the IoU of their true class.
@@ -101,9 +109,12 @@ def miou_from_confusion(confusion: np.ndarray) -> float:
 
 
 class SceneScore:
-    """Confusion matrices per width, filled frame by frame: for a caller that already has the
-    masks (the demo receives them from the node) and regenerates the truth with
-    :func:`street_scene` from the frame index it published."""
+    """
+    Confusion matrices per width, filled frame by frame.
+
+    For a caller that already has the masks (the demo receives them from the node) and
+    regenerates the truth with :func:`street_scene` from the frame index it published.
+    """
 
     def __init__(self) -> None:
         self._n = len(CLASS_NAMES)
@@ -124,22 +135,29 @@ class SceneScore:
         matrix += counts.reshape(self._n, self._n)
 
     def miou(self) -> dict[float, float]:
-        """mIoU in percent per width counted so far (see :func:`miou_from_confusion`)."""
+        """Return the mIoU in percent per width so far (see :func:`miou_from_confusion`)."""
         return {w: miou_from_confusion(m) for w, m in sorted(self.confusion.items())}
 
 
 def scene_classes_match(class_names: Sequence[str]) -> bool:
-    """Whether a model's classes are the scene's (CamVid's 11, in order): only then can its
-    masks be scored against the generated label maps."""
+    """
+    Tell whether a model's classes are the scene's (CamVid's 11, in order).
+
+    Only then can its masks be scored against the generated label maps.
+    """
     return tuple(class_names) == CLASS_NAMES
 
 
 def scene_miou(predict: Callable[[np.ndarray, float], np.ndarray], widths: Iterable[float],
                n_frames: int = 20, size: tuple[int, int] = (360, 480), seed: int = 0
                ) -> dict[float, float]:
-    """mIoU in percent per width of ``predict(rgb, width) -> H x W class ids`` on ``n_frames``
-    generated frames of ``size`` (height, width) pixels, against the generator's own label
-    maps (frames :func:`evaluation_indices`; labels :data:`IGNORE_LABEL` would not count)."""
+    """
+    Measure the mIoU in percent per width of ``predict(rgb, width) -> H x W class ids``.
+
+    It is scored on ``n_frames`` generated frames of ``size`` (height, width) pixels, against the
+    generator's own label maps (frames :func:`evaluation_indices`; labels :data:`IGNORE_LABEL`
+    would not count).
+    """
     widths = [float(w) for w in widths]
     if not widths:
         raise ValueError("scene_miou needs at least one width")
@@ -152,23 +170,30 @@ def scene_miou(predict: Callable[[np.ndarray, float], np.ndarray], widths: Itera
 
 
 def reference_width(miou_by_width: dict[float, float]) -> float:
-    """The width the verdict is taken at: 1.0 when measured, else the widest measured."""
+    """Return the width the verdict is taken at: 1.0 when measured, else the widest measured."""
     if not miou_by_width:
         raise ValueError("no mIoU figures to report")
     return 1.0 if 1.0 in miou_by_width else max(miou_by_width)
 
 
 def frames_in_distribution(miou_by_width: dict[float, float]) -> bool:
-    """Whether the model segments the generated frames well enough for the demo's pictures to
-    speak for it: mIoU at the reference width >= :data:`MIOU_THRESHOLD`."""
+    """
+    Tell whether the model segments the generated frames well enough for the demo's pictures.
+
+    Well enough means the pictures speak for it: mIoU at the reference width >=
+    :data:`MIOU_THRESHOLD`.
+    """
     return miou_by_width[reference_width(miou_by_width)] >= MIOU_THRESHOLD
 
 
 def scene_report_sentence(miou_by_width: dict[float, float], n_frames: int | None = None,
                           size: tuple[int, int] | None = None) -> str:
-    """The report's sentence about the generated frames, chosen by the measured figures:
-    out of distribution below :data:`MIOU_THRESHOLD` at the reference width, else the figures.
-    ``n_frames`` and ``size`` (height, width), when given, say what was measured."""
+    """
+    Return the report's sentence about the generated frames, chosen by the measured figures.
+
+    Out of distribution below :data:`MIOU_THRESHOLD` at the reference width, else the figures.
+    ``n_frames`` and ``size`` (height, width), when given, say what was measured.
+    """
     ref = reference_width(miou_by_width)
     figures = ", ".join(f"{miou_by_width[w]:.1f} at width {w:g}" for w in sorted(miou_by_width))
     what = "generated street frames"

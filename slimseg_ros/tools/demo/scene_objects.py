@@ -1,6 +1,9 @@
-"""Trees, poles with lamps, signs and traffic lights, cars and pedestrians of the demo's
-synthetic street, drawn as polygons in perspective onto the shaded planes, each with its
-CamVid class in the label map. Internal to :mod:`slimseg_ros.tools.demo.scene`.
+"""
+The objects of the demo's synthetic street, drawn as polygons in perspective.
+
+Trees, poles with lamps, signs and traffic lights, cars and pedestrians are drawn onto the
+shaded planes, each with its CamVid class in the label map. Internal to
+:mod:`slimseg_ros.tools.demo.scene`.
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ class Canvas:
     def poly(self, pts: Iterable[tuple[float, float, float]], rgb: Sequence[float] | np.ndarray,
              cls: int | None, texture: float = 0.0, salt: int = 0,
              shade: tuple[float, float] = (1.0, 1.0)) -> None:
-        """Fill the projection of a planar polygon (camera coordinates, metres); the part
-        closer than ``NEAR_M`` (a car being passed) is cut off."""
+        """
+        Fill the projection of a planar polygon (camera coordinates, metres).
+
+        The part closer than ``NEAR_M`` (a car being passed) is cut off.
+        """
         pts = list(pts)
         kept = []
         for a, b in zip(pts, pts[1:] + pts[:1]):
@@ -48,9 +54,12 @@ class Canvas:
     def fill(self, p: np.ndarray, rgb: Sequence[float] | np.ndarray, cls: int | None,
              texture: float = 0.0, salt: int = 0, shade: tuple[float, float] = (1.0, 1.0)
              ) -> None:
-        """Fill an image polygon ``p`` (N x 2 pixels) with ``rgb``, optionally textured
-        (relative noise amplitude) and shaded from ``shade[0]`` at its top to ``shade[1]`` at
-        its bottom; ``cls`` None leaves the labels alone (shadows)."""
+        """
+        Fill an image polygon ``p`` (N x 2 pixels) with ``rgb``, optionally textured and shaded.
+
+        ``texture`` is the relative noise amplitude; the shade goes from ``shade[0]`` at its top
+        to ``shade[1]`` at its bottom; ``cls`` None leaves the labels alone (shadows).
+        """
         x0, y0 = np.floor(p.min(0)).astype(int)
         x1, y1 = np.ceil(p.max(0)).astype(int) + 1
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, self.w), min(y1, self.h)
@@ -187,7 +196,8 @@ def _car(c: Canvas, x: float, z: float, params: tuple) -> None:
     panel(-hw, hw, 0.78, 0.97, 0.0, np.minimum(body * 1.25 + 12, 245), (1.2, 0.9), 0.05)
     panel(-hw, hw, 0.92, 0.94, 0.01, np.minimum(body * 1.7 + 50, 250))
     c.poly([(x - hw * 0.85, 0.97, near + 0.35), (x + hw * 0.85, 0.97, near + 0.35),
-            (x + hw * 0.68, height - 0.06, near + 0.9), (x - hw * 0.68, height - 0.06, near + 0.9)],
+            (x + hw * 0.68, height - 0.06, near + 0.9),
+            (x - hw * 0.68, height - 0.06, near + 0.9)],
            (70, 80, 92), CAR, 0.25, 47, (1.8, 0.55))
     c.poly([(x - hw * 0.68, height - 0.06, near + 0.9), (x + hw * 0.68, height - 0.06, near + 0.9),
             (x + hw * 0.66, height, near + 1.0), (x - hw * 0.66, height, near + 1.0)],

@@ -1,6 +1,8 @@
-"""The street of the demo's synthetic drive: its layout, the per-pixel shading of sky, facades and
-ground, and the camera's optics and sensor. Internal to :mod:`slimseg_ros.tools.demo.scene`,
-which draws the frames; the objects on the street are in
+"""
+The street of the demo's synthetic drive: layout, shading, and the camera's optics and sensor.
+
+The shading is per pixel, of sky, facades and ground. Internal to
+:mod:`slimseg_ros.tools.demo.scene`, which draws the frames; the objects on the street are in
 :mod:`slimseg_ros.tools.demo.scene_objects`.
 
 Units: metres in the world (X to the right of the camera, Y up from the road, Z along the
@@ -63,8 +65,11 @@ COAT_RGB = np.array([[30, 30, 34], [50, 45, 40], [40, 48, 70], [80, 30, 30], [70
 
 
 def _buildings(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Terraced buildings along one side of the street, as arrays indexed by building
-    (lengths and heights in metres, colours RGB)."""
+    """
+    Lay out terraced buildings along one side of the street, as arrays indexed by building.
+
+    Lengths and heights are in metres, colours RGB.
+    """
     rows: dict[str, list] = {k: [] for k in ("start", "height", "floor_h", "ground", "spacing",
                                              "win_frac", "win_h", "shop", "offset", "brick",
                                              "bands", "rgb", "fascia")}
@@ -89,8 +94,12 @@ def _buildings(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def _kerb_objects(rng: np.random.Generator, side: int, curb: float, pavement: float,
                   parking: bool) -> list[tuple]:
-    """Trees, poles with lamps or signs, pedestrians and (where there is a parking strip)
-    parked cars along one kerb: ``(kind, X, Z, params)`` in metres, Z along the street."""
+    """
+    Place trees, poles with lamps or signs, pedestrians and parked cars along one kerb.
+
+    Parked cars only where there is a parking strip. Each object is ``(kind, X, Z, params)`` in
+    metres, Z along the street.
+    """
     objects: list[tuple] = []
     z = float(rng.uniform(0, 8))
     while z < _STREET_M:
@@ -117,8 +126,11 @@ def _kerb_objects(rng: np.random.Generator, side: int, curb: float, pavement: fl
 
 @lru_cache(maxsize=4)
 def street_layout(seed: int, number: int) -> Street:
-    """Street ``number`` of the drive: its cross-section, buildings and objects (cached: the
-    demo draws ``FRAMES_PER_STREET`` frames of each; nothing writes to it)."""
+    """
+    Return street ``number`` of the drive: its cross-section, buildings and objects.
+
+    Cached: the demo draws ``FRAMES_PER_STREET`` frames of each; nothing writes to it.
+    """
     rng = np.random.default_rng([seed, number, 11])
     lane = float(rng.uniform(2.9, 3.6))
     parking = rng.random(2) < 0.8             # a strip of parked cars along each kerb
@@ -177,12 +189,12 @@ def _keys(v: np.ndarray, k: np.uint32) -> np.ndarray:
 
 
 def _hash01(ix: np.ndarray, iy: np.ndarray, salt: int) -> np.ndarray:
-    """A repeatable pseudo-random value in [0, 1) per integer lattice point."""
+    """Return a repeatable pseudo-random value in [0, 1) per integer lattice point."""
     return _mix(_keys(ix, _HX) ^ _keys(iy, _HY) ^ _salt(salt))
 
 
 def value_noise(x: np.ndarray, y: np.ndarray, salt: int) -> np.ndarray:
-    """Smooth noise in [0, 1): bilinear interpolation of lattice values (scale 1 = 1 unit)."""
+    """Return smooth noise in [0, 1), bilinearly interpolated lattice values (scale 1 = 1 unit)."""
     ix, iy = np.floor(x), np.floor(y)
     fx, fy = x - ix, y - iy
     fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
@@ -194,8 +206,12 @@ def value_noise(x: np.ndarray, y: np.ndarray, salt: int) -> np.ndarray:
 
 def _band(coord: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray,
           footprint: np.ndarray) -> np.ndarray:
-    """Pixel coverage in [0, 1] of the interval [lo, hi) along ``coord``, for pixels covering
-    ``footprint`` world units (anti-aliased, so thin far lines fade instead of flickering)."""
+    """
+    Return the pixel coverage in [0, 1] of the interval [lo, hi) along ``coord``.
+
+    The pixels cover ``footprint`` world units; the coverage is anti-aliased, so thin far lines
+    fade instead of flickering.
+    """
     half = 0.5 * footprint
     covered = np.minimum(coord + half, hi) - np.maximum(coord - half, lo)
     return np.clip(covered / np.maximum(footprint, 1e-6), 0.0, 1.0)
@@ -206,15 +222,19 @@ def _band(coord: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray,
 # ----------------------------------------------------------------------------------------------
 
 def _building_at(st: Street, side: int, zw: np.ndarray) -> np.ndarray:
-    """Index of the building on ``side`` (0 left, 1 right) at each street position ``zw``."""
+    """Return the index of the building on ``side`` (0 left, 1 right) at each position ``zw``."""
     starts = st.buildings[side]["start"]
     return np.clip(np.searchsorted(starts, zw, side="right") - 1, 0, len(starts) - 1)
 
 
 def _facade(st: Street, side: int, i: np.ndarray, zw: np.ndarray, y: np.ndarray,
             fz: np.ndarray, fy: np.ndarray) -> np.ndarray:
-    """Colour (N x 3) of the walls of buildings ``i`` at street position ``zw`` and height
-    ``y`` (metres), for pixel footprints ``fz`` x ``fy`` metres."""
+    """
+    Return the colour (N x 3) of the walls of buildings ``i``.
+
+    At street position ``zw`` and height ``y`` (metres), for pixel footprints ``fz`` x ``fy``
+    metres.
+    """
     b = st.buildings[side]
     local = zw - b["start"][i]
     height, ground, floor_h = b["height"][i], b["ground"][i], b["floor_h"][i]
@@ -277,7 +297,7 @@ def _facade(st: Street, side: int, i: np.ndarray, zw: np.ndarray, y: np.ndarray,
 
 def _ground(st: Street, x: np.ndarray, zw: np.ndarray, fx: np.ndarray, fz: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Colour (N x 3) and class id of ground points at (X, street position) in metres."""
+    """Return colour (N x 3) and class id of ground points at (X, street position) in metres."""
     road = (x >= st.road_left) & (x < st.road_right)
     patch = value_noise(x * 0.35, zw * 0.12, 21) * 0.6 + value_noise(x * 2.0, zw * 1.1, 22) * 0.4
     rgb = np.where(road[:, None], st.road_rgb * (0.84 + 0.32 * patch)[:, None],
@@ -315,7 +335,7 @@ def _ground(st: Street, x: np.ndarray, zw: np.ndarray, fx: np.ndarray, fz: np.nd
 
 @lru_cache(maxsize=8)
 def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column and row of every pixel centre, flattened (read-only, shared between frames)."""
+    """Return the column and row of every pixel centre, flattened (read-only, shared by frames)."""
     v, u = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
     u, v = u.ravel(), v.ravel()
     u.flags.writeable = v.flags.writeable = False
@@ -324,9 +344,12 @@ def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 def draw_planes(st: Street, z_cam: float, h: int, w: int, f: float, y0: float
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """H x W x 3 float colour and H x W class ids of sky, facades and ground, seen from
-    ``z_cam`` metres down the street with focal length ``f`` and the horizon at row ``y0``
-    (pixels)."""
+    """
+    Draw sky, facades and ground: H x W x 3 float colour and H x W class ids.
+
+    Seen from ``z_cam`` metres down the street with focal length ``f`` and the horizon at row
+    ``y0`` (pixels).
+    """
     u, v = _pixel_grid(h, w)
     du, dv = u - w / 2, v - y0
     n = du.size
@@ -386,7 +409,7 @@ _GRAIN[[SKY, BUILDING, POLE, ROAD, PAVEMENT, TREE, SIGN, FENCE, CAR, PEDESTRIAN]
 
 @lru_cache(maxsize=8)
 def _vignette(h: int, w: int) -> np.ndarray:
-    """H x W x 1 lens fall-off: 12 % darker in the corners."""
+    """Return the H x W x 1 lens fall-off: 12 % darker in the corners."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
     return (1 - 0.12 * r2)[:, :, None]
@@ -394,8 +417,12 @@ def _vignette(h: int, w: int) -> np.ndarray:
 
 def camera_effects(img: np.ndarray, lab: np.ndarray, st: Street, rng: np.random.Generator,
                    index: int) -> np.ndarray:
-    """Surface grain, then optics and sensor: white balance, exposure drift, vignetting, blur,
-    a little noise (less in bright parts, as a real sensor's is after its denoiser) -> uint8."""
+    """
+    Apply surface grain, then optics and sensor, and return the uint8 frame.
+
+    Optics and sensor: white balance, exposure drift, vignetting, blur, a little noise (less in
+    bright parts, as a real sensor's is after its denoiser).
+    """
     h, w = img.shape[:2]
     grain = rng.standard_normal((h, w), np.float32)
     scale = h / 360.0  # grain is sized for 360 rows, so a bigger frame shows the same surfaces

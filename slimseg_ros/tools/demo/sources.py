@@ -1,5 +1,8 @@
-"""Frames for the demo's camera, each ``H x W x 3`` uint8 RGB with its index: an image folder or
-a video file (looped), or the generated street scene (:mod:`.scene`) with its label maps.
+"""
+Frames for the demo's camera, each ``H x W x 3`` uint8 RGB with its index.
+
+They come from an image folder or a video file (looped), or from the generated street scene
+(:mod:`.scene`) with its label maps.
 
 The scene costs about 0.15 s of CPU per 360x480 frame, more than the 0.1 s between frames at
 10 fps, so a loop of frames is drawn before the replay starts (in parallel where there are
@@ -31,9 +34,12 @@ def _draw(job: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class SceneSource:
-    """The generated street drive, ``n_frames`` consecutive frames of ``size`` (height, width)
-    from the drive ``seed``, drawn once and replayed in a loop; :meth:`labels` gives each frame's
-    CamVid label map (``H x W`` uint8)."""
+    """
+    The generated street drive, drawn once and replayed in a loop.
+
+    It is ``n_frames`` consecutive frames of ``size`` (height, width) from the drive ``seed``;
+    :meth:`labels` gives each frame's CamVid label map (``H x W`` uint8).
+    """
 
     def __init__(self, n_frames: int = SCENE_LOOP_FRAMES, size: tuple[int, int] | None = None,
                  seed: int = 0, workers: int | None = None) -> None:
@@ -60,21 +66,24 @@ class SceneSource:
         self.first = self._rgb[0]
 
     def next(self) -> np.ndarray:
-        """The next frame of the loop; :attr:`index` is its position in the loop."""
+        """Return the next frame of the loop; :attr:`index` is its position in the loop."""
         self.index = (self.index + 1) % len(self._rgb)
         return self._rgb[self.index]
 
     def labels(self, index: int) -> np.ndarray | None:
-        """The label map of frame ``index`` of the loop (``first`` is frame 0)."""
+        """Return the label map of frame ``index`` of the loop (``first`` is frame 0)."""
         return self._labels[index % len(self._labels)]
 
 
 class FrameSource:
-    """Endless RGB frames (``H x W x 3`` uint8) from an image folder (in name order) or a video,
-    both looped; ``size`` (height, width) resizes every frame. ``start`` (0 to 1) begins that
+    """
+    Endless RGB frames (``H x W x 3`` uint8) from an image folder (in name order) or a video.
+
+    Both are looped; ``size`` (height, width) resizes every frame. ``start`` (0 to 1) begins that
     far into the folder or video, so that several cameras show different frames. :attr:`index`
     is the position of the last frame returned (``first`` is 0); real frames have no label
-    maps."""
+    maps.
+    """
 
     def __init__(self, path: str | os.PathLike, size: tuple[int, int] | None,
                  start: float = 0.0) -> None:
@@ -132,12 +141,16 @@ class FrameSource:
         return self._resize(np.ascontiguousarray(bgr[:, :, ::-1]))
 
     def next(self) -> np.ndarray:
-        """The next frame; :attr:`index` is its position (in the folder; frames of a video)."""
+        """
+        Return the next frame.
+
+        :attr:`index` is its position (in the folder; frames of a video).
+        """
         self.index = (self.index + 1) % len(self._files) if self._files else self.index + 1
         return self._read(self.index)
 
     def labels(self, index: int) -> np.ndarray | None:
-        """None: real frames come without label maps."""
+        """Return None: real frames come without label maps."""
         return None
 
 
