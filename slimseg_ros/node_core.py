@@ -49,7 +49,8 @@ from .node_camera import CONTROL_QOS, CameraIO, reliability_name
 from .node_host import HostWatch
 from .node_support import FrameSlots, Rejections, default_checkpoint
 from .params import (GOVERNOR_PREFIX, MODEL_PARAMS, PARAMS, SPECS, ParamSpec,
-                     check_camera_priorities, check_value, governor_config_from_params)
+                     check_camera_priorities, check_value, governor_config_from_params,
+                     host_sensors_on)
 
 _CHARGING = (BatteryState.POWER_SUPPLY_STATUS_CHARGING, BatteryState.POWER_SUPPLY_STATUS_FULL)
 _EMPTY_TYPES = {"str_array": Parameter.Type.STRING_ARRAY,
@@ -65,7 +66,9 @@ class StartupError(RuntimeError):
 def descriptor(spec: ParamSpec, read_only: bool) -> ParameterDescriptor:
     """Return the ROS descriptor of ``spec`` (``read_only`` as the node enforces it)."""
     desc = ParameterDescriptor(description=spec.description, read_only=read_only,
-                               additional_constraints=spec.constraints)
+                               additional_constraints=spec.constraints,
+                               # an unquoted off arrives as a boolean (YAML), see host_sensors_on
+                               dynamic_typing=spec.name == "host_sensors")
     if spec.lo is not None and spec.kind == "float":
         desc.floating_point_range = [FloatingPointRange(from_value=float(spec.lo),
                                                         to_value=float(spec.hi), step=0.0)]
@@ -183,7 +186,7 @@ class SlimSegCore:
             rejections=(self._rejections if name == SINGLE
                         else Rejections(throttle_s=float(values["warn_throttle_s"]))))
             for name in names}
-        self._host = HostWatch(self.node.get_logger(), values["host_sensors"] == "auto",
+        self._host = HostWatch(self.node.get_logger(), host_sensors_on(values["host_sensors"]),
                                [str(p) for p in values["host_temperature_sensors"]])
         self._governor = governor
         self._diag_counts = {}

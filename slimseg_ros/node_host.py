@@ -20,6 +20,7 @@ from .contract import NONE, OFF, UNAVAILABLE, HostStatus
 from .governor import Decision, Governor
 from .host_readings import (CPU_SHARE, RSS, HostReader, HostReadings, PsutilSample, read_psutil,
                             usable_cores)
+from .params import host_sensors_on
 
 _MB = 1024.0 * 1024.0
 
@@ -60,7 +61,7 @@ class HostWatch:
         """
         if not {"host_sensors", "host_temperature_sensors"} & set(updates):
             return False
-        sensors = updates.get("host_sensors", value("host_sensors")) == "auto"
+        sensors = host_sensors_on(updates.get("host_sensors", value("host_sensors")))
         names = updates.get("host_temperature_sensors", value("host_temperature_sensors"))
         with self._lock:
             self._reader.sensors = sensors

@@ -252,6 +252,21 @@ def check_camera_priorities(cameras: list[str], priorities: list[float]) -> None
                          f"give one per camera, or none for equal priorities")
 
 
+def host_sensors_on(value: Any) -> bool:
+    """
+    Tell whether a ``host_sensors`` value asks for the host's readings (auto) or not (off).
+
+    YAML and ``-p host_sensors:=off`` read an unquoted ``off`` as the boolean false (and ``on``
+    as true), so the booleans are accepted beside the two words.
+    """
+    if value is True or value == "auto":
+        return True
+    if value is False or value == "off":
+        return False
+    raise ValueError(f"parameter 'host_sensors' is {value!r}; "
+                     f"choose one of {list(HOST_SENSORS)}")
+
+
 def check_value(name: str, value: Any) -> None:
     """
     Validate what a range/type check in ROS does not: choices, NaN, input_size shape.
@@ -260,6 +275,9 @@ def check_value(name: str, value: Any) -> None:
     """
     spec = SPECS.get(name)
     if spec is None:
+        return
+    if name == "host_sensors":
+        host_sensors_on(value)
         return
     if spec.choices and value not in spec.choices:
         raise ValueError(f"parameter '{name}' is {value!r}; choose one of {list(spec.choices)}")

@@ -244,3 +244,12 @@ def test_governor_parameters_map_onto_the_config() -> None:
     assert cfg.battery_thresholds == ((20.0, 0.5),) and cfg.min_dwell_s == 0.5
     with pytest.raises(ValueError, match="thermal_thresholds"):
         governor_config_from_params({"governor.thermal_thresholds": [80.0, 0.5, 70.0]})
+
+
+@pytest.mark.parametrize("value, on", [("auto", True), ("off", False), (False, False),
+                                       (True, True)])
+def test_host_sensors_takes_the_boolean_yaml_makes_of_an_unquoted_off(value, on) -> None:
+    """``host_sensors: off`` in YAML or ``-p host_sensors:=off`` arrives as False."""
+    from slimseg_ros.params import host_sensors_on
+    check_value("host_sensors", value)
+    assert host_sensors_on(value) is on
