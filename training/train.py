@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import math
 import os
-import random
-import signal
 import sys
 import time
 import warnings
@@ -35,106 +32,26 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from slimseg_ros.models import CheckpointError, ModelInfo, build_model, save_checkpoint
-from slimseg_ros.models.checkpoint import atomic_torch_save, model_from_payload, safe_torch_load
-from slimseg_ros.models.config import model_config_differences
-from slimseg_ros.models.segmenter import classifier_keys
-from slimseg_ros.node_support import data_dirs, packaged_file
+from slimseg_ros.models.checkpoint import atomic_torch_save
 from slimseg_ros.widths import find_width
 
 from .config import (ConfigError, TrainConfig, config_from_dict, load_config, save_config,
                      split_names)
 from .datasets import DatasetError, build_dataset, class_pixel_counts
 from .evaluate import evaluate
+from .initial_weights import load_initial_weights, resolve_load_from
 from .losses import median_frequency_weights
-from .optim import build_optimizer, build_scheduler, lr_factor
+from .optim import build_optimizer, build_scheduler
 from .sampler import ResumableSampler
 from .slimseg import LOSS_NAMES, slimseg_step, trained_network, training_widths
+from .train_state import load_train_state, restore_state, seed_everything, train_state
+from .train_support import (DistInfo, StopFlag, append_jsonl, ignore_stop_signals,
+                            init_distributed, log, pick_device, stop_requested)
 from .transforms import eval_transform, normalize_batch, train_transform
-
-STATE_FORMAT = "slimseg_ros/train-state"
-# ``load_from: packaged:default.pt`` names a model shipped with the package (its models/ folder)
-PACKAGED = "packaged:"
 
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN/inf; training stops at once without overwriting checkpoints."""
-
-
-# ---------------------------------------------------------------------------------------------
-# distributed helpers
-
-
-@dataclasses.dataclass
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_pref: str) -> DistInfo:
-    """Join the process group described by torchrun's RANK/WORLD_SIZE/LOCAL_RANK (if any)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    use_cuda = torch.cuda.is_available() and device_pref != "cpu"
-    if use_cuda:
-        torch.cuda.set_device(info.local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return info
-
-
-def pick_device(pref: str, dinfo: DistInfo) -> torch.device:
-    if pref == "auto":
-        pref = "cuda" if torch.cuda.is_available() else "cpu"
-    if pref == "cuda" and dinfo.enabled:
-        return torch.device("cuda", dinfo.local_rank)
-    device = torch.device(pref)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("runtime.device asks for CUDA but no CUDA device is available")
-    return device
-
-
-# ---------------------------------------------------------------------------------------------
-# RNG state (stored as tensors/lists so checkpoints load with weights_only=True)
-
-
-def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
-                  float(np_state[4])],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    n = state["numpy"]
-    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,131 +87,6 @@ def checkpoint_info(cfg: TrainConfig, train_set: Any, val_set: Any | None) -> Mo
     return model_info(cfg, train_set, input_size)
 
 
-def train_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                scaler: Any, iteration: int, best: dict[str, Any], cfg: TrainConfig
-                ) -> dict[str, Any]:
-    return {
-        "format": STATE_FORMAT,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "iteration": iteration,
-        "best": best,
-        "rng": rng_state(),
-        "config": cfg.to_dict(),
-    }
-
-
-def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
-    state = safe_torch_load(path)
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ConfigError(f"{path} is not a slimseg training state (last.pt); deployable model "
-                          f"checkpoints cannot be resumed")
-    return state
-
-
-def model_differences(cfg: TrainConfig, stored: dict[str, Any]) -> str:
-    """Compare this run's network with a stored model config (``model_config_differences``)."""
-    return model_config_differences(cfg.model.to_dict(), stored)
-
-
-def check_same_model(cfg: TrainConfig, state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Refuse to resume a run whose network differs from the one stored in ``path``."""
-    diff = model_differences(cfg, state["config"]["model"])
-    if diff:
-        raise ConfigError(f"cannot resume from {path}: its model differs in {diff}")
-
-
-def resolve_load_from(value: str) -> Path:
-    """
-    Resolve the file ``load_from`` names: a path, or ``packaged:NAME`` for a shipped model.
-
-    ``packaged:NAME`` is ``models/NAME`` under the installed ``share/slimseg_ros`` or the source
-    checkout, so a config names the default model wherever the package lives.
-    """
-    if not value.startswith(PACKAGED):
-        return Path(value).expanduser()
-    name = value[len(PACKAGED):].strip()
-    if not name or name in (".", "..") or Path(name).name != name:
-        raise ConfigError(f"load_from: {value!r}: after {PACKAGED!r} comes the file name of a "
-                          f"packaged model, e.g. {PACKAGED}default.pt")
-    found = packaged_file("models", name)
-    if found is not None:
-        return found
-    dirs = data_dirs("models")
-    if not dirs:
-        raise ConfigError(f"load_from: {value}: no packaged models found (neither an installed "
-                          f"share/slimseg_ros/models nor a source checkout's models/); give "
-                          f"the checkpoint's path instead")
-    shipped = sorted({p.name for d in dirs for p in d.glob("*.pt")})
-    listing = f"; packaged models: {', '.join(shipped)}" if shipped else ""
-    raise ConfigError(f"load_from: {value}: no model {name} in "
-                      f"{', '.join(str(d) for d in dirs)}{listing}")
-
-
-@dataclasses.dataclass
-class InitialWeights:
-    """What :func:`load_initial_weights` did, for the run's log."""
-
-    path: Path
-    loaded: int  # tensors copied from the checkpoint
-    new: list[str]  # tensors left at their fresh initialisation (the classifier)
-    classes: int  # this run's class count
-    checkpoint_classes: int
-    notes: list[str]  # things the user may not have meant (other class names, normalisation)
-
-    def describe(self, value: str) -> str:
-        """One log line: ``load_from X: 1283 tensors loaded, 2 new (classifier for 4 ...)``."""
-        where = value if str(self.path) == value else f"{value} ({self.path})"
-        line = f"load_from {where}: {self.loaded} tensors loaded, {len(self.new)} new"
-        if self.new:
-            line += (f" (classifier for {self.classes} classes; the checkpoint had "
-                     f"{self.checkpoint_classes})")
-        return "; ".join([line, *self.notes])
-
-
-def load_initial_weights(cfg: TrainConfig, model: nn.Module, path: str | os.PathLike,
-                         class_names: Sequence[str] | None = None) -> InitialWeights:
-    """
-    Start from the weights of a deployable checkpoint (``load_from``).
-
-    The file is read and checked like any model checkpoint (format, version, every tensor
-    fitting its own network). Its network must be this run's (the ImageNet source may differ)
-    except for ``model.num_classes``: with another class count every tensor but the classifier
-    (:func:`classifier_keys`) is copied and the classifier keeps its fresh initialisation
-    (fine-tuning to a new class list). Any other difference is refused before anything is
-    copied, naming the file and the differing keys. ``class_names`` (this run's) only add a
-    note to the report when they differ from the checkpoint's at the same count.
-    """
-    payload = safe_torch_load(path)
-    if isinstance(payload, dict) and payload.get("format") == STATE_FORMAT:
-        raise ConfigError(f"load_from: {path} is a training state; continue it with --resume")
-    source, info = model_from_payload(payload, str(path))
-    ours, theirs = resolve_model_config(cfg).model.to_dict(), source.config.to_dict()
-    if model_config_differences({**ours, "num_classes": theirs["num_classes"]}, theirs):
-        raise ConfigError(f"load_from: {path} holds a different network: "
-                          f"{model_config_differences(ours, theirs)} (only model.num_classes "
-                          f"may differ: the classifier then starts afresh)")
-    new = classifier_keys(model) if ours["num_classes"] != theirs["num_classes"] else []
-    state = {k: v for k, v in source.state_dict().items() if k not in new}
-    missing, unexpected = model.load_state_dict(state, strict=False)  # copies in place
-    if sorted(missing) != sorted(new) or unexpected:
-        raise CheckpointError(f"load_from: {path} does not fit this run's network: "
-                              f"missing {sorted(missing)[:3]}, unexpected {unexpected[:3]}")
-    notes = []
-    if not new and class_names is not None and list(class_names) != list(info.class_names):
-        notes.append(f"note: the class names differ from the checkpoint's "
-                     f"({', '.join(info.class_names)}); with the same count its classifier is "
-                     f"kept, row i starting class i")
-    if (list(cfg.data.mean), list(cfg.data.std)) != (list(info.mean), list(info.std)):
-        notes.append(f"note: the checkpoint was trained on images normalised with mean "
-                     f"{list(info.mean)} std {list(info.std)}, this run uses data.mean "
-                     f"{list(cfg.data.mean)} data.std {list(cfg.data.std)}")
-    return InitialWeights(Path(path), len(state), list(new), ours["num_classes"],
-                          theirs["num_classes"], notes)
-
-
 def class_weights_for(cfg: TrainConfig, train_set: Any) -> torch.Tensor | None:
     """
     Return the per-class weights of the label terms.
@@ -313,49 +105,8 @@ def class_weights_for(cfg: TrainConfig, train_set: Any) -> torch.Tensor | None:
     return torch.tensor(spec, dtype=torch.float32)
 
 
-def ignore_stop_signals(_worker_id: int = 0) -> None:
-    """
-    Make a DataLoader worker leave SIGTERM/SIGINT to the main process (``worker_init_fn``).
-
-    A SIGTERM sent to the whole process group (systemd, a cluster scheduler, ``kill -- -PGID``)
-    would otherwise kill the workers first, and the main process would die mid-iteration with
-    "DataLoader worker ... killed" instead of stopping at the next iteration boundary with a
-    saved ``last.pt``. Workers still end when the main process ends (PyTorch's watchdog).
-    """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class _StopFlag:
-    """SIGTERM / first Ctrl-C ask the loop to stop at the next iteration boundary."""
-
-    def __init__(self) -> None:
-        self.requested: str | None = None
-        self._old: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading_main():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: stop now
-        self.requested = signal.Signals(signum).name
-
-    def restore(self) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-        self._old.clear()
-
-
-def threading_main() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
-
-
 # ---------------------------------------------------------------------------------------------
-# the parts of a run: data, network, loaders, restored state
+# the parts of a run: data, network, loaders (the restored state: train_state.py)
 
 
 def build_datasets(cfg: TrainConfig, dinfo: DistInfo) -> tuple[Any, Any | None]:
@@ -427,30 +178,6 @@ def label_class_weights(cfg: TrainConfig, train_set: Any, dinfo: DistInfo, out_d
             "type": "class_weights", "mode": str(cfg.distill.class_weights),
             "weights": dict(zip(names, weights.tolist()))})
     return weights.to(device)
-
-
-def restore_state(path: str | os.PathLike, cfg: TrainConfig, model: nn.Module,
-                  optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any
-                  ) -> tuple[int, dict[str, Any]]:
-    """
-    Load a ``last.pt`` into the run's parts and RNGs; returns (iteration, best score).
-
-    Called before the DDP wrapper is made, which then broadcasts the restored weights.
-    """
-    state = load_train_state(path)
-    check_same_model(cfg, state, path)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    iteration = int(state["iteration"])
-    set_rng_state(state["rng"])
-    # the LR is a pure function of the iteration: recompute it (the schedule may have been
-    # overridden on the command line)
-    scheduler.base_lrs = [cfg.optim.lr] * len(optimizer.param_groups)
-    for group in optimizer.param_groups:
-        group["lr"] = cfg.optim.lr * lr_factor(iteration, cfg.schedule)
-    return iteration, dict(state["best"])
 
 
 def wrap_ddp(model: nn.Module, cfg: TrainConfig, device: torch.device,
@@ -699,20 +426,6 @@ def save_snapshot(run: Run, iteration: int) -> None:
                                "train_splits": split_names(run.cfg.data.train_split)})
 
 
-def stop_requested(stop: _StopFlag, dinfo: DistInfo, device: torch.device) -> str | None:
-    """
-    Return the signal that asked this process to stop.
-
-    "peer" for another process's (DDP).
-    """
-    requested = stop.requested
-    if dinfo.enabled:
-        flag = torch.tensor([1.0 if requested else 0.0], device=device)
-        dist.all_reduce(flag)
-        requested = requested or ("peer" if flag.item() > 0 else None)
-    return requested
-
-
 def end_run(run: Run, val_loader: DataLoader | None, iteration: int,
             stopped_by: str | None = None) -> dict[str, Any]:
     """
@@ -756,7 +469,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None,
     if device.type == "cpu" and cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     out_dir = Path(cfg.output_dir)
-    stop = _StopFlag()
+    stop = StopFlag()
     writer = pbar = None
     try:
         stop.install()  # from here on SIGTERM / Ctrl-C end the run cleanly with a last.pt
@@ -833,19 +546,6 @@ def eval_widths(cfg: TrainConfig) -> list[float]:
     if cfg.eval.widths is None:
         return list(model_ws)
     return [w for w in cfg.eval.widths if find_width(model_ws, w) is not None]
-
-
-def log(message: str) -> None:
-    try:
-        from tqdm import tqdm
-        tqdm.write(message, file=sys.stderr)
-    except ImportError:  # pragma: no cover
-        print(message, file=sys.stderr, flush=True)
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
