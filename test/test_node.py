@@ -226,7 +226,9 @@ def test_cpu_budget_slims_a_busy_node_and_a_loose_one_widens_it_again(start) -> 
     assert d.host.cpu_budget == pytest.approx(0.001) and d.host.cores >= 1
     assert d.host.node_cpu_share is not None and d.host.node_memory_mb > 0  # measured, not 0
     assert d.cpu_share and all(v > 0.0 for v in d.cpu_share.values())
-    assert d.latency[d.active_width].cpu_ms is not None
+    # CPU time per frame is measured beside the latency (the width just chosen may have no
+    # frame yet when the status goes out)
+    assert any(lat.cpu_ms is not None for lat in d.latency.values()), d.latency
 
     probe.send_cpu_budget(1.0)  # all the usable cores: probes back up to the full width
     wait_for(lambda: probe.widths[-1] == 1.0, timeout=30, **flood)
