@@ -288,3 +288,17 @@ def test_resume_refuses_a_different_network(tiny_camvid: Path, tmp_path: Path) -
                                              **{"model.head_channels": 64}))
     with pytest.raises(ConfigError, match="model.head_channels"):
         train(other, resume=out / "last.pt")
+
+
+def test_resume_followed_by_overrides_resumes_from_the_output_dir(tiny_camvid: Path,
+                                                                  tmp_path: Path) -> None:
+    """``--config C --resume key=value ...``: the override is not taken for the last.pt path."""
+    from slimseg_ros.training.config import save_config
+
+    out = tmp_path / "run"
+    overrides = tiny_overrides(tiny_camvid, out, iterations=4)
+    train(load_config(None, overrides), max_iterations=2)
+    cfg_file = tmp_path / "run.yaml"
+    save_config(load_config(None, overrides), cfg_file)
+    assert train_main(["--config", str(cfg_file), "--resume", f"output_dir={out}"]) == 0
+    assert load_train_state(out / "last.pt")["iteration"] == 4

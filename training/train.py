@@ -557,6 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. "
                         "optim.lr=0.02 data.root=/data/camvid")
     args = parser.parse_args(argv)
+    if args.resume and "=" in args.resume and not Path(args.resume).exists():
+        # `--resume key=value ...`: the optional path swallowed the first override
+        args.overrides.insert(0, args.resume)
+        args.resume = ""
     try:
         if args.config is None and args.resume:
             from .config import apply_overrides
