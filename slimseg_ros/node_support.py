@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Mapping, MutableMapping, Sequence
@@ -164,6 +165,16 @@ def share_dir() -> Path | None:
         return None
 
 
+def prefix_share_dir() -> Path | None:
+    """
+    ``share/slimseg_ros`` under the running interpreter's prefix, where ``pip install`` puts it.
+
+    A pip install into a virtual environment has no ament index to find it through.
+    """
+    share = Path(sys.prefix) / "share" / PACKAGE
+    return share if (share / "package.xml").is_file() else None
+
+
 def source_root() -> Path | None:
     """Return the source checkout (editable install) holding ``package.xml``, else None."""
     root = Path(__file__).resolve().parents[1]
@@ -173,7 +184,7 @@ def source_root() -> Path | None:
 def data_dirs(sub: str) -> list[Path]:
     """Where packaged files of kind ``sub`` (config, models, launch) may be: share/, source."""
     dirs = []
-    for base in (share_dir(), source_root()):
+    for base in (share_dir(), prefix_share_dir(), source_root()):
         if base is not None and (base / sub).is_dir() and (base / sub) not in dirs:
             dirs.append(base / sub)
     return dirs

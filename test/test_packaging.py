@@ -157,3 +157,52 @@ def test_console_scripts_keep_their_names_and_reach_a_main() -> None:
         if module.endswith("node") and importlib.util.find_spec("rclpy") is None:
             continue  # the node needs ROS; its module path is checked by the colcon tests
         assert callable(getattr(importlib.import_module(module), function)), name
+
+
+def test_pip_install_into_a_virtual_environment_finds_the_shipped_files(tmp_path: Path) -> None:
+    """
+    ``pip install .`` puts share/ under the environment's prefix, with no ament index to find it.
+
+    The node's default model and parameters and ``load_from: packaged:default.pt`` must still be
+    found there (they once were only found through the ament index or a source checkout).
+    """
+    import sysconfig
+
+    src = tmp_path / "src"
+    src.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in COPY:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=ignore)
+        elif path.is_file():
+            shutil.copy2(path, src / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; "
+                                "print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    # the test interpreter's packages (setuptools, torch, ...) without its editable checkout
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
+                              "-q", "--no-deps", "--no-build-isolation", str(src)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, (install.stdout + install.stderr)[-3000:]
+    probe = ("import json, slimseg_ros.node_support as ns; "
+             "from slimseg_ros.training.initial_weights import resolve_load_from; "
+             "print(json.dumps([ns.__file__, str(ns.packaged_file('models', 'default.pt')), "
+             "str(ns.packaged_file('config', 'slimseg.yaml')), "
+             "str(resolve_load_from('packaged:default.pt'))]))")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH", "COLCON_PREFIX_PATH")}
+    out = subprocess.run([str(python), "-c", probe], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    module, model, params, load_from = (Path(p) for p in json.loads(out.stdout.splitlines()[-1]))
+    assert module.is_relative_to(venv), module  # the installed copy, not the checkout
+    share = venv / "share" / "slimseg_ros"
+    assert model == share / "models" / "default.pt"
+    assert params == share / "config" / "slimseg.yaml"
+    assert load_from == model
