@@ -233,8 +233,8 @@ class Listener:
                 self.statuses[node] = read_diagnostics({kv.key: kv.value for kv in status.values})
 
 
-def _spin_until(executor: Any, done: Callable[[], bool], timeout: float,
-                procs: Sequence[Proc], what: str) -> None:
+def spin_until(executor: Any, done: Callable[[], bool], timeout: float,
+               procs: Sequence[Proc], what: str) -> None:
     """Spin until ``done()``; a process that exits or the timeout ends the bench, with a log."""
     deadline = time.monotonic() + timeout
     while not done():
@@ -248,7 +248,7 @@ def _spin_until(executor: Any, done: Callable[[], bool], timeout: float,
         executor.spin_once(timeout_sec=0.05)
 
 
-def _spin_for(executor: Any, seconds: float, every: Callable[[], None] | None = None) -> None:
+def spin_for(executor: Any, seconds: float, every: Callable[[], None] | None = None) -> None:
     end, next_call = time.monotonic() + seconds, time.monotonic()
     while time.monotonic() < end:
         if every is not None and time.monotonic() >= next_call:
@@ -293,20 +293,20 @@ def run_case(count: int, layout: str, domain: int, settings: dict[str, Any],
     try:
         nodes = start_nodes(layout, cameras, settings["checkpoint"], settings["backend"], env,
                             log_dir)
-        _spin_until(executor, lambda: all(n.name in listener.statuses for n in nodes),
-                    START_TIMEOUT_S, nodes, "diagnostics from every node (model prepared)")
+        spin_until(executor, lambda: all(n.name in listener.statuses for n in nodes),
+                   START_TIMEOUT_S, nodes, "diagnostics from every node (model prepared)")
         cams = [start_camera(c, i, settings["size"], settings["rate"], env, log_dir)
                 for i, c in enumerate(cameras)]
-        _spin_until(executor, lambda: all(listener.masks.values()), FIRST_MASK_TIMEOUT_S,
-                    nodes + cams, "a first mask on every camera")
-        _spin_for(executor, settings["warmup"])
+        spin_until(executor, lambda: all(listener.masks.values()), FIRST_MASK_TIMEOUT_S,
+                   nodes + cams, "a first mask on every camera")
+        spin_for(executor, settings["warmup"])
         rss: list[int] = []
         t0 = time.time_ns()
-        _spin_for(executor, settings["seconds"], lambda: rss.append(total_rss(nodes)))
+        spin_for(executor, settings["seconds"], lambda: rss.append(total_rss(nodes)))
         t1 = time.time_ns()
         sent = {c: stop_camera(p) for c, p in zip(cameras, cams)}
         ages = [(r - s) / 1e9 for m in listener.masks.values() for r, s in m if r >= t0]
-        _spin_for(executor, min(10.0, max(1.0, 1.5 * max(ages, default=0.0))))  # in flight
+        spin_for(executor, min(10.0, max(1.0, 1.5 * max(ages, default=0.0))))  # in flight
     finally:
         stop_all(cams + nodes)
         executor.shutdown()
