@@ -13,7 +13,7 @@ from engine_fixtures import randomise_bn, tiny_config, tiny_info
 from slimseg_ros.models import build_model, save_checkpoint, set_width
 from slimseg_ros.backends import BackendError, resolve_backend
 from slimseg_ros.backends.frame_graph import (FramePath, GraphCache, export_frame_graph,
-                                              nearest_exact_indices)
+                                              first_argmax, nearest_exact_indices)
 from slimseg_ros.engine import SegmentationEngine
 
 pytest.importorskip("onnxruntime")
@@ -105,6 +105,18 @@ def test_nearest_exact_indices_equal_atens_resize() -> None:
         assert got.tolist() == ref.flatten().long().tolist()
 
 
+def test_first_argmax_is_torchs_argmax_ties_included() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 11, 17, 23)
+    logits[:, 3] = logits[:, 7]  # exact ties: the first index wins, as in torch
+    logits[0, :, :4] = 1.5       # every class tied
+    expected = logits.argmax(dim=1)
+    got = first_argmax(logits)
+    assert got.dtype == torch.uint8
+    assert torch.equal(got.long(), expected)
+    assert (expected == 3).any() and (got == 0).any()
+
+
 def test_the_torch_frame_graph_is_the_engine_exactly(engine: SegmentationEngine) -> None:
     for width in engine.widths:
         graph = FramePath(engine.network(width), engine.info.mean, engine.info.std,
@@ -160,6 +172,25 @@ def test_a_missing_runtime_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_backend("auto", "cuda") == "torch"
     with pytest.raises(BackendError, match="unknown backend 'tensorrt'"):
         resolve_backend("tensorrt", "cpu")
+
+
+def test_bf16_masks_follow_the_fp32_masks_where_the_cpu_runs_bf16(
+        engine: SegmentationEngine) -> None:
+    from slimseg_ros.backends.openvino_backend import cpu_supports_bf16
+    if not cpu_supports_bf16():
+        pytest.skip("this CPU has no native bf16")
+    for width in (engine.widths[0], engine.widths[-1]):
+        graph = OpenVINOFrameGraph(export_frame_graph(
+            engine.network(width), engine.info.mean, engine.info.std, engine.input_size),
+            precision="bf16", threads=1)
+        assert graph.precision == "bf16"
+        for h, w in SIZES:
+            f, _ = frame(h, w, seed=h)
+            ref = engine.infer(f, width=width)
+            got = graph.run(f)
+            assert got.shape == (h, w) and len(np.unique(ref)) >= 2
+            # bf16 keeps 8 bits of mantissa: argmax flips only near ties
+            assert (got == ref).mean() > 0.9, (width, h, w, (got == ref).mean())
 
 
 def test_bf16_on_a_cpu_without_it_fails_with_one_sentence() -> None:
