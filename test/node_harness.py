@@ -141,7 +141,7 @@ class CameraChannel:
             Diagnostics()
 
     def fresh_diag(self, predicate: Callable[[Diagnostics], bool],
-                   timeout: float = 10.0) -> Diagnostics:
+                   timeout: float = 10.0, **wait_options: Any) -> Diagnostics:
         """
         Wait for diagnostics whose status of this camera satisfies ``predicate``.
 
@@ -149,7 +149,8 @@ class CameraChannel:
         """
         return self.probe.fresh_status(
             predicate, timeout,
-            status=camera_status_name(self.probe.node_under_test, self.name))[2]
+            status=camera_status_name(self.probe.node_under_test, self.name),
+            **wait_options)[2]
 
 
 class Probe:
@@ -281,13 +282,14 @@ class Probe:
             Diagnostics()
 
     def fresh_status(self, predicate: Callable[[Diagnostics], bool],
-                     timeout: float = 10.0, status: str | None = None
-                     ) -> tuple[int, str, Diagnostics]:
+                     timeout: float = 10.0, status: str | None = None,
+                     **wait_options: Any) -> tuple[int, str, Diagnostics]:
         """
         Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``.
 
         Returns its level, message and values. ``status`` names the status to read (default:
-        the first, the shared one).
+        the first, the shared one); ``wait_options`` go to :func:`wait_for` (e.g. an
+        ``action`` that keeps frames coming while the node settles).
         """
         with self.lock:
             start = len(self.diagnostics)
@@ -310,12 +312,12 @@ class Probe:
                              if isinstance(found.level, bytes) else int(found.level))
                     return level, found.message, d
             return None
-        return wait_for(check, timeout)
+        return wait_for(check, timeout, **wait_options)
 
     def fresh_diag(self, predicate: Callable[[Diagnostics], bool],
-                   timeout: float = 10.0) -> Diagnostics:
+                   timeout: float = 10.0, **wait_options: Any) -> Diagnostics:
         """Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``."""
-        return self.fresh_status(predicate, timeout)[2]
+        return self.fresh_status(predicate, timeout, **wait_options)[2]
 
     def count(self, items: list) -> int:
         with self.lock:

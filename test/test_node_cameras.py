@@ -228,8 +228,10 @@ def test_tight_budget_slims_the_low_priority_camera_first(start) -> None:
     full = max(c.diag().latency[1.0].pq_ms for c in ch.values())
     # front at full width and side at its floor fit, both at full width do not
     probe.send_budget(1.75 * full / 0.9)
-    wait_for(lambda: ch["side"].width() < 1.0, timeout=20, action=send, action_period=0.05)
-    assert ch["front"].width() == 1.0  # the side camera slimmed first
+    # the side camera is slimmed and front keeps its full width (a passing latency spike may
+    # slim front for a round; its next probe widens it again while side stays slim)
+    wait_for(lambda: ch["front"].width() == 1.0 and ch["side"].width() < 1.0, timeout=20,
+             action=send, action_period=0.05)
     side = ch["side"].fresh_diag(lambda v: v.active_width is not None and v.active_width < 1.0)
     assert "share" in side.reason and side.priority == 1.0
     # the side camera stops: it costs nothing, front is alone in the round
