@@ -30,6 +30,7 @@ active_width}`` and its own request ``N/slimseg/width``; the other inputs stay s
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 from collections.abc import Callable
@@ -84,6 +85,7 @@ class SlimSegNode(Node):
 def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     """Run one node until Ctrl-C or shutdown: the body of the console scripts."""
     apply_dds_profile()  # before rclpy.init: Fast DDS reads it when the participant is made
+    faulthandler.enable()  # a crash in a native library prints every thread's Python stack
     rclpy.init(args=args)
     node = None
     executor = None

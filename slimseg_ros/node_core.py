@@ -47,7 +47,7 @@ from .governor import SINGLE, Decision, Governor
 from .latency import LatencyStore
 from .node_camera import CONTROL_QOS, CameraIO, reliability_name
 from .node_host import HostWatch
-from .node_support import FrameSlots, Rejections, default_checkpoint
+from .node_support import FrameSlots, Rejections, default_checkpoint, stop_signals_blocked
 from .params import (GOVERNOR_PREFIX, MODEL_PARAMS, PARAMS, SPECS, ParamSpec,
                      check_camera_priorities, check_value, governor_config_from_params,
                      host_sensors_on)
@@ -161,7 +161,8 @@ class SlimSegCore:
             check_camera_priorities(names, priorities)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        engine = self._load_engine(values)
+        with stop_signals_blocked():  # the runtime's thread pool starts here: no stop signals
+            engine = self._load_engine(values)
         info = engine.info
         names = names or [SINGLE]
         governor = Governor(engine.widths, gov_config, cameras=names,
@@ -272,7 +273,8 @@ class SlimSegCore:
         self._read_host()  # the host's readings count from the first frame on
         self._worker = threading.Thread(target=self._inference_loop, args=(self._slots,),
                                         name="slimseg_inference", daemon=True)
-        self._worker.start()
+        with stop_signals_blocked():  # the model's thread (and the pools it starts) keep them off
+            self._worker.start()
         inputs = ", ".join(f"'{c.image_sub.topic_name}'" for c in self._cameras.values())
         n.get_logger().info(
             f"ready: {self.engine!r}, {len(self.engine.info.class_names)} classes, input "

@@ -2,7 +2,7 @@
 Plain-Python pieces of the node: frame slots, rejections, DDS profile and shipped files.
 
 They are the latest-frame slots, the rejected-input bookkeeping, the Fast DDS profile
-environment and the packaged file locations.
+environment, the packaged file locations and the stop-signal mask of the model's threads.
 
 Kept out of ``node.py`` (and free of rclpy) so they are tested directly and the node stays glue.
 """
@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,3 +274,30 @@ def default_checkpoint() -> Path:
     raise FileNotFoundError(
         f"parameter 'checkpoint' is empty and no packaged default model was found in {where}; "
         f"set checkpoint to a model file (train one with slimseg-train)")
+
+
+#: The signals that stop a node: Ctrl-C, the SIGTERM of ``ros2 launch`` or systemd, a closed
+#: terminal.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+@contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """
+    Block the stop signals in this thread while the body runs; threads started in it keep them.
+
+    The inference runtimes run the model on native threads that install their own alternate
+    signal stacks (OpenVINO's CPU plugin and its thread pool do). A stop signal the kernel hands
+    to one of those threads while its stack is being replaced or freed kills the process with
+    SIGSEGV instead of stopping it. Python runs its handlers in the main thread whichever
+    thread the signal lands on, so keeping the signals off the model's threads changes nothing
+    else: the engine is built and the inference thread started inside this block.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: nothing to keep off
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -8,6 +8,9 @@ random-weight model keeps every frame at a few ms.
 from __future__ import annotations
 
 import math
+import signal
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -430,6 +433,18 @@ def test_runtime_backend_serves_masks_and_says_so(start, backend, tmp_path, monk
     np.testing.assert_array_equal(got, node.engine.infer(rgb, width))
     diag = probe.fresh_diag(lambda d: d.backend != "")
     assert (diag.backend, diag.precision) == (backend, "fp32")
+    # stop signals stay off the model's threads (a Ctrl-C landing on a runtime thread that is
+    # swapping its signal stack kills the node with SIGSEGV); this thread gets them as before
+    assert _blocked_signals(node.core._worker.native_id) >= {signal.SIGINT, signal.SIGTERM}
+    assert signal.SIGINT not in _blocked_signals(threading.get_native_id())
+
+
+def _blocked_signals(thread_id: int) -> set[int]:
+    """Return the signals a thread of this process blocks, read from ``/proc``."""
+    status = Path(f"/proc/self/task/{thread_id}/status").read_text()
+    field = next(line for line in status.splitlines() if line.startswith("SigBlk:"))
+    mask = int(field.split()[1], 16)
+    return {sig for sig in range(1, 65) if mask & (1 << (sig - 1))}
 
 
 def test_a_precision_the_backend_cannot_run_fails_start_up(context, checkpoint) -> None:
