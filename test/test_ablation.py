@@ -65,6 +65,15 @@ def test_cpu_seconds_leave_out_an_invocation_whose_timer_died(tmp_path):
         ablation.cpu_seconds(tmp_path)
 
 
+def test_a_run_trained_without_the_timer_has_no_cpu_time_but_its_wall_time(tmp_path):
+    (tmp_path / "train_log.jsonl").write_text("\n".join(
+        json.dumps({"type": "train", "iteration": i, "it_per_s": r})
+        for i, r in ((10, 2.0), (20, 0.5), (30, 1.0))) + "\n")
+    (tmp_path / "train.log").write_text("resumed from x/last.pt at iteration 10\n")
+    assert ablation.cpu_seconds(tmp_path) == (None, 0)  # not measured, not zero
+    assert ablation.wall_seconds_per_iteration(tmp_path) == pytest.approx(1.0)
+
+
 def _run(name, row, seed, widths, conf, rng):
     per = {"confusion": {}, "boundary": {}}
     figures = {}

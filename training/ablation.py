@@ -59,9 +59,11 @@ def cpu_seconds(run: Path) -> tuple[float | None, int]:
     Each ``slimseg-train`` invocation of the run wrote one ``time_train_<t>.txt`` (in order of
     ``<t>``) and, when it resumed, one "resumed from ... at iteration N" line in ``train.log``;
     an invocation whose time file is empty (the timer was killed with it) is left out, with its
-    iterations.
+    iterations. A run trained without the timer has no time files: not measured, ``(None, 0)``.
     """
     files = sorted(run.glob("time_train_*.txt"), key=lambda p: int(re.findall(r"\d+", p.name)[-1]))
+    if not files:
+        return None, 0
     log = (run / "train.log").read_text(errors="replace") if (run / "train.log").exists() else ""
     starts = [0] + [int(m) for m in re.findall(r"resumed from \S+ at iteration (\d+)", log)]
     final = last_iteration(run)
@@ -79,6 +81,17 @@ def cpu_seconds(run: Path) -> tuple[float | None, int]:
         total += float(user.group(1)) + float(system.group(1))
         iterations += end - start
     return (total if iterations else None), iterations
+
+
+def wall_seconds_per_iteration(run: Path) -> float | None:
+    """Median wall-clock seconds per iteration over the run's logged training intervals."""
+    rates = []
+    with open(run / "train_log.jsonl") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("type") == "train" and rec.get("it_per_s"):
+                rates.append(1.0 / float(rec["it_per_s"]))
+    return float(np.median(rates)) if rates else None
 
 
 def last_iteration(run: Path) -> int:
@@ -123,6 +136,7 @@ def collect(run: str | Path, name: str, row: str, out: str | Path) -> Path:
         "commit": (run / "commit.txt").read_text().strip(),
         "train_cpu_seconds": seconds, "train_cpu_seconds_iterations": covered,
         "train_cpu_seconds_per_iteration": (seconds / covered) if seconds else None,
+        "train_wall_seconds_per_iteration": wall_seconds_per_iteration(run),
         "test": read_eval(run / "eval_test"), "val": read_eval(run / "eval_val"),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -262,8 +276,9 @@ def markdown(runs: dict[str, dict]) -> str:
     a = row_widths(runs, "a", 0)
     e = row_widths(runs, "e", 0)
     if a and len(e) == len(widths):
-        a_cost = next(iter(a.values()))["train_cpu_seconds_per_iteration"]
-        e_cost = sum(e[w]["train_cpu_seconds_per_iteration"] for w in widths)
+        a_cost = next(iter(a.values())).get("train_cpu_seconds_per_iteration")
+        e_costs = [e[w].get("train_cpu_seconds_per_iteration") for w in widths]
+        e_cost = sum(e_costs) if None not in e_costs else None
         if a_cost and e_cost:
             each = ", ".join(f"{w}: {e[w]['train_cpu_seconds_per_iteration']:.1f}" for w in widths)
             lines += ["", f"Training cost: row (a) {a_cost:.1f} CPU-seconds per iteration (all "
