@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from slimseg_ros.contract import Diagnostics, diagnostics_values
+from slimseg_ros.contract import Diagnostics, HostStatus, diagnostics_values
 from slimseg_ros.latency import WidthLatency
 from slimseg_ros.tools.demo import DemoError
 from slimseg_ros.tools.demo.cli import find_params_file, flatten_params, main
@@ -199,6 +199,35 @@ def test_scenario_covers_every_width_and_policy():
     assert any(p.charging for p in phases)
     assert any(p.temperature[1] >= 90 for p in phases)
     assert [p.budget for p in phases if isinstance(p.budget, str)] == ["tight", "relaxed"]
+    cpu = [i for i, p in enumerate(phases) if p.cpu_budget == "tight"]
+    assert len(cpu) == 1 and cpu[0] + 1 < len(phases)  # a tight CPU budget, then lifted
+    assert phases[cpu[0]].budget == 0.0 and phases[cpu[0] + 1].cpu_budget == 0.0
+
+
+def test_the_tight_cpu_budget_lies_between_the_middle_widths_predicted_shares():
+    shares = {0.25: 0.05, 0.5: 0.09, 0.75: 0.16, 1.0: 0.25}
+    record = Record(diagnostics=[
+        {"values": diagnostics_values(Diagnostics(cpu_share={0.25: 0.5}))},  # superseded
+        {"values": diagnostics_values(Diagnostics(cpu_share=shares))}])
+    b = phase_budgets(record, [0.25, 0.5, 0.75, 1.0], margin=0.9)
+    assert 0.09 < b["cpu_tight"] * 0.9 < 0.16  # fits 0.5, not 0.75
+    assert "cpu_tight" not in phase_budgets(Record(), [0.25, 1.0], 0.9)  # nothing measured
+
+
+def test_phases_report_the_cpu_budget_and_the_nodes_own_cpu_share():
+    record = Record()
+    record.phases = [{"name": "tight CPU budget", "start": 0.0, "end": 4.0, "expect": "lowered",
+                      "budget_ms": 0.0, "budget_kind": "", "cpu_budget": 0.12, "silent": []}]
+    host = HostStatus(cores=2, cpu_budget=0.12)
+    for t, share in ((0.5, 0.30), (1.5, 0.10), (2.5, 0.11), (9.0, 0.9)):  # the last is later
+        record.diagnostics.append({"t": t, "camera": "", "values": diagnostics_values(
+            Diagnostics(host=HostStatus(**{**host.__dict__, "node_cpu_share": share})))})
+    record.active = {"": [(-1.0, 1.0), (1.0, 0.5)]}
+    record.decisions.append({"t": 1.0, "phase": "tight CPU budget", "camera": "", "width": 0.5,
+                             "reason": "cpu budget 12.0%: share at 0.75 = 16.0% > 10.8%"})
+    row = phase_summary(record)[0]
+    assert row["cpu_budget"] == 0.12 and row["node_cpu_share"] == pytest.approx(0.11, abs=1e-3)
+    assert row["widths"] == [1.0, 0.5] and row["reasons"][0].startswith("cpu budget 12.0%")
 
 
 def _scored_report(tmp_path: Path, predict, *, generated: bool = True,

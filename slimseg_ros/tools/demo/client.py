@@ -136,6 +136,7 @@ class DemoClient:
         self.pub_battery = n.create_publisher(BatteryState, TOPICS.battery, reliable)
         self.pub_temp = n.create_publisher(Temperature, TOPICS.temperature, reliable)
         self.pub_budget = n.create_publisher(Float32, TOPICS.budget, reliable)
+        self.pub_cpu_budget = n.create_publisher(Float32, TOPICS.cpu_budget, reliable)
         n.create_subscription(DiagnosticArray, TOPICS.diagnostics, self._on_diag, reliable)
         # Subscribed for the whole run: creating/destroying subscriptions from this thread while
         # the executor spins in another one can hang rclpy; _on_color keeps only montage frames.
@@ -282,7 +283,8 @@ class DemoClient:
         self.record.requests.append((self.clock(), float(width)))
 
     def publish_inputs(self, battery: float, charging: bool, celsius: float,
-                       budget_ms: float) -> None:
+                       budget_ms: float, cpu_budget: float = 0.0) -> None:
+        """Publish the battery, temperature and both budgets (0: no budget) of this moment."""
         b = self.msgs["BatteryState"]()
         b.header.stamp = self.node.get_clock().now().to_msg()
         b.percentage = float(battery) / 100.0
@@ -296,8 +298,10 @@ class DemoClient:
         tm.temperature = float(celsius)
         self.pub_temp.publish(tm)
         self.pub_budget.publish(self.msgs["Float32"](data=float(budget_ms)))
+        self.pub_cpu_budget.publish(self.msgs["Float32"](data=float(cpu_budget)))
         self.record.inputs.append({"t": self.clock(), "battery": battery, "charging": charging,
-                                   "temperature": celsius, "budget_ms": budget_ms})
+                                   "temperature": celsius, "budget_ms": budget_ms,
+                                   "cpu_budget": cpu_budget})
 
     def connected(self) -> bool:
         """Tell whether the node subscribes to every camera's image and the control topics."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ...contract import read_diagnostics
 from ...widths import find_width, same_width
 from ..node_process import CAMVID_CLASSES, CAMVID_PALETTE
 from .client import Record, parse_diagnostic_values
@@ -243,6 +244,17 @@ def _time_in_phase(points: list[tuple[float, float]], start: float, end: float
     return round(mean, 3), max(held, key=lambda w: (held[w], w))
 
 
+def _node_cpu_share(record: Record, ph: dict[str, Any]) -> float | None:
+    """Return the median CPU share (0-1 of the cores) the node measured of itself in a phase."""
+    shares = []
+    for d in record.diagnostics:
+        if ph["start"] <= d["t"] <= ph["end"] and d.get("camera", "") in ("", None):
+            host = read_diagnostics(d["values"]).host
+            if host is not None and host.node_cpu_share is not None:
+                shares.append(host.node_cpu_share)
+    return round(float(np.median(shares)), 4) if shares else None
+
+
 def phase_summary(record: Record) -> list[dict[str, Any]]:
     """
     Summarise each phase: widths seen, reasons given, frames sent and masks received.
@@ -254,7 +266,8 @@ def phase_summary(record: Record) -> list[dict[str, Any]]:
     for ph in record.phases:
         row = {"phase": ph["name"], "expect": ph["expect"], "start_s": round(ph["start"], 2),
                "end_s": round(ph["end"], 2), "budget_ms": ph.get("budget_ms"),
-               "budget_kind": ph.get("budget_kind", ""), "silent": ph.get("silent", [])}
+               "budget_kind": ph.get("budget_kind", ""), "cpu_budget": ph.get("cpu_budget"),
+               "node_cpu_share": _node_cpu_share(record, ph), "silent": ph.get("silent", [])}
         if record.cameras == [""]:
             row.update(_camera_in_phase(record, ph, ""))
         else:
@@ -436,12 +449,13 @@ def write_report(out: Path, record: Record, frame: np.ndarray, info: dict[str, A
 
 
 def _phase_lines(summary: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Phases", "", "| phase | expected | widths seen | reasons given |",
-             "|---|---|---|---|"]
+    lines = ["## Phases", "", "| phase | expected | widths seen | node CPU share (median) "
+             "| reasons given |", "|---|---|---|---:|---|"]
     for s in summary:
         reasons = "<br>".join(_cell(r) for r in s["reasons"][:6]) or "-"
+        share = s.get("node_cpu_share")
         lines.append(f"| {s['phase']}{_budget(s)} | {s['expect']} | {_widths(s['widths'])} | "
-                     f"{reasons} |")
+                     f"{'-' if share is None else f'{100 * share:.1f}%'} | {reasons} |")
     return lines
 
 
@@ -467,7 +481,10 @@ def _camera_phase_lines(summary: list[dict[str, Any]], cameras: list[str]) -> li
 
 
 def _budget(s: dict[str, Any]) -> str:
-    return f" (budget {s['budget_ms']:.1f} ms)" if s.get("budget_ms") else ""
+    text = f" (budget {s['budget_ms']:.1f} ms)" if s.get("budget_ms") else ""
+    if s.get("cpu_budget"):
+        text += f" (CPU budget {100 * s['cpu_budget']:.1f}% of the cores)"
+    return text
 
 
 def _cell(text: Any) -> str:

@@ -2,9 +2,10 @@
 The demo's scripted stories and their playing through the client, phase by phase.
 
 One camera: explicit width commands, a draining battery, a thermal spike, a tight then relaxed
-compute budget. Several cameras (the node's ``cameras``, the first with the highest priority):
-the width sweep, all cameras free, a tight budget under which the first camera keeps its width
-while the others slim, the last camera dropping out and coming back, the budget lifted.
+latency budget, a tight CPU-share budget then none. Several cameras (the node's ``cameras``,
+the first with the highest priority): the width sweep, all cameras free, a tight budget under
+which the first camera keeps its width while the others slim, the last camera dropping out and
+coming back, the budget lifted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from .report import latency_table
 from .sources import Source
 
 
+CPU_FALLBACK = 0.1  # the tight CPU budget when no CPU share was measured (a tenth of the cores)
+
+
 @dataclass
 class Phase:
     """One step of the scenario; ramps run linearly from the first to the second value."""
@@ -36,6 +40,7 @@ class Phase:
     charging: bool = False
     temperature: tuple[float, float] = (45.0, 45.0)  # celsius, start -> end
     budget: str | float = 0.0              # ms; "tight"/"relaxed" are set from measured latency
+    cpu_budget: str | float = 0.0          # share of the cores; "tight" from measured CPU shares
     montage: bool = False                  # hold frame 0 until the montage has its mask
     expect: str = ""                       # what the phase should show, for the report
     silent: tuple[str, ...] = ()           # cameras that publish no frame during the phase
@@ -61,6 +66,10 @@ def scenario(phase_s: float, widths: list[float]) -> list[Phase]:
               budget="tight", expect="width lowered to fit the latency budget"),
         Phase("relaxed budget", 2.5 * p, battery=(14.0, 16.0), charging=True,
               budget="relaxed", expect="width probes back up to full"),
+        Phase("tight CPU budget", 2.5 * p, battery=(16.0, 18.0), charging=True,
+              cpu_budget="tight", expect="width lowered to fit the CPU-share budget"),
+        Phase("CPU budget lifted", 2.5 * p, battery=(18.0, 20.0), charging=True,
+              expect="width probes back up to full"),
     ]
     return phases
 
@@ -103,9 +112,28 @@ def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[st
     middle width). Several: the first camera (highest priority) at full width plus every other
     camera between the two middle widths, so the first keeps its width while the others slim.
     "relaxed" is three times a round at full width (the governor should probe back to full).
+    "cpu_tight" (one camera; a share of the cores) lies between the CPU shares the node predicted
+    for the two middle widths at the camera's rate.
     """
     ws = sorted(widths)
     lo, hi = ws[max(0, len(ws) // 2 - 1)], ws[min(len(ws) - 1, len(ws) // 2)]
+    out = _latency_budgets(record, ws, lo, hi, margin)
+    shares = _typical_cpu_share(record, record.cameras[0])
+    a, b = shares.get(lo), shares.get(hi)
+    if a and b and len(record.cameras) == 1:
+        out["cpu_tight"] = round(min(1.0, _between(a, b) / margin), 4)
+    return out
+
+
+def _between(a: float, b: float) -> float:
+    """Return a cost between ``a`` (fits) and ``b`` (does not): their geometric mean."""
+    return math.sqrt(a * b) if b > a else a * 1.05
+
+
+def _latency_budgets(record: Record, widths: list[float], lo: float, hi: float,
+                     margin: float) -> dict[str, float]:
+    """Return the "tight" and "relaxed" latency budgets (ms); see :func:`phase_budgets`."""
+    widest = widths[-1]
     typical = {cam: _typical_latency(record, widths, cam) for cam in record.cameras}
     between, full = [], []
     for cam in record.cameras:
@@ -113,13 +141,22 @@ def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[st
         known = list(typical[cam].values())
         if a is None or b is None or not known:
             return {"tight": 50.0, "relaxed": 1000.0}
-        between.append(math.sqrt(a * b) if b > a else a * 1.05)
-        full.append(typical[cam].get(ws[-1]) or max(known))
+        between.append(_between(a, b))
+        full.append(typical[cam].get(widest) or max(known))
     if len(record.cameras) == 1:
         tight = between[0]
     else:
         tight = full[0] + sum(between[1:])
     return {"tight": round(tight / margin, 2), "relaxed": round(3.0 * sum(full) / margin, 2)}
+
+
+def _typical_cpu_share(record: Record, camera: str) -> dict[float, float]:
+    """Return per width the last CPU share (of the cores) ``camera``'s diagnostics predicted."""
+    shares: dict[float, float] = {}
+    for d in record.diagnostics:
+        if d.get("camera", "") == camera:
+            shares.update(read_diagnostics(d["values"]).cpu_share)
+    return shares
 
 
 def _typical_latency(record: Record, widths: list[float], camera: str) -> dict[float, float]:
@@ -160,16 +197,19 @@ def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Sourc
         if proc.poll() is not None:
             raise DemoError(f"the node exited with code {proc.returncode}; last lines of "
                             f"{log_path}:\n{log_tail(log_path)}")
-        if isinstance(ph.budget, str) and not budgets:
+        if (isinstance(ph.budget, str) or isinstance(ph.cpu_budget, str)) and not budgets:
             budgets = phase_budgets(record, widths, margin)
         budget = budgets.get(ph.budget, 0.0) if isinstance(ph.budget, str) else ph.budget
+        cpu_budget = (budgets.get(f"cpu_{ph.cpu_budget}", CPU_FALLBACK)
+                      if isinstance(ph.cpu_budget, str) else ph.cpu_budget)
         start = clock()
         entry = {"name": ph.name, "start": start, "end": start + ph.seconds, "expect": ph.expect,
                  "budget_ms": budget, "budget_kind": ph.budget if isinstance(ph.budget, str)
-                 else "", "silent": list(ph.silent)}
+                 else "", "cpu_budget": cpu_budget, "silent": list(ph.silent)}
         record.phases.append(entry)
         client.phase = ph.name
-        print(f"[demo] {start:6.1f} s  {ph.name}" + (f" ({budget:.1f} ms)" if budget else ""),
+        print(f"[demo] {start:6.1f} s  {ph.name}" + (f" ({budget:.1f} ms)" if budget else "")
+              + (f" (CPU budget {100 * cpu_budget:.1f}% of the cores)" if cpu_budget else ""),
               flush=True)
         if ph.request is not None:
             client.publish_width(ph.request)
@@ -179,7 +219,7 @@ def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Sourc
             frac = (now - start) / ph.seconds
             if now >= next_input:
                 client.publish_inputs(_lerp(ph.battery, frac), ph.charging,
-                                      _lerp(ph.temperature, frac), budget)
+                                      _lerp(ph.temperature, frac), budget, cpu_budget)
                 next_input = now + input_period
             if now >= next_frame:
                 with client.lock:
