@@ -32,7 +32,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.overrides import TorchFunctionMode
 
-from .backends import BackendError, check_backend_precision, frame_graph_runner, resolve_backend
+from .backends import (BackendError, check_backend_precision, default_precision,
+                       frame_graph_runner, resolve_backend)
 from .backends.frame_graph import GraphCache, export_frame_graph, file_sha256
 from .models.checkpoint import ModelInfo, load_checkpoint
 from .models.slimmable import (SlimmableConv2d, SlimmableMixin, set_width as set_model_width,
@@ -207,7 +208,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """Map "fp32"/"fp16"/"bf16" to a dtype; fp16 only on CUDA (CPU fp16 convs are very slow)."""
     key = str(precision).strip().lower()
     if key not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
+        raise ValueError(f"unknown precision {precision!r}; choose auto, fp32, fp16 or bf16")
     dtype = PRECISIONS[key]
     if dtype == torch.float16 and device.type != "cuda":
         raise ValueError(f"precision {precision!r} needs a CUDA device, got {device}; "
@@ -356,9 +357,12 @@ class SegmentationEngine:
         self.device = resolve_device(device)
         # auto with one slimmable network (specialise=False) stays in torch: the runtimes run
         # the prepared per-width networks
+        auto_precision = str(precision).strip().lower() == "auto"
         self.backend = resolve_backend(backend if specialise else
                                        ("torch" if str(backend).lower() == "auto" else backend),
-                                       self.device.type, precision)
+                                       self.device.type, None if auto_precision else precision)
+        if auto_precision:
+            precision = default_precision(self.backend, self.device.type)
         if self.backend != "torch":
             if not specialise:
                 raise BackendError(f"backend {self.backend!r} runs the prepared per-width "

@@ -75,9 +75,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Inference runtime: auto (CPU: OpenVINO, else ONNX Runtime, else torch; CUDA: "
               "torch), torch, openvino or onnxruntime.",
               choices=("auto", "torch", "openvino", "onnxruntime"), read_only=True),
-    ParamSpec("precision", "str", "fp32",
-              "Weights/activations precision: fp32; fp16 needs CUDA (torch); bf16 needs a CPU "
-              "with native bf16 (OpenVINO) or torch.", choices=("fp32", "fp16", "bf16"),
+    ParamSpec("precision", "str", "auto",
+              "Weights/activations precision: auto (bf16 with OpenVINO on a CPU with native "
+              "bf16, else fp32), fp32; fp16 needs CUDA (torch); bf16 needs a CPU with native "
+              "bf16 (OpenVINO) or torch.", choices=("auto", "fp32", "fp16", "bf16"),
               read_only=True),
     ParamSpec("specialise", "bool", True,
               "Keep one plain, BatchNorm-folded copy of the network per width (faster; about "

@@ -11,7 +11,7 @@ import torch
 
 from engine_fixtures import randomise_bn, tiny_config, tiny_info
 from slimseg_ros.models import build_model, save_checkpoint, set_width
-from slimseg_ros.backends import BackendError, resolve_backend
+from slimseg_ros.backends import BackendError, default_precision, resolve_backend
 from slimseg_ros.backends.frame_graph import (FramePath, GraphCache, export_frame_graph,
                                               first_argmax, nearest_exact_indices)
 from slimseg_ros.engine import SegmentationEngine
@@ -191,6 +191,25 @@ def test_bf16_masks_follow_the_fp32_masks_where_the_cpu_runs_bf16(
             assert got.shape == (h, w) and len(np.unique(ref)) >= 2
             # bf16 keeps 8 bits of mantissa: argmax flips only near ties
             assert (got == ref).mean() > 0.9, (width, h, w, (got == ref).mean())
+
+
+def test_auto_precision_is_bf16_only_through_openvino_on_a_bf16_cpu(tmp_path: Path) -> None:
+    from slimseg_ros.backends.openvino_backend import cpu_supports_bf16
+    openvino_choice = "bf16" if cpu_supports_bf16() else "fp32"
+    assert default_precision("openvino", "cpu") == openvino_choice
+    assert default_precision("onnxruntime", "cpu") == "fp32"
+    assert default_precision("torch", "cpu") == "fp32"
+    assert default_precision("torch", "cuda") == "fp32"
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, build_model(tiny_config("mobilenetv2")).eval(), tiny_info())
+    for backend, expected in (("openvino", openvino_choice), ("onnxruntime", "fp32"),
+                              ("torch", "fp32")):
+        engine = SegmentationEngine.from_checkpoint(path, device="cpu", backend=backend,
+                                                    precision="auto", input_size=(64, 96),
+                                                    cache_dir=tmp_path / "cache")
+        assert engine.precision == expected, backend
+        assert engine.infer(frame(50, 70)[0], engine.widths[0]).shape == (50, 70)
 
 
 def test_bf16_on_a_cpu_without_it_fails_with_one_sentence() -> None:
