@@ -95,9 +95,10 @@ def test_backends_compared_each_in_its_own_process(tmp_path, capsys, monkeypatch
     out = tmp_path / "backends.json"
     assert main(["--checkpoint", str(ckpt), "--backends", "torch", "onnxruntime", "--sizes",
                  "48x64", "--iters", "2", "--warmup", "1", "--threads", "1", "--json", str(out),
-                 "--quiet"]) == 0
+                 "--plot", str(tmp_path / "backends.png"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "speed-up vs torch" in printed and "LR-ASPP MNv3-L" in printed
+    assert (tmp_path / "backends.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = json.loads(out.read_text())
     assert result["meta"]["best_runtime"] == "onnxruntime"
     for backend in ("torch", "onnxruntime"):

@@ -197,8 +197,67 @@ def format_comparison(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_comparison(results: list[dict[str, Any]], path: str | os.PathLike) -> None:
+    """
+    Plot p50 frame-to-mask latency against width for every backend and precision in ``results``.
+
+    Several runs (e.g. an fp32 one and a bf16 one) go on one figure; a backend and precision
+    already drawn from an earlier run is not drawn again, so torch appears once. LR-ASPP, where
+    measured, is a dashed line in its backend's colour; the FLOPs ratio is on the right.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not results:
+        raise ValueError("plot_comparison needs at least one result")
+    fig, (ax_ms, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn: list[tuple[str, str]] = []
+    for result in results:
+        for backend, r in result["backends"].items():
+            key = (backend, r["precision"])
+            if key in drawn:
+                continue
+            drawn.append(key)
+            color = colors[(len(drawn) - 1) % len(colors)]
+            lat = r["latency"]
+            widths = sorted((k for k in lat if k != "lraspp"), key=float)
+            xs = [float(w) for w in widths]
+            ax_ms.plot(xs, [lat[w]["p50_ms"] for w in widths], "o-", color=color,
+                       label=f"{backend} {r['precision']}")
+            ax_ratio.plot(xs, [lat[w]["p50_ms"] / lat["1"]["p50_ms"] for w in widths], "o-",
+                          color=color, label=f"{backend} {r['precision']}")
+            if "lraspp" in lat:
+                ax_ms.axhline(lat["lraspp"]["p50_ms"], color=color, linestyle="--", linewidth=1,
+                              label=f"LR-ASPP MNv3-L, {backend} {r['precision']}")
+    flops = results[0]["flops"]
+    fw = sorted(flops, key=float)
+    ax_ratio.plot([float(w) for w in fw], [flops[w] / flops["1"] for w in fw], "k:",
+                  label="FLOPs")
+    meta = results[0]["meta"]
+    size = "x".join(str(v) for v in meta["size"])
+    ax_ms.set(xlabel="width", ylabel="frame to mask p50, ms",
+              title=f"{size}, {meta['threads']} threads, {meta.get('cpu', '')}")
+    ax_ratio.set(xlabel="width", ylabel="latency / latency at width 1.0",
+                 title="relative to width 1.0")
+    for ax in (ax_ms, ax_ratio):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:
         print(json.dumps(worker(json.loads(sys.argv[2]))))
         sys.exit(0)
-    sys.exit("usage: slimseg-bench --backends ...")
+    if len(sys.argv) >= 4 and sys.argv[1] == "--plot":
+        # python -m slimseg_ros.tools.backend_bench --plot OUT.png run1.json [run2.json ...]
+        plot_comparison([json.loads(Path(f).read_text()) for f in sys.argv[3:]], sys.argv[2])
+        print(f"wrote {sys.argv[2]}")
+        sys.exit(0)
+    sys.exit("usage: slimseg-bench --backends ... [--plot OUT.png], or python -m "
+             "slimseg_ros.tools.backend_bench --plot OUT.png RUN.json [RUN.json ...]")

@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
 def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     """``--backends``: the runtime comparison of :mod:`slimseg_ros.tools.backend_bench`."""
     from ..backends import BackendError, available
-    from .backend_bench import compare_backends, format_comparison
+    from .backend_bench import compare_backends, format_comparison, plot_comparison
 
     missing = [b for b in args.backends if not available(b)]
     if missing:
@@ -548,6 +548,10 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.plot:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_comparison([result], args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 
