@@ -20,7 +20,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
 from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeFrameGraph  # noqa: E402
-from slimseg_ros.backends.openvino_backend import OpenVINOFrameGraph  # noqa: E402
+from slimseg_ros.backends.openvino_backend import (  # noqa: E402
+    OpenVINOFrameGraph, bypass_identity_resizes, shared_core)
 
 SIZES = [(61, 83), (48, 64), (37, 29)]  # odd, even, smaller than the network input
 # float32 logits of two graph compilers differ in rounding and in operation order
@@ -160,6 +161,36 @@ def test_backend_logits_and_masks_match_torch(engine: SegmentationEngine, backen
     assert any(not np.array_equal(masks[(engine.widths[0], h, w)],
                                   masks[(engine.widths[-1], h, w)])
                for h, w in SIZES)
+
+
+def test_openvino_drops_only_the_resize_a_frame_of_the_input_size_does_not_need(
+        tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_config("mobilenetv2")).eval()
+    randomise_bn(model)
+    fit_classifier(model, steps=100)
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, model, tiny_info())
+    engine = SegmentationEngine.from_checkpoint(path, device="cpu", input_size=(40, 56))
+    net = engine.network(engine.widths[-1])
+    logits = export_frame_graph(net, engine.info.mean, engine.info.std, engine.input_size,
+                                logits=True)
+    for size, removed in (((40, 56), 1), ((61, 83), 0)):
+        graph = shared_core().read_model(logits)
+        graph.reshape({graph.inputs[0]: [1, *size, 3]})
+        interpolates = sum(op.get_type_name() == "Interpolate" for op in graph.get_ordered_ops())
+        assert bypass_identity_resizes(graph) == removed, size
+        left = sum(op.get_type_name() == "Interpolate" for op in graph.get_ordered_ops())
+        assert left == interpolates - removed >= 1  # the head's upsampling stays
+    # at the input size the graph without the frame resize still computes the same function
+    f, _ = frame(40, 56, seed=3)
+    got = OpenVINOFrameGraph(logits, threads=1).run(f)
+    torch.testing.assert_close(torch.from_numpy(got), engine.logits(f, width=engine.widths[-1])[0],
+                               **LOGIT_TOLERANCE)
+    mask = OpenVINOFrameGraph(export_frame_graph(net, engine.info.mean, engine.info.std,
+                                                 engine.input_size), threads=1).run(f)
+    ref = engine.infer(f, width=engine.widths[-1])
+    assert len(np.unique(ref)) >= 2 and (mask == ref).mean() > 0.99
 
 
 def test_a_missing_runtime_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

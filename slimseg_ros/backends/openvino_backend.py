@@ -46,6 +46,28 @@ def version() -> str:
     return ov.__version__
 
 
+def bypass_identity_resizes(model: Any) -> int:
+    """
+    Take out every Interpolate whose static output shape equals its input's; return how many.
+
+    The frame graph always resizes the frame to the network's input size (frame sizes are
+    dynamic), and a camera that already sends that size pays for a resize that copies each
+    pixel: about a fifth of the whole graph's time at width 0.25. With equal sizes a bilinear
+    or nearest resize samples exactly at the pixel centres, so taking it out changes no output.
+    """
+    removed = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Interpolate":
+            continue
+        src, dst = op.input(0).get_partial_shape(), op.output(0).get_partial_shape()
+        if src.is_static and dst.is_static and src == dst:
+            op.output(0).replace(op.input_value(0))
+            removed += 1
+    if removed:
+        model.validate_nodes_and_infer_types()
+    return removed
+
+
 class OpenVINOFrameGraph:
     """A compiled frame graph: ``run(frame)`` maps H x W x 3 uint8 to H x W uint8 class ids."""
 
@@ -86,6 +108,7 @@ class OpenVINOFrameGraph:
                 return request
             model = self._model.clone()
             model.reshape({model.inputs[0]: [1, key[0], key[1], 3]})
+            bypass_identity_resizes(model)
             request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
             self._requests[key] = request
             while len(self._requests) > MAX_SIZES:
