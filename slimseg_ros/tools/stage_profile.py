@@ -1,0 +1,183 @@
+"""
+Where a frame's time goes: the frame path split into its stages, per width, torch and OpenVINO.
+
+``python -m slimseg_ros.tools.stage_profile --checkpoint models/default.pt --size 360x480``
+times, for every width, the stages of ``SegmentationEngine.infer`` in torch eager (frame in:
+layout, resize, normalisation; the network, its logits upsampled to the network input size
+included; argmax and the nearest resize of the class ids to the frame size; the copy out) and
+reads OpenVINO's own per-operation counters for the same stages of its compiled frame graph.
+Each backend runs in its own process (two runtimes' thread pools in one process distort both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# torch's network includes its logits upsample (one module); OpenVINO's counters have no copy out
+STAGES = ("frame in", "network", "logits upsample", "argmax + resize to frame", "copy out")
+WORKER_FLAG = "--stage-worker"
+
+
+def openvino_stage(name: str, seen_network: bool) -> str:
+    """Which stage an operation of the exported frame graph belongs to, from its name."""
+    if name.startswith("/net/Resize"):
+        return "logits upsample"  # the network's last upsample, and the layout change after it
+    if name.startswith("/net/"):
+        return "network"
+    return "argmax + resize to frame" if seen_network else "frame in"
+
+
+def _torch_stages(engine: Any, frame: np.ndarray, width: float, iters: int) -> dict[str, float]:
+    import torch
+
+    from ..engine import frames_to_batch, postprocess
+
+    net = engine.network(width)
+    samples: dict[str, list[float]] = {s: [] for s in STAGES if s != "logits upsample"}
+    with torch.inference_mode():
+        for i in range(iters + 2):
+            t0 = time.perf_counter()
+            x = engine._preprocess(frames_to_batch(frame, engine.device))
+            t1 = time.perf_counter()
+            logits = net(x)
+            t2 = time.perf_counter()
+            mask = postprocess(logits, frame.shape[:2])
+            t3 = time.perf_counter()
+            mask[0].cpu().numpy()
+            t4 = time.perf_counter()
+            if i >= 2:  # warm-up rounds left out
+                for stage, seconds in zip(samples, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                    samples[stage].append(seconds * 1e3)
+    return {stage: float(np.median(v)) for stage, v in samples.items()}
+
+
+def _openvino_stages(engine: Any, frame: np.ndarray, width: float,
+                     iters: int) -> dict[str, float]:
+    graph = engine._graphs[engine._index(width)]
+    graph._config["PERF_COUNT"] = True  # before the first compile of this size
+    graph.run(frame)
+    request = graph._requests[(frame.shape[0], frame.shape[1])]
+    samples: dict[str, list[float]] = {s: [] for s in STAGES if s != "copy out"}
+    for i in range(iters + 2):
+        request.infer({0: frame[None]})
+        if i < 2:
+            continue
+        totals = dict.fromkeys(samples, 0.0)
+        seen_network = False
+        for info in request.profiling_info:
+            stage = openvino_stage(info.node_name, seen_network)
+            seen_network = seen_network or stage != "frame in"
+            totals[stage] += info.real_time.total_seconds() * 1e3
+        for stage, ms in totals.items():
+            samples[stage].append(ms)
+    return {stage: float(np.median(v)) for stage, v in samples.items()}
+
+
+def worker(args: dict[str, Any]) -> dict[str, Any]:
+    """One backend's stage times per width, in this process."""
+    import torch
+
+    from ..engine import SegmentationEngine
+
+    torch.set_num_threads(args["threads"])
+    h, w = args["size"]
+    engine = SegmentationEngine.from_checkpoint(args["checkpoint"], device="cpu",
+                                                backend=args["backend"],
+                                                precision=args["precision"], input_size=(h, w))
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    stages = _openvino_stages if engine.backend == "openvino" else _torch_stages
+    return {"backend": engine.backend, "precision": engine.precision,
+            "widths": {f"{wd:g}": stages(engine, frame, wd, args["iters"])
+                       for wd in engine.widths}}
+
+
+def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: int, iters: int,
+               precision: str) -> dict[str, Any]:
+    """Run :func:`worker` for ``backend`` in a fresh interpreter; return its result."""
+    payload = json.dumps({"backend": backend, "checkpoint": checkpoint, "size": list(size),
+                          "threads": threads, "iters": iters, "precision": precision})
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, "-m", "slimseg_ros.tools.stage_profile", WORKER_FLAG,
+                           payload], capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{backend} worker failed: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def format_stages(results: list[dict[str, Any]]) -> str:
+    """Markdown: per width, each backend's stage times (ms) and their share of its total."""
+    names = [f"{r['backend']} {r['precision']}" for r in results]
+    lines = ["| width | stage | " + " | ".join(f"{n} ms (share)" for n in names) + " |",
+             "|---:|---|" + "---:|" * len(names)]
+    for width in results[0]["widths"]:
+        for stage in STAGES:
+            cells = []
+            for r in results:
+                times = r["widths"][width]
+                if stage not in times:
+                    cells.append("-")
+                    continue
+                share = 100 * times[stage] / sum(times.values())
+                cells.append(f"{times[stage]:.2f} ({share:.0f}%)")
+            lines.append(f"| {width} | {stage} | " + " | ".join(cells) + " |")
+        totals = [f"{sum(r['widths'][width].values()):.2f}" for r in results]
+        lines.append(f"| {width} | **total** | " + " | ".join(totals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (height x width, as the engine's input size) -> ``(h, w)``."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 360x480, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return h, w
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m slimseg_ros.tools.stage_profile",
+                                description=__doc__.strip().splitlines()[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--size", type=parse_size, default=(360, 480), metavar="HxW")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--backends", nargs="+", default=["torch", "openvino"],
+                   choices=("torch", "openvino"))
+    p.add_argument("--precision", default="fp32", help="OpenVINO's precision (torch: fp32)")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    if not Path(args.checkpoint).is_file():
+        print(f"stage_profile: no checkpoint at {args.checkpoint}", file=sys.stderr)
+        return 2
+    try:
+        results = [run_worker(b, args.checkpoint, args.size, args.threads, args.iters,
+                              args.precision if b != "torch" else "fp32")
+                   for b in args.backends]
+    except RuntimeError as exc:
+        print(f"stage_profile: {exc}", file=sys.stderr)
+        return 2
+    print(format_stages(results))
+    if args.json:
+        out = {"size": list(args.size), "threads": args.threads, "iters": args.iters,
+               "results": results}
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:
+        print(json.dumps(worker(json.loads(sys.argv[2]))))
+        sys.exit(0)
+    sys.exit(main())
