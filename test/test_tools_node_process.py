@@ -72,12 +72,18 @@ def test_tiny_stand_in_is_an_untrained_camvid_checkpoint(tmp_path) -> None:
 
 
 def test_stop_process_falls_back_to_sigterm() -> None:
-    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                              stderr=subprocess.DEVNULL)
+    # each child sets its own SIGINT disposition and says so: an ignored SIGINT is inherited
+    # across exec, so the polite one must not depend on what the test process holds
+    polite = subprocess.Popen([sys.executable, "-c",
+                               "import signal, time; signal.signal(signal.SIGINT, "
+                               "signal.default_int_handler); print('ready', flush=True); "
+                               "time.sleep(60)"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deaf = subprocess.Popen([sys.executable, "-c",
                              "import signal, sys, time; signal.signal(signal.SIGINT, "
                              "signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"],
                             stdout=subprocess.PIPE, text=True)
+    assert polite.stdout.readline().strip() == "ready"
     assert deaf.stdout.readline().strip() == "ready"
     start = time.monotonic()
     stop_process(polite, timeout=20.0)
