@@ -86,7 +86,7 @@ def default_precision(backend: str, device_type: str) -> str:
     Return what ``precision: auto`` runs: bf16 with OpenVINO on a native-bf16 CPU, else fp32.
 
     bf16 is chosen only there because it was measured there: the default model's CamVid test
-    mIoU through OpenVINO bf16 is within 0.2 points of fp32 at every width, at about 1.4x the
+    mIoU through OpenVINO bf16 is within 0.2 points of fp32 at every width, at 1.7-2.1x the
     fp32 speed. Torch's own bf16 and CUDA's fp16 stay opt-in.
     """
     if backend == "openvino" and device_type == "cpu":

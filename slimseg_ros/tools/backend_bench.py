@@ -109,18 +109,28 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
             "latency": {k: _percentiles(v) for k, v in samples.items()}}
 
 
+def run_in_fresh_process(module: str, flag: str, payload: dict[str, Any], threads: int,
+                         what: str) -> dict[str, Any]:
+    """
+    Run ``python -m module flag JSON`` and return the JSON its last stdout line holds.
+
+    One runtime per process: two runtimes' thread pools in one process distort both timings.
+    """
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, "-m", module, flag, json.dumps(payload)],
+                          capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} worker failed: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: int, iters: int,
                warmup: int, precision: str, lraspp: bool, cache: str | None) -> dict[str, Any]:
     """One backend in a fresh process (``python -m slimseg_ros.tools.backend_bench``)."""
-    payload = json.dumps({"backend": backend, "checkpoint": checkpoint, "size": list(size),
-                          "threads": threads, "iters": iters, "warmup": warmup,
-                          "precision": precision, "lraspp": lraspp, "cache": cache})
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-m", WORKER_MODULE, WORKER_FLAG, payload],
-                          capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"backend {backend} worker failed: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    payload = {"backend": backend, "checkpoint": checkpoint, "size": list(size),
+               "threads": threads, "iters": iters, "warmup": warmup, "precision": precision,
+               "lraspp": lraspp, "cache": cache}
+    return run_in_fresh_process(WORKER_MODULE, WORKER_FLAG, payload, threads, f"backend {backend}")
 
 
 def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int], threads: int,

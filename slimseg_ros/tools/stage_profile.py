@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .backend_bench import run_in_fresh_process
+from .export_cli import parse_size
 
 # torch's network includes its logits upsample (one module); OpenVINO's counters have no copy out
 STAGES = ("frame in", "network", "logits upsample", "argmax + resize to frame", "copy out")
@@ -103,14 +104,10 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
 def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: int, iters: int,
                precision: str) -> dict[str, Any]:
     """Run :func:`worker` for ``backend`` in a fresh interpreter; return its result."""
-    payload = json.dumps({"backend": backend, "checkpoint": checkpoint, "size": list(size),
-                          "threads": threads, "iters": iters, "precision": precision})
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-m", "slimseg_ros.tools.stage_profile", WORKER_FLAG,
-                           payload], capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{backend} worker failed: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    payload = {"backend": backend, "checkpoint": checkpoint, "size": list(size),
+               "threads": threads, "iters": iters, "precision": precision}
+    return run_in_fresh_process("slimseg_ros.tools.stage_profile", WORKER_FLAG, payload,
+                                threads, backend)
 
 
 def format_stages(results: list[dict[str, Any]]) -> str:
@@ -132,17 +129,6 @@ def format_stages(results: list[dict[str, Any]]) -> str:
         totals = [f"{sum(r['widths'][width].values()):.2f}" for r in results]
         lines.append(f"| {width} | **total** | " + " | ".join(totals) + " |")
     return "\n".join(lines) + "\n"
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``HxW`` (height x width, as the engine's input size) -> ``(h, w)``."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 360x480, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return h, w
 
 
 def main(argv: list[str] | None = None) -> int:
