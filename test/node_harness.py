@@ -350,7 +350,9 @@ class Spinner:
     def stop(self) -> None:
         """Shut down; raise if spin() died before, so a dead executor never passes silently."""
         self.stopping = True
-        self.executor.shutdown(timeout_sec=2.0)
-        self.thread.join(timeout=5.0)
+        # callbacks still running when the nodes are destroyed can crash rclpy (seen once, on a
+        # loaded machine, as SIGSEGV in destroy_node): give a busy callback time to finish
+        self.executor.shutdown(timeout_sec=10.0)
+        self.thread.join(timeout=10.0)
         if self.error is not None:
             raise AssertionError(f"the executor stopped spinning: {self.error!r}")
