@@ -47,11 +47,13 @@ def pick_domain_id() -> int:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float = 0.02,
-             action: Callable[[], None] | None = None, action_period: float = 0.1) -> Any:
+             action: Callable[[], None] | None = None, action_period: float = 0.1,
+             describe: Callable[[], str] | None = None) -> Any:
     """
     Poll ``predicate`` until truthy (returned) or ``timeout`` (AssertionError).
 
-    ``action`` (e.g. "publish a frame") runs every ``action_period`` seconds while waiting.
+    ``action`` (e.g. "publish a frame") runs every ``action_period`` seconds while waiting;
+    ``describe`` says what the state was at the timeout, so a failure tells why.
     """
     deadline = time.monotonic() + timeout
     next_action = time.monotonic()
@@ -61,7 +63,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float 
             return value
         now = time.monotonic()
         if now > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            state = f": {describe()}" if describe is not None else ""
+            raise AssertionError(f"condition not met within {timeout} s{state}")
         if action is not None and now >= next_action:
             action()
             next_action = now + action_period

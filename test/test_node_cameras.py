@@ -226,12 +226,17 @@ def test_tight_budget_slims_the_low_priority_camera_first(start) -> None:
     wait_for(lambda: all(1.0 in c.diag().latency for c in ch.values()), timeout=20,
              action=send, action_period=0.05)
     full = max(c.diag().latency[1.0].pq_ms for c in ch.values())
+
+    def state() -> str:  # what each camera chose and why, for a failure message
+        return "; ".join(f"{n}: width {c.width()}, {c.diag().reason!r}, latency ms " + str(
+            {w: round(v.pq_ms, 1) for w, v in sorted(c.diag().latency.items())})
+            for n, c in ch.items()) + f"; full {full:.1f} ms"
     # front at full width and side at its floor fit, both at full width do not
     probe.send_budget(1.75 * full / 0.9)
     # the side camera is slimmed and front keeps its full width (a passing latency spike may
     # slim front for a round; its next probe widens it again while side stays slim)
     wait_for(lambda: ch["front"].width() == 1.0 and ch["side"].width() < 1.0, timeout=20,
-             action=send, action_period=0.05)
+             action=send, action_period=0.05, describe=state)
     side = ch["side"].fresh_diag(lambda v: v.active_width is not None and v.active_width < 1.0)
     assert "share" in side.reason and side.priority == 1.0
     # the side camera stops: it costs nothing, front is alone in the round
@@ -243,7 +248,7 @@ def test_tight_budget_slims_the_low_priority_camera_first(start) -> None:
     before = ch["side"].mask_count()
     sending.add("side")
     wait_for(lambda: ch["side"].mask_count() > before + 3, timeout=20, action=send,
-             action_period=0.05)
+             action_period=0.05, describe=state)
     ch["side"].fresh_diag(lambda v: "share" in v.reason, timeout=20)
 
 
