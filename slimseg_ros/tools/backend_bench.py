@@ -133,34 +133,76 @@ def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: in
     return run_in_fresh_process(WORKER_MODULE, WORKER_FLAG, payload, threads, f"backend {backend}")
 
 
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def merge_rounds(rounds: list[dict[str, Any]], torch_rounds: list[dict[str, Any]] | None
+                 ) -> dict[str, Any]:
+    """
+    One backend's figures over several rounds: medians, each round kept, paired speed-ups.
+
+    Each round's worker ran right beside a torch worker, so the speed-up per width is the median
+    of each round's own torch / backend ratio: a machine that drifts between rounds moves both.
+    """
+    keys = list(rounds[0]["latency"])
+    merged = {**rounds[0], "startup_s": _median([r["startup_s"] for r in rounds]),
+              "switch_us_p50": _median([r["switch_us_p50"] for r in rounds]),
+              "latency": {k: {"p50_ms": _median([r["latency"][k]["p50_ms"] for r in rounds]),
+                              "p90_ms": _median([r["latency"][k]["p90_ms"] for r in rounds]),
+                              "n": sum(r["latency"][k]["n"] for r in rounds)} for k in keys},
+              "rounds": [{k: v["p50_ms"] for k, v in r["latency"].items()} for r in rounds]}
+    if torch_rounds is not None:
+        merged["speedup_vs_torch"] = {
+            k: _median([t["latency"][k]["p50_ms"] / r["latency"][k]["p50_ms"]
+                        for t, r in zip(torch_rounds, rounds)])
+            for k in keys if k in torch_rounds[0]["latency"]}
+    return merged
+
+
 def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int], threads: int,
                      iters: int, warmup: int, precision: str = "fp32",
-                     cache: str | None = None, log: Any = print) -> dict[str, Any]:
-    """Every backend's figures, the FLOPs per width, and the LR-ASPP reference."""
+                     cache: str | None = None, log: Any = print,
+                     rounds: int = 1) -> dict[str, Any]:
+    """
+    Every backend's figures, the FLOPs per width, and the LR-ASPP reference.
+
+    With ``rounds`` > 1 the backends take turns, a fresh worker each per round, and the figures
+    are medians over the rounds: on a shared machine one process can run 30% slower than the
+    next with the same settings, which a single worker per backend would read as the backend.
+    """
     import torch
 
     from ..models.checkpoint import load_checkpoint
     from ..models.slimmable import trained_widths
     from .flops import count_flops
 
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
     flops = {w: count_flops(model, w, size) for w in trained_widths(model)}
-    results: dict[str, Any] = {}
     runtime = [b for b in backends if b != "torch"]
-    for b in backends:
-        log(f"timing {b} in its own process ...")
-        results[b] = run_worker(b, checkpoint, size, threads, iters, warmup,
-                                precision if b != "torch" else "fp32",
-                                lraspp=b == "torch", cache=cache)
-    best = min(runtime, key=lambda b: results[b]["latency"]["1"]["p50_ms"]) if runtime else None
-    if best is not None:
-        log(f"timing LR-ASPP in {best} ...")
-        extra = run_worker(best, checkpoint, size, threads, iters, warmup, precision,
-                           lraspp=True, cache=cache)
-        results[best]["latency"]["lraspp"] = extra["latency"]["lraspp"]
+    per_round: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
+    best: str | None = None
+    for r in range(rounds):
+        for b in backends:
+            log(f"round {r + 1}/{rounds}: timing {b} in its own process ...")
+            per_round[b].append(run_worker(b, checkpoint, size, threads, iters, warmup,
+                                           precision if b != "torch" else "fp32",
+                                           lraspp=b == "torch", cache=cache))
+        if best is None and runtime:  # the best runtime of the first round times LR-ASPP
+            best = min(runtime, key=lambda b: per_round[b][0]["latency"]["1"]["p50_ms"])
+        if best is not None:
+            log(f"round {r + 1}/{rounds}: timing LR-ASPP in {best} ...")
+            extra = run_worker(best, checkpoint, size, threads, iters, warmup, precision,
+                               lraspp=True, cache=cache)
+            per_round[best][-1]["latency"]["lraspp"] = extra["latency"]["lraspp"]
+    torch_rounds = per_round.get("torch")
+    results = {b: merge_rounds(per_round[b], torch_rounds if b != "torch" else None)
+               for b in backends}
     return {"meta": {"checkpoint": checkpoint, "size": list(size), "threads": threads,
-                     "iters": iters, "torch": torch.__version__, "best_runtime": best,
-                     "cpu": _cpu_name()},
+                     "iters": iters, "rounds": rounds, "torch": torch.__version__,
+                     "best_runtime": best, "cpu": _cpu_name()},
             "flops": {f"{w:g}": f for w, f in flops.items()}, "backends": results}
 
 
@@ -194,7 +236,9 @@ def format_comparison(result: dict[str, Any]) -> str:
                 cells += ["-", "-", "-"]
                 continue
             torch_lat = backends.get("torch", {}).get("latency", {}).get(w)
-            ratio = (torch_lat["p50_ms"] / lat["p50_ms"]) if torch_lat and b != "torch" else None
+            ratio = backends[b].get("speedup_vs_torch", {}).get(w)  # paired, over rounds
+            if ratio is None and torch_lat and b != "torch":
+                ratio = torch_lat["p50_ms"] / lat["p50_ms"]
             rel = lat["p50_ms"] / backends[b]["latency"]["1"]["p50_ms"]
             cells += [f"{lat['p50_ms']:.1f} / {lat['p90_ms']:.1f}",
                       f"{ratio:.2f}x" if ratio else "-", f"{rel:.3f}"]

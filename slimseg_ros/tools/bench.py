@@ -475,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare inference runtimes instead, frame to mask per width, each in "
                         "its own process, with LR-ASPP MobileNetV3-Large as the reference "
                         "(first --sizes entry; --threads, default 2)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="with --backends: the backends take turns this many times, a fresh "
+                        "process each, and the figures are medians over the rounds (default 1)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--plot", help="write a PNG figure here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -537,8 +540,8 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     try:
         result = compare_backends(checkpoint, list(args.backends), args.sizes[0],
                                   args.threads or 2, args.iters, args.warmup, args.precision,
-                                  log=log)
-    except (CheckpointError, BackendError, RuntimeError) as exc:
+                                  log=log, rounds=args.rounds)
+    except (CheckpointError, BackendError, RuntimeError, ValueError) as exc:
         print(f"slimseg-bench: {exc}", file=sys.stderr)
         return 2
     argv_used = argv if argv is not None else sys.argv[1:]
