@@ -12,8 +12,9 @@ import torch
 from engine_fixtures import randomise_bn, tiny_config, tiny_info
 from slimseg_ros.models import build_model, save_checkpoint, set_width
 from slimseg_ros.backends import BackendError, default_precision, resolve_backend
-from slimseg_ros.backends.frame_graph import (FramePath, GraphCache, export_frame_graph,
-                                              first_argmax, nearest_exact_indices)
+from slimseg_ros.backends.frame_graph import (FramePath, GraphCache, LogitsUpsample,
+                                              bilinear_taps, export_frame_graph, first_argmax,
+                                              nearest_exact_indices)
 from slimseg_ros.engine import SegmentationEngine
 
 pytest.importorskip("onnxruntime")
@@ -104,6 +105,36 @@ def test_nearest_exact_indices_equal_atens_resize() -> None:
         ref = torch.nn.functional.interpolate(src, size=(n_out, 1), mode="nearest-exact")
         got = nearest_exact_indices(torch.tensor(n_out), torch.tensor(n_in))
         assert got.tolist() == ref.flatten().long().tolist()
+
+
+def test_the_deconvolution_upsample_is_torchs_bilinear_resize() -> None:
+    torch.manual_seed(0)
+    up = LogitsUpsample()
+    # scales 2, 3, 4, 8, different per axis, 1 on one axis; equal size; a ratio that is not whole
+    for (h, w), size in [((5, 7), (10, 21)), ((90, 120), (360, 480)), ((4, 3), (32, 9)),
+                         ((6, 5), (6, 10)), ((6, 6), (6, 6)), ((5, 7), (11, 14))]:
+        logits = torch.randn(1, 11, h, w, dtype=torch.float64)
+        ref = torch.nn.functional.interpolate(logits, size=size, mode="bilinear",
+                                              align_corners=False)
+        # torch computes the source positions in float32, hence 1e-7 and not 1e-15
+        torch.testing.assert_close(up(logits, size), ref, atol=1e-6, rtol=0)
+    # x4: the triangle filter every bilinear x4 upsample is
+    assert bilinear_taps(4) == (6, [0.125, 0.375, 0.625, 0.875, 0.875, 0.625, 0.375, 0.125])
+    with pytest.raises(ValueError, match="whole number"):
+        bilinear_taps(0)
+
+
+def test_the_frame_graph_upsamples_by_deconvolution_only_where_that_is_exact() -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_config("mobilenetv2")).eval()
+    names = {}
+    for input_size in [(40, 56), (42, 56), None]:  # 40x56 is 4x the logits; 42 is not
+        onnx = export_frame_graph(model, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), input_size)
+        names[input_size] = {op.get_type_name() for op in shared_core().read_model(
+            onnx, b"").get_ordered_ops()}
+    assert "GroupConvolutionBackpropData" in names[(40, 56)]
+    assert "GroupConvolutionBackpropData" not in names[(42, 56)]
+    assert "GroupConvolutionBackpropData" not in names[None]
 
 
 def test_first_argmax_is_torchs_argmax_ties_included() -> None:

@@ -15,6 +15,8 @@ def test_openvino_operations_fall_into_the_stages_by_name() -> None:
     assert openvino_stage("/Mul_abcd_acdb_/net/backbone/stem", seen_network=False) == "frame in"
     assert openvino_stage("/net/backbone/blocks.0/Conv", seen_network=False) == "network"
     assert openvino_stage("/net/Resize", seen_network=True) == "logits upsample"
+    assert openvino_stage("/upsample/ConvTranspose", seen_network=True) == "logits upsample"
+    assert openvino_stage("/upsample/Pad", seen_network=True) == "logits upsample"
     assert openvino_stage("/net/Resize_bf16_acdb_f32_abcd_/Gather_7", True) == "logits upsample"
     assert openvino_stage("/Greater_4", seen_network=True) == "argmax + resize to frame"
 

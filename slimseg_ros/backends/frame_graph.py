@@ -8,6 +8,12 @@ BatchNorm-folded network of that width (its logits come out at the network input
 and a nearest resize of the class ids to the frame size with "nearest-exact" geometry (pixel
 centres). Height and width stay dynamic, so one graph serves every frame size.
 
+Where the network input size is a whole multiple of its logits' size (CamVid's 360x480 at
+output stride 4), the logits upsample is written as an edge pad and a depthwise transposed
+convolution (:class:`LogitsUpsample`), the same bilinear weights and border clamping as
+``F.interpolate(..., align_corners=False)``; OpenVINO runs it in about half the time of its
+Interpolate, which was a third of the frame at width 0.25.
+
 torch's ONNX exporter has no "nearest-exact" resize, so the final resize is written as two
 gathers with the source index ``floor((i + 0.5) * in / out)`` computed in float32, the formula
 ATen's kernel uses; the results are identical.
@@ -22,8 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import io
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -34,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # bump when the exported graph changes (2: TF-"SAME" padding follows the frame size)
-GRAPH_VERSION = 3  # (3: argmax as a chain of comparisons)
+GRAPH_VERSION = 4  # (3: argmax as a chain of comparisons; 4: logits upsample as a deconvolution)
 OPSET = 17
 
 
@@ -63,6 +71,55 @@ def first_argmax(logits: torch.Tensor) -> torch.Tensor:
     return ids
 
 
+def bilinear_taps(scale: int) -> tuple[int, list[float]]:
+    """
+    Return ``(padding, kernel)`` of a transposed convolution that upsamples by whole ``scale``.
+
+    Bilinear with ``align_corners=False`` reads output pixel ``s*k + r`` at source position
+    ``k + f`` with ``f = (r + 0.5) / s - 0.5``: from pixels ``k - 1`` and ``k`` when ``f < 0``,
+    from ``k`` and ``k + 1`` otherwise. On an input edge-padded by one pixel (the clamping at
+    the borders), a stride-``s`` transposed convolution with this kernel and ``padding`` on both
+    sides puts exactly those two weights on every output pixel.
+    """
+    if not (isinstance(scale, int) and scale >= 1):
+        raise ValueError(f"scale must be a whole number >= 1, got {scale!r}")
+    padding = 2 * scale - math.ceil((scale - 1) / 2)
+    kernel = [0.0] * (2 * padding - scale)  # (n + 1) * s - 2 * padding + len = n * s
+    for r in range(scale):
+        f = (r + 0.5) / scale - 0.5
+        taps = ((r + padding, -f), (r + padding - scale, 1 + f)) if f < 0 else (
+            (r + padding - scale, 1 - f), (r + padding - 2 * scale, f))
+        for j, weight in taps:
+            if weight:
+                kernel[j] = weight
+    return padding, kernel
+
+
+class LogitsUpsample(nn.Module):
+    """
+    Bilinear upsample (``align_corners=False``) of logits to ``size``, as a deconvolution.
+
+    Exact (to float rounding) when ``size`` is a whole multiple of the logits' size on both
+    axes; any other ratio falls back to ``F.interpolate``. Sizes are read as plain numbers:
+    the frame graph fixes the network input size, so they are constants of the graph.
+    """
+
+    def forward(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        channels, h, w = (int(v) for v in logits.shape[1:])
+        out_h, out_w = int(size[0]), int(size[1])
+        if (out_h, out_w) == (h, w):
+            return logits
+        if out_h % h or out_w % w:
+            return F.interpolate(logits, size=(out_h, out_w), mode="bilinear",
+                                 align_corners=False)
+        (pad_h, taps_h), (pad_w, taps_w) = bilinear_taps(out_h // h), bilinear_taps(out_w // w)
+        kernel = torch.outer(torch.tensor(taps_h), torch.tensor(taps_w)).to(logits.dtype)
+        weight = kernel.expand(channels, 1, *kernel.shape).contiguous()
+        padded = F.pad(logits, (1, 1, 1, 1), mode="replicate")
+        return F.conv_transpose2d(padded, weight, stride=(out_h // h, out_w // w),
+                                  padding=(pad_h, pad_w), groups=channels)
+
+
 class FramePath(nn.Module):
     """uint8 ``1 x H x W x 3`` frame -> uint8 ``1 x H x W`` class ids through ``net``."""
 
@@ -70,6 +127,9 @@ class FramePath(nn.Module):
                  input_size: tuple[int, int] | None, logits: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.upsample = LogitsUpsample()
+        # a SlimSegmenter hands out its logits before its own upsample (``upsample=False``)
+        self.net_can_skip_upsample = "upsample" in inspect.signature(net.forward).parameters
         self.logits = logits  # output the network's float32 logits instead (for checks)
         self.input_size = tuple(input_size) if input_size else None
         self.register_buffer("mean",
@@ -81,7 +141,11 @@ class FramePath(nn.Module):
         x = frame.permute(0, 3, 1, 2).to(torch.float32)
         if self.input_size is not None:  # always in the graph: the frame size is dynamic
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        logits = self.net((x - self.mean) * self.inv_std)
+        x = (x - self.mean) * self.inv_std
+        if self.input_size is not None and self.net_can_skip_upsample:
+            logits = self.upsample(self.net(x, upsample=False), self.input_size)
+        else:  # a frame-sized input (dynamic) or a network that always upsamples
+            logits = self.net(x)
         if self.logits:
             return logits
         ids = first_argmax(logits)  # 1 x h x w uint8

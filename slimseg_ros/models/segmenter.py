@@ -19,10 +19,13 @@ class SlimSegmenter(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, upsample: bool = True) -> torch.Tensor:
+        """Logits at the input size; with ``upsample=False`` at the head's own resolution."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an N x 3 x H x W image batch, got shape {tuple(x.shape)}")
         logits = self.head(self.backbone(x))
+        if not upsample:
+            return logits
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
