@@ -155,8 +155,12 @@ def runtime_predictor(model: nn.Module, info: Any, args: argparse.Namespace,
         return None, "torch"
     if args.sliding_window:
         raise ValueError("--sliding-window runs with --backend torch only")
+    # with --size every frame arrives at the network input size, as in a node running the
+    # checkpoint's input size: the graph then holds that fixed size (and its faster upsample)
+    size = tuple(args.size) if args.size else None
     engine = SegmentationEngine(copy.deepcopy(model), info, device=device, backend=backend,
-                                precision=args.precision, checkpoint_path=args.checkpoint)
+                                precision=args.precision, checkpoint_path=args.checkpoint,
+                                input_size=size)
 
     def predict(images: torch.Tensor, width: float) -> torch.Tensor:
         frames = images.permute(0, 2, 3, 1).contiguous().numpy()
