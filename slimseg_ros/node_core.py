@@ -192,6 +192,11 @@ class SlimSegCore:
         self._governor = governor
         self._diag_counts = {}
         self.engine = engine
+        # The model, torch and the runtimes leave ~10^5 long-lived objects: one full collection
+        # over them stalls every thread for a few hundred ms, a frame's worth of latency or more.
+        # Freezing them keeps later collections to the objects that frames create.
+        gc.collect()
+        gc.freeze()
 
     def _declare_model_params(self, model_values: dict[str, Any]) -> None:
         """Declare the checkpoint's class names, palette and widths as read-only parameters."""
@@ -304,6 +309,7 @@ class SlimSegCore:
         self.engine = None
         self._governor = None
         self._cameras = {}
+        gc.unfreeze()  # the frozen model becomes collectable again
         gc.collect()
         if device.startswith("cuda"):
             import torch

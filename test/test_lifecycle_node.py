@@ -8,6 +8,7 @@ from every state.
 
 from __future__ import annotations
 
+import gc
 import time
 
 import numpy as np
@@ -123,6 +124,7 @@ def test_transitions_drive_what_is_published(managed, tmp_path, checkpoint) -> N
     assert node.set_parameters([Parameter("checkpoint", value=str(checkpoint))])[0].successful
     assert manager.transition(Transition.TRANSITION_CONFIGURE) is True
     assert manager.state() == "inactive" and node.last_error == ""
+    assert gc.get_freeze_count() > 0  # the loaded model is kept out of later collections
     engine = node.engine
     assert engine is not None and list(node.get_parameter("widths").value) == [
         0.25, 0.5, 0.75, 1.0]
@@ -158,6 +160,7 @@ def test_transitions_drive_what_is_published(managed, tmp_path, checkpoint) -> N
     assert manager.transition(Transition.TRANSITION_DEACTIVATE) is True
     assert manager.transition(Transition.TRANSITION_CLEANUP) is True
     assert manager.state() == "unconfigured" and node.engine is None
+    assert gc.get_freeze_count() == 0  # the freed model can be collected
     assert manager.transition(Transition.TRANSITION_CONFIGURE) is True
     assert node.engine is not None and node.engine is not engine
 
