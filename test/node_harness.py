@@ -12,6 +12,7 @@ import os
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -337,6 +338,7 @@ class Spinner:
         from rclpy.executors import MultiThreadedExecutor
         self.executor = MultiThreadedExecutor(num_threads=3, context=context)
         self.error: Exception | None = None
+        self.error_trace = ""
         self.stopping = False
         for node in nodes:
             self.executor.add_node(node)
@@ -349,6 +351,7 @@ class Spinner:
         except Exception as exc:  # a callback raised, or the context shut down at teardown
             if not self.stopping:
                 self.error = exc
+                self.error_trace = traceback.format_exc()
 
     def stop(self) -> None:
         """Shut down; raise if spin() died before, so a dead executor never passes silently."""
@@ -358,4 +361,5 @@ class Spinner:
         self.executor.shutdown(timeout_sec=10.0)
         self.thread.join(timeout=10.0)
         if self.error is not None:
-            raise AssertionError(f"the executor stopped spinning: {self.error!r}")
+            raise AssertionError(f"the executor stopped spinning: {self.error!r}\n"
+                                 f"{self.error_trace}")
