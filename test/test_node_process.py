@@ -190,7 +190,10 @@ def test_flood_keeps_memory_flat_and_masks_recent(node_process) -> None:
     print(f"node RSS MiB: start {rss[0]:.1f}, end {rss[-1]:.1f}, max {max(rss):.1f} "
           f"({len(rss)} samples)")
     assert sent / elapsed > 100, "the flood was too slow to mean anything"
-    assert len(ages) > 10 and dropped > 0
+    # the flood outran the node somewhere: in its latest-frame slot, or before it (best-effort
+    # DDS drops large frames it cannot deliver in time, so the node may never see most of them)
+    assert len(ages) > 10 and (dropped > 0 or received < sent / 2), \
+        "the node took and served every frame: this was no flood"
     assert max(rss) - rss[0] < 64, f"node memory grew from {rss[0]:.0f} to {max(rss):.0f} MiB"
     assert np.percentile(ages, 95) < 1000 and max(ages) < 3000, "masks lag behind the camera"
 
