@@ -358,7 +358,7 @@ def test_short_multi_camera_run(tmp_path):
     out = tmp_path / "report"
     cameras = ["front", "left", "right"]
     _run_demo(out, "--cameras", *cameras, "--checkpoint", str(checkpoint), "--size", "64x80",
-              "--scene-frames", "6", "--phase-seconds", "1.0", "--fps", "10", "--device", "cpu",
+              "--scene-frames", "6", "--phase-seconds", "1.5", "--fps", "10", "--device", "cpu",
               "--backend", "torch", "--startup-timeout", "90", timeout=200)
     report = json.loads((out / "report.json").read_text())
     assert report["meta"]["cameras"] == cameras and report["meta"]["masks_match_frames"]

@@ -27,6 +27,7 @@ from .sources import Source
 
 
 CPU_FALLBACK = 0.1  # the tight CPU budget when no CPU share was measured (a tenth of the cores)
+FIRST_CAMERA_HEADROOM = 1.25  # the first camera's full-width latency, times this, in "tight"
 
 
 @dataclass
@@ -110,7 +111,9 @@ def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[st
 
     One camera: "tight" lies between the two middle widths (the governor should settle on a
     middle width). Several: the first camera (highest priority) at full width plus every other
-    camera between the two middle widths, so the first keeps its width while the others slim.
+    camera between the two middle widths, so the first keeps its width while the others slim
+    (the first camera's full-width figure counts 1.25 times, so a passing spike of its own
+    latency does not slim it).
     "relaxed" is three times a round at full width (the governor should probe back to full).
     "cpu_tight" (one camera; a share of the cores) lies between the CPU shares the node predicted
     for the two middle widths at the camera's rate.
@@ -145,8 +148,8 @@ def _latency_budgets(record: Record, widths: list[float], lo: float, hi: float,
         full.append(typical[cam].get(widest) or max(known))
     if len(record.cameras) == 1:
         tight = between[0]
-    else:
-        tight = full[0] + sum(between[1:])
+    else:  # the first camera's share has room for a passing spike of its own latency
+        tight = FIRST_CAMERA_HEADROOM * full[0] + sum(between[1:])
     return {"tight": round(tight / margin, 2), "relaxed": round(3.0 * sum(full) / margin, 2)}
 
 
