@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 # bump when the exported graph changes (2: TF-"SAME" padding follows the frame size)
-GRAPH_VERSION = 4  # (3: argmax as a chain of comparisons; 4: logits upsample as a deconvolution)
+GRAPH_VERSION = 5  # (3: argmax as a chain of comparisons; 4: logits upsample as a deconvolution;
+#                     5: frame normalised before the layout change)
 OPSET = 17
 
 
@@ -138,10 +139,13 @@ class FramePath(nn.Module):
                              1.0 / torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, frame: torch.Tensor) -> torch.Tensor:
-        x = frame.permute(0, 3, 1, 2).to(torch.float32)
+        # normalised before the layout change: the transpose then meets the first convolution
+        # directly and the runtime merges the two (a resize of a per-channel affine map is the
+        # affine map of the resize, so the order does not change the function)
+        x = (frame.to(torch.float32) - self.mean.view(1, 1, 1, 3)) * self.inv_std.view(1, 1, 1, 3)
+        x = x.permute(0, 3, 1, 2)
         if self.input_size is not None:  # always in the graph: the frame size is dynamic
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        x = (x - self.mean) * self.inv_std
         if self.input_size is not None and self.net_can_skip_upsample:
             logits = self.upsample(self.net(x, upsample=False), self.input_size)
         else:  # a frame-sized input (dynamic) or a network that always upsamples
