@@ -94,23 +94,27 @@ def test_backends_compared_each_in_its_own_process(tmp_path, capsys, monkeypatch
     ckpt = make_checkpoint(tmp_path / "tiny.pt", "mobilenetv2")
     out = tmp_path / "backends.json"
     assert main(["--checkpoint", str(ckpt), "--backends", "torch", "onnxruntime", "--sizes",
-                 "48x64", "--iters", "2", "--warmup", "1", "--threads", "1", "--json", str(out),
+                 "48x64", "--iters", "3", "--block", "2", "--warmup", "1", "--threads", "1",
+                 "--json", str(out),
                  "--plot", str(tmp_path / "backends.png"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "speed-up vs torch" in printed and "LR-ASPP MNv3-L" in printed
     assert (tmp_path / "backends.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = json.loads(out.read_text())
-    assert result["meta"]["best_runtime"] == "onnxruntime"
+    assert result["meta"]["best_runtime"] == "onnxruntime" and result["meta"]["block"] == 2
     for backend in ("torch", "onnxruntime"):
         lat = result["backends"][backend]["latency"]
         assert set(lat) == {"0.25", "0.5", "0.75", "1", "lraspp"}
-        assert all(v["n"] == 2 and 0 < v["p50_ms"] <= v["p90_ms"] for v in lat.values())
+        # 3 frames in blocks of 2: two whole blocks per width
+        assert all(v["n"] == 4 and 0 < v["p50_ms"] <= v["p90_ms"] for v in lat.values())
     assert result["backends"]["onnxruntime"]["backend"] == "onnxruntime"
     assert result["flops"]["0.25"] < result["flops"]["1"]
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(ckpt), "--backends", "torch", "tensorrt"])
     assert main(["--checkpoint", str(ckpt), "--backends", "torch", "--rounds", "0"]) == 2
-    assert "rounds must be >= 1" in capsys.readouterr().err
+    assert "rounds and block must be >= 1, got 0 and 10" in capsys.readouterr().err
+    assert main(["--checkpoint", str(ckpt), "--backends", "torch", "--block", "0"]) == 2
+    assert "got 1 and 0" in capsys.readouterr().err
 
 
 def test_rounds_merge_to_medians_with_speed_ups_paired_per_round():

@@ -92,11 +92,13 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
         for _ in range(int(args["warmup"])):
             run(frame)
     samples: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(int(args["iters"])):
+    block = int(args.get("block", 1))
+    for _ in range(-(-int(args["iters"]) // block)):  # whole blocks, at least iters frames
         for key, run in runners.items():
-            t = time.perf_counter()
-            run(frame)
-            samples[key].append((time.perf_counter() - t) * 1000.0)
+            for _ in range(block):  # a width's frames back to back, as the node serves them
+                t = time.perf_counter()
+                run(frame)
+                samples[key].append((time.perf_counter() - t) * 1000.0)
     switch = []
     for _ in range(2000):
         t = time.perf_counter_ns()
@@ -125,11 +127,12 @@ def run_in_fresh_process(module: str, flag: str, payload: dict[str, Any], thread
 
 
 def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: int, iters: int,
-               warmup: int, precision: str, lraspp: bool, cache: str | None) -> dict[str, Any]:
+               warmup: int, precision: str, lraspp: bool, cache: str | None,
+               block: int = 1) -> dict[str, Any]:
     """One backend in a fresh process (``python -m slimseg_ros.tools.backend_bench``)."""
     payload = {"backend": backend, "checkpoint": checkpoint, "size": list(size),
                "threads": threads, "iters": iters, "warmup": warmup, "precision": precision,
-               "lraspp": lraspp, "cache": cache}
+               "lraspp": lraspp, "cache": cache, "block": block}
     return run_in_fresh_process(WORKER_MODULE, WORKER_FLAG, payload, threads, f"backend {backend}")
 
 
@@ -163,13 +166,16 @@ def merge_rounds(rounds: list[dict[str, Any]], torch_rounds: list[dict[str, Any]
 def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int], threads: int,
                      iters: int, warmup: int, precision: str = "fp32",
                      cache: str | None = None, log: Any = print,
-                     rounds: int = 1) -> dict[str, Any]:
+                     rounds: int = 1, block: int = 1) -> dict[str, Any]:
     """
     Every backend's figures, the FLOPs per width, and the LR-ASPP reference.
 
     With ``rounds`` > 1 the backends take turns, a fresh worker each per round, and the figures
     are medians over the rounds: on a shared machine one process can run 30% slower than the
     next with the same settings, which a single worker per backend would read as the backend.
+    Within a worker the widths take turns ``block`` frames at a time: the node serves one
+    width for many frames, and a narrow width's frame right after another width's runs slower
+    than in a run of its own (1: every frame another width).
     """
     import torch
 
@@ -177,8 +183,8 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
     from ..models.slimmable import trained_widths
     from .flops import count_flops
 
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if rounds < 1 or block < 1:
+        raise ValueError(f"rounds and block must be >= 1, got {rounds} and {block}")
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
     flops = {w: count_flops(model, w, size) for w in trained_widths(model)}
     runtime = [b for b in backends if b != "torch"]
@@ -189,19 +195,20 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
             log(f"round {r + 1}/{rounds}: timing {b} in its own process ...")
             per_round[b].append(run_worker(b, checkpoint, size, threads, iters, warmup,
                                            precision if b != "torch" else "fp32",
-                                           lraspp=b == "torch", cache=cache))
+                                           lraspp=b == "torch", cache=cache, block=block))
         if best is None and runtime:  # the best runtime of the first round times LR-ASPP
             best = min(runtime, key=lambda b: per_round[b][0]["latency"]["1"]["p50_ms"])
         if best is not None:
             log(f"round {r + 1}/{rounds}: timing LR-ASPP in {best} ...")
             extra = run_worker(best, checkpoint, size, threads, iters, warmup, precision,
-                               lraspp=True, cache=cache)
+                               lraspp=True, cache=cache, block=block)
             per_round[best][-1]["latency"]["lraspp"] = extra["latency"]["lraspp"]
     torch_rounds = per_round.get("torch")
     results = {b: merge_rounds(per_round[b], torch_rounds if b != "torch" else None)
                for b in backends}
     return {"meta": {"checkpoint": checkpoint, "size": list(size), "threads": threads,
-                     "iters": iters, "rounds": rounds, "torch": torch.__version__,
+                     "iters": iters, "rounds": rounds, "block": block,
+                     "torch": torch.__version__,
                      "best_runtime": best, "cpu": _cpu_name()},
             "flops": {f"{w:g}": f for w, f in flops.items()}, "backends": results}
 

@@ -478,6 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1,
                    help="with --backends: the backends take turns this many times, a fresh "
                         "process each, and the figures are medians over the rounds (default 1)")
+    p.add_argument("--block", type=int, default=10,
+                   help="with --backends: frames timed back to back per width before the next "
+                        "width's turn, as the node serves one width for many frames; 1 "
+                        "changes width every frame (default 10)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--plot", help="write a PNG figure here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -540,7 +544,7 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     try:
         result = compare_backends(checkpoint, list(args.backends), args.sizes[0],
                                   args.threads or 2, args.iters, args.warmup, args.precision,
-                                  log=log, rounds=args.rounds)
+                                  log=log, rounds=args.rounds, block=args.block)
     except (CheckpointError, BackendError, RuntimeError, ValueError) as exc:
         print(f"slimseg-bench: {exc}", file=sys.stderr)
         return 2
