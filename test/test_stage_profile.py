@@ -43,3 +43,19 @@ def test_every_width_of_each_backend_gets_its_stages(tmp_path, capsys, monkeypat
 def test_a_missing_checkpoint_is_named(tmp_path, capsys) -> None:
     assert main(["--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_stages_are_timed_on_a_given_picture(tmp_path, capsys, monkeypatch) -> None:
+    cv2 = pytest.importorskip("cv2")
+    import numpy as np
+
+    monkeypatch.setenv("SLIMSEG_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = make_checkpoint(tmp_path / "tiny.pt", "mobilenetv2")
+    picture = tmp_path / "street.png"  # another size than --size: resized to it
+    cv2.imwrite(str(picture), np.random.default_rng(3).integers(0, 256, (30, 50, 3), np.uint8))
+    out = tmp_path / "stages.json"
+    assert main(["--checkpoint", str(ckpt), "--size", "48x64", "--iters", "2", "--threads", "1",
+                 "--backends", "torch", "--image", str(picture), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["image"] == "street.png"
+    assert main(["--checkpoint", str(ckpt), "--image", str(tmp_path / "none.png")]) == 2
+    assert "no image at" in capsys.readouterr().err
