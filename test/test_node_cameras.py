@@ -8,6 +8,7 @@ silent camera costing nothing.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -158,8 +159,11 @@ def test_a_flooding_camera_does_not_starve_a_steady_one(start) -> None:
         period, count = 0.1, 30
         flood_before = node.frame_stats("flood")["processed"]
         began = time.monotonic()
+        sent_ns = []
         for i in range(count):  # 10 frames/s for 3 s
-            ch["steady"].image_pub.publish(stamped(node, steady, f"steady_{i}"))
+            msg = stamped(node, steady, f"steady_{i}")
+            sent_ns.append(rclpy.time.Time.from_msg(msg.header.stamp).nanoseconds)
+            ch["steady"].image_pub.publish(msg)
             time.sleep(period)
         time.sleep(2 * period)
         seconds = time.monotonic() - began
@@ -169,20 +173,39 @@ def test_a_flooding_camera_does_not_starve_a_steady_one(start) -> None:
         flood.wait(timeout=10)
     with probe.lock:
         masks, arrivals = list(ch["steady"].masks), list(ch["steady"].mask_arrival)
+        flood_arrivals = np.array(sorted(ch["flood"].mask_arrival))
     served = {m.header.frame_id for m in masks}
     ages_ms = [(t - rclpy.time.Time.from_msg(m.header.stamp).nanoseconds) / 1e6
                for m, t in zip(masks, arrivals)]
-    print(f"\nsteady: {len(served)}/{count} frames served, mask age max {max(ages_ms):.0f} ms, "
-          f"median {float(np.median(ages_ms)):.0f} ms; flood: {flood_during['received']} "
-          f"received, {flood_during['processed']} served, {flood_during['dropped']} dropped")
+    # Starved: a steady frame that waited while the node served flood frames. Taking turns,
+    # the node finishes at most the flood frame in hand and then serves the waiting one, so at
+    # most a few flood masks arrive while it waits; a flood-first node would serve ~10 per
+    # period. A frame the next one replaced waited until then. This holds through a stall of
+    # the whole process (a slow machine delays both cameras alike), where ages alone do not.
+    answered = {m.header.frame_id: t for m, t in zip(masks, arrivals)}
+    starved, waits = [], []
+    for i, sent in enumerate(sent_ns):
+        until = answered.get(f"steady_{i}",
+                             sent_ns[i + 1] if i + 1 < count else sent + 2 * period * 1e9)
+        flood_meanwhile = int(np.count_nonzero((flood_arrivals > sent) &
+                                               (flood_arrivals < until)))
+        waits.append(flood_meanwhile)
+        if flood_meanwhile > 2:
+            starved.append((i, flood_meanwhile))
+    median_age = float(np.median(ages_ms)) if ages_ms else math.inf
+    print(f"\nsteady: {len(served)}/{count} frames served, mask age max "
+          f"{max(ages_ms, default=math.inf):.0f} ms, median {median_age:.0f} ms, "
+          f"flood masks during each wait {waits}, starved (frame, flood masks meanwhile) "
+          f"{starved}; flood: {flood_during['received']} received, "
+          f"{flood_during['processed']} served, {flood_during['dropped']} dropped")
     # The criteria presume a node that can serve both cameras at all: on a machine so loaded
     # that it runs fewer than two frames per steady period, no scheduler could meet them.
     capacity = (flood_during["processed"] - flood_before + len(served)) / seconds
     if capacity < 2.0 / period:
         pytest.skip(f"machine too loaded to judge fairness: the node served {capacity:.1f} "
                     f"frames/s in all, under the {2.0 / period:.0f} two cameras need")
-    assert len(served) >= 0.9 * count
-    assert max(ages_ms) < 2 * period * 1000.0
+    assert len(starved) <= 0.1 * count, starved
+    assert len(served) >= 0.5 * count and median_age < 2 * period * 1000.0
     assert flood_during["dropped"] > flood_during["processed"]  # it really flooded
     assert flood_during["processed"] >= len(served)  # and was served in between
 
