@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
+import rclpy.signals
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
@@ -100,6 +101,13 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # rclpy's own signal thread may still be waking the executor for this Ctrl-C; stop it
+        # (uninstalling joins it) before the executor and its guard condition go away, or it
+        # triggers a freed guard condition (SIGSEGV in rcl_trigger_guard_condition, seen).
+        try:
+            rclpy.signals.uninstall_signal_handlers()
+        except Exception:  # none installed: nothing to stop
+            pass
         # Ctrl-C in a terminal reaches the node twice (from the terminal and from ros2 launch):
         # a second SIGINT must not interrupt the clean-up half way.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
