@@ -38,7 +38,7 @@ from typing import Any
 
 import rclpy
 import rclpy.signals
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from .contract import NODE_NAME
@@ -92,7 +92,13 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     executor = None
     try:
         node = make_node()
-        executor = MultiThreadedExecutor(num_threads=2)
+        # One thread is enough: every callback only stores a value or drops a frame into its
+        # slot; the network runs on the node's own inference thread. rclpy's
+        # MultiThreadedExecutor re-offers every callback it has queued but not yet started on
+        # each pass of its loop without waiting, so once a callback waits for a thread (a busy
+        # machine) the loop spins in Python, holds the GIL and slows the inference thread, which
+        # waits for the GIL after each torch op: 0.2-0.8 s frames at 0.25 width, seen.
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except StartupError as exc:

@@ -13,8 +13,8 @@ runs configure and activate in its constructor.
 Threads: the image subscription callbacks only drop each message into its camera's one-frame
 slot (:class:`~.node_support.FrameSlots`); one inference thread takes frames round-robin over
 the cameras with a frame waiting, converts, asks the governor for every camera's width and runs
-the one engine at the frame's camera's width. Control topics, parameters and timers run on a
-``MultiThreadedExecutor`` in their own callback group, so a width command is handled while a
+the one engine at the frame's camera's width. Control topics, parameters and timers run on the
+executor's thread (one is enough: :func:`.node.run`), so a width command is handled while a
 frame is being processed and applies to the next frame. Nothing queues more than one frame per
 camera: under overload stale frames are dropped (and counted), never processed late.
 """

@@ -206,7 +206,8 @@ def test_a_flooding_camera_does_not_starve_a_steady_one(start) -> None:
                     f"frames/s in all, under the {2.0 / period:.0f} two cameras need")
     assert len(starved) <= 0.1 * count, starved
     assert len(served) >= 0.5 * count and median_age < 2 * period * 1000.0
-    assert flood_during["dropped"] > flood_during["processed"]  # it really flooded
+    # it really flooded: the node was busy often enough for a fifth of the frames to be dropped
+    assert flood_during["dropped"] > 0.2 * flood_during["received"]
     assert flood_during["processed"] >= len(served)  # and was served in between
 
 
