@@ -13,6 +13,7 @@ from engine_fixtures import randomise_bn, tiny_config, tiny_info
 from slimseg_ros.models import build_model, save_checkpoint, set_width
 from slimseg_ros.backends import BackendError, default_precision, resolve_backend
 from slimseg_ros.backends.frame_graph import (FramePath, GraphCache, LogitsUpsample,
+                                              UpsampledArgmax, bilinear_phase_taps,
                                               bilinear_taps, export_frame_graph, first_argmax,
                                               nearest_exact_indices)
 from slimseg_ros.engine import SegmentationEngine
@@ -124,17 +125,42 @@ def test_the_deconvolution_upsample_is_torchs_bilinear_resize() -> None:
         bilinear_taps(0)
 
 
-def test_the_frame_graph_upsamples_by_deconvolution_only_where_that_is_exact() -> None:
+def test_the_per_class_upsample_argmax_is_torchs_resize_then_argmax() -> None:
+    torch.manual_seed(0)
+    up = UpsampledArgmax()
+    # scales 2, 3, 4, 8, different per axis, 1 on one axis; equal size; a ratio that is not whole
+    for (h, w), size in [((5, 7), (10, 21)), ((90, 120), (360, 480)), ((4, 3), (32, 9)),
+                         ((6, 5), (6, 10)), ((6, 6), (6, 6)), ((5, 7), (11, 14))]:
+        logits = torch.randn(2, 11, h, w, dtype=torch.float64)
+        ref = torch.nn.functional.interpolate(logits, size=size, mode="bilinear",
+                                              align_corners=False).argmax(dim=1)
+        got = up(logits, size)
+        assert got.dtype == torch.uint8 and got.shape == ref.shape
+        assert torch.equal(got.long(), ref), (h, w, size)
+        assert len(ref.unique()) >= 5  # the masks hold many classes: the order of pixels counts
+    # x4: source offsets -3/8, -1/8, 1/8, 3/8 of a pixel
+    assert bilinear_phase_taps(4) == [[0.375, 0.625, 0.0], [0.125, 0.875, 0.0],
+                                      [0.0, 0.875, 0.125], [0.0, 0.625, 0.375]]
+    with pytest.raises(ValueError, match="whole number"):
+        bilinear_phase_taps(0)
+
+
+def test_the_frame_graph_resizes_logits_only_where_no_whole_ratio_allows_convolutions() -> None:
     torch.manual_seed(0)
     model = build_model(tiny_config("mobilenetv2")).eval()
-    names = {}
-    for input_size in [(40, 56), (42, 56), None]:  # 40x56 is 4x the logits; 42 is not
-        onnx = export_frame_graph(model, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), input_size)
-        names[input_size] = {op.get_type_name() for op in shared_core().read_model(
-            onnx, b"").get_ordered_ops()}
-    assert "GroupConvolutionBackpropData" in names[(40, 56)]
-    assert "GroupConvolutionBackpropData" not in names[(42, 56)]
-    assert "GroupConvolutionBackpropData" not in names[None]
+    ops = {}
+    for input_size, logits in [((40, 56), False), ((42, 56), False), ((40, 56), True)]:
+        # 40x56 is 4x the logits; 42 is not
+        onnx = export_frame_graph(model, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), input_size,
+                                  logits=logits)
+        ops[input_size, logits] = [op.get_type_name() for op in shared_core().read_model(
+            onnx, b"").get_ordered_ops()]
+    # the frame's resize to the input size (and the network's own) are in both; 42x56 resizes
+    # the logits too
+    assert (ops[(42, 56), False].count("Interpolate")
+            == ops[(40, 56), False].count("Interpolate") + 1)
+    assert "GroupConvolutionBackpropData" not in ops[(40, 56), False]
+    assert "GroupConvolutionBackpropData" in ops[(40, 56), True]  # the logits for checks
 
 
 def test_first_argmax_is_torchs_argmax_ties_included() -> None:

@@ -19,6 +19,12 @@ def test_openvino_operations_fall_into_the_stages_by_name() -> None:
     assert openvino_stage("/upsample/Pad", seen_network=True) == "logits upsample"
     assert openvino_stage("/net/Resize_bf16_acdb_f32_abcd_/Gather_7", True) == "logits upsample"
     assert openvino_stage("/Greater_4", seen_network=True) == "argmax + resize to frame"
+    # the per-class upsample and argmax of the mask graph
+    assert openvino_stage("/upsampled_argmax/Conv_7", True) == "logits upsample"
+    assert openvino_stage("/upsampled_argmax/Pad_acdb_abcd_/upsampled_argmax/Transpose_1",
+                          True) == "logits upsample"
+    assert openvino_stage("/upsampled_argmax/Where_4", True) == "argmax + resize to frame"
+    assert openvino_stage("/upsampled_argmax/Transpose_2", True) == "argmax + resize to frame"
 
 
 def test_every_width_of_each_backend_gets_its_stages(tmp_path, capsys, monkeypatch) -> None:

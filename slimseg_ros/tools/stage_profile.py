@@ -30,9 +30,10 @@ WORKER_FLAG = "--stage-worker"
 
 def openvino_stage(name: str, seen_network: bool) -> str:
     """Which stage an operation of the exported frame graph belongs to, from its name."""
-    if name.startswith(("/upsample/", "/net/Resize")):
-        return "logits upsample"  # the deconvolution (or the network's own last resize) and
-        # the layout change after it
+    if name.startswith(("/upsample/", "/net/Resize", "/upsampled_argmax/Pad",
+                        "/upsampled_argmax/Conv")):
+        return "logits upsample"  # the per-class phase convolutions with their edge pad (or
+        # the deconvolution of the logits graph, or the network's own last resize)
     if name.startswith("/net/"):
         return "network"
     return "argmax + resize to frame" if seen_network else "frame in"
