@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 from engine_fixtures import make_checkpoint
 
@@ -115,6 +116,19 @@ def test_backends_compared_each_in_its_own_process(tmp_path, capsys, monkeypatch
     assert "rounds and block must be >= 1, got 0 and 10" in capsys.readouterr().err
     assert main(["--checkpoint", str(ckpt), "--backends", "torch", "--block", "0"]) == 2
     assert "got 1 and 0" in capsys.readouterr().err
+
+
+def test_the_lraspp_reference_runs_at_the_runs_precision():
+    pytest.importorskip("onnxruntime")
+    from slimseg_ros.backends import BackendError
+    from slimseg_ros.tools.backend_bench import lraspp_engine_like
+
+    mask = lraspp_engine_like("onnxruntime", 5, (32, 48), 1, "fp32")(
+        np.zeros((40, 56, 3), dtype=np.uint8))
+    assert mask.shape == (40, 56) and mask.dtype == np.uint8
+    # a bf16 run asks the runtime for bf16, which ONNX Runtime refuses by name
+    with pytest.raises(BackendError, match="'bf16'"):
+        lraspp_engine_like("onnxruntime", 5, (32, 48), 1, "bf16")
 
 
 def test_rounds_merge_to_medians_with_speed_ups_paired_per_round():

@@ -32,11 +32,12 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def lraspp_engine_like(backend: str, num_classes: int, input_size: tuple[int, int],
-                       threads: int) -> Any:
+                       threads: int, precision: str = "fp32") -> Any:
     """
     Build LR-ASPP MobileNetV3-Large (random weights) as a callable ``frame -> mask``.
 
-    It runs behind the same frame path as our widths.
+    It runs behind the same frame path as our widths, at the runtime's same ``precision`` (a
+    bf16 run compares against the reference in bf16, not fp32).
     """
     import torch
     from torchvision.models.segmentation import lraspp_mobilenet_v3_large
@@ -63,7 +64,7 @@ def lraspp_engine_like(backend: str, num_classes: int, input_size: tuple[int, in
                 return path(torch.from_numpy(frame)[None])[0].numpy()
         return run
     graph = frame_graph_runner(backend, export_frame_graph(net, mean, std, input_size),
-                               "fp32", threads)
+                               precision, threads)
     return graph.run
 
 
@@ -87,7 +88,7 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     runners = {f"{wd:g}": (lambda f, wd=wd: engine.infer(f, wd)) for wd in engine.widths}
     if args.get("lraspp"):
         runners["lraspp"] = lraspp_engine_like(args["backend"], len(info.class_names), (h, w),
-                                               int(args["threads"]))
+                                               int(args["threads"]), args["precision"])
     for run in runners.values():
         for _ in range(int(args["warmup"])):
             run(frame)
