@@ -116,6 +116,24 @@ def test_backends_compared_each_in_its_own_process(tmp_path, capsys, monkeypatch
     assert "rounds and block must be >= 1, got 0 and 10" in capsys.readouterr().err
     assert main(["--checkpoint", str(ckpt), "--backends", "torch", "--block", "0"]) == 2
     assert "got 1 and 0" in capsys.readouterr().err
+    assert main(["--checkpoint", str(ckpt), "--backends", "torch", "--idle-ms", "-5"]) == 2
+    assert "idle time must be between 0 and 10000 ms, got -5" in capsys.readouterr().err
+
+
+def test_idle_time_is_left_before_every_timed_frame_and_kept_out_of_its_latency(tmp_path):
+    import time
+
+    from slimseg_ros.tools.backend_bench import worker
+
+    ckpt = make_checkpoint(tmp_path / "tiny.pt", "mobilenetv2")
+    args = {"backend": "torch", "checkpoint": str(ckpt), "size": [48, 64], "threads": 1,
+            "iters": 3, "warmup": 0, "precision": "fp32", "lraspp": False, "block": 1,
+            "idle_ms": 300.0}
+    started = time.perf_counter()
+    result = worker(args)
+    # 4 widths x 3 frames, each after 0.3 s idle: at least 3.6 s in all
+    assert time.perf_counter() - started >= 3.6
+    assert all(v["n"] == 3 and v["p50_ms"] < 300.0 for v in result["latency"].values())
 
 
 def test_the_lraspp_reference_runs_at_the_runs_precision():

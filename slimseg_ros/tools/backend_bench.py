@@ -93,10 +93,12 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
         for _ in range(int(args["warmup"])):
             run(frame)
     samples: dict[str, list[float]] = {k: [] for k in runners}
-    block = int(args.get("block", 1))
+    block, idle_s = int(args.get("block", 1)), float(args.get("idle_ms", 0.0)) / 1000.0
     for _ in range(-(-int(args["iters"]) // block)):  # whole blocks, at least iters frames
         for key, run in runners.items():
-            for _ in range(block):  # a width's frames back to back, as the node serves them
+            for _ in range(block):  # a width's frames in a row, as the node serves them
+                if idle_s:  # the gap a camera leaves between frames (time.sleep, untimed)
+                    time.sleep(idle_s)
                 t = time.perf_counter()
                 run(frame)
                 samples[key].append((time.perf_counter() - t) * 1000.0)
@@ -129,11 +131,11 @@ def run_in_fresh_process(module: str, flag: str, payload: dict[str, Any], thread
 
 def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: int, iters: int,
                warmup: int, precision: str, lraspp: bool, cache: str | None,
-               block: int = 1) -> dict[str, Any]:
+               block: int = 1, idle_ms: float = 0.0) -> dict[str, Any]:
     """One backend in a fresh process (``python -m slimseg_ros.tools.backend_bench``)."""
     payload = {"backend": backend, "checkpoint": checkpoint, "size": list(size),
                "threads": threads, "iters": iters, "warmup": warmup, "precision": precision,
-               "lraspp": lraspp, "cache": cache, "block": block}
+               "lraspp": lraspp, "cache": cache, "block": block, "idle_ms": idle_ms}
     return run_in_fresh_process(WORKER_MODULE, WORKER_FLAG, payload, threads, f"backend {backend}")
 
 
@@ -167,7 +169,7 @@ def merge_rounds(rounds: list[dict[str, Any]], torch_rounds: list[dict[str, Any]
 def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int], threads: int,
                      iters: int, warmup: int, precision: str = "fp32",
                      cache: str | None = None, log: Any = print,
-                     rounds: int = 1, block: int = 1) -> dict[str, Any]:
+                     rounds: int = 1, block: int = 1, idle_ms: float = 0.0) -> dict[str, Any]:
     """
     Every backend's figures, the FLOPs per width, and the LR-ASPP reference.
 
@@ -176,7 +178,9 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
     next with the same settings, which a single worker per backend would read as the backend.
     Within a worker the widths take turns ``block`` frames at a time: the node serves one
     width for many frames, and a narrow width's frame right after another width's runs slower
-    than in a run of its own (1: every frame another width).
+    than in a run of its own (1: every frame another width). ``idle_ms`` leaves that much idle
+    time before every timed frame, as a camera does between frames (a frame after a gap runs
+    slower than one right after another).
     """
     import torch
 
@@ -186,6 +190,8 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
 
     if rounds < 1 or block < 1:
         raise ValueError(f"rounds and block must be >= 1, got {rounds} and {block}")
+    if not 0 <= idle_ms <= 10_000:
+        raise ValueError(f"idle time must be between 0 and 10000 ms, got {idle_ms:g}")
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
     flops = {w: count_flops(model, w, size) for w in trained_widths(model)}
     runtime = [b for b in backends if b != "torch"]
@@ -196,19 +202,20 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
             log(f"round {r + 1}/{rounds}: timing {b} in its own process ...")
             per_round[b].append(run_worker(b, checkpoint, size, threads, iters, warmup,
                                            precision if b != "torch" else "fp32",
-                                           lraspp=b == "torch", cache=cache, block=block))
+                                           lraspp=b == "torch", cache=cache, block=block,
+                                           idle_ms=idle_ms))
         if best is None and runtime:  # the best runtime of the first round times LR-ASPP
             best = min(runtime, key=lambda b: per_round[b][0]["latency"]["1"]["p50_ms"])
         if best is not None:
             log(f"round {r + 1}/{rounds}: timing LR-ASPP in {best} ...")
             extra = run_worker(best, checkpoint, size, threads, iters, warmup, precision,
-                               lraspp=True, cache=cache, block=block)
+                               lraspp=True, cache=cache, block=block, idle_ms=idle_ms)
             per_round[best][-1]["latency"]["lraspp"] = extra["latency"]["lraspp"]
     torch_rounds = per_round.get("torch")
     results = {b: merge_rounds(per_round[b], torch_rounds if b != "torch" else None)
                for b in backends}
     return {"meta": {"checkpoint": checkpoint, "size": list(size), "threads": threads,
-                     "iters": iters, "rounds": rounds, "block": block,
+                     "iters": iters, "rounds": rounds, "block": block, "idle_ms": idle_ms,
                      "torch": torch.__version__,
                      "best_runtime": best, "cpu": _cpu_name()},
             "flops": {f"{w:g}": f for w, f in flops.items()}, "backends": results}

@@ -482,6 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --backends: frames timed back to back per width before the next "
                         "width's turn, as the node serves one width for many frames; 1 "
                         "changes width every frame (default 10)")
+    p.add_argument("--idle-ms", type=float, default=0.0,
+                   help="with --backends: idle time before every timed frame, as a camera "
+                        "leaves between frames (90 at 10 fps); a frame after a gap runs slower "
+                        "than one right after another (default 0: back to back)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--plot", help="write a PNG figure here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -544,7 +548,8 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     try:
         result = compare_backends(checkpoint, list(args.backends), args.sizes[0],
                                   args.threads or 2, args.iters, args.warmup, args.precision,
-                                  log=log, rounds=args.rounds, block=args.block)
+                                  log=log, rounds=args.rounds, block=args.block,
+                                  idle_ms=args.idle_ms)
     except (CheckpointError, BackendError, RuntimeError, ValueError) as exc:
         print(f"slimseg-bench: {exc}", file=sys.stderr)
         return 2
