@@ -109,6 +109,8 @@ def test_backends_compared_each_in_its_own_process(tmp_path, capsys, monkeypatch
         # 3 frames in blocks of 2: two whole blocks per width
         assert all(v["n"] == 4 and 0 < v["p50_ms"] <= v["p90_ms"] for v in lat.values())
     assert result["backends"]["onnxruntime"]["backend"] == "onnxruntime"
+    assert all(0 < r["startup_s"] <= r["ready_s"] for r in result["backends"].values())
+    assert "with the frame size prepared" in printed
     assert result["flops"]["0.25"] < result["flops"]["1"]
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(ckpt), "--backends", "torch", "tensorrt"])
@@ -153,9 +155,9 @@ def test_rounds_merge_to_medians_with_speed_ups_paired_per_round():
     from slimseg_ros.tools.backend_bench import merge_rounds
 
     def worker(p50s, startup):  # one worker's figures, shaped as the worker writes them
-        return {"backend": "x", "precision": "fp32", "startup_s": startup, "prepared_from": "-",
-                "switch_us_p50": 1.0, "latency": {k: {"p50_ms": v, "p90_ms": 2 * v, "n": 5}
-                                                  for k, v in p50s.items()}}
+        return {"backend": "x", "precision": "fp32", "startup_s": startup,
+                "ready_s": startup + 1.0, "prepared_from": "-", "switch_us_p50": 1.0,
+                "latency": {k: {"p50_ms": v, "p90_ms": 2 * v, "n": 5} for k, v in p50s.items()}}
     # the machine slows in round 2 and recovers in round 3: torch and the runtime both move
     torch_rounds = [worker({"1": 40.0}, 1.0), worker({"1": 80.0}, 1.0), worker({"1": 44.0}, 1.0)]
     runtime = [worker({"1": 20.0}, 3.0), worker({"1": 40.0}, 9.0), worker({"1": 11.0}, 4.0)]
@@ -163,6 +165,7 @@ def test_rounds_merge_to_medians_with_speed_ups_paired_per_round():
     assert merged["latency"]["1"] == {"p50_ms": 20.0, "p90_ms": 40.0, "n": 15}
     assert merged["rounds"] == [{"1": 20.0}, {"1": 40.0}, {"1": 11.0}]
     assert merged["startup_s"] == 4.0
+    assert merged["ready_s"] == 5.0
     # each round against its own torch: 2, 2 and 4, median 2 (medians' ratio would say 2.2)
     assert merged["speedup_vs_torch"] == {"1": 2.0}
     assert "speedup_vs_torch" not in merge_rounds(torch_rounds, None)
