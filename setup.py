@@ -17,7 +17,7 @@ PACKAGE = "slimseg_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    # every subpackage of the runtime (a hand-written list once left slimseg_ros.backends out
+    # every subpackage of the runtime (a hand-written list once left the backends package out
     # of colcon installs), plus training/ mapped to slimseg_ros.training
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]) + [f"{PACKAGE}.training"],
     package_dir={f"{PACKAGE}.training": "training"},
@@ -40,8 +40,8 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
-            f"slimseg_node = {PACKAGE}.node:main",
-            f"slimseg_lifecycle_node = {PACKAGE}.lifecycle_node:main",
+            f"slimseg_node = {PACKAGE}.ros.node:main",
+            f"slimseg_lifecycle_node = {PACKAGE}.ros.lifecycle_node:main",
             f"slimseg-train = {PACKAGE}.training.train:main",
             f"slimseg-eval = {PACKAGE}.training.evaluate:main",
             f"slimseg-export = {PACKAGE}.tools.export_cli:main",

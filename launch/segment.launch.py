@@ -36,7 +36,7 @@ TRUE = ("true", "1", "yes", "on")
 
 def _dds_profile(context):
     """Environment for the node's process: the profile file, unless the user chose one."""
-    from slimseg_ros.node_support import PROFILE_OVERRIDE_ENV, dds_profile_env
+    from slimseg_ros.ros.dds import PROFILE_OVERRIDE_ENV, dds_profile_env
 
     profile = LaunchConfiguration("dds_profile").perform(context)
     actions = [SetEnvironmentVariable(PROFILE_OVERRIDE_ENV, profile)]  # the node's own fallback
@@ -51,7 +51,7 @@ def _change_state(node, transition_id):
 
 
 def _node(context):
-    from slimseg_ros.params import list_argument
+    from slimseg_ros.ros.params import list_argument
 
     overrides = {}
     for name in ("checkpoint", "device"):

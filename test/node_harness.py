@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from slimseg_ros.contract import (TOPICS, Diagnostics, camera_status_name, camera_topics,
-                                  read_diagnostics)
+from slimseg_ros.ros.contract import (TOPICS, Diagnostics, camera_status_name, camera_topics,
+                                      read_diagnostics)
 
 NUM_CLASSES = 11
 PALETTE = [[(37 * i) % 256, (91 * i + 40) % 256, (53 * i + 7) % 256] for i in range(NUM_CLASSES)]
@@ -335,7 +335,7 @@ class Spinner:
     """
     An executor spinning some nodes in a background thread, as the node's own process does.
 
-    Single-threaded, like :func:`slimseg_ros.node.run`: rclpy's MultiThreadedExecutor spins
+    Single-threaded, like :func:`slimseg_ros.ros.node.run`: rclpy's MultiThreadedExecutor spins
     without waiting while a callback it queued has not started, and with the node and the probe
     in one process that loop took 95% of a core and slowed inference of a 2 ms frame to seconds.
     """

@@ -11,18 +11,17 @@ import torch
 
 from engine_fixtures import randomise_bn, tiny_config, tiny_info
 from slimseg_ros.models import build_model, save_checkpoint, set_width
-from slimseg_ros.backends import BackendError, default_precision, resolve_backend
-from slimseg_ros.backends.frame_graph import (FramePath, GraphCache, LogitsUpsample,
-                                              UpsampledArgmax, bilinear_phase_taps,
-                                              bilinear_taps, export_frame_graph, first_argmax,
-                                              nearest_exact_indices)
-from slimseg_ros.engine import SegmentationEngine
+from slimseg_ros.inference.backends import BackendError, default_precision, resolve_backend
+from slimseg_ros.inference.backends.frame_graph import (
+    FramePath, GraphCache, LogitsUpsample, UpsampledArgmax, bilinear_phase_taps, bilinear_taps,
+    export_frame_graph, first_argmax, nearest_exact_indices)
+from slimseg_ros.inference.engine import SegmentationEngine
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
-from slimseg_ros.backends.onnxruntime_backend import OnnxRuntimeFrameGraph  # noqa: E402
-from slimseg_ros.backends.openvino_backend import (  # noqa: E402
+from slimseg_ros.inference.backends.onnxruntime_backend import OnnxRuntimeFrameGraph  # noqa: E402
+from slimseg_ros.inference.backends.openvino_backend import (  # noqa: E402
     OpenVINOFrameGraph, bypass_identity_resizes, shared_core)
 
 SIZES = [(61, 83), (48, 64), (37, 29)]  # odd, even, smaller than the network input
@@ -264,7 +263,7 @@ def test_a_missing_runtime_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bf16_masks_follow_the_fp32_masks_where_the_cpu_runs_bf16(
         engine: SegmentationEngine) -> None:
-    from slimseg_ros.backends.openvino_backend import cpu_supports_bf16
+    from slimseg_ros.inference.backends.openvino_backend import cpu_supports_bf16
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16")
     for width in (engine.widths[0], engine.widths[-1]):
@@ -282,7 +281,7 @@ def test_bf16_masks_follow_the_fp32_masks_where_the_cpu_runs_bf16(
 
 
 def test_auto_precision_is_bf16_only_through_openvino_on_a_bf16_cpu(tmp_path: Path) -> None:
-    from slimseg_ros.backends.openvino_backend import cpu_supports_bf16
+    from slimseg_ros.inference.backends.openvino_backend import cpu_supports_bf16
     openvino_choice = "bf16" if cpu_supports_bf16() else "fp32"
     assert default_precision("openvino", "cpu") == openvino_choice
     assert default_precision("onnxruntime", "cpu") == "fp32"
@@ -301,7 +300,7 @@ def test_auto_precision_is_bf16_only_through_openvino_on_a_bf16_cpu(tmp_path: Pa
 
 
 def test_bf16_on_a_cpu_without_it_fails_with_one_sentence() -> None:
-    from slimseg_ros.backends.openvino_backend import cpu_supports_bf16
+    from slimseg_ros.inference.backends.openvino_backend import cpu_supports_bf16
     if cpu_supports_bf16():
         pytest.skip("this CPU runs bf16")
     with pytest.raises(BackendError, match="needs a CPU with native bf16"):
@@ -329,8 +328,8 @@ def test_cache_returns_what_was_stored_and_rebuilds_stale_or_corrupt_entries(
 SIGNAL_AFTER_GRAPHS_ARE_DROPPED = """
 import gc, os, signal, sys
 import torch
-from slimseg_ros.backends.frame_graph import export_frame_graph
-from slimseg_ros.backends.openvino_backend import OpenVINOFrameGraph
+from slimseg_ros.inference.backends.frame_graph import export_frame_graph
+from slimseg_ros.inference.backends.openvino_backend import OpenVINOFrameGraph
 onnx = export_frame_graph(torch.nn.Conv2d(3, 2, 1), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), None,
                           example_size=(8, 8))
 frame = torch.zeros(8, 8, 3, dtype=torch.uint8).numpy()

@@ -140,7 +140,7 @@ def test_idle_time_is_left_before_every_timed_frame_and_kept_out_of_its_latency(
 
 def test_the_lraspp_reference_runs_at_the_runs_precision():
     pytest.importorskip("onnxruntime")
-    from slimseg_ros.backends import BackendError
+    from slimseg_ros.inference.backends import BackendError
     from slimseg_ros.tools.backend_bench import lraspp_engine_like
 
     mask = lraspp_engine_like("onnxruntime", 5, (32, 48), 1, "fp32")(

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from slimseg_ros.contract import (KEYS, REJECTED, TOPICS, Diagnostics, HostStatus, LastFrame,
-                                  camera_status_name, camera_topics, check_camera_names,
-                                  diagnostics_values, is_segmentation_status, read_diagnostics,
-                                  status_camera, status_name)
-from slimseg_ros.latency import WidthLatency
+from slimseg_ros.ros.contract import (KEYS, REJECTED, TOPICS, Diagnostics, HostStatus, LastFrame,
+                                      camera_status_name, camera_topics, check_camera_names,
+                                      diagnostics_values, is_segmentation_status, read_diagnostics,
+                                      status_camera, status_name)
+from slimseg_ros.governor.latency import WidthLatency
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from slimseg_ros.contract import Diagnostics, HostStatus, diagnostics_values
-from slimseg_ros.latency import WidthLatency
+from slimseg_ros.ros.contract import Diagnostics, HostStatus, diagnostics_values
+from slimseg_ros.governor.latency import WidthLatency
 from slimseg_ros.tools.demo import DemoError
 from slimseg_ros.tools.demo.cli import find_params_file, flatten_params, main
 from slimseg_ros.tools.demo.client import Record, parse_diagnostic_values

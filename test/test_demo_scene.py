@@ -177,7 +177,7 @@ def test_packaged_model_clears_the_threshold_on_generated_frames() -> None:
     Measured on 20 frames of 360x480, seed 0: mIoU 51.6 / 57.1 / 58.2 / 60.1 at widths 0.25 /
     0.5 / 0.75 / 1.0.
     """
-    engine_module = pytest.importorskip("slimseg_ros.engine")
+    engine_module = pytest.importorskip("slimseg_ros.inference.engine")
     engine = engine_module.SegmentationEngine.from_checkpoint(
         REPO / "models" / "default.pt", device="cpu", backend="torch")
     miou = ds.scene_miou(engine.infer, [1.0], n_frames=4, size=(360, 480))

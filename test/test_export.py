@@ -11,8 +11,8 @@ import pytest
 import torch
 from engine_fixtures import NUM_CLASSES, make_checkpoint
 
-from slimseg_ros.engine import SegmentationEngine
-from slimseg_ros.export import ExportError, export_width, verify
+from slimseg_ros.inference.engine import SegmentationEngine
+from slimseg_ros.inference.export import ExportError, export_width, verify
 from slimseg_ros.tools.export_cli import main, output_path
 
 

@@ -273,8 +273,8 @@ def test_node_serves_the_finetuned_model_with_its_classes_and_palette(
     from rclpy.parameter import Parameter
 
     from node_harness import Probe, Spinner, image_msg, wait_for
-    from slimseg_ros.conversions import colorize, palette_lut
-    from slimseg_ros.node import SlimSegNode
+    from slimseg_ros.ros.conversions import colorize, palette_lut
+    from slimseg_ros.ros.node import SlimSegNode
 
     _, out = finetuned
     node = SlimSegNode(context=ros_context, parameter_overrides=[

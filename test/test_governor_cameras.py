@@ -12,8 +12,8 @@ import itertools
 
 import pytest
 
-from slimseg_ros.governor import Governor, GovernorConfig
-from slimseg_ros.latency import LatencyStore
+from slimseg_ros.governor.decision import Governor, GovernorConfig
+from slimseg_ros.governor.latency import LatencyStore
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 COST = {0.25: 5.0, 0.5: 10.0, 0.75: 20.0, 1.0: 30.0}  # ms per frame at each width

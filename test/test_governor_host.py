@@ -12,9 +12,9 @@ import math
 
 import pytest
 
-from slimseg_ros.governor import Governor, GovernorConfig
-from slimseg_ros.governor_budget import predicted_cpu_share
-from slimseg_ros.latency import LatencyStore, WidthLatency
+from slimseg_ros.governor.decision import Governor, GovernorConfig
+from slimseg_ros.governor.budget import predicted_cpu_share
+from slimseg_ros.governor.latency import LatencyStore, WidthLatency
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 NONE = {w: None for w in WIDTHS}

@@ -12,8 +12,9 @@ import math
 
 import pytest
 
-from slimseg_ros.host_readings import (DEFAULT_TEMPERATURE_SENSORS, HostReader, PsutilSample,
-                                       hottest, read_psutil, sensor_matches, usable_cores)
+from slimseg_ros.governor.host_readings import (DEFAULT_TEMPERATURE_SENSORS, HostReader,
+                                                PsutilSample, hottest, read_psutil,
+                                                sensor_matches, usable_cores)
 
 psutil = pytest.importorskip("psutil")
 try:  # psutil 7.1 and later

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from slimseg_ros.latency import LatencyStore, WidthLatency, percentile
+from slimseg_ros.governor.latency import LatencyStore, WidthLatency, percentile
 
 
 def test_store_forgets_old_and_excess_frames() -> None:

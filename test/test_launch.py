@@ -116,12 +116,12 @@ def test_autostart_configures_then_activates_once(tree) -> None:
     ("front,left", str, ["front", "left"]), ("['a', \"b\"]", str, ["a", "b"]),
     ("[2.0, 1]", float, [2.0, 1.0])])
 def test_list_arguments_are_read_like_yaml_lists(text, item, expected) -> None:
-    from slimseg_ros.params import list_argument
+    from slimseg_ros.ros.params import list_argument
     assert list_argument("cameras", text, item) == expected
 
 
 def test_a_bad_list_argument_is_named() -> None:
-    from slimseg_ros.params import list_argument
+    from slimseg_ros.ros.params import list_argument
     with pytest.raises(ValueError, match="'camera_priorities' is '\\[high, low\\]'"):
         list_argument("camera_priorities", "[high, low]", float)
 
@@ -220,7 +220,7 @@ def test_launch_description_sets_the_dds_profile_before_the_node(
     from launch.utilities import perform_substitutions
     from launch_ros.actions import Node
 
-    from slimseg_ros.node_support import FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV, \
+    from slimseg_ros.ros.dds import FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV, \
         dds_profile_env
 
     for name in (FASTDDS_ENV, FASTRTPS_ENV, "RMW_IMPLEMENTATION"):

@@ -24,8 +24,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 
 from node_harness import (Probe, Spinner, image_msg, make_tiny_checkpoint,  # noqa: E402
                           pick_domain_id, wait_for)
-from slimseg_ros.contract import NODE_NAME, TOPICS  # noqa: E402
-from slimseg_ros.lifecycle_node import SlimSegLifecycleNode  # noqa: E402
+from slimseg_ros.ros.contract import NODE_NAME, TOPICS  # noqa: E402
+from slimseg_ros.ros.lifecycle_node import SlimSegLifecycleNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -25,10 +25,10 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from node_harness import (PALETTE, Probe, Spinner, image_msg, make_tiny_checkpoint,  # noqa: E402
                           pick_domain_id, wait_for)
-from slimseg_ros.contract import REJECTED, TOPICS, compressed_topic  # noqa: E402
-from slimseg_ros.conversions import colorize, palette_lut  # noqa: E402
-from slimseg_ros.governor_budget import CPU_METER  # noqa: E402
-from slimseg_ros.node import SlimSegNode, StartupError  # noqa: E402
+from slimseg_ros.ros.contract import REJECTED, TOPICS, compressed_topic  # noqa: E402
+from slimseg_ros.ros.conversions import colorize, palette_lut  # noqa: E402
+from slimseg_ros.governor.budget import CPU_METER  # noqa: E402
+from slimseg_ros.ros.node import SlimSegNode, StartupError  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -435,7 +435,7 @@ def test_runtime_backend_serves_masks_and_says_so(start, backend, tmp_path, monk
     # precision auto: bf16 only through OpenVINO on a CPU with native bf16 (measured there)
     expected = "fp32"
     if backend == "openvino":
-        from slimseg_ros.backends.openvino_backend import cpu_supports_bf16
+        from slimseg_ros.inference.backends.openvino_backend import cpu_supports_bf16
         expected = "bf16" if cpu_supports_bf16() else "fp32"
     assert (diag.backend, diag.precision) == (backend, expected)
     # stop signals stay off the model's threads (a Ctrl-C landing on a runtime thread that is

@@ -25,8 +25,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 
 from node_harness import (Probe, Spinner, image_msg, make_tiny_checkpoint,  # noqa: E402
                           pick_domain_id, wait_for)
-from slimseg_ros.contract import REJECTED, camera_status_name  # noqa: E402
-from slimseg_ros.node import SlimSegNode, StartupError  # noqa: E402
+from slimseg_ros.ros.contract import REJECTED, camera_status_name  # noqa: E402
+from slimseg_ros.ros.node import SlimSegNode, StartupError  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

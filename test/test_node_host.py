@@ -11,10 +11,10 @@ import threading
 
 import pytest
 
-from slimseg_ros.contract import NONE, OFF, UNAVAILABLE
-from slimseg_ros.governor import Governor, GovernorConfig
-from slimseg_ros.host_readings import PsutilSample
-from slimseg_ros.node_host import HostWatch
+from slimseg_ros.ros.contract import NONE, OFF, UNAVAILABLE
+from slimseg_ros.governor.decision import Governor, GovernorConfig
+from slimseg_ros.governor.host_readings import PsutilSample
+from slimseg_ros.ros.host_watch import HostWatch
 
 psutil = pytest.importorskip("psutil")
 try:  # psutil 7.1 and later

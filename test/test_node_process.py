@@ -26,7 +26,7 @@ pytest.importorskip("sensor_msgs.msg")
 psutil = pytest.importorskip("psutil")
 
 from node_harness import Probe, Spinner, image_msg, make_tiny_checkpoint, pick_domain_id, wait_for  # noqa: E402,E501
-from slimseg_ros.contract import REJECTED  # noqa: E402
+from slimseg_ros.ros.contract import REJECTED  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

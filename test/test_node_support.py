@@ -15,27 +15,30 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slimseg_ros import node_support as ns
-from slimseg_ros.governor import GovernorConfig
-from slimseg_ros.params import (MODEL_PARAMS, PARAMS, SPECS, check_camera_priorities,
-                                check_value, governor_config_from_params)
+from slimseg_ros import resources
+from slimseg_ros.ros import dds
+from slimseg_ros.ros.frame_slots import FrameSlots
+from slimseg_ros.ros.rejections import Rejections
+from slimseg_ros.governor.decision import GovernorConfig
+from slimseg_ros.ros.params import (MODEL_PARAMS, PARAMS, SPECS, check_camera_priorities,
+                                    check_value, governor_config_from_params)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_frame_slots_keep_only_the_newest_item_per_camera() -> None:
-    slots: ns.FrameSlots[int] = ns.FrameSlots(["front"])
+    slots: FrameSlots[int] = FrameSlots(["front"])
     assert slots.put("front", 1, now=0.0) is False
     assert slots.put("front", 2, now=0.0) is True and slots.put("front", 3, now=0.0) is True
     assert slots.take(timeout=0.1) == ("front", 3)
     assert (slots.received["front"], slots.dropped["front"]) == (3, 2)
     assert slots.take(timeout=0.05) is None  # empty: times out
     with pytest.raises(ValueError, match="distinct"):
-        ns.FrameSlots(["a", "a"])
+        FrameSlots(["a", "a"])
 
 
 def test_frame_slots_serve_cameras_round_robin_under_a_flood() -> None:
-    slots: ns.FrameSlots[int] = ns.FrameSlots(["flood", "steady", "idle"])
+    slots: FrameSlots[int] = FrameSlots(["flood", "steady", "idle"])
     served = []
     for i in range(6):
         slots.put("flood", i, now=float(i))  # always a frame waiting
@@ -51,7 +54,7 @@ def test_frame_slots_serve_cameras_round_robin_under_a_flood() -> None:
 
 
 def test_frame_slots_wake_a_waiting_taker_and_close() -> None:
-    slots: ns.FrameSlots[str] = ns.FrameSlots(["cam"])
+    slots: FrameSlots[str] = FrameSlots(["cam"])
     got: list[tuple[str, str] | None] = []
     t = threading.Thread(target=lambda: got.append(slots.take(timeout=5)))
     t.start()
@@ -67,7 +70,7 @@ def test_frame_slots_wake_a_waiting_taker_and_close() -> None:
 
 
 def test_frame_slots_measure_each_cameras_frame_rate() -> None:
-    slots: ns.FrameSlots[int] = ns.FrameSlots(["fast", "slow", "idle"])
+    slots: FrameSlots[int] = FrameSlots(["fast", "slow", "idle"])
     for i in range(31):  # 30 frames/s for one second; 2 frames/s
         slots.put("fast", i, now=10.0 + i / 30.0)
     for t in (10.0, 10.5, 11.0):
@@ -81,7 +84,7 @@ def test_frame_slots_measure_each_cameras_frame_rate() -> None:
 
 
 def test_rejections_are_counted_always_and_logged_throttled_per_kind() -> None:
-    r = ns.Rejections(throttle_s=5.0)
+    r = Rejections(throttle_s=5.0)
     assert r.reject("image", "bad step", now=0.0) == "rejected image: bad step"
     assert r.reject("image", "bad step", now=1.0) is None
     assert r.reject("width", "width 7.0", now=1.0) == "rejected width: width 7.0"  # own throttle
@@ -102,17 +105,17 @@ def test_rejections_are_counted_always_and_logged_throttled_per_kind() -> None:
     ({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}, {}),      # not Fast DDS: nothing to do
 ])
 def test_dds_profile_env(environ: dict, expected: dict) -> None:
-    assert ns.dds_profile_env(environ, "/p.xml") == expected
+    assert dds.dds_profile_env(environ, "/p.xml") == expected
 
 
 def test_apply_dds_profile_uses_the_shipped_file_or_the_override() -> None:
     env: dict[str, str] = {}
-    set_ = ns.apply_dds_profile(env)
-    shipped = ns.default_dds_profile()
+    set_ = dds.apply_dds_profile(env)
+    shipped = resources.default_dds_profile()
     assert shipped is not None and shipped.name == "fastdds_large_shm.xml"
     assert set_ == {"FASTDDS_DEFAULT_PROFILES_FILE": str(shipped)} and env == set_
-    assert ns.apply_dds_profile({"SLIMSEG_DDS_PROFILE": ""}) == {}  # opt out
-    assert ns.apply_dds_profile({"SLIMSEG_DDS_PROFILE": "/x.xml"}) == {
+    assert dds.apply_dds_profile({"SLIMSEG_DDS_PROFILE": ""}) == {}  # opt out
+    assert dds.apply_dds_profile({"SLIMSEG_DDS_PROFILE": "/x.xml"}) == {
         "FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml"}
 
 
@@ -127,27 +130,28 @@ def test_shipped_profile_has_a_large_shared_memory_segment() -> None:
 
 
 def test_packaged_files_are_found_where_the_package_lives() -> None:
-    params = ns.packaged_file("config", "slimseg.yaml")
+    params = resources.packaged_file("config", "slimseg.yaml")
     assert params is not None
     assert params.read_text() == (REPO / "config" / "slimseg.yaml").read_text()
-    assert ns.packaged_file("config", "no_such_file.yaml") is None
-    assert ns.packaged_file("no_such_folder", "slimseg.yaml") is None
-    assert ns.default_dds_profile() == ns.packaged_file("config", "fastdds_large_shm.xml")
+    assert resources.packaged_file("config", "no_such_file.yaml") is None
+    assert resources.packaged_file("no_such_folder", "slimseg.yaml") is None
+    assert resources.default_dds_profile() == resources.packaged_file("config",
+                                                                      "fastdds_large_shm.xml")
 
 
 def test_default_checkpoint_prefers_default_pt_and_explains_absence(tmp_path, monkeypatch) -> None:
     models = tmp_path / "models"
-    monkeypatch.setattr(ns, "data_dirs", lambda sub: [models] if models.is_dir() else [])
+    monkeypatch.setattr(resources, "data_dirs", lambda sub: [models] if models.is_dir() else [])
     with pytest.raises(FileNotFoundError, match="no packaged default model was found"):
-        ns.default_checkpoint()
+        resources.default_checkpoint()
     models.mkdir()
     (models / "a.pt").write_bytes(b"")
-    assert ns.default_checkpoint() == models / "a.pt"
+    assert resources.default_checkpoint() == models / "a.pt"
     (models / "b.pt").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="several models"):
-        ns.default_checkpoint()
+        resources.default_checkpoint()
     (models / "default.pt").write_bytes(b"")
-    assert ns.default_checkpoint() == models / "default.pt"
+    assert resources.default_checkpoint() == models / "default.pt"
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -250,6 +254,6 @@ def test_governor_parameters_map_onto_the_config() -> None:
                                        (True, True)])
 def test_host_sensors_takes_the_boolean_yaml_makes_of_an_unquoted_off(value, on) -> None:
     """``host_sensors: off`` in YAML or ``-p host_sensors:=off`` arrives as False."""
-    from slimseg_ros.params import host_sensors_on
+    from slimseg_ros.ros.params import host_sensors_on
     check_value("host_sensors", value)
     assert host_sensors_on(value) is on

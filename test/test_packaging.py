@@ -79,7 +79,7 @@ def test_installed_package_finds_its_files_through_the_ament_index(workspace: Pa
     site = next(prefix.glob("lib/python3*/site-packages"))
     env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix),
                PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
-    code = ("import slimseg_ros, slimseg_ros.node_support as ns; "
+    code = ("import slimseg_ros, slimseg_ros.resources as ns; "
             "print(slimseg_ros.__file__); print(ns.default_dds_profile())")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=workspace,
                          capture_output=True, text=True, timeout=60)
@@ -133,7 +133,8 @@ def test_every_python_package_of_the_source_tree_is_installed() -> None:
                          + p.parent.relative_to(REPO / "training").parts)
                 for p in (REPO / "training").rglob("__init__.py")}
     assert on_disk <= set(listed), sorted(on_disk - set(listed))
-    assert {"slimseg_ros.backends", "slimseg_ros.tools", "slimseg_ros.tools.demo"} <= set(listed)
+    assert {"slimseg_ros.inference.backends", "slimseg_ros.tools",
+            "slimseg_ros.tools.demo"} <= set(listed)
 
 
 def test_console_scripts_keep_their_names_and_reach_a_main() -> None:
@@ -190,7 +191,7 @@ def test_pip_install_into_a_virtual_environment_finds_the_shipped_files(tmp_path
                               "-q", "--no-deps", "--no-build-isolation", str(src)],
                              capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, (install.stdout + install.stderr)[-3000:]
-    probe = ("import json, slimseg_ros.node_support as ns; "
+    probe = ("import json, slimseg_ros.resources as ns; "
              "from slimseg_ros.training.initial_weights import resolve_load_from; "
              "print(json.dumps([ns.__file__, str(ns.packaged_file('models', 'default.pt')), "
              "str(ns.packaged_file('config', 'slimseg.yaml')), "

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from slimseg_ros.models.checkpoint import load_checkpoint, safe_torch_load
-from slimseg_ros.node_support import FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV
+from slimseg_ros.ros.dds import FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV
 from slimseg_ros.tools.node_process import (CAMVID_CLASSES, default_params_file, log_tail,
                                             node_command, node_environment,
                                             stand_in_checkpoint, stop_process)
@@ -31,7 +31,8 @@ def test_node_command_passes_the_parameter_file_and_values_as_ros_parses_them() 
     cmd = node_command(params, {"checkpoint": "/models/a b.pt", "publish_color": False,
                                 "diagnostics_period_s": 0.25, "input_size": [128, 160]})
     start = cmd.index("--ros-args")
-    assert Path(cmd[0]).name == "slimseg_node" or cmd[:start][-2:] == ["-m", "slimseg_ros.node"]
+    assert Path(cmd[0]).name == "slimseg_node" or cmd[:start][-2:] == ["-m",
+                                                                       "slimseg_ros.ros.node"]
     assert cmd[start + 1:start + 3] == ["--params-file", str(params)]
     values = dict(arg.split(":=", 1) for arg in cmd[start + 3:][1::2])
     assert cmd[start + 3:][::2] == ["-p"] * 4

@@ -144,8 +144,8 @@ def runtime_predictor(model: nn.Module, info: Any, args: argparse.Namespace,
 
     ``(None, "torch")`` for the slimmable model itself.
     """
-    from slimseg_ros.backends import resolve_backend
-    from slimseg_ros.engine import SegmentationEngine
+    from slimseg_ros.inference.backends import resolve_backend
+    from slimseg_ros.inference.engine import SegmentationEngine
 
     backend = resolve_backend(args.backend, device.type, args.precision)
     if backend == "torch":

@@ -19,7 +19,7 @@ from slimseg_ros.models import CheckpointError
 from slimseg_ros.models.checkpoint import model_from_payload, safe_torch_load
 from slimseg_ros.models.config import model_config_differences
 from slimseg_ros.models.segmenter import classifier_keys
-from slimseg_ros.node_support import data_dirs, packaged_file
+from slimseg_ros.resources import data_dirs, packaged_file
 
 from .config import ConfigError, TrainConfig
 from .slimseg import trained_network

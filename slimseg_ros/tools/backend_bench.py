@@ -42,8 +42,8 @@ def lraspp_engine_like(backend: str, num_classes: int, input_size: tuple[int, in
     import torch
     from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
-    from ..backends import frame_graph_runner
-    from ..backends.frame_graph import FramePath, export_frame_graph
+    from ..inference.backends import frame_graph_runner
+    from ..inference.backends.frame_graph import FramePath, export_frame_graph
 
     class Logits(torch.nn.Module):
         def __init__(self) -> None:
@@ -72,7 +72,7 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     """Time one backend (in this process only) and return its figures."""
     import torch
 
-    from ..engine import SegmentationEngine
+    from ..inference.engine import SegmentationEngine
     from ..models.checkpoint import load_checkpoint
 
     torch.set_num_threads(int(args["threads"]))

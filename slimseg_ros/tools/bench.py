@@ -50,13 +50,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine import (SegmentationEngine, check_frame, fold_batchnorm, frames_to_batch,
-                      module_bytes, postprocess, preprocess, resolve_device)
+from ..inference.engine import (SegmentationEngine, check_frame, fold_batchnorm, frames_to_batch,
+                                module_bytes, postprocess, preprocess, resolve_device)
 from ..models.checkpoint import CheckpointError, ModelInfo, load_checkpoint
 from ..models.config import ModelConfig
 from ..models.segmenter import build_model
 from ..models.slimmable import set_width as set_model_width, to_plain, trained_widths
-from ..node_support import default_checkpoint
+from ..resources import default_checkpoint
 from .export_cli import parse_size
 from .flops import count_flops, count_params
 
@@ -285,7 +285,7 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
     folder = Path(tmp.name)
     try:
         if onnx:
-            from ..export import export_onnx, metadata
+            from ..inference.export import export_onnx, metadata
 
             onnx_nets = {}
             for w in widths:
@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     """``--backends``: the runtime comparison of :mod:`slimseg_ros.tools.backend_bench`."""
-    from ..backends import BackendError, available
+    from ..inference.backends import BackendError, available
     from .backend_bench import compare_backends, format_comparison, plot_comparison
 
     missing = [b for b in args.backends if not available(b)]

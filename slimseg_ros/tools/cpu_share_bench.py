@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..contract import Diagnostics, camera_topics
-from ..node_support import default_checkpoint
+from ..ros.contract import Diagnostics, camera_topics
+from ..resources import default_checkpoint
 from ..widths import same_width
 from .multicam_bench import (NODE_PER_CAMERA, Listener, Proc, parse_frame_size, spin_for,
                              spin_until, start_camera, start_nodes, stop_all, stop_camera)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..contract import TOPICS, Diagnostics, is_segmentation_status, read_diagnostics
-from ..node_support import default_dds_profile
+from ..ros.contract import TOPICS, Diagnostics, is_segmentation_status, read_diagnostics
+from ..resources import default_dds_profile
 from .node_process import (default_params_file, node_command, node_environment,
                            stand_in_checkpoint, stop_process)
 

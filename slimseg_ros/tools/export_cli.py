@@ -5,7 +5,7 @@
 (``--width all`` writes one file per trained width). Each file is loaded back and run beside the
 PyTorch network at the export size and at a second size; the maximum absolute difference is
 printed and the command fails (exit code 1) when it exceeds the tolerance. The conversion itself
-is :mod:`slimseg_ros.export`, which the runtime uses too.
+is :mod:`slimseg_ros.inference.export`, which the runtime uses too.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..engine import SegmentationEngine
-from ..export import FORMATS, ExportError, export_width
+from ..inference.engine import SegmentationEngine
+from ..inference.export import FORMATS, ExportError, export_width
 from ..models.checkpoint import CheckpointError
 
 

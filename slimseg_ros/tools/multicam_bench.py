@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..contract import (NODE_NAME, Diagnostics, camera_topics, is_segmentation_status,
-                        read_diagnostics)
-from ..node_support import default_checkpoint
+from ..ros.contract import (NODE_NAME, Diagnostics, camera_topics, is_segmentation_status,
+                            read_diagnostics)
+from ..resources import default_checkpoint
 from .node_process import (PROFILE_VARS, default_params_file, log_tail, node_command,
                            node_environment, stop_process)
 

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..node_support import (FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV, default_dds_profile,
-                            dds_profile_env, packaged_file)
+from ..resources import default_dds_profile, packaged_file
+from ..ros.dds import FASTDDS_ENV, FASTRTPS_ENV, PROFILE_OVERRIDE_ENV, dds_profile_env
 
 NODE_EXECUTABLE = "slimseg_node"
 PARAMS_FILE_NAME = "slimseg.yaml"
@@ -43,13 +43,13 @@ def node_command(params_file: Path | None, overrides: Mapping[str, Any]) -> list
     """
     ``slimseg_node --ros-args [--params-file FILE] -p name:=value ...``.
 
-    The console script beside this interpreter or on PATH, else ``python -m slimseg_ros.node``.
+    The console script beside this interpreter or on PATH, else ``python -m slimseg_ros.ros.node``.
     Values that are not strings are written as JSON (``false``, ``0.2``, ``[1, 2]``), which is
     how ROS parses ``-p`` values.
     """
     exe = shutil.which(NODE_EXECUTABLE, path=os.pathsep.join(
         [str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    cmd = [exe] if exe else [sys.executable, "-m", "slimseg_ros.node"]
+    cmd = [exe] if exe else [sys.executable, "-m", "slimseg_ros.ros.node"]
     cmd.append("--ros-args")
     if params_file is not None:
         cmd += ["--params-file", str(params_file)]

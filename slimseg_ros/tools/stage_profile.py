@@ -42,7 +42,7 @@ def openvino_stage(name: str, seen_network: bool) -> str:
 def _torch_stages(engine: Any, frame: np.ndarray, width: float, iters: int) -> dict[str, float]:
     import torch
 
-    from ..engine import frames_to_batch, postprocess
+    from ..inference.engine import frames_to_batch, postprocess
 
     net = engine.network(width)
     samples: dict[str, list[float]] = {s: [] for s in STAGES if s != "logits upsample"}
@@ -89,7 +89,7 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     """One backend's stage times per width, in this process."""
     import torch
 
-    from ..engine import SegmentationEngine
+    from ..inference.engine import SegmentationEngine
 
     torch.set_num_threads(args["threads"])
     h, w = args["size"]

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...contract import NODE_NAME, check_camera_names
-from ...node_support import default_checkpoint
+from ...ros.contract import NODE_NAME, check_camera_names
+from ...resources import default_checkpoint
 from ..node_process import (default_params_file, log_tail, node_command, node_environment,
                             stand_in_checkpoint, stop_process)
 from . import DemoError

@@ -5,7 +5,7 @@ It plays the cameras and the policy inputs into the node under test, subscribes 
 and records everything with the scenario clock's times.
 
 One camera ("", the plain topic names) or several (the node's ``cameras``: each camera's topics
-below its name, :func:`~slimseg_ros.contract.camera_topics`); every row recorded per frame,
+below its name, :func:`~slimseg_ros.ros.contract.camera_topics`); every row recorded per frame,
 mask, width or decision names its camera.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ...contract import (KEYS, TOPICS, camera_topics, is_segmentation_status, read_diagnostics,
-                         status_camera)
+from ...ros.contract import (KEYS, TOPICS, camera_topics, is_segmentation_status, read_diagnostics,
+                             status_camera)
 from .scene import SceneScore
 
 

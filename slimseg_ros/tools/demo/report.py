@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...contract import read_diagnostics
+from ...ros.contract import read_diagnostics
 from ...widths import find_width, same_width
 from ..node_process import CAMVID_CLASSES, CAMVID_PALETTE
 from .client import Record, parse_diagnostic_values
@@ -169,7 +169,7 @@ def plot_montage(record: Record, frame: np.ndarray, info: dict[str, Any], widths
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from ...conversions import colorize, palette_lut
+    from ...ros.conversions import colorize, palette_lut
 
     lut = palette_lut(info["palette"] or CAMVID_PALETTE)
     e2e = {r["width"]: r["e2e_p50_ms"] for r in table}

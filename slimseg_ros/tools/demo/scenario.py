@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...contract import read_diagnostics
+from ...ros.contract import read_diagnostics
 from ...widths import find_width, same_width
 from ..node_process import log_tail
 from . import DemoError

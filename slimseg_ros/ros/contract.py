@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .latency import WidthLatency
+from ..governor.latency import WidthLatency
 
 NODE_NAME = "slimseg_node"
 STATUS_SUFFIX = ": segmentation"  # the DiagnosticStatus name is "<node name>: segmentation"

@@ -30,9 +30,9 @@ from std_msgs.msg import Float32
 
 from .contract import CameraTopics, LastFrame, compressed_topic
 from .conversions import colorize, fill_image, overlay
-from .governor import Decision
-from .latency import LatencyStore
-from .node_support import Rejections
+from ..governor.decision import Decision
+from ..governor.latency import LatencyStore
+from .rejections import Rejections
 
 IMAGE_OUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                            reliability=ReliabilityPolicy.RELIABLE)

@@ -35,10 +35,10 @@ from torch.overrides import TorchFunctionMode
 from .backends import (BackendError, check_backend_precision, default_precision,
                        frame_graph_runner, resolve_backend)
 from .backends.frame_graph import GraphCache, export_frame_graph, file_sha256
-from .models.checkpoint import ModelInfo, load_checkpoint
-from .models.slimmable import (SlimmableConv2d, SlimmableMixin, set_width as set_model_width,
-                               to_plain, trained_widths)
-from .widths import width_index
+from ..models.checkpoint import ModelInfo, load_checkpoint
+from ..models.slimmable import (SlimmableConv2d, SlimmableMixin, set_width as set_model_width,
+                                to_plain, trained_widths)
+from ..widths import width_index
 
 PRECISIONS = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
               "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
@@ -344,7 +344,7 @@ class SegmentationEngine:
     The engine holds no width of its own: every call names the width to run at (the governor's
     decision in the node) and runs that width's prepared network, so calls at different widths
     may come from different threads. The engine measures nothing: the caller times its calls
-    (:class:`~slimseg_ros.latency.LatencyStore` in the node).
+    (:class:`~slimseg_ros.governor.latency.LatencyStore` in the node).
     """
 
     def __init__(self, model: nn.Module, info: ModelInfo, device: str | torch.device = "cpu",

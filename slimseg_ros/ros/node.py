@@ -42,8 +42,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from .contract import NODE_NAME
-from .node_core import SlimSegCore, StartupError
-from .node_support import apply_dds_profile
+from .core import SlimSegCore, StartupError
+from .dds import apply_dds_profile
 
 __all__ = ["SlimSegNode", "StartupError", "main", "run"]
 
@@ -70,7 +70,7 @@ class SlimSegNode(Node):
 
     @property
     def engine(self) -> Any:
-        """:class:`~slimseg_ros.engine.SegmentationEngine` of the node (read-only use)."""
+        """Return the node's :class:`~slimseg_ros.inference.engine.SegmentationEngine`."""
         return self.core.engine
 
     def frame_stats(self, camera: str | None = None) -> dict[str, Any]:

@@ -72,13 +72,13 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from .governor_caps import (HOST, TOPIC, Reading, SensorCaps, SharedCaps, checked,
-                            stale_warning)
-from .governor_config import MAX_CELSIUS, GovernorConfig, _number
-from .governor_budget import (CPU_METER, BudgetRound, CameraState, Meter, budget_cap,
-                              busy_cpu_share, latency_meter, predicted_cpu_share)
+from .caps import (HOST, TOPIC, Reading, SensorCaps, SharedCaps, checked,
+                   stale_warning)
+from .config import MAX_CELSIUS, GovernorConfig, _number
+from .budget import (CPU_METER, BudgetRound, CameraState, Meter, budget_cap,
+                     busy_cpu_share, latency_meter, predicted_cpu_share)
 from .latency import LatencyStore, WidthLatency
-from .widths import find_width, same_width
+from ..widths import find_width, same_width
 
 __all__ = ["SINGLE", "Decision", "Governor", "GovernorConfig"]
 SINGLE = ""  # the camera name of a governor made without cameras

@@ -11,7 +11,7 @@ stops and destroys them, keeping the model warm; :meth:`cleanup` frees the model
 runs configure and activate in its constructor.
 
 Threads: the image subscription callbacks only drop each message into its camera's one-frame
-slot (:class:`~.node_support.FrameSlots`); one inference thread takes frames round-robin over
+slot (:class:`~.frame_slots.FrameSlots`); one inference thread takes frames round-robin over
 the cameras with a frame waiting, converts, asks the governor for every camera's width and runs
 the one engine at the frame's camera's width. Control topics, parameters and timers run on the
 executor's thread (one is enough: :func:`.node.run`), so a width command is handled while a
@@ -43,11 +43,14 @@ from std_msgs.msg import Float32
 from .contract import (REJECTED, TOPICS, Diagnostics, LastFrame, camera_status_name,
                        camera_topics, diagnostics_values, status_name)
 from .conversions import compressed_to_rgb, image_to_rgb, palette_lut
-from .governor import SINGLE, Decision, Governor
-from .latency import LatencyStore
-from .node_camera import CONTROL_QOS, CameraIO, reliability_name
-from .node_host import HostWatch
-from .node_support import FrameSlots, Rejections, default_checkpoint, stop_signals_blocked
+from ..governor.decision import SINGLE, Decision, Governor
+from ..governor.latency import LatencyStore
+from .camera import CONTROL_QOS, CameraIO, reliability_name
+from .host_watch import HostWatch
+from ..resources import default_checkpoint
+from .frame_slots import FrameSlots
+from .rejections import Rejections
+from .signals import stop_signals_blocked
 from .params import (GOVERNOR_PREFIX, MODEL_PARAMS, PARAMS, SPECS, ParamSpec,
                      check_camera_priorities, check_value, governor_config_from_params,
                      host_sensors_on)
@@ -218,8 +221,8 @@ class SlimSegCore:
         """Build the engine; every failure becomes one StartupError sentence naming the file."""
         import torch
 
-        from .engine import SegmentationEngine
-        from .models.checkpoint import CheckpointError, load_checkpoint
+        from ..inference.engine import SegmentationEngine
+        from ..models.checkpoint import CheckpointError, load_checkpoint
 
         if values["torch_threads"] > 0:
             torch.set_num_threads(int(values["torch_threads"]))

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .contract import NONE, OFF, UNAVAILABLE, HostStatus
-from .governor import Decision, Governor
-from .host_readings import (CPU_SHARE, RSS, HostReader, HostReadings, PsutilSample, read_psutil,
-                            usable_cores)
+from ..governor.decision import Decision, Governor
+from ..governor.host_readings import (CPU_SHARE, RSS, HostReader, HostReadings, PsutilSample,
+                                      read_psutil, usable_cores)
 from .params import host_sensors_on
 
 _MB = 1024.0 * 1024.0

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .widths import find_width
+from ..widths import find_width
 
 
 @dataclass(frozen=True)

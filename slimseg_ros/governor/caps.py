@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .governor_config import MAX_CELSIUS, GovernorConfig
+from .config import MAX_CELSIUS, GovernorConfig
 
 TOPIC, HOST = "topic", "host"  # where a battery or temperature reading comes from
 _LABELS = {TOPIC: "", HOST: "host "}  # how reasons name the source

@@ -4,7 +4,7 @@ The node's parameters in one table: names, types, defaults, ranges, descriptions
 Pure Python (no rclpy) so the table, its defaults and the YAML file in ``config/`` can be checked
 against each other without a ROS graph; the node turns each :class:`ParamSpec` into a
 ``ParameterDescriptor``. Governor settings live under ``governor.`` and map one to one onto
-:class:`~slimseg_ros.governor.GovernorConfig` fields (threshold tables are flat lists
+:class:`~slimseg_ros.governor.config.GovernorConfig` fields (threshold tables are flat lists
 ``[threshold, max_width, threshold, max_width, ...]`` because ROS 2 parameters cannot nest).
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .contract import check_camera_names
-from .governor import GovernorConfig
-from .host_readings import DEFAULT_TEMPERATURE_SENSORS
+from ..governor.decision import GovernorConfig
+from ..governor.host_readings import DEFAULT_TEMPERATURE_SENSORS
 
 GOVERNOR_PREFIX = "governor."
 IMAGE_QOS_CHOICES = ("auto", "reliable", "best_effort")

@@ -24,7 +24,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from .contract import NODE_NAME
 from .node import run
-from .node_core import SlimSegCore, StartupError
+from .core import SlimSegCore, StartupError
 
 __all__ = ["SlimSegLifecycleNode", "main"]
 
