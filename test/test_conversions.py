@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from slimseg_ros import conversions as conv
+from slimseg_ros.ros import conversions as conv
 
 try:
     from sensor_msgs.msg import CompressedImage, Image
