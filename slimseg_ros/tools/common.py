@@ -54,7 +54,7 @@ def size_arg(text: str) -> tuple[int, int]:
 
 
 def format_size(height: int, width: int) -> str:
-    """Write a size as ``HxW``: ``format_size(480, 640) == "480x640"``."""
+    """Write a size as ``HxW``, height first: (480, 640) is ``480x640``."""
     return f"{height}x{width}"
 
 

@@ -17,18 +17,8 @@ from pathlib import Path
 from ..inference.engine import SegmentationEngine
 from ..inference.export import FORMATS, ExportError, export_width
 from ..models.checkpoint import CheckpointError
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse "HxW" into (H, W) in pixels."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size must look like 512x1024 (HxW), got {text!r}") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return h, w
+# parse_size: bench.py and stage_profile.py still import it from here
+from .common import format_size, parse_size, size_arg  # noqa: F401
 
 
 def output_path(template: str | Path, width: float, fmt: str, many: bool) -> Path:
@@ -60,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True,
                    help="output file; with --width all '_w0.50' is added before the suffix "
                         "(or put '{width}' in the name, or give a directory)")
-    p.add_argument("--size", type=parse_size, default=None,
+    p.add_argument("--size", type=size_arg, default=None,
                    help="example input HxW for tracing (default: the checkpoint's input_size, "
                         "else 512x512); the exported axes stay dynamic")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -90,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     exporter = ("torch.onnx TorchScript-based (dynamo=False)" if args.format == "onnx"
                 else "torch.jit.trace")
     print(f"exporting {args.checkpoint} widths {widths} as {args.format} via {exporter}, "
-          f"example {size[0]}x{size[1]}, {'static' if args.static else 'dynamic'} H/W")
+          f"example {format_size(*size)}, {'static' if args.static else 'dynamic'} H/W")
     failed = False
     for w in widths:
         path = output_path(args.output, w, args.format, many=len(widths) > 1)
@@ -101,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAILED width {w}: {exc}", file=sys.stderr)
             failed = True
             continue
-        checked = ", ".join(f"{h}x{ww}" for h, ww in res["sizes"])
+        checked = ", ".join(format_size(*hw) for hw in res["sizes"])
         print(f"width {w:.2f} -> {res['path']}  max |diff| = {res['max_diff']:.3g} "
               f"(checked at {checked})")
     return 1 if failed else 0
