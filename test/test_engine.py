@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from engine_fixtures import NUM_CLASSES, make_checkpoint
 from torch import nn
 
-from slimseg_ros.inference.engine import SegmentationEngine, fold_batchnorm
+from slimseg_ros.inference.engine import SegmentationEngine
+from slimseg_ros.inference.specialise import fold_batchnorm
 from slimseg_ros.models import CheckpointError, load_checkpoint, set_width
 
 

@@ -50,8 +50,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..inference.engine import (SegmentationEngine, check_frame, fold_batchnorm, frames_to_batch,
-                                module_bytes, postprocess, preprocess, resolve_device)
+from ..inference.engine import (SegmentationEngine, check_frame, frames_to_batch, postprocess,
+                                preprocess, resolve_device)
+from ..inference.specialise import fold_batchnorm, module_bytes
 from ..models.checkpoint import CheckpointError, ModelInfo, load_checkpoint
 from ..models.config import ModelConfig
 from ..models.segmenter import build_model
