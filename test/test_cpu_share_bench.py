@@ -1,8 +1,8 @@
 """
 The CPU-share bench run for real at toy settings.
 
-A tiny stand-in model, 80x64 frames, the node and the camera in their own processes. The figures
-are not judged (this machine's load decides them); the test checks that every width was
+A tiny stand-in model, 64x80 frames (HxW), the node and the camera in their own processes. The
+figures are not judged (this machine's load decides them); the test checks that every width was
 measured while the node served it, from outside and by the node itself.
 """
 
@@ -30,13 +30,16 @@ def test_every_width_is_measured_while_the_node_serves_it(tmp_path: Path) -> Non
     checkpoint = stand_in_checkpoint(tmp_path / "tiny.pt", tiny=True)
     out = tmp_path / "cpu_share.json"
     cmd = [sys.executable, "-m", "slimseg_ros.tools.cpu_share_bench", "--rates", "10",
-           "--widths", "0.25", "1.0", "--size", "80x64", "--seconds", "2",
+           "--widths", "0.25", "1.0", "--size", "64x80", "--seconds", "2",
            "--backend", "torch", "--checkpoint", str(checkpoint), "--json", str(out),
            "--domain", str(pick_domain_id())]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     print(done.stdout)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads(out.read_text())["rows"]
+    report = json.loads(out.read_text())
+    rows = report["rows"]
+    assert report["settings"]["size"] == [64, 80]  # height, width
+    assert "64x80 rgb8 (height 64, width 80)" in done.stdout
     assert [(r["rate"], r["width"]) for r in rows] == [(10.0, 0.25), (10.0, 1.0)]
     for r in rows:
         assert r["active_width"] == r["width"] and r["backend"] == "torch"

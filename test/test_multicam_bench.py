@@ -1,7 +1,7 @@
 """
 The multi-camera bench run for real at toy settings.
 
-A tiny stand-in model, 1 and 2 cameras of 80x64 frames, every camera and node in its own
+A tiny stand-in model, 1 and 2 cameras of 64x80 frames (HxW), every camera and node in its own
 process. The figures are not judged (this machine's load decides them); the test checks that
 every case was measured and that the two layouts really are one process against one per
 camera.
@@ -18,7 +18,7 @@ import pytest
 
 from node_harness import pick_domain_id
 from slimseg_ros.tools.multicam_bench import (LAYOUTS, NODE_PER_CAMERA, ONE_NODE,
-                                              camera_figures, parse_frame_size)
+                                              build_parser, camera_figures)
 from slimseg_ros.tools.node_process import stand_in_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def test_every_case_is_measured_with_one_process_or_one_per_camera(tmp_path: Pat
     checkpoint = stand_in_checkpoint(tmp_path / "tiny.pt", tiny=True)
     out = tmp_path / "multicam.json"
     cmd = [sys.executable, "-m", "slimseg_ros.tools.multicam_bench", "--cameras", "1", "2",
-           "--size", "80x64", "--rate", "10", "--seconds", "2", "--warmup", "1",
+           "--size", "64x80", "--rate", "10", "--seconds", "2", "--warmup", "1",
            "--backend", "torch", "--checkpoint", str(checkpoint), "--json", str(out),
            "--domain", str(pick_domain_id())]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -51,6 +51,9 @@ def test_every_case_is_measured_with_one_process_or_one_per_camera(tmp_path: Pat
     assert cases[(2, ONE_NODE)]["node_processes"] == 1
     assert cases[(2, NODE_PER_CAMERA)]["node_processes"] == 2
     assert "| 2 | " + NODE_PER_CAMERA + " | cam1 |" in done.stdout  # the Markdown table
+    assert "64x80 rgb8 (height 64, width 80)" in done.stdout
+    settings = report["settings"]
+    assert settings["size"] == [64, 80] and settings["frame"] == "height 64, width 80"
 
 
 def test_window_counts_only_frames_stamped_and_masks_received_in_it() -> None:
@@ -63,9 +66,10 @@ def test_window_counts_only_frames_stamped_and_masks_received_in_it() -> None:
     assert (f["frames_served"], f["frames_sent"]) == (2, 2)  # the 2 s frame came back late
 
 
-def test_frame_size_is_width_by_height_and_bad_text_says_so() -> None:
-    assert parse_frame_size("640x480") == (640, 480)
-    with pytest.raises(Exception, match="width x height"):
-        parse_frame_size("640")
-    with pytest.raises(Exception, match="positive"):
-        parse_frame_size("0x480")
+def test_frame_size_is_height_by_width_and_bad_text_says_so(capsys) -> None:
+    assert build_parser().parse_args([]).size == (480, 640)
+    assert build_parser().parse_args(["--size", "720x1280"]).size == (720, 1280)
+    for bad, says in (("640", "HxW (height x width)"), ("0x480", "positive")):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--size", bad])
+        assert says in capsys.readouterr().err
