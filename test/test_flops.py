@@ -6,7 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from slimseg_ros.tools.flops import count_flops, count_params, flops_table, format_table
+from slimseg_ros.tools.flops import (count_flops, count_params, flops_table, format_table, main,
+                                     size_from_args)
 from slimseg_ros.models import (ModelConfig, SlimmableConv2d, build_model, get_width, set_width,
                                 to_plain)
 from slimseg_ros.models.segmenter import build_backbone
@@ -102,3 +103,13 @@ def test_bad_input_size_and_width_are_named() -> None:
     with pytest.raises(ValueError, match="0.3 is not one of the trained widths"):
         count_flops(conv, 0.3, 16)
     assert count_flops(conv, 1.0, 4) == 2 * 3 * 8 * 16  # still usable after the errors
+
+
+def test_size_is_height_then_width_as_two_numbers_or_hxw(capsys) -> None:
+    assert size_from_args(["512", "1024"]) == size_from_args(["512x1024"]) == (512, 1024)
+    for bad in (["512"], ["1", "2", "3"], ["0", "96"]):
+        with pytest.raises(ValueError):
+            size_from_args(bad)
+    main(["--backbone", "mobilenetv2", "--size", "64x96"])
+    assert "64x96 input" in capsys.readouterr().out
+

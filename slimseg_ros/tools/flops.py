@@ -9,7 +9,8 @@ BatchNorm of that width, i.e. what a plain network of that width would hold. Bot
 ``meta``-device model, which :func:`flops_table` uses so that even ResNet-101 at 1024 x 2048 is
 counted in about a second.
 
-``python -m slimseg_ros.tools.flops --backbone resnet18 --size 512 1024`` prints the table.
+``python -m slimseg_ros.tools.flops --backbone resnet18 --size 512 1024`` prints the table
+(``--size`` is height then width: ``512 1024`` or ``512x1024``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..models.segmenter import build_model
 from ..models.slimmable import (SlimmableConv2d, SwitchableBatchNorm2d, get_width, set_width,
                                 trained_widths)
 from ..widths import width_index
+from .common import format_size, markdown_table, parse_size
 
 
 def _input_hw(input_size: int | Sequence[int]) -> tuple[int, int]:
@@ -115,15 +117,25 @@ def model_flops_table(model: nn.Module, input_size: int | Sequence[int]) -> list
 def format_table(rows: Sequence[dict], title: str | None = None) -> str:
     """Markdown table of :func:`flops_table` rows."""
     lines = [f"**{title}**", ""] if title else []
-    lines += ["| width | GFLOPs | ratio to widest | w^2 | params (M) | params ratio |",
-              "|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['width']:.2f} | {r['gflops']:.3f} | {r['flops_ratio']:.3f} | "
-                     f"{r['width_sq']:.3f} | {r['params_m']:.2f} | {r['params_ratio']:.3f} |")
+    lines.append(markdown_table(
+        ("width", "GFLOPs", "ratio to widest", "w^2", "params (M)", "params ratio"),
+        [(f"{r['width']:.2f}", f"{r['gflops']:.3f}", f"{r['flops_ratio']:.3f}",
+          f"{r['width_sq']:.3f}", f"{r['params_m']:.2f}", f"{r['params_ratio']:.3f}")
+         for r in rows], "r"))
     return "\n".join(lines)
 
 
+def size_from_args(values: Sequence[str]) -> tuple[int, int]:
+    """Read ``--size``: ``H W`` (two numbers) or ``HxW``, height first either way."""
+    if len(values) == 2:
+        return parse_size("x".join(values))
+    if len(values) == 1:
+        return parse_size(values[0])
+    raise ValueError(f"--size takes H W or HxW, got {' '.join(values)!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """Print the table for the network the command line describes."""
     parser = argparse.ArgumentParser(description="FLOPs and parameters per width of a slimmable "
                                                  "segmentation network.")
     parser.add_argument("--backbone", default="resnet18")
@@ -131,14 +143,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--num-classes", type=int, default=19)
     parser.add_argument("--output-stride", type=int, default=16)
     parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
-    parser.add_argument("--size", type=int, nargs=2, default=[512, 1024], metavar=("H", "W"),
-                        help="input height and width in pixels")
+    parser.add_argument("--size", nargs="+", default=["512", "1024"], metavar=("H", "W"),
+                        help="input height and width in pixels: 512 1024, or 512x1024")
     args = parser.parse_args(argv)
+    try:
+        size = size_from_args(args.size)
+    except ValueError as exc:
+        parser.error(str(exc))
     config = ModelConfig(backbone=args.backbone, head=args.head, num_classes=args.num_classes,
                          output_stride=args.output_stride, widths=tuple(args.widths))
-    rows = flops_table(config, args.size)
+    rows = flops_table(config, size)
     print(format_table(rows, f"{args.backbone} + {args.head}, OS {args.output_stride}, "
-                             f"{args.size[0]}x{args.size[1]} input"))
+                             f"{format_size(*size)} input"))
 
 
 if __name__ == "__main__":
