@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from ..widths import find_width
-from .export_cli import parse_size
+from .common import format_size, markdown_table, size_arg
 
 
 def join(metrics: dict, bench: dict, size: tuple[int, int]) -> list[dict]:
@@ -35,26 +35,26 @@ def join(metrics: dict, bench: dict, size: tuple[int, int]) -> list[dict]:
                      "gflops": r["gflops"], "p50": r["engine_ms"]["p50"],
                      "p90": r["engine_ms"]["p90"]})
     if not rows:
-        raise SystemExit(f"no width is in both files at size {size[0]}x{size[1]}")
+        raise SystemExit(f"no width is in both files at size {format_size(*size)}")
     return sorted(rows, key=lambda row: row["width"])
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the joined table and draw the plot."""
     p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     p.add_argument("--metrics", required=True, help="metrics.json written by slimseg-eval")
     p.add_argument("--bench", required=True, help="JSON written by slimseg-bench --json")
-    p.add_argument("--size", type=parse_size, default=(360, 480),
+    p.add_argument("--size", type=size_arg, default=(360, 480), metavar="HxW",
                    help="HxW of the bench rows to use (default 360x480)")
     p.add_argument("--plot", help="PNG to write")
     args = p.parse_args(argv)
     h, w = args.size
     rows = join(json.loads(Path(args.metrics).read_text()),
                 json.loads(Path(args.bench).read_text()), (h, w))
-    print("| width | mIoU % | boundary F % | GFLOPs | latency p50 / p90 ms |")
-    print("|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['width']:g} | {r['miou']:.1f} | {r['boundary_f']:.1f} | {r['gflops']:.2f} | "
-              f"{r['p50']:.1f} / {r['p90']:.1f} |")
+    print(markdown_table(("width", "mIoU %", "boundary F %", "GFLOPs", "latency p50 / p90 ms"),
+                         [(f"{r['width']:g}", f"{r['miou']:.1f}", f"{r['boundary_f']:.1f}",
+                           f"{r['gflops']:.2f}", f"{r['p50']:.1f} / {r['p90']:.1f}")
+                          for r in rows], "r"))
     if args.plot:
         import matplotlib
         matplotlib.use("Agg")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             ax.annotate(f"w={r['width']:g}", (r["p50"], r["miou"]), textcoords="offset points",
                         xytext=(5, -12))
-        ax.set_xlabel(f"latency p50 (ms, {h}x{w}, "
+        ax.set_xlabel(f"latency p50 (ms, {format_size(h, w)}, "
                       f"{json.loads(Path(args.bench).read_text())['meta']['device']})")
         ax.set_ylabel("test mIoU (%)")
         ax.set_title("one slimmable model, four widths")
