@@ -140,12 +140,52 @@ def test_bad_camera_names_are_named(names, fragment) -> None:
     assert fragment in str(err.value)
 
 
+README_TOPIC_HEADER = "| topic | type | direction | QoS | meaning |"
+
+
+def readme_topic_names(text: str) -> list[str]:
+    """
+    Return the topic names of README's topic table (the table of its "## Topics" section).
+
+    Every row must have its five cells, a name in backticks and a direction (in or out), and
+    name its topic once, so a repeated or mistyped row fails instead of being collapsed or
+    dropped.
+    """
+    section = text.split("## Topics", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("|")]
+    assert table[:1] == [README_TOPIC_HEADER], "README's topic table has another header"
+    assert table[1:2] and table[1].startswith("|---"), "README's topic table has no separator"
+    names: list[str] = []
+    for line in table[2:]:
+        cells = [cell.strip() for cell in line.split("|")]
+        name = cells[1] if len(cells) == 7 else ""
+        well_formed = (cells[0] == cells[-1] == "" and all(cells[1:-1]) and len(name) > 2
+                       and name[0] == name[-1] == "`" and "`" not in name[1:-1]
+                       and cells[3] in ("in", "out"))
+        assert well_formed, f"malformed row in README's topic table: {line}"
+        assert name[1:-1] not in names, f"README's topic table lists {name} twice"
+        names.append(name[1:-1])
+    return names
+
+
+@pytest.mark.parametrize(("rows", "fragment"), [
+    ("| `image` | sensor_msgs/Image | in | depth 1 | frames |\n"
+     "| `image` | sensor_msgs/Image | in | depth 1 | frames |", "twice"),
+    ("| `image` | sensor_msgs/Image | in | depth 1 | frames |\n"
+     "| `slimseg/mask` | sensor_msgs/Image | out | depth 1 |", "malformed"),
+    ("| `image` | sensor_msgs/Image | in | depth 1 | frames |\n"
+     "| slimseg/mask | sensor_msgs/Image | out | depth 1 | masks |", "malformed"),
+    ("| `image` | sensor_msgs/Image | sideways | depth 1 | frames |", "malformed"),
+])
+def test_readme_topic_names_refuse_repeated_and_malformed_rows(rows: str, fragment: str) -> None:
+    text = f"## Topics\n\n{README_TOPIC_HEADER}\n|---|---|---|---|---|\n{rows}\n\n## Next\n"
+    with pytest.raises(AssertionError, match=fragment):
+        readme_topic_names(text)
+
+
 def test_readme_topic_table_lists_exactly_the_contract_topics() -> None:
-    text = (REPO / "README.md").read_text()
-    table = text.split("## Topics", 1)[1].split("\n## ", 1)[0]
-    listed = {line.split("|")[1].strip().strip("`") for line in table.splitlines()
-              if line.startswith("| `")}
-    assert listed == set(astuple(TOPICS))
+    listed = readme_topic_names((REPO / "README.md").read_text())
+    assert set(listed) == set(astuple(TOPICS))
 
 
 def _string_constants(path: Path) -> set[str]:
@@ -160,11 +200,12 @@ def _string_constants(path: Path) -> set[str]:
             and id(node) not in docstrings}
 
 
-@pytest.mark.parametrize("module", ["slimseg_ros/node.py", "slimseg_ros/node_core.py",
-                                    "slimseg_ros/node_host.py",
-                                    "slimseg_ros/node_camera.py", "slimseg_ros/tools/dds_bench.py",
-                                    "test/node_harness.py", "test/test_node.py",
-                                    "test/test_node_cameras.py", "test/test_node_process.py"])
+@pytest.mark.parametrize("module", sorted(
+    str(p.relative_to(REPO)) for p in (REPO / "slimseg_ros" / "ros").glob("*.py")
+    # rejections.py writes the log line "rejected <kind>: ...", not a diagnostics key
+    if p.name not in ("contract.py", "rejections.py")) + [
+        "slimseg_ros/tools/dds_bench.py", "test/node_harness.py", "test/test_node.py",
+        "test/test_node_cameras.py", "test/test_node_process.py", "test/test_core_policy.py"])
 def test_topic_names_and_keys_are_not_retyped(module: str) -> None:
     names = {getattr(TOPICS, f.name) for f in fields(TOPICS)}
     # one-word keys ("device", "reason") are ordinary words there too (a parameter, a field)

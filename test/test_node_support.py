@@ -187,6 +187,47 @@ def test_yaml_file_sets_known_parameters_with_the_declared_types() -> None:
 
 
 README_PARAM_ROW = re.compile(r"^\| `([\w.]+)` \| (\w+) \| `(.*?)` \| (yes|no) \| (.*) \|$", re.M)
+README_PARAM_HEADER = "| parameter | type | default | runtime | meaning |"
+
+
+def readme_parameter_rows(readme: str) -> dict[str, tuple[str, ...]]:
+    """
+    Return the rows of README's parameter table by name: (type, default, runtime, meaning).
+
+    The table runs from its header to the first line that is not a table row. Every row in it
+    must match README_PARAM_ROW and name its parameter once, and no parameter-shaped row may
+    stand outside it (one pasted into another table), so a repeated or mistyped row fails
+    instead of being dropped or collapsed into its namesake.
+    """
+    lines = readme.splitlines()
+    assert lines.count(README_PARAM_HEADER) == 1, "README needs exactly one parameter table"
+    start = lines.index(README_PARAM_HEADER) + 1
+    assert lines[start].startswith("|---"), "README's parameter table has no separator line"
+    rows: dict[str, tuple[str, ...]] = {}
+    for line in lines[start + 1:]:
+        if not line.startswith("|"):
+            break
+        match = README_PARAM_ROW.fullmatch(line)
+        assert match, f"malformed row in README's parameter table: {line}"
+        assert match[1] not in rows, f"README's parameter table lists {match[1]} twice"
+        rows[match[1]] = match.groups()[1:]
+    outside = len(README_PARAM_ROW.findall(readme)) - len(rows)
+    assert outside == 0, f"{outside} parameter row(s) outside README's parameter table"
+    return rows
+
+
+@pytest.mark.parametrize(("table", "fragment"), [
+    ("| `width` | float | `1.0` | yes | A. |\n| `width` | float | `1.0` | yes | A. |", "twice"),
+    ("| `width` | float | `1.0` | yes | A. |\n| `width` | float | 1.0 | yes | A. |", "malformed"),
+    ("| `width` | float | `1.0` | yes | A. |\n| width | float | `1.0` | yes | A. |", "malformed"),
+    ("| `width` | float | `1.0` | yes | A. |\n\n| `cameras` | str_array | `[]` | no | B. |",
+     "outside"),
+])
+def test_readme_parameter_rows_refuse_repeated_and_malformed_rows(table: str,
+                                                                  fragment: str) -> None:
+    readme = f"# Parameters\n\n{README_PARAM_HEADER}\n|---|---|---|---|---|\n{table}\n\nText.\n"
+    with pytest.raises(AssertionError, match=fragment):
+        readme_parameter_rows(readme)
 
 
 def test_parameter_table_is_complete_and_documented() -> None:
@@ -202,7 +243,7 @@ def test_parameter_table_is_complete_and_documented() -> None:
     gov = {s.name.removeprefix("governor.") for s in PARAMS if s.name.startswith("governor.")}
     assert gov == set(GovernorConfig().to_dict())
     readme = (REPO / "README.md").read_text()
-    rows = {m[0]: m[1:] for m in README_PARAM_ROW.findall(readme)}
+    rows = readme_parameter_rows(readme)
     assert set(rows) == set(SPECS), "README's parameter table and params.PARAMS differ"
     for name, (kind, default, runtime, meaning) in rows.items():
         spec = SPECS[name]
