@@ -14,21 +14,36 @@ import pytest
 
 from slimseg_ros.governor.decision import Governor, GovernorConfig
 from slimseg_ros.governor.latency import LatencyStore
+from slimseg_ros.widths import TrainedWidths, Width
 
-WIDTHS = (0.25, 0.5, 0.75, 1.0)
-COST = {0.25: 5.0, 0.5: 10.0, 0.75: 20.0, 1.0: 30.0}  # ms per frame at each width
-NONE = {w: None for w in WIDTHS}
+WS = TrainedWidths((0.25, 0.5, 0.75, 1.0))
+
+
+def w(value: float) -> Width:
+    """Return the trained width ``value`` names (tests write widths as fractions)."""
+    return WS.exact(value)
+
+
+def keyed(figures: dict[float, float | None]) -> dict[Width, float | None]:
+    """Return ``figures`` keyed by trained width instead of by fraction."""
+    return {w(k): v for k, v in figures.items()}
+
+
+COST = keyed({0.25: 5.0, 0.5: 10.0, 0.75: 20.0, 1.0: 30.0})  # ms per frame at each width
+NONE = {x: None for x in WS}
 
 
 def make(cameras=("front", "left", "right"), priorities=None, **overrides) -> Governor:
     cfg = dict(min_dwell_s=0.0, stale_timeout_s=10.0, probe_interval_s=3.0)
     cfg.update(overrides)
-    return Governor(WIDTHS, GovernorConfig.from_dict(cfg), cameras=cameras,
+    return Governor(WS, GovernorConfig.from_dict(cfg), cameras=cameras,
                     priorities=priorities)
 
 
 def widths(decisions) -> dict[str, float]:
-    return {name: d.width for name, d in decisions.items()}
+    """Return each camera's width as a fraction (checking it is a trained Width)."""
+    assert all(isinstance(d.width, Width) and d.width in WS for d in decisions.values())
+    return {name: d.width.value for name, d in decisions.items()}
 
 
 def round_cost(decisions, tables) -> float:
@@ -43,7 +58,7 @@ def test_one_named_camera_decides_exactly_like_the_single_camera_governor():
               (7.0, 10.0, {}), (7.1, 0.0, {})]
     lat = dict(NONE)
     for now, budget, update in script:
-        lat.update(update)
+        lat.update(keyed(update))
         for g in (single, named):
             g.update_budget(budget, now)
         a = single.decide(now, lat)
@@ -79,7 +94,7 @@ def test_a_reason_per_camera_names_its_share():
     g.update_budget(90.0, 0.0)  # 81: front 30, then left and right split 51 -> 25.5 each
     d = g.decide_cameras(0.0, {name: COST for name in g.cameras})
     assert widths(d) == {"front": 1.0, "left": 0.75, "right": 1.0}
-    assert d["front"].reason.startswith("request 1") and d["front"].caps["budget"] == 1.0
+    assert d["front"].reason.startswith("request 1") and d["front"].caps["budget"] == w(1.0)
     assert d["left"].reason == ("budget 90ms, share 25.5ms: p90 at 0.75 = 20.0ms <= 25.5ms "
                                 "(1: 30.0ms)")
     # what left leaves unused (5.5 ms) goes to right, the next of the same priority
@@ -89,7 +104,7 @@ def test_a_reason_per_camera_names_its_share():
 @pytest.mark.parametrize("budget", [20.0, 35.0, 50.0, 70.0, 90.0, 120.0])
 def test_equal_priorities_slim_together_and_the_round_fits(budget):
     g = make()
-    tables = {"front": COST, "left": COST, "right": {w: 2 * v for w, v in COST.items()}}
+    tables = {"front": COST, "left": COST, "right": {x: 2 * v for x, v in COST.items()}}
     g.update_budget(budget, 0.0)
     d = g.decide_cameras(0.0, tables)
     if budget * 0.9 < 20.0:  # not even every camera's floor fits: all at the floor
@@ -139,25 +154,28 @@ def test_a_single_active_camera_gets_the_whole_allowance():
     g = make(priorities=[1.0, 2.0, 3.0])
     g.update_budget(40.0, 0.0)
     d = g.decide_cameras(0.0, {name: COST for name in g.cameras}, active={"front"})
-    assert d["front"].width == 1.0 and d["front"].reason.startswith("request 1")
+    assert d["front"].width == w(1.0) and d["front"].reason.startswith("request 1")
     assert "share" not in d["front"].reason  # alone in the round: the whole allowance
 
 
 def test_camera_requests_cap_one_camera_and_the_shared_request_caps_all():
     g = make()
-    assert g.request(0.6, camera="left") == 0.5
+    assert g.request(g.snap(0.6), camera="left") == w(0.5)
     d = g.decide_cameras(0.0, {})
     assert widths(d) == {"front": 1.0, "left": 0.5, "right": 1.0}
     assert d["left"].reason == "camera request 0.5" and d["front"].reason == "request 1"
-    g.request(0.75)  # shared: all cameras, left stays at its own lower request
+    g.request(w(0.75))  # shared: all cameras, left stays at its own lower request
     d = g.decide_cameras(0.1, {})
     assert widths(d) == {"front": 0.75, "left": 0.5, "right": 0.75}
-    assert g.requested_for("left") == 0.5 and g.requested_for("front") == 0.75
-    g.request(0.25)
+    assert g.requested_for("left") == w(0.5) and g.requested_for("front") == w(0.75)
+    assert g.requested == w(0.75) and g.current_of("left") == w(0.5)
+    g.request(w(0.25))
     assert set(widths(g.decide_cameras(0.2, {})).values()) == {0.25}
     assert d["front"].reason == "request 0.75"
     with pytest.raises(ValueError, match="unknown camera 'rear'"):
-        g.request(0.5, camera="rear")
+        g.request(w(0.5), camera="rear")
+    with pytest.raises(TypeError, match="Governor.snap"):
+        g.request(0.5, camera="left")
     with pytest.raises(ValueError, match="unknown camera"):
         g.decide_cameras(0.3, {"rear": COST})
     with pytest.raises(ValueError, match="name the camera"):
@@ -169,7 +187,7 @@ def test_camera_requests_cap_one_camera_and_the_shared_request_caps_all():
 def test_a_request_taken_by_a_cheap_camera_leaves_its_share_to_the_others():
     g = make(priorities=[3.0, 2.0, 1.0])
     tables = {name: COST for name in g.cameras}
-    g.request(0.25, camera="front")  # the top camera asks for little: it costs 5 ms
+    g.request(w(0.25), camera="front")  # the top camera asks for little: it costs 5 ms
     g.update_budget(75.0, 0.0)       # 67.5 ms: 5 + 30 + 30, both others at full width
     d = g.decide_cameras(0.0, tables)
     assert widths(d) == {"front": 0.25, "left": 1.0, "right": 1.0}
@@ -181,7 +199,7 @@ def test_shared_caps_apply_to_every_camera():
     g.update_temperature(85.0, 0.0)
     d = g.decide_cameras(0.0, {})
     assert set(widths(d).values()) == {0.25}
-    assert all(dd.reason == "battery 12% <= 15%" and dd.caps["thermal"] == 0.5
+    assert all(dd.reason == "battery 12% <= 15%" and dd.caps["thermal"] == w(0.5)
                for dd in d.values())
     d = g.decide_cameras(20.0, {})  # both inputs stale: every camera says so
     assert all(len(dd.warnings) == 2 for dd in d.values())
@@ -192,34 +210,34 @@ def test_dwell_and_probes_are_per_camera():
              probe_interval_s=1.0)
     stores = {n: LatencyStore(window_s=60.0, max_frames=20) for n in g.cameras}
     for name in g.cameras:
-        for w in WIDTHS:
-            stores[name].record(w, COST[w], now=0.0)
+        for x in WS:
+            stores[name].record(x, COST[x], now=0.0)
     g.update_budget(40.0, 0.0)  # 36: front 30 at 1.0 leaves 6: left 5 at 0.25
     d = g.decide_from_stores(0.0, stores)
     assert widths(d) == {"front": 1.0, "left": 0.25}
-    g.request(0.5, camera="front")  # front steps down at once; only front's request applies
+    g.request(w(0.5), camera="front")  # front steps down at once; only front's request applies
     d = g.decide_from_stores(0.5, stores)
     assert widths(d)["front"] == 0.5
-    g.request(1.0, camera="front")
+    g.request(w(1.0), camera="front")
     g.update_battery(40.0, False, 0.6)  # caps everyone at 0.75
     d = g.decide_from_stores(0.6, stores)
     assert widths(d) == {"front": 0.75, "left": 0.25}
     g.update_battery(100.0, True, 1.0)  # cap gone: front's raise waits for front's dwell
     d = g.decide_from_stores(1.0, stores)
-    assert d["front"].width == 0.75 and d["front"].reason.startswith("dwell: holding 0.75")
-    assert d["left"].width == 0.25  # its own dwell (it changed at 0.0) holds its raise
+    assert d["front"].width == w(0.75) and d["front"].reason.startswith("dwell: holding 0.75")
+    assert d["left"].width == w(0.25)  # its own dwell (it changed at 0.0) holds its raise
     # left's wider widths measured slow long ago (other load): forgotten after a probe
     # interval, then probed one step at a time; the probe resets only left's store
-    for w in (0.5, 0.75, 1.0):
-        stores["left"].record(w, 99.0, now=0.0)
-    g.request(0.25, camera="front")  # front costs 5 ms: left's share is 31 ms
+    for x in (0.5, 0.75, 1.0):
+        stores["left"].record(w(x), 99.0, now=0.0)
+    g.request(w(0.25), camera="front")  # front costs 5 ms: left's share is 31 ms
     d = g.decide_from_stores(3.0, stores)
-    assert d["left"].probing and d["left"].width == 0.5 and "probing 0.5" in d["left"].reason
+    assert d["left"].probing and d["left"].width == w(0.5) and "probing 0.5" in d["left"].reason
     assert "share 31.0ms" in d["left"].reason
-    assert stores["left"].percentile(0.5, 90, now=3.0) is None
-    assert stores["front"].percentile(0.5, 90, now=3.0) == COST[0.5]  # front's kept
+    assert stores["left"].percentile(w(0.5), 90, now=3.0) is None
+    assert stores["front"].percentile(w(0.5), 90, now=3.0) == COST[w(0.5)]  # front's kept
     d = g.decide_from_stores(3.1, stores)
-    assert d["left"].width == 0.5 and "waiting for a measurement at 0.5" in d["left"].reason
+    assert d["left"].width == w(0.5) and "waiting for a measurement at 0.5" in d["left"].reason
 
 
 def test_highest_priority_is_never_narrower_when_asked_the_same():
@@ -237,7 +255,7 @@ def test_highest_priority_is_never_narrower_when_asked_the_same():
 
 
 # ---------------------------------------------------------------------------------- CPU budget
-SHARE = {w: v / 100.0 for w, v in COST.items()}  # of the usable cores: 5 %, 10 %, 20 %, 30 %
+SHARE = {x: v / 100.0 for x, v in COST.items()}  # of the usable cores: 5 %, 10 %, 20 %, 30 %
 
 
 def test_cpu_shares_add_over_the_cameras_and_low_priority_slims_first():
@@ -269,7 +287,7 @@ def test_cpu_and_latency_budgets_together_the_tighter_decides_per_camera():
                          cpu_share={n: SHARE for n in g.cameras})
     assert widths(d) == {"front": 1.0, "rear": 0.5}
     assert d["rear"].decided_by == ("cpu budget",)  # the latency share (24 ms) allows 0.75
-    assert d["rear"].caps == {"budget": 0.75, "cpu_budget": 0.5}
+    assert d["rear"].caps == {"budget": w(0.75), "cpu_budget": w(0.5)}
     assert d["rear"].reason.startswith("cpu budget 50%, share 15.0%: cpu at 0.5")
 
 
@@ -295,10 +313,10 @@ def test_a_camera_that_sends_fewer_frames_costs_less_cpu():
     g = make(cameras=("front", "rear"), priorities=[2.0, 1.0])
     stores = {n: LatencyStore(window_s=60.0, max_frames=20) for n in g.cameras}
     for name in g.cameras:
-        for w in WIDTHS:
-            stores[name].record(w, 10.0, now=0.0, cpu_ms=40.0 * w)  # 10, 20, 30, 40 ms
+        for x in WS:
+            stores[name].record(x, 10.0, now=0.0, cpu_ms=40.0 * x.value)  # 10, 20, 30, 40 ms
     g.update_cpu_budget(0.5)  # 45 % of 2 cores
     d = g.decide_from_stores(0.0, stores, frame_rates={"front": 30.0, "rear": 5.0}, cores=2)
     assert widths(d) == {"front": 0.5, "rear": 1.0}  # 30 % + 10 % <= 45 %
-    assert d["rear"].cpu_share[1.0] == pytest.approx(0.040 * 5 / 2)     # 10 %
-    assert d["front"].cpu_share[0.75] == pytest.approx(0.030 * 30 / 2)  # 45 %: too much
+    assert d["rear"].cpu_share[w(1.0)] == pytest.approx(0.040 * 5 / 2)     # 10 %
+    assert d["front"].cpu_share[w(0.75)] == pytest.approx(0.030 * 30 / 2)  # 45 %: too much

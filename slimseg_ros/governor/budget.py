@@ -9,7 +9,8 @@ high percentile of the latency; for the CPU budget it is the predicted CPU share
 :func:`predicted_cpu_share`. :func:`budget_cap` picks the widest width whose cost fits (with
 the probing rules of :mod:`.governor`), and :class:`BudgetRound` shares one allowance over the
 cameras of a round by priority. Which budget it is only changes how the reason is written
-(:class:`Meter`). Plain Python, no clock reads.
+(:class:`Meter`). Widths are :class:`~slimseg_ros.widths.Width` values of one model, compared
+by index; their fractions only scale estimates. Plain Python, no clock reads.
 """
 
 from __future__ import annotations
@@ -19,19 +20,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .latency import WidthLatency
+from ..widths import Width
 
 
 @dataclass
 class CameraState:
     """Per-camera state of the governor: its own request, width, dwell and probe clocks."""
 
-    request: float          # this camera's own request (the widest width until one arrives)
-    current: float          # the width of its last decision
+    request: Width          # this camera's own request (the widest width until one arrives)
+    current: Width          # the width of its last decision
     priority: float
     last_change: float = -math.inf  # time of the last change of its width
     last_probe: float = -math.inf
     request_pending: bool = False
-    last_used: dict[float, float] = field(default_factory=dict)  # width -> last time chosen
+    last_used: dict[Width, float] = field(default_factory=dict)  # width -> last time chosen
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def busy_cpu_share(figures: WidthLatency | None, cores: int) -> float | None:
     return figures.cpu_ms / figures.mean_ms / max(1, int(cores))
 
 
-def cost(table: Mapping[float, float | None], width: float) -> float:
+def cost(table: Mapping[Width, float | None], width: Width) -> float:
     """
     Return the cost of ``width`` in ``table``.
 
@@ -108,7 +110,7 @@ def cost(table: Mapping[float, float | None], width: float) -> float:
         return 0.0
     below = [w for w in known if w < width]
     ref = max(below) if below else min(known)
-    return float(table[ref]) * width / ref
+    return float(table[ref]) * width.value / ref.value
 
 
 class BudgetRound:
@@ -120,9 +122,9 @@ class BudgetRound:
     left evenly (what one leaves unused goes to the next).
     """
 
-    def __init__(self, meter: Meter, amount: float, allowed: float, narrowest: float,
-                 tables: Mapping[str, Mapping[float, float | None]], order: Sequence[str],
-                 ceilings: Mapping[str, Mapping[float, float | None]] | None = None):
+    def __init__(self, meter: Meter, amount: float, allowed: float, narrowest: Width,
+                 tables: Mapping[str, Mapping[Width, float | None]], order: Sequence[str],
+                 ceilings: Mapping[str, Mapping[Width, float | None]] | None = None):
         self.meter = meter
         self.amount = amount      # the budget as given (ms, or a fraction of the cores)
         self.allowed = allowed    # the budget times the margin
@@ -144,19 +146,19 @@ class BudgetRound:
         text = self.meter.budget(self.amount)
         return text if self.alone else f"{text}, share {self.meter.value(share)}"
 
-    def spend(self, name: str, width: float) -> None:
+    def spend(self, name: str, width: Width) -> None:
         self.spent += cost(self.tables[name], width)
 
-    def hold(self, current: float) -> tuple[float, str, bool]:
+    def hold(self, current: Width) -> tuple[Width, str, bool]:
         """Return the cap of a camera without a fresh frame: it costs nothing, holds its width."""
         return current, f"{self.meter.budget(self.amount)}: no recent frame, holding " \
                         f"{current:g}", False
 
 
-def budget_cap(meter: Meter, widths: Sequence[float], cam: CameraState, now: float,
-               table: Mapping[float, float | None], allowed: float, head: str,
+def budget_cap(meter: Meter, widths: Sequence[Width], cam: CameraState, now: float,
+               table: Mapping[Width, float | None], allowed: float, head: str,
                probe_interval_s: float, warnings: list[str],
-               ceiling: Mapping[float, float | None] | None = None) -> tuple[float, str, bool]:
+               ceiling: Mapping[Width, float | None] | None = None) -> tuple[Width, str, bool]:
     """
     Return (cap, reason, whether the cap is a probe of an unmeasured wider width) of a camera.
 
@@ -172,7 +174,7 @@ def budget_cap(meter: Meter, widths: Sequence[float], cam: CameraState, now: flo
     label, fmt = meter.figure, meter.value
     cur = cam.current
 
-    def measured(w: float) -> float | None:
+    def measured(w: Width) -> float | None:
         """
         Return the cost of ``w`` if it can be trusted now.
 
@@ -189,8 +191,8 @@ def budget_cap(meter: Meter, widths: Sequence[float], cam: CameraState, now: flo
 
     known = {w: measured(w) for w in widths}
     over = [w for w in widths if known[w] is not None and known[w] > allowed]
-    barrier = over[0] if over else math.inf
-    below = [w for w in widths if w < barrier]
+    barrier = over[0] if over else None  # the narrowest width measured over the allowance
+    below = [w for w in widths if barrier is None or w < barrier]
     fit = [w for w in below if known[w] is not None]
     unknown = [w for w in below if known[w] is None]
 
@@ -209,12 +211,13 @@ def budget_cap(meter: Meter, widths: Sequence[float], cam: CameraState, now: flo
 
     base = fit[-1]
     reason = f"{head}: {label} at {base:g} = {fmt(known[base])} <= {fmt(allowed)}"
-    if barrier < math.inf:
+    if barrier is not None:
         reason += f" ({barrier:g}: {fmt(known[barrier])})"
     wider = [w for w in below if w > base]
     if wider and base == cur and now - cam.last_probe >= probe_interval_s:
         nxt = wider[0]
-        estimate = known[base] * nxt / base  # the cost grows at least ~linearly with width
+        # the cost grows at least ~linearly with width
+        estimate = known[base] * nxt.value / base.value
         if ceiling and ceiling.get(base) is not None:
             estimate = min(estimate, float(ceiling[base]))
         if estimate <= allowed:

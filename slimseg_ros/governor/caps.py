@@ -7,17 +7,19 @@ reading feeds the cap while the topic is silent (never heard, or stale by
 ``stale_timeout_s``). Reasons name the source: ``battery 12% <= 15%`` comes from the topic,
 ``host battery 12% <= 15%`` from the host. The host temperature has its own table
 (:meth:`~.governor_config.GovernorConfig.host_thermal_table`); both sources keep their own
-hysteresis state. Plain Python; times are passed in.
+hysteresis state. The config's tables give caps as width fractions (YAML, an edge): they are
+snapped to trained :class:`~slimseg_ros.widths.Width` values once, when a config (or, for the
+host table, the sensor's limits) is applied. Plain Python; times are passed in.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import MAX_CELSIUS, GovernorConfig
+from ..widths import TrainedWidths, Width
 
 TOPIC, HOST = "topic", "host"  # where a battery or temperature reading comes from
 _LABELS = {TOPIC: "", HOST: "host "}  # how reasons name the source
@@ -70,26 +72,35 @@ class SharedCaps:
     come from.
     """
 
-    caps: dict[str, float] = field(default_factory=dict)
+    caps: dict[str, Width] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
-    def add(self, key: str, source: str, cap: tuple[float, str, str] | None) -> None:
+    def add(self, key: str, source: str, cap: tuple[Width, str, str] | None) -> None:
         self.sources[key] = source
         if cap is not None:
             self.caps[key], self.reasons[key], self.names[key] = cap
 
 
 class SensorCaps:
-    """Battery and temperature readings of both sources and the caps they set."""
+    """
+    Battery and temperature readings of both sources and the caps they set.
 
-    def __init__(self, config: GovernorConfig) -> None:
-        self._config = config
+    The caps are ``widths`` (the trained widths): each table row's width fraction is snapped
+    once, when its config (or, for the host's table, the sensor's limits) is applied.
+    """
+
+    def __init__(self, config: GovernorConfig, widths: TrainedWidths) -> None:
+        self._widths = widths
         self._battery: dict[str, Reading | None] = {TOPIC: None, HOST: None}
         self._temperature: dict[str, Reading | None] = {TOPIC: None, HOST: None}
         # per source, the thresholds whose cap is in force (hysteresis)
         self._thermal_active: dict[str, set[float]] = {TOPIC: set(), HOST: set()}
+        # per source, the thermal table in use: (celsius, snapped cap) rows
+        self._thermal_rows: dict[str, tuple[tuple[float, Width], ...]] = {TOPIC: (), HOST: ()}
+        self._battery_rows: tuple[tuple[float, Width], ...] = ()
+        self.update_config(config)
 
     def update_battery(self, source: str, percent: float | None, charging: bool,
                        now: float) -> None:
@@ -122,24 +133,25 @@ class SensorCaps:
     def update_config(self, config: GovernorConfig) -> None:
         """Use new thresholds; caps held by hysteresis stay held, removed rows no longer apply."""
         self._config = config
+        self._battery_rows = self._snapped(config.battery_thresholds)
         for source in (TOPIC, HOST):
             self._update_thermal_state(source)
 
-    def caps(self, now: float, snap: Callable[[float], float],
-             warnings: list[str]) -> SharedCaps:
-        """
-        Return the battery and thermal caps at ``now`` (widths through ``snap``).
-
-        Stale inputs are named in ``warnings``.
-        """
+    def caps(self, now: float, warnings: list[str]) -> SharedCaps:
+        """Return the battery and thermal caps at ``now``; stale inputs go in ``warnings``."""
         shared = SharedCaps()
-        for key, found in (("battery", self._battery_cap(now, snap, warnings)),
-                           ("thermal", self._thermal_cap(now, snap, warnings))):
+        for key, found in (("battery", self._battery_cap(now, warnings)),
+                           ("thermal", self._thermal_cap(now, warnings))):
             if found is not None:
                 shared.add(key, *found)
         return shared
 
     # ----------------------------------------------------------------------------- internals
+    def _snapped(self, table: tuple[tuple[float, float], ...]
+                 ) -> tuple[tuple[float, Width], ...]:
+        """Return ``table``'s (threshold, width fraction) rows with the widths snapped."""
+        return tuple((t, self._widths.snap(w)) for t, w in table)
+
     def _in_use(self, inputs: dict[str, Reading | None], name: str, now: float,
                 warnings: list[str]) -> tuple[str, Reading] | None:
         """(source, reading) in use: the topic's unless absent or stale, else the host's."""
@@ -164,13 +176,14 @@ class SensorCaps:
                                                host.critical if host else None)
 
     def _update_thermal_state(self, source: str) -> None:
+        """Snap ``source``'s thermal table and update its hysteresis state from its reading."""
+        table = self._thermal_rows[source] = self._snapped(self._thermal_table(source))
         reading = self._temperature[source]
         active = self._thermal_active[source]
         if reading is None:
             active.clear()
             return
         hyst = self._config.thermal_hysteresis_c
-        table = self._thermal_table(source)
         for t, _ in table:
             if reading.value >= t:
                 active.add(t)
@@ -178,28 +191,28 @@ class SensorCaps:
                 active.discard(t)
         active &= {t for t, _ in table}  # thresholds removed by a config change no longer apply
 
-    def _battery_cap(self, now: float, snap: Callable[[float], float], warnings: list[str]
-                     ) -> tuple[str, tuple[float, str, str] | None] | None:
+    def _battery_cap(self, now: float, warnings: list[str]
+                     ) -> tuple[str, tuple[Width, str, str] | None] | None:
         """(source in use, its (cap, reason, name) or None), or None: no battery input."""
         found = self._in_use(self._battery, "battery", now, warnings)
         if found is None:
             return None
         source, b = found
-        rows = [(w, t) for t, w in self._config.battery_thresholds if b.value <= t]
+        rows = [(w, t) for t, w in self._battery_rows if b.value <= t]
         if b.charging or not rows:  # ignored while charging
             return source, None
         w, t = min(rows)  # tightest width; among equal widths, the lowest threshold
         label = _LABELS[source] + "battery"
-        return source, (snap(w), f"{label} {round(b.value, 1):g}% <= {t:g}%", label)
+        return source, (w, f"{label} {round(b.value, 1):g}% <= {t:g}%", label)
 
-    def _thermal_cap(self, now: float, snap: Callable[[float], float], warnings: list[str]
-                     ) -> tuple[str, tuple[float, str, str] | None] | None:
+    def _thermal_cap(self, now: float, warnings: list[str]
+                     ) -> tuple[str, tuple[Width, str, str] | None] | None:
         """(source in use, its (cap, reason, name) or None), or None: no temperature input."""
         found = self._in_use(self._temperature, "temperature", now, warnings)
         if found is None:
             return None
         source, reading = found
-        rows = [(w, t) for t, w in self._thermal_table(source)
+        rows = [(w, t) for t, w in self._thermal_rows[source]
                 if t in self._thermal_active[source]]
         if not rows:
             return source, None
@@ -207,7 +220,7 @@ class SensorCaps:
         label = _LABELS[source] + "thermal"
         c = reading.value
         if c >= t:
-            return source, (snap(w), f"{label} {c:.1f}C >= {t:g}C", label)
+            return source, (w, f"{label} {c:.1f}C >= {t:g}C", label)
         hyst = self._config.thermal_hysteresis_c
-        return source, (snap(w), f"{label} {c:.1f}C: cap of {t:g}C held until < {t - hyst:g}C",
+        return source, (w, f"{label} {c:.1f}C: cap of {t:g}C held until < {t - hyst:g}C",
                         label)

@@ -10,8 +10,14 @@ passes its own clock.
 
 Policy, in one place:
 
-* The **request** (``request()``) applies at once, up or down. Values between trained widths snap
-  to the nearest trained width not above them.
+* **Widths** are :class:`~slimseg_ros.widths.Width` values of the governor's
+  :class:`~slimseg_ros.widths.TrainedWidths` (an index and its fraction), compared by index.
+  Floats exist only at the edges (topics, parameters, YAML): they are snapped there, once, by
+  :meth:`TrainedWidths.snap <slimseg_ros.widths.TrainedWidths.snap>` (also
+  :meth:`Governor.snap`); the caps of the battery and thermal tables are snapped when a config is
+  applied. A float where a width is expected raises ``TypeError``.
+* The **request** (``request()``, a snapped width) applies at once, up or down. Values between
+  trained widths snap to the nearest trained width not above them.
 * **Battery**: ``battery_thresholds`` maps "percent at or below" to a maximum width; the tightest
   matching row wins. Ignored while charging.
 * **Thermal**: ``thermal_thresholds`` maps "celsius at or above" to a maximum width. A row becomes
@@ -78,7 +84,7 @@ from .config import MAX_CELSIUS, GovernorConfig, _number
 from .budget import (CPU_METER, BudgetRound, CameraState, Meter, budget_cap,
                      busy_cpu_share, latency_meter, predicted_cpu_share)
 from .latency import LatencyStore, WidthLatency
-from ..widths import find_width, same_width
+from ..widths import TrainedWidths, Width
 
 __all__ = ["SINGLE", "Decision", "Governor", "GovernorConfig"]
 SINGLE = ""  # the camera name of a governor made without cameras
@@ -88,17 +94,17 @@ SINGLE = ""  # the camera name of a governor made without cameras
 class Decision:
     """One decision: the width to run the next frame at, why, the active caps and warnings."""
 
-    width: float
+    width: Width
     reason: str
     # "battery"/"thermal"/"budget"/"cpu_budget" -> width
-    caps: dict[str, float] = field(default_factory=dict)
+    caps: dict[str, Width] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     # True when ``width`` was just switched to as a budget probe (decide_from has then dropped
     # that width's old latency figures, so it is judged on new frames).
     probing: bool = False
     # The recent latency per trained width this decision compared (widths with no recent frame
     # left out); filled by decide_from, empty when decide() was given plain figures.
-    latency: Mapping[float, WidthLatency] = field(default_factory=dict)
+    latency: Mapping[Width, WidthLatency] = field(default_factory=dict)
     # What set the width: "request" or "camera request", "battery", "host battery", "thermal",
     # "host thermal", "budget", "cpu budget" (all that allow exactly this width), led by
     # "dwell" while dwell holds a raise back.
@@ -108,48 +114,43 @@ class Decision:
     sources: Mapping[str, str] = field(default_factory=dict)
     # The predicted CPU share (0-1 of the usable cores) per trained width this decision
     # compared; filled by decide_from.
-    cpu_share: Mapping[float, float] = field(default_factory=dict)
+    cpu_share: Mapping[Width, float] = field(default_factory=dict)
 
 
 class Governor:
     """
     Stateful width policy; see the module docstring for the rules.
 
-    ``cameras`` names the cameras sharing the weights (default: one unnamed camera);
+    ``widths`` are the model's trained widths (a :class:`~slimseg_ros.widths.TrainedWidths`,
+    or numbers to build one from); ``cameras`` names the cameras sharing the weights (default:
+    one unnamed camera);
     ``priorities`` gives one number per camera (a sequence in camera order or a mapping by
     name; default all equal), higher is served first under a budget.
     """
 
-    def __init__(self, widths: Sequence[float], config: GovernorConfig,
+    def __init__(self, widths: TrainedWidths | Sequence[float], config: GovernorConfig,
                  cameras: Sequence[str] | None = None,
                  priorities: Sequence[float] | Mapping[str, float] | None = None) -> None:
-        ws = []
-        for w in widths:
-            w = _number("widths", w)
-            if not 0.0 < w <= 1.0:
-                raise ValueError(f"trained width {w:g} must be in (0, 1]")
-            ws.append(w)
-        if not ws:
-            raise ValueError("the governor needs at least one trained width")
-        self._widths: tuple[float, ...] = tuple(sorted(set(ws)))
+        self._widths = widths if isinstance(widths, TrainedWidths) else TrainedWidths(widths)
         self._config = config
         names = [SINGLE] if cameras is None else list(cameras)
         if not names or any(not isinstance(n, str) for n in names):
             raise ValueError(f"cameras must be a non-empty list of names, got {cameras!r}")
         if len(set(names)) != len(names):
             raise ValueError(f"cameras must not repeat a name, got {names}")
-        top = self._widths[-1]
+        top = self._widths.widest
         self._cameras: dict[str, CameraState] = {
             n: CameraState(request=top, current=top, priority=1.0) for n in names}
         self.set_priorities(priorities)
         self._requested = top  # the shared request (all cameras)
-        self._sensors = SensorCaps(config)  # battery and thermal, from topics or the host
+        # battery and thermal, from topics or the host
+        self._sensors = SensorCaps(config, self._widths)
         self._budget: Reading | None = None
         self._cpu_budget: float | None = None
 
     # ----------------------------------------------------------------------------- properties
     @property
-    def widths(self) -> tuple[float, ...]:
+    def widths(self) -> TrainedWidths:
         """Trained widths, ascending."""
         return self._widths
 
@@ -172,20 +173,20 @@ class Governor:
         return self._cpu_budget
 
     @property
-    def requested(self) -> float:
+    def requested(self) -> Width:
         """(Snapped) shared request; the widest trained width until a request."""
         return self._requested
 
     @property
-    def current(self) -> float:
+    def current(self) -> Width:
         """Width of the last decision of the only camera (ValueError with several)."""
         return self.current_of(None)
 
-    def current_of(self, camera: str | None) -> float:
+    def current_of(self, camera: str | None) -> Width:
         """Return the width of ``camera``'s last decision (None: the only camera)."""
         return self._camera(camera).current
 
-    def requested_for(self, camera: str | None) -> float:
+    def requested_for(self, camera: str | None) -> Width:
         """Return what ``camera`` is asked for: the smaller of the shared and its own request."""
         return min(self._requested, self._camera(camera).request)
 
@@ -230,31 +231,30 @@ class Governor:
         for name, p in zip(names, checked):
             self._cameras[name].priority = p
 
-    def snap(self, width: float) -> float:
+    def snap(self, width: float) -> Width:
         """
         Nearest trained width not above ``width`` (the smallest one if ``width`` is below all).
 
-        Raises ``ValueError`` for NaN, <= 0 or > 1 (and non-numbers).
+        For the edges (topics, parameters): ``self.widths.snap``. Raises ``ValueError`` for NaN,
+        <= 0 or > 1 (and non-numbers).
         """
-        if isinstance(width, bool) or not isinstance(width, (int, float)):
-            raise ValueError(f"width must be a number, got {width!r}")
-        width = float(width)
-        if math.isnan(width) or not 0.0 < width <= 1.0:
-            raise ValueError(f"width {width} is not in (0, 1]")
-        below = [w for w in self._widths if w <= width or same_width(w, width)]
-        return below[-1] if below else self._widths[0]
+        return self._widths.snap(width)
 
-    def request(self, width: float, camera: str | None = None) -> float:
+    def request(self, width: Width, camera: str | None = None) -> Width:
         """
-        Request a width explicitly, for all cameras (``camera`` None) or for one camera.
+        Request a trained width explicitly, for all cameras (``camera`` None) or for one camera.
 
         It applies at the next decision regardless of dwell time. A camera's own request caps
         it below the shared one (neither raises it above the other).
 
-        Returns the snapped width. Raises ``ValueError`` (state unchanged) for a bad width or
-        an unknown camera.
+        ``width`` is already snapped (:meth:`snap`); a float raises ``TypeError``, so an edge
+        that forgot to snap fails loudly. Returns ``width``. Raises ``ValueError`` (state
+        unchanged) for a width of other trained widths or an unknown camera.
         """
-        snapped = self.snap(width)
+        if not isinstance(width, Width):
+            raise TypeError(f"request takes a Width, got {width!r}: snap the float at the edge "
+                            f"with Governor.snap (TrainedWidths.snap) first")
+        snapped = self._widths.member(width)
         if camera is None:
             self._requested = snapped
             targets = list(self._cameras.values())
@@ -326,14 +326,16 @@ class Governor:
         self._sensors.update_config(config)
 
     # ----------------------------------------------------------------------------- decision
-    def decide(self, now: float, latency_ms: Mapping[float, float | None],
-               cpu_share: Mapping[float, float | None] | None = None) -> Decision:
+    def decide(self, now: float, latency_ms: Mapping[Width | int, float | None],
+               cpu_share: Mapping[Width | int, float | None] | None = None) -> Decision:
         """
         Choose the width of the next frame of the only camera.
 
         ``latency_ms`` maps trained widths to a recent high-percentile latency in milliseconds
         (``None``/missing = not measured recently), ``cpu_share`` to the predicted share of the
-        usable cores (0-1) at that width. Keys are matched to trained widths.
+        usable cores (0-1) at that width. Keys are this governor's trained widths
+        (:class:`~slimseg_ros.widths.Width`, or their indices), never matched by tolerance: a
+        float key raises ``TypeError``, a width of other trained widths ``ValueError``.
         """
         name = next(iter(self._cameras)) if len(self._cameras) == 1 else None
         self._camera(name)  # ValueError with several cameras
@@ -341,10 +343,10 @@ class Governor:
         return self.decide_cameras(now, {name: latency_ms}, cpu_share=shares)[name]
 
     def decide_cameras(self, now: float,
-                       latency_ms: Mapping[str, Mapping[float, float | None]],
+                       latency_ms: Mapping[str, Mapping[Width | int, float | None]],
                        active: Collection[str] | None = None,
-                       cpu_share: Mapping[str, Mapping[float, float | None]] | None = None,
-                       cpu_busy: Mapping[str, Mapping[float, float | None]] | None = None
+                       cpu_share: Mapping[str, Mapping[Width | int, float | None]] | None = None,
+                       cpu_busy: Mapping[str, Mapping[Width | int, float | None]] | None = None
                        ) -> dict[str, Decision]:
         """
         Choose every camera's width of its next frame.
@@ -363,7 +365,7 @@ class Governor:
             raise ValueError(f"unknown camera(s) {unknown}; cameras: {list(self._cameras)}")
         active_set = set(self._cameras) if active is None else set(active)
         warnings: list[str] = []
-        shared = self._sensors.caps(now, self.snap, warnings)
+        shared = self._sensors.caps(now, warnings)
         budget = self._budget
         if budget is not None and budget.stale(now, self._config.stale_timeout_s):
             warnings.append(stale_warning("budget", budget, now, self._config.stale_timeout_s))
@@ -375,11 +377,12 @@ class Governor:
         for meter, amount, figures, ceilings in (
                 (latency_meter(cfg.budget_percentile), budget and budget.value, latency_ms, {}),
                 (CPU_METER, self._cpu_budget, cpu_share, cpu_busy or {})):
+            # keys checked with or without a budget, so a float key fails at once
+            tables = {n: self._table(figures.get(n, {})) for n in self._cameras}
+            tops = {n: self._table(c) for n, c in ceilings.items()}
             if amount:
-                tables = {n: self._table(figures.get(n, {})) for n in self._cameras}
                 rounds.append(BudgetRound(meter, amount, amount * cfg.budget_margin,
-                                          self._widths[0], tables, order,
-                                          {n: self._table(c) for n, c in ceilings.items()}))
+                                          self._widths.narrowest, tables, order, tops))
 
         decisions: dict[str, Decision] = {}
         left = list(order)
@@ -405,7 +408,7 @@ class Governor:
         return {n: decisions[n] for n in self._cameras}
 
     def _decide_one(self, name: str, now: float, shared: SharedCaps,
-                    budget_caps: Mapping[Meter, tuple[float, str, bool]],
+                    budget_caps: Mapping[Meter, tuple[Width, str, bool]],
                     warnings: list[str]) -> Decision:
         """One camera's decision from the shared caps and its budget caps."""
         cam = self._cameras[name]
@@ -495,14 +498,19 @@ class Governor:
         return out
 
     # ----------------------------------------------------------------------------- internals
-    def _table(self, figures: Mapping[float, float | None]) -> dict[float, float | None]:
-        """Figures per trained width (keys matched to trained widths; bad values dropped)."""
-        table: dict[float, float | None] = {w: None for w in self._widths}
+    def _table(self, figures: Mapping[Width | int, float | None]) -> dict[Width, float | None]:
+        """
+        Return the figures per trained width (bad values dropped).
+
+        Keys are this governor's :class:`Width` values or their indices; a float key raises
+        ``TypeError``, a width of other trained widths ``ValueError``.
+        """
+        table: dict[Width, float | None] = {w: None for w in self._widths}
         for key, value in figures.items():
-            match = find_width(self._widths, key)
-            if match is None or value is None:
+            width = self._widths.member(key)
+            if value is None:
                 continue
             v = float(value)
             if math.isfinite(v) and v >= 0.0:
-                table[match] = v
+                table[width] = v
         return table

@@ -7,8 +7,9 @@ milliseconds, for the CPU-share budget).
 A deadline is missed by the slow frames, so the budget compares a high percentile, and it must
 react when the machine slows down: only the last ``max_frames`` frames of each width within the
 last ``window_s`` seconds count. A width not run for that long has no figure (None), which the
-governor treats as "not measured: probe it". Plain Python (no numpy, no clock reads: times are
-passed in), so the governor can use it.
+governor treats as "not measured: probe it". Widths are keyed as
+:class:`~slimseg_ros.widths.Width` values (by index, no tolerance); a float raises ``TypeError``.
+Plain Python (no numpy, no clock reads: times are passed in), so the governor can use it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..widths import find_width
+from ..widths import Width
 
 
 @dataclass(frozen=True)
@@ -67,23 +68,16 @@ class LatencyStore:
                              f"{max_frames!r}")
         self.window_s = float(window_s)
         self.max_frames = int(max_frames)
-        self._samples: dict[float, deque[tuple[float, float, float | None]]] = {}
+        self._samples: dict[Width, deque[tuple[float, float, float | None]]] = {}
         self._lock = threading.Lock()
 
-    def _key(self, width: float) -> float:
-        """Return the stored width equal to ``width``, else ``width`` (caller holds the lock)."""
-        w = float(width)
-        if not math.isfinite(w):
-            raise ValueError(f"width must be a finite number, got {width!r}")
-        known = find_width(tuple(self._samples), w)
-        return w if known is None else known
-
-    def record(self, width: float, ms: float, now: float, cpu_ms: float | None = None) -> None:
+    def record(self, width: Width, ms: float, now: float, cpu_ms: float | None = None) -> None:
         """
         Add one frame of ``ms`` milliseconds at ``width``, measured at time ``now`` (s).
 
         The frame used ``cpu_ms`` milliseconds of CPU time (None: not measured).
         """
+        key = _checked(width)
         value = float(ms)
         if not math.isfinite(value) or value < 0.0:
             raise ValueError(f"latency must be a finite number >= 0 ms, got {ms!r}")
@@ -91,38 +85,48 @@ class LatencyStore:
         if cpu is not None and not (math.isfinite(cpu) and cpu >= 0.0):
             raise ValueError(f"CPU time must be a finite number >= 0 ms, got {cpu_ms!r}")
         with self._lock:
-            key = self._key(width)
             self._samples.setdefault(key, deque(maxlen=self.max_frames)).append(
                 (now, value, cpu))
 
-    def reset(self, width: float | None = None) -> None:
+    def reset(self, width: Width | None = None) -> None:
         """Forget the frames of ``width`` (all when None), so it is judged on new frames only."""
+        key = None if width is None else _checked(width)
         with self._lock:
-            if width is None:
+            if key is None:
                 self._samples.clear()
             else:
-                self._samples.pop(self._key(width), None)
+                self._samples.pop(key, None)
 
-    def _recent(self, width: float, now: float) -> list[tuple[float, float | None]]:
-        samples = self._samples.get(self._key(width), ())
+    def _recent(self, width: Width, now: float) -> list[tuple[float, float | None]]:
+        samples = self._samples.get(width, ())
         return [(ms, cpu) for t, ms, cpu in samples if now - t <= self.window_s]
 
-    def percentile(self, width: float, q: float, now: float) -> float | None:
+    def percentile(self, width: Width, q: float, now: float) -> float | None:
         """
         Return the ``q``-th percentile, ``q`` in 0-100, of the recent frames of ``width``.
 
         None when ``width`` has no recent frame.
         """
+        key = _checked(width)
         with self._lock:
-            values = sorted(ms for ms, _ in self._recent(width, now))
+            values = sorted(ms for ms, _ in self._recent(key, now))
         return percentile(values, q) if values else None
 
-    def recent(self, widths: Iterable[float], q: float, now: float
-               ) -> dict[float, WidthLatency | None]:
+    def recent(self, widths: Iterable[Width], q: float, now: float
+               ) -> dict[Width, WidthLatency | None]:
         """Every width's recent figures (None: no recent frame), read at once."""
+        widths = [_checked(w) for w in widths]
         with self._lock:
             samples = {w: self._recent(w, now) for w in widths}
         return {w: _figures(v, float(q)) if v else None for w, v in samples.items()}
+
+
+def _checked(width: object) -> Width:
+    """Return ``width`` if it is a :class:`Width`; ``TypeError`` otherwise (floats included)."""
+    if not isinstance(width, Width):
+        raise TypeError(f"the latency store is keyed by Width, got {width!r}: turn a float "
+                        f"into a Width once at the edge with TrainedWidths.snap (or .exact)")
+    return width
 
 
 def _figures(samples: list[tuple[float, float | None]], q: float) -> WidthLatency:

@@ -44,6 +44,7 @@ from .contract import (REJECTED, TOPICS, Diagnostics, LastFrame, camera_status_n
                        camera_topics, diagnostics_values, status_name)
 from .conversions import compressed_to_rgb, image_to_rgb, palette_lut
 from ..governor.decision import SINGLE, Decision, Governor
+from ..widths import Width
 from ..governor.latency import LatencyStore
 from .camera import CONTROL_QOS, CameraIO, reliability_name
 from .host_watch import HostWatch
@@ -170,7 +171,7 @@ class SlimSegCore:
         names = names or [SINGLE]
         governor = Governor(engine.widths, gov_config, cameras=names,
                             priorities=priorities or None)
-        governor.request(float(values["width"]))
+        governor.request(governor.widths.snap(float(values["width"])))
         governor.update_cpu_budget(float(values["cpu_budget"]) or None)
         self._declare_model_params({"class_names": list(info.class_names),
                                     "palette": [int(v) for c in info.palette for v in c],
@@ -345,7 +346,8 @@ class SlimSegCore:
         now = time.monotonic()
         try:
             with self._gov_lock:
-                snapped = self._governor.request(float(msg.data), camera)
+                governor = self._governor
+                snapped = governor.request(governor.widths.snap(float(msg.data)), camera)
         except ValueError as exc:
             label = self._cameras[camera].label if camera else ""
             self._reject(rejections, REJECTED.width, f"{exc}; keeping the current request",
@@ -422,8 +424,8 @@ class SlimSegCore:
                 current = {s.name: self.value(s.name) for s in PARAMS
                            if s.name.startswith(GOVERNOR_PREFIX)}
                 gov_config = governor_config_from_params({**current, **updates})
-            if "width" in updates:
-                self._governor.snap(float(updates["width"]))
+            width = (self._governor.widths.snap(float(updates["width"]))
+                     if "width" in updates else None)
             if "camera_priorities" in updates:
                 priorities = [float(p) for p in updates["camera_priorities"]]
                 check_camera_priorities([c for c in self._cameras if c != SINGLE], priorities)
@@ -433,8 +435,8 @@ class SlimSegCore:
         with self._gov_lock:
             if gov_config is not None:
                 self._governor.update_config(gov_config)
-            if "width" in updates:
-                self._governor.request(float(updates["width"]))
+            if width is not None:
+                self._governor.request(width)
             if "camera_priorities" in updates:
                 self._governor.set_priorities(priorities or None)
             if "cpu_budget" in updates:
@@ -515,11 +517,11 @@ class SlimSegCore:
         stamp = Time.from_msg(msg.header.stamp)
         age_ms = ((self.node.get_clock().now() - stamp).nanoseconds / 1e6 if stamp.nanoseconds
                   else math.nan)  # meaningful when the camera stamps with this clock
-        cam.count_frame(LastFrame(width=decision.width, width_px=int(mask.shape[1]),
+        cam.count_frame(LastFrame(width=float(decision.width), width_px=int(mask.shape[1]),
                                   height_px=int(mask.shape[0]),
                                   delay_ms=(done - received) * 1e3, age_ms=age_ms))
 
-    def _timed_infer(self, cam: CameraIO, rgb: Any, width: float) -> Any:
+    def _timed_infer(self, cam: CameraIO, rgb: Any, width: Width) -> Any:
         """
         Run the engine; record the frame's latency and CPU time in the camera's store.
 
@@ -531,7 +533,7 @@ class SlimSegCore:
         and part of serving frames.
         """
         cpu, start = time.process_time(), time.perf_counter()
-        mask = self.engine.infer(rgb, width)
+        mask = self.engine.infer(rgb, float(width))
         wall_ms = (time.perf_counter() - start) * 1000.0
         cam.latency.record(width, wall_ms, time.monotonic(),
                            cpu_ms=(time.process_time() - cpu) * 1000.0)
