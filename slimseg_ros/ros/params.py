@@ -11,12 +11,12 @@ against each other without a ROS graph; the node turns each :class:`ParamSpec` i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .contract import check_camera_names
-from ..governor.decision import GovernorConfig
+from ..governor.config import GovernorConfig
 from ..governor.host_readings import DEFAULT_TEMPERATURE_SENSORS
 
 GOVERNOR_PREFIX = "governor."
@@ -266,6 +266,52 @@ def host_sensors_on(value: Any) -> bool:
         return False
     raise ValueError(f"parameter 'host_sensors' is {value!r}; "
                      f"choose one of {list(HOST_SENSORS)}")
+
+
+@dataclass(frozen=True)
+class ParamChanges:
+    """A validated set of parameter changes, with what the governor needs of them."""
+
+    updates: dict[str, Any]
+    governor_config: GovernorConfig | None = None  # the new config when a governor.* changed
+    priorities: list[float] | None = None  # the new camera priorities when they changed
+
+    def changed(self, *names: str) -> bool:
+        """Tell whether any of ``names`` is among the changes."""
+        return any(n in self.updates for n in names)
+
+
+def validate_changes(updates: Mapping[str, Any], current: Callable[[str], Any], *,
+                     configured: bool, cameras: Sequence[str]) -> ParamChanges:
+    """
+    Validate a set of parameter changes as a whole; apply none of them.
+
+    ``current`` reads a parameter's present value (for the governor fields not changed);
+    ``configured``: a model is loaded, so parameters fixed after start-up are refused;
+    ``cameras``: the configured camera names (empty for the single camera). Raises
+    ``ValueError`` with the sentence the parameter service returns.
+    """
+    updates = dict(updates)
+    for name, value in updates.items():
+        check_value(name, value)
+    model = [s.name for s in MODEL_PARAMS if s.name in updates]
+    if model:
+        raise ValueError(f"parameter(s) {model} are read-only: set from the checkpoint")
+    fixed = [n for n in updates if n in SPECS and SPECS[n].read_only]
+    if fixed and configured:  # only a managed node gets here (else read-only)
+        raise ValueError(f"parameter(s) {fixed} can only be changed while the node is "
+                         f"unconfigured (clean it up first)")
+    if not configured:
+        return ParamChanges(updates)  # read by the next configure
+    gov_config = None
+    if any(name.startswith(GOVERNOR_PREFIX) for name in updates):
+        present = {s.name: current(s.name) for s in PARAMS if s.name.startswith(GOVERNOR_PREFIX)}
+        gov_config = governor_config_from_params({**present, **updates})
+    priorities = None
+    if "camera_priorities" in updates:
+        priorities = [float(p) for p in updates["camera_priorities"]]
+        check_camera_priorities(list(cameras), priorities)
+    return ParamChanges(updates, gov_config, priorities)
 
 
 def check_value(name: str, value: Any) -> None:

@@ -1,0 +1,112 @@
+"""
+Diagnostics assembly: the node's state as ``diagnostic_msgs`` statuses, one per camera.
+
+A node with several cameras also reports one shared status (totals, shared caps, the host).
+The keys and their text form are the contract's (:mod:`.contract`); this module only gathers
+the figures from the core's parts and sets the level: WARN for a warning or newly rejected
+input, ERROR when an inference failed since the last report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+from ..governor import Decision, Governor
+from .camera import CameraIO, reliability_name
+from .contract import REJECTED, Diagnostics, camera_status_name, diagnostics_values, status_name
+from .frame_slots import FrameSlots
+from .host_watch import HostWatch
+from .rejections import Rejections
+
+SHARED = "shared"  # key of the shared rejections' counts
+
+
+class DiagnosticsReport:
+    """
+    Builds the statuses of one node; remembers the rejection counts it last reported.
+
+    Rejections are reported as "N new since the last report", so a burst of bad frames raises
+    the level once instead of forever.
+    """
+
+    def __init__(self, node_name: str) -> None:
+        self.node_name = node_name
+        self._reported: dict[str, dict[str, int]] = {}
+
+    def reset(self) -> None:
+        """Forget what was reported (a managed node configured again)."""
+        self._reported = {}
+
+    def _new_rejections(self, key: str, rejections: Rejections
+                        ) -> tuple[dict[str, int], dict[str, str], dict[str, int]]:
+        """Return (counts, last messages, counts new since the last report) of ``rejections``."""
+        counts, last = rejections.snapshot()
+        before = self._reported.get(key, {})
+        self._reported[key] = counts
+        return counts, last, {k: n - before.get(k, 0) for k, n in counts.items()
+                              if n > before.get(k, 0)}
+
+    @staticmethod
+    def _status(name: str, report: Diagnostics, message: str, warnings: tuple[str, ...],
+                new: dict[str, int], hardware_id: str) -> DiagnosticStatus:
+        level = DiagnosticStatus.OK
+        problems = list(warnings) + [f"{n} {k} input(s) rejected" for k, n in sorted(new.items())]
+        if problems:
+            level = DiagnosticStatus.ERROR if REJECTED.inference in new else DiagnosticStatus.WARN
+            message += " (" + "; ".join(problems) + ")"
+        values = [KeyValue(key=k, value=v) for k, v in diagnostics_values(report).items()]
+        return DiagnosticStatus(level=level, name=name, message=message,
+                                hardware_id=hardware_id, values=values)
+
+    def statuses(self, decisions: Mapping[str, Decision], *, engine: Any, governor: Governor,
+                 cameras: Mapping[str, CameraIO], slots: FrameSlots[Any],
+                 shared_rejections: Rejections, host: HostWatch,
+                 single: bool) -> list[DiagnosticStatus]:
+        """Return the statuses for ``decisions`` (one per camera; shared first if several)."""
+        engine_fields = {"trained_widths": tuple(engine.widths), "device": str(engine.device),
+                         "backend": engine.backend, "precision": engine.precision}
+        hardware = str(engine.device)
+        out = []
+        if not single:
+            counts, last, new = self._new_rejections(SHARED, shared_rejections)
+            first = next(iter(decisions.values()))
+            warnings = tuple(w for w in first.warnings
+                             if all(w in d.warnings for d in decisions.values()))
+            summary = "; ".join(f"{n} {d.width:g}" for n, d in decisions.items())
+            report = Diagnostics(
+                reason=summary, requested_width=governor.requested,
+                caps={k: v for k, v in first.caps.items() if k in ("battery", "thermal")},
+                frames_received=sum(slots.received.values()),
+                frames_processed=sum(c.stats()[0] for c in cameras.values()),
+                frames_dropped=sum(slots.dropped.values()), cameras=tuple(cameras),
+                rejected=counts, last_rejected=last, warnings=warnings,
+                host=host.status(first, governor.cpu_budget), **engine_fields)
+            out.append(self._status(status_name(self.node_name), report,
+                                    f"{len(decisions)} cameras: {summary}", warnings, new,
+                                    hardware))
+        for name, decision in decisions.items():
+            cam = cameras[name]
+            counts, last, new = self._new_rejections(SHARED if single else cam.name,
+                                                     cam.rejections)
+            processed, per_width, frame = cam.stats()
+            report = Diagnostics(
+                active_width=decision.width, reason=decision.reason,
+                requested_width=governor.requested_for(cam.name), caps=decision.caps,
+                frames_received=slots.received[cam.name], frames_processed=processed,
+                frames_dropped=slots.dropped[cam.name], image_topic=cam.image_sub.topic_name,
+                image_qos=reliability_name(cam.image_reliability),
+                image_publishers=cam.image_publishers, camera=cam.name,
+                priority=None if single else governor.priorities[cam.name],
+                last_frame=frame, latency=decision.latency, frames_at=per_width,
+                rejected=counts, last_rejected=last, warnings=decision.warnings,
+                decided_by=decision.decided_by, cpu_share=decision.cpu_share,
+                host=host.status(decision, governor.cpu_budget) if single else None,
+                **engine_fields)
+            status = (status_name(self.node_name) if single
+                      else camera_status_name(self.node_name, cam.name))
+            out.append(self._status(status, report, f"width {decision.width:g}: "
+                                    f"{decision.reason}", decision.warnings, new, hardware))
+        return out

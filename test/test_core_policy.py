@@ -1,0 +1,378 @@
+"""
+The node's policy through its core, on a fake clock with scripted inference costs.
+
+The core runs on a real rclpy node (parameters, publishers) and a real tiny model, but serves
+frames itself (no inference thread) and reads time from a clock the test advances by hand; each
+inference "costs" what the test scripts for its width, and the fake clock moves by that much.
+So budgets, CPU share, priorities, fairness between cameras, dwell, probing, stale inputs and
+host-sensor fallbacks are asserted as *which width and reason at which fake instant*: nothing
+here sleeps or waits on real time, and a busy machine cannot change an outcome.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("sensor_msgs.msg")
+
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import BatteryState, Temperature  # noqa: E402
+from std_msgs.msg import Float32  # noqa: E402
+
+from node_harness import image_msg, make_tiny_checkpoint, pick_domain_id  # noqa: E402
+from slimseg_ros.governor import host_readings  # noqa: E402
+from slimseg_ros.governor.host_readings import PsutilSample  # noqa: E402
+from slimseg_ros.ros import host_watch  # noqa: E402
+from slimseg_ros.ros.contract import REJECTED  # noqa: E402
+from slimseg_ros.ros.core import SlimSegCore  # noqa: E402
+from slimseg_ros.ros.timing import Cost  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+#: wall and CPU milliseconds per frame at each width, as a small CPU might measure them
+COSTS = {0.25: (4.0, 4.0), 0.5: (8.0, 8.0), 0.75: (14.0, 14.0), 1.0: (20.0, 20.0)}
+BASE = {"backend": "torch", "torch_threads": 1, "governor.min_dwell_s": 2.0,
+        "governor.probe_interval_s": 3.0, "latency_window_s": 5.0, "latency_window_frames": 10,
+        "host_sensors": "off"}
+shwtemp = namedtuple("shwtemp", "label current high critical")  # psutil's reading
+
+
+class FakeClock:
+    """Seconds that move only when the test (or the scripted meter) says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class ScriptedMeter:
+    """Runs the real inference, reports the scripted cost of its width, advances the clock."""
+
+    def __init__(self, clock: FakeClock, costs: dict[float, tuple[float, float]]) -> None:
+        self.clock = clock
+        self.costs = dict(costs)
+        self.widths: list[float] = []  # what each inference ran at
+
+    def measure(self, run: Callable[[], Any], width: Any) -> tuple[Any, Cost]:
+        result = run()
+        wall_ms, cpu_ms = self.costs[float(width)]
+        self.clock.advance(wall_ms / 1000.0)
+        self.widths.append(float(width))
+        return result, Cost(wall_ms, cpu_ms)
+
+
+class Rig:
+    """One core on a fake clock, with helpers to feed it as topics would."""
+
+    def __init__(self, core: SlimSegCore, clock: FakeClock, meter: ScriptedMeter) -> None:
+        self.core, self.clock, self.meter = core, clock, meter
+        self.published: dict[str, list[float]] = {}
+        for name, cam in core._cameras.items():  # what goes out on active_width from now on
+            sent = self.published.setdefault(name, [])
+            cam.width_pub.publish = lambda msg, sent=sent: sent.append(round(msg.data, 6))
+        self.frames = {name: image_msg(np.full((24, 32, 3), 90, np.uint8), "rgb8",
+                                       frame_id=name or "camera") for name in core._cameras}
+
+    def decision(self, camera: str = "") -> Any:
+        return self.core.decide()[camera]
+
+    def width(self, camera: str = "") -> float:
+        return float(self.decision(camera).width)
+
+    def serve(self, n: int = 1, cameras: tuple[str, ...] | None = None,
+              period_s: float = 0.05) -> None:
+        """Feed ``n`` rounds of one frame per camera, ``period_s`` apart, serving each."""
+        for _ in range(n):
+            for name in cameras if cameras is not None else tuple(self.frames):
+                self.core.on_image(name, self.frames[name])
+            while self.core.serve_next(timeout=0.0):
+                pass
+            self.clock.advance(period_s)
+
+    def send(self, handler: Callable[[Any], None], msg: Any) -> None:
+        handler(msg)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Any:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt",
+                                input_size=(24, 32))
+
+
+@pytest.fixture(scope="module")
+def context() -> Iterator[Any]:
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=pick_domain_id())
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture
+def rig(context, checkpoint, monkeypatch) -> Iterator[Callable[..., Rig]]:
+    """Make a core: ``rig(costs=COSTS, host=None, **params) -> Rig`` (two usable cores)."""
+    monkeypatch.setattr(host_readings, "usable_cores", lambda: 2)
+    monkeypatch.setattr(host_watch, "usable_cores", lambda: 2)
+    made = []
+
+    def make(costs: dict[float, tuple[float, float]] = COSTS,
+             host: Callable[..., PsutilSample] | None = None, **params: Any) -> Rig:
+        clock = FakeClock()
+        meter = ScriptedMeter(clock, costs)
+        values = {"checkpoint": str(checkpoint), **BASE, **params}
+        node = rclpy.create_node(f"slimseg_{len(made)}", context=context,
+                                 parameter_overrides=[Parameter(k, value=v)
+                                                      for k, v in values.items()])
+        core = SlimSegCore(node, clock=clock, meter=meter,
+                           host_reader=host or (lambda sensors=True: PsutilSample()))
+        made.append((core, node))
+        core.configure()
+        core.activate(worker=False)
+        return Rig(core, clock, meter)
+    yield make
+    for core, node in made:
+        core.shutdown()
+        node.destroy_node()
+
+
+def budget(ms: float) -> Float32:
+    return Float32(data=float(ms))
+
+
+def battery(fraction: float, charging: bool = False) -> BatteryState:
+    status = (BatteryState.POWER_SUPPLY_STATUS_CHARGING if charging
+              else BatteryState.POWER_SUPPLY_STATUS_DISCHARGING)
+    return BatteryState(percentage=float(fraction), power_supply_status=status)
+
+
+def temperature(celsius: float) -> Temperature:
+    return Temperature(temperature=float(celsius))
+
+
+# --------------------------------------------------------------------------------- requests
+def test_a_request_applies_at_once_and_is_published_without_a_frame(rig) -> None:
+    r = rig()
+    assert r.width() == 1.0 and r.published[""] == []  # (latched at activation, before this)
+    r.core.on_width(Float32(data=0.25))
+    assert r.width() == 0.25 and r.published[""] == [0.25]  # no frame served yet
+    r.serve()
+    assert r.meter.widths == [0.25]  # the next frame runs at it
+    r.core.on_width(Float32(data=0.6))  # between trained widths: snaps down
+    d = r.decision()
+    assert float(d.width) == 0.5 and d.reason == "request 0.5"
+    r.core.on_width(Float32(data=math.nan))  # rejected; the request stays
+    assert r.width() == 0.5 and r.published[""] == [0.25, 0.5]
+    counts, last = r.core._rejections.snapshot()
+    assert counts == {REJECTED.width: 1} and "keeping the current request" in last["width"]
+
+
+def test_the_width_parameter_is_a_request_too(rig) -> None:
+    r = rig()
+    assert r.core.node.set_parameters([Parameter("width", value=0.5)])[0].successful
+    assert r.width() == 0.5 and r.published[""][-1] == 0.5
+    bad = r.core.node.set_parameters([Parameter("width", value=0.0)])[0]
+    assert not bad.successful and r.width() == 0.5
+
+
+# --------------------------------------------------------------------------------- battery/heat
+def test_battery_caps_unless_charging_and_heat_holds_within_its_hysteresis(rig) -> None:
+    r = rig()
+    r.core.on_battery(battery(0.10))  # 10 % discharging: the 15 % row caps at 0.25
+    d = r.decision()
+    assert float(d.width) == 0.25 and "battery 10% <= 15%" in d.reason
+    r.core.on_battery(battery(0.10, charging=True))  # ignored while charging
+    r.clock.advance(2.5)  # past the dwell: a raise may apply
+    assert r.decision().reason == "request 1" and r.width() == 1.0
+    r.core.on_temperature(temperature(85.0))  # >= 80 C: at most 0.5, at once
+    d = r.decision()
+    assert float(d.width) == 0.5 and "thermal 85.0C >= 80C" in d.reason
+    r.core.on_temperature(temperature(78.5))  # below 80 but within 3 C: still held
+    d = r.decision()
+    assert float(d.width) == 0.5 and "held" in d.reason
+    r.core.on_temperature(temperature(40.0))
+    assert r.width() == 0.5  # a raise waits for the dwell time ...
+    r.clock.advance(2.1)
+    assert r.width() == 1.0  # ... and then applies
+    assert r.published[""] == [0.25, 1.0, 0.5, 1.0]
+    r.core.on_battery(battery(50.0))  # percent instead of a fraction: rejected, state kept
+    assert r.core._rejections.snapshot()[0] == {REJECTED.battery: 1} and r.width() == 1.0
+
+
+def test_a_silent_battery_topic_goes_stale_and_stops_capping(rig) -> None:
+    r = rig(**{"governor.stale_timeout_s": 10.0})
+    r.core.on_battery(battery(0.20))
+    assert r.width() == 0.5
+    r.clock.advance(10.5)
+    d = r.decision()
+    assert float(d.width) == 1.0 and any("battery" in w and "stale" in w for w in d.warnings)
+
+
+# --------------------------------------------------------------------------------- budgets
+def test_a_latency_budget_slims_to_the_widest_width_that_fits_and_says_so(rig) -> None:
+    r = rig()
+    r.serve(3)  # 20 ms frames at full width
+    r.core.on_budget(budget(17.0))  # 17 * 0.9 = 15.3 ms: 0.75 (14 ms) fits, 1.0 does not
+    r.serve(10)
+    d = r.decision()
+    assert float(d.width) == 0.75, d.reason
+    assert "budget 17ms" in d.reason and "p90 at 0.75" in d.reason
+    assert r.meter.widths[-1] == 0.75 and 1.0 not in r.meter.widths[-5:]
+
+
+def test_a_budget_no_width_meets_gives_the_narrowest_with_a_warning(rig) -> None:
+    r = rig()
+    r.serve(2)
+    r.core.on_budget(budget(0.01))
+    r.serve(5)
+    d = r.decision()
+    assert float(d.width) == 0.25 and "budget 0.01ms: p90 at 0.25" in d.reason
+    assert any("cannot be met" in w for w in d.warnings)
+
+
+def test_a_loose_budget_probes_back_up_one_step_per_interval(rig) -> None:
+    # figures older than a second are forgotten, so the wider widths must be probed again
+    r = rig(latency_window_s=1.0)
+    r.serve(2)
+    r.core.on_budget(budget(5.0))  # only 0.25 fits
+    r.serve(5)
+    assert r.width() == 0.25
+    r.core.on_budget(budget(1000.0))  # everything fits: widen, a step per probe, after dwell
+    start = r.clock()
+    seen = []
+    while r.clock() - start < 30.0 and r.width() != 1.0:
+        r.serve()
+        if not seen or seen[-1][1] != r.width():
+            seen.append((round(r.clock() - start, 2), r.width()))
+    assert [w for _, w in seen] == [0.25, 0.5, 0.75, 1.0], seen
+    steps = [t for t, _ in seen]
+    assert all(b - a >= 3.0 for a, b in zip(steps[1:], steps[2:])), seen  # a probe per 3 s
+    assert r.decision().reason.startswith("request 1")
+
+
+def test_a_budget_that_stops_arriving_goes_stale(rig) -> None:
+    r = rig(**{"governor.stale_timeout_s": 10.0})
+    r.serve(2)
+    r.core.on_budget(budget(5.0))
+    r.serve(5)
+    assert r.width() == 0.25
+    r.serve(44, period_s=0.25)  # 11 s of frames keep coming, the budget does not
+    d = r.decision()
+    assert any("budget" in w and "stale" in w for w in d.warnings), d.warnings
+    assert float(d.width) > 0.25
+
+
+def test_a_cpu_budget_slims_a_busy_node_and_a_loose_one_widens_it(rig) -> None:
+    # 20 fps; at full width 20 ms CPU per frame = 0.4 of a core = 0.2 of two cores
+    r = rig(**{"governor.budget_margin": 1.0})
+    r.serve(20)
+    assert r.core.node.set_parameters([Parameter("cpu_budget", value=0.05)])[0].successful
+    r.serve(20)
+    d = r.decision()
+    # 0.25: 4 ms x 20 fps / 2 cores = 0.04 of the cores fits 0.05; 0.5 (0.08) does not
+    assert float(d.width) == 0.25 and "cpu budget 5%" in d.reason, d.reason
+    assert d.cpu_share and all(v > 0 for v in d.cpu_share.values())
+    r.core.on_cpu_budget(Float32(data=1.0))
+    r.serve(60, period_s=0.25)  # 15 s
+    assert r.width() == 1.0
+    r.core.on_cpu_budget(Float32(data=1.5))  # more than all the cores: rejected
+    assert r.core._rejections.snapshot()[0] == {REJECTED.cpu_budget: 1}
+
+
+# --------------------------------------------------------------------------------- cameras
+def test_a_tight_budget_slims_the_low_priority_camera_first(rig) -> None:
+    r = rig(cameras=["front", "side"], camera_priorities=[2.0, 1.0],
+            **{"governor.stale_timeout_s": 60.0})
+    r.serve(3)
+    # front at full width (20) + side at its floor (4) = 24 ms fits 27 * 0.9; both full do not
+    r.core.on_budget(budget(27.0))
+    r.serve(40, period_s=0.25)  # 10 s
+    front, side = r.decision("front"), r.decision("side")
+    assert (float(front.width), float(side.width)) == (1.0, 0.25), (front.reason, side.reason)
+    assert "share" in side.reason
+    # side stops sending: it costs nothing and holds its width; front alone in the round
+    r.serve(24, cameras=("front",), period_s=0.25)  # 6 s
+    side = r.decision("side")
+    assert "no recent frame" in side.reason and float(side.width) == 0.25
+    assert float(r.decision("front").width) == 1.0
+    before = r.core.frame_stats("side")["processed"]
+    r.serve(3)  # and is served again when it comes back
+    assert r.core.frame_stats("side")["processed"] == before + 3
+    assert "share" in r.decision("side").reason
+
+
+def test_priorities_change_at_runtime_and_the_other_camera_slims(rig) -> None:
+    r = rig(cameras=["front", "side"], camera_priorities=[2.0, 1.0],
+            **{"governor.stale_timeout_s": 60.0})
+    r.serve(3)
+    r.core.on_budget(budget(27.0))
+    r.serve(40, period_s=0.25)  # 10 s
+    assert (r.width("front"), r.width("side")) == (1.0, 0.25)
+    assert r.core.node.set_parameters([Parameter("camera_priorities",
+                                                 value=[1.0, 3.0])])[0].successful
+    r.serve(80, period_s=0.25)  # 20 s
+    assert (r.width("front"), r.width("side")) == (0.25, 1.0)
+    bad = r.core.node.set_parameters([Parameter("camera_priorities", value=[1.0])])[0]
+    assert not bad.successful and "one per camera" in bad.reason
+
+
+def test_a_flooding_camera_gets_one_turn_per_round(rig) -> None:
+    r = rig(cameras=["flood", "steady"])
+    served = []
+    for i in range(12):
+        for _ in range(5):  # five flood frames per steady frame: four are dropped
+            r.core.on_image("flood", r.frames["flood"])
+        if i % 2 == 0:
+            r.core.on_image("steady", r.frames["steady"])
+        while r.core.serve_next(timeout=0.0):
+            served.append(r.core._slots._order[(r.core._slots._next - 1) % 2])
+    assert served.count("steady") == 6
+    assert r.core.frame_stats("flood")["dropped"] == 48
+    assert r.core.frame_stats("steady")["dropped"] == 0
+
+
+def test_bad_frames_on_one_camera_change_nothing_for_the_other(rig) -> None:
+    r = rig(cameras=["front", "left"])
+    bad = image_msg(np.zeros((4, 4, 3), np.uint8), "rgb8")
+    bad.encoding = "yuv_unknown"
+    r.core.on_image("left", bad)
+    r.core.on_image("front", r.frames["front"])
+    while r.core.serve_next(timeout=0.0):
+        pass
+    assert r.core.camera("left").rejections.snapshot()[0] == {REJECTED.image: 1}
+    assert r.core.camera("front").rejections.snapshot()[0] == {}
+    assert r.core.frame_stats("front")["processed"] == 1
+
+
+# --------------------------------------------------------------------------------- host
+def test_host_temperature_caps_while_the_topic_is_silent_and_a_live_topic_wins(rig) -> None:
+    hot = {"coretemp": [shwtemp("Package id 0", 95.0, None, None)]}
+
+    def reader(sensors: bool = True) -> PsutilSample:
+        return PsutilSample(temperatures=hot if sensors else {}, cpu_seconds=1.0, age_s=10.0)
+
+    r = rig(host=reader, host_sensors="auto", **{"governor.stale_timeout_s": 10.0})
+    r.core.read_host()
+    d = r.decision()
+    assert float(d.width) == 0.25 and "host thermal 95.0C" in d.reason, d.reason
+    r.core.on_temperature(temperature(40.0))  # a live topic wins over the host
+    r.clock.advance(2.1)
+    d = r.decision()
+    assert float(d.width) == 1.0 and "host" not in d.reason, d.reason
+    r.clock.advance(10.5)  # the topic goes silent: the host's reading caps again
+    r.core.read_host()
+    d = r.decision()
+    assert float(d.width) == 0.25 and "host thermal" in d.reason
+    assert r.core.node.set_parameters([Parameter("host_sensors", value="off")])[0].successful
+    r.clock.advance(2.1)
+    assert r.width() == 1.0  # sensors off: the host's readings are forgotten at once
