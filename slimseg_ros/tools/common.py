@@ -157,7 +157,10 @@ def shutdown_ros(executor: Any = None, nodes: Iterable[Any] = (), context: Any =
     except Exception:  # noqa: BLE001 - none installed: nothing to stop
         pass
     if executor is not None:
-        executor.shutdown(timeout_sec=2.0)
+        try:
+            executor.shutdown(timeout_sec=2.0)
+        except Exception:  # noqa: BLE001 - a context already shut down: the nodes still go
+            pass
     for node in nodes:
         node.destroy_node()
     rclpy.try_shutdown(context=context)
@@ -184,6 +187,7 @@ class RosSession:
             rclpy.init(context=self.context, domain_id=domain_id)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list[Any] = []
+        self.closed = False
 
     def node(self, name: str, **kwargs: Any) -> Any:
         """Make a node on this context, spun by this session's executor."""
@@ -219,7 +223,10 @@ class RosSession:
             self.spin_once(step)
 
     def close(self) -> None:
-        """Tear down: executor, nodes, then rclpy on this context (see :func:`shutdown_ros`)."""
+        """Tear down: executor, nodes, then rclpy on this context; again: nothing to do."""
+        if self.closed:
+            return
+        self.closed = True
         nodes, self.nodes = self.nodes, []
         shutdown_ros(self.executor, nodes, self.context)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 from ...ros.contract import NODE_NAME, check_camera_names
 from ...resources import default_checkpoint
+from ..common import RosSession, parse_size
 from ..node_process import (default_params_file, log_tail, node_command, node_environment,
                             stand_in_checkpoint, stop_process)
 from . import DemoError
@@ -98,13 +98,9 @@ def read_checkpoint_info(path: Path) -> dict[str, Any]:
 # The command and the run
 # ----------------------------------------------------------------------------------------------
 
-def _parse_size(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
-    if not m or int(m.group(1)) < 8 or int(m.group(2)) < 8:
-        raise argparse.ArgumentTypeError(f"--size wants HEIGHTxWIDTH (>= 8 each), got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+def frame_size_arg(text: str) -> tuple[int, int]:
+    """Read ``--size``: ``HxW``, height first, at least 8 pixels each."""
+    return parse_size(text, minimum=8)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="model file; default: the packaged model, or an "
                                         "untrained stand-in if none is installed")
     p.add_argument("--params", help="node parameter file; default: config/slimseg.yaml")
-    p.add_argument("--size", type=_parse_size, help="resize frames to HEIGHTxWIDTH "
-                                                    "(generated frames: 360x480)")
+    p.add_argument("--size", type=frame_size_arg, metavar="HxW",
+                   help="resize frames to HxW, height first (generated frames: 360x480)")
     p.add_argument("--scene-frames", type=int, default=SCENE_LOOP_FRAMES,
                    help="frames of the generated scene drawn before the replay, then looped")
     p.add_argument("--cameras", nargs="+", metavar="NAME",
@@ -214,8 +210,6 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     log_path = out / "node.log"
     print(f"[demo] starting the node on ROS_DOMAIN_ID={domain_id}: {' '.join(cmd)}", flush=True)
 
-    import rclpy
-
     record = Record(cameras=cameras or [""])
     if not args.images and scene_classes_match(info["class_names"]):
         record.scene = SceneScore()  # masks of generated frames are scored as they come back
@@ -225,12 +219,11 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     def clock() -> float:
         return time.monotonic() - origin[0]
 
-    rclpy.init()
     client = None
-    with open(log_path, "w") as log:
+    with RosSession() as ros, open(log_path, "w") as log:  # on ROS_DOMAIN_ID set above
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            client = DemoClient(record, clock, lambda cam, i: sources[cam].labels(i))
+            client = DemoClient(ros, record, clock, lambda cam, i: sources[cam].labels(i))
             startup_s = _wait_for_node(client, proc, sources, args, log_path, record)
             with client.lock:
                 shift = time.monotonic() - origin[0]
@@ -239,10 +232,10 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
             t_end = play(client, proc, sources, record, phases, widths, phase_s, args.fps,
                          margin, clock, log_path)
         finally:
-            if client is not None:
+            if client is not None:  # recording stops before the node does
                 client.close()
+            ros.close()  # nothing left to do when the client closed it
             stop_process(proc)
-            rclpy.try_shutdown()
     meta = {"checkpoint": str(checkpoint), "untrained": info["untrained"],
             "source": "; ".join(f"{c}: {s.description}" if c else s.description
                                 for c, s in sources.items()),

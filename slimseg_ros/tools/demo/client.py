@@ -23,6 +23,7 @@ import numpy as np
 
 from ...ros.contract import (KEYS, TOPICS, camera_topics, is_segmentation_status, read_diagnostics,
                              status_camera)
+from ..common import RosSession
 from .scene import SceneScore
 
 
@@ -93,23 +94,22 @@ def _reason_key(width: float, reason: str) -> tuple[float, str]:
 class DemoClient:
     """The demo's own rclpy node: camera and policy publishers, output subscribers, recording."""
 
-    def __init__(self, record: Record, clock: Callable[[], float],
+    def __init__(self, ros: RosSession, record: Record, clock: Callable[[], float],
                  labels: Callable[[str, int], np.ndarray | None] | None = None) -> None:
         """
         Open the publishers and subscribers on the topics of the cameras ``record.cameras``.
 
-        ``labels(camera, index)``: the label map of the frame published with ``index`` (None:
-        none), for scoring masks into ``record.scene``. The montage is taken from the first
-        camera.
+        The node is made in ``ros``, whose executor spins in a thread of its own until
+        :meth:`close`. ``labels(camera, index)``: the label map of the frame published with
+        ``index`` (None: none), for scoring masks into ``record.scene``. The montage is taken
+        from the first camera.
         """
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
         from sensor_msgs.msg import BatteryState, Image, Temperature
         from std_msgs.msg import Float32
 
-        self._rclpy = rclpy
+        self.ros = ros
         self.msgs = {"Image": Image, "BatteryState": BatteryState, "Temperature": Temperature,
                      "Float32": Float32}
         self.record = record
@@ -117,7 +117,7 @@ class DemoClient:
         self.lock = threading.Lock()
         self.cameras = list(record.cameras)
         self.single = self.cameras == [""]
-        self.node = rclpy.create_node("slimseg_demo")
+        self.node = ros.node("slimseg_demo")
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         camera = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                             history=HistoryPolicy.KEEP_LAST)
@@ -150,14 +150,12 @@ class DemoClient:
         self.active_width: dict[str, float | None] = {cam: None for cam in self.cameras}
         self.last_decision: dict[str, tuple[float, str]] = {}
         self.phase = ""
-        self._executor = SingleThreadedExecutor()
-        self._executor.add_node(n)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
         try:
-            self._executor.spin()
+            self.ros.executor.spin()
         except Exception:  # the executor stops with an exception at shutdown
             pass
 
@@ -309,8 +307,6 @@ class DemoClient:
                 and self.pub_width.get_subscription_count() > 0)
 
     def close(self) -> None:
-        try:
-            self._executor.shutdown(timeout_sec=1.0)
-        except Exception:
-            pass
-        self.node.destroy_node()
+        """Stop recording: the executor, this node and rclpy go down (:meth:`RosSession.close`)."""
+        self.ros.close()
+        self._thread.join(timeout=2.0)

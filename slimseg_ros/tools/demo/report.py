@@ -15,6 +15,8 @@ import numpy as np
 
 from ...ros.contract import read_diagnostics
 from ...widths import find_width, same_width
+from ..common import (describe_size, escape_cell, format_size, markdown_header, markdown_row,
+                      markdown_table)
 from ..node_process import CAMVID_CLASSES, CAMVID_PALETTE
 from .client import Record, parse_diagnostic_values
 from .scene import CLASS_MISMATCH_SENTENCE, scene_classes_match, scene_report_sentence
@@ -376,9 +378,10 @@ def _scene_lines(scene: dict[str, Any] | None) -> list[str]:
     if scene["miou"]:
         lines += ["Every mask the node returned for a generated frame, counted against the "
                   "generator's own label map of that frame (mIoU over the classes drawn, "
-                  "percent).", "", "| width | masks scored | mIoU % |", "|---|---|---|"]
-        lines += [f"| {w:g} | {scene['masks'].get(w, 0)} | {v:.1f} |"
-                  for w, v in scene["miou"].items()]
+                  "percent).", "", markdown_table(
+                      ("width", "masks scored", "mIoU %"),
+                      [(f"{w:g}", scene["masks"].get(w, 0), f"{v:.1f}")
+                       for w, v in scene["miou"].items()])]
         lines.append("")
     return lines + [scene["sentence"], ""]
 
@@ -449,13 +452,14 @@ def write_report(out: Path, record: Record, frame: np.ndarray, info: dict[str, A
 
 
 def _phase_lines(summary: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Phases", "", "| phase | expected | widths seen | node CPU share (median) "
-             "| reasons given |", "|---|---|---|---:|---|"]
+    header = ("phase", "expected", "widths seen", "node CPU share (median)", "reasons given")
+    lines = ["## Phases", "", markdown_header(header, "lllrl")]
     for s in summary:
-        reasons = "<br>".join(_cell(r) for r in s["reasons"][:6]) or "-"
+        reasons = "<br>".join(escape_cell(r) for r in s["reasons"][:6]) or "-"
         share = s.get("node_cpu_share")
-        lines.append(f"| {s['phase']}{_budget(s)} | {s['expect']} | {_widths(s['widths'])} | "
-                     f"{'-' if share is None else f'{100 * share:.1f}%'} | {reasons} |")
+        lines.append(markdown_row([f"{s['phase']}{_budget(s)}", s["expect"],
+                                   _widths(s["widths"]),
+                                   "-" if share is None else f"{100 * share:.1f}%", reasons]))
     return lines
 
 
@@ -466,17 +470,16 @@ def _camera_phase_lines(summary: list[dict[str, Any]], cameras: list[str]) -> li
     Each cell holds the widths seen, masks received of frames sent, and the last reason the node
     gave for that camera in the phase.
     """
-    lines = ["## Phases per camera", "", "| phase | expected | " + " | ".join(cameras) + " |",
-             "|---|---|" + "---|" * len(cameras)]
+    lines = ["## Phases per camera", "", markdown_header(["phase", "expected", *cameras])]
     for s in summary:
         cells = []
         for c in cameras:
             row = s["cameras"][c]
-            last = _cell(row["reasons"][-1]) if row["reasons"] else "-"
+            last = escape_cell(row["reasons"][-1]) if row["reasons"] else "-"
             cells.append(f"{_widths(row['widths'])} (mostly {_w(row['held_width'])})<br>"
                          f"{row['masks_received']} masks of {row['frames_sent']} frames<br>"
                          f"{last}")
-        lines.append(f"| {s['phase']}{_budget(s)} | {s['expect']} | " + " | ".join(cells) + " |")
+        lines.append(markdown_row([f"{s['phase']}{_budget(s)}", s["expect"], *cells]))
     return lines
 
 
@@ -487,10 +490,6 @@ def _budget(s: dict[str, Any]) -> str:
     return text
 
 
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|")
-
-
 def _write_latency(files: dict[str, Path], record: Record, widths: list[float],
                    meta: dict[str, Any], table: list[dict[str, Any]]) -> None:
     """Write latency.md / latency.json: every camera together, and each camera on its own."""
@@ -499,37 +498,39 @@ def _write_latency(files: dict[str, Path], record: Record, widths: list[float],
         {"widths": table, "cameras": per_camera, "meta": meta}, indent=2))
     lines = ["# Latency per width", "",
              f"End to end = camera message published -> mask received by the demo over DDS "
-             f"(frames {meta['frame_size'][0]}x{meta['frame_size'][1]} pixels, height x width, "
+             f"(frames {format_size(*meta['frame_size'])} pixels, "
+             f"{describe_size(*meta['frame_size'])}, "
              f"device `{meta['device']}`, backend `{meta.get('backend', 'default')}`). "
              f"Node p50/p90 = inference time as the node reports "
              f"it in its diagnostics (last report with that width)."]
     for name, rows in [("", table)] + list(per_camera.items()):
         lines += ["", f"## Camera {name}", ""] if name else [""]
-        lines += ["| width | masks | e2e mean ms | e2e p50 ms | e2e p90 ms | node p50 ms | "
-                  "node p90 ms |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['width']:g} | {r['masks']} | {_fmt(r['e2e_mean_ms'])} | "
-                  f"{_fmt(r['e2e_p50_ms'])} | {_fmt(r['e2e_p90_ms'])} | "
-                  f"{_fmt(r['node_p50_ms'])} | {_fmt(r['node_p90_ms'])} |" for r in rows]
+        lines.append(markdown_table(
+            ("width", "masks", "e2e mean ms", "e2e p50 ms", "e2e p90 ms", "node p50 ms",
+             "node p90 ms"),
+            [(f"{r['width']:g}", r["masks"], _fmt(r["e2e_mean_ms"]), _fmt(r["e2e_p50_ms"]),
+              _fmt(r["e2e_p90_ms"]), _fmt(r["node_p50_ms"]), _fmt(r["node_p90_ms"]))
+             for r in rows]))
     files["latency_md"].write_text("\n".join(lines) + "\n")
 
 
 def _write_decisions(path: Path, record: Record) -> None:
     """Write decisions.md: every change of (width, reason) per camera."""
     single = record.cameras == [""]
-    cam_head, cam_rule = ("", "") if single else ("camera | ", "---|")
+    cam_head = [] if single else ["camera"]
     lines = ["# Width decisions", "",
              "Every change of (width, reason) in the node's `/diagnostics`, with the scenario "
              "phase it happened in (t = seconds since the scenario started).", "",
-             f"| t (s) | phase | {cam_head}width | reason | caps | warnings |",
-             f"|---|---|{cam_rule}---|---|---|---|"]
+             markdown_header(["t (s)", "phase", *cam_head, "width", "reason", "caps",
+                              "warnings"])]
     for d in record.decisions:
-        cells = [_cell(d.get(k, "")) for k in ("reason", "caps", "warnings")]
-        cam = "" if single else f"{d.get('camera', '')} | "
-        lines.append(f"| {d['t']:.2f} | {d['phase']} | {cam}{d['width']:g} | "
-                     + " | ".join(cells) + " |")
+        cells = [escape_cell(d.get(k, "")) for k in ("reason", "caps", "warnings")]
+        cam = [] if single else [d.get("camera", "")]
+        lines.append(markdown_row([f"{d['t']:.2f}", d["phase"], *cam, f"{d['width']:g}",
+                                   *cells]))
     if not record.decisions:
-        lines.append(f"| - | - | {'' if single else '- | '}- | no diagnostics received from "
-                     f"the node | | |")
+        lines.append(markdown_row(["-", "-", *([] if single else ["-"]), "-",
+                                   "no diagnostics received from the node", "", ""]))
     path.write_text("\n".join(lines) + "\n")
 
 
