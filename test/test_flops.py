@@ -112,4 +112,3 @@ def test_size_is_height_then_width_as_two_numbers_or_hxw(capsys) -> None:
             size_from_args(bad)
     main(["--backbone", "mobilenetv2", "--size", "64x96"])
     assert "64x96 input" in capsys.readouterr().out
-
