@@ -164,16 +164,16 @@ def temperature(celsius: float) -> Temperature:
 def test_a_request_applies_at_once_and_is_published_without_a_frame(rig) -> None:
     r = rig()
     assert r.width() == 1.0 and r.published[""] == []  # (latched at activation, before this)
-    r.core.on_width(Float32(data=0.25))
+    r.core.inputs.on_width(Float32(data=0.25))
     assert r.width() == 0.25 and r.published[""] == [0.25]  # no frame served yet
     r.serve()
     assert r.meter.widths == [0.25]  # the next frame runs at it
-    r.core.on_width(Float32(data=0.6))  # between trained widths: snaps down
+    r.core.inputs.on_width(Float32(data=0.6))  # between trained widths: snaps down
     d = r.decision()
     assert float(d.width) == 0.5 and d.reason == "request 0.5"
-    r.core.on_width(Float32(data=math.nan))  # rejected; the request stays
+    r.core.inputs.on_width(Float32(data=math.nan))  # rejected; the request stays
     assert r.width() == 0.5 and r.published[""] == [0.25, 0.5]
-    counts, last = r.core._rejections.snapshot()
+    counts, last = r.core.rejections.snapshot()
     assert counts == {REJECTED.width: 1} and "keeping the current request" in last["width"]
 
 
@@ -188,30 +188,30 @@ def test_the_width_parameter_is_a_request_too(rig) -> None:
 # --------------------------------------------------------------------------------- battery/heat
 def test_battery_caps_unless_charging_and_heat_holds_within_its_hysteresis(rig) -> None:
     r = rig()
-    r.core.on_battery(battery(0.10))  # 10 % discharging: the 15 % row caps at 0.25
+    r.core.inputs.on_battery(battery(0.10))  # 10 % discharging: the 15 % row caps at 0.25
     d = r.decision()
     assert float(d.width) == 0.25 and "battery 10% <= 15%" in d.reason
-    r.core.on_battery(battery(0.10, charging=True))  # ignored while charging
+    r.core.inputs.on_battery(battery(0.10, charging=True))  # ignored while charging
     r.clock.advance(2.5)  # past the dwell: a raise may apply
     assert r.decision().reason == "request 1" and r.width() == 1.0
-    r.core.on_temperature(temperature(85.0))  # >= 80 C: at most 0.5, at once
+    r.core.inputs.on_temperature(temperature(85.0))  # >= 80 C: at most 0.5, at once
     d = r.decision()
     assert float(d.width) == 0.5 and "thermal 85.0C >= 80C" in d.reason
-    r.core.on_temperature(temperature(78.5))  # below 80 but within 3 C: still held
+    r.core.inputs.on_temperature(temperature(78.5))  # below 80 but within 3 C: still held
     d = r.decision()
     assert float(d.width) == 0.5 and "held" in d.reason
-    r.core.on_temperature(temperature(40.0))
+    r.core.inputs.on_temperature(temperature(40.0))
     assert r.width() == 0.5  # a raise waits for the dwell time ...
     r.clock.advance(2.1)
     assert r.width() == 1.0  # ... and then applies
     assert r.published[""] == [0.25, 1.0, 0.5, 1.0]
-    r.core.on_battery(battery(50.0))  # percent instead of a fraction: rejected, state kept
-    assert r.core._rejections.snapshot()[0] == {REJECTED.battery: 1} and r.width() == 1.0
+    r.core.inputs.on_battery(battery(50.0))  # percent instead of a fraction: rejected, state kept
+    assert r.core.rejections.snapshot()[0] == {REJECTED.battery: 1} and r.width() == 1.0
 
 
 def test_a_silent_battery_topic_goes_stale_and_stops_capping(rig) -> None:
     r = rig(**{"governor.stale_timeout_s": 10.0})
-    r.core.on_battery(battery(0.20))
+    r.core.inputs.on_battery(battery(0.20))
     assert r.width() == 0.5
     r.clock.advance(10.5)
     d = r.decision()
@@ -222,7 +222,7 @@ def test_a_silent_battery_topic_goes_stale_and_stops_capping(rig) -> None:
 def test_a_latency_budget_slims_to_the_widest_width_that_fits_and_says_so(rig) -> None:
     r = rig()
     r.serve(3)  # 20 ms frames at full width
-    r.core.on_budget(budget(17.0))  # 17 * 0.9 = 15.3 ms: 0.75 (14 ms) fits, 1.0 does not
+    r.core.inputs.on_budget(budget(17.0))  # 17 * 0.9 = 15.3 ms: 0.75 (14 ms) fits, 1.0 does not
     r.serve(10)
     d = r.decision()
     assert float(d.width) == 0.75, d.reason
@@ -233,7 +233,7 @@ def test_a_latency_budget_slims_to_the_widest_width_that_fits_and_says_so(rig) -
 def test_a_budget_no_width_meets_gives_the_narrowest_with_a_warning(rig) -> None:
     r = rig()
     r.serve(2)
-    r.core.on_budget(budget(0.01))
+    r.core.inputs.on_budget(budget(0.01))
     r.serve(5)
     d = r.decision()
     assert float(d.width) == 0.25 and "budget 0.01ms: p90 at 0.25" in d.reason
@@ -244,10 +244,10 @@ def test_a_loose_budget_probes_back_up_one_step_per_interval(rig) -> None:
     # figures older than a second are forgotten, so the wider widths must be probed again
     r = rig(latency_window_s=1.0)
     r.serve(2)
-    r.core.on_budget(budget(5.0))  # only 0.25 fits
+    r.core.inputs.on_budget(budget(5.0))  # only 0.25 fits
     r.serve(5)
     assert r.width() == 0.25
-    r.core.on_budget(budget(1000.0))  # everything fits: widen, a step per probe, after dwell
+    r.core.inputs.on_budget(budget(1000.0))  # all fit: widen a step per probe, after dwell
     start = r.clock()
     seen = []
     while r.clock() - start < 30.0 and r.width() != 1.0:
@@ -263,7 +263,7 @@ def test_a_loose_budget_probes_back_up_one_step_per_interval(rig) -> None:
 def test_a_budget_that_stops_arriving_goes_stale(rig) -> None:
     r = rig(**{"governor.stale_timeout_s": 10.0})
     r.serve(2)
-    r.core.on_budget(budget(5.0))
+    r.core.inputs.on_budget(budget(5.0))
     r.serve(5)
     assert r.width() == 0.25
     r.serve(44, period_s=0.25)  # 11 s of frames keep coming, the budget does not
@@ -282,11 +282,11 @@ def test_a_cpu_budget_slims_a_busy_node_and_a_loose_one_widens_it(rig) -> None:
     # 0.25: 4 ms x 20 fps / 2 cores = 0.04 of the cores fits 0.05; 0.5 (0.08) does not
     assert float(d.width) == 0.25 and "cpu budget 5%" in d.reason, d.reason
     assert d.cpu_share and all(v > 0 for v in d.cpu_share.values())
-    r.core.on_cpu_budget(Float32(data=1.0))
+    r.core.inputs.on_cpu_budget(Float32(data=1.0))
     r.serve(60, period_s=0.25)  # 15 s
     assert r.width() == 1.0
-    r.core.on_cpu_budget(Float32(data=1.5))  # more than all the cores: rejected
-    assert r.core._rejections.snapshot()[0] == {REJECTED.cpu_budget: 1}
+    r.core.inputs.on_cpu_budget(Float32(data=1.5))  # more than all the cores: rejected
+    assert r.core.rejections.snapshot()[0] == {REJECTED.cpu_budget: 1}
 
 
 # --------------------------------------------------------------------------------- cameras
@@ -295,7 +295,7 @@ def test_a_tight_budget_slims_the_low_priority_camera_first(rig) -> None:
             **{"governor.stale_timeout_s": 60.0})
     r.serve(3)
     # front at full width (20) + side at its floor (4) = 24 ms fits 27 * 0.9; both full do not
-    r.core.on_budget(budget(27.0))
+    r.core.inputs.on_budget(budget(27.0))
     r.serve(40, period_s=0.25)  # 10 s
     front, side = r.decision("front"), r.decision("side")
     assert (float(front.width), float(side.width)) == (1.0, 0.25), (front.reason, side.reason)
@@ -315,7 +315,7 @@ def test_priorities_change_at_runtime_and_the_other_camera_slims(rig) -> None:
     r = rig(cameras=["front", "side"], camera_priorities=[2.0, 1.0],
             **{"governor.stale_timeout_s": 60.0})
     r.serve(3)
-    r.core.on_budget(budget(27.0))
+    r.core.inputs.on_budget(budget(27.0))
     r.serve(40, period_s=0.25)  # 10 s
     assert (r.width("front"), r.width("side")) == (1.0, 0.25)
     assert r.core.node.set_parameters([Parameter("camera_priorities",
@@ -365,7 +365,7 @@ def test_host_temperature_caps_while_the_topic_is_silent_and_a_live_topic_wins(r
     r.core.read_host()
     d = r.decision()
     assert float(d.width) == 0.25 and "host thermal 95.0C" in d.reason, d.reason
-    r.core.on_temperature(temperature(40.0))  # a live topic wins over the host
+    r.core.inputs.on_temperature(temperature(40.0))  # a live topic wins over the host
     r.clock.advance(2.1)
     d = r.decision()
     assert float(d.width) == 1.0 and "host" not in d.reason, d.reason

@@ -35,10 +35,9 @@ from collections.abc import Callable
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.exceptions import ParameterException, ParameterUninitializedException
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -49,47 +48,21 @@ from std_msgs.msg import Float32
 from ..governor import SINGLE, Decision, Governor
 from ..governor.host_readings import PsutilSample, read_psutil
 from ..governor.latency import LatencyStore
-from ..resources import default_checkpoint
 from .camera import CONTROL_QOS, CameraIO
 from .contract import REJECTED, TOPICS, LastFrame, camera_topics
 from .conversions import compressed_to_rgb, image_to_rgb, palette_lut
 from .diagnostics import DiagnosticsReport
 from .frame_slots import FrameSlots
 from .host_watch import HostWatch
-from .params import (MODEL_PARAMS, PARAMS, SPECS, ParamSpec, check_camera_priorities,
-                     check_value, governor_config_from_params, host_sensors_on, validate_changes)
+from .inputs import PolicyInputs
+from .params import (PARAMS, SPECS, check_camera_priorities, check_value,
+                     governor_config_from_params, host_sensors_on, validate_changes)
 from .rejections import Rejections
 from .signals import stop_signals_blocked
+from .startup import StartupError, declare_model_params, declare_parameters, load_engine
 from .timing import Clock, InferenceMeter, ProcessMeter
 
-_CHARGING = (BatteryState.POWER_SUPPLY_STATUS_CHARGING, BatteryState.POWER_SUPPLY_STATUS_FULL)
-_EMPTY_TYPES = {"str_array": Parameter.Type.STRING_ARRAY,
-                "float_array": Parameter.Type.DOUBLE_ARRAY,
-                "int_array": Parameter.Type.INTEGER_ARRAY}
-
-
-class StartupError(RuntimeError):
-    """The node cannot start (missing checkpoint, bad parameter); the message says why."""
-
-
-def descriptor(spec: ParamSpec, read_only: bool) -> ParameterDescriptor:
-    """Return the ROS descriptor of ``spec`` (``read_only`` as the node enforces it)."""
-    desc = ParameterDescriptor(description=spec.description, read_only=read_only,
-                               additional_constraints=spec.constraints,
-                               # an unquoted off arrives as a boolean (YAML), see host_sensors_on
-                               dynamic_typing=spec.name == "host_sensors")
-    if spec.lo is not None and spec.kind == "float":
-        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.lo),
-                                                        to_value=float(spec.hi), step=0.0)]
-    elif spec.lo is not None and spec.kind == "int":
-        desc.integer_range = [IntegerRange(from_value=int(spec.lo), to_value=int(spec.hi),
-                                           step=1)]
-    return desc
-
-
-def _initial(spec: ParamSpec) -> Any:
-    """Return the declared default; an empty list is declared by type (rclpy cannot infer it)."""
-    return _EMPTY_TYPES[spec.kind] if spec.default == [] else spec.default
+__all__ = ["SlimSegCore", "StartupError"]
 
 
 class SlimSegCore:
@@ -119,16 +92,10 @@ class SlimSegCore:
         self._active = False
         self._gov_lock = threading.Lock()
         self._setting_model = False
-        self._model_declared = False
         self._entities: list[tuple[str, Any]] = []  # ("sub"|"pub"|"timer", entity) of activate
         self._report = DiagnosticsReport(node.get_name())
         self._host: HostWatch | None = None
-        try:
-            for spec in PARAMS:
-                node.declare_parameter(spec.name, _initial(spec),
-                                       descriptor(spec, spec.read_only and not managed))
-        except ParameterException as exc:  # wrong type or out of range in YAML / -p
-            raise StartupError(f"invalid parameter: {exc}") from None
+        declare_parameters(node, managed)
         node.add_on_set_parameters_callback(self._on_set_parameters)
 
     # ----------------------------------------------------------------------------- state
@@ -183,31 +150,35 @@ class SlimSegCore:
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         with stop_signals_blocked():  # the runtime's thread pool starts here: no stop signals
-            engine = self._load_engine(values)
+            engine = load_engine(values, self.node.get_logger())
         info = engine.info
         names = names or [SINGLE]
         governor = Governor(engine.widths, gov_config, cameras=names,
                             priorities=priorities or None)
         governor.request(governor.widths.snap(float(values["width"])))
         governor.update_cpu_budget(float(values["cpu_budget"]) or None)
-        self._declare_model_params({"class_names": list(info.class_names),
-                                    "palette": [int(v) for c in info.palette for v in c],
-                                    "widths": [float(w) for w in engine.widths]})
+        self._setting_model = True  # the set-parameters callback lets these through
+        try:
+            declare_model_params(self.node, info, engine.widths, self.managed)
+        finally:
+            self._setting_model = False
         self._lut = palette_lut(info.palette)
         self._values = values
         self._compressed = values["input_transport"] == "compressed"
         throttle = float(values["warn_throttle_s"])
-        self._rejections = Rejections(throttle_s=throttle)
+        self.rejections = Rejections(throttle_s=throttle)
         self._cameras = {name: CameraIO(
             self.node, name, camera_topics(name), compressed=self._compressed,
             latency=LatencyStore(float(values["latency_window_s"]),
                                  int(values["latency_window_frames"])),
-            rejections=self._rejections if name == SINGLE else Rejections(throttle_s=throttle))
+            rejections=self.rejections if name == SINGLE else Rejections(throttle_s=throttle))
             for name in names}
         self._host = HostWatch(self.node.get_logger(), host_sensors_on(values["host_sensors"]),
                                [str(p) for p in values["host_temperature_sensors"]],
                                reader=self._host_reader)
         self._governor = governor
+        self.inputs = PolicyInputs(governor, self._gov_lock, self.clock, self.node.get_logger(),
+                                   self.decide, self.rejections, self._cameras)
         self._report.reset()
         self.engine = engine
         # The model, torch and the runtimes leave ~10^5 long-lived objects: one full collection
@@ -215,54 +186,6 @@ class SlimSegCore:
         # Freezing them keeps later collections to the objects that frames create.
         gc.collect()
         gc.freeze()
-
-    def _declare_model_params(self, model_values: dict[str, Any]) -> None:
-        """Declare the checkpoint's class names, palette and widths as read-only parameters."""
-        self._setting_model = True
-        try:
-            if not self._model_declared:
-                for spec in MODEL_PARAMS:
-                    self.node.declare_parameter(spec.name, model_values[spec.name],
-                                                descriptor(spec, not self.managed),
-                                                ignore_override=True)
-                self._model_declared = True
-            else:  # a managed node configured again, perhaps with another checkpoint
-                self.node.set_parameters([Parameter(s.name, value=model_values[s.name])
-                                          for s in MODEL_PARAMS])
-        finally:
-            self._setting_model = False
-
-    def _load_engine(self, values: dict[str, Any]) -> Any:
-        """Build the engine; every failure becomes one StartupError sentence naming the file."""
-        import torch
-
-        from ..inference.engine import SegmentationEngine
-        from ..models.checkpoint import CheckpointError, load_checkpoint
-
-        if values["torch_threads"] > 0:
-            torch.set_num_threads(int(values["torch_threads"]))
-        try:
-            path = values["checkpoint"] or str(default_checkpoint())
-            model, info = load_checkpoint(path)
-        except (FileNotFoundError, CheckpointError) as exc:
-            raise StartupError(str(exc)) from None
-        size = list(values["input_size"])
-        input_size = tuple(size) if size != [0, 0] else (
-            tuple(info.input_size) if info.input_size else None)
-        try:
-            engine = SegmentationEngine(model, info, device=values["device"],
-                                        specialise=values["specialise"],
-                                        precision=values["precision"], input_size=input_size,
-                                        backend=values["backend"], checkpoint_path=path)
-        except ValueError as exc:  # BackendError too: a precision or runtime this host lacks
-            raise StartupError(f"cannot run checkpoint {path}: {exc}") from None
-        if engine.input_size is not None:
-            engine.warmup(size=engine.input_size)  # first-call costs stay out of the budget
-        self.node.get_logger().info(
-            f"loaded checkpoint {path}: backend {engine.backend}, precision {engine.precision}, "
-            f"device {engine.device}, widths {list(engine.widths)} prepared in "
-            f"{engine.prepare_seconds:.1f} s ({engine.prepared_from})")
-        return engine
 
     # ----------------------------------------------------------------------------- activate
     def activate(self, worker: bool = True) -> None:
@@ -277,16 +200,17 @@ class SlimSegCore:
         sensor = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                             reliability=ReliabilityPolicy.BEST_EFFORT)  # matches any publisher
         self._diag_pub = n.create_publisher(DiagnosticArray, TOPICS.diagnostics, 10)
-        self._entities = [("pub", self._diag_pub)] + [("sub", n.create_subscription(
-            msg_type, topic, callback, qos, callback_group=control)) for msg_type, topic,
-            callback, qos in ((Float32, TOPICS.width, self.on_width, CONTROL_QOS),
-                              (Float32, TOPICS.budget, self.on_budget, CONTROL_QOS),
-                              (Float32, TOPICS.cpu_budget, self.on_cpu_budget, CONTROL_QOS),
-                              (BatteryState, TOPICS.battery, self.on_battery, sensor),
-                              (Temperature, TOPICS.temperature, self.on_temperature, sensor))]
+        inputs = self.inputs
+        subscriptions = ((Float32, TOPICS.width, inputs.on_width, CONTROL_QOS),
+                         (Float32, TOPICS.budget, inputs.on_budget, CONTROL_QOS),
+                         (Float32, TOPICS.cpu_budget, inputs.on_cpu_budget, CONTROL_QOS),
+                         (BatteryState, TOPICS.battery, inputs.on_battery, sensor),
+                         (Temperature, TOPICS.temperature, inputs.on_temperature, sensor))
+        self._entities = [("pub", self._diag_pub)] + [
+            ("sub", n.create_subscription(*sub, callback_group=control)) for sub in subscriptions]
         self._slots = FrameSlots(list(self._cameras))
         for cam in self._cameras.values():
-            cam.open(self.on_image, self.on_camera_request, lambda: self.value("image_qos"),
+            cam.open(self.on_image, inputs.on_camera_request, lambda: self.value("image_qos"),
                      float(v["qos_check_period_s"]), control)
             cam.decision = None  # the first decision publishes the active width (latched)
         for period, callback in ((v["diagnostics_period_s"], self.publish_diagnostics),
@@ -343,76 +267,10 @@ class SlimSegCore:
             self.cleanup()
 
     # ----------------------------------------------------------------------------- inputs
-    def _reject(self, rejections: Rejections, kind: str, message: str, label: str = "") -> None:
-        line = rejections.reject(kind, message, self.clock())
-        if line is not None:
-            self.node.get_logger().warning(label + line)
-
     def on_image(self, camera: str, msg: Any) -> None:
         """Drop a camera frame into its slot (replacing one nobody took)."""
         now = self.clock()
         self._slots.put(camera, (msg, now), now)
-
-    def on_width(self, msg: Float32) -> None:
-        """Handle a width request for every camera."""
-        self._request(None, msg, self._rejections)
-
-    def on_camera_request(self, camera: str, msg: Float32) -> None:
-        """Handle a width request for one camera."""
-        self._request(camera, msg, self._cameras[camera].rejections)
-
-    def _request(self, camera: str | None, msg: Float32, rejections: Rejections) -> None:
-        try:
-            with self._gov_lock:
-                governor = self._governor
-                snapped = governor.request(governor.widths.snap(float(msg.data)), camera)
-        except ValueError as exc:
-            label = self._cameras[camera].label if camera else ""
-            self._reject(rejections, REJECTED.width, f"{exc}; keeping the current request",
-                         label)
-            return
-        self.node.get_logger().debug(f"width request {msg.data:g} -> {snapped:g}")
-        self.decide()
-
-    def on_battery(self, msg: BatteryState) -> None:
-        """Handle a battery reading (percentage as a fraction 0-1)."""
-        fraction = float(msg.percentage)
-        if not (0.0 <= fraction <= 1.0):  # also catches NaN ("unknown" in BatteryState)
-            self._reject(self._rejections, REJECTED.battery,
-                         f"percentage {fraction} is not a fraction in [0, 1] "
-                         "(BatteryState.percentage is 0-1, not 0-100)")
-            return
-        charging = msg.power_supply_status in _CHARGING
-        self._policy_input(lambda now: self._governor.update_battery(fraction * 100.0, charging,
-                                                                     now), REJECTED.battery, "")
-
-    def on_temperature(self, msg: Temperature) -> None:
-        """Handle a temperature reading in degrees Celsius."""
-        self._policy_input(lambda now: self._governor.update_temperature(
-            float(msg.temperature), now), REJECTED.temperature, "")
-
-    def on_budget(self, msg: Float32) -> None:
-        """Handle a latency budget in milliseconds per frame (0 removes it)."""
-        ms = float(msg.data)
-        self._policy_input(lambda now: self._governor.update_budget(ms if ms != 0.0 else None,
-                                                                    now),
-                           REJECTED.budget, "milliseconds per frame; 0 removes the budget")
-
-    def on_cpu_budget(self, msg: Float32) -> None:
-        """Handle a CPU-share budget, a fraction of the usable cores (0 removes it)."""
-        self._policy_input(lambda now: self._governor.update_cpu_budget(float(msg.data)),
-                           REJECTED.cpu_budget,
-                           "a fraction of the usable cores; 0 removes the budget")
-
-    def _policy_input(self, update: Callable[[float], None], kind: str, hint: str) -> None:
-        """Apply one input to the governor; a ValueError rejects it and keeps the state."""
-        try:
-            with self._gov_lock:
-                update(self.clock())
-        except ValueError as exc:
-            self._reject(self._rejections, kind, f"{exc} ({hint})" if hint else str(exc))
-            return
-        self.decide()
 
     def read_host(self) -> None:
         """Read the computer (battery, temperature, the node's CPU share and memory)."""
@@ -511,15 +369,15 @@ class SlimSegCore:
         except Exception as exc:  # keep serving frames; report the failure
             if slots.closed or not self.node.context.ok():
                 raise
-            self._reject(cam.rejections, REJECTED.inference, f"{type(exc).__name__}: {exc}",
-                         cam.label)
+            self.inputs.reject(cam.rejections, REJECTED.inference,
+                               f"{type(exc).__name__}: {exc}", cam.label)
         return True
 
     def _process(self, cam: CameraIO, msg: Any, received: float) -> None:
         try:
             rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg)
         except ValueError as exc:
-            self._reject(cam.rejections, REJECTED.image, str(exc), cam.label)
+            self.inputs.reject(cam.rejections, REJECTED.image, str(exc), cam.label)
             return
         decision = self.decide()[cam.name]
         width = decision.width
@@ -545,7 +403,7 @@ class SlimSegCore:
             return
         statuses = self._report.statuses(
             decisions, engine=self.engine, governor=self._governor, cameras=self._cameras,
-            slots=self._slots, shared_rejections=self._rejections, host=self._host,
+            slots=self._slots, shared_rejections=self.rejections, host=self._host,
             single=self.single)
         array = DiagnosticArray(status=statuses)
         array.header.stamp = self.node.get_clock().now().to_msg()

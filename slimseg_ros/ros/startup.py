@@ -1,0 +1,117 @@
+"""
+The node's start-up: parameters declared from the table, the engine loaded from a checkpoint.
+
+Everything here may fail on a user's input (a wrong type in YAML, a missing or corrupt file, a
+backend this host lacks); each failure becomes one :class:`StartupError` sentence naming the
+parameter or the file, which the plain node prints before exiting and the managed node reports
+from ``configure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from ..resources import default_checkpoint
+from .params import MODEL_PARAMS, PARAMS, ParamSpec
+
+_EMPTY_TYPES = {"str_array": Parameter.Type.STRING_ARRAY,
+                "float_array": Parameter.Type.DOUBLE_ARRAY,
+                "int_array": Parameter.Type.INTEGER_ARRAY}
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (missing checkpoint, bad parameter); the message says why."""
+
+
+def descriptor(spec: ParamSpec, read_only: bool) -> ParameterDescriptor:
+    """Return the ROS descriptor of ``spec`` (``read_only`` as the node enforces it)."""
+    desc = ParameterDescriptor(description=spec.description, read_only=read_only,
+                               additional_constraints=spec.constraints,
+                               # an unquoted off arrives as a boolean (YAML), see host_sensors_on
+                               dynamic_typing=spec.name == "host_sensors")
+    if spec.lo is not None and spec.kind == "float":
+        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.lo),
+                                                        to_value=float(spec.hi), step=0.0)]
+    elif spec.lo is not None and spec.kind == "int":
+        desc.integer_range = [IntegerRange(from_value=int(spec.lo), to_value=int(spec.hi),
+                                           step=1)]
+    return desc
+
+
+def _initial(spec: ParamSpec) -> Any:
+    """Return the declared default; an empty list is declared by type (rclpy cannot infer it)."""
+    return _EMPTY_TYPES[spec.kind] if spec.default == [] else spec.default
+
+
+def declare_parameters(node: Node, managed: bool) -> None:
+    """
+    Declare every parameter of the table on ``node``.
+
+    Parameters fixed after start-up are read-only on the plain node; a managed node may change
+    them while unconfigured. Raises :class:`StartupError` for a wrong type or range (YAML, -p).
+    """
+    try:
+        for spec in PARAMS:
+            node.declare_parameter(spec.name, _initial(spec),
+                                   descriptor(spec, spec.read_only and not managed))
+    except ParameterException as exc:
+        raise StartupError(f"invalid parameter: {exc}") from None
+
+
+def declare_model_params(node: Node, info: Any, widths: Sequence[float], managed: bool) -> None:
+    """
+    Declare (or, configured again, set) the checkpoint's class names, palette and widths.
+
+    They are read-only parameters: what the loaded model is, for tools and users to read.
+    """
+    values = {"class_names": list(info.class_names),
+              "palette": [int(v) for c in info.palette for v in c],
+              "widths": [float(w) for w in widths]}
+    if not node.has_parameter(MODEL_PARAMS[0].name):
+        for spec in MODEL_PARAMS:
+            node.declare_parameter(spec.name, values[spec.name], descriptor(spec, not managed),
+                                   ignore_override=True)
+    else:  # a managed node configured again, perhaps with another checkpoint
+        node.set_parameters([Parameter(s.name, value=values[s.name]) for s in MODEL_PARAMS])
+
+
+def load_engine(values: dict[str, Any], logger: Any) -> Any:
+    """
+    Build the engine the parameters ``values`` ask for; warm it up at its input size.
+
+    Every failure becomes one :class:`StartupError` sentence naming the file.
+    """
+    import torch
+
+    from ..inference.engine import SegmentationEngine
+    from ..models.checkpoint import CheckpointError, load_checkpoint
+
+    if values["torch_threads"] > 0:
+        torch.set_num_threads(int(values["torch_threads"]))
+    try:
+        path = values["checkpoint"] or str(default_checkpoint())
+        model, info = load_checkpoint(path)
+    except (FileNotFoundError, CheckpointError) as exc:
+        raise StartupError(str(exc)) from None
+    size = list(values["input_size"])
+    input_size = tuple(size) if size != [0, 0] else (
+        tuple(info.input_size) if info.input_size else None)
+    try:
+        engine = SegmentationEngine(model, info, device=values["device"],
+                                    specialise=values["specialise"],
+                                    precision=values["precision"], input_size=input_size,
+                                    backend=values["backend"], checkpoint_path=path)
+    except ValueError as exc:  # BackendError too: a precision or runtime this host lacks
+        raise StartupError(f"cannot run checkpoint {path}: {exc}") from None
+    if engine.input_size is not None:
+        engine.warmup(size=engine.input_size)  # first-call costs stay out of the budget
+    logger.info(f"loaded checkpoint {path}: backend {engine.backend}, precision "
+                f"{engine.precision}, device {engine.device}, widths {list(engine.widths)} "
+                f"prepared in {engine.prepare_seconds:.1f} s ({engine.prepared_from})")
+    return engine
