@@ -121,7 +121,7 @@ def context() -> Iterator[Any]:
 
 @pytest.fixture
 def rig(context, checkpoint, monkeypatch) -> Iterator[Callable[..., Rig]]:
-    """Make a core: ``rig(costs=COSTS, host=None, **params) -> Rig`` (two usable cores)."""
+    """Build cores on demand, each with two usable cores; see ``make`` for its arguments."""
     monkeypatch.setattr(host_readings, "usable_cores", lambda: 2)
     monkeypatch.setattr(host_watch, "usable_cores", lambda: 2)
     made = []

@@ -114,7 +114,7 @@ class SlimSegCore:
 
     @property
     def governor(self) -> Governor | None:
-        """The governor of the configured model (None while unconfigured); read only."""
+        """Return the governor of the configured model (None while unconfigured)."""
         return self._governor
 
     def value(self, name: str) -> Any:
