@@ -191,3 +191,14 @@ def test_accuracy_beside_latency_joins_eval_and_bench_per_width(tmp_path, capsys
                     "| 1 | 60.0 | nan | 6.00 | 40.0 / 41.0 |"]  # 0.5 was not evaluated
     with pytest.raises(SystemExit, match="no width is in both files at size 100x100"):
         accuracy_vs_latency.main(args + ["--size", "100x100"])
+
+
+def test_a_runtime_missing_here_is_named_with_what_is_installed(tmp_path, capsys, monkeypatch):
+    from slimseg_ros.inference import backends
+
+    monkeypatch.setattr(backends, "importable", lambda module: module == "onnxruntime")
+    ckpt = make_checkpoint(tmp_path / "tiny.pt", "mobilenetv2")
+    assert main(["--checkpoint", str(ckpt), "--backends", "torch", "openvino"]) == 2
+    err = capsys.readouterr().err
+    assert "backend(s) ['openvino'] not installed (pip install openvino)" in err
+    assert "installed here: torch, onnxruntime" in err

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import torch.nn.functional as F
 from engine_fixtures import NUM_CLASSES, make_checkpoint
 from torch import nn
 
+from slimseg_ros.inference import backends
 from slimseg_ros.inference.engine import SegmentationEngine
 from slimseg_ros.inference.specialise import fold_batchnorm
 from slimseg_ros.models import CheckpointError, load_checkpoint, set_width
@@ -337,3 +340,152 @@ def test_fold_is_undone_when_the_check_fails():
 def test_fold_needs_eval_mode():
     with pytest.raises(ValueError, match="eval"):
         fold_batchnorm(_Residual().train())
+
+
+# ----------------------------------------------------------------------------------------------
+# The backend table: the one list of runtimes that the engine, auto and the messages read
+# (here rather than in test_backends.py, which is skipped where a runtime is not installed)
+# ----------------------------------------------------------------------------------------------
+
+def _pretend_installed(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+    """Make the table's import check see only ``modules`` (torch needs none)."""
+    monkeypatch.setattr(backends, "importable", lambda module: module in modules)
+
+
+def test_an_unknown_backend_lists_every_choice() -> None:
+    with pytest.raises(backends.BackendError) as err:
+        backends.resolve_backend("tensorrt", "cpu")
+    message = str(err.value)
+    assert "unknown backend 'tensorrt'; choose one of auto, torch, openvino, onnxruntime" \
+        in message
+    assert "installed here: torch" in message
+
+
+def test_a_missing_runtime_is_named_with_what_is_installed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _pretend_installed(monkeypatch, "onnxruntime")
+    with pytest.raises(backends.BackendError) as err:
+        backends.resolve_backend("openvino", "cpu")
+    message = str(err.value)
+    assert "'openvino' package is not installed (pip install openvino)" in message
+    assert "installed here: torch, onnxruntime" in message
+    assert "not installed: openvino (pip install openvino)" in message
+    assert "backend:=auto" in message
+    assert backends.resolve_backend("auto", "cpu") == "onnxruntime"
+    _pretend_installed(monkeypatch)
+    assert backends.resolve_backend("auto", "cpu") == "torch"
+    assert backends.resolve_backend("auto", "cuda") == "torch"
+    with pytest.raises(backends.BackendError, match="not installed: openvino .*, onnxruntime"):
+        backends.resolve_backend("onnxruntime", "cpu")
+
+
+def test_a_runtime_on_a_device_it_does_not_run_on_names_the_ones_that_do(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _pretend_installed(monkeypatch, "openvino", "onnxruntime")
+    with pytest.raises(backends.BackendError,
+                       match=r"'openvino' runs on cpu only; the device is cuda "
+                             r"\(backends for cuda: torch, onnxruntime"):
+        backends.resolve_backend("openvino", "cuda")
+
+
+def test_auto_takes_the_runtimes_in_the_tables_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    _pretend_installed(monkeypatch, "openvino", "onnxruntime")
+    assert backends.resolve_backend("auto", "cpu", "fp32") == "openvino"
+    assert backends.resolve_backend("AUTO", "cuda") == "torch"
+    assert backends.resolve_backend("auto", "mps") == "torch"  # torch runs where torch does
+    assert backends.resolve_backend("torch", "mps") == "torch"
+    # a precision the first choice cannot run moves auto on; the last one is taken regardless
+    assert backends.resolve_backend("auto", "cpu", "fp16") == "torch"
+    # the graph runtimes run the prepared per-width networks, not one slimmable network
+    assert backends.resolve_backend("auto", "cpu", specialised=False) == "torch"
+    with pytest.raises(backends.BackendError, match="specialise=False needs backend 'torch'"):
+        backends.resolve_backend("openvino", "cpu", specialised=False)
+
+
+def test_the_table_is_the_only_list_of_runtimes_and_precisions() -> None:
+    from slimseg_ros.ros.params import SPECS
+    from slimseg_ros.tools.bench import build_parser
+
+    assert backends.CHOICES == ("auto", *backends.BACKENDS) == backends.choices()
+    assert SPECS["backend"].choices == backends.CHOICES
+    assert SPECS["precision"].choices == backends.PRECISION_CHOICES == (
+        "auto", "fp32", "fp16", "bf16")
+    bench_backends = next(a for a in build_parser()._actions if a.dest == "backends")
+    assert tuple(bench_backends.choices) == tuple(backends.BACKENDS)
+    assert backends.EAGER == "torch"
+    assert [n for n, b in backends.BACKENDS.items() if b.is_graph_runtime] == [
+        "openvino", "onnxruntime"]
+
+
+def _runtime_name_literals(source: str, names: set[str], where: str = "") -> list[str]:
+    """Comparisons with a runtime's name, and literal lists of two or more names, in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(isinstance(o, ast.Constant) and o.value in names for o in operands):
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
+            items = node.keys if isinstance(node, ast.Dict) else node.elts
+            if sum(isinstance(i, ast.Constant) and i.value in names for i in items) >= 2:
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)[:60]}")
+    return found
+
+
+def test_no_source_file_but_the_table_compares_or_lists_runtime_names() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    table = repo / "slimseg_ros" / "inference" / "backends" / "__init__.py"
+    names = set(backends.BACKENDS)
+    found = [hit for path in sorted([*(repo / "slimseg_ros").rglob("*.py"),
+                                     *(repo / "training").rglob("*.py")]) if path != table
+             for hit in _runtime_name_literals(path.read_text(), names,
+                                               str(path.relative_to(repo)))]
+    assert found == []
+    probe = 'if backend != "torch":\n    pass\nchoices = ("auto", "openvino", "onnxruntime")\n'
+    assert len(_runtime_name_literals(probe, names)) == 2  # the scan can fail
+
+
+class _FakeGraph:
+    """A frame graph that paints every pixel with one class: proves the engine ran it."""
+
+    built: list[tuple[str, int, str]] = []
+
+    def __init__(self, onnx_bytes: bytes, precision: str, threads: int,
+                 device_type: str) -> None:
+        assert onnx_bytes  # the engine exported the width's frame graph for it
+        self.built.append((precision, threads, device_type))
+
+    def run(self, frame: np.ndarray) -> np.ndarray:
+        return np.full(frame.shape[:2], 3, np.uint8)
+
+
+def test_one_more_record_is_seen_by_auto_validation_and_the_engine(
+        monkeypatch: pytest.MonkeyPatch, checkpoints) -> None:
+    record = backends.Backend("fastrt", "a test runtime (CPU)", module="fastrt_pkg",
+                              precisions=("fp32", "int8"), devices=("cpu",), runner=_FakeGraph,
+                              auto_devices=("cpu",), auto_rank=1)
+    monkeypatch.setitem(backends.BACKENDS, "fastrt", record)
+    _pretend_installed(monkeypatch, "fastrt_pkg")
+    assert "fastrt" in backends.choices() and "int8" in backends.precision_choices()
+    assert backends.resolve_backend("auto", "cpu") == "fastrt"
+    assert backends.resolve_backend("auto", "cpu", "bf16") == "torch"  # fastrt runs no bf16
+    assert backends.resolve_backend("auto", "cuda") == "torch"
+    assert backends.check_backend_precision("fastrt", "INT8") == "int8"
+    with pytest.raises(backends.BackendError, match=r"choose fp32 \(int8 runs with fastrt\)"):
+        backends.check_backend_precision("onnxruntime", "int8")
+    with pytest.raises(backends.BackendError, match="runs on cpu only; the device is cuda"):
+        backends.resolve_backend("fastrt", "cuda")
+    with pytest.raises(backends.BackendError, match="choose one of auto, .*, fastrt"):
+        backends.resolve_backend("tensorrt", "cpu")
+    _FakeGraph.built.clear()
+    engine = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
+                                                precision="auto", input_size=(32, 48),
+                                                checkpoint_path=None)
+    assert engine.backend == "fastrt" and engine.precision == "fp32"
+    assert [b[0] for b in _FakeGraph.built] == ["fp32"] * len(engine.widths)
+    assert (engine.infer(np.zeros((20, 30, 3), np.uint8), engine.widths[0]) == 3).all()
+    _pretend_installed(monkeypatch)  # the runtime's package gone: named, the others listed
+    with pytest.raises(backends.BackendError,
+                       match="'fastrt_pkg' package is not installed .*installed here: torch"):
+        SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
+                                           backend="fastrt")

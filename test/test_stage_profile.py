@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine_fixtures import make_checkpoint
-from slimseg_ros.tools.stage_profile import STAGES, main, openvino_stage
+from slimseg_ros.tools.stage_profile import PROFILED, STAGES, main, openvino_stage
 
 
 def test_openvino_operations_fall_into_the_stages_by_name() -> None:
@@ -25,6 +25,17 @@ def test_openvino_operations_fall_into_the_stages_by_name() -> None:
                           True) == "logits upsample"
     assert openvino_stage("/upsampled_argmax/Where_4", True) == "argmax + resize to frame"
     assert openvino_stage("/upsampled_argmax/Transpose_2", True) == "argmax + resize to frame"
+
+
+def test_the_profiled_backends_come_from_the_table() -> None:
+    """Torch eager, and each graph runtime whose runner reports per-operation times."""
+    from slimseg_ros.inference.backends import BACKENDS
+
+    assert PROFILED == ("torch", "openvino")
+    assert all(not BACKENDS[b].is_graph_runtime or BACKENDS[b].operation_times
+               for b in PROFILED)
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", "x.pt", "--backends", "onnxruntime"])
 
 
 def test_every_width_of_each_backend_gets_its_stages(tmp_path, capsys, monkeypatch) -> None:

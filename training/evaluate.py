@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from slimseg_ros.inference.backends import CHOICES as BACKEND_CHOICES
 from slimseg_ros.models import load_checkpoint, set_width, trained_widths
 from slimseg_ros.widths import find_width
 
@@ -144,15 +145,15 @@ def runtime_predictor(model: nn.Module, info: Any, args: argparse.Namespace,
 
     ``(None, "torch")`` for the slimmable model itself.
     """
-    from slimseg_ros.inference.backends import resolve_backend
+    from slimseg_ros.inference.backends import is_graph_runtime, resolve_backend
     from slimseg_ros.inference.engine import SegmentationEngine
 
     backend = resolve_backend(args.backend, device.type, args.precision)
-    if backend == "torch":
+    if not is_graph_runtime(backend):
         if args.precision != "fp32":
             raise ValueError(f"--precision {args.precision} applies to the runtime backends; "
                              f"--backend torch evaluates the slimmable model in fp32")
-        return None, "torch"
+        return None, backend
     if args.sliding_window:
         raise ValueError("--sliding-window runs with --backend torch only")
     # with --size every frame arrives at the network input size, as in a node running the
@@ -234,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC memory format (often faster on CPU)")
     parser.add_argument("--backend", default="auto",
-                        choices=("auto", "torch", "openvino", "onnxruntime"),
+                        choices=BACKEND_CHOICES,
                         help="inference runtime (default auto: on a CPU OpenVINO, else ONNX "
                              "Runtime, else torch); torch evaluates the slimmable model itself")
     parser.add_argument("--precision", default="fp32",

@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends import (BackendError, check_backend_precision, default_precision,
-                       frame_graph_runner, resolve_backend)
+from .backends import (AUTO, BACKENDS, EAGER, check_backend_precision, frame_graph_runner,
+                       resolve_backend)
 from .backends.frame_graph import GraphCache, export_frame_graph, file_sha256
-from ..models.checkpoint import ModelInfo, load_checkpoint
 from .specialise import module_bytes, specialise_network
+from ..models.checkpoint import ModelInfo, load_checkpoint
 from ..models.slimmable import set_width as set_model_width, trained_widths
 from ..widths import width_index
 
@@ -65,7 +65,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """Map "fp32"/"fp16"/"bf16" to a dtype; fp16 only on CUDA (CPU fp16 convs are very slow)."""
     key = str(precision).strip().lower()
     if key not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose auto, fp32, fp16 or bf16")
+        names = BACKENDS[EAGER].precisions
+        raise ValueError(f"unknown precision {precision!r}; choose auto, "
+                         f"{', '.join(names[:-1])} or {names[-1]}")
     dtype = PRECISIONS[key]
     if dtype == torch.float16 and device.type != "cuda":
         raise ValueError(f"precision {precision!r} needs a CUDA device, got {device}; "
@@ -181,19 +183,17 @@ class SegmentationEngine:
                  cache_dir: str | os.PathLike | None = None) -> None:
         started = time.perf_counter()
         self.device = resolve_device(device)
-        # auto with one slimmable network (specialise=False) stays in torch: the runtimes run
-        # the prepared per-width networks
-        auto_precision = str(precision).strip().lower() == "auto"
-        self.backend = resolve_backend(backend if specialise else
-                                       ("torch" if str(backend).lower() == "auto" else backend),
-                                       self.device.type, None if auto_precision else precision)
+        # the graph runtimes run the prepared per-width networks: with one slimmable network
+        # (specialise=False) auto takes the eager runtime and a graph runtime is refused
+        auto_precision = str(precision).strip().lower() == AUTO
+        self.backend = resolve_backend(backend, self.device.type,
+                                       None if auto_precision else precision,
+                                       specialised=specialise)
+        runtime = BACKENDS[self.backend]
         if auto_precision:
-            precision = default_precision(self.backend, self.device.type)
-        if self.backend != "torch":
-            if not specialise:
-                raise BackendError(f"backend {self.backend!r} runs the prepared per-width "
-                                   f"networks; specialise=False needs backend 'torch'")
-            self.precision = check_backend_precision(self.backend, precision)
+            precision = runtime.default_precision(self.device.type)
+        if runtime.is_graph_runtime:
+            self.precision = check_backend_precision(self.backend, precision, self.device.type)
             self.dtype = torch.float32  # the exported graphs are made from fp32 networks
         else:
             self.dtype = resolve_precision(precision, self.device)
@@ -233,7 +233,7 @@ class SegmentationEngine:
         self._graphs: tuple[Any, ...] = ()
         self._prepared_sizes: set[tuple[int, int]] = set()
         self.prepared_from = "torch networks"
-        if self.backend != "torch":
+        if runtime.is_graph_runtime:
             self._graphs, self.prepared_from = self._prepare_graphs(checkpoint_path, cache_dir)
         self.prepare_seconds = time.perf_counter() - started
 

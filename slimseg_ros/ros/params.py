@@ -18,6 +18,7 @@ from typing import Any
 from .contract import check_camera_names
 from ..governor.config import GovernorConfig
 from ..governor.host_readings import DEFAULT_TEMPERATURE_SENSORS
+from ..inference.backends import CHOICES as BACKEND_CHOICES, PRECISION_CHOICES
 
 GOVERNOR_PREFIX = "governor."
 IMAGE_QOS_CHOICES = ("auto", "reliable", "best_effort")
@@ -74,11 +75,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "str", "auto",
               "Inference runtime: auto (CPU: OpenVINO, else ONNX Runtime, else torch; CUDA: "
               "torch), torch, openvino or onnxruntime.",
-              choices=("auto", "torch", "openvino", "onnxruntime"), read_only=True),
+              choices=BACKEND_CHOICES, read_only=True),
     ParamSpec("precision", "str", "auto",
               "Weights/activations precision: auto (bf16 with OpenVINO on a CPU with native "
               "bf16, else fp32), fp32; fp16 needs CUDA (torch); bf16 needs a CPU with native "
-              "bf16 (OpenVINO) or torch.", choices=("auto", "fp32", "fp16", "bf16"),
+              "bf16 (OpenVINO) or torch.", choices=PRECISION_CHOICES,
               read_only=True),
     ParamSpec("specialise", "bool", True,
               "Keep one plain, BatchNorm-folded copy of the network per width (faster; about "

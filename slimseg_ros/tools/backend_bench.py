@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..inference.backends import EAGER, is_graph_runtime
+
 WORKER_MODULE = "slimseg_ros.tools.backend_bench"
 WORKER_FLAG = "--backend-worker"
 
@@ -56,7 +58,7 @@ def lraspp_engine_like(backend: str, num_classes: int, input_size: tuple[int, in
 
     net = Logits().eval()
     mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
-    if backend == "torch":
+    if not is_graph_runtime(backend):
         path = FramePath(net, mean, std, input_size).eval()
 
         def run(frame: np.ndarray) -> np.ndarray:
@@ -197,15 +199,15 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
         raise ValueError(f"idle time must be between 0 and 10000 ms, got {idle_ms:g}")
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
     flops = {w: count_flops(model, w, size) for w in trained_widths(model)}
-    runtime = [b for b in backends if b != "torch"]
+    runtime = [b for b in backends if is_graph_runtime(b)]
     per_round: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
     best: str | None = None
     for r in range(rounds):
         for b in backends:
             log(f"round {r + 1}/{rounds}: timing {b} in its own process ...")
             per_round[b].append(run_worker(b, checkpoint, size, threads, iters, warmup,
-                                           precision if b != "torch" else "fp32",
-                                           lraspp=b == "torch", cache=cache, block=block,
+                                           precision if is_graph_runtime(b) else "fp32",
+                                           lraspp=b == EAGER, cache=cache, block=block,
                                            idle_ms=idle_ms))
         if best is None and runtime:  # the best runtime of the first round times LR-ASPP
             best = min(runtime, key=lambda b: per_round[b][0]["latency"]["1"]["p50_ms"])
@@ -214,8 +216,8 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
             extra = run_worker(best, checkpoint, size, threads, iters, warmup, precision,
                                lraspp=True, cache=cache, block=block, idle_ms=idle_ms)
             per_round[best][-1]["latency"]["lraspp"] = extra["latency"]["lraspp"]
-    torch_rounds = per_round.get("torch")
-    results = {b: merge_rounds(per_round[b], torch_rounds if b != "torch" else None)
+    torch_rounds = per_round.get(EAGER)
+    results = {b: merge_rounds(per_round[b], torch_rounds if b != EAGER else None)
                for b in backends}
     return {"meta": {"checkpoint": checkpoint, "size": list(size), "threads": threads,
                      "iters": iters, "rounds": rounds, "block": block, "idle_ms": idle_ms,
@@ -238,11 +240,11 @@ def _cpu_name() -> str:
 def format_comparison(result: dict[str, Any]) -> str:
     """Markdown: per width, each backend's p50 / p90 and ratios; start-up and switch times."""
     backends = result["backends"]
-    widths = sorted((k for k in backends["torch"]["latency"] if k != "lraspp"), key=float) \
-        if "torch" in backends else sorted(result["flops"], key=float)
+    widths = sorted((k for k in backends[EAGER]["latency"] if k != "lraspp"), key=float) \
+        if EAGER in backends else sorted(result["flops"], key=float)
     names = list(backends)
     head = ("| width | FLOPs / FLOPs(1.0) | " + " | ".join(
-        f"{b} p50 / p90 ms | speed-up vs torch | {b} w / w1.0" for b in names) + " |")
+        f"{b} p50 / p90 ms | speed-up vs {EAGER} | {b} w / w1.0" for b in names) + " |")
     lines = [head, "|---:|---:|" + "---:|---:|---:|" * len(names)]
     f1 = result["flops"]["1"]
     for w in widths + ["lraspp"]:
@@ -253,9 +255,9 @@ def format_comparison(result: dict[str, Any]) -> str:
             if lat is None:
                 cells += ["-", "-", "-"]
                 continue
-            torch_lat = backends.get("torch", {}).get("latency", {}).get(w)
+            torch_lat = backends.get(EAGER, {}).get("latency", {}).get(w)
             ratio = backends[b].get("speedup_vs_torch", {}).get(w)  # paired, over rounds
-            if ratio is None and torch_lat and b != "torch":
+            if ratio is None and torch_lat and b != EAGER:
                 ratio = torch_lat["p50_ms"] / lat["p50_ms"]
             rel = lat["p50_ms"] / backends[b]["latency"]["1"]["p50_ms"]
             cells += [f"{lat['p50_ms']:.1f} / {lat['p90_ms']:.1f}",

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..inference.backends import BACKENDS, EAGER
 from ..inference.engine import (SegmentationEngine, check_frame, frames_to_batch, postprocess,
                                 preprocess, resolve_device)
 from ..inference.specialise import fold_batchnorm, module_bytes
@@ -273,7 +274,7 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
     # torch: the engine/plain comparison measures slimmability in one runtime (--backends
     # compares runtimes, each in its own process)
     engine = SegmentationEngine(copy.deepcopy(model), info, device=dev, precision=precision,
-                                channels_last=channels_last, backend="torch")
+                                channels_last=channels_last, backend=EAGER)
     widths = engine.widths
     single_thread = dev.type == "cpu" and torch.get_num_threads() == 1
     log(f"engine: {engine}")
@@ -472,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per width and size")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--onnx", action="store_true", help="also time onnxruntime")
-    p.add_argument("--backends", nargs="+", choices=("torch", "openvino", "onnxruntime"),
+    p.add_argument("--backends", nargs="+", choices=tuple(BACKENDS),
                    help="compare inference runtimes instead, frame to mask per width, each in "
                         "its own process, with LR-ASPP MobileNetV3-Large as the reference "
                         "(first --sizes entry; --threads, default 2)")
@@ -529,13 +530,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
     """``--backends``: the runtime comparison of :mod:`slimseg_ros.tools.backend_bench`."""
-    from ..inference.backends import BackendError, available
+    from ..inference.backends import BackendError, installed_summary
     from .backend_bench import compare_backends, format_comparison, plot_comparison
 
-    missing = [b for b in args.backends if not available(b)]
+    missing = [b for b in args.backends if not BACKENDS[b].installed()]
     if missing:
         print(f"slimseg-bench: backend(s) {missing} not installed (pip install "
-              f"{' '.join(missing)})", file=sys.stderr)
+              f"{' '.join(BACKENDS[b].package for b in missing)}); {installed_summary()}",
+              file=sys.stderr)
         return 2
     checkpoint = args.checkpoint
     if checkpoint is None:

@@ -5,8 +5,10 @@ Where a frame's time goes: the frame path split into its stages, per width, torc
 times, for every width, the stages of ``SegmentationEngine.infer`` in torch eager (frame in:
 layout, resize, normalisation; the network, its logits upsampled to the network input size
 included; argmax and the nearest resize of the class ids to the frame size; the copy out) and
-reads OpenVINO's own per-operation counters for the same stages of its compiled frame graph.
-Each backend runs in its own process (two runtimes' thread pools in one process distort both).
+reads OpenVINO's own per-operation counters for the same stages of its compiled frame graph (any
+runtime whose record in :data:`~slimseg_ros.inference.backends.BACKENDS` says
+``operation_times``). Each backend runs in its own process (two runtimes' thread pools in one
+process distort both).
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ from typing import Any
 
 import numpy as np
 
+from ..inference.backends import BACKENDS, is_graph_runtime
 from .backend_bench import run_in_fresh_process
 from .export_cli import parse_size
 
 # torch's network includes its logits upsample (one module); OpenVINO's counters have no copy out
 STAGES = ("frame in", "network", "logits upsample", "argmax + resize to frame", "copy out")
 WORKER_FLAG = "--stage-worker"
+#: the backends whose stages can be told apart: torch eager, and the graph runtimes whose
+#: runners report per-operation times
+PROFILED = tuple(name for name, b in BACKENDS.items()
+                 if not b.is_graph_runtime or b.operation_times)
 
 
 def openvino_stage(name: str, seen_network: bool) -> str:
@@ -63,23 +70,21 @@ def _torch_stages(engine: Any, frame: np.ndarray, width: float, iters: int) -> d
     return {stage: float(np.median(v)) for stage, v in samples.items()}
 
 
-def _openvino_stages(engine: Any, frame: np.ndarray, width: float,
-                     iters: int) -> dict[str, float]:
+def _graph_stages(engine: Any, frame: np.ndarray, width: float,
+                  iters: int) -> dict[str, float]:
     graph = engine._graphs[engine._index(width)]
-    graph._config["PERF_COUNT"] = True  # before the first compile of this size
-    graph.run(frame)
-    request = graph._requests[(frame.shape[0], frame.shape[1])]
+    graph.operation_times(frame)  # compiles this size with the counters on
     samples: dict[str, list[float]] = {s: [] for s in STAGES if s != "copy out"}
     for i in range(iters + 2):
-        request.infer({0: frame[None]})
+        times = graph.operation_times(frame)
         if i < 2:
             continue
         totals = dict.fromkeys(samples, 0.0)
         seen_network = False
-        for info in request.profiling_info:
-            stage = openvino_stage(info.node_name, seen_network)
+        for name, ms in times:
+            stage = openvino_stage(name, seen_network)
             seen_network = seen_network or stage != "frame in"
-            totals[stage] += info.real_time.total_seconds() * 1e3
+            totals[stage] += ms
         for stage, ms in totals.items():
             samples[stage].append(ms)
     return {stage: float(np.median(v)) for stage, v in samples.items()}
@@ -98,7 +103,7 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
                                                 precision=args["precision"], input_size=(h, w))
     frame = (load_frame(args["image"], (h, w)) if args.get("image") else
              np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8))
-    stages = _openvino_stages if engine.backend == "openvino" else _torch_stages
+    stages = _graph_stages if BACKENDS[engine.backend].operation_times else _torch_stages
     return {"backend": engine.backend, "precision": engine.precision,
             "widths": {f"{wd:g}": stages(engine, frame, wd, args["iters"])
                        for wd in engine.widths}}
@@ -153,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=parse_size, default=(360, 480), metavar="HxW")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--backends", nargs="+", default=["torch", "openvino"],
-                   choices=("torch", "openvino"))
+    p.add_argument("--backends", nargs="+", default=list(PROFILED), choices=PROFILED)
     p.add_argument("--precision", default="fp32", help="OpenVINO's precision (torch: fp32)")
     p.add_argument("--image", help="time the stages on this picture (resized to --size) "
                                    "instead of a noise frame: OpenVINO's counters read a noise "
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         results = [run_worker(b, args.checkpoint, args.size, args.threads, args.iters,
-                              args.precision if b != "torch" else "fp32", args.image)
+                              args.precision if is_graph_runtime(b) else "fp32", args.image)
                    for b in args.backends]
     except RuntimeError as exc:
         print(f"stage_profile: {exc}", file=sys.stderr)

@@ -7,11 +7,6 @@ import numpy as np
 from . import BackendError
 
 
-def version() -> str:
-    import onnxruntime as ort
-    return ort.__version__
-
-
 def providers_for(device_type: str) -> list[str]:
     """
     List the execution providers for ``device_type``, the preferred one first.

@@ -41,11 +41,6 @@ def cpu_supports_bf16() -> bool:
     return "BF16" in shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def version() -> str:
-    import openvino as ov
-    return ov.__version__
-
-
 def bypass_identity_resizes(model: Any) -> int:
     """
     Take out every Interpolate whose static output shape equals its input's; return how many.
@@ -120,3 +115,19 @@ class OpenVINOFrameGraph:
         request = self._request_for(frame.shape[0], frame.shape[1])
         request.infer({0: frame[None]})
         return request.get_output_tensor(0).data[0].copy()
+
+    def operation_times(self, frame: np.ndarray) -> list[tuple[str, float]]:
+        """
+        Run ``frame`` once and return OpenVINO's ``(operation name, ms)`` per executed operation.
+
+        The first call turns the plugin's per-operation counters on, which needs a fresh compile:
+        the sizes compiled so far are dropped and compiled again on use.
+        """
+        with self._lock:
+            if not self._config.get("PERF_COUNT"):
+                self._config["PERF_COUNT"] = True
+                self._requests.clear()
+        request = self._request_for(frame.shape[0], frame.shape[1])
+        request.infer({0: frame[None]})
+        return [(info.node_name, info.real_time.total_seconds() * 1e3)
+                for info in request.profiling_info]
