@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..inference.backends import EAGER, is_graph_runtime
+from .common import (format_size, json_worker_main, markdown_header, markdown_row,
+                     run_json_worker)
 
 WORKER_MODULE = "slimseg_ros.tools.backend_bench"
 WORKER_FLAG = "--backend-worker"
@@ -118,21 +119,6 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
             "latency": {k: _percentiles(v) for k, v in samples.items()}}
 
 
-def run_in_fresh_process(module: str, flag: str, payload: dict[str, Any], threads: int,
-                         what: str) -> dict[str, Any]:
-    """
-    Run ``python -m module flag JSON`` and return the JSON its last stdout line holds.
-
-    One runtime per process: two runtimes' thread pools in one process distort both timings.
-    """
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-m", module, flag, json.dumps(payload)],
-                          capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} worker failed: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: int, iters: int,
                warmup: int, precision: str, lraspp: bool, cache: str | None,
                block: int = 1, idle_ms: float = 0.0) -> dict[str, Any]:
@@ -140,7 +126,9 @@ def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: in
     payload = {"backend": backend, "checkpoint": checkpoint, "size": list(size),
                "threads": threads, "iters": iters, "warmup": warmup, "precision": precision,
                "lraspp": lraspp, "cache": cache, "block": block, "idle_ms": idle_ms}
-    return run_in_fresh_process(WORKER_MODULE, WORKER_FLAG, payload, threads, f"backend {backend}")
+    return run_json_worker(WORKER_MODULE, WORKER_FLAG, payload,
+                           env={"OMP_NUM_THREADS": str(threads)},
+                           what=f"backend {backend}")
 
 
 def _median(values: list[float]) -> float:
@@ -243,9 +231,10 @@ def format_comparison(result: dict[str, Any]) -> str:
     widths = sorted((k for k in backends[EAGER]["latency"] if k != "lraspp"), key=float) \
         if EAGER in backends else sorted(result["flops"], key=float)
     names = list(backends)
-    head = ("| width | FLOPs / FLOPs(1.0) | " + " | ".join(
-        f"{b} p50 / p90 ms | speed-up vs {EAGER} | {b} w / w1.0" for b in names) + " |")
-    lines = [head, "|---:|---:|" + "---:|---:|---:|" * len(names)]
+    headers = ["width", "FLOPs / FLOPs(1.0)"]
+    for b in names:
+        headers += [f"{b} p50 / p90 ms", f"speed-up vs {EAGER}", f"{b} w / w1.0"]
+    lines = [markdown_header(headers, "r")]
     f1 = result["flops"]["1"]
     for w in widths + ["lraspp"]:
         cells = [w if w != "lraspp" else "LR-ASPP MNv3-L",
@@ -262,7 +251,7 @@ def format_comparison(result: dict[str, Any]) -> str:
             rel = lat["p50_ms"] / backends[b]["latency"]["1"]["p50_ms"]
             cells += [f"{lat['p50_ms']:.1f} / {lat['p90_ms']:.1f}",
                       f"{ratio:.2f}x" if ratio else "-", f"{rel:.3f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     lines.append("")
     for b in names:
         r = backends[b]
@@ -312,7 +301,7 @@ def plot_comparison(results: list[dict[str, Any]], path: str | os.PathLike) -> N
     ax_ratio.plot([float(w) for w in fw], [flops[w] / flops["1"] for w in fw], "k:",
                   label="FLOPs")
     meta = results[0]["meta"]
-    size = "x".join(str(v) for v in meta["size"])
+    size = format_size(*meta["size"])
     ax_ms.set(xlabel="width", ylabel="frame to mask p50, ms",
               title=f"{size}, {meta['threads']} threads, {meta.get('cpu', '')}")
     ax_ratio.set(xlabel="width", ylabel="latency / latency at width 1.0",
@@ -326,9 +315,9 @@ def plot_comparison(results: list[dict[str, Any]], path: str | os.PathLike) -> N
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:
-        print(json.dumps(worker(json.loads(sys.argv[2]))))
-        sys.exit(0)
+    answered = json_worker_main(sys.argv[1:], WORKER_FLAG, worker)
+    if answered is not None:
+        sys.exit(answered)
     if len(sys.argv) >= 4 and sys.argv[1] == "--plot":
         # python -m slimseg_ros.tools.backend_bench --plot OUT.png run1.json [run2.json ...]
         plot_comparison([json.loads(Path(f).read_text()) for f in sys.argv[3:]], sys.argv[2])

@@ -59,7 +59,8 @@ from ..models.config import ModelConfig
 from ..models.segmenter import build_model
 from ..models.slimmable import set_width as set_model_width, to_plain, trained_widths
 from ..resources import default_checkpoint
-from .export_cli import parse_size
+from .common import format_size, markdown_header, markdown_row, size_arg
+from .common import parse_size  # noqa: F401 - importable from here (test_bench)
 from .flops import count_flops, count_params
 
 DEFAULT_CONFIG = {"backbone": "resnet18", "head": "deeplabv3plus", "num_classes": 19}
@@ -304,7 +305,7 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
         rows = []
         for size in sizes:
             size = (h, w_px) = (int(size[0]), int(size[1]))
-            log(f"size {h}x{w_px}: warming up ...")
+            log(f"size {format_size(h, w_px)}: warming up ...")
             image = np.random.default_rng(0).integers(0, 256, (h, w_px, 3), dtype=np.uint8)
             for runners in contestants.values():
                 for w in widths:
@@ -384,28 +385,30 @@ def format_report(result: dict[str, Any]) -> str:
              f"channels_last={meta['channels_last']}, {meta['iters']} rounds"]
     onnx = any(r["onnx_ms"] for r in result["results"])
     cpu = any(r["engine_over_plain_cpu"] for r in result["results"])
-    head = ("| size | width | GFLOPs | params M | engine p50/p90 ms | plain p50/p90 ms | "
-            "engine/plain p50 (paired) | latency/w1.0 | FLOPs/w1.0 |"
-            + (" engine/plain CPU time |" if cpu else "") + (" onnxrt p50 ms |" if onnx else ""))
-    lines += ["", head, "|" + "|".join(["---:"] * (head.count("|") - 1)) + "|"]
+    headers = ["size", "width", "GFLOPs", "params M", "engine p50/p90 ms", "plain p50/p90 ms",
+               "engine/plain p50 (paired)", "latency/w1.0", "FLOPs/w1.0"]
+    headers += ["engine/plain CPU time"] if cpu else []
+    headers += ["onnxrt p50 ms"] if onnx else []
+    lines += ["", markdown_header(headers, "r")]
     for r in result["results"]:
         e, p = r["engine_ms"], r["plain_ms"]
-        line = (f"| {r['size'][0]}x{r['size'][1]} | {r['width']:.2f} | {r['gflops']:.2f} | "
-                f"{r['params_m']:.2f} | {e['p50']:.1f} / {e['p90']:.1f} | "
-                f"{p['p50']:.1f} / {p['p90']:.1f} | {r['engine_over_plain']:.3f} "
-                f"({r['engine_over_plain_paired']:.3f}) | "
-                f"{r['latency_ratio']:.3f} | {r['flops_ratio']:.3f} |")
+        cells = [format_size(*r["size"]), f"{r['width']:.2f}", f"{r['gflops']:.2f}",
+                 f"{r['params_m']:.2f}", f"{e['p50']:.1f} / {e['p90']:.1f}",
+                 f"{p['p50']:.1f} / {p['p90']:.1f}",
+                 f"{r['engine_over_plain']:.3f} ({r['engine_over_plain_paired']:.3f})",
+                 f"{r['latency_ratio']:.3f}", f"{r['flops_ratio']:.3f}"]
         if cpu:
-            line += f" {r['engine_over_plain_cpu']:.3f} |"
+            cells.append(f"{r['engine_over_plain_cpu']:.3f}")
         if onnx:
-            line += f" {r['onnx_ms']['p50']:.1f} |"
-        lines.append(line)
-    lines += ["", "| width | switch p50 / max µs | slimmable set_width µs | "
-                  "load single-width file ms | file MB |", "|---:|---:|---:|---:|---:|"]
+            cells.append(f"{r['onnx_ms']['p50']:.1f}")
+        lines.append(markdown_row(cells))
+    lines += ["", markdown_header(["width", "switch p50 / max µs", "slimmable set_width µs",
+                                   "load single-width file ms", "file MB"], "r")]
     for s in result["switching"]:
-        lines.append(f"| {s['width']:.2f} | {s['switch_us_p50']:.2f} / {s['switch_us_max']:.1f} | "
-                     f"{s['slimmable_set_width_us_p50']:.0f} | {s['load_ms_p50']:.1f} | "
-                     f"{s['file_mb']:.1f} |")
+        lines.append(markdown_row([f"{s['width']:.2f}",
+                                   f"{s['switch_us_p50']:.2f} / {s['switch_us_max']:.1f}",
+                                   f"{s['slimmable_set_width_us_p50']:.0f}",
+                                   f"{s['load_ms_p50']:.1f}", f"{s['file_mb']:.1f}"]))
     mem = result["memory"]
     lines += ["", f"weights: slimmable model {mem['slimmable_weights_bytes'] / 2**20:.1f} MiB, "
                   "specialised per-width copies "
@@ -432,7 +435,7 @@ def plot_report(result: dict[str, Any], path: str | os.PathLike) -> None:
                       key=lambda r: r["width"])
         ws = [r["width"] for r in rows]
         c = colors[i % len(colors)]
-        label = f"{size[0]}x{size[1]}"
+        label = format_size(*size)
         ax_ms.plot(ws, [r["engine_ms"]["p50"] for r in rows], "o-", color=c,
                    label=f"engine {label}")
         ax_ms.plot(ws, [r["plain_ms"]["p50"] for r in rows], "s--", color=c, alpha=0.7,
@@ -467,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", help="fp32, fp16 (CUDA) or bf16")
     p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    p.add_argument("--sizes", nargs="+", type=parse_size, default=[(360, 480), (512, 1024)],
+    p.add_argument("--sizes", nargs="+", type=size_arg, default=[(360, 480), (512, 1024)],
                    metavar="HxW", help="frame sizes (default 360x480 512x1024)")
     p.add_argument("--iters", type=int, default=10, help="timed rounds per size (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per width and size")

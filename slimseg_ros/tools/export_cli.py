@@ -17,8 +17,7 @@ from pathlib import Path
 from ..inference.engine import SegmentationEngine
 from ..inference.export import FORMATS, ExportError, export_width
 from ..models.checkpoint import CheckpointError
-# parse_size: bench.py and stage_profile.py still import it from here
-from .common import format_size, parse_size, size_arg  # noqa: F401
+from .common import format_size, size_arg
 
 
 def output_path(template: str | Path, width: float, fmt: str, many: bool) -> Path:

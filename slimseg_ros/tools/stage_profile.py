@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..inference.backends import BACKENDS, is_graph_runtime
-from .backend_bench import run_in_fresh_process
-from .export_cli import parse_size
+from .common import (json_worker_main, markdown_header, markdown_row, run_json_worker,
+                     size_arg)
 
 # torch's network includes its logits upsample (one module); OpenVINO's counters have no copy out
 STAGES = ("frame in", "network", "logits upsample", "argmax + resize to frame", "copy out")
@@ -126,15 +126,15 @@ def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: in
     """Run :func:`worker` for ``backend`` in a fresh interpreter; return its result."""
     payload = {"backend": backend, "checkpoint": checkpoint, "size": list(size),
                "threads": threads, "iters": iters, "precision": precision, "image": image}
-    return run_in_fresh_process("slimseg_ros.tools.stage_profile", WORKER_FLAG, payload,
-                                threads, backend)
+    return run_json_worker("slimseg_ros.tools.stage_profile", WORKER_FLAG, payload,
+                           env={"OMP_NUM_THREADS": str(threads)}, what=backend)
 
 
 def format_stages(results: list[dict[str, Any]]) -> str:
     """Markdown: per width, each backend's stage times (ms) and their share of its total."""
     names = [f"{r['backend']} {r['precision']}" for r in results]
-    lines = ["| width | stage | " + " | ".join(f"{n} ms (share)" for n in names) + " |",
-             "|---:|---|" + "---:|" * len(names)]
+    lines = [markdown_header(["width", "stage", *(f"{n} ms (share)" for n in names)],
+                             "rl" + "r" * len(names))]
     for width in results[0]["widths"]:
         for stage in STAGES:
             cells = []
@@ -145,9 +145,9 @@ def format_stages(results: list[dict[str, Any]]) -> str:
                     continue
                 share = 100 * times[stage] / sum(times.values())
                 cells.append(f"{times[stage]:.2f} ({share:.0f}%)")
-            lines.append(f"| {width} | {stage} | " + " | ".join(cells) + " |")
+            lines.append(markdown_row([width, stage, *cells]))
         totals = [f"{sum(r['widths'][width].values()):.2f}" for r in results]
-        lines.append(f"| {width} | **total** | " + " | ".join(totals) + " |")
+        lines.append(markdown_row([width, "**total**", *totals]))
     return "\n".join(lines) + "\n"
 
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m slimseg_ros.tools.stage_profile",
                                 description=__doc__.strip().splitlines()[0])
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--size", type=parse_size, default=(360, 480), metavar="HxW")
+    p.add_argument("--size", type=size_arg, default=(360, 480), metavar="HxW")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--backends", nargs="+", default=list(PROFILED), choices=PROFILED)
@@ -188,7 +188,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:
-        print(json.dumps(worker(json.loads(sys.argv[2]))))
-        sys.exit(0)
-    sys.exit(main())
+    answered = json_worker_main(sys.argv[1:], WORKER_FLAG, worker)
+    sys.exit(main() if answered is None else answered)
