@@ -20,6 +20,7 @@ def test_bench_smoke_writes_json_and_plot(tmp_path, capsys):
                  "--onnx", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "engine/plain" in printed and "set_width" in printed
+    assert "| 64x64 | 0.25 |" in printed and "| 48x80 | 1.00 |" in printed
     result = json.loads(out.read_text())  # strict JSON: no NaN/Infinity allowed
     widths = result["meta"]["widths"]
     assert widths == [0.25, 0.5, 0.75, 1.0]
@@ -38,6 +39,7 @@ def test_bench_smoke_writes_json_and_plot(tmp_path, capsys):
     assert [s["width"] for s in result["switching"]] == widths
     assert all(s["switch_us_p50"] > 0 and s["load_ms_p50"] > 0 for s in result["switching"])
     assert result["memory"]["specialised_weights_bytes"] > 0
+    assert list(result["memory"]["folded_bn_per_width"]) == ["0.25", "0.5", "0.75", "1.0"]
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

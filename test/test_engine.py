@@ -17,6 +17,7 @@ from slimseg_ros.inference import backends
 from slimseg_ros.inference.engine import SegmentationEngine
 from slimseg_ros.inference.specialise import fold_batchnorm
 from slimseg_ros.models import CheckpointError, load_checkpoint, set_width
+from slimseg_ros.widths import TrainedWidths, Width
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +46,14 @@ def frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def reference_logits(model: nn.Module, info, image: np.ndarray, width: float,
+def reference_logits(model: nn.Module, info, image: np.ndarray, width: Width,
                      input_size: tuple[int, int] | None = None) -> torch.Tensor:
     """
     Run the slimmable model in eval mode on an image preprocessed by hand.
 
     Float64 maths, then float32.
     """
-    set_width(model, width)
+    set_width(model, float(width))
     x = torch.from_numpy(image).permute(2, 0, 1)[None].double()
     if input_size is not None:
         x = F.interpolate(x, size=input_size, mode="bilinear", align_corners=False)
@@ -79,7 +80,7 @@ def test_every_width_matches_slimmable_model(checkpoints, backbone, specialise):
     model, info = load_checkpoint(checkpoints[backbone])
     if specialise:  # every BN of these architectures follows a conv and must have been folded
         assert all(n > 0 for n in eng.folded_bn.values())
-        assert not any(isinstance(m, nn.BatchNorm2d) for m in eng.network(0.5).modules())
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in eng.network(1).modules())
     image = frame(45, 61)
     for w in eng.widths:
         ref = reference_logits(model, info, image, w)
@@ -109,30 +110,77 @@ def test_switching_back_and_forth_is_identical(request, which):
     engine = request.getfixturevalue(which)
     image = frame(40, 56, seed=3)
     first = {w: engine.infer(image, w) for w in engine.widths}
-    for w in (1.0, 0.25, 1.0, 0.5, 0.25, 0.75, 1.0):  # each call runs the width it names
+    for i in (3, 0, 3, 1, 0, 2, 3):  # each call runs the width it names
+        w = engine.widths[i]
         np.testing.assert_array_equal(engine.infer(image, w), first[w])
-    assert engine.network(0.25) is engine.network(0.25)  # a pointer swap, no rebuild
+        np.testing.assert_array_equal(engine.infer(image, i), first[w])  # or its index
+    assert engine.network(engine.widths[0]) is engine.network(0)  # a pointer swap, no rebuild
     with pytest.raises(TypeError):
         engine.infer(image)  # no width of its own to fall back on
 
 
-@pytest.mark.parametrize("bad", [0.3, 0.0, 1.5, -0.25, float("nan"), "wide", True, None])
-def test_bad_width_is_rejected(engine, bad):
+@pytest.mark.parametrize("bad", [-1, 4, Width(1, 0.3), Width(4, 1.0),
+                                 TrainedWidths([0.5, 1.0])[0]])
+def test_a_width_the_engine_did_not_train_is_rejected(engine, bad):
     with pytest.raises(ValueError, match="width"):
         engine.network(bad)
     with pytest.raises(ValueError, match="width"):
         engine.infer(frame(16, 16), bad)
 
 
-def test_width_tolerates_float_noise(engine):
-    assert engine.network(0.5 + 1e-9) is engine.network(0.5)
-    assert engine.check_width("0.75") == 0.75
-    assert engine.check_width(0.75 - 1e-9) == 0.75
+@pytest.mark.parametrize("bad", [0.5, 1.0, 0.3, float("nan"), np.float32(0.5), "0.5", True, None])
+def test_a_float_width_raises_type_error(engine, bad):
+    with pytest.raises(TypeError, match="Width"):
+        engine.network(bad)
+    with pytest.raises(TypeError, match="Width"):
+        engine.infer(frame(16, 16), bad)
+
+
+def test_a_float_width_names_the_edge_that_snaps_it(engine):
+    for call in (lambda: engine.infer(frame(16, 16), 0.5), lambda: engine.network(0.5),
+                 lambda: engine.logits(frame(16, 16), 0.5),
+                 lambda: engine.infer_tensor(torch.zeros(1, 3, 8, 8), 0.5),
+                 lambda: engine.warmup((8, 8), widths=[0.5])):
+        with pytest.raises(TypeError, match=r"engine\.widths\.exact\(0\.5\)"):
+            call()
+
+
+def test_widths_are_trained_widths_indexed_in_order(engine):
+    assert isinstance(engine.widths, TrainedWidths)
+    assert engine.widths.values == (0.25, 0.5, 0.75, 1.0)
+    assert [w.index for w in engine.widths] == [0, 1, 2, 3]
+    assert engine.widths.exact(0.5000000001) == engine.widths[1]
+    assert engine.widths.exact(0.5000000001).index == 1
+    assert engine.widths.snap(0.6) == engine.widths[1]
+    assert "widths=[0.25, 0.5, 0.75, 1.0]" in repr(engine)
+
+
+def test_a_width_of_another_engines_equal_widths_works(engine, checkpoints):
+    other = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu")
+    assert other.widths == engine.widths and other.widths is not engine.widths
+    governor_widths = TrainedWidths([1.0, 0.75, 0.5, 0.25])  # what the governor holds
+    image = frame(16, 16)
+    for i, w in enumerate(other.widths):
+        assert engine.network(w) is engine.network(i) is engine.network(governor_widths[i])
+        np.testing.assert_array_equal(engine.infer(image, w), engine.infer(image, i))
+    assert engine.member(np.int64(2)) is engine.widths[2]
+
+
+def test_an_int_index_works_everywhere(engine):
+    image = frame(24, 24)
+    w = engine.widths[2]
+    np.testing.assert_array_equal(engine.infer(image, 2), engine.infer(image, w))
+    torch.testing.assert_close(engine.logits(image, 2), engine.logits(image, w))
+    batch = torch.from_numpy(image).permute(2, 0, 1)
+    torch.testing.assert_close(engine.infer_tensor(batch, 2), engine.infer_tensor(batch, w))
+    engine.warmup((8, 8), widths=[0, engine.widths[3]])
+    with pytest.raises(ValueError, match="width"):
+        engine.warmup((8, 8), widths=[7])
 
 
 @pytest.mark.parametrize("size", [(37, 53), (1, 1), (101, 17)])
 def test_mask_has_frame_size_with_input_size(mnet_small_input, size):
-    mask = mnet_small_input.infer(frame(*size), 0.25)
+    mask = mnet_small_input.infer(frame(*size), mnet_small_input.widths[0])
     assert mask.shape == size and mask.dtype == np.uint8
     assert mask.max() < NUM_CLASSES
 
@@ -142,9 +190,9 @@ def test_input_size_resizes_then_maps_back_nearest(checkpoints):
                                              input_size=(32, 48))
     model, info = load_checkpoint(checkpoints["resnet18"])
     image = frame(64, 96, seed=5)  # exactly 2x the network size: nearest = each pixel twice
-    ref = reference_logits(model, info, image, 0.5, input_size=(32, 48))
+    ref = reference_logits(model, info, image, eng.widths[1], input_size=(32, 48))
     small = ref[0].argmax(0).numpy()
-    got = eng.infer(image, 0.5)
+    got = eng.infer(image, eng.widths[1])
     top2 = ref[0].topk(2, dim=0).values
     clear = np.repeat(np.repeat((top2[0] - top2[1] > 1e-3).numpy(), 2, 0), 2, 1)
     expected = np.repeat(np.repeat(small, 2, 0), 2, 1)
@@ -153,34 +201,35 @@ def test_input_size_resizes_then_maps_back_nearest(checkpoints):
 
 @pytest.mark.parametrize("size", [(37, 53), (65, 31)])
 def test_odd_frames_at_native_size(engine, size):
-    assert engine.infer(frame(*size), 0.25).shape == size
+    assert engine.infer(frame(*size), engine.widths[0]).shape == size
 
 
 def test_frame_validation_and_read_only_frames(engine):
     with pytest.raises(ValueError, match="uint8"):
-        engine.infer(np.zeros((8, 8, 3), np.float32), 1.0)
+        engine.infer(np.zeros((8, 8, 3), np.float32), 3)
     with pytest.raises(ValueError, match="shape"):
-        engine.infer(np.zeros((8, 8), np.uint8), 1.0)
+        engine.infer(np.zeros((8, 8), np.uint8), 3)
     with pytest.raises(ValueError, match="shape"):
-        engine.infer(np.zeros((0, 8, 3), np.uint8), 1.0)
+        engine.infer(np.zeros((0, 8, 3), np.uint8), 3)
     with pytest.raises(ValueError, match="numpy"):
-        engine.infer([[0, 0, 0]], 1.0)
+        engine.infer([[0, 0, 0]], 3)
     image = frame(24, 24)
-    expected = engine.infer(image, 0.5)
+    expected = engine.infer(image, 1)
     ro = np.frombuffer(image.tobytes(), np.uint8).reshape(24, 24, 3)  # like a ROS message buffer
-    np.testing.assert_array_equal(engine.infer(ro, 0.5), expected)
+    np.testing.assert_array_equal(engine.infer(ro, 1), expected)
     bgr = image[:, :, ::-1]  # negative strides
-    np.testing.assert_array_equal(engine.infer(np.ascontiguousarray(bgr[:, :, ::-1]), 0.5),
-                                  engine.infer(bgr[:, :, ::-1], 0.5))
+    np.testing.assert_array_equal(engine.infer(np.ascontiguousarray(bgr[:, :, ::-1]), 1),
+                                  engine.infer(bgr[:, :, ::-1], 1))
 
 
 def test_infer_tensor_batch_matches_infer(engine):
     images = [frame(32, 40, seed=s) for s in range(2)]
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-    masks = engine.infer_tensor(batch, 0.75)
+    w = engine.widths.exact(0.75)
+    masks = engine.infer_tensor(batch, w)
     assert masks.shape == (2, 32, 40) and masks.dtype == torch.uint8
     for img, m in zip(images, masks):
-        np.testing.assert_array_equal(m.numpy(), engine.infer(img, 0.75))
+        np.testing.assert_array_equal(m.numpy(), engine.infer(img, w))
 
 
 @pytest.mark.parametrize("specialise", [True, False])
@@ -193,15 +242,16 @@ def test_calls_at_different_widths_from_two_threads(checkpoints, specialise):
     eng = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
                                              specialise=specialise)
     image = frame(16, 16)
-    refs = {w: eng.infer(image, w) for w in (0.25, 1.0)}
-    wrong: list[float] = []
+    widths = (eng.widths.narrowest, eng.widths.widest)
+    refs = {w: eng.infer(image, w) for w in widths}
+    wrong: list[Width] = []
 
-    def run(w: float) -> None:
+    def run(w: Width) -> None:
         for _ in range(10):
             if not np.array_equal(eng.infer(image, w), refs[w]):
                 wrong.append(w)
 
-    threads = [threading.Thread(target=run, args=(w,)) for w in (0.25, 1.0)]
+    threads = [threading.Thread(target=run, args=(w,)) for w in widths]
     for t in threads:
         t.start()
     for t in threads:
@@ -214,7 +264,7 @@ def test_memory_report(checkpoints, mnet):
     slim = SegmentationEngine.from_checkpoint(checkpoints["mobilenetv2"], device="cpu",
                                               specialise=False)
     assert slim.extra_memory_bytes() == 0
-    full = sum(p.numel() * 4 for p in spec.network(1.0).parameters())
+    full = sum(p.numel() * 4 for p in spec.network(spec.widths.widest).parameters())
     # four widths 0.25..1.0 cost more than the full network alone, less than four full copies
     assert full < spec.extra_memory_bytes() < 4 * full
 
@@ -241,7 +291,7 @@ def test_bf16_on_cpu_runs(checkpoints, mnet):
                                              precision="bf16")
     ref = mnet
     image = frame(32, 32)
-    got, expected = eng.infer(image, 1.0), ref.infer(image, 1.0)
+    got, expected = eng.infer(image, eng.widths.widest), ref.infer(image, ref.widths.widest)
     assert got.shape == (32, 32)
     assert (got == expected).mean() > 0.5  # bf16 has ~3 significant digits
 

@@ -13,7 +13,7 @@ from engine_fixtures import NUM_CLASSES, make_checkpoint
 
 from slimseg_ros.inference.engine import SegmentationEngine
 from slimseg_ros.inference.export import ExportError, export_width, verify
-from slimseg_ros.tools.export_cli import main, output_path
+from slimseg_ros.tools.export_cli import chosen_widths, main, output_path
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,8 @@ def test_onnx_export_matches_engine_at_other_size(checkpoint, engine, tmp_path, 
     out = tmp_path / "w050.onnx"
     assert main(["--checkpoint", str(checkpoint), "--width", "0.5", "--format", "onnx",
                  "--output", str(out), "--size", "32x48"]) == 0
-    assert "max |diff|" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "max |diff|" in printed and "widths [0.5] as onnx" in printed
     model = onnx.load(str(out))
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["slimseg.width"]) == 0.5
@@ -40,11 +41,11 @@ def test_onnx_export_matches_engine_at_other_size(checkpoint, engine, tmp_path, 
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(None, {"image": x.numpy()})[0]
     with torch.no_grad():
-        ref = engine.network(0.5)(x).numpy()
+        ref = engine.network(engine.widths.exact(0.5))(x).numpy()
     assert got.shape == (2, NUM_CLASSES, 41, 67)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
     with torch.no_grad():  # and it is the 0.5 network, not another width
-        other = engine.network(1.0)(x).numpy()
+        other = engine.network(engine.widths.widest)(x).numpy()
     assert np.abs(got - other).max() > 1e-3
 
 
@@ -58,15 +59,17 @@ def test_torchscript_export_matches_engine(checkpoint, engine, tmp_path):
     assert json.loads(json.loads(extra["slimseg_info.json"])["slimseg.width"]) == 0.25
     x = torch.randn(1, 3, 35, 29)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), engine.network(0.25)(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(loaded(x), engine.network(0)(x), atol=1e-4, rtol=1e-4)
 
 
 def test_verify_fails_loudly_on_a_different_network(engine, tmp_path):
     out = tmp_path / "w1.onnx"
-    res = export_width(engine, 1.0, "onnx", out, (32, 32))
-    assert res["max_diff"] < 1e-4 and len(res["sizes"]) == 2
+    res = export_width(engine, engine.widths.widest, "onnx", out, (32, 32))
+    assert res["max_diff"] < 1e-4 and len(res["sizes"]) == 2 and res["width"] == 1.0
     with pytest.raises(ExportError, match="exceeds the tolerance"):
-        verify(engine.network(0.25), out, "onnx", [(32, 32)], tolerance=1e-3)
+        verify(engine.network(0), out, "onnx", [(32, 32)], tolerance=1e-3)
+    with pytest.raises(TypeError, match="exact"):
+        export_width(engine, 1.0, "onnx", out, (32, 32))  # floats are snapped at the edge
 
 
 def test_output_names_for_all_widths(tmp_path):
@@ -83,3 +86,12 @@ def test_bad_inputs_exit_with_a_message(checkpoint, tmp_path, capsys):
     assert main(["--checkpoint", str(checkpoint), "--width", "0.6",
                  "--output", str(tmp_path / "x.onnx")]) == 2
     assert "0.6" in capsys.readouterr().err
+    assert main(["--checkpoint", str(checkpoint), "--width", "wide",
+                 "--output", str(tmp_path / "x.onnx")]) == 2
+    assert "width must be a number, got 'wide'" in capsys.readouterr().err
+
+
+def test_the_width_on_the_command_line_is_snapped_to_a_trained_width(engine):
+    assert chosen_widths(engine, "all") == list(engine.widths)
+    assert chosen_widths(engine, "0.5000000001") == [engine.widths[1]]
+    assert chosen_widths(engine, " ALL ") == list(engine.widths)

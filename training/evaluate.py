@@ -164,8 +164,9 @@ def runtime_predictor(model: nn.Module, info: Any, args: argparse.Namespace,
                                 input_size=size)
 
     def predict(images: torch.Tensor, width: float) -> torch.Tensor:
+        trained = engine.widths.exact(width)  # evaluate's widths are floats: snapped here
         frames = images.permute(0, 2, 3, 1).contiguous().numpy()
-        return torch.stack([torch.from_numpy(engine.infer(f, width)) for f in frames])
+        return torch.stack([torch.from_numpy(engine.infer(f, trained)) for f in frames])
     return predict, backend
 
 

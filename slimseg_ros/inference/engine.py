@@ -7,7 +7,8 @@ own plain eval-mode copy with BatchNorm folded into the preceding convolution
 (:func:`~slimseg_ros.inference.specialise.specialise_network`), optionally in channels_last and
 fp16/bf16.
 Switching width is then just choosing another module (:meth:`SegmentationEngine.network`, for
-the width each call names), at the price of holding the copies
+the width each call names: a :class:`~slimseg_ros.widths.Width` of ``engine.widths``, looked up by
+its index), at the price of holding the copies
 (:meth:`SegmentationEngine.extra_memory_bytes`, about 1.9x the full-width weights for widths
 0.25/0.5/0.75/1.0). ``specialise=False`` keeps the single slimmable model instead (no extra
 memory, slower switching) for memory-tight devices.
@@ -22,7 +23,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,7 @@ from .backends.frame_graph import GraphCache, export_frame_graph, file_sha256
 from .specialise import module_bytes, specialise_network
 from ..models.checkpoint import ModelInfo, load_checkpoint
 from ..models.slimmable import set_width as set_model_width, trained_widths
-from ..widths import width_index
+from ..widths import TrainedWidths, Width
 
 PRECISIONS = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
               "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
@@ -156,7 +158,7 @@ def default_channels_last(device: torch.device) -> bool:
 class _SlimmableAtWidth(nn.Module):
     """The shared slimmable model viewed at one width (used when ``specialise=False``)."""
 
-    def __init__(self, engine: "SegmentationEngine", width: float) -> None:
+    def __init__(self, engine: "SegmentationEngine", width: Width) -> None:
         super().__init__()
         self._engine = [engine]  # a list keeps the engine out of the module tree
         self.width = width
@@ -171,7 +173,12 @@ class SegmentationEngine:
 
     The engine holds no width of its own: every call names the width to run at (the governor's
     decision in the node) and runs that width's prepared network, so calls at different widths
-    may come from different threads. The engine measures nothing: the caller times its calls
+    may come from different threads. A width is a :class:`~slimseg_ros.widths.Width` of
+    :attr:`widths` (a :class:`~slimseg_ros.widths.TrainedWidths`; a Width of an equal list, the
+    governor's, is one too) or its index; the prepared network is found by that index, with no
+    tolerance compare. A float raises ``TypeError``: snap it once at the edge (command line,
+    JSON, topics) with ``engine.widths.exact(x)`` or ``engine.widths.snap(x)``. The engine
+    measures nothing: the caller times its calls
     (:class:`~slimseg_ros.governor.latency.LatencyStore` in the node).
     """
 
@@ -199,7 +206,7 @@ class SegmentationEngine:
             self.dtype = resolve_precision(precision, self.device)
             self.precision = _PRECISION_NAMES[self.dtype]
         self.info = info
-        self.widths: tuple[float, ...] = trained_widths(model)
+        self.widths = TrainedWidths(trained_widths(model))
         self.config = getattr(model, "config", None)
         num_classes = getattr(self.config, "num_classes", None)
         if num_classes is not None and num_classes > 256:
@@ -213,7 +220,7 @@ class SegmentationEngine:
         self._inv_std = (1.0 / torch.tensor(info.std, dtype=torch.float32,
                                             device=self.device)).view(1, 3, 1, 1)
         self._model_lock = threading.Lock()  # serialises the shared slimmable model only
-        self.folded_bn: dict[float, int] = {}
+        self.folded_bn: dict[Width, int] = {}
 
         model = model.eval()
         fmt = torch.channels_last if self.channels_last else torch.preserve_format
@@ -228,8 +235,8 @@ class SegmentationEngine:
             for p in self.model.parameters():
                 p.requires_grad_(False)
             self._nets = tuple(_SlimmableAtWidth(self, w) for w in self.widths)
-            set_model_width(self.model, self.widths[-1])
-            self._model_width = self.widths[-1]
+            set_model_width(self.model, self.widths.widest.value)
+            self._model_width = self.widths.widest
         self._graphs: tuple[Any, ...] = ()
         self._prepared_sizes: set[tuple[int, int]] = set()
         self.prepared_from = "torch networks"
@@ -268,7 +275,7 @@ class SegmentationEngine:
         threads = torch.get_num_threads()
         graphs, hits = [], 0
         for width, net in zip(self.widths, self._nets):
-            key = GraphCache.key(digest, width, self.input_size) if digest else None
+            key = GraphCache.key(digest, width.value, self.input_size) if digest else None
             data = cache.get(key) if cache is not None and key is not None else None
             if data is None:
                 data = export_frame_graph(net, self.info.mean, self.info.std, self.input_size)
@@ -282,8 +289,8 @@ class SegmentationEngine:
                   if cache is not None else "exported in memory")
         return tuple(graphs), source
 
-    def _specialise(self, model: nn.Module, width: float, fold_bn: bool) -> nn.Module:
-        net, folded = specialise_network(model, width, fold_bn=fold_bn)
+    def _specialise(self, model: nn.Module, width: Width, fold_bn: bool) -> nn.Module:
+        net, folded = specialise_network(model, width.value, fold_bn=fold_bn)
         self.folded_bn[width] = folded
         return net
 
@@ -301,38 +308,40 @@ class SegmentationEngine:
 
     # -- width -------------------------------------------------------------------------------
 
-    def _index(self, width: float) -> int:
-        return width_index(self.widths, width)
-
-    def check_width(self, width: float | str) -> float:
+    def member(self, width: Width | int) -> Width:
         """
-        Return the trained width equal to ``width`` (a number or numeric string).
+        Return the trained width that ``width`` names: a Width of :attr:`widths`, or its index.
 
-        ValueError when no trained width equals it.
+        No tolerance: a float raises ``TypeError`` saying to snap it at the edge with
+        ``engine.widths.exact(x)`` (or ``.snap(x)``); a Width of other widths or an index out of
+        range raises ``ValueError``.
         """
-        if isinstance(width, str):
-            try:
-                width = float(width)
-            except ValueError:
-                raise ValueError(f"width must be a number, got {width!r}") from None
-        return self.widths[self._index(width)]
+        if isinstance(width, Width):  # the usual case first: one switch per frame
+            return self.widths.member(width)
+        if isinstance(width, Integral) and not isinstance(width, bool):
+            width = int(width)  # numpy integers too
+        elif isinstance(width, Real) and not isinstance(width, bool):
+            raise TypeError(f"width {width!r} is a float; the engine takes a Width of "
+                            f"engine.widths (or its index): snap a float once at the edge with "
+                            f"engine.widths.exact({width!r}) (or engine.widths.snap(...))")
+        return self.widths.member(width)
 
-    def network(self, width: float) -> nn.Module:
+    def network(self, width: Width | int) -> nn.Module:
         """
         Return the prepared module of trained ``width``: normalised N x 3 x H x W -> logits.
 
-        Choosing it is the whole width switch (an index into the prepared networks); ValueError
-        for a width that is not trained.
+        Choosing it is the whole width switch (an index into the prepared networks); see
+        :meth:`member` for what ``width`` may be.
         """
-        return self._nets[self._index(width)]
+        return self._nets[self.member(width).index]
 
     # -- running -----------------------------------------------------------------------------
 
-    def _forward(self, width: float, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, width: Width, x: torch.Tensor) -> torch.Tensor:
         """Run the shared slimmable model (``specialise=False``) at ``width``."""
         with self._model_lock:  # the slimmable model holds its width as state
             if width != self._model_width:  # the walk over all modules costs ~0.5-1 ms
-                set_model_width(self.model, width)
+                set_model_width(self.model, width.value)
                 self._model_width = width
             return self.model(x)
 
@@ -343,7 +352,7 @@ class SegmentationEngine:
     def _logits(self, batch: torch.Tensor, net: nn.Module) -> torch.Tensor:
         return net(self._preprocess(batch))
 
-    def infer(self, image_rgb: np.ndarray, width: float) -> np.ndarray:
+    def infer(self, image_rgb: np.ndarray, width: Width | int) -> np.ndarray:
         """
         H x W x 3 uint8 RGB -> H x W uint8 class ids at trained ``width``.
 
@@ -351,7 +360,7 @@ class SegmentationEngine:
         """
         frame = check_frame(image_rgb)
         if self._graphs:
-            return self._graphs[self._index(width)].run(frame)
+            return self._graphs[self.member(width).index].run(frame)
         net = self.network(width)
         with torch.inference_mode():
             batch = frames_to_batch(frame, self.device)
@@ -377,7 +386,7 @@ class SegmentationEngine:
         if len(self._prepared_sizes) > 16:
             self._prepared_sizes = {key}
 
-    def infer_tensor(self, images: torch.Tensor, width: float,
+    def infer_tensor(self, images: torch.Tensor, width: Width | int,
                      return_logits: bool = False) -> torch.Tensor:
         """
         Batch path: N x 3 x H x W (or 3 x H x W) pixels, uint8 or float on the 0-255 scale.
@@ -398,7 +407,7 @@ class SegmentationEngine:
                 return logits.float()
             return postprocess(logits, tuple(images.shape[-2:]))
 
-    def logits(self, image_rgb: np.ndarray, width: float) -> torch.Tensor:
+    def logits(self, image_rgb: np.ndarray, width: Width | int) -> torch.Tensor:
         """Float32 logits 1 x C x h x w (network input size) for one H x W x 3 uint8 frame."""
         frame = check_frame(image_rgb)
         net = self.network(width)
@@ -406,16 +415,19 @@ class SegmentationEngine:
             return self._logits(frames_to_batch(frame, self.device), net).float()
 
     def warmup(self, size: tuple[int, int] | None = None, iters: int = 1,
-               widths: Sequence[float] | None = None) -> None:
+               widths: Iterable[Width | int] | None = None) -> None:
         """
         Run each width ``iters`` times on a black frame of ``size`` (H, W).
+
+        ``widths``: Widths of :attr:`widths` (or indices); default all of them.
 
         So first-call costs (allocator, cuDNN autotuning) are paid before the frames that are
         timed.
         """
         h, w = size if size is not None else (self.input_size or (256, 256))
         frame = np.zeros((int(h), int(w), 3), np.uint8)
-        for width in widths if widths is not None else self.widths:
+        chosen = self.widths if widths is None else [self.member(w) for w in widths]
+        for width in chosen:
             if self._graphs:
                 for _ in range(iters):
                     self.infer(frame, width)
@@ -439,6 +451,6 @@ class SegmentationEngine:
 
     def __repr__(self) -> str:
         mode = "specialised" if self.specialised else "slimmable"
-        return (f"SegmentationEngine(widths={list(self.widths)}, backend={self.backend}, "
+        return (f"SegmentationEngine(widths={list(self.widths.values)}, backend={self.backend}, "
                 f"device={self.device}, precision={self.precision}, {mode}, "
                 f"input_size={self.input_size}, channels_last={self.channels_last})")

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .engine import SegmentationEngine
+from ..widths import Width
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -40,12 +41,13 @@ class ExportError(RuntimeError):
     """The exported file disagrees with the PyTorch network (or cannot be loaded back)."""
 
 
-def metadata(engine: SegmentationEngine, width: float) -> dict[str, str]:
+def metadata(engine: SegmentationEngine, width: Width | int) -> dict[str, str]:
     """Return the string metadata stored with the exported file (values JSON-encoded)."""
+    width = engine.member(width)
     info = asdict(engine.info)
     return {
-        "slimseg.width": json.dumps(width),
-        "slimseg.widths": json.dumps(list(engine.widths)),
+        "slimseg.width": json.dumps(width.value),
+        "slimseg.widths": json.dumps(list(engine.widths.values)),
         "slimseg.class_names": json.dumps(info["class_names"]),
         "slimseg.palette": json.dumps(info["palette"]),
         "slimseg.mean": json.dumps(info["mean"]),
@@ -133,12 +135,17 @@ def verify(net: nn.Module, path: Path, fmt: str, sizes: list[tuple[int, int]],
     return diffs
 
 
-def export_width(engine: SegmentationEngine, width: float, fmt: str, path: Path,
+def export_width(engine: SegmentationEngine, width: Width | int, fmt: str, path: Path,
                  size: tuple[int, int], opset: int = 17, tolerance: float = 1e-3,
                  dynamic: bool = True) -> dict[str, Any]:
-    """Export one width, verify it and return ``{"width", "path", "max_diff", "sizes"}``."""
+    """
+    Export one width, verify it and return ``{"width", "path", "max_diff", "sizes"}``.
+
+    ``width``: a Width of ``engine.widths`` (or its index); the result gives its fraction.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(FORMATS)}")
+    width = engine.member(width)
     net = engine.network(width)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
@@ -151,4 +158,4 @@ def export_width(engine: SegmentationEngine, width: float, fmt: str, path: Path,
     if dynamic:  # a second, odd size proves the height/width axes really are dynamic
         sizes.append((size[0] + 37, size[1] + 21))
     diffs = verify(net, path, fmt, sizes, tolerance)
-    return {"width": width, "path": str(path), "max_diff": max(diffs), "sizes": sizes}
+    return {"width": width.value, "path": str(path), "max_diff": max(diffs), "sizes": sizes}

@@ -383,7 +383,7 @@ class SlimSegCore:
         width = decision.width
         # a runtime may compile its graphs for a new frame size: not a cost of the width
         self.engine.prepare_size(rgb.shape[0], rgb.shape[1])
-        mask, cost = self.meter.measure(lambda: self.engine.infer(rgb, float(width)), width)
+        mask, cost = self.meter.measure(lambda: self.engine.infer(rgb, width), width)
         cam.latency.record(width, cost.wall_ms, self.clock(), cpu_ms=cost.cpu_ms)
         cam.publish(msg.header, mask, rgb, self._lut, bool(self.value("publish_color")),
                     bool(self.value("publish_overlay")), float(self.value("overlay_alpha")))

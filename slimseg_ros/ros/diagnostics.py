@@ -66,7 +66,7 @@ class DiagnosticsReport:
                  shared_rejections: Rejections, host: HostWatch,
                  single: bool) -> list[DiagnosticStatus]:
         """Return the statuses for ``decisions`` (one per camera; shared first if several)."""
-        engine_fields = {"trained_widths": tuple(engine.widths), "device": str(engine.device),
+        engine_fields = {"trained_widths": engine.widths.values, "device": str(engine.device),
                          "backend": engine.backend, "precision": engine.precision}
         hardware = str(engine.device)
         out = []

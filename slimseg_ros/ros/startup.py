@@ -112,6 +112,6 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
     if engine.input_size is not None:
         engine.warmup(size=engine.input_size)  # first-call costs stay out of the budget
     logger.info(f"loaded checkpoint {path}: backend {engine.backend}, precision "
-                f"{engine.precision}, device {engine.device}, widths {list(engine.widths)} "
+                f"{engine.precision}, device {engine.device}, widths {list(engine.widths.values)} "
                 f"prepared in {engine.prepare_seconds:.1f} s ({engine.prepared_from})")
     return engine

@@ -59,6 +59,7 @@ from ..models.config import ModelConfig
 from ..models.segmenter import build_model
 from ..models.slimmable import set_width as set_model_width, to_plain, trained_widths
 from ..resources import default_checkpoint
+from ..widths import TrainedWidths, Width
 from .common import format_size, markdown_header, markdown_row, size_arg
 from .common import parse_size  # noqa: F401 - importable from here (test_bench)
 from .flops import count_flops, count_params
@@ -137,21 +138,24 @@ def summary(samples_ms: Sequence[float]) -> dict[str, float]:
 
 
 def flops_and_params(model: nn.Module, sizes: Sequence[tuple[int, int]]
-                     ) -> tuple[dict[tuple[tuple[int, int], float], int], dict[float, int]]:
+                     ) -> tuple[dict[tuple[tuple[int, int], Width], int], dict[Width, int]]:
     """
     Count FLOPs per (size, width) and parameters per width (:mod:`slimseg_ros.tools.flops`).
+
+    Keyed by the model's trained widths as :class:`~slimseg_ros.widths.Width` (those of an
+    engine of this model).
 
     FLOPs (2 x multiply-adds of conv/matmul) are counted on a meta-device copy: no arithmetic is
     done. Parameters are those of ``to_plain(model, w)`` (convs and that width's BatchNorms).
     """
     meta = copy.deepcopy(model).to("meta")
-    widths = trained_widths(model)
-    flops = {(tuple(size), w): count_flops(meta, w, size) for size in sizes for w in widths}
-    return flops, {w: count_params(model, w) for w in widths}
+    widths = TrainedWidths(trained_widths(model))
+    flops = {(tuple(size), w): count_flops(meta, w.value, size) for size in sizes for w in widths}
+    return flops, {w: count_params(model, w.value) for w in widths}
 
 
 def plain_networks(config: ModelConfig, device: torch.device, dtype: torch.dtype,
-                   channels_last: bool) -> dict[float, nn.Module]:
+                   channels_last: bool) -> dict[Width, nn.Module]:
     """
     Build fresh non-slimmable networks of exactly each width, as a dedicated network would run.
 
@@ -160,8 +164,8 @@ def plain_networks(config: ModelConfig, device: torch.device, dtype: torch.dtype
     fresh = build_model(ModelConfig.from_dict({**config.to_dict(), "pretrained": None})).eval()
     fmt = torch.channels_last if channels_last else torch.preserve_format
     nets = {}
-    for width in trained_widths(fresh):
-        net = to_plain(fresh, width).eval()
+    for width in TrainedWidths(trained_widths(fresh)):
+        net = to_plain(fresh, width.value).eval()
         for p in net.parameters():
             p.requires_grad_(False)
         net, _ = fold_batchnorm(net)
@@ -216,7 +220,7 @@ def time_call(fn: Callable[[], Any]) -> tuple[float, float]:
     return (time.perf_counter() - start) * 1000.0, (time.thread_time() - start_cpu) * 1000.0
 
 
-def switch_times_us(engine: SegmentationEngine, model: nn.Module, reps: int) -> dict[float, dict]:
+def switch_times_us(engine: SegmentationEngine, model: nn.Module, reps: int) -> dict[Width, dict]:
     """
     Time width switches: p50/max µs per target width.
 
@@ -224,8 +228,8 @@ def switch_times_us(engine: SegmentationEngine, model: nn.Module, reps: int) -> 
     slimmable model's own ``set_width`` (a walk over all modules, what ``specialise=False`` pays).
     """
     widths = engine.widths
-    eng: dict[float, list[float]] = {w: [] for w in widths}
-    slim: dict[float, list[float]] = {w: [] for w in widths}
+    eng: dict[Width, list[float]] = {w: [] for w in widths}
+    slim: dict[Width, list[float]] = {w: [] for w in widths}
     clock = time.perf_counter_ns
     for i in range(reps):
         w = widths[i % len(widths)]
@@ -235,13 +239,13 @@ def switch_times_us(engine: SegmentationEngine, model: nn.Module, reps: int) -> 
         eng[w].append((t1 - t0) / 1000.0)
         if i < max(len(widths), reps // 10):
             t0 = clock()
-            set_model_width(model, w)
+            set_model_width(model, w.value)
             slim[w].append((clock() - t0) / 1000.0)
     return {w: {"switch_us_p50": float(np.median(eng[w])), "switch_us_max": float(np.max(eng[w])),
                 "slimmable_set_width_us_p50": float(np.median(slim[w]))} for w in widths}
 
 
-def load_times_ms(engine: SegmentationEngine, width: float, folder: Path,
+def load_times_ms(engine: SegmentationEngine, width: Width, folder: Path,
                   reps: int) -> dict[str, float]:
     """Time to bring a separate single-width checkpoint of ``width`` from disk to the device."""
     net = engine.network(width)
@@ -280,7 +284,7 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
     single_thread = dev.type == "cpu" and torch.get_num_threads() == 1
     log(f"engine: {engine}")
     plain = plain_networks(config, dev, engine.dtype, engine.channels_last)
-    contestants: dict[str, dict[float, Callable[[np.ndarray], np.ndarray]]] = {
+    contestants: dict[str, dict[Width, Callable[[np.ndarray], np.ndarray]]] = {
         "engine": {w: (lambda img, w=w: engine.infer(img, w)) for w in widths},
         "plain": {w: PlainRunner(engine, plain[w]) for w in widths},
     }
@@ -330,7 +334,7 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
                 paired = np.median(np.asarray(samples["engine"][w])
                                    / np.asarray(samples["plain"][w]))
                 row = {
-                    "size": [h, w_px], "width": w,
+                    "size": [h, w_px], "width": w.value,
                     "gflops": flops[(size, w)] / 1e9, "params_m": params[w] / 1e6,
                     "engine_ms": eng, "plain_ms": pln,
                     "engine_over_plain": eng["p50"] / pln["p50"],
@@ -349,7 +353,8 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
 
         log("timing width switches and single-width checkpoint loads ...")
         switch = switch_times_us(engine, copy.deepcopy(model), switch_reps)
-        switching = [{"width": w, **switch[w], **load_times_ms(engine, w, folder, load_reps)}
+        switching = [{"width": w.value, **switch[w],
+                      **load_times_ms(engine, w, folder, load_reps)}
                      for w in widths]
     finally:
         tmp.cleanup()
@@ -363,12 +368,12 @@ def run_benchmark(model: nn.Module, info: ModelInfo, sizes: Sequence[tuple[int, 
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "precision": engine.precision, "channels_last": engine.channels_last,
-            "iters": iters, "warmup": warmup, "widths": list(widths),
+            "iters": iters, "warmup": warmup, "widths": list(widths.values),
             "config": config.to_dict(), "flops_definition": "2 x multiply-adds of conv/matmul",
         },
         "memory": {"slimmable_weights_bytes": slim_bytes,
                    "specialised_weights_bytes": engine.extra_memory_bytes(),
-                   "folded_bn_per_width": {str(w): n for w, n in engine.folded_bn.items()}},
+                   "folded_bn_per_width": {str(w.value): n for w, n in engine.folded_bn.items()}},
         "results": rows,
         "switching": switching,
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..inference.engine import SegmentationEngine
 from ..inference.export import FORMATS, ExportError, export_width
 from ..models.checkpoint import CheckpointError
+from ..widths import Width
 from .common import format_size, size_arg
 
 
@@ -38,6 +39,22 @@ def output_path(template: str | Path, width: float, fmt: str, many: bool) -> Pat
         suffix = path.suffix or FORMATS[fmt]
         return path.with_name(f"{path.stem}_w{tag}{suffix}")
     return path
+
+
+def chosen_widths(engine: SegmentationEngine, text: str) -> list[Width]:
+    """
+    Read ``--width``: ``all`` (every trained width) or a number, snapped to its trained width.
+
+    The command line is an edge: the number becomes a Width of ``engine.widths`` here, by
+    ``exact``; ValueError when it is not a number or no trained width.
+    """
+    if text.strip().lower() == "all":
+        return list(engine.widths)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"width must be a number, got {text!r}") from None
+    return [engine.widths.exact(value)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,24 +87,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slimseg-export: {exc}", file=sys.stderr)
         return 2
     try:
-        widths = (list(engine.widths) if args.width.strip().lower() == "all"
-                  else [engine.check_width(args.width)])
+        widths = chosen_widths(engine, args.width)
     except ValueError as exc:
         print(f"slimseg-export: {exc}", file=sys.stderr)
         return 2
     size = args.size or tuple(engine.info.input_size or (512, 512))
     exporter = ("torch.onnx TorchScript-based (dynamo=False)" if args.format == "onnx"
                 else "torch.jit.trace")
-    print(f"exporting {args.checkpoint} widths {widths} as {args.format} via {exporter}, "
+    print(f"exporting {args.checkpoint} widths {[w.value for w in widths]} as {args.format} "
+          f"via {exporter}, "
           f"example {format_size(*size)}, {'static' if args.static else 'dynamic'} H/W")
     failed = False
     for w in widths:
-        path = output_path(args.output, w, args.format, many=len(widths) > 1)
+        path = output_path(args.output, w.value, args.format, many=len(widths) > 1)
         try:
             res = export_width(engine, w, args.format, path, size, opset=args.opset,
                                tolerance=args.tolerance, dynamic=not args.static)
         except ExportError as exc:
-            print(f"FAILED width {w}: {exc}", file=sys.stderr)
+            print(f"FAILED width {w.value}: {exc}", file=sys.stderr)
             failed = True
             continue
         checked = ", ".join(format_size(*hw) for hw in res["sizes"])

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..inference.backends import BACKENDS, is_graph_runtime
+from ..widths import Width
 from .common import (json_worker_main, markdown_header, markdown_row, run_json_worker,
                      size_arg)
 
@@ -46,7 +47,7 @@ def openvino_stage(name: str, seen_network: bool) -> str:
     return "argmax + resize to frame" if seen_network else "frame in"
 
 
-def _torch_stages(engine: Any, frame: np.ndarray, width: float, iters: int) -> dict[str, float]:
+def _torch_stages(engine: Any, frame: np.ndarray, width: Width, iters: int) -> dict[str, float]:
     import torch
 
     from ..inference.engine import frames_to_batch, postprocess
@@ -70,9 +71,9 @@ def _torch_stages(engine: Any, frame: np.ndarray, width: float, iters: int) -> d
     return {stage: float(np.median(v)) for stage, v in samples.items()}
 
 
-def _graph_stages(engine: Any, frame: np.ndarray, width: float,
+def _graph_stages(engine: Any, frame: np.ndarray, width: Width,
                   iters: int) -> dict[str, float]:
-    graph = engine._graphs[engine._index(width)]
+    graph = engine._graphs[engine.member(width).index]
     graph.operation_times(frame)  # compiles this size with the counters on
     samples: dict[str, list[float]] = {s: [] for s in STAGES if s != "copy out"}
     for i in range(iters + 2):
