@@ -37,13 +37,15 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
-import rclpy.signals
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 
 from .contract import NODE_NAME
 from .core import SlimSegCore, StartupError
 from .dds import apply_dds_profile
+from .signals import relay_stop_signals
 
 __all__ = ["SlimSegNode", "StartupError", "main", "run"]
 
@@ -56,6 +58,7 @@ class SlimSegNode(Node):
     """
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        """Make the node configured and active; ``kwargs`` go to :class:`rclpy.node.Node`."""
         super().__init__(node_name, **kwargs)
         self.core: SlimSegCore | None = None
         try:
@@ -78,50 +81,66 @@ class SlimSegNode(Node):
         return self.core.frame_stats(camera)
 
     def destroy_node(self) -> None:
+        """Stop the flow (joining the inference thread), free the model, destroy the node."""
         if self.core is not None:
             self.core.shutdown()  # stops and joins the inference thread
         super().destroy_node()
 
 
 def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
-    """Run one node until Ctrl-C or shutdown: the body of the console scripts."""
+    """Run one node until a stop signal or shutdown: the body of the console scripts."""
     apply_dds_profile()  # before rclpy.init: Fast DDS reads it when the participant is made
     faulthandler.enable()  # a crash in a native library prints every thread's Python stack
-    rclpy.init(args=args)
+    # The node hears its stop signals itself, not through rclpy's handlers. rclpy's signal
+    # thread wakes the executor (it triggers the executors' signal guard conditions) *before* it
+    # shuts the context down, and the executor looks at the context right after waking: when it
+    # looks first it sees a live context, waits again, and nothing ever wakes it, so one SIGTERM
+    # leaves the node spinning forever (rclpy 9.1.2, a bare rclpy node too; a second signal ends
+    # it). Here a stop signal completes ``stop`` and only then wakes the executor, so the spin
+    # below always sees it, whatever the lifecycle state and however many cycles came before.
+    # No handler of rclpy's is installed, so none is uninstalled either: uninstalling puts the
+    # default (die at once) action back on SIGINT and SIGTERM for a moment, even when none was.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop: Future[int] = Future()
+
+    def request_stop(signum: int) -> None:  # on the relay's thread; set_result wakes the spin
+        if not stop.done():
+            stop.set_result(signum)
+
     node = None
     executor = None
-    try:
-        node = make_node()
-        # One thread is enough: every callback only stores a value or drops a frame into its
-        # slot; the network runs on the node's own inference thread. rclpy's
-        # MultiThreadedExecutor re-offers every callback it has queued but not yet started on
-        # each pass of its loop without waiting, so once a callback waits for a thread (a busy
-        # machine) the loop spins in Python, holds the GIL and slows the inference thread, which
-        # waits for the GIL after each torch op: 0.2-0.8 s frames at 0.25 width, seen.
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        # rclpy's own signal thread may still be waking the executor for this Ctrl-C; stop it
-        # (uninstalling joins it) before the executor and its guard condition go away, or it
-        # triggers a freed guard condition (SIGSEGV in rcl_trigger_guard_condition, seen).
+    with relay_stop_signals(request_stop):
         try:
-            rclpy.signals.uninstall_signal_handlers()
-        except Exception:  # none installed: nothing to stop
-            pass
-        # Ctrl-C in a terminal reaches the node twice (from the terminal and from ros2 launch):
-        # a second SIGINT must not interrupt the clean-up half way.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+            node = make_node()
+            # One thread is enough: every callback only stores a value or drops a frame into
+            # its slot; the network runs on the node's own inference thread. rclpy's
+            # MultiThreadedExecutor re-offers every callback it has queued but not yet started
+            # on each pass of its loop without waiting, so once a callback waits for a thread (a
+            # busy machine) the loop spins in Python, holds the GIL and slows the inference
+            # thread, which waits for the GIL after each torch op: 0.2-0.8 s frames at 0.25
+            # width, seen.
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            executor.spin_until_future_complete(stop)  # a signal, or the context shut down
+            if stop.done():
+                node.get_logger().info(
+                    f"{signal.Signals(stop.result()).name} received: shutting down")
+        except StartupError as exc:
+            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+            return 1
+        except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C before the relay took
+            pass  # over, or the context shut down by someone else
+        finally:
+            # Further signals (Ctrl-C reaches a node twice: from the terminal and from ros2
+            # launch) only complete ``stop`` again: the clean-up is never cut short.
+            if executor is not None:
+                executor.shutdown(timeout_sec=2.0)
+            if node is not None:
+                node.destroy_node()  # stops and joins the inference thread
+            rclpy.try_shutdown(uninstall_handlers=False)
+    # The relay gave SIGINT back to Python, whose handler raises KeyboardInterrupt: a late Ctrl-C
+    # (the second of the two) must not turn this clean exit into a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
 
 
