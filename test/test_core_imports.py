@@ -214,3 +214,25 @@ def test_the_import_reader_sees_tools_imports() -> None:
             "slimseg_ros.tools.demo.scenario", "slimseg_ros.resources"} <= demo_cli
     bench = imported_modules(REPO / "slimseg_ros" / "tools" / "bench.py")
     assert "slimseg_ros.tools.backend_bench" in bench  # a function-level import
+
+
+#: the node's own clock and meter are passed in; only these modules may read the time
+CLOCK_READERS = {"slimseg_ros.ros.timing", "slimseg_ros.ros.node",
+                 "slimseg_ros.ros.lifecycle_node"}
+
+
+def clock_reads(path: Path) -> list[str]:
+    """Return the ``time.<clock>`` names that ``path`` reads (calls or passes on)."""
+    clocks = {"monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time",
+              "process_time_ns", "thread_time", "time", "time_ns"}
+    return sorted({node.attr for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, ast.Attribute) and node.attr in clocks
+                   and isinstance(node.value, ast.Name) and node.value.id == "time"})
+
+
+def test_no_clock_is_read_in_the_ros_room_but_by_the_nodes_that_pass_it_in() -> None:
+    """The core, its inputs and diagnostics take time from the clock they were given."""
+    readers = {_module_name(p): clock_reads(p) for p in (REPO / ROOT / "ros").glob("*.py")}
+    assert clock_reads(REPO / ROOT / "ros" / "timing.py") == [
+        "perf_counter", "process_time"]  # the reader can see a read
+    assert {m: r for m, r in readers.items() if r and m not in CLOCK_READERS} == {}

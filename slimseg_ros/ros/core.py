@@ -30,7 +30,6 @@ from __future__ import annotations
 import gc
 import math
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,7 +59,7 @@ from .params import (PARAMS, SPECS, check_camera_priorities, check_value,
 from .rejections import Rejections
 from .signals import stop_signals_blocked
 from .startup import StartupError, declare_model_params, declare_parameters, load_engine
-from .timing import Clock, InferenceMeter, ProcessMeter
+from .timing import Clock, InferenceMeter
 
 __all__ = ["SlimSegCore", "StartupError"]
 
@@ -76,13 +75,12 @@ class SlimSegCore:
     node), not only before construction.
     """
 
-    def __init__(self, node: Node, *, clock: Clock = time.monotonic,
-                 meter: InferenceMeter | None = None, managed: bool = False,
+    def __init__(self, node: Node, *, clock: Clock, meter: InferenceMeter, managed: bool = False,
                  host_reader: Callable[..., PsutilSample] = read_psutil) -> None:
         self.node = node
         self.managed = managed
         self.clock = clock
-        self.meter = meter if meter is not None else ProcessMeter()
+        self.meter = meter
         self._host_reader = host_reader
         self.engine: Any = None
         self._governor: Governor | None = None

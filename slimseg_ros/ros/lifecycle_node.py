@@ -18,6 +18,7 @@ here while the node is unconfigured and are read by the next configure.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -25,6 +26,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from .contract import NODE_NAME
 from .node import run
 from .core import SlimSegCore, StartupError
+from .timing import ProcessMeter
 
 __all__ = ["SlimSegLifecycleNode", "main"]
 
@@ -41,7 +43,8 @@ class SlimSegLifecycleNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         self.last_error = ""  # why the last failed transition failed
         try:
-            self.core = SlimSegCore(self, managed=True)
+            self.core = SlimSegCore(self, clock=time.monotonic, meter=ProcessMeter(),
+                                    managed=True)
         except BaseException:
             super().destroy_node()
             raise

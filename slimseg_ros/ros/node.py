@@ -33,6 +33,7 @@ from __future__ import annotations
 import faulthandler
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,7 @@ from .contract import NODE_NAME
 from .core import SlimSegCore, StartupError
 from .dds import apply_dds_profile
 from .signals import relay_stop_signals
+from .timing import ProcessMeter
 
 __all__ = ["SlimSegNode", "StartupError", "main", "run"]
 
@@ -62,7 +64,7 @@ class SlimSegNode(Node):
         super().__init__(node_name, **kwargs)
         self.core: SlimSegCore | None = None
         try:
-            self.core = SlimSegCore(self)
+            self.core = SlimSegCore(self, clock=time.monotonic, meter=ProcessMeter())
             self.core.configure()
             self.core.activate()
         except BaseException:
