@@ -1,9 +1,17 @@
-"""Shared test settings: small CPU thread pool, deterministic seeds, the real CamVid if present."""
+"""
+Shared test settings and fixtures.
+
+A small CPU thread pool, deterministic seeds, the real CamVid if present, and for the node tests
+over real rclpy/DDS (test_node, test_node_cameras, test_lifecycle_node) a ROS context on a
+domain of the module's own, a tiny checkpoint and a spinner that tears nodes down.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -47,3 +55,51 @@ def camvid_root() -> Path:
     if not (CAMVID_ROOT / "train").is_dir():
         pytest.skip(f"real CamVid not found at {CAMVID_ROOT} (set SLIMSEG_CAMVID)")
     return CAMVID_ROOT
+
+
+@pytest.fixture(scope="module")
+def context() -> Iterator[Any]:
+    """Return an rclpy context on a domain of this test module's own (``get_domain_id()``)."""
+    rclpy = pytest.importorskip("rclpy")
+    from node_harness import pick_domain_id
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=pick_domain_id())
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Write a tiny random-weight checkpoint; its 32x48 network input keeps frames cheap."""
+    from node_harness import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", input_size=(32, 48))
+
+
+@pytest.fixture
+def spin(context: Any) -> Iterator[Callable[[Any, Any], Any]]:
+    """
+    Spin a node and its probe until the test ends, called as ``(node, probe) -> Spinner``.
+
+    At the end the executor stops (a test fails if it had died), then the nodes are destroyed.
+    """
+    from node_harness import Spinner
+
+    made = []
+
+    def _spin(node: Any, probe: Any) -> Any:
+        spinner = Spinner(context, node, probe.node)
+        made.append((node, probe, spinner))
+        return spinner
+    yield _spin
+    errors = []
+    for node, probe, spinner in made:
+        try:
+            spinner.stop()
+        except AssertionError as exc:
+            errors.append(exc)
+        node.destroy_node()
+        probe.destroy()
+    if errors:
+        raise errors[0]

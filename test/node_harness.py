@@ -3,6 +3,11 @@ Shared helpers for the node tests: tiny checkpoints, a ROS domain per process, a
 
 Not a test module (no ``test_`` prefix); the node tests import it. Everything here talks to the
 real rclpy/DDS stack: the probe publishes and subscribes over real topics.
+
+Every wait has the same generous deadline (:data:`DEADLINE`): discovery and delivery on a busy
+machine take seconds, not a minute, so only a node that hangs or stops serving runs into it.
+What the node tests assert is counts, order and who was served, never milliseconds; the
+milliseconds are the benchmarks' (``slimseg_ros.tools.multicam_bench``, ``dds_bench``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from slimseg_ros.ros.contract import (TOPICS, Diagnostics, camera_status_name, camera_topics,
-                                      read_diagnostics)
+from slimseg_ros.ros.contract import (REJECTED, TOPICS, Diagnostics, camera_status_name,
+                                      camera_topics, read_diagnostics)
 
 NUM_CLASSES = 11
+DEADLINE = 60.0  # seconds: what discovery, delivery or a diagnostics update may take at most
+#: node parameters every node test starts with: quick QoS checks and diagnostics, torch on one
+#: thread (quick to start), and the computer's own battery and temperature left out (on a
+#: laptop on battery or with a hot CPU they would cap the widths the tests expect)
+NODE_TEST_PARAMS = {"qos_check_period_s": 0.1, "diagnostics_period_s": 0.2, "backend": "torch",
+                    "torch_threads": 1, "host_sensors": "off"}
 PALETTE = [[(37 * i) % 256, (91 * i + 40) % 256, (53 * i + 7) % 256] for i in range(NUM_CLASSES)]
 
 
@@ -42,12 +53,35 @@ def make_tiny_checkpoint(path: Path, backbone: str = "resnet18",
     return path
 
 
+_CLAIMED_DOMAINS: list[Any] = []  # lock files held open until this process exits
+
+
 def pick_domain_id() -> int:
-    """Pick a ROS domain for this test process, so parallel test runs do not hear each other."""
-    return random.Random(f"{os.getpid()}-{time.time_ns()}").randint(1, 100)
+    """
+    Pick a ROS domain that no other process on this machine has claimed, and claim it.
+
+    Two test processes on one domain (this run's and another's, or two modules of one run)
+    would share node names and topics: one's probe served by the other's node. The claim is a
+    lock on a file in the temporary folder, held until this process exits (child processes do
+    not inherit it); with every domain claimed, a random one.
+    """
+    import fcntl
+    import tempfile
+
+    domains = random.Random(f"{os.getpid()}-{time.time_ns()}").sample(range(1, 101), 100)
+    for domain in domains:
+        claim = open(Path(tempfile.gettempdir()) / f"slimseg_ros_test_domain_{domain}.lock", "a")
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by another process, or by this one for another module
+            claim.close()
+            continue
+        _CLAIMED_DOMAINS.append(claim)
+        return domain
+    return domains[0]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float = 0.02,
+def wait_for(predicate: Callable[[], Any], timeout: float = DEADLINE, period: float = 0.02,
              action: Callable[[], None] | None = None, action_period: float = 0.1,
              describe: Callable[[], str] | None = None) -> Any:
     """
@@ -70,6 +104,22 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float 
             action()
             next_action = now + action_period
         time.sleep(period)
+
+
+def settled(d: Diagnostics) -> bool:
+    """
+    Say whether every frame the node took was served, replaced by a newer one, or rejected.
+
+    Then nothing waits in its latest-frame slot or is being inferred: true of a node that keeps
+    no queue once its cameras stop, and never of one serving a backlog.
+    """
+    failed = d.rejected.get(REJECTED.image, 0) + d.rejected.get(REJECTED.inference, 0)
+    return d.frames_received == d.frames_processed + d.frames_dropped + failed
+
+
+def random_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Return an ``h`` x ``w`` RGB frame of random pixels (the same for the same seed)."""
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
 def image_msg(pixels: np.ndarray, encoding: str, frame_id: str = "camera", stamp: Any = None,
@@ -123,6 +173,7 @@ class CameraChannel:
         with self.probe.lock:
             self.masks.append(msg)
             self.mask_arrival.append(now)
+            self.probe.events.append((self.name, msg))
 
     def send_width(self, value: float) -> None:
         from std_msgs.msg import Float32
@@ -137,6 +188,11 @@ class CameraChannel:
         with self.probe.lock:
             return len(self.masks)
 
+    def masks_since(self, start: int) -> list[Any]:
+        """Return the masks that arrived after the first ``start``."""
+        with self.probe.lock:
+            return self.masks[start:]
+
     def diag(self) -> Diagnostics:
         """Return this camera's status in the latest diagnostics (defaults before the first)."""
         status = self.probe.status_named(camera_status_name(self.probe.node_under_test,
@@ -145,7 +201,7 @@ class CameraChannel:
             Diagnostics()
 
     def fresh_diag(self, predicate: Callable[[Diagnostics], bool],
-                   timeout: float = 10.0, **wait_options: Any) -> Diagnostics:
+                   timeout: float = DEADLINE, **wait_options: Any) -> Diagnostics:
         """
         Wait for diagnostics whose status of this camera satisfies ``predicate``.
 
@@ -178,6 +234,9 @@ class Probe:
         self.widths: list[float] = []
         self.diagnostics: list[Any] = []
         self.mask_arrival: list[float] = []  # node clock (ns) when each mask arrived
+        # every camera channel's masks as ``(camera, mask)`` in the order they arrived, and what
+        # a test notes between them (:meth:`note`): who was served while something waited
+        self.events: list[tuple[str, Any]] = []
         rel = (ReliabilityPolicy.RELIABLE if mask_reliability == "reliable"
                else ReliabilityPolicy.BEST_EFFORT)
         out_qos = QoSProfile(depth=5, reliability=rel)
@@ -199,6 +258,11 @@ class Probe:
         self._out_qos = out_qos
         self._color_sub = None
         self._overlay_sub = None
+
+    def control_publishers(self) -> list[Any]:
+        """Return the publishers of the node's control and sensor inputs (not images)."""
+        return [self.width_pub, self.budget_pub, self.cpu_budget_pub, self.battery_pub,
+                self.temperature_pub]
 
     def make_publisher(self, msg_type: Any, topic: str, qos: Any) -> Any:
         """
@@ -265,6 +329,11 @@ class Probe:
         """Publish and listen on camera ``name``'s topics (a node with ``cameras``)."""
         return CameraChannel(self, name)
 
+    def note(self, event: str, value: Any = None) -> None:
+        """Append ``(event, value)`` to :attr:`events`, between the masks that arrived."""
+        with self.lock:
+            self.events.append((event, value))
+
     # ------------------------------------------------------------------ reading
     def status_named(self, name: str) -> Any:
         """Return the status called ``name`` in the latest diagnostics holding one, or None."""
@@ -273,6 +342,31 @@ class Probe:
                 for status in msg.status:
                     if status.name == name:
                         return status
+        return None
+
+    def mask_count(self) -> int:
+        with self.lock:
+            return len(self.masks)
+
+    def masks_since(self, start: int) -> list[Any]:
+        """Return the masks that arrived after the first ``start``."""
+        with self.lock:
+            return self.masks[start:]
+
+    def first_diag_after(self, stamp_ns: int) -> Diagnostics | None:
+        """
+        Return the first status of the first diagnostics stamped at or after ``stamp_ns``.
+
+        The stamp is the node's clock when it published them, so this is what the node counted
+        at that instant. None until such a message arrived.
+        """
+        from rclpy.time import Time
+        with self.lock:
+            msgs = list(self.diagnostics)
+        for msg in msgs:
+            if Time.from_msg(msg.header.stamp).nanoseconds >= stamp_ns and msg.status:
+                status = msg.status[0]
+                return read_diagnostics({kv.key: kv.value for kv in status.values})
         return None
 
     def latest_status(self) -> Any:
@@ -286,7 +380,7 @@ class Probe:
             Diagnostics()
 
     def fresh_status(self, predicate: Callable[[Diagnostics], bool],
-                     timeout: float = 10.0, status: str | None = None,
+                     timeout: float = DEADLINE, status: str | None = None,
                      **wait_options: Any) -> tuple[int, str, Diagnostics]:
         """
         Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``.
@@ -319,7 +413,7 @@ class Probe:
         return wait_for(check, timeout, **wait_options)
 
     def fresh_diag(self, predicate: Callable[[Diagnostics], bool],
-                   timeout: float = 10.0, **wait_options: Any) -> Diagnostics:
+                   timeout: float = DEADLINE, **wait_options: Any) -> Diagnostics:
         """Wait for a diagnostics message (newer than now) whose values satisfy ``predicate``."""
         return self.fresh_status(predicate, timeout, **wait_options)[2]
 
@@ -329,6 +423,73 @@ class Probe:
 
     def destroy(self) -> None:
         self.node.destroy_node()
+
+
+def try_publish(pub: Any, msg: Any) -> bool:
+    """
+    Publish ``msg``; False where DDS refused it for now ("cannot publish data").
+
+    A reliable writer holding a large frame not yet acknowledged refuses the next one after a
+    short wait, which a busy machine turns from rare into common: the frame is not sent.
+    """
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
+    try:
+        pub.publish(msg)
+    except rclpy_implementation.RCLError as exc:
+        if "cannot publish data" not in str(exc):
+            raise
+        return False
+    return True
+
+
+def send_until_mask(receiver: Probe | CameraChannel, msg: Any, pub: Any = None,
+                    count: int = 1, timeout: float = DEADLINE, period: float = 0.1) -> Any:
+    """
+    Publish ``msg`` every ``period`` s until ``count`` new masks of it arrived; return the last.
+
+    ``receiver`` is the probe (the single-camera topics) or one of its camera channels; ``pub``
+    defaults to its image publisher. A mask counts when its ``frame_id`` is ``msg``'s: a mask
+    of a frame sent before this call (still being served) is no answer to it. Republishing
+    covers discovery (the first frames may find no subscription yet) and a frame the node
+    replaced with a newer one.
+    """
+    pub = pub or receiver.image_pub
+    start = receiver.mask_count()
+    frame_id = msg.header.frame_id
+
+    def answered() -> list[Any]:
+        return [m for m in receiver.masks_since(start) if m.header.frame_id == frame_id]
+    wait_for(lambda: len(answered()) >= count, timeout, action=lambda: try_publish(pub, msg),
+             action_period=period,
+             describe=lambda: f"{len(answered())} of {count} mask(s) of frame_id {frame_id!r}, "
+                              f"{receiver.mask_count() - start} mask(s) in all")
+    return answered()[-1]
+
+
+def wait_matched(publishers: list[Any], node: Any = None, timeout: float = DEADLINE) -> None:
+    """
+    Wait until DDS discovery matched each of ``publishers`` to a subscription.
+
+    With ``node`` (a node in this process), also until ``node``'s subscription on each topic
+    matched a publisher: a reader drops what a writer it has not discovered yet sends, so a
+    single message published earlier could be lost. A node in another process is only seen
+    from the publishers' side.
+    """
+    def node_side(topic: str) -> bool:
+        for sub in list(node.subscriptions):
+            try:  # a subscription the node replaced meanwhile has no handle left
+                if sub.topic_name == topic and sub.get_publisher_count() > 0:
+                    return True
+            except Exception:
+                continue
+        return False
+
+    def unmatched() -> list[str]:
+        return [p.topic_name for p in publishers if p.get_subscription_count() == 0
+                or (node is not None and not node_side(p.topic_name))]
+    wait_for(lambda: not unmatched(), timeout,
+             describe=lambda: f"not matched: {unmatched()}")
 
 
 class Spinner:
