@@ -22,29 +22,14 @@ from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from node_harness import (Probe, Spinner, image_msg, make_tiny_checkpoint,  # noqa: E402
-                          pick_domain_id, wait_for)
+from node_harness import (DEADLINE, NODE_TEST_PARAMS, Probe, image_msg,  # noqa: E402
+                          send_until_mask, settled, wait_for)
 from slimseg_ros.ros.contract import NODE_NAME, TOPICS  # noqa: E402
 from slimseg_ros.ros.lifecycle_node import SlimSegLifecycleNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
-FAST = {"qos_check_period_s": 0.1, "diagnostics_period_s": 0.2, "backend": "torch",
-        "torch_threads": 1}
-
-
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=pick_domain_id())
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt",
-                                input_size=(32, 48))
+FAST = NODE_TEST_PARAMS
 
 
 class Manager:
@@ -53,11 +38,11 @@ class Manager:
     def __init__(self, probe: Probe) -> None:
         self.change = probe.node.create_client(ChangeState, f"/{NODE_NAME}/change_state")
         self.get = probe.node.create_client(GetState, f"/{NODE_NAME}/get_state")
-        assert self.change.wait_for_service(timeout_sec=10.0)
-        assert self.get.wait_for_service(timeout_sec=10.0)
+        assert self.change.wait_for_service(timeout_sec=DEADLINE)
+        assert self.get.wait_for_service(timeout_sec=DEADLINE)
 
     @staticmethod
-    def _call(client, request, timeout: float = 60.0):
+    def _call(client, request, timeout: float = DEADLINE):
         future = client.call_async(request)
         wait_for(future.done, timeout=timeout)
         return future.result()
@@ -72,23 +57,16 @@ class Manager:
 
 
 @pytest.fixture
-def managed(context, checkpoint):
+def managed(context, checkpoint, spin):
     """Make unconfigured managed nodes: ``_make(**params) -> (node, probe, manager)``."""
-    made = []
-
     def _make(**params):
         values = {"checkpoint": str(checkpoint), **FAST, **params}
         node = SlimSegLifecycleNode(context=context, parameter_overrides=[
             Parameter(k, value=v) for k, v in values.items()])
         probe = Probe(context, name="lifecycle_probe")
-        spinner = Spinner(context, node, probe.node)
-        made.append((node, probe, spinner))
+        spin(node, probe)
         return node, probe, Manager(probe)
-    yield _make
-    for node, probe, spinner in made:
-        spinner.stop()
-        node.destroy_node()
-        probe.destroy()
+    return _make
 
 
 def node_endpoints(probe: Probe, topic: str) -> int:
@@ -99,7 +77,12 @@ def node_endpoints(probe: Probe, topic: str) -> int:
 
 
 def masks_while_sending(probe: Probe, msg, seconds: float) -> int:
-    """Count the new masks arriving while ``msg`` is published every 50 ms for ``seconds``."""
+    """
+    Count the new masks arriving while ``msg`` is published every 50 ms for ``seconds``.
+
+    Only to show that none come (a node that is not active): a positive count is waited for
+    with :func:`send_until_mask`, which a slow machine only delays.
+    """
     before = probe.count(probe.masks)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -139,11 +122,10 @@ def test_transitions_drive_what_is_published(managed, tmp_path, checkpoint) -> N
     assert manager.transition(Transition.TRANSITION_ACTIVATE) is True
     assert manager.state() == "active"
     wait_for(lambda: probe.count(probe.widths) > 0)
-    wait_for(lambda: probe.count(probe.masks) >= 3, timeout=20,
-             action=lambda: probe.image_pub.publish(msg))
-    with probe.lock:
-        assert probe.masks[-1].header.frame_id == "managed_cam"
-    probe.fresh_diag(lambda d: d.frames_processed >= 3)
+    assert send_until_mask(probe, msg, count=3).header.frame_id == "managed_cam"
+    # idle, and every mask it published has arrived: none can come late into the window below
+    d = probe.fresh_diag(lambda d: d.frames_processed >= 3 and settled(d))
+    wait_for(lambda: probe.count(probe.masks) >= d.frames_processed)
 
     # deactivate: the flow stops, the model stays warm
     assert manager.transition(Transition.TRANSITION_DEACTIVATE) is True
@@ -153,7 +135,7 @@ def test_transitions_drive_what_is_published(managed, tmp_path, checkpoint) -> N
     assert masks_while_sending(probe, msg, 0.5) == 0
     assert node.engine is engine
     assert manager.transition(Transition.TRANSITION_ACTIVATE) is True  # fast: no reload
-    wait_for(lambda: masks_while_sending(probe, msg, 0.3) > 0, timeout=20)
+    send_until_mask(probe, msg)
     assert node.engine is engine
 
     # cleanup frees the model; configure loads it again
