@@ -21,8 +21,12 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 def test_best_effort_720p_camera_with_profile_reaches_node_and_subscribers() -> None:
     frames = 5
+    # 2 Hz: the node takes and serves each 720p frame long before the next, even on a busy
+    # machine, so the counts below are DDS's alone; at 10 Hz a slowed executor let the next
+    # frame replace one in the node's depth-1 best-effort subscription. The rates the machine
+    # sustains are dds_bench's (python -m slimseg_ros.tools.dds_bench --rate 10).
     [row] = run([Case(1280, 720, reliable=False, camera_profile=True, node_profile=True)],
-                frames=frames, rate=10.0, checkpoint=None, domain=pick_domain_id())
+                frames=frames, rate=2.0, checkpoint=None, domain=pick_domain_id())
     print(f"\nframes sent {frames}, node took in {row['node_in']}, skipped "
           f"{row['node_dropped']}, masks published {row['published']}, at reliable sub "
           f"{row['masks_reliable']}, at best-effort sub {row['masks_best_effort']}")
