@@ -129,7 +129,8 @@ def test_a_flooding_camera_does_not_starve_a_steady_one(start, context) -> None:
     one, so at most 2 flood masks of frames sent after the steady frame come back before its
     mask; a node serving the flood first would return them without end. Counted in the order
     the probe receives them, so a loaded machine, which slows both cameras alike, changes
-    nothing. How long the masks take is ``python -m slimseg_ros.tools.multicam_bench``'s.
+    nothing. How old masks are is ``python -m slimseg_ros.tools.multicam_bench``'s (its
+    cameras all send at one rate; it has no flooding camera beside a steady one yet).
     """
     node, probe, ch = start(["flood", "steady"])
     steady = ch["steady"]
