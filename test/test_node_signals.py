@@ -55,7 +55,7 @@ def workdir(tmp_path_factory) -> Path:
 class NodeProcess:
     """A node process on its own ROS domain, with a probe and lifecycle clients beside it."""
 
-    def __init__(self, executable: str, workdir: Path, name: str) -> None:
+    def __init__(self, executable: str, workdir: Path, name: str, backend: str) -> None:
         exe = BIN / executable
         if not exe.is_file():
             pytest.skip(f"console script {exe} not installed (pip install -e .)")
@@ -65,7 +65,8 @@ class NodeProcess:
                    SLIMSEG_CACHE_DIR=str(workdir / "cache"))
         self.log_path = workdir / f"{name}.log"
         cmd = [str(exe), "--ros-args", "-p", f"checkpoint:={workdir / 'tiny.pt'}",
-               "-p", "torch_threads:=1", "-p", "qos_check_period_s:=0.2"]
+               "-p", "torch_threads:=1", "-p", "qos_check_period_s:=0.2",
+               "-p", f"backend:={backend}"]
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.context = rclpy.Context()
@@ -164,9 +165,9 @@ def node_process(workdir, request):
     """Start node processes by console script name; each is stopped after the test."""
     started: list[NodeProcess] = []
 
-    def _start(executable: str) -> NodeProcess:
+    def _start(executable: str, backend: str = "torch") -> NodeProcess:
         name = "".join(c if c.isalnum() else "_" for c in request.node.name)
-        started.append(NodeProcess(executable, workdir, f"{name}_{len(started)}"))
+        started.append(NodeProcess(executable, workdir, f"{name}_{len(started)}", backend))
         return started[-1]
     yield _start
     for proc in started:
@@ -174,7 +175,13 @@ def node_process(workdir, request):
 
 
 def test_one_sigterm_ends_the_managed_node_after_several_cycles(node_process) -> None:
-    node = node_process("slimseg_lifecycle_node")
+    """
+    Cycle as a lifecycle manager does, then signal once.
+
+    The shipped backend choice (auto: OpenVINO where installed) starts the runtime's thread
+    pools on each configure; the other tests here run torch, which starts faster.
+    """
+    node = node_process("slimseg_lifecycle_node", backend="auto")
     node.wait_for_services()
     for _ in range(CYCLES):
         node.cycle()
