@@ -139,7 +139,10 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
                 executor.shutdown(timeout_sec=2.0)
             if node is not None:
                 node.destroy_node()  # stops and joins the inference thread
-            rclpy.try_shutdown(uninstall_handlers=False)
+            try:
+                rclpy.try_shutdown(uninstall_handlers=False)
+            except TypeError:  # Humble's try_shutdown has no such argument (and uninstalls none)
+                rclpy.try_shutdown()
     # The relay gave SIGINT back to Python, whose handler raises KeyboardInterrupt: a late Ctrl-C
     # (the second of the two) must not turn this clean exit into a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
