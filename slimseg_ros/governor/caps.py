@@ -6,7 +6,7 @@ Each input has two sources: the topic (``battery_state``, ``temperature``) and t
 reading feeds the cap while the topic is silent (never heard, or stale by
 ``stale_timeout_s``). Reasons name the source: ``battery 12% <= 15%`` comes from the topic,
 ``host battery 12% <= 15%`` from the host. The host temperature has its own table
-(:meth:`~.governor_config.GovernorConfig.host_thermal_table`); both sources keep their own
+(:meth:`~.config.GovernorConfig.host_thermal_table`); both sources keep their own
 hysteresis state. The config's tables give caps as width fractions (YAML, an edge): they are
 snapped to trained :class:`~slimseg_ros.widths.Width` values once, when a config (or, for the
 host table, the sensor's limits) is applied. Plain Python; times are passed in.

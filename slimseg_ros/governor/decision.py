@@ -27,7 +27,7 @@ Policy, in one place:
   battery and hottest CPU/SoC zone) feed the battery and thermal caps while the topic input is
   silent (never heard or stale); a live topic input always wins, and the reason names the source
   (``host thermal 93.0C >= 90C``). The host temperature has its own table,
-  :meth:`GovernorConfig.host_thermal_table` (:mod:`.governor_caps`).
+  :meth:`GovernorConfig.host_thermal_table` (:mod:`.caps`).
 * **Budget** (milliseconds per frame): the widest width whose measured recent latency, as given to
   :meth:`Governor.decide` (a high percentile), fits ``budget * budget_margin``. Wider is assumed
   slower: the narrowest width that measurably does not fit bars every wider one. Widths with no
@@ -38,7 +38,7 @@ Policy, in one place:
   width has not been measured yet (it was just switched to), the budget holds it until it has.
 * **CPU budget** (``update_cpu_budget``: a fraction of the usable cores): the same rule on each
   width's predicted CPU share (CPU seconds per frame x frames per second served / usable cores,
-  :func:`~.governor_budget.predicted_cpu_share`) against ``cpu_budget * budget_margin``; a
+  :func:`~.budget.predicted_cpu_share`) against ``cpu_budget * budget_margin``; a
   probe is estimated at no more than the share of frames coming back to back, since a node
   slower than its camera serves fewer frames at a wider width. It is a setting, not a reading,
   so it never goes stale. With both budgets each gives a cap and the
@@ -354,7 +354,7 @@ class Governor:
         ``latency_ms`` and ``cpu_share`` map camera names to what :meth:`decide` takes (a
         camera left out: no figures); ``active`` names the cameras with a fresh frame, which
         alone share the budgets (None: all). ``cpu_busy`` gives per camera and width the share
-        used while frames come back to back (:func:`~.governor_budget.busy_cpu_share`), the
+        used while frames come back to back (:func:`~.budget.busy_cpu_share`), the
         most a wider width's probe is estimated at. Returns a decision per camera, in camera
         order.
         """

@@ -4,7 +4,7 @@ One camera's side of the node: its subscriptions, publishers, width request and 
 The image subscription follows the reliability of its publishers; the camera also has its own
 output publishers and its own width request.
 
-ROS plumbing only; the node core (:mod:`.node_core`) owns one :class:`CameraIO` per camera and
+ROS plumbing only; the node core (:mod:`.core`) owns one :class:`CameraIO` per camera and
 opens them on activation, closes them on deactivation. Everything a camera keeps across that
 (latency figures, rejected inputs, the governor's last decision) lives here too, keyed by the
 camera's name, so bad input or a silent publisher on one camera changes nothing for another.

@@ -5,7 +5,7 @@ It reads the host (:mod:`.host_readings`) every ``host_period_s``, feeds the gov
 battery and temperature (``host_sensors: auto``), logs each missing reading once, and reports
 the readings, their source and the CPU budget in diagnostics (:class:`~.contract.HostStatus`).
 
-Kept beside :mod:`.node_core` (which owns one :class:`HostWatch`) so the core stays wiring;
+Kept beside :mod:`.core` (which owns one :class:`HostWatch`) so the core stays wiring;
 no rclpy import (it is given the logger and the governor's lock), so tests drive it with
 recorded psutil outputs.
 """

@@ -1,7 +1,7 @@
 """
 The managed (lifecycle) variant of the node: the same parameters, topics and code.
 
-It shares :class:`~.node_core.SlimSegCore` with the plain node and is driven by a lifecycle
+It shares :class:`~.core.SlimSegCore` with the plain node and is driven by a lifecycle
 manager or ``ros2 lifecycle set``.
 
 * **configure** loads the checkpoint and prepares every width (the slow, failable part); a bad
@@ -55,7 +55,7 @@ class SlimSegLifecycleNode(LifecycleNode):
         return self.core.engine
 
     def frame_stats(self, camera: str | None = None) -> dict[str, Any]:
-        """See :meth:`~.node_core.SlimSegCore.frame_stats`."""
+        """See :meth:`~.core.SlimSegCore.frame_stats`."""
         return self.core.frame_stats(camera)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:

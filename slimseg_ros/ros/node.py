@@ -2,7 +2,7 @@
 The ROS 2 node: camera frames in, class masks out, width switched on the fly.
 
 Glue only: :mod:`.conversions` turns messages into arrays, :class:`~.engine.SegmentationEngine`
-runs the network, :class:`~.governor.Governor` picks the width; :class:`~.node_core.SlimSegCore`
+runs the network, :class:`~.governor.Governor` picks the width; :class:`~.core.SlimSegCore`
 wires topics, parameters, QoS and threads to them, the same code under this node and the managed
 one (:mod:`.lifecycle_node`). This module starts it: configure and activate at construction.
 
@@ -79,7 +79,7 @@ class SlimSegNode(Node):
         return self.core.engine
 
     def frame_stats(self, camera: str | None = None) -> dict[str, Any]:
-        """See :meth:`~.node_core.SlimSegCore.frame_stats`."""
+        """See :meth:`~.core.SlimSegCore.frame_stats`."""
         return self.core.frame_stats(camera)
 
     def destroy_node(self) -> None:
