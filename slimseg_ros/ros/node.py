@@ -1,10 +1,11 @@
 """
 The ROS 2 node: camera frames in, class masks out, width switched on the fly.
 
-Glue only: :mod:`.conversions` turns messages into arrays, :class:`~.engine.SegmentationEngine`
-runs the network, :class:`~.governor.Governor` picks the width; :class:`~.core.SlimSegCore`
-wires topics, parameters, QoS and threads to them, the same code under this node and the managed
-one (:mod:`.lifecycle_node`). This module starts it: configure and activate at construction.
+Glue only: :mod:`.conversions` turns messages into arrays,
+:class:`~slimseg_ros.inference.engine.SegmentationEngine` runs the network,
+:class:`~slimseg_ros.governor.Governor` picks the width; :class:`~.core.SlimSegCore` wires
+topics, parameters, QoS and threads to them, the same code under this node and the managed one
+(:mod:`.lifecycle_node`). This module starts it: configure and activate at construction.
 
 Topics (relative, so they can be remapped or namespaced; the names live in :mod:`.contract`):
 
