@@ -1,10 +1,10 @@
 """
 The multi-camera bench run for real at toy settings.
 
-A tiny stand-in model, 2 cameras of 64x80 frames (HxW), every camera and node in its own
-process (two cameras are the smallest case where the layouts differ). The figures are not
-judged (this machine's load decides them); the test checks that every case was measured and
-that the two layouts really are one process against one per camera.
+A tiny stand-in model, 2 cameras of 64x80 frames (HxW), camera 0 flooding, every camera and
+node in its own process (two cameras are the smallest case where the layouts differ). The
+figures are not judged (this machine's load decides them); the test checks that every case was
+measured and that the two layouts really are one process against one per camera.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def test_every_case_is_measured_with_one_process_or_one_per_camera(tmp_path: Pat
     out = tmp_path / "multicam.json"
     cmd = [sys.executable, "-m", "slimseg_ros.tools.multicam_bench", "--cameras", "2",
            "--size", "64x80", "--rate", "10", "--seconds", "2", "--warmup", "1",
+           "--flood-rate", "40",
            "--backend", "torch", "--checkpoint", str(checkpoint), "--json", str(out),
            "--domain", str(pick_domain_id())]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -48,10 +49,12 @@ def test_every_case_is_measured_with_one_process_or_one_per_camera(tmp_path: Pat
             assert cam["frames_sent"] > 0 and 0 < cam["frames_served"] <= cam["frames_sent"]
             assert 0 < cam["age_p50_ms"] <= cam["age_max_ms"]
         assert case["rss_max_mib"] > 0 and case["backend"] == "torch"
+        assert case["rates_hz"] == {"cam0": 40.0, "cam1": 10.0}  # camera 0 floods beside cam1
     assert cases[(2, ONE_NODE)]["node_processes"] == 1
     assert cases[(2, NODE_PER_CAMERA)]["node_processes"] == 2
     assert "| 2 | " + NODE_PER_CAMERA + " | cam1 |" in done.stdout  # the Markdown table
     assert "64x80 rgb8 (height 64, width 80)" in done.stdout
+    assert "| 2 | " + ONE_NODE + " | cam0 | 40 |" in done.stdout
     settings = report["settings"]
     assert settings["size"] == [64, 80] and settings["frame"] == "height 64, width 80"
 

@@ -5,6 +5,7 @@ Every camera and every node runs in its own process, as on a robot.
 
     python -m slimseg_ros.tools.multicam_bench [--cameras 1 2 4] [--rate 10] [--size 480x640]
         [--seconds 20] [--warmup 3] [--checkpoint FILE] [--backend auto] [--json out.json]
+        [--flood-rate 100]
 
 For each camera count N and each layout a fresh ROS domain holds either one ``slimseg_node`` with
 ``cameras:=[cam0, ...]`` or N nodes, node K in namespace ``/camK``; both give camera K the same
@@ -18,6 +19,9 @@ window opens ``--warmup`` seconds after every camera's first mask. In the window
 masks/s received here, source-frame age of those masks (receive time - header stamp, the delay a
 robot sees), frames served / frames sent (frames stamped in the window that came back as masks);
 and the node processes' total resident memory (children included, sampled, the largest sum).
+``--flood-rate`` makes camera 0 publish that fast in cases of two cameras or more (a driver gone
+wrong), so the table shows what a flood costs the steady cameras beside it: their masks/s and
+source-frame age against the same case without a flood.
 RSS counts pages shared between processes (libraries, the shared-memory transport) once per
 process, so the N-node sum overstates what each further node really adds. Nothing here passes
 or fails; it prints what this machine does.
@@ -72,6 +76,12 @@ def total_rss(nodes: Sequence[Proc]) -> int:
     return total
 
 
+def camera_rate(index: int, count: int, settings: dict[str, Any]) -> float:
+    """Frames/s of camera ``index`` of ``count``: camera 0 floods where asked and not alone."""
+    flood = settings.get("flood_rate")
+    return float(flood) if flood and index == 0 and count > 1 else float(settings["rate"])
+
+
 def camera_figures(masks: list[tuple[int, int]], sent: list[int], t0: int,
                    t1: int) -> dict[str, Any]:
     """
@@ -100,7 +110,7 @@ def run_case(count: int, layout: str, domain: int, settings: dict[str, Any],
                                   one_node=layout == ONE_NODE)
         bench.wait_for(lambda: all(n.name in listener.statuses for n in nodes),
                        START_TIMEOUT_S, "diagnostics from every node (model prepared)")
-        cams = [bench.start_camera(c, i, settings["size"], settings["rate"])
+        cams = [bench.start_camera(c, i, settings["size"], camera_rate(i, count, settings))
                 for i, c in enumerate(cameras)]
         bench.wait_for(lambda: all(listener.masks.values()), FIRST_MASK_TIMEOUT_S,
                        "a first mask on every camera")
@@ -114,6 +124,7 @@ def run_case(count: int, layout: str, domain: int, settings: dict[str, Any],
         bench.spin_for(min(10.0, max(1.0, 1.5 * max(ages, default=0.0))))  # in flight
     diag = listener.statuses.get(nodes[0].name, Diagnostics())
     return {"cameras": count, "layout": layout, "node_processes": len(nodes),
+            "rates_hz": {c: camera_rate(i, count, settings) for i, c in enumerate(cameras)},
             "domain_id": domain, "window_s": (t1 - t0) / 1e9,
             "rss_max_mib": max(rss, default=0) / 2**20, "rss_samples": len(rss),
             "backend": diag.backend, "device": diag.device,
@@ -132,7 +143,7 @@ def run(settings: dict[str, Any], domain: int | None) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- report
-HEADER = markdown_header(("cameras", "layout", "camera", "masks/s",
+HEADER = markdown_header(("cameras", "layout", "camera", "frames/s sent", "masks/s",
                           "source-frame age p50 / max, ms", "frames served / sent",
                           "node processes", "node RSS, max MiB"))
 
@@ -146,14 +157,16 @@ def table_rows(case: dict[str, Any]) -> str:
     lines = []
     per_camera = case["per_camera"]
     for cam, f in per_camera.items():
+        rate = case.get("rates_hz", {}).get(cam)
         lines.append(markdown_row([case["cameras"], case["layout"], cam,
+                                   "-" if rate is None else f"{rate:g}",
                                    f"{f['masks_per_s']:.1f}",
                                    f"{_ms(f['age_p50_ms'])} / {_ms(f['age_max_ms'])}",
                                    f"{f['frames_served']}/{f['frames_sent']}", "", ""]))
     total = sum(f["masks_per_s"] for f in per_camera.values())
     served = sum(f["frames_served"] for f in per_camera.values())
     sent = sum(f["frames_sent"] for f in per_camera.values())
-    lines.append(markdown_row([case["cameras"], case["layout"], "all", f"{total:.1f}", "",
+    lines.append(markdown_row([case["cameras"], case["layout"], "all", "", f"{total:.1f}", "",
                                f"{served}/{sent}", case["node_processes"],
                                f"{case['rss_max_mib']:.0f}"]))
     return "\n".join(lines)
@@ -171,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds after every camera's first mask before the window")
     parser.add_argument("--backend", default="auto",
                         choices=BACKEND_CHOICES)
+    parser.add_argument("--flood-rate", type=float, default=None, metavar="HZ",
+                        help="camera 0 publishes this fast where there are 2 cameras or more")
     add_run_options(parser)  # --domain, --json
     return parser
 
@@ -179,14 +194,18 @@ def main(argv: list[str] | None = None) -> int:
     """Measure every camera count in both layouts and print the table."""
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if min(args.cameras) < 1 or args.rate <= 0 or args.seconds <= 0 or args.warmup < 0:
-        parser.error("--cameras must be >= 1, --rate and --seconds > 0, --warmup >= 0")
+    if min(args.cameras) < 1 or args.rate <= 0 or args.seconds <= 0 or args.warmup < 0 \
+            or (args.flood_rate is not None and not args.flood_rate > 0):
+        parser.error("--cameras must be >= 1, --rate, --flood-rate and --seconds > 0, "
+                     "--warmup >= 0")
     checkpoint = resolve_model(parser, args.checkpoint)
     listen_with_node_profile()  # the masks of any size come in here too
     settings = {"cameras": args.cameras, "rate": args.rate, "size": args.size,
                 "seconds": args.seconds, "warmup": args.warmup, "checkpoint": checkpoint,
-                "backend": args.backend}
-    print(f"{frame_text(args.size)} at {args.rate:g} Hz per camera, "
+                "backend": args.backend, "flood_rate": args.flood_rate}
+    flood = (f" (camera 0 at {args.flood_rate:g} Hz where not alone)"
+             if args.flood_rate else "")
+    print(f"{frame_text(args.size)} at {args.rate:g} Hz per camera{flood}, "
           f"{args.seconds:g} s window after {args.warmup:g} s warm-up; model {checkpoint.name}, "
           f"backend {args.backend}; {os.cpu_count()} CPUs\n")
     print(HEADER, flush=True)
