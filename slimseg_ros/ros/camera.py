@@ -13,7 +13,7 @@ camera's name, so bad input or a silent publisher on one camera changes nothing 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -28,10 +28,12 @@ except ImportError:  # Humble
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32
 
-from .contract import CameraTopics, LastFrame, compressed_topic
+from .contract import CameraTopics, LastFrame, camera_topics, compressed_topic
 from .conversions import colorize, fill_image, overlay
+from ..governor import SINGLE
 from ..governor.decision import Decision
 from ..governor.latency import LatencyStore
+from .frame_slots import FrameSlots
 from .rejections import Rejections
 
 IMAGE_OUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
@@ -195,9 +197,20 @@ class CameraIO:
                                     f"{reliability_name(wanted)} QoS, depth 1 ({why})")
 
     # ----------------------------------------------------------------------------- output
-    def publish_width(self, width: float) -> None:
+    def take_decision(self, decision: Decision, publish: bool) -> None:
+        """
+        Make ``decision`` this camera's active width; publish and log it when it changed.
+
+        The first decision after :meth:`open` is always published (``active_width`` is latched).
+        """
+        previous, self.decision = self.decision, decision
+        if not publish or (previous is not None and decision.width == previous.width):
+            return
         if self.width_pub is not None:
-            self.width_pub.publish(Float32(data=float(width)))
+            self.width_pub.publish(Float32(data=float(decision.width)))
+        if previous is not None:
+            self.node.get_logger().info(f"{self.label}width {previous.width:g} -> "
+                                        f"{decision.width:g}: {decision.reason}")
 
     def publish(self, header: Any, mask: np.ndarray, rgb: np.ndarray, lut: np.ndarray,
                 color: bool, blend: bool, alpha: float) -> None:
@@ -229,3 +242,33 @@ class CameraIO:
         """(frames processed, per width, the last frame)."""
         with self._stats_lock:
             return self.processed, dict(self.processed_at), self.last_frame
+
+    def counters(self, slots: FrameSlots[Any] | None) -> dict[str, Any]:
+        """
+        Return this camera's counters, for tests and tools.
+
+        They are received, processed, dropped (from ``slots``), per-width, and the last frame
+        (a :class:`~.contract.LastFrame`, None before the first).
+        """
+        processed, per_width, frame = self.stats()
+        return {"received": slots.received[self.name] if slots else 0, "processed": processed,
+                "dropped": slots.dropped[self.name] if slots else 0, "per_width": per_width,
+                "last": frame}
+
+
+def make_cameras(node: Node, names: list[str], values: Mapping[str, Any],
+                 shared: Rejections) -> dict[str, CameraIO]:
+    """
+    Build the cameras ``names`` from the node's parameter ``values``.
+
+    The single camera counts its rejected inputs in ``shared`` (the node's); each named camera
+    has its own, so one camera's bad input never throttles another's warnings.
+    """
+    throttle = float(values["warn_throttle_s"])
+    return {name: CameraIO(
+        node, name, camera_topics(name),
+        compressed=values["input_transport"] == "compressed",
+        latency=LatencyStore(float(values["latency_window_s"]),
+                             int(values["latency_window_frames"])),
+        rejections=shared if name == SINGLE else Rejections(throttle_s=throttle))
+        for name in names}

@@ -28,7 +28,6 @@ fake clock with scripted costs.
 from __future__ import annotations
 
 import gc
-import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -39,26 +38,22 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.time import Time
-from sensor_msgs.msg import BatteryState, Temperature
-from std_msgs.msg import Float32
 
 from ..governor import SINGLE, Decision, Governor
 from ..governor.host_readings import PsutilSample, read_psutil
-from ..governor.latency import LatencyStore
-from .camera import CONTROL_QOS, CameraIO
-from .contract import REJECTED, TOPICS, LastFrame, camera_topics
-from .conversions import compressed_to_rgb, image_to_rgb, palette_lut
+from .camera import CameraIO, make_cameras
+from .contract import TOPICS
+from .conversions import palette_lut
 from .diagnostics import DiagnosticsReport
 from .frame_slots import FrameSlots
 from .host_watch import HostWatch
 from .inputs import PolicyInputs
-from .params import (PARAMS, SPECS, check_camera_priorities, check_value,
-                     governor_config_from_params, host_sensors_on, validate_changes)
+from .params import PARAMS, SPECS, host_sensors_on, validate_changes
 from .rejections import Rejections
+from .serving import FrameServer
 from .signals import stop_signals_blocked
-from .startup import StartupError, declare_model_params, declare_parameters, load_engine
+from .startup import (StartupError, declare_model_params, declare_parameters, free_memory,
+                      load_engine, read_settings)
 from .timing import Clock, InferenceMeter
 
 __all__ = ["SlimSegCore", "StartupError"]
@@ -86,6 +81,7 @@ class SlimSegCore:
         self._governor: Governor | None = None
         self._cameras: dict[str, CameraIO] = {}
         self._slots: FrameSlots[tuple[Any, float]] | None = None
+        self._server: FrameServer | None = None
         self._worker: threading.Thread | None = None
         self._active = False
         self._gov_lock = threading.Lock()
@@ -138,19 +134,10 @@ class SlimSegCore:
         Raises :class:`StartupError` with one sentence; the core is then left unconfigured.
         """
         values = {spec.name: self.value(spec.name) for spec in PARAMS}
-        try:
-            for name, value in values.items():
-                check_value(name, value)
-            gov_config = governor_config_from_params(values)
-            names = [str(c) for c in values["cameras"]]
-            priorities = [float(p) for p in values["camera_priorities"]]
-            check_camera_priorities(names, priorities)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
+        gov_config, names, priorities = read_settings(values)
         with stop_signals_blocked():  # the runtime's thread pool starts here: no stop signals
             engine = load_engine(values, self.node.get_logger())
         info = engine.info
-        names = names or [SINGLE]
         governor = Governor(engine.widths, gov_config, cameras=names,
                             priorities=priorities or None)
         governor.request(governor.widths.snap(float(values["width"])))
@@ -163,14 +150,8 @@ class SlimSegCore:
         self._lut = palette_lut(info.palette)
         self._values = values
         self._compressed = values["input_transport"] == "compressed"
-        throttle = float(values["warn_throttle_s"])
-        self.rejections = Rejections(throttle_s=throttle)
-        self._cameras = {name: CameraIO(
-            self.node, name, camera_topics(name), compressed=self._compressed,
-            latency=LatencyStore(float(values["latency_window_s"]),
-                                 int(values["latency_window_frames"])),
-            rejections=self.rejections if name == SINGLE else Rejections(throttle_s=throttle))
-            for name in names}
+        self.rejections = Rejections(throttle_s=float(values["warn_throttle_s"]))
+        self._cameras = make_cameras(self.node, names, values, self.rejections)
         self._host = HostWatch(self.node.get_logger(), host_sensors_on(values["host_sensors"]),
                                [str(p) for p in values["host_temperature_sensors"]],
                                reader=self._host_reader)
@@ -195,18 +176,15 @@ class SlimSegCore:
         """
         n, v = self.node, self._values
         control = MutuallyExclusiveCallbackGroup()
-        sensor = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                            reliability=ReliabilityPolicy.BEST_EFFORT)  # matches any publisher
         self._diag_pub = n.create_publisher(DiagnosticArray, TOPICS.diagnostics, 10)
         inputs = self.inputs
-        subscriptions = ((Float32, TOPICS.width, inputs.on_width, CONTROL_QOS),
-                         (Float32, TOPICS.budget, inputs.on_budget, CONTROL_QOS),
-                         (Float32, TOPICS.cpu_budget, inputs.on_cpu_budget, CONTROL_QOS),
-                         (BatteryState, TOPICS.battery, inputs.on_battery, sensor),
-                         (Temperature, TOPICS.temperature, inputs.on_temperature, sensor))
         self._entities = [("pub", self._diag_pub)] + [
-            ("sub", n.create_subscription(*sub, callback_group=control)) for sub in subscriptions]
-        self._slots = FrameSlots(list(self._cameras))
+            ("sub", sub) for sub in inputs.subscribe(n, control)]
+        self._slots = slots = FrameSlots(list(self._cameras))
+        self._server = FrameServer(
+            n, self.engine, clock=self.clock, meter=self.meter, cameras=self._cameras,
+            inputs=inputs, decide=self.decide, value=self.value, compressed=self._compressed,
+            lut=self._lut, stopping=lambda: slots.closed or not n.context.ok())
         for cam in self._cameras.values():
             cam.open(self.on_image, inputs.on_camera_request, lambda: self.value("image_qos"),
                      float(v["qos_check_period_s"]), control)
@@ -248,14 +226,10 @@ class SlimSegCore:
         if self._active:
             self.deactivate()
         device = str(getattr(self.engine, "device", ""))
-        self.engine = None
-        self._governor = None
+        self.engine = self._governor = self._server = None
         self._cameras = {}
         gc.unfreeze()  # the frozen model becomes collectable again
-        gc.collect()
-        if device.startswith("cuda"):
-            import torch
-            torch.cuda.empty_cache()
+        free_memory(device)
 
     def shutdown(self) -> None:
         """From any state: stop the flow and free the model."""
@@ -287,23 +261,8 @@ class SlimSegCore:
                      if change.changed("width") and self.configured else None)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        if not self.configured:
-            return SetParametersResult(successful=True)
-        updates, now = change.updates, self.clock()
-        with self._gov_lock:
-            if change.governor_config is not None:
-                self._governor.update_config(change.governor_config)
-            if width is not None:
-                self._governor.request(width)
-            if change.changed("camera_priorities"):
-                self._governor.set_priorities(change.priorities or None)
-            if change.changed("cpu_budget"):
-                self._governor.update_cpu_budget(float(updates["cpu_budget"]))
-        host = self._host.apply_parameters(updates, self.value, self._governor, self._gov_lock,
-                                           now)
-        if change.changed("width", "camera_priorities", "cpu_budget") or host \
-                or change.governor_config is not None:
-            self.decide()
+        if self.configured:
+            self.inputs.on_parameters(change, width, self._host, self.value)
         return SetParametersResult(successful=True)
 
     # ----------------------------------------------------------------------------- width
@@ -329,14 +288,7 @@ class SlimSegCore:
                 now, {name: cam.latency for name, cam in self._cameras.items()}, active,
                 frame_rates=rates, cores=self._host.cores)
             for name, decision in decisions.items():
-                cam = self._cameras[name]
-                previous, cam.decision = cam.decision, decision
-                if self._active and (previous is None or decision.width != previous.width):
-                    cam.publish_width(decision.width)
-                    if previous is not None:
-                        self.node.get_logger().info(
-                            f"{cam.label}width {previous.width:g} -> {decision.width:g}: "
-                            f"{decision.reason}")
+                self._cameras[name].take_decision(decision, self._active)
         return decisions
 
     # ----------------------------------------------------------------------------- inference
@@ -361,37 +313,8 @@ class SlimSegCore:
         if item is None:
             return False
         camera, (msg, received) = item
-        cam = self._cameras[camera]
-        try:
-            self._process(cam, msg, received)
-        except Exception as exc:  # keep serving frames; report the failure
-            if slots.closed or not self.node.context.ok():
-                raise
-            self.inputs.reject(cam.rejections, REJECTED.inference,
-                               f"{type(exc).__name__}: {exc}", cam.label)
+        self._server.serve(camera, msg, received)
         return True
-
-    def _process(self, cam: CameraIO, msg: Any, received: float) -> None:
-        try:
-            rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg)
-        except ValueError as exc:
-            self.inputs.reject(cam.rejections, REJECTED.image, str(exc), cam.label)
-            return
-        decision = self.decide()[cam.name]
-        width = decision.width
-        # a runtime may compile its graphs for a new frame size: not a cost of the width
-        self.engine.prepare_size(rgb.shape[0], rgb.shape[1])
-        mask, cost = self.meter.measure(lambda: self.engine.infer(rgb, width), width)
-        cam.latency.record(width, cost.wall_ms, self.clock(), cpu_ms=cost.cpu_ms)
-        cam.publish(msg.header, mask, rgb, self._lut, bool(self.value("publish_color")),
-                    bool(self.value("publish_overlay")), float(self.value("overlay_alpha")))
-        done = self.clock()
-        stamp = Time.from_msg(msg.header.stamp)
-        age_ms = ((self.node.get_clock().now() - stamp).nanoseconds / 1e6 if stamp.nanoseconds
-                  else math.nan)  # meaningful when the camera stamps with this clock
-        cam.count_frame(LastFrame(width=float(width), width_px=int(mask.shape[1]),
-                                  height_px=int(mask.shape[0]),
-                                  delay_ms=(done - received) * 1e3, age_ms=age_ms))
 
     # ----------------------------------------------------------------------------- diagnostics
     def publish_diagnostics(self) -> None:
@@ -414,9 +337,4 @@ class SlimSegCore:
         They are received, processed, dropped, per-width, and the last frame (a
         :class:`~.contract.LastFrame`, None before the first).
         """
-        cam = self.camera(camera)
-        processed, per_width, frame = cam.stats()
-        slots = self._slots
-        return {"received": slots.received[cam.name] if slots else 0, "processed": processed,
-                "dropped": slots.dropped[cam.name] if slots else 0, "per_width": per_width,
-                "last": frame}
+        return self.camera(camera).counters(self._slots)

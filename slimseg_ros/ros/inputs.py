@@ -1,5 +1,7 @@
 """
-The governor's inputs from topics: width requests, battery, temperature and the two budgets.
+The governor's inputs: its topics, and its parameters when they change at runtime.
+
+The topics are width requests, battery, temperature and the two budgets.
 
 Each message is checked, applied to the governor under its lock and followed by a decision, so
 ``active_width`` changes on the input itself, not only at the next frame. A bad one is rejected:
@@ -13,12 +15,18 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rclpy.callback_groups import CallbackGroup
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Float32
 
 from ..governor import Governor
-from .camera import CameraIO
-from .contract import REJECTED
+from ..widths import Width
+from .camera import CONTROL_QOS, CameraIO
+from .contract import REJECTED, TOPICS
+from .host_watch import HostWatch
+from .params import ParamChanges
 from .rejections import Rejections
 from .timing import Clock
 
@@ -40,6 +48,41 @@ class PolicyInputs:
         self._governor, self._lock, self._clock = governor, lock, clock
         self._logger, self._decide = logger, decide
         self._shared, self._cameras = shared, cameras
+
+    def subscribe(self, node: Node, group: CallbackGroup) -> list[Any]:
+        """Subscribe the node-wide policy topics (a camera's own request is the camera's)."""
+        sensor = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                            reliability=ReliabilityPolicy.BEST_EFFORT)  # matches any publisher
+        return [node.create_subscription(kind, topic, handler, qos, callback_group=group)
+                for kind, topic, handler, qos in (
+                    (Float32, TOPICS.width, self.on_width, CONTROL_QOS),
+                    (Float32, TOPICS.budget, self.on_budget, CONTROL_QOS),
+                    (Float32, TOPICS.cpu_budget, self.on_cpu_budget, CONTROL_QOS),
+                    (BatteryState, TOPICS.battery, self.on_battery, sensor),
+                    (Temperature, TOPICS.temperature, self.on_temperature, sensor))]
+
+    def on_parameters(self, change: ParamChanges, width: Width | None, host: HostWatch,
+                      value: Callable[[str], Any]) -> None:
+        """
+        Apply validated parameter changes to the governor and the host sensing.
+
+        ``width`` is the ``width`` parameter snapped (None: unchanged); ``value`` reads the
+        parameters not changed. Decides again when anything the governor uses changed.
+        """
+        updates, now = change.updates, self._clock()
+        with self._lock:
+            if change.governor_config is not None:
+                self._governor.update_config(change.governor_config)
+            if width is not None:
+                self._governor.request(width)
+            if change.changed("camera_priorities"):
+                self._governor.set_priorities(change.priorities or None)
+            if change.changed("cpu_budget"):
+                self._governor.update_cpu_budget(float(updates["cpu_budget"]))
+        sensing = host.apply_parameters(updates, value, self._governor, self._lock, now)
+        if change.changed("width", "camera_priorities", "cpu_budget") or sensing \
+                or change.governor_config is not None:
+            self._decide()
 
     def reject(self, rejections: Rejections, kind: str, message: str, label: str = "") -> None:
         """Count one rejected input of ``kind``; log it unless that kind is throttled."""

@@ -9,6 +9,7 @@ from ``configure``.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,8 +18,11 @@ from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from ..governor import SINGLE
+from ..governor.config import GovernorConfig
 from ..resources import default_checkpoint
-from .params import MODEL_PARAMS, PARAMS, ParamSpec
+from .params import (MODEL_PARAMS, PARAMS, ParamSpec, check_camera_priorities, check_value,
+                     governor_config_from_params)
 
 _EMPTY_TYPES = {"str_array": Parameter.Type.STRING_ARRAY,
                 "float_array": Parameter.Type.DOUBLE_ARRAY,
@@ -27,6 +31,25 @@ _EMPTY_TYPES = {"str_array": Parameter.Type.STRING_ARRAY,
 
 class StartupError(RuntimeError):
     """The node cannot start (missing checkpoint, bad parameter); the message says why."""
+
+
+def read_settings(values: dict[str, Any]) -> tuple[GovernorConfig, list[str], list[float]]:
+    """
+    Check every parameter's value; return the governor's config, cameras and their priorities.
+
+    The camera names are ``[SINGLE]`` for a node without ``cameras``; the priorities are empty
+    where none were given. Raises :class:`StartupError` naming the parameter.
+    """
+    try:
+        for name, value in values.items():
+            check_value(name, value)
+        config = governor_config_from_params(values)
+        names = [str(c) for c in values["cameras"]]
+        priorities = [float(p) for p in values["camera_priorities"]]
+        check_camera_priorities(names, priorities)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    return config, names or [SINGLE], priorities
 
 
 def descriptor(spec: ParamSpec, read_only: bool) -> ParameterDescriptor:
@@ -115,3 +138,11 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
                 f"{engine.precision}, device {engine.device}, widths {list(engine.widths.values)} "
                 f"prepared in {engine.prepare_seconds:.1f} s ({engine.prepared_from})")
     return engine
+
+
+def free_memory(device: str) -> None:
+    """Collect a dropped engine (a managed node's cleanup), the GPU cache of ``device`` too."""
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+        torch.cuda.empty_cache()

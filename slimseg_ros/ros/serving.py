@@ -1,0 +1,84 @@
+"""
+One frame's way through the node: convert, decide the width, infer, publish, count.
+
+The node core (:mod:`.core`) takes frames from the slots and hands each to
+:meth:`FrameServer.serve`; the per-frame order lives here, so the core keeps only the phases and
+the wiring. Time comes from the injected clock and each inference's cost from the injected meter
+(:mod:`.timing`), so the order is tested on a fake clock with scripted costs; only header ages
+read the ROS clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from rclpy.time import Time
+
+from ..governor import Decision
+from .camera import CameraIO
+from .contract import REJECTED, LastFrame
+from .conversions import compressed_to_rgb, image_to_rgb
+from .inputs import PolicyInputs
+from .timing import Clock, InferenceMeter
+
+
+class FrameServer:
+    """
+    Serve frames of the node's cameras with one engine.
+
+    ``decide`` asks the governor for every camera's width now (it is the core's, which publishes
+    what changed); ``value`` reads a parameter (outputs can be switched at runtime);
+    ``stopping`` says the flow is being torn down, when a failure is not the frame's fault.
+    """
+
+    def __init__(self, node: Any, engine: Any, *, clock: Clock, meter: InferenceMeter,
+                 cameras: Mapping[str, CameraIO], inputs: PolicyInputs,
+                 decide: Callable[[], Mapping[str, Decision]], value: Callable[[str], Any],
+                 stopping: Callable[[], bool], compressed: bool, lut: np.ndarray) -> None:
+        self._node, self._engine = node, engine
+        self._clock, self._meter = clock, meter
+        self._cameras, self._inputs = cameras, inputs
+        self._decide, self._value, self._stopping = decide, value, stopping
+        self._compressed, self._lut = compressed, lut
+
+    def serve(self, camera: str, msg: Any, received: float) -> None:
+        """
+        Serve one frame of ``camera`` that arrived at ``received`` (clock seconds).
+
+        A frame that cannot be converted or inferred is rejected (counted, logged) and the node
+        goes on; while the flow is stopping the failure is raised instead.
+        """
+        cam = self._cameras[camera]
+        try:
+            rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg)
+        except ValueError as exc:
+            self._inputs.reject(cam.rejections, REJECTED.image, str(exc), cam.label)
+            return
+        try:
+            self._infer_and_publish(cam, msg, rgb, received)
+        except Exception as exc:  # keep serving frames; report the failure
+            if self._stopping():
+                raise
+            self._inputs.reject(cam.rejections, REJECTED.inference,
+                                f"{type(exc).__name__}: {exc}", cam.label)
+
+    def _infer_and_publish(self, cam: CameraIO, msg: Any, rgb: np.ndarray,
+                           received: float) -> None:
+        width = self._decide()[cam.name].width
+        # a runtime may compile its graphs for a new frame size: not a cost of the width
+        self._engine.prepare_size(rgb.shape[0], rgb.shape[1])
+        mask, cost = self._meter.measure(lambda: self._engine.infer(rgb, width), width)
+        cam.latency.record(width, cost.wall_ms, self._clock(), cpu_ms=cost.cpu_ms)
+        value = self._value
+        cam.publish(msg.header, mask, rgb, self._lut, bool(value("publish_color")),
+                    bool(value("publish_overlay")), float(value("overlay_alpha")))
+        done = self._clock()
+        stamp = Time.from_msg(msg.header.stamp)
+        age_ms = ((self._node.get_clock().now() - stamp).nanoseconds / 1e6 if stamp.nanoseconds
+                  else math.nan)  # meaningful when the camera stamps with this clock
+        cam.count_frame(LastFrame(width=float(width), width_px=int(mask.shape[1]),
+                                  height_px=int(mask.shape[0]),
+                                  delay_ms=(done - received) * 1e3, age_ms=age_ms))
