@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 IMAGES ?=
 CAMERAS ?=
 DEMO_OUT ?= reports/demo
+# Test files run in parallel, one worker per core up to 4 (each worker holds torch: ~1 GB).
+# Every test module claims its own ROS domain, so workers never hear each other's nodes.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: venv test test-fast demo bench clean
 
@@ -19,10 +23,10 @@ $(VENV)/.installed: requirements.txt requirements-ros.txt setup.py
 venv: $(VENV)/.installed
 
 test: venv
-	$(PY) -m pytest -q test
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) test
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow" test
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow" test
 
 demo: venv
 	$(VENV)/bin/slimseg-demo --output $(DEMO_OUT) $(if $(IMAGES),--images $(IMAGES),) \
