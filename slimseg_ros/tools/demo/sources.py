@@ -11,6 +11,7 @@ cores to spare) and replayed; its label maps let the demo score the masks the no
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -53,7 +54,10 @@ class SceneSource:
         jobs = [(i, height, width, seed) for i in range(1, n_frames)]
         workers = min(workers or os.cpu_count() or 1, 8, len(jobs))
         if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # forkserver: workers start from a clean process, never a fork of one whose other
+            # threads (rclpy's, torch's) may hold locks the child would then wait on forever
+            context = multiprocessing.get_context("forkserver")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 drawn += pool.map(_draw, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
         else:
             drawn += [_draw(job) for job in jobs]
