@@ -15,7 +15,7 @@ from slimseg_ros.inference.backends import BackendError, default_precision, reso
 from slimseg_ros.inference.backends.frame_graph import (
     FramePath, GraphCache, LogitsUpsample, UpsampledArgmax, bilinear_phase_taps, bilinear_taps,
     export_frame_graph, first_argmax, nearest_exact_indices)
-from slimseg_ros.inference.engine import SegmentationEngine
+from slimseg_ros.inference.engine import SegmentationEngine, postprocess_with_confidence
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
@@ -183,6 +183,73 @@ def test_the_torch_frame_graph_is_the_engine_exactly(engine: SegmentationEngine)
             with torch.no_grad():
                 got = graph(torch.from_numpy(f)[None])[0].numpy()
             np.testing.assert_array_equal(got, engine.infer(f, width=width))
+
+
+def softmax_confidence(logits: torch.Tensor) -> torch.Tensor:
+    """Return the confidence as defined: round(255 p) of the softmax maximum, half up."""
+    p = torch.softmax(logits.double(), dim=1).max(dim=1).values
+    return torch.floor(255.0 * p + 0.5)
+
+
+def test_the_per_class_confidence_is_the_softmax_maximum_of_the_resized_logits() -> None:
+    torch.manual_seed(1)
+    up = UpsampledArgmax()
+    for (h, w), size in [((90, 120), (360, 480)), ((5, 7), (10, 21)), ((5, 7), (11, 14)),
+                         ((6, 6), (6, 6))]:
+        logits = 3.0 * torch.randn(1, 11, h, w)
+        resized = torch.nn.functional.interpolate(logits, size=size, mode="bilinear",
+                                                  align_corners=False)
+        ids, conf = up(logits, size, confidence=True)
+        assert conf.dtype == torch.uint8 and conf.shape == ids.shape == (1, *size)
+        assert torch.equal(ids.long(), resized.argmax(dim=1))
+        ref = softmax_confidence(resized)
+        assert (conf.double() - ref).abs().max() <= 1.0, (h, w, size)
+        assert conf.min() >= 255 // 11 and len(conf.unique()) > 20  # a real spread, >= 1/C
+        assert torch.equal(up(logits, size), ids)  # the mask-only graph is unchanged
+
+
+def test_the_torch_frame_graph_with_confidence_is_the_engine(engine: SegmentationEngine) -> None:
+    for width in engine.widths:
+        graph = FramePath(engine.network(width), engine.info.mean, engine.info.std,
+                          engine.input_size, confidence=True).eval()
+        for h, w in SIZES:
+            f, _ = frame(h, w, seed=w)
+            with torch.no_grad():
+                ids, conf = (o[0].numpy() for o in graph(torch.from_numpy(f)[None]))
+            ref_ids, ref_conf = postprocess_with_confidence(engine.logits(f, width=width),
+                                                            (h, w))
+            np.testing.assert_array_equal(ids, ref_ids[0].numpy())
+            np.testing.assert_array_equal(ids, engine.infer(f, width=width))
+            assert np.abs(conf.astype(int) - ref_conf[0].numpy().astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("backend", sorted(RUNNERS))
+def test_backend_confidence_agrees_with_torch_within_one_level(engine: SegmentationEngine,
+                                                               backend: str) -> None:
+    for width in (engine.widths[0], engine.widths[-1]):
+        graph = RUNNERS[backend](export_frame_graph(
+            engine.network(width), engine.info.mean, engine.info.std, engine.input_size,
+            confidence=True), threads=1)
+        for h, w in SIZES:
+            f, _ = frame(h, w, seed=h + 1)
+            ids, conf = graph.run_all(f)
+            assert conf.shape == ids.shape == (h, w) and conf.dtype == np.uint8
+            np.testing.assert_array_equal(graph.run(f), ids)  # run() is the mask output
+            ref_ids, ref_conf = (t[0].numpy() for t in postprocess_with_confidence(
+                engine.logits(f, width=width), (h, w)))
+            same = ids == ref_ids
+            assert same.mean() > 0.99
+            assert np.abs(conf.astype(int) - ref_conf.astype(int))[same].max() <= 1
+
+
+def test_an_engine_with_confidence_returns_it_and_caches_its_graphs_apart(
+        engine: SegmentationEngine, tmp_path: Path) -> None:
+    f, _ = frame(48, 64)
+    mask, conf = engine.segment(f, engine.widths[-1])  # built without: no confidence
+    assert conf is None and np.array_equal(mask, engine.infer(f, engine.widths[-1]))
+    key = GraphCache.key("abc", 1.0, None)
+    assert key != GraphCache.key("abc", 1.0, None, ["mask", "confidence"])
+    assert key["outputs"] == ["mask"]
 
 
 @pytest.mark.parametrize("backend", sorted(RUNNERS))

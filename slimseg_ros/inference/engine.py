@@ -34,7 +34,8 @@ from torch import nn
 
 from .backends import (AUTO, BACKENDS, EAGER, check_backend_precision, frame_graph_runner,
                        resolve_backend)
-from .backends.frame_graph import GraphCache, export_frame_graph, file_sha256
+from .backends.frame_graph import (GraphCache, argmax_and_confidence, export_frame_graph,
+                                   file_sha256, graph_outputs)
 from .specialise import module_bytes, specialise_network
 from ..models.checkpoint import ModelInfo, load_checkpoint
 from ..models.slimmable import set_width as set_model_width, trained_widths
@@ -136,6 +137,22 @@ def postprocess(logits: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor
     return mask
 
 
+def postprocess_with_confidence(logits: torch.Tensor,
+                                out_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    N x C x h x w logits -> (class ids, confidence), both N x H x W uint8 of ``out_size``.
+
+    The confidence is the softmax maximum in float32, stored as ``round(255 p)`` (half up), and
+    nearest-resized as the ids are.
+    """
+    ids, conf = argmax_and_confidence(logits.float())
+    if tuple(ids.shape[-2:]) != tuple(out_size):
+        both = torch.stack([ids, conf], dim=1)
+        both = F.interpolate(both, size=tuple(out_size), mode="nearest-exact")
+        ids, conf = both[:, 0], both[:, 1]
+    return ids, conf
+
+
 def default_channels_last(device: torch.device) -> bool:
     """
     Say whether to run channels_last (NHWC) on ``device``: yes on CUDA and CPU unless overridden.
@@ -187,7 +204,7 @@ class SegmentationEngine:
                  input_size: tuple[int, int] | None = None,
                  channels_last: bool | None = None, fold_bn: bool = True,
                  backend: str = "auto", checkpoint_path: str | os.PathLike | None = None,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+                 cache_dir: str | os.PathLike | None = None, confidence: bool = False) -> None:
         started = time.perf_counter()
         self.device = resolve_device(device)
         # the graph runtimes run the prepared per-width networks: with one slimmable network
@@ -215,6 +232,7 @@ class SegmentationEngine:
         self.channels_last = (default_channels_last(self.device) if channels_last is None
                               else bool(channels_last))
         self.specialised = bool(specialise)
+        self.confidence = bool(confidence)  # graphs output it too: segment() returns it
         self._mean = torch.tensor(info.mean, dtype=torch.float32,
                                   device=self.device).view(1, 3, 1, 1)
         self._inv_std = (1.0 / torch.tensor(info.std, dtype=torch.float32,
@@ -275,10 +293,13 @@ class SegmentationEngine:
         threads = torch.get_num_threads()
         graphs, hits = [], 0
         for width, net in zip(self.widths, self._nets):
-            key = GraphCache.key(digest, width.value, self.input_size) if digest else None
+            outputs = graph_outputs(confidence=self.confidence)
+            key = (GraphCache.key(digest, width.value, self.input_size, outputs) if digest
+                   else None)
             data = cache.get(key) if cache is not None and key is not None else None
             if data is None:
-                data = export_frame_graph(net, self.info.mean, self.info.std, self.input_size)
+                data = export_frame_graph(net, self.info.mean, self.info.std, self.input_size,
+                                          confidence=self.confidence)
                 if cache is not None and key is not None:
                     cache.put(key, data)
             else:
@@ -366,6 +387,27 @@ class SegmentationEngine:
             batch = frames_to_batch(frame, self.device)
             mask = postprocess(self._logits(batch, net), frame.shape[:2])
             return mask[0].cpu().numpy()
+
+    def segment(self, image_rgb: np.ndarray,
+                width: Width | int) -> tuple[np.ndarray, np.ndarray | None]:
+        """
+        H x W x 3 uint8 RGB -> (H x W uint8 class ids, H x W uint8 confidence or None).
+
+        The confidence is ``round(255 p)`` of the softmax maximum of the logits the argmax
+        compares (nearest-resized like the ids); None unless the engine was built with
+        ``confidence=True``, which puts it into every width's graph.
+        """
+        if not self.confidence:
+            return self.infer(image_rgb, width), None
+        frame = check_frame(image_rgb)
+        if self._graphs:
+            mask, conf = self._graphs[self.member(width).index].run_all(frame)
+            return mask, conf
+        net = self.network(width)
+        with torch.inference_mode():
+            batch = frames_to_batch(frame, self.device)
+            mask, conf = postprocess_with_confidence(self._logits(batch, net), frame.shape[:2])
+            return mask[0].cpu().numpy(), conf[0].cpu().numpy()
 
     def prepare_size(self, height: int, width: int) -> None:
         """

@@ -1,7 +1,8 @@
 """
 The whole frame path of one width as one exportable graph, and its on-disk cache.
 
-The graph maps a uint8 ``1 x H x W x 3`` RGB frame to ``1 x H x W`` uint8 class ids, computing
+The graph maps a uint8 ``1 x H x W x 3`` RGB frame to ``1 x H x W`` uint8 class ids (and, where
+asked, their uint8 confidence: the softmax maximum as ``round(255 p)``), computing
 exactly what the torch engine computes, in the same order: bilinear resize (align_corners=False)
 to the network input size when one is set, ``(pixel - mean) / std`` on the 0-255 scale, the
 BatchNorm-folded network of that width (its logits come out at the network input size), argmax,
@@ -77,13 +78,38 @@ def argmax_of_planes(planes: Sequence[torch.Tensor]) -> torch.Tensor:
 
     A strict ``>`` keeps the first of tied maxima, as torch's argmax does.
     """
+    return argmax_and_max(planes)[0]
+
+
+def argmax_and_max(planes: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the uint8 index of the largest of ``planes`` (first of ties) and that largest."""
     best = planes[0]
     ids = torch.zeros_like(best, dtype=torch.uint8)
     for c in range(1, len(planes)):
         value = planes[c]
         ids = torch.where(value > best, torch.tensor(c, dtype=torch.uint8), ids)
         best = torch.maximum(best, value)
-    return ids
+    return ids, best
+
+
+def confidence_u8(planes: Sequence[torch.Tensor], best: torch.Tensor) -> torch.Tensor:
+    """
+    Return the softmax maximum of ``planes`` (``best``: their maximum) as ``round(255 p)``.
+
+    ``p = 1 / sum_c exp(l_c - l_max)``: the probability softmax gives the class the argmax
+    picks, computed in float from the same logits; rounded half up.
+    """
+    total = torch.exp(planes[0] - best)
+    for c in range(1, len(planes)):
+        total = total + torch.exp(planes[c] - best)
+    return torch.floor(255.0 / total + 0.5).clamp(0.0, 255.0).to(torch.uint8)
+
+
+def argmax_and_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """N x C x h x w logits -> (uint8 class ids, uint8 confidence), both N x h x w."""
+    planes = [logits[:, c] for c in range(logits.shape[1])]
+    ids, best = argmax_and_max(planes)
+    return ids, confidence_u8(planes, best)
 
 
 def bilinear_taps(scale: int) -> tuple[int, list[float]]:
@@ -161,17 +187,20 @@ class UpsampledArgmax(nn.Module):
     whose ``s_h * s_w`` output channels are the output phases at the logits' resolution; the
     argmax runs over those per-class planes, and only the uint8 ids are interleaved into the
     full-size mask. Exact to float rounding; other ratios fall back to ``F.interpolate``. Sizes
-    are read as plain numbers (constants of the frame graph).
+    are read as plain numbers (constants of the frame graph). The confidence, where asked, is
+    the softmax maximum over the same per-phase planes, interleaved like the ids.
     """
 
-    def forward(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, size: tuple[int, int],
+                confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Return the ids, or with ``confidence`` the ids and the uint8 confidence."""
         n, channels, h, w = (int(v) for v in logits.shape)
         out_h, out_w = int(size[0]), int(size[1])
-        if (out_h, out_w) == (h, w):
-            return first_argmax(logits)
-        if out_h % h or out_w % w:
-            return first_argmax(F.interpolate(logits, size=(out_h, out_w), mode="bilinear",
-                                              align_corners=False))
+        if (out_h, out_w) != (h, w) and (out_h % h or out_w % w):
+            logits = F.interpolate(logits, size=(out_h, out_w), mode="bilinear",
+                                   align_corners=False)
+        if tuple(logits.shape[-2:]) == (out_h, out_w):
+            return argmax_and_confidence(logits) if confidence else first_argmax(logits)
         sh, sw = out_h // h, out_w // w
         rows = torch.tensor(bilinear_phase_taps(sh), dtype=logits.dtype)
         cols = torch.tensor(bilinear_phase_taps(sw), dtype=logits.dtype)
@@ -179,18 +208,28 @@ class UpsampledArgmax(nn.Module):
         # classes first: each class's plane is then contiguous, whatever layout the runtime
         # gave the logits (slicing channels of a blocked layout ran a slow generic split)
         planes = F.pad(logits, (1, 1, 1, 1), mode="replicate").transpose(0, 1)
-        ids = argmax_of_planes([F.conv2d(planes[c].unsqueeze(1), kernel)
-                                for c in range(channels)])
+        phases = [F.conv2d(planes[c].unsqueeze(1), kernel) for c in range(channels)]
+        ids, best = argmax_and_max(phases)
+        outputs = [ids, confidence_u8(phases, best)] if confidence else [ids]
         # phase (i, j) of logits pixel (y, x) is mask pixel (sh*y + i, sw*x + j)
-        return ids.view(n, sh, sw, h, w).permute(0, 3, 1, 4, 2).reshape(n, out_h, out_w)
+        outputs = [o.view(n, sh, sw, h, w).permute(0, 3, 1, 4, 2).reshape(n, out_h, out_w)
+                   for o in outputs]
+        return tuple(outputs) if confidence else outputs[0]
 
 
 class FramePath(nn.Module):
-    """uint8 ``1 x H x W x 3`` frame -> uint8 ``1 x H x W`` class ids through ``net``."""
+    """
+    uint8 ``1 x H x W x 3`` frame -> uint8 ``1 x H x W`` class ids through ``net``.
+
+    With ``confidence`` a second output, the uint8 confidence of each id (:func:`confidence_u8`
+    of the same upsampled logits, nearest-resized like the ids).
+    """
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
-                 input_size: tuple[int, int] | None, logits: bool = False) -> None:
+                 input_size: tuple[int, int] | None, logits: bool = False,
+                 confidence: bool = False) -> None:
         super().__init__()
+        self.confidence = bool(confidence) and not logits
         self.net = net
         self.upsample = LogitsUpsample()  # for the logits output
         self.upsampled_argmax = UpsampledArgmax()
@@ -215,16 +254,19 @@ class FramePath(nn.Module):
             low = self.net(x, upsample=False)
             if self.logits:
                 return self.upsample(low, self.input_size)
-            ids = self.upsampled_argmax(low, self.input_size)  # 1 x h x w uint8
+            out = self.upsampled_argmax(low, self.input_size, self.confidence)  # 1 x h x w
         else:  # a frame-sized input (dynamic) or a network that always upsamples
             logits = self.net(x)
             if self.logits:
                 return logits
-            ids = first_argmax(logits)
+            out = argmax_and_confidence(logits) if self.confidence else first_argmax(logits)
+        ids = out[0] if self.confidence else out
         # sizes as tensors, so that tracing records them as graph values, not constants
         frame_shape, ids_shape = torch._shape_as_tensor(frame), torch._shape_as_tensor(ids)
         rows = nearest_exact_indices(frame_shape[1], ids_shape[1])
         cols = nearest_exact_indices(frame_shape[2], ids_shape[2])
+        if self.confidence:
+            return tuple(o.index_select(1, rows).index_select(2, cols) for o in out)
         return ids.index_select(1, rows).index_select(2, cols)
 
 
@@ -238,22 +280,26 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def graph_outputs(logits: bool = False, confidence: bool = False) -> list[str]:
+    """Return the output names of a frame graph, in order."""
+    return ["logits"] if logits else ["mask", "confidence"] if confidence else ["mask"]
+
+
 def export_frame_graph(net: nn.Module, mean: Sequence[float], std: Sequence[float],
                        input_size: tuple[int, int] | None,
-                       example_size: tuple[int, int] = (64, 96), logits: bool = False) -> bytes:
+                       example_size: tuple[int, int] = (64, 96), logits: bool = False,
+                       confidence: bool = False) -> bytes:
     """ONNX bytes of :class:`FramePath` around ``net`` (float32, eval mode, on the CPU)."""
-    path = FramePath(net, mean, std, input_size, logits=logits).eval()
+    path = FramePath(net, mean, std, input_size, logits=logits, confidence=confidence).eval()
     example = torch.zeros(1, *example_size, 3, dtype=torch.uint8)
     buf = io.BytesIO()
     axes = {1: "height", 2: "width"}
+    outputs = graph_outputs(logits, confidence)
+    dynamic = {name: ({2: "out_height", 3: "out_width"} if logits else axes) for name in outputs}
     with _quiet(), torch.no_grad():
         torch.onnx.export(path, (example,), buf, dynamo=False, opset_version=OPSET,
-                          input_names=["frame"], output_names=["logits" if logits else "mask"],
-                          dynamic_axes={"frame": axes,
-                                        "logits" if logits else "mask": (
-                                            {2: "out_height", 3: "out_width"} if logits
-                                            else axes)},
-                          do_constant_folding=True)
+                          input_names=["frame"], output_names=outputs,
+                          dynamic_axes={"frame": axes, **dynamic}, do_constant_folding=True)
     return buf.getvalue()
 
 
@@ -285,10 +331,12 @@ class GraphCache:
         self.folder = Path(folder) if folder is not None else default_cache_dir()
 
     @staticmethod
-    def key(checkpoint_sha256: str, width: float, input_size: tuple[int, int] | None) -> dict:
+    def key(checkpoint_sha256: str, width: float, input_size: tuple[int, int] | None,
+            outputs: Sequence[str] = ("mask",)) -> dict:
         return {"checkpoint_sha256": checkpoint_sha256, "width": float(width),
                 "input_size": list(input_size) if input_size else None,
-                "graph_version": GRAPH_VERSION, "opset": OPSET, "torch": torch.__version__}
+                "outputs": list(outputs), "graph_version": GRAPH_VERSION, "opset": OPSET,
+                "torch": torch.__version__}
 
     def _paths(self, key: dict) -> tuple[Path, Path]:
         name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]

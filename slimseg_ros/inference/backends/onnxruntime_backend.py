@@ -26,7 +26,11 @@ def providers_for(device_type: str) -> list[str]:
 
 
 class OnnxRuntimeFrameGraph:
-    """A frame-graph session: ``run(frame)`` maps H x W x 3 uint8 to H x W uint8 class ids."""
+    """
+    A frame-graph session: ``run(frame)`` maps H x W x 3 uint8 to H x W uint8 class ids.
+
+    ``run_all`` returns every output (the ids and, in a graph with it, the confidence).
+    """
 
     def __init__(self, onnx_bytes: bytes, precision: str = "fp32", threads: int = 0,
                  device_type: str = "cpu") -> None:
@@ -44,5 +48,9 @@ class OnnxRuntimeFrameGraph:
         self.precision = precision
 
     def run(self, frame: np.ndarray) -> np.ndarray:
-        """H x W x 3 uint8 frame -> the graph's output without the batch axis."""
-        return self._session.run(None, {"frame": frame[None]})[0][0]
+        """H x W x 3 uint8 frame -> the graph's (first) output without the batch axis."""
+        return self.run_all(frame)[0]
+
+    def run_all(self, frame: np.ndarray) -> list[np.ndarray]:
+        """H x W x 3 uint8 frame -> every output of the graph, without the batch axis."""
+        return [out[0] for out in self._session.run(None, {"frame": frame[None]})]

@@ -64,7 +64,11 @@ def bypass_identity_resizes(model: Any) -> int:
 
 
 class OpenVINOFrameGraph:
-    """A compiled frame graph: ``run(frame)`` maps H x W x 3 uint8 to H x W uint8 class ids."""
+    """
+    A compiled frame graph: ``run(frame)`` maps H x W x 3 uint8 to H x W uint8 class ids.
+
+    ``run_all`` returns every output (the ids and, in a graph with it, the confidence).
+    """
 
     def __init__(self, onnx_bytes: bytes, precision: str = "fp32", threads: int = 0,
                  cache_dir: str | None = None) -> None:
@@ -111,10 +115,15 @@ class OpenVINOFrameGraph:
             return request
 
     def run(self, frame: np.ndarray) -> np.ndarray:
-        """H x W x 3 uint8 frame -> the graph's output without the batch axis."""
+        """H x W x 3 uint8 frame -> the graph's (first) output without the batch axis."""
+        return self.run_all(frame)[0]
+
+    def run_all(self, frame: np.ndarray) -> list[np.ndarray]:
+        """H x W x 3 uint8 frame -> every output of the graph, without the batch axis."""
         request = self._request_for(frame.shape[0], frame.shape[1])
         request.infer({0: frame[None]})
-        return request.get_output_tensor(0).data[0].copy()
+        return [request.get_output_tensor(i).data[0].copy()
+                for i in range(len(request.model_outputs))]
 
     def operation_times(self, frame: np.ndarray) -> list[tuple[str, float]]:
         """
