@@ -108,13 +108,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = DEADLINE, period: fl
 
 def settled(d: Diagnostics) -> bool:
     """
-    Say whether every frame the node took was served, replaced by a newer one, or rejected.
+    Say whether every frame the node took was served, replaced, rejected or skipped.
 
     Then nothing waits in its latest-frame slot or is being inferred: true of a node that keeps
-    no queue once its cameras stop, and never of one serving a backlog.
+    no queue once its cameras stop, and never of one serving a backlog. Skipped frames are
+    those nobody listened to and repeats of a served frame.
     """
     failed = d.rejected.get(REJECTED.image, 0) + d.rejected.get(REJECTED.inference, 0)
-    return d.frames_received == d.frames_processed + d.frames_dropped + failed
+    return d.frames_received == (d.frames_processed + d.frames_dropped + failed
+                                 + sum(d.skipped.values()))
 
 
 def random_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -242,7 +244,7 @@ class Probe:
         out_qos = QoSProfile(depth=5, reliability=rel)
         self.out_qos = out_qos
         n = self.node
-        n.create_subscription(Image, TOPICS.mask, self._on_mask, out_qos)
+        self.mask_sub = n.create_subscription(Image, TOPICS.mask, self._on_mask, out_qos)
         n.create_subscription(Float32, TOPICS.active_width, self._store(self.widths, "data"),
                               QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         n.create_subscription(DiagnosticArray, TOPICS.diagnostics, self._store(self.diagnostics),
@@ -295,6 +297,19 @@ class Probe:
         from sensor_msgs.msg import Image
         self._color_sub = self.node.create_subscription(Image, TOPICS.color,
                                                         self._store(self.colors), self._out_qos)
+
+    def stop_listening_to_masks(self) -> None:
+        """Drop the mask subscription: with nothing else subscribed, nobody listens to the node."""
+        if self.mask_sub is not None:
+            self.node.destroy_subscription(self.mask_sub)
+            self.mask_sub = None
+
+    def listen(self, msg_type: Any, topic: str, qos: Any = None) -> list[Any]:
+        """Subscribe ``topic``; return the list its messages are appended to (under the lock)."""
+        received: list[Any] = []
+        self.node.create_subscription(msg_type, topic, self._store(received),
+                                      qos if qos is not None else self._out_qos)
+        return received
 
     def subscribe_overlay(self) -> None:
         from sensor_msgs.msg import Image

@@ -22,6 +22,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("sensor_msgs.msg")
 
+from builtin_interfaces.msg import Time  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import BatteryState, Temperature  # noqa: E402
 from std_msgs.msg import Float32  # noqa: E402
@@ -30,12 +31,14 @@ from node_harness import image_msg, make_tiny_checkpoint, pick_domain_id  # noqa
 from slimseg_ros.governor import host_readings  # noqa: E402
 from slimseg_ros.governor.host_readings import PsutilSample  # noqa: E402
 from slimseg_ros.ros import host_watch  # noqa: E402
-from slimseg_ros.ros.contract import REJECTED  # noqa: E402
+from slimseg_ros.ros.contract import REJECTED, SKIPPED  # noqa: E402
 from slimseg_ros.ros.core import SlimSegCore  # noqa: E402
 from slimseg_ros.ros.timing import Cost  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
+#: the outputs whose subscribers make a camera worth inferring (``<output>_pub`` of a camera)
+OUTPUTS = ("mask", "mask_compressed", "color", "overlay")
 #: wall and CPU milliseconds per frame at each width, as a small CPU might measure them
 COSTS = {0.25: (4.0, 4.0), 0.5: (8.0, 8.0), 0.75: (14.0, 14.0), 1.0: (20.0, 20.0)}
 BASE = {"backend": "torch", "torch_threads": 1, "governor.min_dwell_s": 2.0,
@@ -84,6 +87,24 @@ class Rig:
             cam.width_pub.publish = lambda msg, sent=sent: sent.append(round(msg.data, 6))
         self.frames = {name: image_msg(np.full((24, 32, 3), 90, np.uint8), "rgb8",
                                        frame_id=name or "camera") for name in core._cameras}
+        # Subscribers per camera and output, as the graph would count them: one on every mask.
+        self.listeners = {(name, out): int(out == "mask") for name in core._cameras
+                          for out in OUTPUTS}
+        for name, cam in core._cameras.items():
+            for out in OUTPUTS:
+                getattr(cam, f"{out}_pub").get_subscription_count = \
+                    lambda key=(name, out): self.listeners[key]
+
+    def listen(self, camera: str = "", **counts: int) -> None:
+        """Set how many subscribers each named output of ``camera`` has (mask=0: none)."""
+        for out, n in counts.items():
+            self.listeners[(camera, out)] = n
+
+    def stamp(self, camera: str = "") -> Any:
+        """Stamp ``camera``'s frame with the fake clock, as a camera driver stamps each frame."""
+        sec = int(self.clock.t)
+        self.frames[camera].header.stamp = Time(sec=sec, nanosec=int((self.clock.t - sec) * 1e9))
+        return self.frames[camera]
 
     def decision(self, camera: str = "") -> Any:
         return self.core.decide()[camera]
@@ -96,7 +117,7 @@ class Rig:
         """Feed ``n`` rounds of one frame per camera, ``period_s`` apart, serving each."""
         for _ in range(n):
             for name in cameras if cameras is not None else tuple(self.frames):
-                self.core.on_image(name, self.frames[name])
+                self.core.on_image(name, self.stamp(name))
             while self.core.serve_next(timeout=0.0):
                 pass
             self.clock.advance(period_s)
@@ -352,6 +373,77 @@ def test_bad_frames_on_one_camera_change_nothing_for_the_other(rig) -> None:
     assert r.core.camera("left").rejections.snapshot()[0] == {REJECTED.image: 1}
     assert r.core.camera("front").rejections.snapshot()[0] == {}
     assert r.core.frame_stats("front")["processed"] == 1
+
+
+# --------------------------------------------------------------------------------- lazy
+def test_nobody_listening_means_no_inference_and_the_first_frame_after_a_subscriber_is_served(
+        rig) -> None:
+    r = rig()
+    r.serve(2)
+    assert len(r.meter.widths) == 2
+    r.listen(mask=0)  # the last subscriber leaves
+    r.serve(5)
+    stats = r.core.frame_stats()
+    assert len(r.meter.widths) == 2 and stats["processed"] == 2  # no engine call since
+    assert stats["skipped"] == {SKIPPED.no_subscribers: 5} and stats["received"] == 7
+    r.listen(mask_compressed=1)  # any output counts: a PNG-mask subscriber arrives
+    r.serve(1)
+    assert len(r.meter.widths) == 3 and r.core.frame_stats()["processed"] == 3
+    r.listen(mask_compressed=0, color=1)  # colour is enabled by default: it counts too
+    r.serve(1)
+    assert len(r.meter.widths) == 4
+    r.listen(color=0, overlay=1)  # overlay is off by default: its subscriber gets nothing
+    r.serve(1)
+    assert len(r.meter.widths) == 4
+    assert r.core.node.set_parameters([Parameter("lazy", value=False)])[0].successful
+    r.serve(2)  # lazy off: inferred for nobody
+    assert len(r.meter.widths) == 6
+    assert r.core.frame_stats()["skipped"] == {SKIPPED.no_subscribers: 6}
+
+
+def test_an_idle_camera_holds_its_width_and_leaves_the_cpu_budget_to_the_others(rig) -> None:
+    # a round every ~0.27 s (0.25 s + the frames' cost): about 3.6 frames/s per camera, so at
+    # full width (20 ms CPU) each takes 3.6% of two cores; 4.8% fits front at 1.0 and side at
+    # 0.25 (0.7%), not side at 0.5 (1.4%)
+    r = rig(cameras=["front", "side"], camera_priorities=[2.0, 1.0], cpu_budget=0.048,
+            **{"governor.budget_margin": 1.0, "governor.stale_timeout_s": 60.0})
+    r.serve(40, period_s=0.25)
+    assert (r.width("front"), r.width("side")) == (1.0, 0.25)
+    r.listen("side", mask=0)  # nobody listens to side: it holds 0.25 and costs nothing
+    r.serve(80, period_s=0.25)
+    side = r.decision("side")
+    assert float(side.width) == 0.25 and "no recent frame" in side.reason, side.reason
+    assert r.width("front") == 1.0
+    assert r.core.frame_stats("side")["skipped"][SKIPPED.no_subscribers] == 80
+    widths_before = len(r.meter.widths)
+    r.serve(1, cameras=("side",))
+    assert len(r.meter.widths) == widths_before  # still idle: not inferred
+    r.listen("side", mask=1)  # a subscriber again: the next frame is served
+    before = r.core.frame_stats("side")["processed"]
+    r.serve(1, cameras=("side",))
+    assert r.core.frame_stats("side")["processed"] == before + 1
+    assert "no recent frame" not in r.decision("side").reason
+
+
+def test_a_repeated_frame_is_not_inferred_again_but_zero_stamps_are_never_repeats(rig) -> None:
+    r = rig()
+    frame = r.stamp()
+    for _ in range(3):  # the same stamp and frame_id three times (a driver repeating itself)
+        r.core.on_image("", frame)
+        r.core.serve_next()
+    assert len(r.meter.widths) == 1
+    assert r.core.frame_stats()["skipped"] == {SKIPPED.duplicate: 2}
+    other = image_msg(np.full((24, 32, 3), 90, np.uint8), "rgb8", frame_id="other_camera",
+                      stamp=frame.header.stamp)
+    r.core.on_image("", other)  # same stamp, another frame_id: a new frame
+    r.core.serve_next()
+    assert len(r.meter.widths) == 2
+    unstamped = image_msg(np.full((24, 32, 3), 90, np.uint8), "rgb8")
+    for _ in range(3):  # a camera that never stamps: every frame is new
+        r.core.on_image("", unstamped)
+        r.core.serve_next()
+    assert len(r.meter.widths) == 5
+    assert r.core.frame_stats()["skipped"] == {SKIPPED.duplicate: 2}
 
 
 # --------------------------------------------------------------------------------- host

@@ -28,8 +28,9 @@ except ImportError:  # Humble
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32
 
-from .contract import CameraTopics, LastFrame, camera_topics, compressed_topic
-from .conversions import colorize, fill_image, overlay
+from .contract import (PNG_MONO8_FORMAT, CameraTopics, LastFrame, camera_topics,
+                       compressed_topic)
+from .conversions import colorize, fill_image, fill_png_mono8, overlay
 from ..governor import SINGLE
 from ..governor.decision import Decision
 from ..governor.latency import LatencyStore
@@ -75,7 +76,11 @@ class CameraIO:
         self.image_reliability: ReliabilityPolicy | None = None
         self.image_publishers = 0
         self.incompatible_publishers = 0
+        # the compressed mask follows the resolved mask topic (-r slimseg/mask:=... moves it)
+        self.mask_compressed_topic = compressed_topic(node.resolve_topic_name(topics.mask))
         self.mask_pub: Any = None
+        self.mask_compressed_pub: Any = None
+        self.confidence_pub: Any = None  # only where publish_confidence is on
         self.color_pub: Any = None
         self.overlay_pub: Any = None
         self.width_pub: Any = None
@@ -84,7 +89,11 @@ class CameraIO:
         self._stats_lock = threading.Lock()
         self.processed = 0
         self.processed_at: dict[float, int] = {}
+        self.skipped: dict[str, int] = {}  # frames taken but not inferred, per SKIPPED reason
         self.last_frame: LastFrame | None = None
+        self.last_served: tuple[int, int, str] | None = None  # stamp (s, ns) and frame_id
+        self.idle = False  # lazy and nobody listens: holds its width, shares no budget
+        self.zero_stamps_noted = False  # said once that zero stamps are never duplicates
 
     @property
     def label(self) -> str:
@@ -94,12 +103,13 @@ class CameraIO:
     # ----------------------------------------------------------------------------- open/close
     def open(self, on_image: Callable[[str, Any], None],
              on_request: Callable[[str, Float32], None], image_qos: Callable[[], str],
-             qos_check_period_s: float, control_group: CallbackGroup) -> None:
+             qos_check_period_s: float, control_group: CallbackGroup,
+             confidence: bool = False) -> None:
         """
         Create the publishers, the request and image subscriptions, and the QoS timer.
 
         The timer makes the image subscription follow its publishers' QoS (``image_qos`` gives
-        the current setting).
+        the current setting); ``confidence`` adds the confidence output.
         """
         n = self.node
         self._on_image = on_image
@@ -109,6 +119,11 @@ class CameraIO:
         # new subscription would never run).
         self._image_group = MutuallyExclusiveCallbackGroup()
         self.mask_pub = n.create_publisher(Image, self.topics.mask, IMAGE_OUT_QOS)
+        self.mask_compressed_pub = n.create_publisher(CompressedImage, self.mask_compressed_topic,
+                                                      IMAGE_OUT_QOS)
+        if confidence:
+            self.confidence_pub = n.create_publisher(Image, self.topics.confidence,
+                                                     IMAGE_OUT_QOS)
         self.color_pub = n.create_publisher(Image, self.topics.color, IMAGE_OUT_QOS)
         self.overlay_pub = n.create_publisher(Image, self.topics.overlay, IMAGE_OUT_QOS)
         self.width_pub = n.create_publisher(Float32, self.topics.active_width, LATCHED_QOS)
@@ -131,11 +146,12 @@ class CameraIO:
         for sub in (self.image_sub, self._request_sub):
             if sub is not None:
                 n.destroy_subscription(sub)
-        for pub in (self.mask_pub, self.color_pub, self.overlay_pub, self.width_pub):
+        for pub in self._outputs() + [self.width_pub]:
             if pub is not None:
                 n.destroy_publisher(pub)
         self.image_sub = self._request_sub = None
-        self.mask_pub = self.color_pub = self.overlay_pub = self.width_pub = None
+        self.mask_pub = self.mask_compressed_pub = self.color_pub = self.overlay_pub = None
+        self.confidence_pub = self.width_pub = None
         self.image_reliability = None
 
     # ----------------------------------------------------------------------------- QoS
@@ -212,12 +228,52 @@ class CameraIO:
             self.node.get_logger().info(f"{self.label}width {previous.width:g} -> "
                                         f"{decision.width:g}: {decision.reason}")
 
+    def _outputs(self, color: bool = True, blend: bool = True) -> list[Any]:
+        """Return the publishers of the masks (colour and overlay only where enabled)."""
+        return [self.mask_pub, self.mask_compressed_pub, self.confidence_pub,
+                *([self.color_pub] if color else []), *([self.overlay_pub] if blend else [])]
+
+    def has_listeners(self, color: bool, blend: bool) -> bool:
+        """Tell whether any enabled output has a subscriber (``color``, ``blend``: enabled)."""
+        return any(pub is not None and pub.get_subscription_count() > 0
+                   for pub in self._outputs(color, blend))
+
+    @staticmethod
+    def frame_key(header: Any) -> tuple[int, int, str]:
+        """Return what tells frames apart: the stamp (s, ns) and the frame_id."""
+        return int(header.stamp.sec), int(header.stamp.nanosec), str(header.frame_id)
+
+    def count_skip(self, why: str) -> None:
+        """Count a frame taken but not inferred, for ``why`` (a :data:`~.contract.SKIPPED`)."""
+        with self._stats_lock:
+            self.skipped[why] = self.skipped.get(why, 0) + 1
+
+    def skip_counts(self) -> dict[str, int]:
+        """Return the frames taken but not inferred, per reason."""
+        with self._stats_lock:
+            return dict(self.skipped)
+
     def publish(self, header: Any, mask: np.ndarray, rgb: np.ndarray, lut: np.ndarray,
-                color: bool, blend: bool, alpha: float) -> None:
-        """Mask (always), colour and overlay (when enabled and subscribed), with ``header``."""
+                color: bool, blend: bool, alpha: float,
+                confidence: np.ndarray | None = None) -> None:
+        """
+        Publish the mask and the enabled outputs that have subscribers, with ``header``.
+
+        The raw mask always goes out; the PNG mask, confidence, colour and overlay only while
+        subscribed.
+        """
         out = fill_image(Image(), mask, "mono8")
         out.header = header
         self.mask_pub.publish(out)
+        if (confidence is not None and self.confidence_pub is not None
+                and self.confidence_pub.get_subscription_count() > 0):
+            conf = fill_image(Image(), confidence, "mono8")
+            conf.header = header
+            self.confidence_pub.publish(conf)
+        if self.mask_compressed_pub.get_subscription_count() > 0:
+            png = fill_png_mono8(CompressedImage(), mask, PNG_MONO8_FORMAT)
+            png.header = header
+            self.mask_compressed_pub.publish(png)
         want_color = color and self.color_pub.get_subscription_count() > 0
         want_overlay = blend and self.overlay_pub.get_subscription_count() > 0
         if not (want_color or want_overlay):
@@ -247,13 +303,13 @@ class CameraIO:
         """
         Return this camera's counters, for tests and tools.
 
-        They are received, processed, dropped (from ``slots``), per-width, and the last frame
-        (a :class:`~.contract.LastFrame`, None before the first).
+        They are received, processed, dropped (from ``slots``), per-width, skipped (per
+        reason), and the last frame (a :class:`~.contract.LastFrame`, None before the first).
         """
         processed, per_width, frame = self.stats()
         return {"received": slots.received[self.name] if slots else 0, "processed": processed,
                 "dropped": slots.dropped[self.name] if slots else 0, "per_width": per_width,
-                "last": frame}
+                "skipped": self.skip_counts(), "last": frame}
 
 
 def make_cameras(node: Node, names: list[str], values: Mapping[str, Any],

@@ -24,6 +24,10 @@ NODE_NAME = "slimseg_node"
 STATUS_SUFFIX = ": segmentation"  # the DiagnosticStatus name is "<node name>: segmentation"
 CAMERA_STATUS_INFIX = ": segmentation of "  # per-camera status: "<node>: segmentation of <cam>"
 COMPRESSED_SUFFIX = "/compressed"  # image_transport's compressed topic below an image topic
+# The format string compressed_image_transport's publisher writes for a mono8 image sent as PNG
+# (the encoding, then "; png compressed "; no colour target for a mono image), so its
+# subscriber and cv2.imdecode(..., IMREAD_UNCHANGED) give back the exact class ids.
+PNG_MONO8_FORMAT = "mono8; png compressed "
 _NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -34,9 +38,12 @@ class Topics:
     image: str = "image"
     compressed_image: str = "image" + COMPRESSED_SUFFIX
     mask: str = "slimseg/mask"
+    mask_compressed: str = "slimseg/mask" + COMPRESSED_SUFFIX
+    confidence: str = "slimseg/confidence"
     color: str = "slimseg/color"
     overlay: str = "slimseg/overlay"
     active_width: str = "slimseg/active_width"
+    label_info: str = "slimseg/label_info"
     diagnostics: str = "/diagnostics"
     width: str = "slimseg/width"
     battery: str = "battery_state"
@@ -75,6 +82,8 @@ class CameraTopics:
     overlay: str
     active_width: str
     width: str | None
+    confidence: str = ""
+    mask_compressed: str = ""
 
 
 def camera_topics(camera: str) -> CameraTopics:
@@ -82,10 +91,11 @@ def camera_topics(camera: str) -> CameraTopics:
     t = TOPICS
     if not camera:
         return CameraTopics(t.image, t.compressed_image, t.mask, t.color, t.overlay,
-                            t.active_width, None)
+                            t.active_width, None, t.confidence, t.mask_compressed)
     p = camera + "/"
     return CameraTopics(p + t.image, compressed_topic(p + t.image), p + t.mask, p + t.color,
-                        p + t.overlay, p + t.active_width, p + t.width)
+                        p + t.overlay, p + t.active_width, p + t.width, p + t.confidence,
+                        compressed_topic(p + t.mask))
 
 
 def check_camera_names(names: Sequence[str]) -> None:
@@ -145,6 +155,7 @@ class Keys:
     frames_at_prefix: str = "frames at "
     rejected_prefix: str = "rejected "
     last_rejected_prefix: str = "last rejected "
+    skipped_prefix: str = "frames skipped: "
 
     def latency_at(self, width: float) -> str:
         return self.latency_prefix + _width_text(width)
@@ -160,6 +171,9 @@ class Keys:
 
     def last_rejected(self, kind: str) -> str:
         return self.last_rejected_prefix + kind
+
+    def skipped(self, why: str) -> str:
+        return self.skipped_prefix + why
 
 
 KEYS = Keys()
@@ -179,6 +193,17 @@ class Rejected:
 
 
 REJECTED = Rejected()
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Why a frame was taken but not inferred, as named in the ``frames skipped: <why>`` keys."""
+
+    no_subscribers: str = "no subscribers"  # lazy: none of the camera's outputs is listened to
+    duplicate: str = "duplicate"  # the stamp and frame_id of the camera's last served frame
+
+
+SKIPPED = Skipped()
 NONE = "none"  # the value of caps and warnings when there are none
 UNAVAILABLE = "unavailable"  # a reading this machine does not have (never written as 0)
 OFF = "off"  # host readings not read (host_sensors: off)
@@ -256,6 +281,7 @@ class Diagnostics:
     frames_at: Mapping[float, int] = field(default_factory=dict)
     rejected: Mapping[str, int] = field(default_factory=dict)
     last_rejected: Mapping[str, str] = field(default_factory=dict)
+    skipped: Mapping[str, int] = field(default_factory=dict)  # frames not inferred, per why
     warnings: tuple[str, ...] = ()
     decided_by: tuple[str, ...] = ()
     cpu_share: Mapping[float, float] = field(default_factory=dict)
@@ -366,6 +392,8 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
     for kind in sorted(d.rejected):
         values[k.rejected(kind)] = str(int(d.rejected[kind]))
         values[k.last_rejected(kind)] = d.last_rejected.get(kind, "")
+    for why in sorted(d.skipped):
+        values[k.skipped(why)] = str(int(d.skipped[why]))
     values[k.warnings] = " | ".join(d.warnings) or NONE
     return values
 
@@ -464,6 +492,7 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
     frames_at: dict[float, int] = {}
     rejected: dict[str, int] = {}
     last_rejected: dict[str, str] = {}
+    skipped: dict[str, int] = {}
     for key, value in values.items():
         if key.startswith(k.latency_prefix):
             w = _finite_width(key[len(k.latency_prefix):])
@@ -483,6 +512,8 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
             last_rejected[key[len(k.last_rejected_prefix):]] = value
         elif key.startswith(k.rejected_prefix):
             rejected[key[len(k.rejected_prefix):]] = _int(value)
+        elif key.startswith(k.skipped_prefix):
+            skipped[key[len(k.skipped_prefix):]] = _int(value)
     warnings = values.get(k.warnings, NONE)
     trained = [_finite_width(t) for t in values.get(k.trained_widths, "").split(",")]
     return Diagnostics(
@@ -508,6 +539,7 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
         frames_at=frames_at,
         rejected=rejected,
         last_rejected=last_rejected,
+        skipped=skipped,
         warnings=() if warnings.strip() in ("", NONE) else tuple(warnings.split(" | ")),
         decided_by=tuple(n.strip() for n in values.get(k.decided_by, "").split(",")
                          if n.strip()),

@@ -145,6 +145,30 @@ def fill_image(msg: Any, image: np.ndarray, encoding: str) -> Any:
     return msg
 
 
+PNG_LEVEL = 3  # compressed_image_transport's default png_level (OpenCV's default too)
+
+
+def fill_png_mono8(msg: Any, mask: np.ndarray, fmt: str, level: int = PNG_LEVEL) -> Any:
+    """
+    Set a ``sensor_msgs/CompressedImage`` to ``mask`` (H x W uint8) as a lossless PNG.
+
+    ``fmt`` is the ``format`` string to declare (the contract's, as image_transport writes it);
+    returns ``msg``. PNG, unlike JPEG, keeps every class id exactly.
+    """
+    import cv2
+
+    if mask.dtype != np.uint8 or mask.ndim != 2:
+        raise ValueError(f"expected an H x W uint8 mask, got {mask.dtype} with shape {mask.shape}")
+    ok, encoded = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, int(level)])
+    if not ok:
+        raise ValueError(f"PNG encoding of a {mask.shape[0]}x{mask.shape[1]} mask failed")
+    data = array.array("B")
+    data.frombytes(encoded.tobytes())
+    msg.format = fmt
+    msg.data = data
+    return msg
+
+
 def palette_lut(palette: Sequence[Sequence[int]]) -> np.ndarray:
     """
     Build a 256 x 3 uint8 lookup table from class id to RGB.

@@ -48,6 +48,7 @@ from .diagnostics import DiagnosticsReport
 from .frame_slots import FrameSlots
 from .host_watch import HostWatch
 from .inputs import PolicyInputs
+from .labels import publish_label_info
 from .params import PARAMS, SPECS, host_sensors_on, validate_changes
 from .rejections import Rejections
 from .serving import FrameServer
@@ -180,6 +181,9 @@ class SlimSegCore:
         inputs = self.inputs
         self._entities = [("pub", self._diag_pub)] + [
             ("sub", sub) for sub in inputs.subscribe(n, control)]
+        labels = publish_label_info(n, self.engine.info.class_names)
+        if labels is not None:
+            self._entities.append(("pub", labels))
         self._slots = slots = FrameSlots(list(self._cameras))
         self._server = FrameServer(
             n, self.engine, clock=self.clock, meter=self.meter, cameras=self._cameras,
@@ -187,7 +191,7 @@ class SlimSegCore:
             lut=self._lut, stopping=lambda: slots.closed or not n.context.ok())
         for cam in self._cameras.values():
             cam.open(self.on_image, inputs.on_camera_request, lambda: self.value("image_qos"),
-                     float(v["qos_check_period_s"]), control)
+                     float(v["qos_check_period_s"]), control, self.engine.confidence)
             cam.decision = None  # the first decision publishes the active width (latched)
         for period, callback in ((v["diagnostics_period_s"], self.publish_diagnostics),
                                  (v["host_period_s"], self.read_host)):
@@ -271,7 +275,8 @@ class SlimSegCore:
         Ask the governor for every camera's width now; publish each one that changes.
 
         The decisions are the only record of the active widths: a frame runs at its camera's.
-        Only cameras with a fresh frame (within the latency window) share the budget.
+        Only cameras with a fresh frame (within the latency window) share the budget; an idle
+        camera (nobody listens) holds its width and counts as serving no frames.
         """
         now = self.clock()
         with self._gov_lock:
@@ -279,11 +284,14 @@ class SlimSegCore:
             if governor is None:
                 return {}
             window = float(self._values["latency_window_s"])
-            active = None
+            idle = {name for name, cam in self._cameras.items() if cam.idle}
+            active = None  # the single camera shares nothing: it is active unless idle
             if not self.single:
-                active = slots.fresh(now, window) if slots is not None else set()
-            rates = ({name: slots.rate(name, now, window) for name in self._cameras}
-                     if slots is not None else {})
+                active = (slots.fresh(now, window) if slots is not None else set()) - idle
+            elif idle:
+                active = set()
+            rates = ({name: 0.0 if name in idle else slots.rate(name, now, window)
+                      for name in self._cameras} if slots is not None else {})
             decisions = governor.decide_from_stores(
                 now, {name: cam.latency for name, cam in self._cameras.items()}, active,
                 frame_rates=rates, cores=self._host.cores)

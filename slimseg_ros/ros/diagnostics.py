@@ -9,7 +9,7 @@ input, ERROR when an inference failed since the last report.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
@@ -82,6 +82,7 @@ class DiagnosticsReport:
                 frames_received=sum(slots.received.values()),
                 frames_processed=sum(c.stats()[0] for c in cameras.values()),
                 frames_dropped=sum(slots.dropped.values()), cameras=tuple(cameras),
+                skipped=_summed(c.skip_counts() for c in cameras.values()),
                 rejected=counts, last_rejected=last, warnings=warnings,
                 host=host.status(first, governor.cpu_budget), **engine_fields)
             out.append(self._status(status_name(self.node_name), report,
@@ -101,7 +102,8 @@ class DiagnosticsReport:
                 image_publishers=cam.image_publishers, camera=cam.name,
                 priority=None if single else governor.priorities[cam.name],
                 last_frame=frame, latency=decision.latency, frames_at=per_width,
-                rejected=counts, last_rejected=last, warnings=decision.warnings,
+                rejected=counts, last_rejected=last, skipped=cam.skip_counts(),
+                warnings=decision.warnings,
                 decided_by=decision.decided_by, cpu_share=decision.cpu_share,
                 host=host.status(decision, governor.cpu_budget) if single else None,
                 **engine_fields)
@@ -110,3 +112,12 @@ class DiagnosticsReport:
             out.append(self._status(status, report, f"width {decision.width:g}: "
                                     f"{decision.reason}", decision.warnings, new, hardware))
         return out
+
+
+def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Add up counters per key (the shared status's skipped frames over every camera)."""
+    total: dict[str, int] = {}
+    for one in counts:
+        for key, n in one.items():
+            total[key] = total.get(key, 0) + n
+    return total

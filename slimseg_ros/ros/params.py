@@ -125,6 +125,14 @@ PARAMS: tuple[ParamSpec, ...] = (
               "while it has subscribers."),
     ParamSpec("overlay_alpha", "float", 0.5, "Weight of the colour mask in the overlay.",
               lo=0.0, hi=1.0),
+    ParamSpec("publish_confidence", "bool", False,
+              "Add each pixel's confidence (softmax maximum as round(255 p), mono8) to every "
+              "width's graph and publish it on slimseg/confidence while it has subscribers.",
+              read_only=True),
+    ParamSpec("lazy", "bool", True,
+              "Infer a camera's frames only while one of its outputs (mask, compressed mask, "
+              "colour, overlay, confidence) has a subscriber; its other frames are counted as "
+              "skipped."),
     ParamSpec("diagnostics_period_s", "float", 1.0,
               "Seconds between diagnostics messages on /diagnostics.", lo=0.05, hi=60.0,
               read_only=True),

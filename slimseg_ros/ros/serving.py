@@ -1,5 +1,11 @@
 """
-One frame's way through the node: convert, decide the width, infer, publish, count.
+One frame's way through the node: skip, convert, decide the width, infer, publish, count.
+
+The order per frame: a camera none of whose outputs has a subscriber (with ``lazy``) is idle and
+its frame is skipped; a frame with the stamp and frame_id of the camera's last served one is a
+duplicate and skipped; anything else is inferred. Skips are counted per reason
+(:data:`~.contract.SKIPPED`) and cost no inference, so only inferred frames feed the latency and
+CPU figures.
 
 The node core (:mod:`.core`) takes frames from the slots and hands each to
 :meth:`FrameServer.serve`; the per-frame order lives here, so the core keeps only the phases and
@@ -19,7 +25,7 @@ from rclpy.time import Time
 
 from ..governor import Decision
 from .camera import CameraIO
-from .contract import REJECTED, LastFrame
+from .contract import REJECTED, SKIPPED, LastFrame
 from .conversions import compressed_to_rgb, image_to_rgb
 from .inputs import PolicyInputs
 from .timing import Clock, InferenceMeter
@@ -52,6 +58,8 @@ class FrameServer:
         goes on; while the flow is stopping the failure is raised instead.
         """
         cam = self._cameras[camera]
+        if self._skipped(cam, msg.header):
+            return
         try:
             rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg)
         except ValueError as exc:
@@ -65,20 +73,43 @@ class FrameServer:
             self._inputs.reject(cam.rejections, REJECTED.inference,
                                 f"{type(exc).__name__}: {exc}", cam.label)
 
+    def _skipped(self, cam: CameraIO, header: Any) -> bool:
+        """Count and skip a frame nobody would receive, or the last served frame again."""
+        value = self._value
+        if bool(value("lazy")) and not cam.has_listeners(bool(value("publish_color")),
+                                                         bool(value("publish_overlay"))):
+            cam.idle = True
+            cam.count_skip(SKIPPED.no_subscribers)
+            return True
+        cam.idle = False
+        key = cam.frame_key(header)
+        if key[:2] == (0, 0):
+            if not cam.zero_stamps_noted:
+                cam.zero_stamps_noted = True
+                self._node.get_logger().info(
+                    f"{cam.label}frames stamped 0 on '{cam.image_topic}': such frames are "
+                    f"never taken for duplicates (a stamp tells a new frame from a repeat)")
+        elif key == cam.last_served:
+            cam.count_skip(SKIPPED.duplicate)
+            return True
+        return False
+
     def _infer_and_publish(self, cam: CameraIO, msg: Any, rgb: np.ndarray,
                            received: float) -> None:
         width = self._decide()[cam.name].width
         # a runtime may compile its graphs for a new frame size: not a cost of the width
         self._engine.prepare_size(rgb.shape[0], rgb.shape[1])
-        mask, cost = self._meter.measure(lambda: self._engine.infer(rgb, width), width)
+        (mask, confidence), cost = self._meter.measure(
+            lambda: self._engine.segment(rgb, width), width)
         cam.latency.record(width, cost.wall_ms, self._clock(), cpu_ms=cost.cpu_ms)
         value = self._value
         cam.publish(msg.header, mask, rgb, self._lut, bool(value("publish_color")),
-                    bool(value("publish_overlay")), float(value("overlay_alpha")))
+                    bool(value("publish_overlay")), float(value("overlay_alpha")), confidence)
         done = self._clock()
         stamp = Time.from_msg(msg.header.stamp)
         age_ms = ((self._node.get_clock().now() - stamp).nanoseconds / 1e6 if stamp.nanoseconds
                   else math.nan)  # meaningful when the camera stamps with this clock
+        cam.last_served = cam.frame_key(msg.header)
         cam.count_frame(LastFrame(width=float(width), width_px=int(mask.shape[1]),
                                   height_px=int(mask.shape[0]),
                                   delay_ms=(done - received) * 1e3, age_ms=age_ms))

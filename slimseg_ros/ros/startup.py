@@ -129,7 +129,8 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
         engine = SegmentationEngine(model, info, device=values["device"],
                                     specialise=values["specialise"],
                                     precision=values["precision"], input_size=input_size,
-                                    backend=values["backend"], checkpoint_path=path)
+                                    backend=values["backend"], checkpoint_path=path,
+                                    confidence=bool(values["publish_confidence"]))
     except ValueError as exc:  # BackendError too: a precision or runtime this host lacks
         raise StartupError(f"cannot run checkpoint {path}: {exc}") from None
     if engine.input_size is not None:
