@@ -242,6 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32",
                         help="with a runtime backend: fp32, or bf16 (OpenVINO on CPUs with "
                              "native bf16)")
+    parser.add_argument("--confidence", action="store_true",
+                        help="also measure what the node's confidence output means: accuracy "
+                             "per confidence bin, expected calibration error, accuracy above "
+                             "0.9 against below 0.5, per width (confidence.md/.json)")
     parser.add_argument("--per-image", action="store_true",
                         help="also write per_image.npz (each image's confusion matrix and "
                              "boundary counts per width, for paired bootstrap intervals)")
@@ -304,7 +308,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         if per_image is not None:
             write_per_image(out / "per_image.npz", per_image)
             print(f"wrote {out / 'per_image.npz'}")
+    if args.confidence:
+        confidence_report(model, info, args, device, backend, loader, list(results))
     return 0
+
+
+def confidence_report(model: nn.Module, info: Any, args: argparse.Namespace,
+                      device: torch.device, backend: str, loader: DataLoader,
+                      widths: Sequence[float]) -> dict[float, dict]:
+    """
+    Run the engine with its confidence output over ``loader``; print and write the report.
+
+    The engine is the node's (same backend, precision and graphs), so the confidence measured is
+    the one the node publishes.
+    """
+    from slimseg_ros.inference.engine import SegmentationEngine
+
+    from .calibration import collect, markdown_report
+
+    engine = SegmentationEngine(copy.deepcopy(model), info, device=device, backend=backend,
+                                precision=args.precision, checkpoint_path=args.checkpoint,
+                                input_size=tuple(args.size) if args.size else None,
+                                confidence=True)
+    trained = [engine.widths.exact(w) for w in widths]
+    found = collect(engine.segment, loader, trained, IGNORE_INDEX)
+    summaries = {float(w): bins.summary() for w, bins in found.items()}
+    table = markdown_report(summaries)
+    print(table)
+    if args.output:
+        out = Path(args.output)
+        (out / "confidence.json").write_text(json.dumps(
+            {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,
+             "backend": engine.backend, "precision": engine.precision,
+             "results": {f"{w:g}": s for w, s in summaries.items()}}, indent=2))
+        (out / "confidence.md").write_text(table)
+        print(f"wrote {out / 'confidence.json'} and {out / 'confidence.md'}")
+    return summaries
 
 
 if __name__ == "__main__":

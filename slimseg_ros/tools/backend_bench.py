@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..inference.backends import EAGER, is_graph_runtime
-from .common import (format_size, json_worker_main, markdown_header, markdown_row,
+from .common import (cpu_name, format_size, json_worker_main, markdown_header, markdown_row,
                      run_json_worker)
 
 WORKER_MODULE = "slimseg_ros.tools.backend_bench"
@@ -210,19 +210,8 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
     return {"meta": {"checkpoint": checkpoint, "size": list(size), "threads": threads,
                      "iters": iters, "rounds": rounds, "block": block, "idle_ms": idle_ms,
                      "torch": torch.__version__,
-                     "best_runtime": best, "cpu": _cpu_name()},
+                     "best_runtime": best, "cpu": cpu_name()},
             "flops": {f"{w:g}": f for w, f in flops.items()}, "backends": results}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
 
 
 def format_comparison(result: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ Helpers the tools share, written once: frame sizes, Markdown tables, workers, rc
 * :func:`markdown_table` (and :func:`markdown_row` for tables printed row by row).
 * :func:`run_json_worker` runs a measurement in a fresh interpreter and reads the JSON it
   prints; :func:`json_worker_main` is the worker's side of that.
+* :func:`cpu_name`: the CPU model, written beside every published figure.
 * :class:`RosSession`: rclpy on a context of its own, one executor, spin helpers and the
   teardown in the order the node uses (:func:`shutdown_ros`).
 
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 # ----------------------------------------------------------------------------- frame sizes
@@ -237,3 +239,15 @@ class RosSession:
     def __exit__(self, *exc: object) -> None:
         """Tear the session down (:meth:`close`)."""
         self.close()
+
+
+def cpu_name() -> str:
+    """Return the CPU's model name (what every published figure is written beside)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
