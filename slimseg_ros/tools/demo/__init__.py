@@ -14,7 +14,7 @@ slim, the last camera dropping out and coming back.
 
 * ``timeline.png``: requested/active width (a line per camera), latency and budget, battery and
   temperature (with cameras: masks received per camera) over time;
-* ``montage.png``: one input frame and its colour mask at every trained width;
+* ``montage.png``: one input frame, its colour mask and confidence at every trained width;
 * ``latency.md`` / ``latency.json``: latency per width (end to end and as the node reports it);
 * ``decisions.md`` / ``decisions.json``: every width decision with the reason the node gave;
 * ``report.md`` / ``report.json``: what ran (checkpoint, frames, node command), the masks'

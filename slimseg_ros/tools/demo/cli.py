@@ -193,6 +193,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
         min(float(params.get(gov_prefix + "probe_interval_s", 3.0)), 0.4 * phase_s), 3)
     overrides[gov_prefix + "stale_timeout_s"] = max(2.0, 2 * phase_s)
     overrides["diagnostics_period_s"] = 0.2  # a fine-grained decision log
+    overrides["publish_confidence"] = True  # the montage shows it at every width
     # the scenario's own battery and thermal phases decide; a laptop's real battery or a warm
     # CPU would otherwise cap the widths between them and blur what each phase shows
     overrides["host_sensors"] = "off"

@@ -48,6 +48,7 @@ class Record:
     phases: list[dict[str, Any]] = field(default_factory=list)       # name, start, end, ...
     montage: dict[float, np.ndarray] = field(default_factory=dict)   # width -> mono8 mask
     montage_color: dict[float, np.ndarray] = field(default_factory=dict)
+    montage_confidence: dict[float, np.ndarray] = field(default_factory=dict)  # mono8, 255: sure
     # The masks scored against the generated frames' label maps (None: not scored, e.g. real
     # frames): confusion per width, masks per width, the (camera, index) frames they came from.
     scene: SceneScore | None = None
@@ -139,9 +140,13 @@ class DemoClient:
         self.pub_cpu_budget = n.create_publisher(Float32, TOPICS.cpu_budget, reliable)
         n.create_subscription(DiagnosticArray, TOPICS.diagnostics, self._on_diag, reliable)
         # Subscribed for the whole run: creating/destroying subscriptions from this thread while
-        # the executor spins in another one can hang rclpy; _on_color keeps only montage frames.
+        # the executor spins in another one can hang rclpy; _on_montage keeps only montage frames.
         self.montage_camera = self.cameras[0]
-        n.create_subscription(Image, camera_topics(self.montage_camera).color, self._on_color,
+        n.create_subscription(Image, camera_topics(self.montage_camera).color,
+                              partial(self._on_montage, self.record.montage_color, "rgb8"),
+                              outputs)
+        n.create_subscription(Image, camera_topics(self.montage_camera).confidence,
+                              partial(self._on_montage, self.record.montage_confidence, "mono8"),
                               outputs)
         self.labels = labels
         self.stamps: dict[tuple[str, int, int], tuple[float, str, int | None]] = {}
@@ -200,17 +205,19 @@ class DemoClient:
         rec.scene_masks[width] = rec.scene_masks.get(width, 0) + 1
         rec.scene_frames.add(frame)
 
-    def _on_color(self, msg: Any) -> None:
+    def _on_montage(self, store: dict[float, np.ndarray], encoding: str, msg: Any) -> None:
+        """Keep the first colour mask or confidence map of a montage frame, per width."""
         key = (self.montage_camera, msg.header.stamp.sec, msg.header.stamp.nanosec)
         with self.lock:
             sent = self.stamps.get(key)
             mw = self.montage_width
             if (sent is None or mw is None or sent[0] < self.montage_after
-                    or mw in self.record.montage_color or msg.encoding != "rgb8"):
+                    or mw in store or msg.encoding != encoding):
                 return
+            channels = 3 if encoding == "rgb8" else 1
             img = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-            self.record.montage_color[mw] = img[:, : msg.width * 3].reshape(
-                msg.height, msg.width, 3).copy()
+            img = img[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
+            store[mw] = (img if channels == 3 else img[:, :, 0]).copy()
 
     def _on_active(self, camera: str, msg: Any) -> None:
         t = self.clock()

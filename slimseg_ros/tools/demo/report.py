@@ -175,9 +175,25 @@ def plot_montage(record: Record, frame: np.ndarray, info: dict[str, Any], widths
 
     lut = palette_lut(info["palette"] or CAMVID_PALETTE)
     e2e = {r["width"]: r["e2e_p50_ms"] for r in table}
-    fig, axes = plt.subplots(1, len(widths) + 1, figsize=(3.2 * (len(widths) + 1), 3.4))
+    confidence = bool(record.montage_confidence)
+    rows = 2 if confidence else 1
+    fig, grid = plt.subplots(rows, len(widths) + 1, figsize=(3.2 * (len(widths) + 1),
+                                                             3.4 + 2.6 * (rows - 1)),
+                             squeeze=False)
+    axes = grid[0]
     axes[0].imshow(frame)
     axes[0].set_title("input", fontsize=9)
+    if confidence:
+        grid[1][0].text(0.5, 0.5, "confidence\n(slimseg/confidence)\nwhite: sure\n"
+                        "dark: unsure", ha="center", va="center", fontsize=9)
+        for ax, w in zip(grid[1][1:], widths):
+            conf = record.montage_confidence.get(w)
+            if conf is None:
+                ax.set_title("no confidence received", fontsize=8)
+                continue
+            ax.imshow(conf, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            below = float((conf < 128).mean() * 100.0)
+            ax.set_title(f"width {w:g}: {below:.0f}% of pixels below 0.5", fontsize=8)
     for ax, w in zip(axes[1:], widths):
         if w in record.montage_color:
             img, src = record.montage_color[w], "slimseg/color"
@@ -187,12 +203,12 @@ def plot_montage(record: Record, frame: np.ndarray, info: dict[str, Any], widths
             img, src = np.zeros_like(frame), "no mask received"
         ax.imshow(img, interpolation="nearest")
         ax.set_title(f"width {w:g} (p50 {_fmt(e2e.get(w))} ms)\n{src}", fontsize=9)
-    for ax in axes:
+    for ax in grid.flat:
         ax.axis("off")
     names = info["class_names"] or list(CAMVID_CLASSES)
     handles = [Patch(color=np.asarray(lut[i]) / 255.0, label=n) for i, n in enumerate(names)]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 11), fontsize=7)
-    title = "one frame at every width"
+    title = "one frame at every width" + (" (and its confidence)" if confidence else "")
     if info.get("untrained"):
         title += " (UNTRAINED model: masks mean nothing)"
     fig.suptitle(title, fontsize=10)
