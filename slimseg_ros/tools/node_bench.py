@@ -112,14 +112,16 @@ def stop_camera(camera: Proc) -> list[int]:
 
 # ----------------------------------------------------------------------------- node processes
 def start_nodes(cameras: Sequence[str], checkpoint: Path, backend: str, env: dict[str, str],
-                log_dir: Path, one_node: bool) -> list[Proc]:
+                log_dir: Path, one_node: bool,
+                overrides: dict[str, Any] | None = None) -> list[Proc]:
     """
     Start one node with ``cameras`` set, or one plain node per camera in its namespace.
 
     Each per-camera node is renamed ``slimseg_<camera>``, so each publishes its own diagnostics
-    status.
+    status. ``overrides`` sets further parameters.
     """
-    base = {"checkpoint": str(checkpoint), "backend": backend, **NODE_OVERRIDES}
+    base = {"checkpoint": str(checkpoint), "backend": backend, **NODE_OVERRIDES,
+            **(overrides or {})}
     if one_node:
         specs = [(NODE_NAME, node_command(default_params_file(),
                                           {**base, "cameras": list(cameras)}))]
@@ -152,21 +154,39 @@ class Listener:
     Masks are kept as (receive ns, stamp ns) per camera, statuses by node name.
     """
 
-    def __init__(self, node: Any, cameras: Sequence[str]) -> None:
-        """Subscribe ``node`` to every camera's mask topic and to ``/diagnostics``."""
+    def __init__(self, node: Any, cameras: Sequence[str], masks: bool = True) -> None:
+        """
+        Subscribe ``node`` to ``/diagnostics`` and to every camera's mask topic.
+
+        ``masks`` False leaves the masks unsubscribed until :meth:`listen_to_masks` (a node
+        nobody listens to infers nothing).
+        """
         from diagnostic_msgs.msg import DiagnosticArray
+
+        self.node = node
+        self.cameras = list(cameras)
+        self.masks: dict[str, list[tuple[int, int]]] = {cam: [] for cam in cameras}
+        self._mask_subs: list[Any] = []
+        self.statuses: dict[str, Diagnostics] = {}
+        if masks:
+            self.listen_to_masks()
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+
+    def listen_to_masks(self) -> None:
+        """Subscribe to every camera's masks."""
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
-        self.node = node
-        self.masks: dict[str, list[tuple[int, int]]] = {}
-        self.statuses: dict[str, Diagnostics] = {}
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        for cam in cameras:
-            self.masks[cam] = []
-            node.create_subscription(Image, "/" + camera_topics(cam).mask,
-                                     lambda m, c=cam: self._on_mask(c, m), qos)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        for cam in self.cameras:
+            self._mask_subs.append(self.node.create_subscription(
+                Image, "/" + camera_topics(cam).mask, lambda m, c=cam: self._on_mask(c, m), qos))
+
+    def stop_listening_to_masks(self) -> None:
+        """Drop the mask subscriptions (the masks heard so far stay)."""
+        for sub in self._mask_subs:
+            self.node.destroy_subscription(sub)
+        self._mask_subs = []
 
     def _on_mask(self, camera: str, msg: Any) -> None:
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -187,23 +207,25 @@ class NodeBench:
     spin; leaving the block stops every process (SIGINT to all at once), then rclpy.
     """
 
-    def __init__(self, domain: int, cameras: Sequence[str], log_dir: Path) -> None:
-        """Join ``domain`` with the large-frame profile and listen to ``cameras``."""
+    def __init__(self, domain: int, cameras: Sequence[str], log_dir: Path,
+                 masks: bool = True) -> None:
+        """Join ``domain`` with the large-frame profile and listen to ``cameras`` (``masks``)."""
         self.env = node_environment(domain, True)  # 480x640 rgb8 is > 512 KB
         self.log_dir = log_dir
         self.nodes: list[Proc] = []
         self.cameras: list[Proc] = []
         self.ros = RosSession(domain)
         try:
-            self.listener = Listener(self.ros.node("node_bench_listener"), cameras)
+            self.listener = Listener(self.ros.node("node_bench_listener"), cameras, masks)
         except BaseException:
             self.ros.close()
             raise
 
     def start_nodes(self, cameras: Sequence[str], checkpoint: Path, backend: str,
-                    one_node: bool) -> list[Proc]:
+                    one_node: bool, overrides: dict[str, Any] | None = None) -> list[Proc]:
         """Start the node processes (see :func:`start_nodes`)."""
-        nodes = start_nodes(cameras, checkpoint, backend, self.env, self.log_dir, one_node)
+        nodes = start_nodes(cameras, checkpoint, backend, self.env, self.log_dir, one_node,
+                            overrides)
         self.nodes += nodes
         return nodes
 
