@@ -204,3 +204,23 @@ def test_a_runtime_missing_here_is_named_with_what_is_installed(tmp_path, capsys
     err = capsys.readouterr().err
     assert "backend(s) ['openvino'] not installed (pip install openvino)" in err
     assert "installed here: torch, onnxruntime" in err
+
+
+def test_input_size_sets_the_network_input_inside_the_frame_graph(tmp_path, capsys):
+    from slimseg_ros.tools.backend_bench import worker
+
+    ckpt = make_checkpoint(tmp_path / "tiny.pt", "mobilenetv2")
+    args = {"backend": "torch", "checkpoint": str(ckpt), "size": [48, 64], "threads": 1,
+            "iters": 1, "warmup": 0, "precision": "fp32", "lraspp": False, "block": 1,
+            "input_size": [24, 32]}
+    assert set(worker(args)["latency"]) == {"0.25", "0.5", "0.75", "1"}
+    for bad, says in ((["0", "32"], "positive number of pixels"),
+                      (["24", "wide"], "positive number of pixels")):
+        with pytest.raises(SystemExit):
+            main(["--checkpoint", str(ckpt), "--backends", "torch", "--input-size", *bad])
+        assert says in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(ckpt), "--input-size", "24", "32"])
+    assert "use it with --backends" in capsys.readouterr().err
+    from slimseg_ros.inference.engine import round_input_size
+    assert round_input_size(291, 387) == (288, 384) and round_input_size("3", 4.2) == (8, 8)

@@ -148,3 +148,46 @@ def test_eval_through_a_runtime_backend_scores_like_torch(tmp_path: Path, backen
     assert eval_main(["--checkpoint", str(tmp_path / "m.pt"), "--dataset", "camvid", "--root",
                       str(tmp_path / "cv"), "--backend", "onnxruntime", "--precision",
                       "bf16"]) == 2
+
+
+def test_input_size_runs_the_network_smaller_and_scores_at_the_label_size(
+        tmp_path: Path, capsys) -> None:
+    import json
+
+    import numpy as np
+
+    from slimseg_ros.inference.engine import SegmentationEngine
+
+    write_camvid_tree(tmp_path / "cv", {"test": 2}, size=(40, 56))
+    model = tiny_model()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.head.classifier.weight, std=1.0)
+    info = ModelInfo(list(build_dataset("camvid", tmp_path / "cv", "test").spec.class_names),
+                     [[0, 0, 0]] * 11, mean=MEAN, std=STD)
+    save_checkpoint(tmp_path / "m.pt", model, info)
+    out = tmp_path / "small"
+    assert eval_main(["--checkpoint", str(tmp_path / "m.pt"), "--dataset", "camvid", "--root",
+                      str(tmp_path / "cv"), "--workers", "0", "--backend", "torch",
+                      "--input-size", "21", "29", "--widths", "1.0", "--output", str(out)]) == 0
+    assert "rounded to 24x32" in capsys.readouterr().err
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["input_size"] == [24, 32] and payload["size"] is None
+    # the same figures as masks made at 24x32 by the engine and scored against 40x56 labels
+    engine = SegmentationEngine(model, info, device="cpu", backend="torch", input_size=(24, 32))
+    dataset = build_dataset("camvid", tmp_path / "cv", "test")
+    cm = torch.zeros(11, 11, dtype=torch.long)
+    for image, label in dataset:
+        frame = image.permute(1, 2, 0).contiguous().numpy()
+        mask = engine.infer(frame, engine.widths.exact(1.0))
+        assert mask.shape == (40, 56)
+        cm += confusion_matrix(torch.from_numpy(mask.astype(np.int64)), label, 11)
+    assert payload["results"]["1"]["miou"] == pytest.approx(mean_iou(cm), abs=1e-6)
+    for bad in (["0", "32"], ["24", "x"]):
+        with pytest.raises(SystemExit):
+            eval_main(["--checkpoint", str(tmp_path / "m.pt"), "--dataset", "camvid", "--root",
+                       str(tmp_path / "cv"), "--input-size", *bad])
+        assert "positive number of pixels" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eval_main(["--checkpoint", str(tmp_path / "m.pt"), "--dataset", "camvid", "--root",
+                   str(tmp_path / "cv"), "--input-size", "24", "32", "--size", "40", "56"])
+    assert "goes with neither --size" in capsys.readouterr().err

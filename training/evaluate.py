@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from slimseg_ros.inference.backends import CHOICES as BACKEND_CHOICES
+from slimseg_ros.inference.engine import round_input_size
 from slimseg_ros.models import load_checkpoint, set_width, trained_widths
 from slimseg_ros.widths import find_width
 
@@ -149,6 +150,12 @@ def runtime_predictor(model: nn.Module, info: Any, args: argparse.Namespace,
     from slimseg_ros.inference.engine import SegmentationEngine
 
     backend = resolve_backend(args.backend, device.type, args.precision)
+    if args.input_size and not is_graph_runtime(backend):
+        if args.precision != "fp32":
+            raise ValueError(f"--precision {args.precision} applies to the runtime backends")
+        engine = SegmentationEngine(copy.deepcopy(model), info, device=device, backend=backend,
+                                    input_size=tuple(args.input_size))
+        return frame_predictor(engine), backend
     if not is_graph_runtime(backend):
         if args.precision != "fp32":
             raise ValueError(f"--precision {args.precision} applies to the runtime backends; "
@@ -157,17 +164,30 @@ def runtime_predictor(model: nn.Module, info: Any, args: argparse.Namespace,
     if args.sliding_window:
         raise ValueError("--sliding-window runs with --backend torch only")
     # with --size every frame arrives at the network input size, as in a node running the
-    # checkpoint's input size: the graph then holds that fixed size (and its faster upsample)
-    size = tuple(args.size) if args.size else None
+    # checkpoint's input size: the graph then holds that fixed size (and its faster upsample);
+    # --input-size runs the network at that size and maps the masks back to the frame's
+    size = (tuple(args.input_size) if args.input_size
+            else tuple(args.size) if args.size else None)
     engine = SegmentationEngine(copy.deepcopy(model), info, device=device, backend=backend,
                                 precision=args.precision, checkpoint_path=args.checkpoint,
                                 input_size=size)
+    return frame_predictor(engine), backend
 
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def frame_predictor(engine: Any) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """Return ``predict(images, width)``: masks from ``engine`` at the frames' own size."""
     def predict(images: torch.Tensor, width: float) -> torch.Tensor:
         trained = engine.widths.exact(width)  # evaluate's widths are floats: snapped here
         frames = images.permute(0, 2, 3, 1).contiguous().numpy()
         return torch.stack([torch.from_numpy(engine.infer(f, trained)) for f in frames])
-    return predict, backend
+    return predict
 
 
 def write_per_image(path: str | Path, per_image: dict[float, dict[str, list]]) -> None:
@@ -225,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", help="folder for metrics.json and metrics.md")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                         help="resize images to H W (default: native resolution)")
+    parser.add_argument("--input-size", nargs=2, metavar=("H", "W"),
+                        help="run the network at this input size (sides rounded to a multiple "
+                             "of 8) and score the masks at the label size, as the node "
+                             "publishes them; unlike --size, the labels are not resized")
     parser.add_argument("--sliding-window", type=int, nargs=2, metavar=("H", "W"),
                         help="sliding-window inference with H x W crops")
     parser.add_argument("--batch-size", type=int, default=1)
@@ -250,6 +274,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also write per_image.npz (each image's confusion matrix and "
                              "boundary counts per width, for paired bootstrap intervals)")
     args = parser.parse_args(argv)
+    if args.input_size is not None:
+        if args.size or args.sliding_window:
+            parser.error("--input-size scores at the label size: it goes with neither --size "
+                         "(which resizes the labels too) nor --sliding-window")
+        try:
+            asked = args.input_size
+            args.input_size = round_input_size(*asked)
+        except ValueError as exc:
+            parser.error(f"--input-size: {exc}")
+        if list(args.input_size) != [_number(v) for v in asked]:
+            print(f"input size {asked[0]}x{asked[1]} rounded to {args.input_size[0]}x"
+                  f"{args.input_size[1]} (sides a multiple of 8)", file=sys.stderr)
     if args.per_image and not args.output:
         parser.error("--per-image needs --output (the folder that receives per_image.npz)")
     if args.dataset == "folder" and not args.classes:
@@ -298,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         payload = {"checkpoint": str(args.checkpoint), "dataset": args.dataset,
                    "classes": classes, "split": args.split, "size": args.size,
+                   "input_size": list(args.input_size) if args.input_size else None,
                    "sliding_window": args.sliding_window,
                    "backend": backend, "precision": args.precision if predict else "fp32",
                    "boundary_tolerance_px": args.boundary_tolerance,
@@ -328,7 +365,8 @@ def confidence_report(model: nn.Module, info: Any, args: argparse.Namespace,
 
     engine = SegmentationEngine(copy.deepcopy(model), info, device=device, backend=backend,
                                 precision=args.precision, checkpoint_path=args.checkpoint,
-                                input_size=tuple(args.size) if args.size else None,
+                                input_size=(tuple(args.input_size) if args.input_size
+                                            else tuple(args.size) if args.size else None),
                                 confidence=True)
     trained = [engine.widths.exact(w) for w in widths]
     found = collect(engine.segment, loader, trained, IGNORE_INDEX)

@@ -20,6 +20,7 @@ argmax -> (nearest resize back to the frame size) -> H x W uint8 class ids.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -151,6 +152,32 @@ def postprocess_with_confidence(logits: torch.Tensor,
         both = F.interpolate(both, size=tuple(out_size), mode="nearest-exact")
         ids, conf = both[:, 0], both[:, 1]
     return ids, conf
+
+
+INPUT_MULTIPLE = 8  # network input sides: a whole multiple of the logits (output stride <= 8)
+
+
+def round_input_size(height: Any, width: Any,
+                     multiple: int = INPUT_MULTIPLE) -> tuple[int, int]:
+    """
+    Round a network input size to the nearest multiple of ``multiple`` per side (at least one).
+
+    The frame graph's fast upsample needs the input a whole multiple of the logits; other sizes
+    take a slower path. Raises ``ValueError`` with one sentence for a side that is not a positive
+    number.
+    """
+    sides = []
+    for name, value in (("height", height), ("width", width)):
+        try:
+            side = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"input size {name} must be a positive number of pixels, "
+                             f"got {value!r}") from None
+        if not (side > 0 and math.isfinite(side)):
+            raise ValueError(f"input size {name} must be a positive number of pixels, "
+                             f"got {value!r}")
+        sides.append(max(multiple, int(round(side / multiple)) * multiple))
+    return sides[0], sides[1]
 
 
 def default_channels_last(device: torch.device) -> bool:

@@ -82,8 +82,9 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     h, w = args["size"]
     started = time.perf_counter()
     model, info = load_checkpoint(args["checkpoint"], map_location="cpu")
+    input_size = tuple(args.get("input_size") or (h, w))  # the network's; frames are h x w
     engine = SegmentationEngine(model, info, device="cpu", backend=args["backend"],
-                                precision=args["precision"], input_size=(h, w),
+                                precision=args["precision"], input_size=input_size,
                                 checkpoint_path=args["checkpoint"], cache_dir=args.get("cache"))
     startup_s = time.perf_counter() - started
     engine.prepare_size(h, w)  # a runtime compiles the frame size here (OpenVINO)
@@ -92,8 +93,9 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     runners = {f"{wd:g}": (lambda f, wd=wd: engine.infer(f, wd)) for wd in engine.widths}
     if args.get("lraspp"):
-        runners["lraspp"] = lraspp_engine_like(args["backend"], len(info.class_names), (h, w),
-                                               int(args["threads"]), args["precision"])
+        runners["lraspp"] = lraspp_engine_like(args["backend"], len(info.class_names),
+                                               input_size, int(args["threads"]),
+                                               args["precision"])
     for run in runners.values():
         for _ in range(int(args["warmup"])):
             run(frame)
@@ -121,11 +123,13 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
 
 def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: int, iters: int,
                warmup: int, precision: str, lraspp: bool, cache: str | None,
-               block: int = 1, idle_ms: float = 0.0) -> dict[str, Any]:
+               block: int = 1, idle_ms: float = 0.0,
+               input_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """One backend in a fresh process (``python -m slimseg_ros.tools.backend_bench``)."""
     payload = {"backend": backend, "checkpoint": checkpoint, "size": list(size),
                "threads": threads, "iters": iters, "warmup": warmup, "precision": precision,
-               "lraspp": lraspp, "cache": cache, "block": block, "idle_ms": idle_ms}
+               "lraspp": lraspp, "cache": cache, "block": block, "idle_ms": idle_ms,
+               "input_size": list(input_size) if input_size else None}
     return run_json_worker(WORKER_MODULE, WORKER_FLAG, payload,
                            env={"OMP_NUM_THREADS": str(threads)},
                            what=f"backend {backend}")
@@ -162,9 +166,13 @@ def merge_rounds(rounds: list[dict[str, Any]], torch_rounds: list[dict[str, Any]
 def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int], threads: int,
                      iters: int, warmup: int, precision: str = "fp32",
                      cache: str | None = None, log: Any = print,
-                     rounds: int = 1, block: int = 1, idle_ms: float = 0.0) -> dict[str, Any]:
+                     rounds: int = 1, block: int = 1, idle_ms: float = 0.0,
+                     input_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """
     Every backend's figures, the FLOPs per width, and the LR-ASPP reference.
+
+    ``input_size`` is the network input (default: the frame ``size``): frames are resized to it
+    inside the graph and the masks back, as in the node; FLOPs are counted at it.
 
     With ``rounds`` > 1 the backends take turns, a fresh worker each per round, and the figures
     are medians over the rounds: on a shared machine one process can run 30% slower than the
@@ -186,7 +194,8 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
     if not 0 <= idle_ms <= 10_000:
         raise ValueError(f"idle time must be between 0 and 10000 ms, got {idle_ms:g}")
     model, _ = load_checkpoint(checkpoint, map_location="cpu")
-    flops = {w: count_flops(model, w, size) for w in trained_widths(model)}
+    network_size = tuple(input_size) if input_size else tuple(size)
+    flops = {w: count_flops(model, w, network_size) for w in trained_widths(model)}
     runtime = [b for b in backends if is_graph_runtime(b)]
     per_round: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
     best: str | None = None
@@ -196,18 +205,20 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
             per_round[b].append(run_worker(b, checkpoint, size, threads, iters, warmup,
                                            precision if is_graph_runtime(b) else "fp32",
                                            lraspp=b == EAGER, cache=cache, block=block,
-                                           idle_ms=idle_ms))
+                                           idle_ms=idle_ms, input_size=input_size))
         if best is None and runtime:  # the best runtime of the first round times LR-ASPP
             best = min(runtime, key=lambda b: per_round[b][0]["latency"]["1"]["p50_ms"])
         if best is not None:
             log(f"round {r + 1}/{rounds}: timing LR-ASPP in {best} ...")
             extra = run_worker(best, checkpoint, size, threads, iters, warmup, precision,
-                               lraspp=True, cache=cache, block=block, idle_ms=idle_ms)
+                               lraspp=True, cache=cache, block=block, idle_ms=idle_ms,
+                               input_size=input_size)
             per_round[best][-1]["latency"]["lraspp"] = extra["latency"]["lraspp"]
     torch_rounds = per_round.get(EAGER)
     results = {b: merge_rounds(per_round[b], torch_rounds if b != EAGER else None)
                for b in backends}
-    return {"meta": {"checkpoint": checkpoint, "size": list(size), "threads": threads,
+    return {"meta": {"checkpoint": checkpoint, "size": list(size),
+                     "input_size": list(network_size), "threads": threads,
                      "iters": iters, "rounds": rounds, "block": block, "idle_ms": idle_ms,
                      "torch": torch.__version__,
                      "best_runtime": best, "cpu": cpu_name()},
@@ -242,6 +253,10 @@ def format_comparison(result: dict[str, Any]) -> str:
                       f"{ratio:.2f}x" if ratio else "-", f"{rel:.3f}"]
         lines.append(markdown_row(cells))
     lines.append("")
+    meta = result.get("meta", {})
+    if meta.get("size") and meta.get("input_size"):
+        lines.append(f"- frames {format_size(*meta['size'])}, network input "
+                     f"{format_size(*meta['input_size'])}")
     for b in names:
         r = backends[b]
         lines.append(f"- {b} ({r['precision']}): start-up {r['startup_s']:.1f} s "

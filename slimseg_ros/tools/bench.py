@@ -52,7 +52,7 @@ from torch import nn
 
 from ..inference.backends import BACKENDS, EAGER
 from ..inference.engine import (SegmentationEngine, check_frame, frames_to_batch, postprocess,
-                                preprocess, resolve_device)
+                                preprocess, resolve_device, round_input_size)
 from ..inference.specialise import fold_batchnorm, module_bytes
 from ..models.checkpoint import CheckpointError, ModelInfo, load_checkpoint
 from ..models.config import ModelConfig
@@ -477,6 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--sizes", nargs="+", type=size_arg, default=[(360, 480), (512, 1024)],
                    metavar="HxW", help="frame sizes (default 360x480 512x1024)")
+    p.add_argument("--input-size", nargs=2, metavar=("H", "W"),
+                   help="with --backends: the network input size (sides rounded to a multiple "
+                        "of 8); frames of --sizes are resized to it inside the graph and the "
+                        "masks back to the frame size, as in the node (default: the frame size)")
     p.add_argument("--iters", type=int, default=10, help="timed rounds per size (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per width and size")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -503,7 +507,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.input_size is not None:
+        if not args.backends:
+            parser.error("--input-size times the frame graphs: use it with --backends")
+        try:
+            asked = list(args.input_size)
+            args.input_size = round_input_size(*asked)
+        except ValueError as exc:
+            parser.error(f"--input-size: {exc}")
+        if not args.quiet and [str(v) for v in args.input_size] != asked:
+            print(f"input size {asked[0]}x{asked[1]} rounded to "
+                  f"{format_size(*args.input_size)} (sides a multiple of 8)", flush=True)
     if args.threads is not None:
         if args.threads < 1:
             print(f"slimseg-bench: --threads must be >= 1, got {args.threads}", file=sys.stderr)
@@ -560,7 +576,7 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         result = compare_backends(checkpoint, list(args.backends), args.sizes[0],
                                   args.threads or 2, args.iters, args.warmup, args.precision,
                                   log=log, rounds=args.rounds, block=args.block,
-                                  idle_ms=args.idle_ms)
+                                  idle_ms=args.idle_ms, input_size=args.input_size)
     except (CheckpointError, BackendError, RuntimeError, ValueError) as exc:
         print(f"slimseg-bench: {exc}", file=sys.stderr)
         return 2
