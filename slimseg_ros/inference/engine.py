@@ -176,7 +176,7 @@ def round_input_size(height: Any, width: Any,
         if not (side > 0 and math.isfinite(side)):
             raise ValueError(f"input size {name} must be a positive number of pixels, "
                              f"got {value!r}")
-        sides.append(max(multiple, int(round(side / multiple)) * multiple))
+        sides.append(max(multiple, math.floor(side / multiple + 0.5) * multiple))  # half up
     return sides[0], sides[1]
 
 

@@ -167,9 +167,10 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
                      iters: int, warmup: int, precision: str = "fp32",
                      cache: str | None = None, log: Any = print,
                      rounds: int = 1, block: int = 1, idle_ms: float = 0.0,
-                     input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+                     input_size: tuple[int, int] | None = None,
+                     reference: bool = True) -> dict[str, Any]:
     """
-    Every backend's figures, the FLOPs per width, and the LR-ASPP reference.
+    Every backend's figures, the FLOPs per width, and the LR-ASPP reference (``reference``).
 
     ``input_size`` is the network input (default: the frame ``size``): frames are resized to it
     inside the graph and the masks back, as in the node; FLOPs are counted at it.
@@ -206,7 +207,7 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
                                            precision if is_graph_runtime(b) else "fp32",
                                            lraspp=b == EAGER, cache=cache, block=block,
                                            idle_ms=idle_ms, input_size=input_size))
-        if best is None and runtime:  # the best runtime of the first round times LR-ASPP
+        if best is None and runtime and reference:  # the best runtime times LR-ASPP
             best = min(runtime, key=lambda b: per_round[b][0]["latency"]["1"]["p50_ms"])
         if best is not None:
             log(f"round {r + 1}/{rounds}: timing LR-ASPP in {best} ...")
