@@ -50,6 +50,10 @@ def test_the_sweep_measures_every_width_at_every_scale_on_val(tmp_path: Path, ca
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "| on the front |" in (out / "sweep.md").read_text()
     capsys.readouterr()
+    assert main(["--root", str(tmp_path / "cv"), "--checkpoint", str(tmp_path / "m.pt"),
+                 "--backend", "torch", "--scales", "1.0", "0.5", "--eval-only",
+                 "--output", str(out)]) == 0
+    assert capsys.readouterr().out.count("reusing") == 2  # a stopped sweep resumes
     with pytest.raises(SystemExit):
         main(["--root", str(tmp_path / "cv"), "--split", "test", "--output", str(out)])
     assert "never on test" in capsys.readouterr().err

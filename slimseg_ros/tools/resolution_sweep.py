@@ -49,9 +49,25 @@ def pareto_front(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def evaluate_at(checkpoint: Path, root: Path, split: str, size: tuple[int, int], backend: str,
                 out: Path) -> dict[str, Any]:
-    """Run ``slimseg-eval --input-size`` (every width) and return its metrics.json."""
+    """
+    Run ``slimseg-eval --input-size`` (every width) and return its metrics.json.
+
+    A metrics.json already in ``out`` for the same checkpoint, split, backend and input size is
+    reused: a sweep stopped half-way resumes where it stopped.
+    """
     from ..training.evaluate import main as eval_main
 
+    done = out / "metrics.json"
+    if done.is_file():
+        try:
+            found = json.loads(done.read_text())
+        except ValueError:
+            found = {}
+        if (found.get("checkpoint") == str(checkpoint) and found.get("split") == split
+                and found.get("backend") == backend
+                and found.get("input_size") == list(size)):
+            print(f"  reusing {done}", flush=True)
+            return found
     out.mkdir(parents=True, exist_ok=True)
     argv = ["--checkpoint", str(checkpoint), "--dataset", "camvid", "--root", str(root),
             "--split", split, "--input-size", str(size[0]), str(size[1]),
@@ -86,6 +102,8 @@ def sweep(args: argparse.Namespace, checkpoint: Path) -> dict[str, Any]:
         print(f"scale {scale:g}: input {format_size(*size)} ...", flush=True)
         metrics = evaluate_at(checkpoint, args.root, args.split, size, args.backend,
                               args.output / f"eval_{size[0]}x{size[1]}")
+        if args.eval_only:
+            continue
         timing = time_at(checkpoint, base, size, args.backend, args.rounds, args.iters,
                          args.threads)
         latency = timing["backends"][args.backend]["latency"]
@@ -159,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True,
+                   help="folder for the files; evaluations found there are reused")
+    p.add_argument("--eval-only", action="store_true",
+                   help="only the evaluations (accuracy needs no quiet machine; timing does)")
     args = p.parse_args(argv)
     if "test" in args.split.split("+"):
         p.error("--split test: the operating points are chosen on val, never on test")
@@ -168,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = (args.checkpoint or default_checkpoint()).resolve()
     args.output.mkdir(parents=True, exist_ok=True)
     result = sweep(args, checkpoint)
+    if args.eval_only:
+        print(f"evaluations in {args.output}; run again without --eval-only to time them")
+        return 0
     text = table(result)
     print(text)
     (args.output / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
