@@ -67,8 +67,9 @@ _GOV = GovernorConfig()
 PARAMS: tuple[ParamSpec, ...] = (
     # --- model / engine (fixed after start-up) ---
     ParamSpec("checkpoint", "str", "",
-              "Slimmable model checkpoint (.pt). Empty: the packaged default model in "
-              "share/slimseg_ros/models.", read_only=True),
+              "Slimmable model checkpoint (.pt), or a model bundle directory written by "
+              "slimseg-export --bundle (run by OpenVINO or ONNX Runtime without PyTorch). "
+              "Empty: the packaged default model in share/slimseg_ros/models.", read_only=True),
     ParamSpec("device", "str", "auto",
               "Inference device: auto (cuda when available), cpu, cuda or cuda:N.",
               read_only=True),

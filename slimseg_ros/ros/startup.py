@@ -20,6 +20,7 @@ from rclpy.parameter import Parameter
 
 from ..governor import SINGLE
 from ..governor.config import GovernorConfig
+from ..inference.bundle import is_bundle
 from ..resources import default_checkpoint
 from .params import (MODEL_PARAMS, PARAMS, ParamSpec, check_camera_priorities, check_value,
                      governor_config_from_params)
@@ -108,8 +109,12 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
     """
     Build the engine the parameters ``values`` ask for; warm it up at its input size.
 
-    Every failure becomes one :class:`StartupError` sentence naming the file.
+    Every failure becomes one :class:`StartupError` sentence naming the file. A ``checkpoint``
+    that is a directory is a model bundle, run without PyTorch (:func:`load_bundle_engine`).
     """
+    path = values["checkpoint"] or str(default_checkpoint())
+    if is_bundle(path):
+        return load_bundle_engine(values, path, logger)
     import torch
 
     from ..inference.engine import SegmentationEngine
@@ -118,7 +123,6 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
     if values["torch_threads"] > 0:
         torch.set_num_threads(int(values["torch_threads"]))
     try:
-        path = values["checkpoint"] or str(default_checkpoint())
         model, info = load_checkpoint(path)
     except (FileNotFoundError, CheckpointError) as exc:
         raise StartupError(str(exc)) from None
@@ -138,6 +142,29 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
     logger.info(f"loaded checkpoint {path}: backend {engine.backend}, precision "
                 f"{engine.precision}, device {engine.device}, widths {list(engine.widths.values)} "
                 f"prepared in {engine.prepare_seconds:.1f} s ({engine.prepared_from})")
+    return engine
+
+
+def load_bundle_engine(values: dict[str, Any], path: str, logger: Any) -> Any:
+    """Run the model bundle at ``path`` (no torch); warm it up at its input size."""
+    from ..inference.bundle import BundleEngine, BundleError
+
+    if values["backend"] == "torch":
+        raise StartupError(f"checkpoint {path} is a model bundle (exported graphs): backend "
+                           f"torch needs the .pt checkpoint; use backend auto, openvino or "
+                           f"onnxruntime")
+    try:
+        engine = BundleEngine(path, backend=values["backend"], precision=values["precision"],
+                              threads=int(values["torch_threads"]), device=values["device"],
+                              input_size=list(values["input_size"]),
+                              confidence=bool(values["publish_confidence"]))
+    except BundleError as exc:
+        raise StartupError(str(exc)) from None
+    if engine.input_size is not None:
+        engine.warmup(size=engine.input_size)
+    logger.info(f"loaded bundle {path}: backend {engine.backend}, precision {engine.precision}, "
+                f"widths {list(engine.widths.values)} prepared in "
+                f"{engine.prepare_seconds:.1f} s (no PyTorch)")
     return engine
 
 

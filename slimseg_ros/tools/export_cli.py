@@ -63,9 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", default="all",
                    help="trained width to export (e.g. 0.5) or 'all' (default: all)")
     p.add_argument("--format", choices=sorted(FORMATS), default="onnx")
-    p.add_argument("--output", required=True,
+    p.add_argument("--output",
                    help="output file; with --width all '_w0.50' is added before the suffix "
                         "(or put '{width}' in the name, or give a directory)")
+    p.add_argument("--bundle", metavar="DIR",
+                   help="write a model bundle instead: every width's frame graph for OpenVINO "
+                        "(IR, fp16 weights) and ONNX Runtime plus bundle.json, what the node "
+                        "runs without PyTorch (DIR must be new or empty)")
+    p.add_argument("--runtimes", nargs="+", default=["openvino", "onnxruntime"],
+                   choices=["openvino", "onnxruntime"], help="with --bundle: graphs for these")
+    p.add_argument("--confidence", action="store_true",
+                   help="with --bundle: graphs with the confidence output too")
     p.add_argument("--size", type=size_arg, default=None,
                    help="example input HxW for tracing (default: the checkpoint's input_size, "
                         "else 512x512); the exported axes stay dynamic")
@@ -78,7 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.bundle:
+        return bundle_main(args)
+    if not args.output:
+        parser.error("one of --output or --bundle is required")
     try:
         engine = SegmentationEngine.from_checkpoint(args.checkpoint, device="cpu",
                                                     channels_last=False,
@@ -111,6 +124,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"width {w:.2f} -> {res['path']}  max |diff| = {res['max_diff']:.3g} "
               f"(checked at {checked})")
     return 1 if failed else 0
+
+
+def bundle_main(args: argparse.Namespace) -> int:
+    """``--bundle DIR``: write the model bundle and say what is in it."""
+    from ..inference.backends import BackendError
+    from ..inference.bundle_export import write_bundle
+
+    try:
+        meta = write_bundle(args.checkpoint, args.bundle, args.runtimes, args.confidence)
+    except (CheckpointError, BackendError, ValueError, FileNotFoundError) as exc:
+        print(f"slimseg-export: {exc}", file=sys.stderr)
+        return 2
+    folder = Path(args.bundle)
+    sizes = {r: sum((folder / n).stat().st_size for e in per_width.values() for n in e["sha256"])
+             for r, per_width in meta["graphs"].items()}
+    print(f"wrote bundle {folder}: widths {meta['widths']}, input size {meta['input_size']}, "
+          f"outputs {meta['outputs']}; " + ", ".join(f"{r} {n / 2**20:.1f} MiB"
+                                                     for r, n in sizes.items()))
+    return 0
 
 
 if __name__ == "__main__":

@@ -47,10 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# bump when the exported graph changes (2: TF-"SAME" padding follows the frame size)
-GRAPH_VERSION = 6  # (3: argmax as a chain of comparisons; 4: logits upsample as a deconvolution;
-#                     5: frame normalised before the layout change; 6: upsample + argmax per class)
-OPSET = 17
+from ..graph_format import GRAPH_VERSION, OPSET, graph_outputs  # noqa: F401 - re-exported
 
 
 def nearest_exact_indices(out_size: torch.Tensor, in_size: torch.Tensor) -> torch.Tensor:
@@ -278,11 +275,6 @@ def _quiet() -> Iterator[None]:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", UserWarning)
         yield
-
-
-def graph_outputs(logits: bool = False, confidence: bool = False) -> list[str]:
-    """Return the output names of a frame graph, in order."""
-    return ["logits"] if logits else ["mask", "confidence"] if confidence else ["mask"]
 
 
 def export_frame_graph(net: nn.Module, mean: Sequence[float], std: Sequence[float],

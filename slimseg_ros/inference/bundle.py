@@ -1,0 +1,223 @@
+"""
+A model bundle: every width's exported frame graph and what the node needs, without PyTorch.
+
+A bundle is a directory written by ``slimseg-export --bundle DIR`` (:mod:`.bundle_export`): per
+width an OpenVINO IR (``.xml`` + ``.bin``, weights compressed to fp16) and an ONNX file for ONNX
+Runtime, and ``bundle.json`` with the class names, palette, normalisation, input size, widths,
+graph format, outputs, the source checkpoint's SHA-256 and each file's SHA-256. This module reads
+and checks a bundle and runs it (:class:`BundleEngine`, the engine's interface for the node)
+importing neither torch nor anything that does. Every problem is one :class:`BundleError`
+sentence naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..widths import TrainedWidths, Width
+from .backends import BACKENDS, BackendError, check_backend_precision, resolve_backend
+from .graph_format import GRAPH_VERSION, graph_outputs
+
+BUNDLE_FILE = "bundle.json"
+FORMAT = "slimseg-bundle"
+FORMAT_VERSION = 1
+RUNTIME_FILES = {"openvino": ("xml", "bin"), "onnxruntime": ("onnx",)}
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message names the file and says why."""
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """What the node reads of the model: class names, palette, normalisation, input size."""
+
+    class_names: list[str]
+    palette: list[list[int]]
+    mean: list[float]
+    std: list[float]
+    input_size: list[int] | None
+
+
+def is_bundle(path: str | Path) -> bool:
+    """Tell whether ``path`` is a directory (a bundle, or meant to be one)."""
+    return Path(path).is_dir()
+
+
+def file_sha256(path: Path) -> str:
+    """Return the SHA-256 of ``path``'s bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_bundle(folder: str | Path, check_files: bool = True) -> dict[str, Any]:
+    """
+    Read and check ``folder``'s ``bundle.json``; with ``check_files``, every file's SHA-256.
+
+    Raises :class:`BundleError` for a missing, corrupt or foreign ``bundle.json``, another format
+    or graph version, a missing width or file, or a file whose content does not match.
+    """
+    folder = Path(folder)
+    meta_path = folder / BUNDLE_FILE
+    if not meta_path.is_file():
+        raise BundleError(f"{folder} is not a model bundle: it has no {BUNDLE_FILE} "
+                          f"(write one with slimseg-export --bundle)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BundleError(f"{meta_path} is not readable JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(f"{meta_path} is not a slimseg model bundle (format "
+                          f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{meta_path} is bundle format version {meta.get('format_version')!r};"
+                          f" this package reads version {FORMAT_VERSION}: export it again")
+    if meta.get("graph_version") != GRAPH_VERSION:
+        raise BundleError(f"{meta_path} holds frame graphs of version "
+                          f"{meta.get('graph_version')!r}; this package runs version "
+                          f"{GRAPH_VERSION}: export it again with this package")
+    widths = meta.get("widths")
+    graphs = meta.get("graphs")
+    if not isinstance(widths, list) or not widths or not isinstance(graphs, dict):
+        raise BundleError(f"{meta_path} lists no widths or no graphs")
+    for runtime, per_width in graphs.items():
+        if runtime not in RUNTIME_FILES or not isinstance(per_width, dict):
+            raise BundleError(f"{meta_path} has graphs for an unknown runtime {runtime!r}")
+        for w in widths:
+            entry = per_width.get(f"{float(w):g}")
+            if not isinstance(entry, dict):
+                raise BundleError(f"{meta_path}: width {float(w):g} has no {runtime} graph")
+            if check_files:
+                for name, digest in entry.get("sha256", {}).items():
+                    path = folder / name
+                    if not path.is_file():
+                        raise BundleError(f"{path} is missing from the bundle (width "
+                                          f"{float(w):g}, {runtime})")
+                    if file_sha256(path) != digest:
+                        raise BundleError(f"{path} does not match the SHA-256 recorded in "
+                                          f"{BUNDLE_FILE}: a corrupt or replaced file")
+    return meta
+
+
+class BundleEngine:
+    """
+    Runs a bundle's per-width frame graphs in OpenVINO or ONNX Runtime; no torch involved.
+
+    The same interface the node uses of :class:`~.engine.SegmentationEngine`: ``widths``,
+    ``info``, ``infer``, ``segment``, ``prepare_size``, ``warmup``, ``backend``, ``precision``,
+    ``device``, ``input_size``, ``confidence``, ``prepared_from`` and ``prepare_seconds``.
+    """
+
+    def __init__(self, folder: str | Path, backend: str = "auto", precision: str = "fp32",
+                 threads: int = 0, device: str = "auto", input_size: Any = None,
+                 confidence: bool = False) -> None:
+        started = time.perf_counter()
+        self.folder = Path(folder)
+        meta = read_bundle(self.folder)
+        if str(device) not in ("auto", "cpu"):
+            raise BundleError(f"a bundle runs on the CPU here; device {device!r} needs the .pt "
+                              f"checkpoint with backend torch")
+        self.device = "cpu"
+        key = str(backend).strip().lower()
+        record = BACKENDS.get(key)
+        if key != "auto" and (record is None or record.runner is None):
+            raise BundleError(f"backend {backend!r} cannot run a bundle (it holds exported "
+                              f"graphs): use openvino or onnxruntime, or the .pt checkpoint")
+        try:
+            self.backend = resolve_backend(key, "cpu", None if precision == "auto" else precision)
+            if BACKENDS[self.backend].runner is None:
+                raise BackendError("neither openvino nor onnxruntime is installed")
+            if precision == "auto":
+                precision = BACKENDS[self.backend].default_precision("cpu")
+            self.precision = check_backend_precision(self.backend, precision, "cpu")
+        except BackendError as exc:
+            raise BundleError(f"cannot run bundle {self.folder}: {exc}") from None
+        if self.backend not in meta["graphs"]:
+            raise BundleError(f"bundle {self.folder} has no {self.backend} graphs (it has "
+                              f"{sorted(meta['graphs'])})")
+        recorded = meta.get("input_size")
+        if input_size is not None and list(input_size) not in ([0, 0], recorded):
+            raise BundleError(f"input_size {list(input_size)} differs from the bundle's "
+                              f"{recorded}: its graphs hold that input size (export another "
+                              f"bundle for another size)")
+        self.confidence = bool(confidence)
+        outputs = meta.get("outputs", ["mask"])
+        if self.confidence and outputs != graph_outputs(confidence=True):
+            raise BundleError(f"bundle {self.folder} has no confidence output: export it with "
+                              f"slimseg-export --bundle ... --confidence")
+        self._outputs = outputs
+        self.info = BundleInfo(list(meta["class_names"]), [list(c) for c in meta["palette"]],
+                               list(meta["mean"]), list(meta["std"]), recorded)
+        self.input_size = tuple(recorded) if recorded else None
+        self.widths = TrainedWidths([float(w) for w in meta["widths"]])
+        self._graphs = tuple(self._load(meta, w, threads) for w in self.widths)
+        self._prepared_sizes: set[tuple[int, int]] = set()
+        self.prepared_from = f"bundle {self.folder} ({self.backend} graphs)"
+        self.prepare_seconds = time.perf_counter() - started
+
+    def _load(self, meta: dict[str, Any], width: Width, threads: int) -> Any:
+        entry = meta["graphs"][self.backend][f"{width.value:g}"]
+        path = self.folder / entry["file"]
+        if self.backend == "openvino":
+            from .backends.openvino_backend import OpenVINOFrameGraph
+            return OpenVINOFrameGraph(str(path), self.precision, threads)
+        from .backends.onnxruntime_backend import OnnxRuntimeFrameGraph
+        return OnnxRuntimeFrameGraph(path.read_bytes(), self.precision, threads)
+
+    def member(self, width: Width | int) -> Width:
+        """Return the trained width ``width`` names (a Width of :attr:`widths` or its index)."""
+        return self.widths.member(width)
+
+    def segment(self, image_rgb: np.ndarray,
+                width: Width | int) -> tuple[np.ndarray, np.ndarray | None]:
+        """H x W x 3 uint8 RGB -> (class ids, confidence or None), as the torch engine's."""
+        frame = _check_frame(image_rgb)
+        outputs = self._graphs[self.member(width).index].run_all(frame)
+        return outputs[0], (outputs[1] if self.confidence else None)
+
+    def infer(self, image_rgb: np.ndarray, width: Width | int) -> np.ndarray:
+        """H x W x 3 uint8 RGB -> H x W uint8 class ids at trained ``width``."""
+        return self.segment(image_rgb, width)[0]
+
+    def prepare_size(self, height: int, width: int) -> None:
+        """Compile every width for frames of ``height`` x ``width`` (OpenVINO; else nothing)."""
+        key = (int(height), int(width))
+        if key in self._prepared_sizes:
+            return
+        for graph in self._graphs:
+            prepare = getattr(graph, "prepare", None)
+            if prepare is not None:
+                prepare(*key)
+        self._prepared_sizes.add(key)
+
+    def warmup(self, size: tuple[int, int] | None = None, iters: int = 1) -> None:
+        """Run every width ``iters`` times on a black frame of ``size``."""
+        h, w = size if size is not None else (self.input_size or (256, 256))
+        frame = np.zeros((int(h), int(w), 3), np.uint8)
+        for width in self.widths:
+            for _ in range(iters):
+                self.infer(frame, width)
+
+    def __repr__(self) -> str:
+        return (f"BundleEngine(widths={list(self.widths.values)}, backend={self.backend}, "
+                f"device=cpu, precision={self.precision}, input_size={self.input_size}, "
+                f"bundle={self.folder.name})")
+
+
+def _check_frame(image_rgb: Any) -> np.ndarray:
+    if not (isinstance(image_rgb, np.ndarray) and image_rgb.dtype == np.uint8
+            and image_rgb.ndim == 3 and image_rgb.shape[2] == 3 and image_rgb.size):
+        raise ValueError(f"expected an H x W x 3 uint8 RGB frame, got "
+                         f"{getattr(image_rgb, 'dtype', type(image_rgb).__name__)} "
+                         f"{getattr(image_rgb, 'shape', '')}")
+    return np.ascontiguousarray(image_rgb)
