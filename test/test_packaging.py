@@ -195,15 +195,20 @@ def test_pip_install_into_a_virtual_environment_finds_the_shipped_files(tmp_path
              "from slimseg_ros.training.initial_weights import resolve_load_from; "
              "print(json.dumps([ns.__file__, str(ns.packaged_file('models', 'default.pt')), "
              "str(ns.packaged_file('config', 'slimseg.yaml')), "
-             "str(resolve_load_from('packaged:default.pt'))]))")
+             "str(resolve_load_from('packaged:default.pt')), str(ns.default_bundle())]))")
     env = {k: v for k, v in os.environ.items()
            if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH", "COLCON_PREFIX_PATH")}
     out = subprocess.run([str(python), "-c", probe], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
-    module, model, params, load_from = (Path(p) for p in json.loads(out.stdout.splitlines()[-1]))
+    module, model, params, load_from, bundle = (
+        Path(p) for p in json.loads(out.stdout.splitlines()[-1]))
     assert module.is_relative_to(venv), module  # the installed copy, not the checkout
     share = venv / "share" / "slimseg_ros"
     assert model == share / "models" / "default.pt"
     assert params == share / "config" / "slimseg.yaml"
     assert load_from == model
+    assert bundle == share / "models" / "default_bundle"  # the model without PyTorch
+    shipped = json.loads((REPO / "models" / "default_bundle" / "bundle.json").read_text())
+    assert all((bundle / name).is_file() for per_width in shipped["graphs"].values()
+               for entry in per_width.values() for name in entry["sha256"])

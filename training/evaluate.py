@@ -56,8 +56,9 @@ def sliding_window_logits(model: nn.Module, x: torch.Tensor, num_classes: int,
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names: Sequence[str],
-             mean: Sequence[float], std: Sequence[float], widths: Sequence[float] | None = None,
+def evaluate(model: nn.Module | None, loader: DataLoader, num_classes: int,
+             class_names: Sequence[str], mean: Sequence[float], std: Sequence[float],
+             widths: Sequence[float] | None = None,
              device: torch.device | str = "cpu", boundary_tolerance: int | None = 3,
              sliding_window: Sequence[int] | None = None, channels_last: bool = False,
              amp: bool = False, progress: bool = False,
@@ -76,12 +77,15 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
     running another inference runtime; the metrics are computed the same way.
     """
     device = torch.device(device)
-    all_widths = trained_widths(model)
+    if model is None and (predict is None or not widths):
+        raise ValueError("evaluate() without a model needs predict and widths (a bundle)")
+    all_widths = trained_widths(model) if model is not None else list(widths)
     widths = sorted(float(w) for w in (widths if widths else all_widths))
     for w in widths:
         if find_width(all_widths, w) is None:
             raise ValueError(f"width {w} is not one of the model's widths {list(all_widths)}")
-    model.eval()
+    if model is not None:
+        model.eval()
     cms = {w: torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
            for w in widths}
     bcs = {w: torch.zeros(4, dtype=torch.long, device=device) for w in widths}
@@ -127,7 +131,8 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, class_names
                     bc_i = boundary_counts(p_i[None], y_i[None], boundary_tolerance, IGNORE_INDEX)
                     bcs[w] += bc_i
                     store["boundary"].append(bc_i.cpu())
-    set_width(model, max(all_widths))
+    if model is not None:
+        set_width(model, max(all_widths))
     results: dict[float, dict] = {}
     for w in widths:
         r = summarize(cms[w].cpu(), list(class_names),
@@ -296,11 +301,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if args.device == "auto" else args.device)
+    bundle = Path(args.checkpoint).is_dir()
     try:
-        model, info = load_checkpoint(args.checkpoint, map_location="cpu")
+        if bundle:  # a model bundle: its exported graphs, in OpenVINO or ONNX Runtime
+            from slimseg_ros.inference.bundle import BundleEngine
+            model, engine = None, BundleEngine(
+                args.checkpoint, backend=args.backend, precision=args.precision,
+                input_size=args.input_size or args.size)
+            info = engine.info
+        else:
+            model, info = load_checkpoint(args.checkpoint, map_location="cpu")
         dataset = build_dataset(args.dataset, args.root, args.split,
                                 eval_transform(args.size), check=True, classes=classes)
-    except (ValueError, FileNotFoundError) as exc:  # CheckpointError / DatasetError
+    except (ValueError, FileNotFoundError) as exc:  # CheckpointError / DatasetError / Bundle
         print(f"slimseg-eval: error: {exc}", file=sys.stderr)
         return 2
     if list(info.class_names) != list(dataset.spec.class_names):
@@ -313,18 +326,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
                         num_workers=args.workers, pin_memory=device.type == "cuda")
     try:
-        predict, backend = runtime_predictor(model, info, args, device)
+        predict, backend = ((frame_predictor(engine), engine.backend) if bundle
+                            else runtime_predictor(model, info, args, device))
     except ValueError as exc:  # BackendError: a runtime or precision this host lacks
         print(f"slimseg-eval: error: {exc}", file=sys.stderr)
         return 2
     print(f"backend {backend}, precision {args.precision if predict else 'fp32'}",
           file=sys.stderr)
-    model.to(device)
-    if args.channels_last:
+    if model is not None:
+        model.to(device)
+    if args.channels_last and model is not None:
         model.to(memory_format=torch.channels_last)
+    widths = args.widths or (list(engine.widths.values) if bundle else None)
     per_image: dict[float, dict[str, list]] | None = {} if args.per_image else None
     results = evaluate(model, loader, len(info.class_names), info.class_names, info.mean,
-                       info.std, args.widths, device, args.boundary_tolerance,
+                       info.std, widths, device, args.boundary_tolerance,
                        args.sliding_window, channels_last=args.channels_last,
                        progress=sys.stderr.isatty(), per_image=per_image, predict=predict)
     table = markdown_table(results, info.class_names)
@@ -345,6 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if per_image is not None:
             write_per_image(out / "per_image.npz", per_image)
             print(f"wrote {out / 'per_image.npz'}")
+    if args.confidence and bundle:
+        print("slimseg-eval: --confidence needs the .pt checkpoint (it builds graphs with the "
+              "confidence output)", file=sys.stderr)
+        return 2
     if args.confidence:
         confidence_report(model, info, args, device, backend, loader, list(results))
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -112,7 +113,7 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
     Every failure becomes one :class:`StartupError` sentence naming the file. A ``checkpoint``
     that is a directory is a model bundle, run without PyTorch (:func:`load_bundle_engine`).
     """
-    path = values["checkpoint"] or str(default_checkpoint())
+    path = values["checkpoint"] or default_model(values)
     if is_bundle(path):
         return load_bundle_engine(values, path, logger)
     import torch
@@ -143,6 +144,35 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
                 f"{engine.precision}, device {engine.device}, widths {list(engine.widths.values)} "
                 f"prepared in {engine.prepare_seconds:.1f} s ({engine.prepared_from})")
     return engine
+
+
+def default_model(values: dict[str, Any]) -> str:
+    """
+    Return the packaged model for an empty ``checkpoint``: the bundle where it can serve, else .pt.
+
+    The bundle (no PyTorch) serves a runtime backend on the CPU with its own input size and
+    outputs: backend auto or openvino (the packaged bundle holds OpenVINO graphs), device cpu,
+    or auto on a computer without an NVIDIA driver (where auto would pick CUDA), input_size
+    [0, 0] and no confidence. Anything else runs the .pt (PyTorch), as before.
+    """
+    from ..inference.backends import BACKENDS, BackendError, resolve_backend
+    from ..inference.bundle import BundleError, read_bundle
+    from ..resources import default_bundle
+
+    bundle = default_bundle()
+    if bundle is None or values["publish_confidence"] or list(values["input_size"]) != [0, 0]:
+        return str(default_checkpoint())
+    device = str(values["device"])
+    if device not in ("auto", "cpu") or (device == "auto" and Path("/dev/nvidiactl").exists()):
+        return str(default_checkpoint())
+    try:
+        meta = read_bundle(bundle, check_files=False)
+        backend = resolve_backend(values["backend"], "cpu")
+    except (BundleError, BackendError):
+        return str(default_checkpoint())
+    if BACKENDS[backend].runner is None or backend not in meta["graphs"]:
+        return str(default_checkpoint())
+    return str(bundle)
 
 
 def load_bundle_engine(values: dict[str, Any], path: str, logger: Any) -> Any:
