@@ -96,8 +96,8 @@ def generate_launch_description():
                         "input_transport: compressed)"),
         DeclareLaunchArgument(
             "checkpoint", default_value="",
-            description="Model checkpoint (.pt); empty: the parameter file's value, whose "
-                        "default is the packaged model"),
+            description="Model checkpoint (.pt) or bundle directory; empty: the parameter "
+                        "file's value, whose default is the packaged model"),
         DeclareLaunchArgument(
             "device", default_value="",
             description="auto, cpu, cuda or cuda:N; empty: the parameter file's value"),
