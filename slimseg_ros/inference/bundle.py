@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from ..widths import TrainedWidths, Width
-from .backends import BACKENDS, BackendError, check_backend_precision, resolve_backend
+from .backends import (BACKENDS, BackendError, bundle_runtimes, check_backend_precision,
+                       resolve_backend)
 from .graph_format import GRAPH_VERSION, graph_outputs
 
 BUNDLE_FILE = "bundle.json"
 FORMAT = "slimseg-bundle"
 FORMAT_VERSION = 1
-RUNTIME_FILES = {"openvino": ("xml", "bin"), "onnxruntime": ("onnx",)}
 
 
 class BundleError(ValueError):
@@ -91,7 +91,8 @@ def read_bundle(folder: str | Path, check_files: bool = True) -> dict[str, Any]:
     if not isinstance(widths, list) or not widths or not isinstance(graphs, dict):
         raise BundleError(f"{meta_path} lists no widths or no graphs")
     for runtime, per_width in graphs.items():
-        if runtime not in RUNTIME_FILES or not isinstance(per_width, dict):
+        record = BACKENDS.get(runtime)
+        if record is None or record.bundle_loader is None or not isinstance(per_width, dict):
             raise BundleError(f"{meta_path} has graphs for an unknown runtime {runtime!r}")
         for w in widths:
             entry = per_width.get(f"{float(w):g}")
@@ -130,13 +131,15 @@ class BundleEngine:
         self.device = "cpu"
         key = str(backend).strip().lower()
         record = BACKENDS.get(key)
-        if key != "auto" and (record is None or record.runner is None):
+        if key != "auto" and (record is None or record.bundle_loader is None):
             raise BundleError(f"backend {backend!r} cannot run a bundle (it holds exported "
-                              f"graphs): use openvino or onnxruntime, or the .pt checkpoint")
+                              f"graphs): use {' or '.join(bundle_runtimes())}, or the .pt "
+                              f"checkpoint")
         try:
             self.backend = resolve_backend(key, "cpu", None if precision == "auto" else precision)
-            if BACKENDS[self.backend].runner is None:
-                raise BackendError("neither openvino nor onnxruntime is installed")
+            if BACKENDS[self.backend].bundle_loader is None:
+                raise BackendError(f"no runtime that runs bundles is installed "
+                                   f"({', '.join(bundle_runtimes())})")
             if precision == "auto":
                 precision = BACKENDS[self.backend].default_precision("cpu")
             self.precision = check_backend_precision(self.backend, precision, "cpu")
@@ -167,12 +170,8 @@ class BundleEngine:
 
     def _load(self, meta: dict[str, Any], width: Width, threads: int) -> Any:
         entry = meta["graphs"][self.backend][f"{width.value:g}"]
-        path = self.folder / entry["file"]
-        if self.backend == "openvino":
-            from .backends.openvino_backend import OpenVINOFrameGraph
-            return OpenVINOFrameGraph(str(path), self.precision, threads)
-        from .backends.onnxruntime_backend import OnnxRuntimeFrameGraph
-        return OnnxRuntimeFrameGraph(path.read_bytes(), self.precision, threads)
+        return BACKENDS[self.backend].bundle_loader(self.folder / entry["file"], self.precision,
+                                                    threads)
 
     def member(self, width: Width | int) -> Width:
         """Return the trained width ``width`` names (a Width of :attr:`widths` or its index)."""

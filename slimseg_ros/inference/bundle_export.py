@@ -17,18 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .backends import BACKENDS, BackendError, backend_version
+from .backends import BACKENDS, BackendError, backend_version, bundle_runtimes
 from .backends.frame_graph import export_frame_graph
 from .bundle import BUNDLE_FILE, FORMAT, FORMAT_VERSION, file_sha256
 from .engine import SegmentationEngine
 from .graph_format import GRAPH_VERSION, OPSET, graph_outputs
 from ..models.checkpoint import load_checkpoint
 
-RUNTIMES = ("openvino", "onnxruntime")
-
 
 def write_bundle(checkpoint: str | os.PathLike, folder: str | os.PathLike,
-                 runtimes: Sequence[str] = RUNTIMES, confidence: bool = False,
+                 runtimes: Sequence[str] | None = None, confidence: bool = False,
                  input_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """
     Export every width of ``checkpoint`` into the bundle ``folder``; return its metadata.
@@ -41,9 +39,10 @@ def write_bundle(checkpoint: str | os.PathLike, folder: str | os.PathLike,
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ValueError(f"{folder} exists and is not an empty folder: choose a new one")
+    runtimes = list(runtimes) if runtimes else bundle_runtimes()
     for runtime in runtimes:
-        if runtime not in RUNTIMES:
-            raise ValueError(f"a bundle holds graphs for {' and '.join(RUNTIMES)}, "
+        if runtime not in bundle_runtimes():
+            raise ValueError(f"a bundle holds graphs for {' and '.join(bundle_runtimes())}, "
                              f"not {runtime!r}")
         if not BACKENDS[runtime].installed():
             raise BackendError(f"{runtime} is not installed (pip install "
@@ -59,24 +58,17 @@ def write_bundle(checkpoint: str | os.PathLike, folder: str | os.PathLike,
         graphs: dict[str, dict[str, Any]] = {r: {} for r in runtimes}
         for width in engine.widths:
             stem = f"width_{width.value:g}"
-            onnx = export_frame_graph(engine.network(width), info.mean, info.std,
-                                      engine.input_size, confidence=confidence)
-            (staging / f"{stem}.onnx").write_bytes(onnx)
-            if "onnxruntime" in runtimes:
-                graphs["onnxruntime"][f"{width.value:g}"] = {"file": f"{stem}.onnx"}
-            if "openvino" in runtimes:
-                import openvino as ov
-                model = ov.Core().read_model(str(staging / f"{stem}.onnx"))
-                ov.save_model(model, str(staging / f"{stem}.xml"), compress_to_fp16=True)
-                graphs["openvino"][f"{width.value:g}"] = {"file": f"{stem}.xml"}
-            if "onnxruntime" not in runtimes:
-                (staging / f"{stem}.onnx").unlink()
-        for per_width in graphs.values():
-            for entry in per_width.values():
-                names = [entry["file"]]
-                if entry["file"].endswith(".xml"):
-                    names.append(entry["file"][:-4] + ".bin")
-                entry["sha256"] = {n: file_sha256(staging / n) for n in names}
+            onnx_path = staging / f"{stem}.onnx"
+            onnx_path.write_bytes(export_frame_graph(engine.network(width), info.mean, info.std,
+                                                     engine.input_size, confidence=confidence))
+            kept: set[str] = set()
+            for runtime in runtimes:  # each runtime's files, made from the one ONNX export
+                names = BACKENDS[runtime].bundle_writer(onnx_path, stem)
+                kept.update(names)
+                graphs[runtime][f"{width.value:g}"] = {
+                    "file": names[0], "sha256": {n: file_sha256(staging / n) for n in names}}
+            if onnx_path.name not in kept:
+                onnx_path.unlink()
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "graph_version": GRAPH_VERSION, "opset": OPSET,
                 "outputs": graph_outputs(confidence=confidence),
@@ -87,8 +79,7 @@ def write_bundle(checkpoint: str | os.PathLike, folder: str | os.PathLike,
                 "source": {"checkpoint": Path(checkpoint).name,
                            "sha256": file_sha256(Path(checkpoint))},
                 "made_with": {"torch": torch.__version__, "opset": OPSET,
-                              **{r: backend_version(r) for r in runtimes},
-                              "openvino_weights": "fp16" if "openvino" in runtimes else None},
+                              **{r: backend_version(r) for r in runtimes}},
                 "graphs": graphs}
         (staging / BUNDLE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         staging.chmod(0o755)  # mkdtemp's 0700 would hide the bundle from other users

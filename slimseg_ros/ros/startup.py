@@ -170,7 +170,7 @@ def default_model(values: dict[str, Any]) -> str:
         backend = resolve_backend(values["backend"], "cpu")
     except (BundleError, BackendError):
         return str(default_checkpoint())
-    if BACKENDS[backend].runner is None or backend not in meta["graphs"]:
+    if BACKENDS[backend].bundle_loader is None or backend not in meta["graphs"]:
         return str(default_checkpoint())
     return str(bundle)
 
@@ -179,10 +179,13 @@ def load_bundle_engine(values: dict[str, Any], path: str, logger: Any) -> Any:
     """Run the model bundle at ``path`` (no torch); warm it up at its input size."""
     from ..inference.bundle import BundleEngine, BundleError
 
-    if values["backend"] == "torch":
+    from ..inference.backends import BACKENDS, bundle_runtimes
+
+    record = BACKENDS.get(str(values["backend"]))
+    if record is not None and record.bundle_loader is None:
         raise StartupError(f"checkpoint {path} is a model bundle (exported graphs): backend "
-                           f"torch needs the .pt checkpoint; use backend auto, openvino or "
-                           f"onnxruntime")
+                           f"{record.name} needs the .pt checkpoint; use backend auto or "
+                           f"{' or '.join(bundle_runtimes())}")
     try:
         engine = BundleEngine(path, backend=values["backend"], precision=values["precision"],
                               threads=int(values["torch_threads"]), device=values["device"],

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..inference.backends import bundle_runtimes
 from ..inference.engine import SegmentationEngine
 from ..inference.export import FORMATS, ExportError, export_width
 from ..models.checkpoint import CheckpointError
@@ -70,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a model bundle instead: every width's frame graph for OpenVINO "
                         "(IR, fp16 weights) and ONNX Runtime plus bundle.json, what the node "
                         "runs without PyTorch (DIR must be new or empty)")
-    p.add_argument("--runtimes", nargs="+", default=["openvino", "onnxruntime"],
-                   choices=["openvino", "onnxruntime"], help="with --bundle: graphs for these")
+    p.add_argument("--runtimes", nargs="+", default=None, choices=bundle_runtimes(),
+                   help="with --bundle: graphs for these (default: every one)")
     p.add_argument("--confidence", action="store_true",
                    help="with --bundle: graphs with the confidence output too")
     p.add_argument("--size", type=size_arg, default=None,

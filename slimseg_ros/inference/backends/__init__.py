@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 AUTO = "auto"
@@ -68,6 +69,8 @@ class Backend:
     auto_rank: int = 0
     pip: str | None = None
     operation_times: bool = False
+    bundle_writer: Callable[[Path, str], list[str]] | None = None
+    bundle_loader: Callable[[Path, str, int], Any] | None = None
 
     @property
     def is_graph_runtime(self) -> bool:
@@ -141,6 +144,29 @@ def _onnxruntime_runner(onnx_bytes: bytes, precision: str, threads: int,
     return OnnxRuntimeFrameGraph(onnx_bytes, precision, threads, device_type)
 
 
+def _openvino_bundle_writer(onnx_path: Path, stem: str) -> list[str]:
+    """Convert the ONNX graph beside it into an IR with fp16 weights; return its file names."""
+    import openvino as ov
+    model = ov.Core().read_model(str(onnx_path))
+    ov.save_model(model, str(onnx_path.parent / f"{stem}.xml"), compress_to_fp16=True)
+    return [f"{stem}.xml", f"{stem}.bin"]
+
+
+def _openvino_bundle_loader(path: Path, precision: str, threads: int) -> Any:
+    from .openvino_backend import OpenVINOFrameGraph
+    return OpenVINOFrameGraph(str(path), precision, threads)  # reads the .bin beside the .xml
+
+
+def _onnxruntime_bundle_writer(onnx_path: Path, stem: str) -> list[str]:
+    """Keep the ONNX graph itself; return its file name."""
+    return [onnx_path.name]
+
+
+def _onnxruntime_bundle_loader(path: Path, precision: str, threads: int) -> Any:
+    from .onnxruntime_backend import OnnxRuntimeFrameGraph
+    return OnnxRuntimeFrameGraph(path.read_bytes(), precision, threads)
+
+
 #: every runtime, in the order choices are listed
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", "the torch networks themselves", module=None,
@@ -149,11 +175,19 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("openvino", "OpenVINO, a compiled frame graph per width", module="openvino",
             precisions=("fp32", "bf16"), devices=("cpu",), runner=_openvino_runner,
             default_precision=_openvino_default, check_precision=_openvino_check,
-            auto_devices=("cpu",), auto_rank=10, operation_times=True),
+            auto_devices=("cpu",), auto_rank=10, operation_times=True,
+            bundle_writer=_openvino_bundle_writer, bundle_loader=_openvino_bundle_loader),
     Backend("onnxruntime", "ONNX Runtime, a session per width (CUDA: onnxruntime-gpu)",
             module="onnxruntime", precisions=("fp32",), devices=("cpu", "cuda"),
-            runner=_onnxruntime_runner, auto_devices=("cpu",), auto_rank=20),
+            runner=_onnxruntime_runner, auto_devices=("cpu",), auto_rank=20,
+            bundle_writer=_onnxruntime_bundle_writer, bundle_loader=_onnxruntime_bundle_loader),
 )}
+
+
+def bundle_runtimes() -> list[str]:
+    """Return the runtimes whose graphs a model bundle can hold, in auto order."""
+    return [b.name for b in sorted(BACKENDS.values(), key=lambda b: b.auto_rank)
+            if b.bundle_writer is not None]
 
 
 def choices() -> tuple[str, ...]:
