@@ -133,7 +133,7 @@ def test_a_node_started_from_a_bundle_serves_masks_without_importing_torch(bundl
 
 
 def test_the_packaged_bundle_is_the_packaged_checkpoint() -> None:
-    from slimseg_ros.inference.bundle import file_sha256
+    from slimseg_ros.inference.graph_format import file_sha256
     from slimseg_ros.resources import default_bundle, default_checkpoint
 
     bundle = default_bundle()

@@ -12,7 +12,6 @@ sentence naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import numpy as np
 from ..widths import TrainedWidths, Width
 from .backends import (BACKENDS, BackendError, bundle_runtimes, check_backend_precision,
                        resolve_backend)
-from .graph_format import GRAPH_VERSION, graph_outputs
+from .graph_format import GRAPH_VERSION, check_frame, file_sha256, graph_outputs
 
 BUNDLE_FILE = "bundle.json"
 FORMAT = "slimseg-bundle"
@@ -49,15 +48,6 @@ class BundleInfo:
 def is_bundle(path: str | Path) -> bool:
     """Tell whether ``path`` is a directory (a bundle, or meant to be one)."""
     return Path(path).is_dir()
-
-
-def file_sha256(path: Path) -> str:
-    """Return the SHA-256 of ``path``'s bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_bundle(folder: str | Path, check_files: bool = True) -> dict[str, Any]:
@@ -180,7 +170,7 @@ class BundleEngine:
     def segment(self, image_rgb: np.ndarray,
                 width: Width | int) -> tuple[np.ndarray, np.ndarray | None]:
         """H x W x 3 uint8 RGB -> (class ids, confidence or None), as the torch engine's."""
-        frame = _check_frame(image_rgb)
+        frame = check_frame(image_rgb)
         outputs = self._graphs[self.member(width).index].run_all(frame)
         return outputs[0], (outputs[1] if self.confidence else None)
 
@@ -211,12 +201,3 @@ class BundleEngine:
         return (f"BundleEngine(widths={list(self.widths.values)}, backend={self.backend}, "
                 f"device=cpu, precision={self.precision}, input_size={self.input_size}, "
                 f"bundle={self.folder.name})")
-
-
-def _check_frame(image_rgb: Any) -> np.ndarray:
-    if not (isinstance(image_rgb, np.ndarray) and image_rgb.dtype == np.uint8
-            and image_rgb.ndim == 3 and image_rgb.shape[2] == 3 and image_rgb.size):
-        raise ValueError(f"expected an H x W x 3 uint8 RGB frame, got "
-                         f"{getattr(image_rgb, 'dtype', type(image_rgb).__name__)} "
-                         f"{getattr(image_rgb, 'shape', '')}")
-    return np.ascontiguousarray(image_rgb)

@@ -19,9 +19,9 @@ from typing import Any
 
 from .backends import BACKENDS, BackendError, backend_version, bundle_runtimes
 from .backends.frame_graph import export_frame_graph
-from .bundle import BUNDLE_FILE, FORMAT, FORMAT_VERSION, file_sha256
+from .bundle import BUNDLE_FILE, FORMAT, FORMAT_VERSION
 from .engine import SegmentationEngine
-from .graph_format import GRAPH_VERSION, OPSET, graph_outputs
+from .graph_format import GRAPH_VERSION, OPSET, file_sha256, graph_outputs
 from ..models.checkpoint import load_checkpoint
 
 

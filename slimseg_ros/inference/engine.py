@@ -35,8 +35,8 @@ from torch import nn
 
 from .backends import (AUTO, BACKENDS, EAGER, check_backend_precision, frame_graph_runner,
                        resolve_backend)
-from .backends.frame_graph import (GraphCache, argmax_and_confidence, export_frame_graph,
-                                   file_sha256, graph_outputs)
+from .backends.frame_graph import GraphCache, argmax_and_confidence, export_frame_graph
+from .graph_format import check_frame, file_sha256, graph_outputs  # noqa: F401 - re-exported
 from .specialise import module_bytes, specialise_network
 from ..models.checkpoint import ModelInfo, load_checkpoint
 from ..models.slimmable import set_width as set_model_width, trained_widths
@@ -77,21 +77,6 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         raise ValueError(f"precision {precision!r} needs a CUDA device, got {device}; "
                          "use fp32 (or bf16) on CPU")
     return dtype
-
-
-def check_frame(image_rgb: Any) -> np.ndarray:
-    """Validate an H x W x 3 uint8 RGB frame; return a C-contiguous, writable array."""
-    if not isinstance(image_rgb, np.ndarray):
-        raise ValueError("expected an H x W x 3 uint8 numpy array, "
-                         f"got {type(image_rgb).__name__}")
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or 0 in image_rgb.shape:
-        raise ValueError(f"expected an H x W x 3 RGB frame, got shape {image_rgb.shape}")
-    if image_rgb.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 frame, got dtype {image_rgb.dtype}")
-    if not image_rgb.flags.c_contiguous or not image_rgb.flags.writeable:
-        # read-only buffers (e.g. from a ROS message) or flipped views: one cheap copy
-        image_rgb = np.array(image_rgb, order="C", copy=True)
-    return image_rgb
 
 
 def frames_to_batch(image_rgb: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -1,11 +1,18 @@
 """
-What a frame graph is, as files: its version, ONNX opset and outputs (no torch needed).
+What a frame graph is, as files: its version, ONNX opset, input and outputs (no torch needed).
 
 The exporter (:mod:`.backends.frame_graph`) writes graphs of this format; a model bundle
 (:mod:`.bundle`) records it, and a node running a bundle checks it without importing torch.
+Both engines check their frames with :func:`check_frame` and files with :func:`file_sha256`.
 """
 
 from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import numpy as np
 
 # bump when the exported graph changes (2: TF-"SAME" padding follows the frame size)
 GRAPH_VERSION = 6  # (3: argmax as a chain of comparisons; 4: logits upsample as a deconvolution;
@@ -16,3 +23,27 @@ OPSET = 17
 def graph_outputs(logits: bool = False, confidence: bool = False) -> list[str]:
     """Return the output names of a frame graph, in order."""
     return ["logits"] if logits else ["mask", "confidence"] if confidence else ["mask"]
+
+
+def check_frame(image_rgb: Any) -> np.ndarray:
+    """Validate an H x W x 3 uint8 RGB frame; return a C-contiguous, writable array."""
+    if not isinstance(image_rgb, np.ndarray):
+        raise ValueError("expected an H x W x 3 uint8 numpy array, "
+                         f"got {type(image_rgb).__name__}")
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or 0 in image_rgb.shape:
+        raise ValueError(f"expected an H x W x 3 RGB frame, got shape {image_rgb.shape}")
+    if image_rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 frame, got dtype {image_rgb.dtype}")
+    if not image_rgb.flags.c_contiguous or not image_rgb.flags.writeable:
+        # read-only buffers (e.g. from a ROS message) or flipped views: one cheap copy
+        image_rgb = np.array(image_rgb, order="C", copy=True)
+    return image_rgb
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Return the SHA-256 of a file's bytes (the graph cache's and the bundles' key)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -47,7 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..graph_format import GRAPH_VERSION, OPSET, graph_outputs  # noqa: F401 - re-exported
+from ..graph_format import (GRAPH_VERSION, OPSET, file_sha256,  # noqa: F401 - re-exported
+                            graph_outputs)
 
 
 def nearest_exact_indices(out_size: torch.Tensor, in_size: torch.Tensor) -> torch.Tensor:
@@ -293,14 +294,6 @@ def export_frame_graph(net: nn.Module, mean: Sequence[float], std: Sequence[floa
                           input_names=["frame"], output_names=outputs,
                           dynamic_axes={"frame": axes, **dynamic}, do_constant_folding=True)
     return buf.getvalue()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:
