@@ -101,13 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     """Measure the three cases and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=10.0, help="camera frames/s")
-    add_common_options(parser)  # --size HxW, --checkpoint
+    add_common_options(parser, size=(360, 480))  # --size HxW, --checkpoint
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per case")
     parser.add_argument("--settle", type=float, default=3.0,
                         help="seconds before each window (the node reaches its steady state)")
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     add_run_options(parser)  # --domain, --json
-    parser.set_defaults(size=(360, 480))
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.rate <= 0 or args.seconds <= 0 or args.settle < 0:
         parser.error("--rate and --seconds must be > 0, --settle >= 0")

@@ -280,11 +280,11 @@ class NodeBench:
 
 
 # ----------------------------------------------------------------------------- command line
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Add the options every such bench takes: ``--size``, ``--checkpoint``."""
-    parser.add_argument("--size", type=size_arg, default=DEFAULT_SIZE, metavar="HxW",
-                        help=f"camera frame size, {SIZE_FORMAT} "
-                             f"(default {format_size(*DEFAULT_SIZE)})")
+def add_common_options(parser: argparse.ArgumentParser,
+                       size: tuple[int, int] = DEFAULT_SIZE) -> None:
+    """Add the options every such bench takes: ``--size`` (default ``size``), ``--checkpoint``."""
+    parser.add_argument("--size", type=size_arg, default=size, metavar="HxW",
+                        help=f"camera frame size, {SIZE_FORMAT} (default {format_size(*size)})")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="model file (default: the packaged default model)")
 
