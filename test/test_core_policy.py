@@ -125,6 +125,34 @@ class Rig:
     def send(self, handler: Callable[[Any], None], msg: Any) -> None:
         handler(msg)
 
+    def stream(self, seconds: float, hz: float, camera: str = "",
+               frame: Callable[[int], Any] | None = None) -> list[int]:
+        """
+        Send ``camera`` frames at ``hz`` for ``seconds``, serving each as it arrives.
+
+        Each frame arrives on time (the clock jumps to it unless inference ran past it);
+        ``frame(i)`` gives the i-th frame (default: the camera's, newly stamped). Returns the
+        arrival numbers (from 0) of the frames inferred.
+        """
+        start, inferred = self.clock.t, []
+        for i in range(int(round(seconds * hz))):
+            self.clock.t = max(self.clock.t, start + i / hz)
+            msg = frame(i) if frame is not None else self.stamp(camera)
+            before = len(self.meter.widths)
+            self.core.on_image(camera, msg)
+            while self.core.serve_next(timeout=0.0):
+                pass
+            if len(self.meter.widths) > before:
+                inferred.append(i)
+        return inferred
+
+    def published_masks(self, camera: str = "") -> list[tuple[tuple[int, int], bytes]]:
+        """Record each mask ``camera`` publishes from now on as (stamp, bytes) in the list."""
+        sent: list[tuple[tuple[int, int], bytes]] = []
+        self.core.camera(camera).mask_pub.publish = lambda m: sent.append(
+            ((m.header.stamp.sec, m.header.stamp.nanosec), bytes(m.data)))
+        return sent
+
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Any:
@@ -429,17 +457,20 @@ def test_a_repeated_frame_is_not_inferred_again_but_zero_stamps_are_never_repeat
     r = rig()
     frame = r.stamp()
     for _ in range(3):  # the same stamp and frame_id three times (a driver repeating itself)
+        r.clock.advance(0.1)  # (at 10 Hz: a burst would be overload, served at a lower rate)
         r.core.on_image("", frame)
         r.core.serve_next()
     assert len(r.meter.widths) == 1
     assert r.core.frame_stats()["skipped"] == {SKIPPED.duplicate: 2}
     other = image_msg(np.full((24, 32, 3), 90, np.uint8), "rgb8", frame_id="other_camera",
                       stamp=frame.header.stamp)
+    r.clock.advance(0.1)
     r.core.on_image("", other)  # same stamp, another frame_id: a new frame
     r.core.serve_next()
     assert len(r.meter.widths) == 2
     unstamped = image_msg(np.full((24, 32, 3), 90, np.uint8), "rgb8")
     for _ in range(3):  # a camera that never stamps: every frame is new
+        r.clock.advance(0.1)
         r.core.on_image("", unstamped)
         r.core.serve_next()
     assert len(r.meter.widths) == 5
@@ -468,3 +499,136 @@ def test_host_temperature_caps_while_the_topic_is_silent_and_a_live_topic_wins(r
     assert r.core.node.set_parameters([Parameter("host_sensors", value="off")])[0].successful
     r.clock.advance(2.1)
     assert r.width() == 1.0  # sensors off: the host's readings are forgotten at once
+
+
+# --------------------------------------------------------------------------------- rate
+def spacing(numbers: list[int]) -> set[int]:
+    """Return the gaps between consecutive numbers."""
+    return {b - a for a, b in zip(numbers, numbers[1:])}
+
+
+def test_a_cpu_budget_below_the_narrowest_width_serves_every_kth_frame_and_gives_it_back(
+        rig) -> None:
+    # at 30 frames/s width 0.25 (4 ms) takes 6% of the two cores: 3.5% needs every 2nd frame
+    r = rig(**{"governor.budget_margin": 1.0})
+    assert len(r.stream(1.0, 30.0)) == 30  # no budget, and keeping up: every frame
+    r.core.inputs.on_cpu_budget(Float32(data=0.035))
+    r.stream(1.0, 30.0)  # the width goes down first, then the rate
+    d = r.decision()
+    assert (float(d.width), d.stride) == (0.25, 2), (d.reason, d.rate_reason)
+    assert "cpu budget" in d.rate_reason and d.served_cpu_share <= 0.035
+    skipped = r.core.frame_stats()["skipped"].get(SKIPPED.rate, 0)
+    inferred = r.stream(2.0, 30.0)
+    assert len(inferred) == 30 and spacing(inferred) == {2}  # evenly spaced
+    assert r.core.frame_stats()["skipped"][SKIPPED.rate] == skipped + 30
+    assert not any("cannot be met" in w for w in r.decision().warnings)
+    r.core.inputs.on_cpu_budget(Float32(data=0.025))  # tighter: a lower rate at once
+    r.stream(0.5, 30.0)
+    assert (r.width(), r.decision().stride) == (0.25, 3)
+    r.core.inputs.on_cpu_budget(Float32(data=1.0))  # loosened: the rate waits for dwell...
+    r.stream(0.5, 30.0)
+    d = r.decision()
+    assert (float(d.width), d.stride) == (0.25, 3) and d.rate_reason.startswith("dwell")
+    assert d.reason.startswith("rate first"), d.reason
+    r.stream(1.7, 30.0)  # ...comes back before the width...
+    d = r.decision()
+    assert (float(d.width), d.stride) == (0.25, 1), (d.reason, d.rate_reason)
+    assert d.reason.startswith("dwell"), d.reason
+    r.stream(2.2, 30.0)  # ...which widens a dwell later
+    assert r.width() > 0.25 and r.decision().stride == 1
+
+
+def test_overload_without_a_budget_lowers_the_rate_and_keeps_the_width(rig) -> None:
+    slow = {0.25: (40.0, 40.0), 0.5: (45.0, 45.0), 0.75: (50.0, 50.0), 1.0: (60.0, 60.0)}
+    r = rig(costs=slow)
+    r.stream(2.0, 30.0)  # 60 ms a frame at 30 frames/s: the node cannot keep up
+    d = r.decision()
+    assert (float(d.width), d.stride) == (1.0, 2) and "overload" in d.rate_reason
+    inferred = r.stream(2.0, 30.0)
+    assert len(inferred) == 30 and spacing(inferred) == {2}  # every 2nd frame
+
+
+def test_the_floor_holds_a_camera_at_min_rate_hz_and_says_the_budget_is_not_met(rig) -> None:
+    r = rig(cpu_budget=0.001, **{"governor.budget_margin": 1.0, "governor.min_rate_hz": 5.0})
+    r.stream(3.0, 30.0)
+    d = r.decision()
+    assert (float(d.width), d.stride) == (0.25, 6), d.rate_reason  # 5 frames/s
+    assert "cannot be met at the floor governor.min_rate_hz 5" in d.rate_reason
+    assert any("floor" in w for w in d.warnings)
+
+
+def test_low_priority_cameras_give_way_first(rig) -> None:
+    # two cameras at 20 frames/s each, both at 0.25 (4 ms): 4% of the cores each
+    r = rig(cameras=["front", "side"], camera_priorities=[2.0, 1.0], cpu_budget=0.06,
+            **{"governor.budget_margin": 1.0, "governor.stale_timeout_s": 60.0})
+    for _ in range(4):  # 4 s, the cameras alternating
+        for i in range(20):
+            for name in ("front", "side"):
+                r.clock.t = max(r.clock.t, r.clock.t + 0.025)
+                r.core.on_image(name, r.stamp(name))
+                while r.core.serve_next(timeout=0.0):
+                    pass
+    front, side = r.decision("front"), r.decision("side")
+    assert (float(front.width), float(side.width)) == (0.25, 0.25)
+    assert front.stride == 1 and side.stride == 2, (front.rate_reason, side.rate_reason)
+    assert r.core.frame_stats("side")["skipped"][SKIPPED.rate] > 0
+    assert SKIPPED.rate not in r.core.frame_stats("front")["skipped"]
+
+
+def test_the_order_per_frame_idle_then_duplicate_then_rate(rig) -> None:
+    slow = {0.25: (40.0, 40.0), 0.5: (45.0, 45.0), 0.75: (50.0, 50.0), 1.0: (60.0, 60.0)}
+    r = rig(costs=slow)
+    r.stream(2.0, 30.0)
+    assert r.decision().stride == 2  # overload: every 2nd frame
+    frame = r.stamp()
+    while len(r.stream(1 / 30, 30.0, frame=lambda i: frame)) == 0:  # until it is served
+        frame = r.stamp()
+    counts = dict(r.core.frame_stats()["skipped"])
+    r.stream(5 / 30, 30.0, frame=lambda i: frame)  # the served frame again: duplicates
+    after = r.core.frame_stats()["skipped"]
+    assert after[SKIPPED.duplicate] == counts.get(SKIPPED.duplicate, 0) + 5
+    assert after[SKIPPED.rate] == counts[SKIPPED.rate]
+    r.listen(mask=0)  # nobody listens: idle, before any other reason
+    r.stream(0.2, 30.0)
+    after = r.core.frame_stats()["skipped"]
+    assert after[SKIPPED.no_subscribers] == 6 and after[SKIPPED.rate] == counts[SKIPPED.rate]
+
+
+def test_rate_and_static_settings_are_checked(rig) -> None:
+    r = rig()
+    for name, bad in (("governor.min_rate_hz", 0.0), ("governor.min_rate_hz", 61.0),
+                      ("governor.min_rate_hz", math.nan), ("static_threshold", -1.0),
+                      ("static_max_age_s", 0.0), ("static_max_age_s", math.nan)):
+        result = r.core.node.set_parameters([Parameter(name, value=bad)])[0]
+        assert not result.successful and name in result.reason, (name, bad, result.reason)
+    assert r.core.governor.config.min_rate_hz == 1.0
+    assert r.core.value("static_max_age_s") == 1.0
+    assert r.core.node.set_parameters([Parameter("governor.min_rate_hz", value=2.5)])[
+        0].successful
+    assert r.core.governor.config.min_rate_hz == 2.5
+
+
+# --------------------------------------------------------------------------------- static
+def test_a_static_scene_republishes_the_last_mask_until_it_is_too_old_or_changes(rig) -> None:
+    r = rig(skip_static=True, static_max_age_s=0.95)
+    sent = r.published_masks()
+    inferred = r.stream(2.5, 10.0)  # the same picture at 10 frames/s, newly stamped
+    assert inferred == [0, 10, 20], inferred  # once per static_max_age_s
+    assert len(sent) == 25  # every frame got a mask, with its own header
+    assert len({stamp for stamp, _ in sent}) == 25
+    assert all(data == sent[0][1] for _, data in sent)
+    assert r.core.frame_stats()["skipped"][SKIPPED.static] == 22
+    moved = image_msg(np.full((24, 32, 3), 200, np.uint8), "rgb8", frame_id="camera")
+    bigger = image_msg(np.full((48, 64, 3), 200, np.uint8), "rgb8", frame_id="camera")
+
+    def scene(i: int) -> Any:
+        msg = moved if i < 3 else bigger
+        sec = int(r.clock.t)
+        msg.header.stamp = Time(sec=sec, nanosec=int((r.clock.t - sec) * 1e9))
+        return msg
+    # the scene changes: inferred at once; then the same again: republished; a new size: inferred
+    r.clock.advance(0.1)
+    assert r.stream(0.5, 10.0, frame=scene) == [0, 3]
+    assert r.core.node.set_parameters([Parameter("skip_static", value=False)])[0].successful
+    r.clock.advance(0.1)
+    assert len(r.stream(0.3, 10.0)) == 3  # off: every frame inferred

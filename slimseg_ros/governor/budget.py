@@ -25,15 +25,18 @@ from ..widths import Width
 
 @dataclass
 class CameraState:
-    """Per-camera state of the governor: its own request, width, dwell and probe clocks."""
+    """Per-camera state of the governor: its request, width, stride, dwell and probe clocks."""
 
     request: Width          # this camera's own request (the widest width until one arrives)
     current: Width          # the width of its last decision
     priority: float
-    last_change: float = -math.inf  # time of the last change of its width
+    last_change: float = -math.inf  # time of the last change of its width or stride
     last_probe: float = -math.inf
     request_pending: bool = False
     last_used: dict[Width, float] = field(default_factory=dict)  # width -> last time chosen
+    stride: int = 1  # served every stride-th frame (the rate actuator, :mod:`.rate`)
+    stride_by_budget: bool = False  # the CPU budget set the stride: the width waits for it
+    pace_reason: str = "every frame"
 
 
 @dataclass(frozen=True)

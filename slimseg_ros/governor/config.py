@@ -84,6 +84,7 @@ class GovernorConfig:
     min_dwell_s: float = 2.0
     stale_timeout_s: float = 10.0
     probe_interval_s: float = 3.0
+    min_rate_hz: float = 1.0  # the serving rate's floor per camera (the rate actuator)
 
     def __post_init__(self) -> None:
         # Validate and normalise here so a directly constructed config is as safe as from_dict's.
@@ -102,6 +103,7 @@ class GovernorConfig:
             "min_dwell_s": (lambda v: 0.0 <= v < math.inf, "a finite value >= 0"),
             "stale_timeout_s": (lambda v: v > 0.0, "> 0 (inf disables it)"),
             "probe_interval_s": (lambda v: 0.0 < v < math.inf, "finite and > 0"),
+            "min_rate_hz": (lambda v: 0.0 < v <= 60.0, "in (0, 60]"),
         }
         for key, (ok, what) in checks.items():
             v = _number(key, getattr(self, key))

@@ -47,6 +47,14 @@ Policy, in one place:
 * **Effective width** = min(request, caps). Lowering applies at once (a budget violation or a hot
   machine must not wait); an automatic *raise* waits until ``min_dwell_s`` has passed since the
   last change, which stops oscillation between two widths.
+* **Rate** (the second actuator, :mod:`.rate`): when even the narrowest width breaks the CPU
+  budget, or frames arrive faster than the node serves them, a camera is served every ``k``-th
+  frame (:attr:`Decision.stride`), ``k`` as small as keeps the round within both, lower priority
+  first, never below ``min_rate_hz``. A stride set by the CPU budget holds the camera's width at
+  the narrowest, and a rate increase waits ``min_dwell_s`` like a width increase, so when the
+  budget loosens the rate comes back before the width widens. A per-frame latency budget never
+  moves the rate (serving fewer frames does not make one faster). Only :meth:`decide_from` and
+  :meth:`decide_from_stores` choose strides: they have each camera's costs and arrival rate.
 * **Stale inputs**: a battery, temperature or budget input older than ``stale_timeout_s`` stops
   constraining and is named in ``Decision.warnings``.
 
@@ -84,6 +92,7 @@ from .config import MAX_CELSIUS, GovernorConfig, _number
 from .budget import (CPU_METER, BudgetRound, CameraState, Meter, budget_cap,
                      busy_cpu_share, latency_meter, predicted_cpu_share)
 from .latency import LatencyStore, WidthLatency
+from .rate import CameraLoad, choose_strides, served_hz
 from ..widths import TrainedWidths, Width
 
 __all__ = ["SINGLE", "Decision", "Governor", "GovernorConfig"]
@@ -115,6 +124,13 @@ class Decision:
     # The predicted CPU share (0-1 of the usable cores) per trained width this decision
     # compared; filled by decide_from.
     cpu_share: Mapping[Width, float] = field(default_factory=dict)
+    # The rate actuator: the camera is served every ``stride``-th frame (1: every frame), why,
+    # its serving rate (frames/s; None: arrival rate unknown) and its predicted CPU share at this
+    # width and rate (None: not measured); filled by decide_from.
+    stride: int = 1
+    rate_reason: str = "every frame"
+    serving_hz: float | None = None
+    served_cpu_share: float | None = None
 
 
 class Governor:
@@ -431,6 +447,14 @@ class Governor:
             decided.insert(0, label)
         reason = "; ".join(binding)
 
+        narrowest = self._widths.narrowest
+        if cam.stride > 1 and cam.stride_by_budget and target > narrowest:
+            # rate before width: the width widens only once every frame is served again
+            reason = (f"rate first: serving 1 in {cam.stride} frames for the cpu budget, "
+                      f"width {narrowest:g} until every frame is served (then {target:g}: "
+                      f"{reason})")
+            decided.insert(0, "rate")
+            target = narrowest
         width = target
         pending, cam.request_pending = cam.request_pending, False
         if (target > cam.current and not pending
@@ -487,15 +511,68 @@ class Governor:
         decisions = self.decide_cameras(
             now, {n: {w: r.pq_ms if r else None for w, r in rs.items()}
                   for n, rs in recent.items()}, active, shares, busy)
+        loads = self._pace(now, decisions, recent, rates, cores, active)
         out = {}
         for name, decision in decisions.items():
             if decision.probing and name in stores:
                 stores[name].reset(decision.width)
             figures = recent.get(name, {})
+            cam = self._cameras[name]
+            load = loads.get(name)
+            rate = rates.get(name)
+            warnings = decision.warnings
+            if cam.stride > 1 and cam.stride_by_budget:  # the rate meets what the width cannot
+                warnings = tuple(w for w in warnings
+                                 if not (w.startswith(CPU_METER.name) and "cannot be met" in w))
+            if "cannot be met at the floor" in cam.pace_reason:
+                warnings += (f"{cam.pace_reason.split(': ', 1)[1]}",)
             out[name] = replace(
                 decision, latency={w: r for w, r in figures.items() if r is not None},
-                cpu_share={w: v for w, v in shares.get(name, {}).items() if v is not None})
+                cpu_share={w: v for w, v in shares.get(name, {}).items() if v is not None},
+                stride=cam.stride, rate_reason=cam.pace_reason, warnings=warnings,
+                serving_hz=None if rate is None else rate / cam.stride,
+                served_cpu_share=None if load is None else (
+                    load.cpu_ms / 1000.0 * served_hz(load, cam.stride) / max(1, int(cores))))
         return out
+
+    def _pace(self, now: float, decisions: Mapping[str, Decision],
+              recent: Mapping[str, Mapping[Width, WidthLatency | None]],
+              rates: Mapping[str, float | None], cores: int,
+              active: Collection[str] | None) -> dict[str, CameraLoad]:
+        """
+        Choose every camera's stride (:mod:`.rate`); a rate increase waits for dwell.
+
+        A camera without a fresh frame, an arrival rate or measured costs at its decided width
+        keeps its stride. Returns the loads the strides were chosen from.
+        """
+        cfg = self._config
+        loads = {}
+        for name, decision in decisions.items():
+            figures = recent.get(name, {}).get(decision.width)
+            hz = rates.get(name)
+            if ((active is not None and name not in active) or figures is None
+                    or figures.cpu_ms is None or not figures.mean_ms or not hz):
+                continue
+            loads[name] = CameraLoad(float(hz), figures.cpu_ms, figures.mean_ms,
+                                     self._cameras[name].priority,
+                                     decision.width == self._widths.narrowest)
+        if not loads:
+            return loads
+        allowed = None if self._cpu_budget is None else self._cpu_budget * cfg.budget_margin
+        paces = choose_strides(loads, cpu_allowed=allowed, cores=cores,
+                               load_allowed=1.0, min_rate_hz=cfg.min_rate_hz)
+        for name, pace in paces.items():
+            cam = self._cameras[name]
+            if pace.stride < cam.stride and now - cam.last_change < cfg.min_dwell_s:
+                wait = cfg.min_dwell_s - (now - cam.last_change)
+                cam.pace_reason = (f"dwell: holding 1 in {cam.stride} frames for {wait:.1f} s "
+                                   f"more (then {pace.reason})")
+                continue
+            if pace.stride != cam.stride:
+                cam.last_change = now
+            cam.stride, cam.stride_by_budget = pace.stride, pace.by_budget
+            cam.pace_reason = pace.reason
+        return loads
 
     # ----------------------------------------------------------------------------- internals
     def _table(self, figures: Mapping[Width | int, float | None]) -> dict[Width, float | None]:

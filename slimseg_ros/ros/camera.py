@@ -34,6 +34,7 @@ from .conversions import colorize, fill_image, fill_png_mono8, overlay
 from ..governor import SINGLE
 from ..governor.decision import Decision
 from ..governor.latency import LatencyStore
+from ..governor.static_scene import StaticReference
 from .frame_slots import FrameSlots
 from .rejections import Rejections
 
@@ -94,6 +95,9 @@ class CameraIO:
         self.last_served: tuple[int, int, str] | None = None  # stamp (s, ns) and frame_id
         self.idle = False  # lazy and nobody listens: holds its width, shares no budget
         self.zero_stamps_noted = False  # said once that zero stamps are never duplicates
+        self.arrivals = 0  # frames arrived (the index the rate's every k-th frame counts in)
+        self.last_served_index = -1  # arrival index of the last frame served
+        self.static_reference: StaticReference | None = None  # the last inferred frame
 
     @property
     def label(self) -> str:
@@ -153,6 +157,7 @@ class CameraIO:
         self.mask_pub = self.mask_compressed_pub = self.color_pub = self.overlay_pub = None
         self.confidence_pub = self.width_pub = None
         self.image_reliability = None
+        self.static_reference = None  # a mask of before the flow stopped is never reused
 
     # ----------------------------------------------------------------------------- QoS
     def _wanted_reliability(self, image_qos: str) -> tuple[ReliabilityPolicy | None, int]:

@@ -127,6 +127,11 @@ class Keys:
     frames_received: str = "frames received"
     frames_processed: str = "frames processed"
     frames_dropped: str = "frames dropped"
+    frames_served: str = "frames served"
+    serving_stride: str = "serving stride"
+    serving_rate_hz: str = "serving rate hz"
+    rate_reason: str = "rate reason"
+    served_cpu_share: str = "served cpu share"
     image_topic: str = "image topic"
     image_qos: str = "image qos"
     image_publishers: str = "image publishers"
@@ -201,6 +206,8 @@ class Skipped:
 
     no_subscribers: str = "no subscribers"  # lazy: none of the camera's outputs is listened to
     duplicate: str = "duplicate"  # the stamp and frame_id of the camera's last served frame
+    rate: str = "rate"  # not the camera's k-th frame while the governor serves every k-th
+    static: str = "static scene"  # skip_static: the last mask republished with the new header
 
 
 SKIPPED = Skipped()
@@ -267,6 +274,11 @@ class Diagnostics:
     frames_received: int = 0
     frames_processed: int = 0
     frames_dropped: int = 0
+    frames_served: int | None = None    # per camera: inferred or republished (static scene)
+    serving_stride: int | None = None   # per camera: served every k-th frame (the rate)
+    serving_rate_hz: float | None = None
+    rate_reason: str = ""
+    served_cpu_share: float | None = None  # predicted at the width and rate served
     image_topic: str = ""
     image_qos: str = ""
     image_publishers: int = 0
@@ -367,6 +379,14 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
         k.backend: d.backend,
         k.precision: d.precision,
     }
+    if d.frames_served is not None:
+        values[k.frames_served] = str(int(d.frames_served))
+    if d.serving_stride is not None:
+        values[k.serving_stride] = str(int(d.serving_stride))
+        values[k.serving_rate_hz] = ("" if d.serving_rate_hz is None
+                                     else f"{d.serving_rate_hz:.2f}")
+        values[k.rate_reason] = d.rate_reason
+        values[k.served_cpu_share] = _percent(d.served_cpu_share)
     if d.camera:
         values[k.camera] = d.camera
     if d.priority is not None:
@@ -525,6 +545,12 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
         frames_received=_int(values.get(k.frames_received)),
         frames_processed=_int(values.get(k.frames_processed)),
         frames_dropped=_int(values.get(k.frames_dropped)),
+        frames_served=(_int(values[k.frames_served]) if k.frames_served in values else None),
+        serving_stride=(_int(values[k.serving_stride]) if k.serving_stride in values
+                        else None),
+        serving_rate_hz=_float(values.get(k.serving_rate_hz)),
+        rate_reason=values.get(k.rate_reason, ""),
+        served_cpu_share=_read_percent(values.get(k.served_cpu_share, "")),
         image_topic=values.get(k.image_topic, ""),
         image_qos=values.get(k.image_qos, ""),
         image_publishers=_int(values.get(k.image_publishers)),

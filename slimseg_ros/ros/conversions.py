@@ -117,6 +117,19 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
+def grey_thumbnail(rgb: np.ndarray, size: tuple[int, int] = (24, 32)) -> np.ndarray:
+    """
+    ``H x W x 3`` uint8 RGB -> a ``size`` (rows, columns) grey thumbnail, uint8.
+
+    Area-averaged, so sensor noise averages out and only a change of the scene moves it (the
+    static-scene check compares two of them).
+    """
+    import cv2
+
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
 def array_to_image_fields(image: np.ndarray, encoding: str) -> dict[str, Any]:
     """
     Fields of a ``sensor_msgs/Image`` holding ``image`` (H x W uint8 or H x W x C uint8).

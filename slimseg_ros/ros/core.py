@@ -81,7 +81,7 @@ class SlimSegCore:
         self.engine: Any = None
         self._governor: Governor | None = None
         self._cameras: dict[str, CameraIO] = {}
-        self._slots: FrameSlots[tuple[Any, float]] | None = None
+        self._slots: FrameSlots[tuple[Any, float, int]] | None = None
         self._server: FrameServer | None = None
         self._worker: threading.Thread | None = None
         self._active = False
@@ -246,7 +246,9 @@ class SlimSegCore:
     def on_image(self, camera: str, msg: Any) -> None:
         """Drop a camera frame into its slot (replacing one nobody took)."""
         now = self.clock()
-        self._slots.put(camera, (msg, now), now)
+        cam = self._cameras[camera]
+        cam.arrivals += 1  # this camera's callbacks run one at a time (its own group)
+        self._slots.put(camera, (msg, now, cam.arrivals), now)
 
     def read_host(self) -> None:
         """Read the computer (battery, temperature, the node's CPU share and memory)."""
@@ -300,7 +302,7 @@ class SlimSegCore:
         return decisions
 
     # ----------------------------------------------------------------------------- inference
-    def _inference_loop(self, slots: FrameSlots[tuple[Any, float]]) -> None:
+    def _inference_loop(self, slots: FrameSlots[tuple[Any, float, int]]) -> None:
         while not slots.closed and self.node.context.ok():
             try:
                 self.serve_next(timeout=0.5)
@@ -320,8 +322,8 @@ class SlimSegCore:
         item = slots.take(timeout=timeout) if slots is not None else None
         if item is None:
             return False
-        camera, (msg, received) = item
-        self._server.serve(camera, msg, received)
+        camera, (msg, received, index) = item
+        self._server.serve(camera, msg, received, index)
         return True
 
     # ----------------------------------------------------------------------------- diagnostics

@@ -16,7 +16,8 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from ..governor import Decision, Governor
 from .camera import CameraIO, reliability_name
-from .contract import REJECTED, Diagnostics, camera_status_name, diagnostics_values, status_name
+from .contract import (REJECTED, SKIPPED, Diagnostics, camera_status_name, diagnostics_values,
+                       status_name)
 from .frame_slots import FrameSlots
 from .host_watch import HostWatch
 from .rejections import Rejections
@@ -97,7 +98,11 @@ class DiagnosticsReport:
                 active_width=decision.width, reason=decision.reason,
                 requested_width=governor.requested_for(cam.name), caps=decision.caps,
                 frames_received=slots.received[cam.name], frames_processed=processed,
-                frames_dropped=slots.dropped[cam.name], image_topic=cam.image_sub.topic_name,
+                frames_dropped=slots.dropped[cam.name],
+                frames_served=processed + cam.skip_counts().get(SKIPPED.static, 0),
+                serving_stride=decision.stride, serving_rate_hz=decision.serving_hz,
+                rate_reason=decision.rate_reason, served_cpu_share=decision.served_cpu_share,
+                image_topic=cam.image_sub.topic_name,
                 image_qos=reliability_name(cam.image_reliability),
                 image_publishers=cam.image_publishers, camera=cam.name,
                 priority=None if single else governor.priorities[cam.name],

@@ -134,6 +134,17 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Infer a camera's frames only while one of its outputs (mask, compressed mask, "
               "colour, overlay, confidence) has a subscriber; its other frames are counted as "
               "skipped."),
+    ParamSpec("skip_static", "bool", False,
+              "Static scenes: while a camera's frame differs from the last frame it inferred "
+              "by less than static_threshold, republish the last mask (and the outputs made "
+              "from it) with the new frame's header instead of inferring, for up to "
+              "static_max_age_s; then infer again. A change of frame size infers at once."),
+    ParamSpec("static_threshold", "float", 2.0,
+              "Mean absolute grey-level difference (0-255) on a 32x24 thumbnail below which a "
+              "frame counts as the same scene (skip_static).", lo=0.0, hi=255.0),
+    ParamSpec("static_max_age_s", "float", 1.0,
+              "Longest time a republished mask may be older than its frame (skip_static); "
+              "must be > 0.", lo=0.0, hi=3600.0),
     ParamSpec("diagnostics_period_s", "float", 1.0,
               "Seconds between diagnostics messages on /diagnostics.", lo=0.05, hi=60.0,
               read_only=True),
@@ -202,6 +213,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("governor.probe_interval_s", "float", _GOV.probe_interval_s,
               "Seconds between tries of a wider, not recently measured width under a budget.",
               lo=0.1, hi=3600.0),
+    ParamSpec("governor.min_rate_hz", "float", _GOV.min_rate_hz,
+              "Floor of a camera's serving rate (frames/s) when the CPU budget or overload "
+              "has it served every k-th frame; in (0, 60].", lo=0.0, hi=60.0),
 )
 
 # Read-only parameters the node declares from the loaded checkpoint (YAML overrides ignored).
@@ -340,6 +354,8 @@ def check_value(name: str, value: Any) -> None:
         raise ValueError(f"parameter '{name}' is {value!r}; choose one of {list(spec.choices)}")
     if spec.kind == "float" and isinstance(value, float) and math.isnan(value):
         raise ValueError(f"parameter '{name}' must not be NaN")
+    if name in ("static_max_age_s", "governor.min_rate_hz") and not float(value) > 0.0:
+        raise ValueError(f"parameter '{name}' is {value}; it must be > 0")
     if name == "width" and not 0.0 < float(value) <= 1.0:
         raise ValueError(f"parameter 'width' is {value}; it must be in (0, 1]")
     if name == "input_size":

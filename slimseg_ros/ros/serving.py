@@ -1,11 +1,21 @@
 """
 One frame's way through the node: skip, convert, decide the width, infer, publish, count.
 
-The order per frame: a camera none of whose outputs has a subscriber (with ``lazy``) is idle and
-its frame is skipped; a frame with the stamp and frame_id of the camera's last served one is a
-duplicate and skipped; anything else is inferred. Skips are counted per reason
-(:data:`~.contract.SKIPPED`) and cost no inference, so only inferred frames feed the latency and
-CPU figures.
+The order per frame, one rule after the other:
+
+1. a camera none of whose outputs has a subscriber (with ``lazy``) is idle: skipped;
+2. a frame with the stamp and frame_id of the camera's last served one is a duplicate: skipped;
+3. while the governor serves the camera every k-th frame (its decision's ``stride``), a frame
+   fewer than k arrivals after the last one served is skipped by rate, so the frames served are
+   evenly spaced in the camera's own sequence (not whichever the slot happened to keep);
+4. with ``skip_static``, a frame whose grey thumbnail is within ``static_threshold`` of the last
+   inferred frame's (same size, younger than ``static_max_age_s``) republishes that frame's
+   mask and confidence with the new header (colour, overlay and PNG are made from them, so any
+   output a new subscriber asks for is there);
+5. anything else is inferred.
+
+Skips are counted per reason (:data:`~.contract.SKIPPED`) and cost no inference, so only
+inferred frames feed the latency and CPU figures.
 
 The node core (:mod:`.core`) takes frames from the slots and hands each to
 :meth:`FrameServer.serve`; the per-frame order lives here, so the core keeps only the phases and
@@ -24,9 +34,10 @@ import numpy as np
 from rclpy.time import Time
 
 from ..governor import Decision
+from ..governor.static_scene import THUMBNAIL_SIZE, StaticReference, reusable
 from .camera import CameraIO
 from .contract import REJECTED, SKIPPED, LastFrame
-from .conversions import compressed_to_rgb, image_to_rgb
+from .conversions import compressed_to_rgb, grey_thumbnail, image_to_rgb
 from .inputs import PolicyInputs
 from .timing import Clock, InferenceMeter
 
@@ -50,31 +61,36 @@ class FrameServer:
         self._decide, self._value, self._stopping = decide, value, stopping
         self._compressed, self._lut = compressed, lut
 
-    def serve(self, camera: str, msg: Any, received: float) -> None:
+    def serve(self, camera: str, msg: Any, received: float, index: int) -> None:
         """
-        Serve one frame of ``camera`` that arrived at ``received`` (clock seconds).
+        Serve one frame of ``camera``, its ``index``-th, that arrived at ``received`` (seconds).
 
         A frame that cannot be converted or inferred is rejected (counted, logged) and the node
         goes on; while the flow is stopping the failure is raised instead.
         """
         cam = self._cameras[camera]
-        if self._skipped(cam, msg.header):
+        if self._skipped(cam, msg.header, index):
             return
         try:
             rgb = compressed_to_rgb(msg) if self._compressed else image_to_rgb(msg)
         except ValueError as exc:
             self._inputs.reject(cam.rejections, REJECTED.image, str(exc), cam.label)
             return
+        thumbnail = None
+        if bool(self._value("skip_static")):
+            thumbnail = grey_thumbnail(rgb, THUMBNAIL_SIZE)
+            if self._republished(cam, msg, rgb, thumbnail, index, received):
+                return
         try:
-            self._infer_and_publish(cam, msg, rgb, received)
+            self._infer_and_publish(cam, msg, rgb, received, index, thumbnail)
         except Exception as exc:  # keep serving frames; report the failure
             if self._stopping():
                 raise
             self._inputs.reject(cam.rejections, REJECTED.inference,
                                 f"{type(exc).__name__}: {exc}", cam.label)
 
-    def _skipped(self, cam: CameraIO, header: Any) -> bool:
-        """Count and skip a frame nobody would receive, or the last served frame again."""
+    def _skipped(self, cam: CameraIO, header: Any, index: int) -> bool:
+        """Count and skip a frame nobody would receive, the last served again, or off-rate."""
         value = self._value
         if bool(value("lazy")) and not cam.has_listeners(bool(value("publish_color")),
                                                          bool(value("publish_overlay"))):
@@ -92,10 +108,33 @@ class FrameServer:
         elif key == cam.last_served:
             cam.count_skip(SKIPPED.duplicate)
             return True
+        stride = cam.decision.stride if cam.decision is not None else 1
+        if stride > 1 and index - cam.last_served_index < stride:
+            cam.count_skip(SKIPPED.rate)
+            return True
         return False
 
-    def _infer_and_publish(self, cam: CameraIO, msg: Any, rgb: np.ndarray,
-                           received: float) -> None:
+    def _republished(self, cam: CameraIO, msg: Any, rgb: np.ndarray, thumbnail: np.ndarray,
+                     index: int, received: float) -> bool:
+        """
+        Republish the last inferred mask for a frame of the same scene; tell if it did.
+
+        The reference's age is counted between the two frames' arrivals.
+        """
+        value = self._value
+        if not reusable(cam.static_reference, thumbnail, rgb.shape[:2], received,
+                        float(value("static_threshold")), float(value("static_max_age_s"))):
+            return False
+        ref = cam.static_reference
+        cam.publish(msg.header, ref.mask, rgb, self._lut, bool(value("publish_color")),
+                    bool(value("publish_overlay")), float(value("overlay_alpha")),
+                    ref.confidence)
+        cam.last_served, cam.last_served_index = cam.frame_key(msg.header), index
+        cam.count_skip(SKIPPED.static)
+        return True
+
+    def _infer_and_publish(self, cam: CameraIO, msg: Any, rgb: np.ndarray, received: float,
+                           index: int, thumbnail: np.ndarray | None) -> None:
         width = self._decide()[cam.name].width
         # a runtime may compile its graphs for a new frame size: not a cost of the width
         self._engine.prepare_size(rgb.shape[0], rgb.shape[1])
@@ -109,7 +148,9 @@ class FrameServer:
         stamp = Time.from_msg(msg.header.stamp)
         age_ms = ((self._node.get_clock().now() - stamp).nanoseconds / 1e6 if stamp.nanoseconds
                   else math.nan)  # meaningful when the camera stamps with this clock
-        cam.last_served = cam.frame_key(msg.header)
+        cam.last_served, cam.last_served_index = cam.frame_key(msg.header), index
+        cam.static_reference = None if thumbnail is None else StaticReference(
+            thumbnail, (int(mask.shape[0]), int(mask.shape[1])), received, mask, confidence)
         cam.count_frame(LastFrame(width=float(width), width_px=int(mask.shape[1]),
                                   height_px=int(mask.shape[0]),
                                   delay_ms=(done - received) * 1e3, age_ms=age_ms))
