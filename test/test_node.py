@@ -30,7 +30,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from node_harness import (NODE_TEST_PARAMS, PALETTE, Probe, Spinner, image_msg,  # noqa: E402
                           random_frame, send_until_mask, try_publish, wait_for,
                           wait_matched)
-from slimseg_ros.ros.contract import REJECTED, TOPICS, compressed_topic  # noqa: E402
+from slimseg_ros.ros.contract import REJECTED, SKIPPED, TOPICS, compressed_topic  # noqa: E402
 from slimseg_ros.ros.conversions import colorize, palette_lut  # noqa: E402
 from slimseg_ros.ros.node import SlimSegNode, StartupError  # noqa: E402
 
@@ -188,6 +188,39 @@ def test_bad_cpu_budgets_are_refused_and_the_nodes_own_share_is_shown(start) -> 
     d = probe.fresh_diag(lambda v: v.host is not None and v.host.node_cpu_share is not None)
     assert d.host.node_memory_mb is not None and d.host.node_memory_mb > 0
     assert d.host.cores >= 1 and d.host.cpu_budget is None
+
+
+def test_a_camera_served_at_a_reduced_rate_keeps_every_masks_header(start) -> None:
+    """
+    Under a CPU budget no width meets, the camera is served every k-th frame over DDS.
+
+    Which k is test_core_policy's (a fake clock and scripted costs); here a budget of 0.01% is
+    below any width at any rate above the floor, so the node serves every k-th frame down to
+    ``governor.min_rate_hz``: each mask that comes back carries the header of one frame sent
+    (stamp and frame_id unchanged) and far fewer masks come back than frames went out.
+    """
+    node, probe = start(cpu_budget=0.0001, **{"governor.min_rate_hz": 1.0})
+    sent: list[tuple[int, int]] = []
+
+    def send() -> None:
+        i = len(sent)
+        msg = image_msg(random_frame(24, 32, seed=i % 3), "rgb8", frame_id="rated_cam",
+                        stamp=rclpy.time.Time(seconds=2000 + i).to_msg())
+        if try_publish(probe.image_pub, msg):
+            sent.append((2000 + i, 0))
+    d = probe.fresh_diag(lambda v: (v.serving_stride or 0) > 1
+                         and v.skipped.get(SKIPPED.rate, 0) > 0,
+                         action=send, action_period=0.05)
+    assert "cannot be met at the floor governor.min_rate_hz 1" in d.rate_reason, d.rate_reason
+    start_count, start_sent = probe.mask_count(), len(sent)
+    wait_for(lambda: len(sent) - start_sent >= 40, action=send, action_period=0.05)
+    wait_for(lambda: probe.mask_count() > start_count, action=send, action_period=0.05)
+    masks = probe.masks_since(start_count)
+    stamps = [(m.header.stamp.sec, m.header.stamp.nanosec) for m in masks]
+    assert all(m.header.frame_id == "rated_cam" and (m.height, m.width) == (24, 32)
+               for m in masks)
+    assert set(stamps) <= set(sent) and len(set(stamps)) == len(stamps)  # each a frame sent
+    assert len(masks) <= (len(sent) - start_sent) // 2 + 1, (len(masks), len(sent) - start_sent)
 
 
 def test_bad_inputs_are_rejected_and_reported(start) -> None:
