@@ -630,6 +630,9 @@ def test_a_static_scene_republishes_the_last_mask_until_it_is_too_old_or_changes
     # the scene changes: inferred at once; then the same again: republished; a new size: inferred
     r.clock.advance(0.1)
     assert r.stream(0.5, 10.0, frame=scene) == [0, 3]
+    r.core.inputs.on_width(Float32(data=0.5))  # a mask of another width is never reused
+    r.clock.advance(0.1)
+    assert r.stream(0.3, 10.0, frame=lambda i: scene(3)) == [0]
     assert r.core.node.set_parameters([Parameter("skip_static", value=False)])[0].successful
     r.clock.advance(0.1)
     assert len(r.stream(0.3, 10.0)) == 3  # off: every frame inferred

@@ -9,7 +9,7 @@ The order per frame, one rule after the other:
    fewer than k arrivals after the last one served is skipped by rate, so the frames served are
    evenly spaced in the camera's own sequence (not whichever the slot happened to keep);
 4. with ``skip_static``, a frame whose grey thumbnail is within ``static_threshold`` of the last
-   inferred frame's (same size, younger than ``static_max_age_s``) republishes that frame's
+   inferred frame's (same size and width, younger than ``static_max_age_s``) republishes its
    mask and confidence with the new header (colour, overlay and PNG are made from them, so any
    output a new subscriber asks for is there);
 5. anything else is inferred.
@@ -122,7 +122,8 @@ class FrameServer:
         The reference's age is counted between the two frames' arrivals.
         """
         value = self._value
-        if not reusable(cam.static_reference, thumbnail, rgb.shape[:2], received,
+        width = self._decide()[cam.name].width
+        if not reusable(cam.static_reference, thumbnail, rgb.shape[:2], width, received,
                         float(value("static_threshold")), float(value("static_max_age_s"))):
             return False
         ref = cam.static_reference
@@ -150,7 +151,8 @@ class FrameServer:
                   else math.nan)  # meaningful when the camera stamps with this clock
         cam.last_served, cam.last_served_index = cam.frame_key(msg.header), index
         cam.static_reference = None if thumbnail is None else StaticReference(
-            thumbnail, (int(mask.shape[0]), int(mask.shape[1])), received, mask, confidence)
+            thumbnail, (int(mask.shape[0]), int(mask.shape[1])), received, width, mask,
+            confidence)
         cam.count_frame(LastFrame(width=float(width), width_px=int(mask.shape[1]),
                                   height_px=int(mask.shape[0]),
                                   delay_ms=(done - received) * 1e3, age_ms=age_ms))

@@ -15,6 +15,13 @@ cores, the figure ``cpu_budget`` is a fraction of), the share the node itself re
 (``node cpu share``) and the share its CPU budget would predict for that width
 (``cpu share at W``). Nothing here passes or fails; it prints what this machine does.
 ``--size`` is ``HxW``, height first (``480x640``: 640 pixels wide), and printed spelt out.
+
+``--budget-share F`` adds, per rate, one more window after the widths: the width request goes
+back to 1.0 and ``slimseg/cpu_budget`` is set to ``F`` times the share measured at the narrowest
+width (0.5: half what the narrowest width costs), so only serving fewer frames can hold it. After
+``--settle`` seconds it prints the same figures with the budget, the share the node predicts
+for the width and rate it serves (``served cpu share``) against ``cpu_budget x margin``, and the
+serving stride and its reason.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..inference.backends import CHOICES as BACKEND_CHOICES
-from ..ros.contract import Diagnostics, camera_topics
+from ..ros.contract import TOPICS, Diagnostics, camera_topics
 from ..widths import same_width
 from .common import markdown_header, markdown_row
 from .node_bench import (NodeBench, Proc, add_common_options, add_run_options, frame_text,
@@ -99,6 +106,42 @@ def measure_width(bench: NodeBench, node: Proc, width: float, seconds: float,
             "cpu_ms_per_mask": 1000.0 * (c1 - c0) / (n1 - n0) if n1 > n0 else None}
 
 
+MARGIN = 0.9  # the node's default governor.budget_margin
+
+
+def measure_budget(bench: NodeBench, node: Proc, narrowest: dict[str, Any], share: float,
+                   settle_s: float, seconds: float, publish_width: Any,
+                   publish_budget: Any) -> dict[str, Any]:
+    """Set a CPU budget of ``share`` x the narrowest width's measured share; measure a window."""
+    listener = bench.listener
+    masks = listener.masks[CAMERA]
+    budget = share * narrowest["cpu_share"]
+    end = time.monotonic() + settle_s
+    while time.monotonic() < end:  # topics are best effort for the budget: say it again
+        publish_width(1.0)
+        publish_budget(budget)
+        bench.spin_for(0.5)
+    n0, c0, t0 = len(masks), process_cpu_seconds(node.proc.pid), time.monotonic()
+    bench.spin_for(seconds)
+    n1, c1, t1 = len(masks), process_cpu_seconds(node.proc.pid), time.monotonic()
+    cores = usable_cores(node.proc.pid)
+    bench.spin_for(1.0)
+    d = listener.statuses.get(NODE, Diagnostics())
+    host = d.host
+    served = getattr(d, "served_cpu_share", None)
+    if served is None and d.active_width is not None:  # a node without the rate actuator
+        served = d.cpu_share.get(d.active_width)
+    return {"width": "budget", "budget": budget, "allowed": budget * MARGIN,
+            "active_width": d.active_width, "window_s": t1 - t0,
+            "masks_per_s": (n1 - n0) / (t1 - t0), "cpu_s": c1 - c0, "cores": cores,
+            "cpu_share": (c1 - c0) / (t1 - t0) / cores,
+            "node_cpu_share": None if host is None else host.node_cpu_share,
+            "predicted_cpu_share": served,
+            "stride": getattr(d, "serving_stride", None),
+            "rate_reason": getattr(d, "rate_reason", "") or d.reason,
+            "cpu_ms_per_mask": 1000.0 * (c1 - c0) / (n1 - n0) if n1 > n0 else None}
+
+
 def run_rate(rate: float, settings: dict[str, Any], domain: int, log_dir: Path
              ) -> list[dict[str, Any]]:
     """Start the node and a camera at ``rate`` on ``domain``, measure every width, stop."""
@@ -123,6 +166,21 @@ def run_rate(rate: float, settings: dict[str, Any], domain: int, log_dir: Path
             row.update(rate=rate, backend=listener.statuses[NODE].backend)
             rows.append(row)
             print(table_row(row), flush=True)
+        if settings.get("budget_share"):
+            budget_pub = listener.node.create_publisher(Float32, "/" + TOPICS.cpu_budget,
+                                                        QoSProfile(depth=1))
+            row = measure_budget(bench, node, min(rows, key=lambda r: r["width"]),
+                                 settings["budget_share"], settings["settle"],
+                                 settings["seconds"],
+                                 lambda w: pub.publish(Float32(data=float(w))),
+                                 lambda b: budget_pub.publish(Float32(data=float(b))))
+            row.update(rate=rate, backend=listener.statuses[NODE].backend)
+            rows.append(row)
+            print(table_row(row), flush=True)
+            print(f"\nCPU budget {_pct(row['budget'])} (x margin {MARGIN}: "
+                  f"{_pct(row['allowed'])}); the node predicts "
+                  f"{_pct(row['predicted_cpu_share'])} at width {row['active_width']}, "
+                  f"stride {row['stride']}: {row['rate_reason']}", flush=True)
         bench.stop_camera(camera)
     return rows
 
@@ -139,7 +197,9 @@ def _pct(value: float | None) -> str:
 def table_row(row: dict[str, Any]) -> str:
     """Return the Markdown row of one rate and width."""
     ms = row["cpu_ms_per_mask"]
-    return markdown_row([f"{row['rate']:g}", f"{row['width']:g}", f"{row['masks_per_s']:.1f}",
+    width = (f"{row['width']:g}" if row["width"] != "budget"
+             else f"budget {_pct(row['budget'])}: {row['active_width']}")
+    return markdown_row([f"{row['rate']:g}", width, f"{row['masks_per_s']:.1f}",
                          _pct(row["cpu_share"]), _pct(row["node_cpu_share"]),
                          _pct(row["predicted_cpu_share"]), "-" if ms is None else f"{ms:.0f}"])
 
@@ -154,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=10.0, help="window per width")
     parser.add_argument("--backend", default="auto",
                         choices=BACKEND_CHOICES)
+    parser.add_argument("--budget-share", type=float, default=0.0,
+                        help="add a window with a CPU budget of this fraction of the narrowest "
+                             "width's measured share (0: none)")
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="seconds the budget acts before its window")
     add_run_options(parser)  # --domain, --json
     return parser
 
@@ -164,10 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if min(args.rates) <= 0 or args.seconds <= 0:
         parser.error("--rates and --seconds must be > 0")
+    if not 0.0 <= args.budget_share <= 1.0 or args.settle < 0:
+        parser.error("--budget-share must be in [0, 1] and --settle >= 0")
     checkpoint = resolve_model(parser, args.checkpoint)
     listen_with_node_profile()  # the masks of any size come in here too
     settings = {"rates": args.rates, "widths": args.widths, "size": args.size,
-                "seconds": args.seconds, "checkpoint": checkpoint, "backend": args.backend}
+                "seconds": args.seconds, "checkpoint": checkpoint, "backend": args.backend,
+                "budget_share": args.budget_share, "settle": args.settle}
     print(f"{frame_text(args.size)}, {args.seconds:g} s per width; model "
           f"{checkpoint.name}, backend {args.backend}; {os.cpu_count()} CPUs\n")
     print(HEADER, flush=True)
