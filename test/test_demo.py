@@ -23,7 +23,8 @@ from slimseg_ros.governor.latency import WidthLatency
 from slimseg_ros.tools.demo import DemoError
 from slimseg_ros.tools.demo.cli import find_params_file, flatten_params, main
 from slimseg_ros.tools.demo.client import Record, parse_diagnostic_values
-from slimseg_ros.tools.demo.report import camera_story, phase_summary, write_report
+from slimseg_ros.tools.demo.report import (camera_story, phase_summary, static_agreement,
+                                           write_report)
 from slimseg_ros.tools.demo.scenario import camera_scenario, phase_budgets, scenario
 from slimseg_ros.tools.demo.scene import (CLASS_MISMATCH_SENTENCE, CLASS_NAMES, MIOU_THRESHOLD,
                                           ROAD, SceneScore, street_scene)
@@ -202,6 +203,24 @@ def test_scenario_covers_every_width_and_policy():
     cpu = [i for i, p in enumerate(phases) if p.cpu_budget == "tight"]
     assert len(cpu) == 1 and cpu[0] + 1 < len(phases)  # a tight CPU budget, then lifted
     assert phases[cpu[0]].budget == 0.0 and phases[cpu[0] + 1].cpu_budget == 0.0
+    below = [i for i, p in enumerate(phases) if p.cpu_budget == "below"]
+    assert len(below) == 1 and phases[below[0] + 1].cpu_budget == 0.0  # then lifted
+    kept = [p for p in phases if p.keep_masks]  # the still scene, inferred then skipped
+    assert [(p.still, p.skip_static) for p in kept] == [(True, False), (True, True)]
+    assert phases[-1].skip_static and not phases[-1].still  # then it moves
+
+
+def test_republished_masks_are_compared_with_full_inference_frame_by_frame():
+    record = Record(phases=[{"name": "still", "keep_masks": True, "skip_static": False},
+                            {"name": "static", "keep_masks": True, "skip_static": True}])
+    same = np.zeros((4, 5), np.uint8)
+    moved = same.copy()
+    moved[0, :2] = 3  # 2 of 20 pixels differ
+    record.kept = {("still", 0): same, ("static", 0): same, ("still", 1): same,
+                   ("static", 1): moved, ("static", 2): same}  # frame 2: no reference
+    a = static_agreement(record)
+    assert a["frames"] == 2 and a["pixel_agreement"] == pytest.approx(0.95)
+    assert a["worst_frame"] == pytest.approx(0.9)
 
 
 def test_the_tight_cpu_budget_lies_between_the_middle_widths_predicted_shares():
@@ -211,6 +230,7 @@ def test_the_tight_cpu_budget_lies_between_the_middle_widths_predicted_shares():
         {"values": diagnostics_values(Diagnostics(cpu_share=shares))}])
     b = phase_budgets(record, [0.25, 0.5, 0.75, 1.0], margin=0.9)
     assert 0.09 < b["cpu_tight"] * 0.9 < 0.16  # fits 0.5, not 0.75
+    assert b["cpu_below"] == 0.025  # half what the narrowest width costs
     assert "cpu_tight" not in phase_budgets(Record(), [0.25, 1.0], 0.9)  # nothing measured
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,6 +25,7 @@ import numpy as np
 from ...ros.contract import (KEYS, TOPICS, camera_topics, is_segmentation_status, read_diagnostics,
                              status_camera)
 from ..common import RosSession
+from . import DemoError
 from .scene import SceneScore
 
 
@@ -55,6 +57,8 @@ class Record:
     scene_masks: dict[float, int] = field(default_factory=dict)
     scene_frames: set[tuple[str, int]] = field(default_factory=set)
     scene_error: str = ""
+    # masks kept to compare two phases frame by frame: (phase, tag of the frame) -> mono8 mask
+    kept: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
 
 def frame_id_of(camera: str) -> str:
@@ -155,6 +159,10 @@ class DemoClient:
         self.active_width: dict[str, float | None] = {cam: None for cam in self.cameras}
         self.last_decision: dict[str, tuple[float, str]] = {}
         self.phase = ""
+        self.keep_masks = False  # keep the masks of tagged frames (Record.kept)
+        self.tags: dict[tuple[str, int, int], int] = {}  # frame stamp -> its tag
+        self.node_name = "slimseg_node"  # whose parameters set_parameter sets
+        self._param_clients: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -180,6 +188,11 @@ class DemoClient:
             mw = self.montage_width
             montage = (camera == self.montage_camera and mw is not None
                        and sent[0] >= self.montage_after and mw not in self.record.montage)
+            tag = self.tags.get(key)
+        if tag is not None:
+            kept = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+            with self.lock:
+                self.record.kept[(sent[1], tag)] = kept[:, : msg.width].copy()
         truth = None
         if self.record.scene is not None and self.labels is not None and sent[2] is not None:
             truth = self.labels(camera, sent[2])
@@ -258,11 +271,13 @@ class DemoClient:
                     self.last_decision[camera] = key
 
     # -- publishing (main thread)
-    def publish_frame(self, rgb: np.ndarray, index: int | None = None, camera: str = "") -> None:
+    def publish_frame(self, rgb: np.ndarray, index: int | None = None, camera: str = "",
+                      tag: int | None = None) -> None:
         """
         Publish ``rgb`` as ``camera``'s next frame.
 
-        ``index`` (its position in the source) comes back with its mask, by stamp.
+        ``index`` (its position in the source) comes back with its mask, by stamp; with
+        ``keep_masks`` on, the mask of a frame with a ``tag`` is kept under (phase, tag).
         """
         msg = self.msgs["Image"]()
         msg.header.stamp = self.node.get_clock().now().to_msg()
@@ -276,9 +291,12 @@ class DemoClient:
         with self.lock:
             key = (camera, msg.header.stamp.sec, msg.header.stamp.nanosec)
             self.stamps[key] = (t, self.phase, index)
+            if tag is not None and self.keep_masks:
+                self.tags[key] = tag
             if len(self.stamps) > 4000:
                 for k in list(self.stamps)[:2000]:
                     del self.stamps[k]
+                    self.tags.pop(k, None)
             self.record.frames.append({"t": t, "phase": self.phase, "camera": camera,
                                        "index": index})
         self.pub_image[camera].publish(msg)
@@ -307,6 +325,32 @@ class DemoClient:
         self.record.inputs.append({"t": self.clock(), "battery": battery, "charging": charging,
                                    "temperature": celsius, "budget_ms": budget_ms,
                                    "cpu_budget": cpu_budget})
+
+    def set_parameter(self, name: str, value: Any, timeout_s: float = 10.0) -> None:
+        """
+        Set one parameter of the node (``ros2 param set``); raise DemoError if refused.
+
+        Waits for the answer (the executor thread spins the client).
+        """
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        client = self._param_clients.get(self.node_name)
+        if client is None:
+            client = self.node.create_client(SetParameters, f"/{self.node_name}/set_parameters")
+            self._param_clients[self.node_name] = client
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise DemoError(f"the node's parameter service did not answer within {timeout_s} s")
+        future = client.call_async(SetParameters.Request(
+            parameters=[Parameter(name, value=value).to_parameter_msg()]))
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise DemoError(f"setting {name} on the node took over {timeout_s} s")
+            time.sleep(0.01)
+        result = future.result().results[0]
+        if not result.successful:
+            raise DemoError(f"the node refused {name}={value!r}: {result.reason}")
 
     def connected(self) -> bool:
         """Tell whether the node subscribes to every camera's image and the control topics."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ...ros.contract import read_diagnostics
+from ...ros.contract import SKIPPED, Diagnostics, read_diagnostics
 from ...widths import find_width, same_width
 from ..common import (describe_size, escape_cell, format_size, markdown_header, markdown_row,
                       markdown_table)
@@ -273,6 +273,92 @@ def _node_cpu_share(record: Record, ph: dict[str, Any]) -> float | None:
     return round(float(np.median(shares)), 4) if shares else None
 
 
+def _phase_diagnostics(record: Record, ph: dict[str, Any]) -> list[Diagnostics]:
+    """Return the single camera's diagnostics within a phase, in order."""
+    return [read_diagnostics(d["values"]) for d in record.diagnostics
+            if ph["start"] <= d["t"] <= ph["end"] and d.get("camera", "") == ""]
+
+
+def rate_and_static(record: Record) -> dict[str, Any]:
+    """
+    Summarise the rate actuator and static scenes from one camera's diagnostics, per phase.
+
+    Per phase: the node's predicted share of the frames it serves (median), the largest serving
+    stride and the last rate reason, and how many frames it inferred, republished (static
+    scene) and skipped by rate. ``agreement``: the masks of the phase with ``skip_static``
+    against full inference on the same (tagged) frames in the phase without it.
+    """
+    phases = {}
+    for ph in record.phases:
+        ds = _phase_diagnostics(record, ph)
+        if len(ds) < 2:
+            continue
+        first, last = ds[0], ds[-1]
+        served = [d.served_cpu_share for d in ds if d.served_cpu_share is not None]
+        strides = [d.serving_stride for d in ds if d.serving_stride]
+
+        def delta(why: str) -> int:
+            return last.skipped.get(why, 0) - first.skipped.get(why, 0)
+        phases[ph["name"]] = {
+            "served_cpu_share": round(float(np.median(served)), 4) if served else None,
+            "max_stride": max(strides) if strides else None, "rate_reason": last.rate_reason,
+            "inferred": last.frames_processed - first.frames_processed,
+            "republished": delta(SKIPPED.static), "skipped_by_rate": delta(SKIPPED.rate)}
+    return {"phases": phases, "agreement": static_agreement(record)}
+
+
+def static_agreement(record: Record) -> dict[str, Any] | None:
+    """Compare the kept masks of the static-scene phase with those of full inference."""
+    kept = [ph for ph in record.phases if ph.get("keep_masks")]
+    reference = next((ph["name"] for ph in kept if not ph.get("skip_static")), None)
+    tested = next((ph["name"] for ph in kept if ph.get("skip_static")), None)
+    if reference is None or tested is None:
+        return None
+    tags = sorted({t for p, t in record.kept if p == reference}
+                  & {t for p, t in record.kept if p == tested})
+    equal = [float(np.mean(record.kept[(reference, t)] == record.kept[(tested, t)]))
+             for t in tags if record.kept[(reference, t)].shape == record.kept[(tested, t)].shape]
+    return {"reference_phase": reference, "phase": tested, "frames": len(equal),
+            "pixel_agreement": round(float(np.mean(equal)), 5) if equal else None,
+            "worst_frame": round(min(equal), 5) if equal else None}
+
+
+def _rate_static_lines(summary: list[dict[str, Any]], rates: dict[str, Any]) -> list[str]:
+    """Return the report's section on the serving rate and static scenes."""
+    rows = []
+    agreement = rates.get("agreement") or {}
+    compared = {agreement.get("phase"), agreement.get("reference_phase")}
+    for s in summary:
+        r = rates["phases"].get(s["phase"])
+        if r is None or not (s.get("cpu_budget") or r["republished"] or r["skipped_by_rate"]
+                             or s["phase"] in compared):
+            continue
+        allowed = (f"{100 * s['cpu_budget']:.1f}% x {s.get('margin', 0.9):g}"
+                   if s.get("cpu_budget") else "-")
+        rows.append([s["phase"], allowed, _pct(r["served_cpu_share"]),
+                     _pct(s.get("node_cpu_share")), str(r["max_stride"] or "-"),
+                     f"{s.get('masks_received', 0)} of {s.get('frames_sent', 0)}",
+                     str(r["inferred"]), str(r["republished"]), str(r["skipped_by_rate"])])
+    if not rows:
+        return []
+    lines = ["## Serving rate and static scenes", "",
+             markdown_header(("phase", "CPU budget x margin", "predicted share, frames served",
+                              "node CPU share (process)", "stride (max)", "masks of frames",
+                              "inferred", "republished", "skipped by rate"), "lrrrrrrrr")]
+    lines += [markdown_row(r) for r in rows]
+    a = rates.get("agreement")
+    if a and a["pixel_agreement"] is not None:
+        lines += ["", f"Republished masks ({a['phase']}) against full inference on the same "
+                      f"frames ({a['reference_phase']}): {100 * a['pixel_agreement']:.2f}% of "
+                      f"pixels equal over {a['frames']} frames (worst frame "
+                      f"{100 * a['worst_frame']:.2f}%)."]
+    return lines + [""]
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"
+
+
 def phase_summary(record: Record) -> list[dict[str, Any]]:
     """
     Summarise each phase: widths seen, reasons given, frames sent and masks received.
@@ -285,7 +371,8 @@ def phase_summary(record: Record) -> list[dict[str, Any]]:
         row = {"phase": ph["name"], "expect": ph["expect"], "start_s": round(ph["start"], 2),
                "end_s": round(ph["end"], 2), "budget_ms": ph.get("budget_ms"),
                "budget_kind": ph.get("budget_kind", ""), "cpu_budget": ph.get("cpu_budget"),
-               "node_cpu_share": _node_cpu_share(record, ph), "silent": ph.get("silent", [])}
+               "node_cpu_share": _node_cpu_share(record, ph), "silent": ph.get("silent", []),
+               "margin": ph.get("margin")}
         if record.cameras == [""]:
             row.update(_camera_in_phase(record, ph, ""))
         else:
@@ -426,13 +513,14 @@ def write_report(out: Path, record: Record, frame: np.ndarray, info: dict[str, A
     _write_decisions(files["decisions_md"], record)
     summary = phase_summary(record)
     (out / "phases.json").write_text(json.dumps(summary, indent=2))
+    rates = rate_and_static(record) if single else {"phases": {}, "agreement": None}
     scene = scene_summary(record, info, meta)
     per_camera = {c: {"frames_sent": sum(1 for f in record.frames if f.get("camera") == c),
                       "masks_received": sum(1 for m in record.masks if m.get("camera") == c)}
                   for c in record.cameras if c}
     files["report_json"].write_text(json.dumps(
         {"meta": meta, "frames_sent": len(record.frames), "masks_received": len(record.masks),
-         "cameras": per_camera, "scene": scene}, indent=2))
+         "cameras": per_camera, "scene": scene, "rate_and_static": rates}, indent=2))
     lines = ["# slimseg_ros demo", ""]
     if info.get("untrained"):
         lines += ["**The model is UNTRAINED (random segmentation head): the masks mean nothing. "
@@ -458,6 +546,7 @@ def write_report(out: Path, record: Record, frame: np.ndarray, info: dict[str, A
     lines += _scene_lines(scene)
     if single:
         lines += _phase_lines(summary)
+        lines += [""] + _rate_static_lines(summary, rates)
     else:
         lines += ["## Cameras", ""] + camera_story(summary, record.cameras,
                                                    meta["camera_priorities"]) + [""]

@@ -2,10 +2,12 @@
 The demo's scripted stories and their playing through the client, phase by phase.
 
 One camera: explicit width commands, a draining battery, a thermal spike, a tight then relaxed
-latency budget, a tight CPU-share budget then none. Several cameras (the node's ``cameras``,
-the first with the highest priority): the width sweep, all cameras free, a tight budget under
-which the first camera keeps its width while the others slim, the last camera dropping out and
-coming back, the budget lifted.
+latency budget, a tight CPU-share budget then none, a CPU budget below the narrowest width's
+cost (held by serving every k-th frame), and a scene that holds still (with sensor noise)
+then moves, first inferred frame by frame, then with ``skip_static`` on. Several cameras (the
+node's ``cameras``, the first with the highest priority): the width sweep, all cameras free, a
+tight budget under which the first camera keeps its width while the others slim, the last
+camera dropping out and coming back, the budget lifted.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ...ros.contract import read_diagnostics
 from ...widths import find_width, same_width
@@ -45,6 +48,9 @@ class Phase:
     montage: bool = False                  # hold frame 0 until the montage has its mask
     expect: str = ""                       # what the phase should show, for the report
     silent: tuple[str, ...] = ()           # cameras that publish no frame during the phase
+    still: bool = False                    # the scene holds still: one frame plus sensor noise
+    skip_static: bool | None = None        # the node's skip_static, set at the start
+    keep_masks: bool = False               # keep the masks to compare phases frame by frame
 
 
 def scenario(phase_s: float, widths: list[float]) -> list[Phase]:
@@ -71,6 +77,20 @@ def scenario(phase_s: float, widths: list[float]) -> list[Phase]:
               cpu_budget="tight", expect="width lowered to fit the CPU-share budget"),
         Phase("CPU budget lifted", 2.5 * p, battery=(18.0, 20.0), charging=True,
               expect="width probes back up to full"),
+        Phase("CPU budget below width 0.25", 2.5 * p, battery=(20.0, 22.0), charging=True,
+              cpu_budget="below", expect="narrowest width, then every k-th frame: the "
+              "predicted share of the frames served fits the budget"),
+        Phase("CPU budget lifted again", 2.5 * p, battery=(22.0, 24.0), charging=True,
+              expect="every frame served again, then the width climbs"),
+        Phase("scene holds still", 1.5 * p, battery=(24.0, 25.0), charging=True, still=True,
+              skip_static=False, keep_masks=True,
+              expect="one frame with sensor noise, every frame inferred"),
+        Phase("still, skip_static on", 1.5 * p, battery=(25.0, 26.0), charging=True,
+              still=True, skip_static=True, keep_masks=True,
+              expect="the same frames: the last mask republished, inferred once per "
+              "static_max_age_s"),
+        Phase("scene moves, skip_static on", 1.5 * p, battery=(26.0, 27.0), charging=True,
+              skip_static=True, expect="every frame differs: every frame inferred"),
     ]
     return phases
 
@@ -116,7 +136,8 @@ def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[st
     latency does not slim it).
     "relaxed" is three times a round at full width (the governor should probe back to full).
     "cpu_tight" (one camera; a share of the cores) lies between the CPU shares the node predicted
-    for the two middle widths at the camera's rate.
+    for the two middle widths at the camera's rate; "cpu_below" is half the share it predicted
+    for the narrowest width (only serving fewer frames can meet it).
     """
     ws = sorted(widths)
     lo, hi = ws[max(0, len(ws) // 2 - 1)], ws[min(len(ws) - 1, len(ws) // 2)]
@@ -125,6 +146,9 @@ def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[st
     a, b = shares.get(lo), shares.get(hi)
     if a and b and len(record.cameras) == 1:
         out["cpu_tight"] = round(min(1.0, _between(a, b) / margin), 4)
+    narrowest = shares.get(ws[0])
+    if narrowest and len(record.cameras) == 1:
+        out["cpu_below"] = round(0.5 * narrowest, 5)
     return out
 
 
@@ -194,6 +218,7 @@ def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Sourc
     """
     period = 1.0 / fps
     input_period = 0.25
+    still: tuple[int, object] | None = None  # the held frame's index and pixels
     budgets: dict[str, float] = {}
     montage_cam = client.montage_camera
     for ph in phases:
@@ -208,7 +233,9 @@ def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Sourc
         start = clock()
         entry = {"name": ph.name, "start": start, "end": start + ph.seconds, "expect": ph.expect,
                  "budget_ms": budget, "budget_kind": ph.budget if isinstance(ph.budget, str)
-                 else "", "cpu_budget": cpu_budget, "silent": list(ph.silent)}
+                 else "", "cpu_budget": cpu_budget, "silent": list(ph.silent),
+                 "still": ph.still, "skip_static": ph.skip_static, "keep_masks": ph.keep_masks,
+                 "margin": margin}
         record.phases.append(entry)
         client.phase = ph.name
         print(f"[demo] {start:6.1f} s  {ph.name}" + (f" ({budget:.1f} ms)" if budget else "")
@@ -216,6 +243,15 @@ def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Sourc
               flush=True)
         if ph.request is not None:
             client.publish_width(ph.request)
+        if ph.skip_static is not None:
+            client.set_parameter("skip_static", ph.skip_static)
+        if ph.still and still is None:
+            source = sources[montage_cam]
+            still = (source.index, source.next())
+        elif not ph.still:
+            still = None
+        client.keep_masks = ph.keep_masks
+        frame_no = 0
         next_frame = next_input = clock()
         armed = False
         while (now := clock()) < start + ph.seconds:
@@ -237,7 +273,11 @@ def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Sourc
                 for cam, source in sources.items():
                     if cam in ph.silent:
                         continue
-                    if holding and cam == montage_cam:
+                    if still is not None and cam == montage_cam:
+                        client.publish_frame(with_noise(still[1], frame_no), still[0], cam,
+                                             tag=frame_no)
+                        frame_no += 1
+                    elif holding and cam == montage_cam:
                         client.publish_frame(source.first, 0, cam)
                     else:
                         rgb = source.next()
@@ -250,6 +290,14 @@ def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Sourc
         entry["end"] = clock()
     time.sleep(min(1.0, phase_s / 2))  # let the last masks and diagnostics arrive
     return clock()
+
+
+def with_noise(rgb: Any, seed: int, sigma: float = 2.0) -> Any:
+    """Return ``rgb`` with a camera's sensor noise (Gaussian, ``sigma`` levels) of ``seed``."""
+    import numpy as np
+
+    noise = np.random.default_rng(seed).normal(0.0, sigma, rgb.shape)
+    return np.clip(rgb.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
 
 def _lerp(pair: tuple[float, float], frac: float) -> float:
