@@ -167,7 +167,7 @@ def run_rate(rate: float, settings: dict[str, Any], domain: int, log_dir: Path
             rows.append(row)
             print(table_row(row), flush=True)
         if settings.get("budget_share"):
-            budget_pub = listener.node.create_publisher(Float32, "/" + TOPICS.cpu_budget,
+            budget_pub = listener.node.create_publisher(Float32, f"/{CAMERA}/{TOPICS.cpu_budget}",
                                                         QoSProfile(depth=1))
             row = measure_budget(bench, node, min(rows, key=lambda r: r["width"]),
                                  settings["budget_share"], settings["settle"],
