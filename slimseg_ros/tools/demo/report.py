@@ -331,7 +331,7 @@ def _rate_static_lines(summary: list[dict[str, Any]], rates: dict[str, Any]) -> 
     for s in summary:
         r = rates["phases"].get(s["phase"])
         if r is None or not (s.get("cpu_budget") or r["republished"] or r["skipped_by_rate"]
-                             or s["phase"] in compared):
+                             or s["phase"] in compared or s.get("skip_static")):
             continue
         allowed = (f"{100 * s['cpu_budget']:.1f}% x {s.get('margin', 0.9):g}"
                    if s.get("cpu_budget") else "-")
@@ -372,7 +372,7 @@ def phase_summary(record: Record) -> list[dict[str, Any]]:
                "end_s": round(ph["end"], 2), "budget_ms": ph.get("budget_ms"),
                "budget_kind": ph.get("budget_kind", ""), "cpu_budget": ph.get("cpu_budget"),
                "node_cpu_share": _node_cpu_share(record, ph), "silent": ph.get("silent", []),
-               "margin": ph.get("margin")}
+               "margin": ph.get("margin"), "skip_static": ph.get("skip_static")}
         if record.cameras == [""]:
             row.update(_camera_in_phase(record, ph, ""))
         else:
