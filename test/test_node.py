@@ -455,6 +455,11 @@ def test_bad_start_up_parameters_are_named(context, checkpoint) -> None:
         SlimSegNode(context=context, parameter_overrides=[
             Parameter("checkpoint", value=str(checkpoint)),
             Parameter("input_size", value=[64, 0])])
+    for name, bad in (("governor.min_rate_hz", 0.0), ("governor.min_rate_hz", math.nan),
+                      ("static_max_age_s", 0.0), ("static_threshold", -1.0)):
+        with pytest.raises(StartupError, match=name.replace(".", r"\.")):
+            SlimSegNode(context=context, parameter_overrides=[
+                Parameter("checkpoint", value=str(checkpoint)), Parameter(name, value=bad)])
 
 
 def test_wrongly_typed_yaml_value_fails_start_up_with_the_parameter_named(context,
