@@ -145,4 +145,10 @@ def test_choose_strides_is_as_small_as_keeps_the_budget() -> None:
                               min_rate_hz=1.0)["c"]
         assert pace.stride == k, (budget, pace)
     assert floor_stride(30.0, 1.0) == 30 and floor_stride(0.5, 1.0) == 1
+    # a floor far below the camera's rate: strides in the tens of thousands are found directly
+    fast = CameraLoad(offered_hz=60.0, cpu_ms=20.0, wall_ms=20.0, priority=1.0, narrowest=True)
+    pace = choose_strides({"c": fast}, cpu_allowed=1e-4, cores=2, load_allowed=1.0,
+                          min_rate_hz=0.001)["c"]
+    assert fast.cpu_ms / 1000 * 60.0 / pace.stride / 2 <= 1e-4  # fits, just
+    assert fast.cpu_ms / 1000 * 60.0 / (pace.stride - 1) / 2 > 1e-4  # one fewer would not
     assert floor_stride(30.0, 7.0) == 4

@@ -17,8 +17,9 @@ Rules, for the cameras with a fresh frame and measured costs at their decided wi
   latency``, must fit the thread (``load_allowed``, 1.0 in the governor: a node that keeps up
   serves every frame); beyond it the node is overloaded and every camera may give way, at any
   width (with no budget set, overload lowers only the rate).
-* Lower priority gives way first. Among cameras of equal priority the one served fastest gives
-  way next, so equal cameras slow down together. No camera goes below ``min_rate_hz`` (its
+* Lower priority gives way first. Cameras of equal priority are served at a common rate (the
+  largest that fits, each camera's stride rounded up from it), so the one served fastest gives
+  way first and equal cameras slow down together. No camera goes below ``min_rate_hz`` (its
   *floor*): when the floors are what break the budget, the reason says so.
 * ``k`` is as small as keeps the round within both limits.
 
@@ -102,17 +103,37 @@ def choose_strides(loads: Mapping[str, CameraLoad], *, cpu_allowed: float | None
 
     by_budget: set[str] = set()
     for priority in sorted({load.priority for load in loads.values()}):  # lowest first
-        group = [n for n, load in loads.items() if load.priority == priority]
-        while cpu_over() or overloaded():
-            for_budget = cpu_over()
-            movable = [n for n in group if stride[n] < ceiling[n]
-                       and (overloaded() or loads[n].narrowest)]
-            if not movable:
-                break
-            name = max(movable, key=lambda n: served_hz(loads[n], stride[n]))
-            stride[name] += 1
-            if for_budget:
-                by_budget.add(name)
+        if not (cpu_over() or overloaded()):
+            break
+        for_budget = cpu_over()
+        group = [n for n, load in loads.items() if load.priority == priority
+                 and (overloaded() or load.narrowest)]
+        if not group:
+            continue
+
+        def serve_at(level: float) -> None:
+            """Serve every camera of the group at most ``level`` frames/s (above its floor)."""
+            for n in group:
+                k = math.ceil(loads[n].offered_hz / level - 1e-9) if level > 0 else ceiling[n]
+                stride[n] = min(max(1, k), ceiling[n])
+
+        # The largest common serving rate that keeps the round within its limits: the camera
+        # served fastest gives way first, so cameras of one priority slow down together.
+        hi = max(loads[n].offered_hz for n in group)
+        serve_at(0.0)
+        if cpu_over() or overloaded():
+            continue  # every camera of the group at its floor: the next priority gives way
+        lo = 0.0
+        for _ in range(60):
+            mid = (lo + hi) / 2.0
+            serve_at(mid)
+            if cpu_over() or overloaded():
+                hi = mid
+            else:
+                lo = mid
+        serve_at(lo)
+        if for_budget:
+            by_budget.update(n for n in group if stride[n] > 1)
     unmet = ("the cpu budget" if cpu_over() else "overload" if overloaded() else "")
     out = {}
     for name, load in loads.items():
