@@ -23,7 +23,8 @@ import numpy as np
 from ..widths import TrainedWidths, Width
 from .backends import (BACKENDS, BackendError, bundle_runtimes, check_backend_precision,
                        resolve_backend)
-from .graph_format import GRAPH_VERSION, check_frame, file_sha256, graph_outputs
+from .graph_format import (GRAPH_VERSION, check_frame, file_sha256, graph_outputs,
+                           openvino_cache_dir)
 
 BUNDLE_FILE = "bundle.json"
 FORMAT = "slimseg-bundle"
@@ -107,11 +108,13 @@ class BundleEngine:
     The same interface the node uses of :class:`~.engine.SegmentationEngine`: ``widths``,
     ``info``, ``infer``, ``segment``, ``prepare_size``, ``warmup``, ``backend``, ``precision``,
     ``device``, ``input_size``, ``confidence``, ``prepared_from`` and ``prepare_seconds``.
+    OpenVINO caches its compiled models in ``openvino`` under ``cache_dir`` (default
+    :func:`~.graph_format.default_cache_dir`), so a second start imports them.
     """
 
     def __init__(self, folder: str | Path, backend: str = "auto", precision: str = "fp32",
                  threads: int = 0, device: str = "auto", input_size: Any = None,
-                 confidence: bool = False) -> None:
+                 confidence: bool = False, cache_dir: str | Path | None = None) -> None:
         started = time.perf_counter()
         self.folder = Path(folder)
         meta = read_bundle(self.folder)
@@ -153,15 +156,17 @@ class BundleEngine:
                                list(meta["mean"]), list(meta["std"]), recorded)
         self.input_size = tuple(recorded) if recorded else None
         self.widths = TrainedWidths([float(w) for w in meta["widths"]])
-        self._graphs = tuple(self._load(meta, w, threads) for w in self.widths)
+        compiled = openvino_cache_dir(cache_dir)
+        self._graphs = tuple(self._load(meta, w, threads, compiled) for w in self.widths)
         self._prepared_sizes: set[tuple[int, int]] = set()
         self.prepared_from = f"bundle {self.folder} ({self.backend} graphs)"
         self.prepare_seconds = time.perf_counter() - started
 
-    def _load(self, meta: dict[str, Any], width: Width, threads: int) -> Any:
+    def _load(self, meta: dict[str, Any], width: Width, threads: int, cache_dir: Path) -> Any:
         entry = meta["graphs"][self.backend][f"{width.value:g}"]
-        return BACKENDS[self.backend].bundle_loader(self.folder / entry["file"], self.precision,
-                                                    threads)
+        record = BACKENDS[self.backend]
+        extra = {"cache_dir": cache_dir} if record.compile_cache else {}
+        return record.bundle_loader(self.folder / entry["file"], self.precision, threads, **extra)
 
     def member(self, width: Width | int) -> Width:
         """Return the trained width ``width`` names (a Width of :attr:`widths` or its index)."""
@@ -179,7 +184,7 @@ class BundleEngine:
         return self.segment(image_rgb, width)[0]
 
     def prepare_size(self, height: int, width: int) -> None:
-        """Compile every width for frames of ``height`` x ``width`` (OpenVINO; else nothing)."""
+        """Compile every width for frames of ``height`` x ``width``: once, at the input size."""
         key = (int(height), int(width))
         if key in self._prepared_sizes:
             return
@@ -188,6 +193,8 @@ class BundleEngine:
             if prepare is not None:
                 prepare(*key)
         self._prepared_sizes.add(key)
+        if len(self._prepared_sizes) > 16:  # a record of sizes seen, not of what is compiled
+            self._prepared_sizes = {key}
 
     def warmup(self, size: tuple[int, int] | None = None, iters: int = 1) -> None:
         """Run every width ``iters`` times on a black frame of ``size``."""

@@ -36,7 +36,8 @@ from torch import nn
 from .backends import (AUTO, BACKENDS, EAGER, check_backend_precision, frame_graph_runner,
                        resolve_backend)
 from .backends.frame_graph import GraphCache, argmax_and_confidence, export_frame_graph
-from .graph_format import check_frame, file_sha256, graph_outputs  # noqa: F401 - re-exported
+from .graph_format import (check_frame, file_sha256, graph_outputs,  # noqa: F401 - re-exported
+                           openvino_cache_dir)
 from .specialise import module_bytes, specialise_network
 from ..models.checkpoint import ModelInfo, load_checkpoint
 from ..models.slimmable import set_width as set_model_width, trained_widths
@@ -298,9 +299,11 @@ class SegmentationEngine:
         Compile one frame graph per width for the runtime backend.
 
         Exported graphs are cached on disk by the checkpoint's content hash (without a file:
-        exported each time).
+        exported each time); what the runtime compiles from them beside (OpenVINO's compiled
+        models, in ``openvino`` under the same folder).
         """
         cache = GraphCache(cache_dir) if checkpoint_path is not None else None
+        compiled = openvino_cache_dir(cache.folder) if cache is not None else None
         digest = file_sha256(checkpoint_path) if checkpoint_path is not None else None
         threads = torch.get_num_threads()
         graphs, hits = [], 0
@@ -317,7 +320,7 @@ class SegmentationEngine:
             else:
                 hits += 1
             graphs.append(frame_graph_runner(self.backend, data, self.precision, threads,
-                                             self.device.type))
+                                             self.device.type, cache_dir=compiled))
         source = (f"{hits} of {len(graphs)} graphs from the cache {cache.folder}"
                   if cache is not None else "exported in memory")
         return tuple(graphs), source
@@ -425,7 +428,8 @@ class SegmentationEngine:
         """
         Make every width ready for frames of ``height`` x ``width``.
 
-        OpenVINO compiles a static graph per frame size on first use; other backends need nothing.
+        OpenVINO compiles each width once at the network input size (per frame size only for
+        a network without one); other backends need nothing.
         Cheap once a size is prepared; the caller keeps one-off compile time out of its latency
         figures.
         """

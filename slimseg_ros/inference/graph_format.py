@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,3 +48,21 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """
+    Return the cache folder (exported graphs, OpenVINO's compiled models under ``openvino``).
+
+    ``$SLIMSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/slimseg_ros``, else ``~/.cache/slimseg_ros``.
+    """
+    env = os.environ.get("SLIMSEG_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "slimseg_ros"
+
+
+def openvino_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Return the folder of OpenVINO's compiled models under ``cache_dir`` (default: ours)."""
+    return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "openvino"

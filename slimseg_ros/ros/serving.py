@@ -137,7 +137,7 @@ class FrameServer:
     def _infer_and_publish(self, cam: CameraIO, msg: Any, rgb: np.ndarray, received: float,
                            index: int, thumbnail: np.ndarray | None) -> None:
         width = self._decide()[cam.name].width
-        # a runtime may compile its graphs for a new frame size: not a cost of the width
+        # a runtime may prepare something for a new frame size: not a cost of the width
         self._engine.prepare_size(rgb.shape[0], rgb.shape[1])
         (mask, confidence), cost = self._meter.measure(
             lambda: self._engine.segment(rgb, width), width)

@@ -87,7 +87,7 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
                                 precision=args["precision"], input_size=input_size,
                                 checkpoint_path=args["checkpoint"], cache_dir=args.get("cache"))
     startup_s = time.perf_counter() - started
-    engine.prepare_size(h, w)  # a runtime compiles the frame size here (OpenVINO)
+    engine.prepare_size(h, w)  # a runtime compiles here (OpenVINO: the network input size)
     ready_s = time.perf_counter() - started
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)

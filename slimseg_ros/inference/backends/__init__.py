@@ -48,6 +48,8 @@ class Backend:
     - ``runner(onnx_bytes, precision, threads, device_type)``: compiles one width's frame
       graph into an object with ``run(frame) -> mask`` (and optionally ``prepare(h, w)``);
       None: the engine runs its torch networks itself.
+    - ``compile_cache``: its ``runner`` and ``bundle_loader`` also take ``cache_dir=``, a
+      folder where the runtime keeps what it compiles for the next start (None: nowhere).
     - ``default_precision(device_type)``: what ``precision: auto`` runs.
     - ``check_precision(precision, device_type)``: raises :class:`BackendError` where this
       host cannot run a listed precision.
@@ -62,7 +64,8 @@ class Backend:
     module: str | None
     precisions: tuple[str, ...]
     devices: tuple[str, ...] | None
-    runner: Callable[[bytes, str, int, str], Any] | None = None
+    runner: Callable[..., Any] | None = None
+    compile_cache: bool = False
     default_precision: Callable[[str], str] = _fp32
     check_precision: Callable[[str, str], None] | None = None
     auto_devices: tuple[str, ...] | None = ()
@@ -70,7 +73,7 @@ class Backend:
     pip: str | None = None
     operation_times: bool = False
     bundle_writer: Callable[[Path, str], list[str]] | None = None
-    bundle_loader: Callable[[Path, str, int], Any] | None = None
+    bundle_loader: Callable[..., Any] | None = None
 
     @property
     def is_graph_runtime(self) -> bool:
@@ -110,9 +113,10 @@ def importable(module: str) -> bool:
 
 # -- the runtimes' hooks (each imports its runtime only when called) ---------------------------
 
-def _openvino_runner(onnx_bytes: bytes, precision: str, threads: int, device_type: str) -> Any:
+def _openvino_runner(onnx_bytes: bytes, precision: str, threads: int, device_type: str,
+                     cache_dir: Path | None = None) -> Any:
     from .openvino_backend import OpenVINOFrameGraph
-    return OpenVINOFrameGraph(onnx_bytes, precision, threads)
+    return OpenVINOFrameGraph(onnx_bytes, precision, threads, cache_dir=cache_dir)
 
 
 def _openvino_check(precision: str, device_type: str) -> None:
@@ -152,9 +156,11 @@ def _openvino_bundle_writer(onnx_path: Path, stem: str) -> list[str]:
     return [f"{stem}.xml", f"{stem}.bin"]
 
 
-def _openvino_bundle_loader(path: Path, precision: str, threads: int) -> Any:
+def _openvino_bundle_loader(path: Path, precision: str, threads: int,
+                            cache_dir: Path | None = None) -> Any:
     from .openvino_backend import OpenVINOFrameGraph
-    return OpenVINOFrameGraph(str(path), precision, threads)  # reads the .bin beside the .xml
+    # reads the .bin beside the .xml
+    return OpenVINOFrameGraph(str(path), precision, threads, cache_dir=cache_dir)
 
 
 def _onnxruntime_bundle_writer(onnx_path: Path, stem: str) -> list[str]:
@@ -164,7 +170,7 @@ def _onnxruntime_bundle_writer(onnx_path: Path, stem: str) -> list[str]:
 
 def _onnxruntime_bundle_loader(path: Path, precision: str, threads: int) -> Any:
     from .onnxruntime_backend import OnnxRuntimeFrameGraph
-    return OnnxRuntimeFrameGraph(path.read_bytes(), precision, threads)
+    return OnnxRuntimeFrameGraph(str(path), precision, threads)  # not held as bytes
 
 
 #: every runtime, in the order choices are listed
@@ -175,7 +181,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("openvino", "OpenVINO, a compiled frame graph per width", module="openvino",
             precisions=("fp32", "bf16"), devices=("cpu",), runner=_openvino_runner,
             default_precision=_openvino_default, check_precision=_openvino_check,
-            auto_devices=("cpu",), auto_rank=10, operation_times=True,
+            auto_devices=("cpu",), auto_rank=10, operation_times=True, compile_cache=True,
             bundle_writer=_openvino_bundle_writer, bundle_loader=_openvino_bundle_loader),
     Backend("onnxruntime", "ONNX Runtime, a session per width (CUDA: onnxruntime-gpu)",
             module="onnxruntime", precisions=("fp32",), devices=("cpu", "cuda"),
@@ -310,13 +316,19 @@ def default_precision(name: str, device_type: str) -> str:
 
 
 def frame_graph_runner(name: str, onnx_bytes: bytes, precision: str, threads: int,
-                       device_type: str = "cpu") -> Any:
-    """Return a compiled frame graph of runtime ``name`` with a ``run(frame) -> mask`` method."""
+                       device_type: str = "cpu", cache_dir: Path | None = None) -> Any:
+    """
+    Return a compiled frame graph of runtime ``name`` with a ``run(frame) -> mask`` method.
+
+    ``cache_dir``: a folder where a runtime with ``compile_cache`` keeps what it compiles.
+    """
     record = get_backend(name)
     if record.runner is None:
         graphs = [n for n, b in BACKENDS.items() if b.is_graph_runtime]
         raise BackendError(f"backend {name!r} has no frame graph; the graph runtimes are "
                            f"{_listing(graphs)}")
+    if record.compile_cache:
+        return record.runner(onnx_bytes, precision, threads, device_type, cache_dir=cache_dir)
     return record.runner(onnx_bytes, precision, threads, device_type)
 
 

@@ -47,8 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..graph_format import (GRAPH_VERSION, OPSET, file_sha256,  # noqa: F401 - re-exported
-                            graph_outputs)
+from ..graph_format import (GRAPH_VERSION, OPSET, default_cache_dir,  # noqa: F401 - re-exported
+                            file_sha256, graph_outputs)
 
 
 def nearest_exact_indices(out_size: torch.Tensor, in_size: torch.Tensor) -> torch.Tensor:
@@ -294,19 +294,6 @@ def export_frame_graph(net: nn.Module, mean: Sequence[float], std: Sequence[floa
                           input_names=["frame"], output_names=outputs,
                           dynamic_axes={"frame": axes, **dynamic}, do_constant_folding=True)
     return buf.getvalue()
-
-
-def default_cache_dir() -> Path:
-    """
-    Return the graph cache folder.
-
-    ``$SLIMSEG_CACHE_DIR``, else ``$XDG_CACHE_HOME/slimseg_ros``, else ``~/.cache/slimseg_ros``.
-    """
-    env = os.environ.get("SLIMSEG_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "slimseg_ros"
 
 
 class GraphCache:

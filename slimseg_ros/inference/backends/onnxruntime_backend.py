@@ -30,9 +30,11 @@ class OnnxRuntimeFrameGraph:
     A frame-graph session: ``run(frame)`` maps H x W x 3 uint8 to H x W uint8 class ids.
 
     ``run_all`` returns every output (the ids and, in a graph with it, the confidence).
+    ``onnx_bytes`` is the graph or the path of its ONNX file. A session runs every frame size
+    with no compile per size (its memory arena grows to the largest frame's buffers).
     """
 
-    def __init__(self, onnx_bytes: bytes, precision: str = "fp32", threads: int = 0,
+    def __init__(self, onnx_bytes: bytes | str, precision: str = "fp32", threads: int = 0,
                  device_type: str = "cpu") -> None:
         import onnxruntime as ort
         if precision != "fp32":
