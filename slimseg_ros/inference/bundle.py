@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..widths import TrainedWidths, Width
-from .backends import (BACKENDS, BackendError, bundle_runtimes, check_backend_precision,
-                       resolve_backend)
+from .backends import (BACKENDS, INT8, BackendError, bundle_runtimes,
+                       check_backend_precision, resolve_backend)
 from .graph_format import (GRAPH_VERSION, check_frame, file_sha256, graph_outputs,
                            openvino_cache_dir)
 
@@ -101,6 +101,15 @@ def read_bundle(folder: str | Path, check_files: bool = True) -> dict[str, Any]:
     return meta
 
 
+def precision_summary(precisions: dict[str, str]) -> str:
+    """Say which precision runs at which width ("int8", or "int8 at 0.75, 1; fp32 at 0.25")."""
+    kinds = list(dict.fromkeys(precisions.values()))
+    if len(kinds) == 1:
+        return kinds[0]
+    return "; ".join(f"{p} at {', '.join(w for w, q in precisions.items() if q == p)}"
+                     for p in kinds)
+
+
 class BundleEngine:
     """
     Runs a bundle's per-width frame graphs in OpenVINO or ONNX Runtime; no torch involved.
@@ -128,14 +137,15 @@ class BundleEngine:
             raise BundleError(f"backend {backend!r} cannot run a bundle (it holds exported "
                               f"graphs): use {' or '.join(bundle_runtimes())}, or the .pt "
                               f"checkpoint")
+        auto = str(precision).strip().lower() == "auto"
         try:
-            self.backend = resolve_backend(key, "cpu", None if precision == "auto" else precision)
+            self.backend = resolve_backend(key, "cpu", None if auto else precision)
             if BACKENDS[self.backend].bundle_loader is None:
                 raise BackendError(f"no runtime that runs bundles is installed "
                                    f"({', '.join(bundle_runtimes())})")
-            if precision == "auto":
+            if auto:
                 precision = BACKENDS[self.backend].default_precision("cpu")
-            self.precision = check_backend_precision(self.backend, precision, "cpu")
+            asked = check_backend_precision(self.backend, precision, "cpu")
         except BackendError as exc:
             raise BundleError(f"cannot run bundle {self.folder}: {exc}") from None
         if self.backend not in meta["graphs"]:
@@ -156,6 +166,17 @@ class BundleEngine:
                                list(meta["mean"]), list(meta["std"]), recorded)
         self.input_size = tuple(recorded) if recorded else None
         self.widths = TrainedWidths([float(w) for w in meta["widths"]])
+        from .bundle_int8 import RUNTIME, auto_precisions  # (it reads bundles with this module)
+        keys = [f"{w.value:g}" for w in self.widths]
+        if asked == INT8:
+            self.precisions = {k: INT8 for k in keys}
+            self.precision_reason = "int8 (asked for)"
+        elif auto and self.backend == RUNTIME:
+            self.precisions, self.precision_reason = auto_precisions(meta, keys, asked)
+        else:
+            self.precisions = {k: asked for k in keys}
+            self.precision_reason = f"{asked} ({'auto' if auto else 'asked for'})"
+        self.precision = precision_summary(self.precisions)
         compiled = openvino_cache_dir(cache_dir)
         self._graphs = tuple(self._load(meta, w, threads, compiled) for w in self.widths)
         self._prepared_sizes: set[tuple[int, int]] = set()
@@ -163,10 +184,16 @@ class BundleEngine:
         self.prepare_seconds = time.perf_counter() - started
 
     def _load(self, meta: dict[str, Any], width: Width, threads: int, cache_dir: Path) -> Any:
-        entry = meta["graphs"][self.backend][f"{width.value:g}"]
+        key = f"{width.value:g}"
+        precision = self.precisions[key]
         record = BACKENDS[self.backend]
         extra = {"cache_dir": cache_dir} if record.compile_cache else {}
-        return record.bundle_loader(self.folder / entry["file"], self.precision, threads, **extra)
+        if precision == INT8:  # the quantized graph carries its int8; the rest runs in fp32
+            from .bundle_int8 import int8_files
+            return record.bundle_loader(int8_files(self.folder, meta, key), "fp32", threads,
+                                        **extra)
+        path = self.folder / meta["graphs"][self.backend][key]["file"]
+        return record.bundle_loader(path, precision, threads, **extra)
 
     def member(self, width: Width | int) -> Width:
         """Return the trained width ``width`` names (a Width of :attr:`widths` or its index)."""

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends import (AUTO, BACKENDS, EAGER, check_backend_precision, frame_graph_runner,
-                       resolve_backend)
+from .backends import (AUTO, BACKENDS, EAGER, INT8, INT8_COMMAND, BackendError,
+                       check_backend_precision, frame_graph_runner, resolve_backend)
 from .backends.frame_graph import GraphCache, argmax_and_confidence, export_frame_graph
 from .graph_format import (check_frame, file_sha256, graph_outputs,  # noqa: F401 - re-exported
                            openvino_cache_dir)
@@ -69,6 +69,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """Map "fp32"/"fp16"/"bf16" to a dtype; fp16 only on CUDA (CPU fp16 convs are very slow)."""
     key = str(precision).strip().lower()
+    if key == INT8:
+        check_backend_precision(EAGER, key)  # says where int8 runs and which command makes it
     if key not in PRECISIONS:
         names = BACKENDS[EAGER].precisions
         raise ValueError(f"unknown precision {precision!r}; choose auto, "
@@ -231,6 +233,9 @@ class SegmentationEngine:
             precision = runtime.default_precision(self.device.type)
         if runtime.is_graph_runtime:
             self.precision = check_backend_precision(self.backend, precision, self.device.type)
+            if self.precision == INT8:  # made by calibration, not at start-up from a .pt
+                raise BackendError(f"precision 'int8' runs the INT8 graphs of a model bundle, "
+                                   f"not a .pt checkpoint: {INT8_COMMAND}, then run the bundle")
             self.dtype = torch.float32  # the exported graphs are made from fp32 networks
         else:
             self.dtype = resolve_precision(precision, self.device)

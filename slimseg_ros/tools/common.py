@@ -26,8 +26,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
+
+from ..inference.machine import cpu_model
 
 # ----------------------------------------------------------------------------- frame sizes
 SIZE_FORMAT = "HxW (height x width), e.g. 480x640"
@@ -243,11 +244,4 @@ class RosSession:
 
 def cpu_name() -> str:
     """Return the CPU's model name (what every published figure is written beside)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
+    return cpu_model()

@@ -6,6 +6,10 @@
 PyTorch network at the export size and at a second size; the maximum absolute difference is
 printed and the command fails (exit code 1) when it exceeds the tolerance. The conversion itself
 is :mod:`slimseg_ros.inference.export`, which the runtime uses too.
+
+``--bundle DIR`` writes a model bundle instead; ``--int8 --calibration FRAMES`` adds INT8 graphs
+to it (to an existing bundle without ``--checkpoint``); ``--measure`` times them against fp32
+on this machine, for ``precision: auto``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..inference.backends import bundle_runtimes
 from ..inference.engine import SegmentationEngine
@@ -60,7 +65,8 @@ def chosen_widths(engine: SegmentationEngine, text: str) -> list[Width]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slimseg-export", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="slimseg checkpoint (.pt)")
+    p.add_argument("--checkpoint", help="slimseg checkpoint (.pt); not needed to add INT8 "
+                   "graphs to, or to --measure, an existing bundle")
     p.add_argument("--width", default="all",
                    help="trained width to export (e.g. 0.5) or 'all' (default: all)")
     p.add_argument("--format", choices=sorted(FORMATS), default="onnx")
@@ -75,6 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --bundle: graphs for these (default: every one)")
     p.add_argument("--confidence", action="store_true",
                    help="with --bundle: graphs with the confidence output too")
+    p.add_argument("--int8", action="store_true",
+                   help="with --bundle: add every width's OpenVINO graph quantized to INT8 "
+                        "(NNCF), checked on frames held out of --calibration")
+    p.add_argument("--calibration", metavar="FRAMES",
+                   help="with --int8: a folder of images (the model's training images or your "
+                        "own frames; searched recursively)")
+    p.add_argument("--calibration-frames", type=int, default=300,
+                   help="with --int8: how many frames, spread over the folder (default 300)")
+    p.add_argument("--check-root", metavar="CAMVID",
+                   help="with --int8: check each width by CamVid val mIoU (labels; at most "
+                        "1.0 point lost) instead of int8/fp32 mask agreement")
+    p.add_argument("--measure", action="store_true",
+                   help="with --bundle: time fp32 against int8 per width on this machine and "
+                        "record it (precision auto runs int8 only where it measured faster)")
     p.add_argument("--size", type=size_arg, default=None,
                    help="example input HxW for tracing (default: the checkpoint's input_size, "
                         "else 512x512); the exported axes stay dynamic")
@@ -91,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.bundle:
         return bundle_main(args)
+    if args.int8 or args.measure:
+        parser.error("--int8 and --measure need --bundle DIR")
+    if not args.checkpoint:
+        parser.error("--checkpoint is required")
     if not args.output:
         parser.error("one of --output or --bundle is required")
     try:
@@ -130,20 +154,61 @@ def main(argv: list[str] | None = None) -> int:
 def bundle_main(args: argparse.Namespace) -> int:
     """``--bundle DIR``: write the model bundle and say what is in it."""
     from ..inference.backends import BackendError
-    from ..inference.bundle_export import write_bundle
 
+    folder = Path(args.bundle)
+    if args.int8 and not args.calibration:
+        print("slimseg-export: --int8 needs --calibration FRAMES (a folder of images)",
+              file=sys.stderr)
+        return 2
     try:
-        meta = write_bundle(args.checkpoint, args.bundle, args.runtimes, args.confidence)
-    except (CheckpointError, BackendError, ValueError, FileNotFoundError) as exc:
+        if args.checkpoint:
+            from ..inference.bundle_export import write_bundle
+            meta = write_bundle(args.checkpoint, args.bundle, args.runtimes, args.confidence)
+            describe_bundle(folder, meta)
+        elif not (args.int8 or args.measure):
+            print("slimseg-export: --bundle needs --checkpoint (or --int8 / --measure on an "
+                  "existing bundle)", file=sys.stderr)
+            return 2
+        if args.int8:
+            from ..inference.bundle_int8 import add_int8
+            check = camvid_check(args.check_root) if args.check_root else None
+            meta = add_int8(folder, args.calibration, args.calibration_frames, check=check)
+            passed = [w for w, c in meta["int8"]["checks"].items() if c["passed"]]
+            print(f"INT8 graphs added to {folder}; check passed at widths {passed or 'none'}")
+        if args.measure:
+            from ..inference.bundle_int8 import measure_int8
+            measure_int8(folder)
+    except (CheckpointError, BackendError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"slimseg-export: {exc}", file=sys.stderr)
         return 2
-    folder = Path(args.bundle)
+    return 0
+
+
+def camvid_check(root: str) -> Any:
+    """Return the labelled INT8 check: CamVid val mIoU of int8 within 1.0 point of fp32."""
+    from ..inference.bundle_int8 import MIOU_DROP_ALLOWED
+    from .int8_study import load_pairs, masks_of, scores
+
+    pairs = load_pairs(Path(root), "val")
+    frames, labels = [f for f, _ in pairs], [label for _, label in pairs]
+
+    def check(width: str, fp32: Any, int8: Any) -> dict[str, Any]:
+        a, b = scores(masks_of(fp32, frames), labels), scores(masks_of(int8, frames), labels)
+        drop = a["miou"] - b["miou"]
+        return {"kind": "CamVid val mIoU", "frames": len(frames),
+                "miou_fp32": round(a["miou"], 2), "miou_int8": round(b["miou"], 2),
+                "bf1_fp32": round(a["bf1"], 2), "bf1_int8": round(b["bf1"], 2),
+                "allowed_drop": MIOU_DROP_ALLOWED, "passed": drop <= MIOU_DROP_ALLOWED}
+    return check
+
+
+def describe_bundle(folder: Path, meta: dict[str, Any]) -> None:
+    """Say what a newly written bundle holds."""
     sizes = {r: sum((folder / n).stat().st_size for e in per_width.values() for n in e["sha256"])
              for r, per_width in meta["graphs"].items()}
     print(f"wrote bundle {folder}: widths {meta['widths']}, input size {meta['input_size']}, "
           f"outputs {meta['outputs']}; " + ", ".join(f"{r} {n / 2**20:.1f} MiB"
                                                      for r, n in sizes.items()))
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 AUTO = "auto"
+INT8 = "int8"
+#: the command that makes INT8 graphs, named wherever int8 cannot run
+INT8_COMMAND = ("write them with slimseg-export --checkpoint MODEL.pt --bundle DIR --int8 "
+                "--calibration FRAMES")
 #: other spellings of a precision, accepted everywhere a precision is
 PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 
@@ -179,7 +183,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             precisions=("fp32", "fp16", "bf16"), devices=None, auto_devices=None,
             auto_rank=100),
     Backend("openvino", "OpenVINO, a compiled frame graph per width", module="openvino",
-            precisions=("fp32", "bf16"), devices=("cpu",), runner=_openvino_runner,
+            precisions=("fp32", "bf16", "int8"), devices=("cpu",), runner=_openvino_runner,
             default_precision=_openvino_default, check_precision=_openvino_check,
             auto_devices=("cpu",), auto_rank=10, operation_times=True, compile_cache=True,
             bundle_writer=_openvino_bundle_writer, bundle_loader=_openvino_bundle_loader),
@@ -300,6 +304,10 @@ def check_backend_precision(name: str, precision: str, device_type: str = "cpu")
     """``precision`` normalised ("fp32", "bf16", ...) if runtime ``name`` can run it here."""
     record = get_backend(name)
     key = normalise_precision(precision)
+    if key == INT8 and key not in record.precisions:
+        raise BackendError(f"precision 'int8' runs the OpenVINO INT8 graphs of a model bundle, "
+                           f"not backend {name!r}: {INT8_COMMAND}, and run it with backend "
+                           f"openvino")
     if key not in record.precisions:
         runs = [b.name for b in BACKENDS.values() if key in b.precisions]
         hint = f" ({key} runs with {_listing(runs)})" if runs else ""
