@@ -79,8 +79,11 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=BACKEND_CHOICES, read_only=True),
     ParamSpec("precision", "str", "auto",
               "Weights/activations precision: auto (bf16 with OpenVINO on a CPU with native "
-              "bf16, else fp32), fp32; fp16 needs CUDA (torch); bf16 needs a CPU with native "
-              "bf16 (OpenVINO) or torch.", choices=PRECISION_CHOICES,
+              "bf16, else fp32; from a bundle with INT8 graphs, int8 at the widths where the "
+              "bundle records a passed accuracy check and a speed-up >= 1.15x measured on this "
+              "CPU), fp32; fp16 needs CUDA (torch); bf16 needs a CPU with native bf16 "
+              "(OpenVINO) or torch; int8 runs a bundle's INT8 graphs (OpenVINO).",
+              choices=PRECISION_CHOICES,
               read_only=True),
     ParamSpec("specialise", "bool", True,
               "Keep one plain, BatchNorm-folded copy of the network per width (faster; about "

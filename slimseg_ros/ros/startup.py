@@ -195,8 +195,8 @@ def load_bundle_engine(values: dict[str, Any], path: str, logger: Any) -> Any:
         raise StartupError(str(exc)) from None
     if engine.input_size is not None:
         engine.warmup(size=engine.input_size)
-    logger.info(f"loaded bundle {path}: backend {engine.backend}, precision {engine.precision}, "
-                f"widths {list(engine.widths.values)} prepared in "
+    logger.info(f"loaded bundle {path}: backend {engine.backend}, precision {engine.precision} "
+                f"[{engine.precision_reason}], widths {list(engine.widths.values)} prepared in "
                 f"{engine.prepare_seconds:.1f} s (no PyTorch)")
     return engine
 
