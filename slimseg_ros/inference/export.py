@@ -29,12 +29,14 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .graph_format import EXPORT_FORMATS
 from torch import nn
 
 from .engine import SegmentationEngine
 from ..widths import Width
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = EXPORT_FORMATS
 
 
 class ExportError(RuntimeError):

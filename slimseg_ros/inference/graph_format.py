@@ -19,6 +19,8 @@ import numpy as np
 GRAPH_VERSION = 6  # (3: argmax as a chain of comparisons; 4: logits upsample as a deconvolution;
 #                     5: frame normalised before the layout change; 6: upsample + argmax per class)
 OPSET = 17
+#: file formats of a single width's export (slimseg-export --format) and their suffixes
+EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
 def graph_outputs(logits: bool = False, confidence: bool = False) -> list[str]:
