@@ -155,7 +155,8 @@ def run_rate(rate: float, settings: dict[str, Any], domain: int, log_dir: Path
         pub = listener.node.create_publisher(Float32, width_topic, QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE))
         [node] = bench.start_nodes([CAMERA], settings["checkpoint"], settings["backend"],
-                                   one_node=False)
+                                   one_node=False,
+                                   overrides={"precision": settings.get("precision", "auto")})
         bench.wait_for(lambda: NODE in listener.statuses, START_TIMEOUT_S,
                        "diagnostics from the node (model prepared)")
         camera = bench.start_camera(CAMERA, 0, settings["size"], rate)
@@ -214,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=10.0, help="window per width")
     parser.add_argument("--backend", default="auto",
                         choices=BACKEND_CHOICES)
+    parser.add_argument("--precision", default="auto",
+                        help="the node's precision (int8: a bundle's INT8 graphs)")
     parser.add_argument("--budget-share", type=float, default=0.0,
                         help="add a window with a CPU budget of this fraction of the narrowest "
                              "width's measured share (0: none)")
@@ -235,9 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     listen_with_node_profile()  # the masks of any size come in here too
     settings = {"rates": args.rates, "widths": args.widths, "size": args.size,
                 "seconds": args.seconds, "checkpoint": checkpoint, "backend": args.backend,
-                "budget_share": args.budget_share, "settle": args.settle}
+                "budget_share": args.budget_share, "settle": args.settle,
+                "precision": args.precision}
     print(f"{frame_text(args.size)}, {args.seconds:g} s per width; model "
-          f"{checkpoint.name}, backend {args.backend}; {os.cpu_count()} CPUs\n")
+          f"{checkpoint.name}, backend {args.backend}, precision {args.precision}; "
+          f"{os.cpu_count()} CPUs\n")
     print(HEADER, flush=True)
     rows: list[dict[str, Any]] = []
     for rate, domain, log_dir in on_own_domains(args.rates, args.domain, "cpu_share_"):
