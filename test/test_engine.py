@@ -459,7 +459,7 @@ def test_the_table_is_the_only_list_of_runtimes_and_precisions() -> None:
     assert backends.CHOICES == ("auto", *backends.BACKENDS) == backends.choices()
     assert SPECS["backend"].choices == backends.CHOICES
     assert SPECS["precision"].choices == backends.PRECISION_CHOICES == (
-        "auto", "fp32", "fp16", "bf16")
+        "auto", "fp32", "fp16", "bf16", "int8")
     bench_backends = next(a for a in build_parser()._actions if a.dest == "backends")
     assert tuple(bench_backends.choices) == tuple(backends.BACKENDS)
     assert backends.EAGER == "torch"
@@ -521,7 +521,8 @@ def test_one_more_record_is_seen_by_auto_validation_and_the_engine(
     assert backends.resolve_backend("auto", "cpu", "bf16") == "torch"  # fastrt runs no bf16
     assert backends.resolve_backend("auto", "cuda") == "torch"
     assert backends.check_backend_precision("fastrt", "INT8") == "int8"
-    with pytest.raises(backends.BackendError, match=r"choose fp32 \(int8 runs with fastrt\)"):
+    with pytest.raises(backends.BackendError,
+                       match=r"choose fp32 \(int8 runs with openvino, fastrt\)"):
         backends.check_backend_precision("onnxruntime", "int8")
     with pytest.raises(backends.BackendError, match="runs on cpu only; the device is cuda"):
         backends.resolve_backend("fastrt", "cuda")

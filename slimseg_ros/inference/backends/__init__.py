@@ -304,15 +304,13 @@ def check_backend_precision(name: str, precision: str, device_type: str = "cpu")
     """``precision`` normalised ("fp32", "bf16", ...) if runtime ``name`` can run it here."""
     record = get_backend(name)
     key = normalise_precision(precision)
-    if key == INT8 and key not in record.precisions:
-        raise BackendError(f"precision 'int8' runs the OpenVINO INT8 graphs of a model bundle, "
-                           f"not backend {name!r}: {INT8_COMMAND}, and run it with backend "
-                           f"openvino")
     if key not in record.precisions:
         runs = [b.name for b in BACKENDS.values() if key in b.precisions]
         hint = f" ({key} runs with {_listing(runs)})" if runs else ""
+        made = f"; int8 runs the INT8 graphs of a model bundle: {INT8_COMMAND}" \
+            if key == INT8 else ""
         raise BackendError(f"precision {precision!r} is not available with backend {name!r}; "
-                           f"choose {' or '.join(record.precisions)}{hint}")
+                           f"choose {' or '.join(record.precisions)}{hint}{made}")
     if record.check_precision is not None:
         record.check_precision(key, device_type)
     return key
