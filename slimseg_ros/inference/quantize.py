@@ -21,6 +21,7 @@ agree on.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,6 +258,7 @@ def quantize_frame_graph(model: Any, frames: Sequence[np.ndarray], *,
                          fast_bias_correction: bool = True, preset: str = "performance",
                          extra_ignored_types: Sequence[str] = (),
                          extra_ignored_names: Sequence[str] = (),
+                         extra_ignored_patterns: Sequence[str] = (),
                          held_out: Sequence[np.ndarray] = (),
                          validation_fn: Callable[[Any, Iterable[Any]], float] | None = None,
                          max_drop: float = 0.01, subset_size: int | None = None) -> Any:
@@ -270,7 +272,8 @@ def quantize_frame_graph(model: Any, frames: Sequence[np.ndarray], *,
     it layer by layer and takes minutes. SmoothQuant is a transformer-only algorithm (it moves
     activation outliers of MatMuls into weights) and stays off for this CNN. The frame's
     normalisation and resize and everything after the logits stay in float (:func:`float_ends`);
-    ``extra_ignored_types`` / ``extra_ignored_names`` keep more ops in float.
+    ``extra_ignored_types`` / ``extra_ignored_names`` / ``extra_ignored_patterns`` (regular
+    expressions on op names, the same at every width) keep more ops in float.
 
     With ``held_out`` frames and ``validation_fn(compiled_model, frames) -> metric`` it runs
     NNCF's accuracy-controlled quantization instead, which returns layers to float, most
@@ -284,6 +287,12 @@ def quantize_frame_graph(model: Any, frames: Sequence[np.ndarray], *,
     scope = ends.ignored_scope()
     scope.types.extend(extra_ignored_types)
     scope.names.extend(extra_ignored_names)
+    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
+    for pattern in extra_ignored_patterns:  # searched anywhere in a name, as grep would
+        if not any(re.search(pattern, name) for name in names):
+            raise ValueError(f"the pattern {pattern!r} of ops to keep in float matches no op "
+                             f"of this graph")
+        scope.patterns.append(f".*(?:{pattern})")
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE,
                "mixed": nncf.QuantizationPreset.MIXED}
     if preset not in presets:

@@ -92,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --int8: how many frames, spread over the folder (default 300)")
     p.add_argument("--int8-preset", choices=["performance", "mixed"], default="performance",
                    help="with --int8: NNCF's preset (mixed: asymmetric activations)")
-    p.add_argument("--int8-keep-float", nargs="+", default=[], metavar="OP",
-                   help="with --int8: names of further ops to keep in float (as the IR names "
-                        "them, the same at every width)")
+    p.add_argument("--int8-keep-float", nargs="+", default=[], metavar="REGEX",
+                   help="with --int8: regular expressions on op names (the same at every "
+                        "width) of further ops to keep in float, e.g. 'blocks\\.0/project/'")
     p.add_argument("--check-root", metavar="CAMVID",
                    help="with --int8: check each width by CamVid val mIoU (labels; at most "
                         "1.0 point lost) instead of int8/fp32 mask agreement")
@@ -183,7 +183,7 @@ def bundle_main(args: argparse.Namespace) -> int:
             check = camvid_check(args.check_root) if args.check_root else None
             settings: dict[str, Any] = {"preset": args.int8_preset}
             if args.int8_keep_float:
-                settings["extra_ignored_names"] = list(args.int8_keep_float)
+                settings["extra_ignored_patterns"] = list(args.int8_keep_float)
             meta = add_int8(folder, args.calibration, args.calibration_frames, check=check,
                             **settings)
             passed = [w for w, c in meta["int8"]["checks"].items() if c["passed"]]
