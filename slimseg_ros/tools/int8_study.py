@@ -2,7 +2,8 @@
 INT8 study: post-training quantization of every width of a bundle, CamVid accuracy and speed.
 
     python -m slimseg_ros.tools.int8_study [--bundle models/default_bundle]
-        [--root data/CamVid] [--frames 300] [--out-dir DIR]
+        [--root data/CamVid] [--frames 300] [--out-dir DIR] [--preset performance]
+        [--ignore-names REGEX ...] [--held-out-split val] [--full-bias-correction]
         [--rounds 60] [--threads 1 2] [--max-drop 1.0] [--lraspp] [--json out.json]
 
 Per width of the bundle's OpenVINO graphs: quantize with NNCF
@@ -12,6 +13,12 @@ code's metrics) for fp32 and int8 through OpenVINO, and the share of mask pixels
 agree on. A width whose int8 mIoU is more than ``--max-drop`` points below fp32 is quantized
 again with NNCF's accuracy-controlled quantization, checked on a held-out fifth of the
 calibration frames (train images with their labels; never test), and that model is reported.
+``--ignore-names`` keeps the convolutions whose op names match any of the regular expressions
+in float (besides the frame's pre- and post-processing, which always stay float); the default
+keeps the first block's pointwise projection (``blocks.0/project``) in float, the one layer
+whose int8 kernel saturates on AVX2 CPUs without VNNI (docs/int8.md). Settings are chosen on
+the ``--held-out-split`` (CamVid val: never calibrated on, never the test set), which is
+scored for fp32 and int8 too.
 Then p50 latency and CPU time per frame of fp32 and int8, frame by frame in turn (both see the
 same machine load), with each ``--threads`` count. ``--lraspp`` adds torchvision's LR-ASPP
 MobileNetV3-Large (random weights; fp32 in OpenVINO, at the same input size) for reference.
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -38,6 +46,31 @@ from slimseg_ros.tools.common import cpu_name, markdown_table
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default_bundle"
 DEFAULT_ROOT = Path("data") / "CamVid"
+#: convolutions kept in float by default: the first block's pointwise projection. Its input
+#: (ReLU6 outputs up to 6, i.e. u8 up to 255) times its int8 weights overflows the int16 pair
+#: sums of AVX2's u8 x s8 multiply-add (no VNNI), as the stem's would without NNCF's overflow
+#: fix; int8 there cost up to 2 mIoU points (docs/int8.md)
+DEFAULT_IGNORE = (r"/backbone/blocks\.0/project/",)
+_CONV_TYPES = ("Convolution", "GroupConvolution")
+
+
+def ignored_names(model: Any, patterns: Sequence[str]) -> list[str]:
+    """
+    Return the names of ``model``'s convolutions that any of the regexes ``patterns`` matches.
+
+    ``re.search`` on the op's friendly name; the exact names go to NNCF's ignored scope. A
+    pattern that matches no convolution raises ValueError (a typo would silently quantize all).
+    """
+    names = [op.get_friendly_name() for op in model.get_ordered_ops()
+             if op.get_type_name() in _CONV_TYPES]
+    found: list[str] = []
+    for pattern in patterns:
+        rx = re.compile(pattern)
+        hits = [n for n in names if rx.search(n)]
+        if not hits:
+            raise ValueError(f"--ignore-names {pattern!r} matches no convolution of the graph")
+        found += [n for n in hits if n not in found]
+    return found
 
 
 def compile_graph(core: Any, model: Any, size: tuple[int, int], threads: int = 0) -> Any:
@@ -157,15 +190,18 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
     log = print if args.verbose else (lambda *a, **k: None)
     train = load_pairs(root, "train", args.frames)
     test = load_pairs(root, "test", args.test_limit)
+    held = load_pairs(root, args.held_out_split) if args.held_out_split else []
     calib_frames = [f for f, _ in train]
-    log(f"{len(calib_frames)} calibration frames (train), {len(test)} test frames", flush=True)
+    log(f"{len(calib_frames)} calibration frames (train), {len(held)} held-out frames "
+        f"({args.held_out_split or 'none'}), {len(test)} test frames", flush=True)
     results: dict[str, Any] = {
         "cpu": cpu_name(), "openvino": ov.__version__, "nncf": nncf.__version__,
         "input_size": list(size), "calibration": {"split": "train", "frames": len(train),
                                                   "root": str(root)},
         "settings": {"preset": args.preset, "fast_bias_correction": not args.full_bias_correction,
                      "per_channel_weights": True, "target_device": "CPU",
-                     "max_drop_points": args.max_drop},
+                     "ignore_names": list(args.ignore_names),
+                     "held_out_split": args.held_out_split, "max_drop_points": args.max_drop},
         "widths": {}}
     compiled_int8: dict[str, Any] = {}
     compiled_fp32: dict[str, Any] = {}
@@ -173,11 +209,18 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
         width = float(key)
         model = core.read_model(str(bundle / graphs[key]["file"]))
         ends = float_ends(model)
+        extra = ignored_names(model, args.ignore_names)
         started = time.perf_counter()
         int8 = quantize_frame_graph(model, calib_frames, preset=args.preset,
-                                    fast_bias_correction=not args.full_bias_correction)
+                                    fast_bias_correction=not args.full_bias_correction,
+                                    extra_ignored_names=extra)
         seconds = time.perf_counter() - started
         fp32_c, int8_c = compile_graph(core, model, size), compile_graph(core, int8, size)
+        held_scores = {}
+        if held:
+            held_labels = [label for _, label in held]
+            held_scores = {name: scores(masks_of(c, [f for f, _ in held]), held_labels)
+                           for name, c in (("fp32", fp32_c), ("int8", int8_c))}
         labels = [label for _, label in test]
         fp32_masks = masks_of(fp32_c, [f for f, _ in test])
         int8_masks = masks_of(int8_c, [f for f, _ in test])
@@ -185,11 +228,12 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
         row: dict[str, Any] = {
             "float_ends": {"head": ends.head, "logits": ends.logits, "tail_ops": len(ends.tail)},
             "quantize_s": seconds, "method": "plain", "fp32": fp32_s, "int8": int8_s,
-            "agreement": mask_agreement(fp32_masks, int8_masks)}
+            "agreement": mask_agreement(fp32_masks, int8_masks), "ignored_names": extra,
+            "held_out": held_scores}
         log(f"width {width}: plain {row}", flush=True)
         if fp32_s["miou"] - int8_s["miou"] > args.max_drop:
             int8, row = retry_with_accuracy_control(core, model, train, size, row, args,
-                                                    test, fp32_masks)
+                                                    test, fp32_masks, extra)
         ov.save_model(int8, str(out_dir / f"width_{key}_int8.xml"), compress_to_fp16=False)
         results["widths"][key] = row
         compiled_int8[key] = int8
@@ -210,7 +254,8 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
 
 def retry_with_accuracy_control(core: Any, model: Any, train: list, size: tuple[int, int],
                                 plain: dict[str, Any], args: argparse.Namespace, test: list,
-                                fp32_masks: list) -> tuple[Any, dict[str, Any]]:
+                                fp32_masks: list, extra_ignored: Sequence[str] = ()
+                                ) -> tuple[Any, dict[str, Any]]:
     """Quantize ``model`` again with NNCF's accuracy control on held-out train frames."""
     calibration, held_out = split_frames(train, 0.2)
     held_frames = [f for f, _ in held_out]
@@ -223,6 +268,7 @@ def retry_with_accuracy_control(core: Any, model: Any, train: list, size: tuple[
     started = time.perf_counter()
     int8 = quantize_frame_graph(model, [f for f, _ in calibration], preset=args.preset,
                                 fast_bias_correction=not args.full_bias_correction,
+                                extra_ignored_names=extra_ignored,
                                 held_out=held_frames, validation_fn=validate,
                                 max_drop=args.ac_max_drop / 100.0)
     int8_c = compile_graph(core, int8, size)
@@ -244,6 +290,9 @@ def table(results: dict[str, Any]) -> str:
     """Return the markdown table of a study's results."""
     headers = ["width", "method", "mIoU fp32", "mIoU int8", "Δ", "BF1 fp32", "BF1 int8",
                "mask agree"]
+    held = any(r.get("held_out") for r in results["widths"].values())
+    if held:
+        headers += [f"Δ {results['settings'].get('held_out_split') or 'held-out'}"]
     threads = sorted({t for r in results["widths"].values() for t in r.get("timing", {})}, key=int)
     for t in threads:
         headers += [f"p50 fp32/int8 ms ({t}T)", f"speed-up ({t}T)", f"CPU ms fp32/int8 ({t}T)"]
@@ -252,6 +301,9 @@ def table(results: dict[str, Any]) -> str:
         cells = [key, r["method"], f"{r['fp32']['miou']:.2f}", f"{r['int8']['miou']:.2f}",
                  f"{r['int8']['miou'] - r['fp32']['miou']:+.2f}", f"{r['fp32']['bf1']:.2f}",
                  f"{r['int8']['bf1']:.2f}", f"{100 * r['agreement']:.1f}%"]
+        if held:
+            h = r.get("held_out") or {}
+            cells += [f"{h['int8']['miou'] - h['fp32']['miou']:+.2f}" if h else ""]
         for t in threads:
             tm = r.get("timing", {}).get(t)
             if tm is None:
@@ -289,6 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--preset", choices=["performance", "mixed"], default="performance")
     parser.add_argument("--full-bias-correction", action="store_true")
+    parser.add_argument("--ignore-names", nargs="*", default=list(DEFAULT_IGNORE),
+                        metavar="REGEX",
+                        help="keep the convolutions whose op name matches (re.search) in float; "
+                             "give no REGEX to quantize every convolution "
+                             f"(default: {' '.join(DEFAULT_IGNORE)})")
+    parser.add_argument("--held-out-split", default="val",
+                        help="CamVid split to score fp32/int8 on for choosing settings "
+                             "('' to skip; never the test split)")
     parser.add_argument("--max-drop", type=float, default=1.0,
                         help="mIoU points int8 may lose before accuracy control is tried")
     parser.add_argument("--ac-max-drop", type=float, default=0.5,
@@ -297,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--quiet", dest="verbose", action="store_false")
     args = parser.parse_args(argv)
+    if args.held_out_split == "test":
+        parser.error("--held-out-split chooses settings: it must not be the test split")
     results = study(args)
     print(table(results))
     if args.json:
