@@ -156,7 +156,8 @@ def run_rate(rate: float, settings: dict[str, Any], domain: int, log_dir: Path
             depth=1, reliability=ReliabilityPolicy.RELIABLE))
         [node] = bench.start_nodes([CAMERA], settings["checkpoint"], settings["backend"],
                                    one_node=False,
-                                   overrides={"precision": settings.get("precision", "auto")})
+                                   overrides={"precision": settings.get("precision", "auto"),
+                                              "torch_threads": settings.get("threads", 0)})
         bench.wait_for(lambda: NODE in listener.statuses, START_TIMEOUT_S,
                        "diagnostics from the node (model prepared)")
         camera = bench.start_camera(CAMERA, 0, settings["size"], rate)
@@ -217,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=BACKEND_CHOICES)
     parser.add_argument("--precision", default="auto",
                         help="the node's precision (int8: a bundle's INT8 graphs)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="the node's inference threads (torch_threads; 0: the runtime's)")
     parser.add_argument("--budget-share", type=float, default=0.0,
                         help="add a window with a CPU budget of this fraction of the narrowest "
                              "width's measured share (0: none)")
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"rates": args.rates, "widths": args.widths, "size": args.size,
                 "seconds": args.seconds, "checkpoint": checkpoint, "backend": args.backend,
                 "budget_share": args.budget_share, "settle": args.settle,
-                "precision": args.precision}
+                "precision": args.precision, "threads": args.threads}
     print(f"{frame_text(args.size)}, {args.seconds:g} s per width; model "
           f"{checkpoint.name}, backend {args.backend}, precision {args.precision}; "
           f"{os.cpu_count()} CPUs\n")
