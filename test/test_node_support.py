@@ -262,7 +262,7 @@ def test_parameter_table_is_complete_and_documented() -> None:
     ("input_size", [64], "[height, width]"),
     ("input_size", [64, 0], "[height, width]"),
     ("device", "tpu", "auto, cpu, cuda or cuda:N"),
-    ("precision", "int8", "choose one of"),
+    ("precision", "int4", "choose one of"),
     ("cameras", ["front", "front"], "repeat"),
     ("cameras", ["/abs"], "relative ROS name"),
     ("camera_priorities", [1.0, float("nan")], "finite"),
