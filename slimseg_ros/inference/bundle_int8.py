@@ -171,13 +171,14 @@ def _same_graphs(meta: Mapping[str, Any], graphs: Mapping[str, Any]) -> bool:
                              for k, v in graphs.items())
 
 
-def measure_int8(folder: str | Path, rounds: int = 30, threads: int = 0,
+def measure_int8(folder: str | Path, rounds: int = 6, block: int = 10, threads: int = 0,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """
     Time fp32 against int8 per width here, in turn, and record it under this CPU's key.
 
-    Frames of the input size; ``threads`` as the node's (0: OpenVINO's choice). Returns the
-    bundle's new metadata.
+    Frames of the input size, ``block`` frames of one precision after another (the node serves
+    one width for many frames), ``rounds`` times each; ``threads`` as the node's (0: OpenVINO's
+    choice). Returns the bundle's new metadata.
     """
     from .backends.openvino_backend import OpenVINOFrameGraph
     folder = Path(folder)
@@ -200,13 +201,14 @@ def measure_int8(folder: str | Path, rounds: int = 30, threads: int = 0,
             graph.run(frame)  # compile and warm up
         for _ in range(rounds):  # in turn: both see the same load
             for name, graph in graphs.items():
-                started = time.perf_counter()
-                graph.run(frame)
-                times[name].append((time.perf_counter() - started) * 1e3)
+                for _ in range(block):
+                    started = time.perf_counter()
+                    graph.run(frame)
+                    times[name].append((time.perf_counter() - started) * 1e3)
         fp32_ms, int8_ms = statistics.median(times["fp32"]), statistics.median(times["int8"])
         record[key] = {"fp32_ms": round(fp32_ms, 2), "int8_ms": round(int8_ms, 2),
                        "speedup": round(fp32_ms / int8_ms, 3), "threads": threads,
-                       "rounds": rounds}
+                       "rounds": rounds, "block": block}
         log(f"width {key}: fp32 {fp32_ms:.1f} ms, int8 {int8_ms:.1f} ms: "
             f"{fp32_ms / int8_ms:.2f}x")
     int8.setdefault("speed", {})[cpu_key()] = {"cpu": cpu_model(), "widths": record,

@@ -81,11 +81,19 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(int(args["threads"]))
     h, w = args["size"]
     started = time.perf_counter()
-    model, info = load_checkpoint(args["checkpoint"], map_location="cpu")
-    input_size = tuple(args.get("input_size") or (h, w))  # the network's; frames are h x w
-    engine = SegmentationEngine(model, info, device="cpu", backend=args["backend"],
-                                precision=args["precision"], input_size=input_size,
-                                checkpoint_path=args["checkpoint"], cache_dir=args.get("cache"))
+    if Path(args["checkpoint"]).is_dir():  # a model bundle: its own graphs (int8 too)
+        from ..inference.bundle import BundleEngine
+        engine = BundleEngine(args["checkpoint"], backend=args["backend"],
+                              precision=args["precision"], threads=int(args["threads"]),
+                              cache_dir=args.get("cache"))
+        info, input_size = engine.info, tuple(engine.input_size or (h, w))
+    else:
+        model, info = load_checkpoint(args["checkpoint"], map_location="cpu")
+        input_size = tuple(args.get("input_size") or (h, w))  # the network's; frames h x w
+        engine = SegmentationEngine(model, info, device="cpu", backend=args["backend"],
+                                    precision=args["precision"], input_size=input_size,
+                                    checkpoint_path=args["checkpoint"],
+                                    cache_dir=args.get("cache"))
     startup_s = time.perf_counter() - started
     engine.prepare_size(h, w)  # a runtime compiles here (OpenVINO: the network input size)
     ready_s = time.perf_counter() - started
@@ -95,7 +103,8 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     if args.get("lraspp"):
         runners["lraspp"] = lraspp_engine_like(args["backend"], len(info.class_names),
                                                input_size, int(args["threads"]),
-                                               args["precision"])
+                                               "fp32" if args["precision"] == "int8"
+                                               else args["precision"])
     for run in runners.values():
         for _ in range(int(args["warmup"])):
             run(frame)
@@ -109,8 +118,8 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
                 t = time.perf_counter()
                 run(frame)
                 samples[key].append((time.perf_counter() - t) * 1000.0)
-    switch = []
-    for _ in range(2000):
+    switch = [0.0]  # a bundle has no torch networks to switch between
+    for _ in range(2000 if hasattr(engine, "network") else 0):
         t = time.perf_counter_ns()
         engine.network(engine.widths[0])
         engine.network(engine.widths[-1])
@@ -194,9 +203,15 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
         raise ValueError(f"rounds and block must be >= 1, got {rounds} and {block}")
     if not 0 <= idle_ms <= 10_000:
         raise ValueError(f"idle time must be between 0 and 10000 ms, got {idle_ms:g}")
-    model, _ = load_checkpoint(checkpoint, map_location="cpu")
     network_size = tuple(input_size) if input_size else tuple(size)
-    flops = {w: count_flops(model, w, network_size) for w in trained_widths(model)}
+    if Path(checkpoint).is_dir():  # a bundle: graphs only, no network to count or run in torch
+        if EAGER in backends:
+            raise ValueError(f"{checkpoint} is a model bundle: it runs in the graph runtimes, "
+                             f"not {EAGER}; leave {EAGER} out of --backends")
+        flops: dict[float, float] = {}
+    else:
+        model, _ = load_checkpoint(checkpoint, map_location="cpu")
+        flops = {w: count_flops(model, w, network_size) for w in trained_widths(model)}
     runtime = [b for b in backends if is_graph_runtime(b)]
     per_round: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
     best: str | None = None
@@ -229,17 +244,17 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
 def format_comparison(result: dict[str, Any]) -> str:
     """Markdown: per width, each backend's p50 / p90 and ratios; start-up and switch times."""
     backends = result["backends"]
-    widths = sorted((k for k in backends[EAGER]["latency"] if k != "lraspp"), key=float) \
-        if EAGER in backends else sorted(result["flops"], key=float)
+    first = backends[EAGER] if EAGER in backends else next(iter(backends.values()))
+    widths = sorted((k for k in first["latency"] if k != "lraspp"), key=float)
     names = list(backends)
     headers = ["width", "FLOPs / FLOPs(1.0)"]
     for b in names:
         headers += [f"{b} p50 / p90 ms", f"speed-up vs {EAGER}", f"{b} w / w1.0"]
     lines = [markdown_header(headers, "r")]
-    f1 = result["flops"]["1"]
+    f1 = result["flops"].get("1")
     for w in widths + ["lraspp"]:
         cells = [w if w != "lraspp" else "LR-ASPP MNv3-L",
-                 f"{result['flops'][w] / f1:.3f}" if w in result["flops"] else "-"]
+                 f"{result['flops'][w] / f1:.3f}" if f1 and w in result["flops"] else "-"]
         for b in names:
             lat = backends[b]["latency"].get(w)
             if lat is None:

@@ -472,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--head", help="head name (deeplabv3plus or fcn)")
     src.add_argument("--num-classes", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default auto)")
-    p.add_argument("--precision", default="fp32", help="fp32, fp16 (CUDA) or bf16")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32, fp16 (CUDA), bf16 or int8 (a bundle's INT8 graphs, OpenVINO)")
     p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--sizes", nargs="+", type=size_arg, default=[(360, 480), (512, 1024)],
