@@ -82,7 +82,17 @@ def find_default_checkpoint(params: dict[str, Any]) -> Path | None:
 
 
 def read_checkpoint_info(path: Path) -> dict[str, Any]:
-    """Read a checkpoint's class names, palette and widths (without building the network)."""
+    """Read a checkpoint's (or a bundle's) class names, palette and widths, building nothing."""
+    if path.is_dir():  # a model bundle
+        from ...inference.bundle import BundleError, read_bundle
+        try:
+            meta = read_bundle(path, check_files=False)
+        except BundleError as exc:
+            raise DemoError(str(exc)) from None
+        return {"widths": [float(w) for w in meta["widths"]],
+                "class_names": list(meta["class_names"]),
+                "palette": [list(map(int, c)) for c in meta["palette"]], "untrained": False,
+                "confidence": "confidence" in meta.get("outputs", [])}
     from ...models.checkpoint import safe_torch_load
 
     payload = safe_torch_load(path)
@@ -109,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="an image folder or a video file to replay; default: a "
                                     "generated street scene, its masks scored against its "
                                     "label maps")
-    p.add_argument("--checkpoint", help="model file; default: the packaged model, or an "
-                                        "untrained stand-in if none is installed")
+    p.add_argument("--checkpoint", help="model file or bundle folder; default: the packaged "
+                                        "model, or an untrained stand-in if none is installed")
     p.add_argument("--params", help="node parameter file; default: config/slimseg.yaml")
     p.add_argument("--size", type=frame_size_arg, metavar="HxW",
                    help="resize frames to HxW, height first (generated frames: 360x480)")
@@ -129,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="override the node's device parameter (cpu/cuda/auto)")
     p.add_argument("--backend", help="override the node's backend parameter "
                                      "(auto/torch/openvino/onnxruntime)")
+    p.add_argument("--precision", help="override the node's precision parameter (e.g. int8 "
+                                       "with a bundle holding INT8 graphs)")
     p.add_argument("--startup-timeout", type=float, default=180.0,
                    help="seconds to wait for the node's first mask")
     p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: a private one)")
@@ -156,7 +168,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
 
     if args.checkpoint:
         checkpoint = Path(args.checkpoint).expanduser().resolve()
-        if not checkpoint.is_file():
+        if not checkpoint.exists():
             raise DemoError(f"checkpoint {checkpoint} does not exist")
     else:
         checkpoint = find_default_checkpoint(params)
@@ -184,6 +196,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
         overrides["device"] = args.device
     if args.backend:
         overrides["backend"] = args.backend
+    if args.precision:
+        overrides["precision"] = args.precision
     # Short scenario steps need a governor that settles within a step; say so in the report.
     gov_prefix = next((k.rsplit(".", 1)[0] + "." for k in params if k.endswith("min_dwell_s")),
                       "governor.")
@@ -193,7 +207,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
         min(float(params.get(gov_prefix + "probe_interval_s", 3.0)), 0.4 * phase_s), 3)
     overrides[gov_prefix + "stale_timeout_s"] = max(2.0, 2 * phase_s)
     overrides["diagnostics_period_s"] = 0.2  # a fine-grained decision log
-    overrides["publish_confidence"] = True  # the montage shows it at every width
+    # the montage shows it at every width (a bundle only where its graphs have it)
+    overrides["publish_confidence"] = info.get("confidence", True)
     # the scenario's own battery and thermal phases decide; a laptop's real battery or a warm
     # CPU would otherwise cap the widths between them and blur what each phase shows
     overrides["host_sensors"] = "off"
