@@ -88,6 +88,10 @@ def test_auto_runs_int8_only_where_this_cpu_measured_it_faster(int8_bundle, tmp_
     (bundle / BUNDLE_FILE).write_text(json.dumps(meta))
     engine = BundleEngine(bundle, backend="openvino", precision="auto")
     assert engine.precision.startswith("fp32 at") and "int8 at" in engine.precision
+    from slimseg_ros.ros.contract import Diagnostics, diagnostics_values, read_diagnostics
+    shown = read_diagnostics(diagnostics_values(Diagnostics(
+        precision=engine.precision, precision_reason=engine.precision_reason)))
+    assert (shown.precision, shown.precision_reason) == (engine.precision, why)
     assert engine.infer(random_frame(32, 48), engine.widths.widest).shape == (32, 48)
 
 

@@ -138,6 +138,7 @@ class Keys:
     device: str = "device"
     backend: str = "backend"
     precision: str = "precision"
+    precision_reason: str = "precision reason"
     camera: str = "camera"
     priority: str = "priority"
     cameras: str = "cameras"
@@ -285,6 +286,7 @@ class Diagnostics:
     device: str = ""
     backend: str = ""
     precision: str = ""
+    precision_reason: str = ""  # why (a bundle's precision auto: which widths run int8)
     camera: str = ""                    # per-camera status: the camera's name
     priority: float | None = None       # per-camera status: its priority under a budget
     cameras: tuple[str, ...] = ()       # shared status of a node with cameras: their names
@@ -378,6 +380,7 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
         k.device: d.device,
         k.backend: d.backend,
         k.precision: d.precision,
+        **({k.precision_reason: d.precision_reason} if d.precision_reason else {}),
     }
     if d.frames_served is not None:
         values[k.frames_served] = str(int(d.frames_served))
@@ -557,6 +560,7 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
         device=values.get(k.device, ""),
         backend=values.get(k.backend, ""),
         precision=values.get(k.precision, ""),
+        precision_reason=values.get(k.precision_reason, ""),
         camera=values.get(k.camera, ""),
         priority=_float(values.get(k.priority)),
         cameras=tuple(c.strip() for c in values.get(k.cameras, "").split(",") if c.strip()),

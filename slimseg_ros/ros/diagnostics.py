@@ -68,7 +68,8 @@ class DiagnosticsReport:
                  single: bool) -> list[DiagnosticStatus]:
         """Return the statuses for ``decisions`` (one per camera; shared first if several)."""
         engine_fields = {"trained_widths": engine.widths.values, "device": str(engine.device),
-                         "backend": engine.backend, "precision": engine.precision}
+                         "backend": engine.backend, "precision": engine.precision,
+                         "precision_reason": getattr(engine, "precision_reason", "")}
         hardware = str(engine.device)
         out = []
         if not single:
