@@ -23,7 +23,7 @@ import numpy as np
 from ..widths import TrainedWidths, Width
 from .backends import (BACKENDS, INT8, BackendError, bundle_runtimes,
                        check_backend_precision, resolve_backend)
-from .graph_format import (GRAPH_VERSION, check_frame, file_sha256, graph_outputs,
+from .graph_format import (GRAPH_VERSION, check_frame, file_sha256, graph_outputs, prepare_sizes,
                            openvino_cache_dir)
 
 BUNDLE_FILE = "bundle.json"
@@ -212,16 +212,7 @@ class BundleEngine:
 
     def prepare_size(self, height: int, width: int) -> None:
         """Compile every width for frames of ``height`` x ``width``: once, at the input size."""
-        key = (int(height), int(width))
-        if key in self._prepared_sizes:
-            return
-        for graph in self._graphs:
-            prepare = getattr(graph, "prepare", None)
-            if prepare is not None:
-                prepare(*key)
-        self._prepared_sizes.add(key)
-        if len(self._prepared_sizes) > 16:  # a record of sizes seen, not of what is compiled
-            self._prepared_sizes = {key}
+        self._prepared_sizes = prepare_sizes(self._graphs, self._prepared_sizes, height, width)
 
     def warmup(self, size: tuple[int, int] | None = None, iters: int = 1) -> None:
         """Run every width ``iters`` times on a black frame of ``size``."""

@@ -25,7 +25,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,17 +53,20 @@ def _replace_meta(folder: Path, meta: dict[str, Any]) -> None:
     os.replace(tmp, folder / BUNDLE_FILE)
 
 
-def _compile(core: Any, model: Any, size: tuple[int, int]) -> Any:
+def compile_static(core: Any, model: Any, size: tuple[int, int], threads: int = 0) -> Any:
     """Compile a frame graph the way the backend runs it: static at ``size``, fp32 hint."""
     from .backends.openvino_backend import bypass_identity_resizes
     model = model.clone()
     model.reshape({model.inputs[0]: [1, size[0], size[1], 3]})
     bypass_identity_resizes(model)
-    return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                             "PERFORMANCE_HINT": "LATENCY"})
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return core.compile_model(model, "CPU", config)
 
 
-def _masks(compiled: Any, frames: list[np.ndarray]) -> list[np.ndarray]:
+def masks_of(compiled: Any, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Run every frame through a compiled frame graph; return the class-id masks."""
     request = compiled.create_infer_request()
     out = []
     for frame in frames:
@@ -133,11 +136,12 @@ def add_int8(folder: str | Path, calibration: str | Path, frames: int = 300,
                            "from_sha256": meta["graphs"][RUNTIME][key]["sha256"],
                            "fake_quantize": count_fake_quantize(int8)}
             staged += [(tmp / n, folder / n) for n in names]
-            a, b = _compile(core, fp32, size), _compile(core, int8, size)
+            a, b = compile_static(core, fp32, size), compile_static(core, int8, size)
             if check is not None:
                 record = check(key, a, b)
             else:
-                agreement = mask_agreement(_masks(a, check_frames), _masks(b, check_frames))
+                agreement = mask_agreement(masks_of(a, check_frames),
+                                           masks_of(b, check_frames))
                 record = {"kind": "mask agreement", "frames": len(check_frames),
                           "agreement": round(agreement, 5), "needed": AGREEMENT_NEEDED,
                           "passed": agreement >= AGREEMENT_NEEDED}

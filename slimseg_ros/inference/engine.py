@@ -36,8 +36,8 @@ from torch import nn
 from .backends import (AUTO, BACKENDS, EAGER, INT8, INT8_COMMAND, BackendError,
                        check_backend_precision, frame_graph_runner, resolve_backend)
 from .backends.frame_graph import GraphCache, argmax_and_confidence, export_frame_graph
-from .graph_format import (check_frame, file_sha256, graph_outputs,  # noqa: F401 - re-exported
-                           openvino_cache_dir)
+from .graph_format import (check_frame, file_sha256,  # noqa: F401 - re-exported
+                           graph_outputs, openvino_cache_dir, prepare_sizes)
 from .specialise import module_bytes, specialise_network
 from ..models.checkpoint import ModelInfo, load_checkpoint
 from ..models.slimmable import set_width as set_model_width, trained_widths
@@ -438,16 +438,7 @@ class SegmentationEngine:
         Cheap once a size is prepared; the caller keeps one-off compile time out of its latency
         figures.
         """
-        key = (int(height), int(width))
-        if key in self._prepared_sizes:
-            return
-        for graph in self._graphs:
-            prepare = getattr(graph, "prepare", None)
-            if prepare is not None:
-                prepare(*key)
-        self._prepared_sizes.add(key)
-        if len(self._prepared_sizes) > 16:
-            self._prepared_sizes = {key}
+        self._prepared_sizes = prepare_sizes(self._graphs, self._prepared_sizes, height, width)
 
     def infer_tensor(self, images: torch.Tensor, width: Width | int,
                      return_logits: bool = False) -> torch.Tensor:

@@ -68,3 +68,21 @@ def default_cache_dir() -> Path:
 def openvino_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """Return the folder of OpenVINO's compiled models under ``cache_dir`` (default: ours)."""
     return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "openvino"
+
+
+def prepare_sizes(graphs: Any, prepared: set[tuple[int, int]], height: int,
+                  width: int) -> set[tuple[int, int]]:
+    """
+    Prepare every graph for frames of ``height`` x ``width`` unless that size was seen.
+
+    Returns the sizes seen (a record, not what is compiled: at most 16, then only the new one),
+    so a camera's steady size costs one set lookup per frame. Both engines use it.
+    """
+    key = (int(height), int(width))
+    if key in prepared:
+        return prepared
+    for graph in graphs:
+        prepare = getattr(graph, "prepare", None)
+        if prepare is not None:
+            prepare(*key)
+    return {*prepared, key} if len(prepared) < 16 else {key}

@@ -200,7 +200,8 @@ def bundle_main(args: argparse.Namespace) -> int:
 def camvid_check(root: str) -> Any:
     """Return the labelled INT8 check: CamVid val mIoU of int8 within 1.0 point of fp32."""
     from ..inference.bundle_int8 import MIOU_DROP_ALLOWED
-    from .int8_study import load_pairs, masks_of, scores
+    from ..inference.bundle_int8 import masks_of
+    from .int8_study import load_pairs, scores
 
     pairs = load_pairs(Path(root), "val")
     frames, labels = [f for f, _ in pairs], [label for _, label in pairs]

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from slimseg_ros.inference.bundle_int8 import compile_static, masks_of
 from slimseg_ros.inference.quantize import (evenly_spaced, float_ends, mask_agreement,
                                             quantize_frame_graph, split_frames)
 from slimseg_ros.tools.common import cpu_name, markdown_table
@@ -73,18 +74,6 @@ def ignored_names(model: Any, patterns: Sequence[str]) -> list[str]:
     return found
 
 
-def compile_graph(core: Any, model: Any, size: tuple[int, int], threads: int = 0) -> Any:
-    """Compile a frame graph as the OpenVINO backend does: static at ``size``, fp32 hint."""
-    from slimseg_ros.inference.backends.openvino_backend import bypass_identity_resizes
-    model = model.clone()
-    model.reshape({model.inputs[0]: [1, size[0], size[1], 3]})
-    bypass_identity_resizes(model)
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    return core.compile_model(model, "CPU", config)
-
-
 def load_pairs(root: Path, split: str, limit: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Return ``(RGB frame, train-id label)`` pairs of a CamVid split (``limit``: spread)."""
     from slimseg_ros.training.datasets import camvid_pairs, camvid_spec, read_image, read_label
@@ -93,16 +82,6 @@ def load_pairs(root: Path, split: str, limit: int = 0) -> list[tuple[np.ndarray,
     if limit:
         pairs = evenly_spaced(pairs, limit)
     return [(read_image(image), spec.lut[read_label(label)]) for image, label in pairs]
-
-
-def masks_of(compiled: Any, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Run every frame through a compiled frame graph; return the class-id masks."""
-    request = compiled.create_infer_request()
-    out = []
-    for frame in frames:
-        request.infer({0: frame[None]})
-        out.append(request.get_output_tensor(0).data[0].copy())
-    return out
 
 
 def scores(masks: Sequence[np.ndarray], labels: Sequence[np.ndarray],
@@ -215,7 +194,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
                                     fast_bias_correction=not args.full_bias_correction,
                                     extra_ignored_names=extra)
         seconds = time.perf_counter() - started
-        fp32_c, int8_c = compile_graph(core, model, size), compile_graph(core, int8, size)
+        fp32_c, int8_c = compile_static(core, model, size), compile_static(core, int8, size)
         held_scores = {}
         if held:
             held_labels = [label for _, label in held]
@@ -242,10 +221,10 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
     frame = test[0][0]
     for threads in args.threads:
         for key in sorted(graphs, key=float):
-            models = {"fp32": compile_graph(core, compiled_fp32[key], size, threads),
-                      "int8": compile_graph(core, compiled_int8[key], size, threads)}
+            models = {"fp32": compile_static(core, compiled_fp32[key], size, threads),
+                      "int8": compile_static(core, compiled_int8[key], size, threads)}
             if lraspp is not None and float(key) == max(float(k) for k in graphs):
-                models["lraspp_fp32"] = compile_graph(core, lraspp, size, threads)
+                models["lraspp_fp32"] = compile_static(core, lraspp, size, threads)
             timing = time_in_turn(models, frame, args.rounds)
             results["widths"][key].setdefault("timing", {})[str(threads)] = timing
             log(f"width {key} threads {threads}: {timing}", flush=True)
@@ -271,7 +250,7 @@ def retry_with_accuracy_control(core: Any, model: Any, train: list, size: tuple[
                                 extra_ignored_names=extra_ignored,
                                 held_out=held_frames, validation_fn=validate,
                                 max_drop=args.ac_max_drop / 100.0)
-    int8_c = compile_graph(core, int8, size)
+    int8_c = compile_static(core, int8, size)
     labels = [label for _, label in test]
     int8_masks = masks_of(int8_c, [f for f, _ in test])
     fp32_layers = sum(op.get_type_name() in ("Convolution", "GroupConvolution")
