@@ -207,6 +207,8 @@ def budget_cap(meter: Meter, widths: Sequence[Width], cam: CameraState, now: flo
     if cur in unknown and not (fit and fit[-1] > cur):
         # just switched here (a probe or another cap): hold until a figure arrives
         return cur, f"{head}: waiting for a measurement at {cur:g}", False
+    if not fit and barrier is None:  # nothing measured under a bound just moved (a ladder)
+        return below[-1], f"{head}: waiting for a measurement at {below[-1]:g}", False
     if not fit:  # over budget and nothing narrower measured: step down, one width a frame
         w = below[-1]
         return w, (f"{head}: {label} at {barrier:g} = {fmt(known[barrier])} > "

@@ -91,6 +91,7 @@ from .caps import (HOST, TOPIC, Reading, SensorCaps, SharedCaps, checked,
 from .config import MAX_CELSIUS, GovernorConfig, _number
 from .budget import (CPU_METER, BudgetRound, CameraState, Meter, budget_cap,
                      busy_cpu_share, latency_meter, predicted_cpu_share)
+from .ladder import Ladder, Step
 from .latency import LatencyStore, WidthLatency
 from .rate import CameraLoad, choose_strides, served_hz
 from ..widths import TrainedWidths, Width
@@ -131,6 +132,14 @@ class Decision:
     rate_reason: str = "every frame"
     serving_hz: float | None = None
     served_cpu_share: float | None = None
+    # The step run: ``width`` itself, or with a ladder its rung (:mod:`.ladder`), which says
+    # the network input too; None only in decisions made by hand.
+    step: Step | None = None
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """Return the network input of the step run (None: the model's full input)."""
+        return Ladder.input_of(self.step) if self.step is not None else None
 
 
 class Governor:
@@ -141,13 +150,20 @@ class Governor:
     or numbers to build one from); ``cameras`` names the cameras sharing the weights (default:
     one unnamed camera);
     ``priorities`` gives one number per camera (a sequence in camera order or a mapping by
-    name; default all equal), higher is served first under a budget.
+    name; default all equal), higher is served first under a budget. ``ladder`` (a
+    :class:`~.ladder.Ladder` of these widths) adds reduced-input operating points for the
+    budgets to choose from; without one the budgets choose among the widths.
     """
 
     def __init__(self, widths: TrainedWidths | Sequence[float], config: GovernorConfig,
                  cameras: Sequence[str] | None = None,
-                 priorities: Sequence[float] | Mapping[str, float] | None = None) -> None:
+                 priorities: Sequence[float] | Mapping[str, float] | None = None,
+                 ladder: Ladder | None = None) -> None:
         self._widths = widths if isinstance(widths, TrainedWidths) else TrainedWidths(widths)
+        if ladder is not None and ladder.widths != self._widths:
+            raise ValueError(f"the ladder is of widths {list(ladder.widths.values)}, the "
+                             f"governor's are {list(self._widths.values)}")
+        self._ladder = ladder if ladder is not None else Ladder(self._widths)
         self._config = config
         names = [SINGLE] if cameras is None else list(cameras)
         if not names or any(not isinstance(n, str) for n in names):
@@ -156,7 +172,8 @@ class Governor:
             raise ValueError(f"cameras must not repeat a name, got {names}")
         top = self._widths.widest
         self._cameras: dict[str, CameraState] = {
-            n: CameraState(request=top, current=top, priority=1.0) for n in names}
+            n: CameraState(request=top, current=self._ladder.full(top), priority=1.0)
+            for n in names}
         self.set_priorities(priorities)
         self._requested = top  # the shared request (all cameras)
         # battery and thermal, from topics or the host
@@ -169,6 +186,11 @@ class Governor:
     def widths(self) -> TrainedWidths:
         """Trained widths, ascending."""
         return self._widths
+
+    @property
+    def ladder(self) -> Ladder:
+        """The steps the budgets choose from (the widths themselves without a ladder)."""
+        return self._ladder
 
     @property
     def config(self) -> GovernorConfig:
@@ -200,6 +222,10 @@ class Governor:
 
     def current_of(self, camera: str | None) -> Width:
         """Return the width of ``camera``'s last decision (None: the only camera)."""
+        return self._ladder.width_of(self._camera(camera).current)
+
+    def step_of(self, camera: str | None) -> Step:
+        """Return the step (width, or rung of the ladder) of ``camera``'s last decision."""
         return self._camera(camera).current
 
     def requested_for(self, camera: str | None) -> Width:
@@ -398,7 +424,7 @@ class Governor:
             tops = {n: self._table(c) for n, c in ceilings.items()}
             if amount:
                 rounds.append(BudgetRound(meter, amount, amount * cfg.budget_margin,
-                                          self._widths.narrowest, tables, order, tops))
+                                          self._ladder.cheapest, tables, order, tops))
 
         decisions: dict[str, Decision] = {}
         left = list(order)
@@ -409,71 +435,84 @@ class Governor:
                 left.remove(name)
                 own: list[str] = []
                 caps = {}
+                steps = self._ladder.candidates(self._bound(name, shared))
                 for r in rounds:
                     share = r.share(name, left, len(group) - i - 1)
-                    caps[r.meter] = budget_cap(r.meter, self._widths, self._cameras[name], now,
+                    caps[r.meter] = budget_cap(r.meter, steps, self._cameras[name], now,
                                                r.tables[name], share, r.head(share),
                                                cfg.probe_interval_s, own, r.ceilings.get(name))
                 decisions[name] = self._decide_one(name, now, shared, caps, warnings + own)
                 for r in rounds:
-                    r.spend(name, decisions[name].width)
+                    r.spend(name, decisions[name].step)
         for name, cam in self._cameras.items():
             if name not in decisions:  # no fresh frame: costs nothing, does not widen
                 caps = {r.meter: r.hold(cam.current) for r in rounds}
                 decisions[name] = self._decide_one(name, now, shared, caps, list(warnings))
         return {n: decisions[n] for n in self._cameras}
 
+    def _bound(self, name: str, shared: SharedCaps) -> Width:
+        """Return the widest width ``name`` may run: its request under the shared caps."""
+        return min([self._requested, self._cameras[name].request, *shared.caps.values()])
+
     def _decide_one(self, name: str, now: float, shared: SharedCaps,
-                    budget_caps: Mapping[Meter, tuple[Width, str, bool]],
+                    budget_caps: Mapping[Meter, tuple[Step, str, bool]],
                     warnings: list[str]) -> Decision:
-        """One camera's decision from the shared caps and its budget caps."""
+        """One camera's decision from the shared caps and its budget caps (steps)."""
         cam = self._cameras[name]
+        ladder = self._ladder
         caps = dict(shared.caps)
         reasons = dict(shared.reasons)
         names = dict(shared.names)
         probes = {}
+        steps: dict[str, Step] = {}
         for meter, (cap, why, probing) in budget_caps.items():
-            caps[meter.key], reasons[meter.key], names[meter.key] = cap, why, meter.name
+            steps[meter.key] = cap
+            caps[meter.key], reasons[meter.key], names[meter.key] = (ladder.width_of(cap), why,
+                                                                     meter.name)
             probes[meter.key] = probing
 
         requested = min(self._requested, cam.request)
-        target = min([requested, *caps.values()])
-        keys = [k for k, v in caps.items() if v == target]
+        bound = self._bound(name, shared)
+        target = min([ladder.full(bound), *steps.values()])
+        binding_width = ladder.width_of(target)
+        at_full = target == ladder.full(binding_width)
+        keys = [k for k, v in caps.items()
+                if (steps[k] == target if k in steps else at_full and v == binding_width)]
         binding = [reasons[k] for k in keys]
         decided = [names[k] for k in keys]
-        if target == requested:  # the request decides; caps at the same width are named
+        if target == ladder.full(requested):  # the request decides; caps there are named
             label = "camera request" if cam.request < self._requested else "request"
             binding.insert(0, f"{label} {requested:g}")
             decided.insert(0, label)
         reason = "; ".join(binding)
 
-        narrowest = self._widths.narrowest
-        if cam.stride > 1 and cam.stride_by_budget and target > narrowest:
+        cheapest = ladder.candidates(bound)[0]
+        if cam.stride > 1 and cam.stride_by_budget and target > cheapest:
             # rate before width: the width widens only once every frame is served again
             reason = (f"rate first: serving 1 in {cam.stride} frames for the cpu budget, "
-                      f"width {narrowest:g} until every frame is served (then {target:g}: "
+                      f"width {cheapest:g} until every frame is served (then {target:g}: "
                       f"{reason})")
             decided.insert(0, "rate")
-            target = narrowest
-        width = target
+            target = cheapest
+        step = target
         pending, cam.request_pending = cam.request_pending, False
         if (target > cam.current and not pending
                 and now - cam.last_change < self._config.min_dwell_s):
             wait = self._config.min_dwell_s - (now - cam.last_change)
-            width = cam.current
-            reason = f"dwell: holding {width:g} for {wait:.1f} s more (then {target:g}: {reason})"
+            step = cam.current
+            reason = f"dwell: holding {step:g} for {wait:.1f} s more (then {target:g}: {reason})"
             decided.insert(0, "dwell")
         probe_started = False
-        if width != cam.current:
+        if step != cam.current:
             cam.last_change = now
-            if any(probing and width == caps[k] for k, probing in probes.items()):
+            if any(probing and step == steps[k] for k, probing in probes.items()):
                 cam.last_probe = now
                 probe_started = True
-        cam.current = width
-        cam.last_used[width] = now
-        return Decision(width=width, reason=reason, caps=caps, warnings=tuple(warnings),
-                        probing=probe_started, decided_by=tuple(decided),
-                        sources=dict(shared.sources))
+        cam.current = step
+        cam.last_used[step] = now
+        return Decision(width=ladder.width_of(step), reason=reason, caps=caps,
+                        warnings=tuple(warnings), probing=probe_started,
+                        decided_by=tuple(decided), sources=dict(shared.sources), step=step)
 
     def decide_from(self, now: float, store: LatencyStore, frame_rate: float | None = None,
                     cores: int = 1) -> Decision:
@@ -503,7 +542,7 @@ class Governor:
         """
         q = self._config.budget_percentile
         rates = frame_rates or {}
-        recent = {n: s.recent(self._widths, q, now) for n, s in stores.items()}
+        recent = {n: s.recent(self._ladder.steps, q, now) for n, s in stores.items()}
         shares = {n: {w: predicted_cpu_share(r, rates.get(n), cores) for w, r in rs.items()}
                   for n, rs in recent.items()}
         busy = {n: {w: busy_cpu_share(r, cores) for w, r in rs.items()}
@@ -515,7 +554,7 @@ class Governor:
         out = {}
         for name, decision in decisions.items():
             if decision.probing and name in stores:
-                stores[name].reset(decision.width)
+                stores[name].reset(decision.step)
             figures = recent.get(name, {})
             cam = self._cameras[name]
             load = loads.get(name)
@@ -536,7 +575,7 @@ class Governor:
         return out
 
     def _pace(self, now: float, decisions: Mapping[str, Decision],
-              recent: Mapping[str, Mapping[Width, WidthLatency | None]],
+              recent: Mapping[str, Mapping[Step, WidthLatency | None]],
               rates: Mapping[str, float | None], cores: int,
               active: Collection[str] | None) -> dict[str, CameraLoad]:
         """
@@ -548,14 +587,14 @@ class Governor:
         cfg = self._config
         loads = {}
         for name, decision in decisions.items():
-            figures = recent.get(name, {}).get(decision.width)
+            figures = recent.get(name, {}).get(decision.step)
             hz = rates.get(name)
             if ((active is not None and name not in active) or figures is None
                     or figures.cpu_ms is None or not figures.mean_ms or not hz):
                 continue
             loads[name] = CameraLoad(float(hz), figures.cpu_ms, figures.mean_ms,
                                      self._cameras[name].priority,
-                                     decision.width == self._widths.narrowest)
+                                     decision.step == self._ladder.cheapest)
         if not loads:
             return loads
         allowed = None if self._cpu_budget is None else self._cpu_budget * cfg.budget_margin
@@ -575,19 +614,20 @@ class Governor:
         return loads
 
     # ----------------------------------------------------------------------------- internals
-    def _table(self, figures: Mapping[Width | int, float | None]) -> dict[Width, float | None]:
+    def _table(self, figures: Mapping[Step | int, float | None]) -> dict[Step, float | None]:
         """
-        Return the figures per trained width (bad values dropped).
+        Return the figures per step (bad values dropped).
 
-        Keys are this governor's :class:`Width` values or their indices; a float key raises
+        Keys are this governor's :class:`Width` values (with a ladder: its full-input rung),
+        rungs of its ladder, or indices (:meth:`~.ladder.Ladder.member`); a float key raises
         ``TypeError``, a width of other trained widths ``ValueError``.
         """
-        table: dict[Width, float | None] = {w: None for w in self._widths}
+        table: dict[Step, float | None] = {s: None for s in self._ladder.steps}
         for key, value in figures.items():
-            width = self._widths.member(key)
+            step = self._ladder.member(key)
             if value is None:
                 continue
             v = float(value)
             if math.isfinite(v) and v >= 0.0:
-                table[width] = v
+                table[step] = v
         return table

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .ladder import Rung, Step
 from ..widths import Width
 
 
@@ -68,10 +69,10 @@ class LatencyStore:
                              f"{max_frames!r}")
         self.window_s = float(window_s)
         self.max_frames = int(max_frames)
-        self._samples: dict[Width, deque[tuple[float, float, float | None]]] = {}
+        self._samples: dict[Step, deque[tuple[float, float, float | None]]] = {}
         self._lock = threading.Lock()
 
-    def record(self, width: Width, ms: float, now: float, cpu_ms: float | None = None) -> None:
+    def record(self, width: Step, ms: float, now: float, cpu_ms: float | None = None) -> None:
         """
         Add one frame of ``ms`` milliseconds at ``width``, measured at time ``now`` (s).
 
@@ -88,7 +89,7 @@ class LatencyStore:
             self._samples.setdefault(key, deque(maxlen=self.max_frames)).append(
                 (now, value, cpu))
 
-    def reset(self, width: Width | None = None) -> None:
+    def reset(self, width: Step | None = None) -> None:
         """Forget the frames of ``width`` (all when None), so it is judged on new frames only."""
         key = None if width is None else _checked(width)
         with self._lock:
@@ -97,11 +98,11 @@ class LatencyStore:
             else:
                 self._samples.pop(key, None)
 
-    def _recent(self, width: Width, now: float) -> list[tuple[float, float | None]]:
+    def _recent(self, width: Step, now: float) -> list[tuple[float, float | None]]:
         samples = self._samples.get(width, ())
         return [(ms, cpu) for t, ms, cpu in samples if now - t <= self.window_s]
 
-    def percentile(self, width: Width, q: float, now: float) -> float | None:
+    def percentile(self, width: Step, q: float, now: float) -> float | None:
         """
         Return the ``q``-th percentile, ``q`` in 0-100, of the recent frames of ``width``.
 
@@ -112,8 +113,8 @@ class LatencyStore:
             values = sorted(ms for ms, _ in self._recent(key, now))
         return percentile(values, q) if values else None
 
-    def recent(self, widths: Iterable[Width], q: float, now: float
-               ) -> dict[Width, WidthLatency | None]:
+    def recent(self, widths: Iterable[Step], q: float, now: float
+               ) -> dict[Step, WidthLatency | None]:
         """Every width's recent figures (None: no recent frame), read at once."""
         widths = [_checked(w) for w in widths]
         with self._lock:
@@ -121,9 +122,9 @@ class LatencyStore:
         return {w: _figures(v, float(q)) if v else None for w, v in samples.items()}
 
 
-def _checked(width: object) -> Width:
-    """Return ``width`` if it is a :class:`Width`; ``TypeError`` otherwise (floats included)."""
-    if not isinstance(width, Width):
+def _checked(width: object) -> Step:
+    """Return ``width`` if it is a :class:`Width` or a rung; ``TypeError`` otherwise (floats)."""
+    if not isinstance(width, (Width, Rung)):
         raise TypeError(f"the latency store is keyed by Width, got {width!r}: turn a float "
                         f"into a Width once at the edge with TrainedWidths.snap (or .exact)")
     return width

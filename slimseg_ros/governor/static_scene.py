@@ -25,7 +25,7 @@ class StaticReference:
     thumbnail: np.ndarray
     frame_size: tuple[int, int]
     time: float
-    width: object  # the width it ran at (a Width): a mask of another width is not reused
+    width: object  # the step it ran at (a Width, or a ladder rung): another is not reused
     mask: np.ndarray
     confidence: np.ndarray | None
 
