@@ -10,7 +10,8 @@ high percentile of the latency; for the CPU budget it is the predicted CPU share
 the probing rules of :mod:`.governor`), and :class:`BudgetRound` shares one allowance over the
 cameras of a round by priority. Which budget it is only changes how the reason is written
 (:class:`Meter`). Widths are :class:`~slimseg_ros.widths.Width` values of one model, compared
-by index; their fractions only scale estimates. Plain Python, no clock reads.
+by index; their fractions only scale estimates. With a ladder the same rule runs on its rungs
+(:mod:`.ladder`), whose ``value`` is a relative measured cost. Plain Python, no clock reads.
 """
 
 from __future__ import annotations

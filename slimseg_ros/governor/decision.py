@@ -55,6 +55,12 @@ Policy, in one place:
   budget loosens the rate comes back before the width widens. A per-frame latency budget never
   moves the rate (serving fewer frames does not make one faster). Only :meth:`decide_from` and
   :meth:`decide_from_stores` choose strides: they have each camera's costs and arrival rate.
+* **Ladder** (:mod:`.ladder`, a model measured at reduced inputs): the budgets choose among
+  operating points (a width at a network input) ordered by measured cost instead of among
+  widths; the request, battery and thermal caps bound a point's *width*, and with no budget the
+  bound runs at the full input, as without a ladder. ``Decision.step`` is the point run
+  (``Decision.input_size`` its input), the latency store and figures are keyed by point, and
+  "narrowest" above means the cheapest point.
 * **Stale inputs**: a battery, temperature or budget input older than ``stale_timeout_s`` stops
   constraining and is named in ``Decision.warnings``.
 
