@@ -27,7 +27,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
-        (f"share/{PACKAGE}/models", glob("models/*.pt")),
+        # a checkpoint and its ladder (operating points) beside it
+        (f"share/{PACKAGE}/models", glob("models/*.pt") + glob("models/*.ladder.json")),
         (f"share/{PACKAGE}/models/default_bundle", glob("models/default_bundle/*")),
     ],
     # What the node needs with a model bundle: no PyTorch (requirements-runtime.txt pins it).

@@ -175,7 +175,7 @@ def runtime_predictor(model: nn.Module, info: Any, args: argparse.Namespace,
             else tuple(args.size) if args.size else None)
     engine = SegmentationEngine(copy.deepcopy(model), info, device=device, backend=backend,
                                 precision=args.precision, checkpoint_path=args.checkpoint,
-                                input_size=size)
+                                input_size=size, ladder=False)  # scores widths only
     return frame_predictor(engine), backend
 
 
@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from slimseg_ros.inference.bundle import BundleEngine
             model, engine = None, BundleEngine(
                 args.checkpoint, backend=args.backend, precision=args.precision,
-                input_size=args.input_size or args.size)
+                input_size=args.input_size or args.size, ladder=False)
             info = engine.info
         else:
             model, info = load_checkpoint(args.checkpoint, map_location="cpu")
@@ -387,7 +387,7 @@ def confidence_report(model: nn.Module, info: Any, args: argparse.Namespace,
                                 precision=args.precision, checkpoint_path=args.checkpoint,
                                 input_size=(tuple(args.input_size) if args.input_size
                                             else tuple(args.size) if args.size else None),
-                                confidence=True)
+                                confidence=True, ladder=False)
     trained = [engine.widths.exact(w) for w in widths]
     found = collect(engine.segment, loader, trained, IGNORE_INDEX)
     summaries = {float(w): bins.summary() for w, bins in found.items()}

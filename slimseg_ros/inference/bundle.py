@@ -8,6 +8,12 @@ graph format, outputs, the source checkpoint's SHA-256 and each file's SHA-256. 
 and checks a bundle and runs it (:class:`BundleEngine`, the engine's interface for the node)
 importing neither torch nor anything that does. Every problem is one :class:`BundleError`
 sentence naming the file.
+
+A bundle may hold a ladder (:mod:`.ladder`) under ``bundle.json``'s ``"ladder"`` key: the
+ladder's JSON plus ``"graphs": {runtime: {"<width>@<h>x<w>": {"file", "sha256"}}}``, a graph
+per point for every runtime the bundle has, exported like the widths' at the point's input
+size (``python -m slimseg_ros.tools.resolution_sweep --write-ladder DIR`` adds it). The points
+run in float: INT8 graphs exist at the full input only.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from .backends import (BACKENDS, INT8, BackendError, bundle_runtimes,
                        check_backend_precision, resolve_backend)
 from .graph_format import (GRAPH_VERSION, check_frame, file_sha256, graph_outputs, prepare_sizes,
                            openvino_cache_dir)
+from .ladder import (LADDER_OFF_NOTE, NO_INPUT_SIZE_NOTE, LadderError, LadderSpec, loaded_note,
+                     missing_note, parse_ladder, point_not_found)
 
 BUNDLE_FILE = "bundle.json"
 FORMAT = "slimseg-bundle"
@@ -51,12 +59,15 @@ def is_bundle(path: str | Path) -> bool:
     return Path(path).is_dir()
 
 
-def read_bundle(folder: str | Path, check_files: bool = True) -> dict[str, Any]:
+def read_bundle(folder: str | Path, check_files: bool = True,
+                check_ladder: bool = True) -> dict[str, Any]:
     """
     Read and check ``folder``'s ``bundle.json``; with ``check_files``, every file's SHA-256.
 
     Raises :class:`BundleError` for a missing, corrupt or foreign ``bundle.json``, another format
-    or graph version, a missing width or file, or a file whose content does not match.
+    or graph version, a missing width or file, or a file whose content does not match; and, with
+    ``check_ladder``, for a ladder whose metadata or graphs are not right (see
+    :func:`bundle_ladder`).
     """
     folder = Path(folder)
     meta_path = folder / BUNDLE_FILE
@@ -98,7 +109,64 @@ def read_bundle(folder: str | Path, check_files: bool = True) -> dict[str, Any]:
                     if file_sha256(path) != digest:
                         raise BundleError(f"{path} does not match the SHA-256 recorded in "
                                           f"{BUNDLE_FILE}: a corrupt or replaced file")
+    if check_ladder:
+        bundle_ladder(folder, meta, check_files)
     return meta
+
+
+def bundle_ladder(folder: str | Path, meta: dict[str, Any],
+                  check_files: bool = True) -> LadderSpec | None:
+    """
+    Return the ladder of the bundle ``folder`` (its ``bundle.json`` read as ``meta``), or None.
+
+    Raises :class:`BundleError` for invalid ladder metadata, a point without a graph for one of
+    the bundle's runtimes, a graph entry that matches no point, and with ``check_files`` a graph
+    file that is missing or does not match its SHA-256.
+    """
+    raw = meta.get("ladder")
+    if raw is None:
+        return None
+    folder = Path(folder)
+    meta_path = folder / BUNDLE_FILE
+    if not meta.get("input_size"):
+        raise BundleError(f"{meta_path} has a ladder but no fixed input size: a ladder's points "
+                          f"are reduced input sizes")
+    try:
+        spec = parse_ladder(raw, str(meta_path), [float(w) for w in meta["widths"]],
+                            meta["input_size"])
+    except LadderError as exc:
+        raise BundleError(str(exc)) from None
+    graphs = raw.get("graphs")
+    if not isinstance(graphs, dict):
+        raise BundleError(f"{meta_path}: the ladder lists no graphs")
+    for runtime in graphs:
+        if runtime not in meta["graphs"]:
+            raise BundleError(f"{meta_path}: the ladder has graphs for {runtime!r}, a runtime "
+                              f"the bundle has no width graphs for")
+    keys = {p.key for p in spec.points}
+    for runtime in meta["graphs"]:
+        per_point = graphs.get(runtime)
+        if not isinstance(per_point, dict):
+            raise BundleError(f"{meta_path}: the ladder has no {runtime} graphs")
+        for key in per_point:
+            if key not in keys:
+                raise BundleError(f"{meta_path}: ladder graph {key!r} ({runtime}) matches no "
+                                  f"point of the ladder")
+        for point in spec.points:
+            entry = per_point.get(point.key)
+            hashes = entry.get("sha256") if isinstance(entry, dict) else None
+            if not isinstance(hashes, dict) or entry.get("file") not in hashes:
+                raise BundleError(f"{meta_path}: ladder point {point.key} has no {runtime} "
+                                  f"graph")
+            for name, digest in hashes.items() if check_files else ():
+                path = folder / name
+                if not path.is_file():
+                    raise BundleError(f"{path} is missing from the bundle (ladder point "
+                                      f"{point.key}, {runtime})")
+                if file_sha256(path) != digest:
+                    raise BundleError(f"{path} does not match the SHA-256 recorded in "
+                                      f"{BUNDLE_FILE}: a corrupt or replaced file")
+    return spec
 
 
 def precision_summary(precisions: dict[str, str]) -> str:
@@ -116,17 +184,19 @@ class BundleEngine:
 
     The same interface the node uses of :class:`~.engine.SegmentationEngine`: ``widths``,
     ``info``, ``infer``, ``segment``, ``prepare_size``, ``warmup``, ``backend``, ``precision``,
-    ``device``, ``input_size``, ``confidence``, ``prepared_from`` and ``prepare_seconds``.
+    ``device``, ``input_size``, ``confidence``, ``prepared_from``, ``prepare_seconds``,
+    ``ladder`` and ``ladder_note``. ``ladder=False`` leaves the bundle's ladder unloaded.
     OpenVINO caches its compiled models in ``openvino`` under ``cache_dir`` (default
     :func:`~.graph_format.default_cache_dir`), so a second start imports them.
     """
 
     def __init__(self, folder: str | Path, backend: str = "auto", precision: str = "fp32",
                  threads: int = 0, device: str = "auto", input_size: Any = None,
-                 confidence: bool = False, cache_dir: str | Path | None = None) -> None:
+                 confidence: bool = False, cache_dir: str | Path | None = None,
+                 ladder: bool = True) -> None:
         started = time.perf_counter()
         self.folder = Path(folder)
-        meta = read_bundle(self.folder)
+        meta = read_bundle(self.folder, check_ladder=ladder)
         if str(device) not in ("auto", "cpu"):
             raise BundleError(f"a bundle runs on the CPU here; device {device!r} needs the .pt "
                               f"checkpoint with backend torch")
@@ -179,9 +249,44 @@ class BundleEngine:
         self.precision = precision_summary(self.precisions)
         compiled = openvino_cache_dir(cache_dir)
         self._graphs = tuple(self._load(meta, w, threads, compiled) for w in self.widths)
+        self.ladder: LadderSpec | None
+        self.ladder, self.ladder_note = self._read_ladder(meta, ladder)
+        # (width index, input size) -> that ladder point's graph
+        self._points: dict[tuple[int, tuple[int, int]], Any] = {}
+        for point in self.ladder.points if self.ladder is not None else ():
+            width = self.widths.exact(point.width)
+            self._points[(width.index, point.input_size)] = self._load_point(
+                meta, width, point.key, threads, compiled)
+        self._point_graphs = tuple(self._points.values())
         self._prepared_sizes: set[tuple[int, int]] = set()
         self.prepared_from = f"bundle {self.folder} ({self.backend} graphs)"
         self.prepare_seconds = time.perf_counter() - started
+
+    def _read_ladder(self, meta: dict[str, Any], enabled: bool) -> tuple[LadderSpec | None, str]:
+        """Return the bundle's ladder (checked by :func:`read_bundle`) and what to say of it."""
+        if not enabled:
+            return None, LADDER_OFF_NOTE
+        if self.input_size is None:
+            return None, NO_INPUT_SIZE_NOTE
+        spec = bundle_ladder(self.folder, meta, check_files=False)
+        if spec is None:
+            return None, missing_note(f"bundle {self.folder} has none", self.folder)
+        extra = ""
+        if INT8 in self.precisions.values():  # INT8 graphs exist at the full input only
+            used = sorted({"fp32" if self.precisions[f"{p.width:g}"] == INT8
+                           else self.precisions[f"{p.width:g}"] for p in spec.points})
+            extra = f"; ladder points run {'/'.join(used) or 'fp32'}"
+        return spec, loaded_note(spec, f"bundle {self.folder}", extra)
+
+    def _load_point(self, meta: dict[str, Any], width: Width, key: str, threads: int,
+                    cache_dir: Path) -> Any:
+        """Load a ladder point's graph, in its width's precision (fp32 where that is int8)."""
+        precision = self.precisions[f"{width:g}"]
+        record = BACKENDS[self.backend]
+        extra = {"cache_dir": cache_dir} if record.compile_cache else {}
+        path = self.folder / meta["ladder"]["graphs"][self.backend][key]["file"]
+        return record.bundle_loader(path, "fp32" if precision == INT8 else precision, threads,
+                                    **extra)
 
     def _load(self, meta: dict[str, Any], width: Width, threads: int, cache_dir: Path) -> Any:
         key = f"{width.value:g}"
@@ -199,28 +304,53 @@ class BundleEngine:
         """Return the trained width ``width`` names (a Width of :attr:`widths` or its index)."""
         return self.widths.member(width)
 
-    def segment(self, image_rgb: np.ndarray,
-                width: Width | int) -> tuple[np.ndarray, np.ndarray | None]:
-        """H x W x 3 uint8 RGB -> (class ids, confidence or None), as the torch engine's."""
-        frame = check_frame(image_rgb)
-        outputs = self._graphs[self.member(width).index].run_all(frame)
+    def _point_graph(self, width: Width | int, input_size: Any) -> Any:
+        """Return the graph of ``width``'s ladder point at ``input_size``; else ValueError."""
+        member = self.member(width)
+        try:
+            size = (int(input_size[0]), int(input_size[1]))
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(f"input_size must be (height, width), got {input_size!r}") from None
+        graph = self._points.get((member.index, size))
+        if graph is None:
+            raise point_not_found(self.ladder, member.value, size, self.ladder_note)
+        return graph
+
+    def segment(self, image_rgb: np.ndarray, width: Width | int,
+                input_size: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """
+        H x W x 3 uint8 RGB -> (class ids, confidence or None), as the torch engine's.
+
+        ``input_size`` (h, w) other than the bundle's runs that ladder point of ``width``
+        (``ValueError`` where the ladder has no such point).
+        """
+        if input_size is None or tuple(input_size) == self.input_size:
+            graph = self._graphs[self.member(width).index]
+        else:
+            graph = self._point_graph(width, input_size)
+        outputs = graph.run_all(check_frame(image_rgb))
         return outputs[0], (outputs[1] if self.confidence else None)
 
-    def infer(self, image_rgb: np.ndarray, width: Width | int) -> np.ndarray:
-        """H x W x 3 uint8 RGB -> H x W uint8 class ids at trained ``width``."""
-        return self.segment(image_rgb, width)[0]
+    def infer(self, image_rgb: np.ndarray, width: Width | int,
+              input_size: Any = None) -> np.ndarray:
+        """H x W x 3 uint8 RGB -> H x W uint8 class ids at trained ``width`` (or its point)."""
+        return self.segment(image_rgb, width, input_size)[0]
 
     def prepare_size(self, height: int, width: int) -> None:
-        """Compile every width for frames of ``height`` x ``width``: once, at the input size."""
-        self._prepared_sizes = prepare_sizes(self._graphs, self._prepared_sizes, height, width)
+        """Compile every width and point for frames of ``height`` x ``width``: once each."""
+        self._prepared_sizes = prepare_sizes(self._graphs + self._point_graphs,
+                                             self._prepared_sizes, height, width)
 
     def warmup(self, size: tuple[int, int] | None = None, iters: int = 1) -> None:
-        """Run every width ``iters`` times on a black frame of ``size``."""
+        """Run every width and ladder point ``iters`` times on a black frame of ``size``."""
         h, w = size if size is not None else (self.input_size or (256, 256))
         frame = np.zeros((int(h), int(w), 3), np.uint8)
         for width in self.widths:
             for _ in range(iters):
                 self.infer(frame, width)
+        for index, point_size in self._points:
+            for _ in range(iters):
+                self.infer(frame, index, point_size)
 
     def __repr__(self) -> str:
         return (f"BundleEngine(widths={list(self.widths.values)}, backend={self.backend}, "

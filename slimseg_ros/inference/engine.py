@@ -16,6 +16,11 @@ memory, slower switching) for memory-tight devices.
 Pre- and post-processing run on the device with torch ops: uint8 H x W x 3 RGB frame -> (optional
 bilinear resize to ``input_size``) -> ``(pixel - mean) / std`` on the 0-255 scale -> network ->
 argmax -> (nearest resize back to the frame size) -> H x W uint8 class ids.
+
+A checkpoint's ladder (``NAME.ladder.json`` beside it, :mod:`.ladder`) adds operating points: a
+width run at a reduced input size. With a graph runtime each point gets a frame graph of its
+own, prepared with the widths'; with torch a point is the width's network behind a smaller
+resize. ``segment(frame, width, input_size)`` runs one.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from .backends import (AUTO, BACKENDS, EAGER, INT8, INT8_COMMAND, BackendError,
 from .backends.frame_graph import GraphCache, argmax_and_confidence, export_frame_graph
 from .graph_format import (check_frame, file_sha256,  # noqa: F401 - re-exported
                            graph_outputs, openvino_cache_dir, prepare_sizes)
+from .ladder import (LADDER_OFF_NOTE, NO_INPUT_SIZE_NOTE, LadderSpec, ladder_path_for,
+                     loaded_note, missing_note, other_size_note, point_not_found,
+                     read_ladder_file)
 from .specialise import module_bytes, specialise_network
 from ..models.checkpoint import ModelInfo, load_checkpoint
 from ..models.slimmable import set_width as set_model_width, trained_widths
@@ -219,7 +227,8 @@ class SegmentationEngine:
                  input_size: tuple[int, int] | None = None,
                  channels_last: bool | None = None, fold_bn: bool = True,
                  backend: str = "auto", checkpoint_path: str | os.PathLike | None = None,
-                 cache_dir: str | os.PathLike | None = None, confidence: bool = False) -> None:
+                 cache_dir: str | os.PathLike | None = None, confidence: bool = False,
+                 ladder: bool = True) -> None:
         started = time.perf_counter()
         self.device = resolve_device(device)
         # the graph runtimes run the prepared per-width networks: with one slimmable network
@@ -276,8 +285,16 @@ class SegmentationEngine:
         self._graphs: tuple[Any, ...] = ()
         self._prepared_sizes: set[tuple[int, int]] = set()
         self.prepared_from = "torch networks"
+        self.ladder: LadderSpec | None
+        self.ladder, self.ladder_note = self._read_ladder(ladder, checkpoint_path)
+        # (width index, input size) -> that point's graph, or with torch its input size
+        self._points: dict[tuple[int, tuple[int, int]], Any] = {}
+        self._point_graphs: tuple[Any, ...] = ()
         if runtime.is_graph_runtime:
             self._graphs, self.prepared_from = self._prepare_graphs(checkpoint_path, cache_dir)
+        elif self.ladder is not None:
+            self._points = {(self.widths.exact(p.width).index, p.input_size): p.input_size
+                            for p in self.ladder.points}
         self.prepare_seconds = time.perf_counter() - started
 
     # -- construction ------------------------------------------------------------------------
@@ -291,7 +308,8 @@ class SegmentationEngine:
         Load a checkpoint (safe, no code executed) and build the engine.
 
         Raises :class:`~slimseg_ros.models.checkpoint.CheckpointError` naming the file when it is
-        missing or corrupt.
+        missing or corrupt. The ladder beside it (``NAME.ladder.json``) is read unless
+        ``ladder=False``; a broken one raises :class:`~.ladder.LadderError`.
         """
         model, info = load_checkpoint(path, map_location="cpu")
         kwargs.setdefault("checkpoint_path", path)
@@ -301,34 +319,68 @@ class SegmentationEngine:
     def _prepare_graphs(self, checkpoint_path: str | os.PathLike | None,
                         cache_dir: str | os.PathLike | None) -> tuple[tuple[Any, ...], str]:
         """
-        Compile one frame graph per width for the runtime backend.
+        Compile one frame graph per width, and one per ladder point, for the runtime backend.
 
         Exported graphs are cached on disk by the checkpoint's content hash (without a file:
         exported each time); what the runtime compiles from them beside (OpenVINO's compiled
-        models, in ``openvino`` under the same folder).
+        models, in ``openvino`` under the same folder). A point's graph is its width's network
+        exported at the point's input size (the cache key holds the size).
         """
         cache = GraphCache(cache_dir) if checkpoint_path is not None else None
         compiled = openvino_cache_dir(cache.folder) if cache is not None else None
         digest = file_sha256(checkpoint_path) if checkpoint_path is not None else None
         threads = torch.get_num_threads()
-        graphs, hits = [], 0
-        for width, net in zip(self.widths, self._nets):
-            outputs = graph_outputs(confidence=self.confidence)
-            key = (GraphCache.key(digest, width.value, self.input_size, outputs) if digest
-                   else None)
+        outputs = graph_outputs(confidence=self.confidence)
+        hits = 0
+
+        def graph(width: Width, size: tuple[int, int] | None) -> Any:
+            nonlocal hits
+            key = GraphCache.key(digest, width.value, size, outputs) if digest else None
             data = cache.get(key) if cache is not None and key is not None else None
             if data is None:
-                data = export_frame_graph(net, self.info.mean, self.info.std, self.input_size,
-                                          confidence=self.confidence)
+                data = export_frame_graph(self._nets[width.index], self.info.mean,
+                                          self.info.std, size, confidence=self.confidence)
                 if cache is not None and key is not None:
                     cache.put(key, data)
             else:
                 hits += 1
-            graphs.append(frame_graph_runner(self.backend, data, self.precision, threads,
-                                             self.device.type, cache_dir=compiled))
-        source = (f"{hits} of {len(graphs)} graphs from the cache {cache.folder}"
+            return frame_graph_runner(self.backend, data, self.precision, threads,
+                                      self.device.type, cache_dir=compiled)
+
+        graphs = tuple(graph(width, self.input_size) for width in self.widths)
+        for point in self.ladder.points if self.ladder is not None else ():
+            width = self.widths.exact(point.width)
+            self._points[(width.index, point.input_size)] = graph(width, point.input_size)
+        self._point_graphs = tuple(self._points.values())
+        total = len(graphs) + len(self._point_graphs)
+        source = (f"{hits} of {total} graphs from the cache {cache.folder}"
                   if cache is not None else "exported in memory")
-        return tuple(graphs), source
+        return graphs, source
+
+    def _read_ladder(self, enabled: bool, checkpoint_path: str | os.PathLike | None
+                     ) -> tuple[LadderSpec | None, str]:
+        """
+        Read the checkpoint's ladder where it serves this engine; say why where it does not.
+
+        A ladder file that is there but broken raises :class:`~.ladder.LadderError` (one
+        sentence naming it): a model shipped with operating points should not run without
+        them unnoticed.
+        """
+        if not enabled:
+            return None, LADDER_OFF_NOTE
+        if self.input_size is None:
+            return None, NO_INPUT_SIZE_NOTE
+        if checkpoint_path is None:
+            return None, ("no ladder: the engine was built without a checkpoint file to read "
+                          "one beside (widths only)")
+        path = ladder_path_for(checkpoint_path)
+        if not path.is_file():
+            return None, missing_note(f"{checkpoint_path} has no {path.name} beside it",
+                                      checkpoint_path)
+        spec = read_ladder_file(path, self.widths.values, self.info.input_size)
+        if spec.input_size != self.input_size:
+            return None, other_size_note(spec, self.input_size)
+        return spec, loaded_note(spec, str(path))
 
     def _specialise(self, model: nn.Module, width: Width, fold_bn: bool) -> nn.Module:
         net, folded = specialise_network(model, width.value, fold_bn=fold_bn)
@@ -386,19 +438,56 @@ class SegmentationEngine:
                 self._model_width = width
             return self.model(x)
 
-    def _preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        return preprocess(x, self._mean, self._inv_std, self.input_size, self.dtype,
+    def _preprocess(self, x: torch.Tensor,
+                    size: tuple[int, int] | None = None) -> torch.Tensor:
+        return preprocess(x, self._mean, self._inv_std, size or self.input_size, self.dtype,
                           self.channels_last)
+
+    def _point(self, width: Width | int, input_size: Sequence[int]) -> tuple[Width, Any]:
+        """Return the width and what runs its ladder point at ``input_size``; else ValueError."""
+        member = self.member(width)
+        try:
+            size = (int(input_size[0]), int(input_size[1]))
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(f"input_size must be (height, width), got {input_size!r}") from None
+        target = self._points.get((member.index, size))
+        if target is None:
+            raise point_not_found(self.ladder, member.value, size, self.ladder_note)
+        return member, target
+
+    def _run_point(self, image_rgb: np.ndarray, width: Width | int,
+                   input_size: Sequence[int],
+                   confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run a ladder point: its graph, or the width's network behind a smaller resize."""
+        member, target = self._point(width, input_size)
+        frame = check_frame(image_rgb)
+        if self._graphs:
+            if confidence:
+                mask, conf = target.run_all(frame)
+                return mask, conf
+            return target.run(frame), None
+        net = self._nets[member.index]
+        with torch.inference_mode():
+            logits = net(self._preprocess(frames_to_batch(frame, self.device), target))
+            if confidence:
+                mask, conf = postprocess_with_confidence(logits, frame.shape[:2])
+                return mask[0].cpu().numpy(), conf[0].cpu().numpy()
+            return postprocess(logits, frame.shape[:2])[0].cpu().numpy(), None
 
     def _logits(self, batch: torch.Tensor, net: nn.Module) -> torch.Tensor:
         return net(self._preprocess(batch))
 
-    def infer(self, image_rgb: np.ndarray, width: Width | int) -> np.ndarray:
+    def infer(self, image_rgb: np.ndarray, width: Width | int,
+              input_size: Sequence[int] | None = None) -> np.ndarray:
         """
         H x W x 3 uint8 RGB -> H x W uint8 class ids at trained ``width``.
 
         With a runtime backend the whole frame path runs inside that width's compiled graph.
+        ``input_size`` (h, w) other than the engine's runs that ladder point of ``width``
+        instead (``ValueError`` where the ladder has no such point).
         """
+        if input_size is not None and tuple(input_size) != self.input_size:
+            return self._run_point(image_rgb, width, input_size, False)[0]
         frame = check_frame(image_rgb)
         if self._graphs:
             return self._graphs[self.member(width).index].run(frame)
@@ -408,15 +497,19 @@ class SegmentationEngine:
             mask = postprocess(self._logits(batch, net), frame.shape[:2])
             return mask[0].cpu().numpy()
 
-    def segment(self, image_rgb: np.ndarray,
-                width: Width | int) -> tuple[np.ndarray, np.ndarray | None]:
+    def segment(self, image_rgb: np.ndarray, width: Width | int,
+                input_size: Sequence[int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         """
         H x W x 3 uint8 RGB -> (H x W uint8 class ids, H x W uint8 confidence or None).
 
         The confidence is ``round(255 p)`` of the softmax maximum of the logits the argmax
         compares (nearest-resized like the ids); None unless the engine was built with
-        ``confidence=True``, which puts it into every width's graph.
+        ``confidence=True``, which puts it into every width's graph. ``input_size`` (h, w)
+        other than the engine's runs that ladder point of ``width`` (see :meth:`infer`).
         """
+        if input_size is not None and tuple(input_size) != self.input_size:
+            return self._run_point(image_rgb, width, input_size, self.confidence)
         if not self.confidence:
             return self.infer(image_rgb, width), None
         frame = check_frame(image_rgb)
@@ -431,14 +524,15 @@ class SegmentationEngine:
 
     def prepare_size(self, height: int, width: int) -> None:
         """
-        Make every width ready for frames of ``height`` x ``width``.
+        Make every width and ladder point ready for frames of ``height`` x ``width``.
 
         OpenVINO compiles each width once at the network input size (per frame size only for
-        a network without one); other backends need nothing.
+        a network without one), each point at its own; other backends need nothing.
         Cheap once a size is prepared; the caller keeps one-off compile time out of its latency
         figures.
         """
-        self._prepared_sizes = prepare_sizes(self._graphs, self._prepared_sizes, height, width)
+        self._prepared_sizes = prepare_sizes(self._graphs + self._point_graphs,
+                                             self._prepared_sizes, height, width)
 
     def infer_tensor(self, images: torch.Tensor, width: Width | int,
                      return_logits: bool = False) -> torch.Tensor:
@@ -471,17 +565,21 @@ class SegmentationEngine:
     def warmup(self, size: tuple[int, int] | None = None, iters: int = 1,
                widths: Iterable[Width | int] | None = None) -> None:
         """
-        Run each width ``iters`` times on a black frame of ``size`` (H, W).
+        Run each width and its ladder points ``iters`` times on a black frame of ``size`` (H, W).
 
         ``widths``: Widths of :attr:`widths` (or indices); default all of them.
 
-        So first-call costs (allocator, cuDNN autotuning) are paid before the frames that are
-        timed.
+        So first-call costs (allocator, cuDNN autotuning, compiles) are paid before the frames
+        that are timed, and a switch to a ladder point is as instant as one to a width.
         """
         h, w = size if size is not None else (self.input_size or (256, 256))
         frame = np.zeros((int(h), int(w), 3), np.uint8)
         chosen = self.widths if widths is None else [self.member(w) for w in widths]
         for width in chosen:
+            for index, point_size in self._points:
+                if index == width.index:
+                    for _ in range(iters):
+                        self._run_point(frame, width, point_size, False)
             if self._graphs:
                 for _ in range(iters):
                     self.infer(frame, width)
@@ -507,4 +605,5 @@ class SegmentationEngine:
         mode = "specialised" if self.specialised else "slimmable"
         return (f"SegmentationEngine(widths={list(self.widths.values)}, backend={self.backend}, "
                 f"device={self.device}, precision={self.precision}, {mode}, "
-                f"input_size={self.input_size}, channels_last={self.channels_last})")
+                f"input_size={self.input_size}, channels_last={self.channels_last}, "
+                f"ladder points={len(self._points)})")

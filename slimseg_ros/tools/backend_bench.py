@@ -85,7 +85,7 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
         from ..inference.bundle import BundleEngine
         engine = BundleEngine(args["checkpoint"], backend=args["backend"],
                               precision=args["precision"], threads=int(args["threads"]),
-                              cache_dir=args.get("cache"))
+                              cache_dir=args.get("cache"), ladder=False)  # widths only
         info, input_size = engine.info, tuple(engine.input_size or (h, w))
     else:
         model, info = load_checkpoint(args["checkpoint"], map_location="cpu")
@@ -93,7 +93,7 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
         engine = SegmentationEngine(model, info, device="cpu", backend=args["backend"],
                                     precision=args["precision"], input_size=input_size,
                                     checkpoint_path=args["checkpoint"],
-                                    cache_dir=args.get("cache"))
+                                    cache_dir=args.get("cache"), ladder=False)
     startup_s = time.perf_counter() - started
     engine.prepare_size(h, w)  # a runtime compiles here (OpenVINO: the network input size)
     ready_s = time.perf_counter() - started

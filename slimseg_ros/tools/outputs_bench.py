@@ -85,7 +85,8 @@ def confidence_cost(checkpoint: Path, backend: str, threads: int, frames: list[n
     if threads:
         torch.set_num_threads(threads)
     engines = {flag: SegmentationEngine.from_checkpoint(
-        checkpoint, device="cpu", backend=backend, confidence=flag) for flag in (False, True)}
+        checkpoint, device="cpu", backend=backend, confidence=flag, ladder=False)
+        for flag in (False, True)}
     for engine in engines.values():
         engine.warmup(size=frames[0].shape[:2], iters=2)
     times: dict[tuple[float, bool], list[float]] = {}
@@ -111,7 +112,8 @@ def masks_of(checkpoint: Path, backend: str, frames: list[np.ndarray]) -> dict[f
     """Return every width's masks of ``frames``."""
     from ..inference.engine import SegmentationEngine
 
-    engine = SegmentationEngine.from_checkpoint(checkpoint, device="cpu", backend=backend)
+    engine = SegmentationEngine.from_checkpoint(checkpoint, device="cpu", backend=backend,
+                                                ladder=False)
     return {w.value: [engine.infer(f, w) for f in frames] for w in engine.widths}
 
 

@@ -13,6 +13,15 @@ taking turns). It writes ``sweep.json`` (every point), ``sweep.md`` (the table, 
 the Pareto front marked) and ``sweep.png`` (mIoU against latency p50, every point, the front
 drawn). A point is on the front when no other point is at least as accurate and at least as
 fast, and better in one. Choose on val, never on test; this tool refuses ``--split test``.
+
+``--write-ladder TARGET`` stores the front's reduced-input points with the model as its ladder
+(the node's operating points): TARGET is a ``.pt`` checkpoint (``NAME.ladder.json`` beside it)
+or a model bundle (a graph per point per runtime, exported from ``--checkpoint``, default the
+packaged ``default.pt``, which must be the bundle's source). ``--from SWEEP_JSON`` takes the
+points from a finished sweep instead of measuring:
+
+    python -m slimseg_ros.tools.resolution_sweep --from docs/resolution/sweep.json \
+        --write-ladder models/default_bundle
 """
 
 from __future__ import annotations
@@ -166,10 +175,33 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def write_ladder(target: Path, result: dict[str, Any], where: str,
+                 checkpoint: Path | None) -> str:
+    """Store the sweep's front as ``target``'s ladder (a bundle or a .pt); say what was written."""
+    from ..inference.bundle import is_bundle, read_bundle
+    from ..inference.ladder_export import (checkpoint_facts, ladder_from_sweep,
+                                           write_bundle_ladder, write_checkpoint_ladder)
+
+    front = pareto_front(result["points"])
+    if is_bundle(target):
+        meta = read_bundle(target, check_ladder=False)
+        spec = ladder_from_sweep(result, front, where, meta["source"]["checkpoint"],
+                                 meta["widths"], meta["input_size"] or [])
+        write_bundle_ladder(target, spec, checkpoint, log=lambda msg: print(f"  {msg}"))
+        written = f"bundle {target} ({target / 'bundle.json'} and its ladder graphs)"
+    else:
+        widths, size = checkpoint_facts(target)
+        spec = ladder_from_sweep(result, front, where, target.name, widths, size or [])
+        written = str(write_checkpoint_ladder(target, spec))
+    return (f"ladder of {len(spec.points)} points ({spec.describe()}) measured on "
+            f"{spec.measured_on} -> {written}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the sweep, print the table, write the files."""
+    """Run the sweep (or read one), print the table, write the files and the ladder."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", type=Path, required=True, help="CamVid root folder")
+    p.add_argument("--root", type=Path, default=None,
+                   help="CamVid root folder (needed unless --from)")
     p.add_argument("--split", default="val", help="never test: the choice is made here")
     p.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_SCALES))
     p.add_argument("--checkpoint", type=Path, default=None)
@@ -177,11 +209,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--output", type=Path, required=True,
-                   help="folder for the files; evaluations found there are reused")
+    p.add_argument("--output", type=Path, default=None,
+                   help="folder for the files; evaluations found there are reused (needed "
+                        "unless --from)")
     p.add_argument("--eval-only", action="store_true",
                    help="only the evaluations (accuracy needs no quiet machine; timing does)")
+    p.add_argument("--write-ladder", type=Path, metavar="TARGET", default=None,
+                   help="store the front's reduced-input points as the ladder of TARGET: a "
+                        "bundle folder or a .pt checkpoint")
+    p.add_argument("--from", dest="from_sweep", type=Path, metavar="SWEEP_JSON", default=None,
+                   help="with --write-ladder: take the points from this finished sweep.json "
+                        "instead of measuring")
     args = p.parse_args(argv)
+    if args.from_sweep is not None:
+        if args.write_ladder is None:
+            p.error("--from SWEEP_JSON needs --write-ladder TARGET")
+        return ladder_main(args.from_sweep, args.write_ladder, args.checkpoint)
+    if args.root is None or args.output is None:
+        p.error("--root and --output are needed to measure (or give --from SWEEP_JSON)")
+    if args.write_ladder is not None and args.eval_only:
+        p.error("--write-ladder needs the timings: leave out --eval-only")
     if "test" in args.split.split("+"):
         p.error("--split test: the operating points are chosen on val, never on test")
     if not all(0 < s <= 1 for s in args.scales) or args.rounds < 1 or args.iters < 1:
@@ -199,6 +246,25 @@ def main(argv: list[str] | None = None) -> int:
     plot(result, args.output / "sweep.png")
     print(f"reduced-scale points on the front: {result['reduced_scale_on_front']}; wrote "
           f"{args.output / 'sweep.json'}, sweep.md, sweep.png")
+    if args.write_ladder is not None:
+        return ladder_main(args.output / "sweep.json", args.write_ladder, args.checkpoint)
+    return 0
+
+
+def ladder_main(sweep_json: Path, target: Path, checkpoint: Path | None) -> int:
+    """``--write-ladder``: read the sweep, write the ladder, say what was written."""
+    from ..inference.backends import BackendError
+
+    try:
+        result = json.loads(sweep_json.read_text())
+        if not isinstance(result, dict):
+            raise ValueError(f"{sweep_json} is not a sweep (a JSON object)")
+        print(write_ladder(target, result, str(sweep_json), checkpoint))
+    except (BackendError, ValueError, OSError, KeyError) as exc:  # Bundle/Ladder/Checkpoint
+        message = (f"{sweep_json} is not a sweep (no {exc} where one was expected)"
+                   if isinstance(exc, KeyError) else str(exc))
+        print(f"resolution_sweep: {message}", file=sys.stderr)
+        return 2
     return 0
 
 

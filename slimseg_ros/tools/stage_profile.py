@@ -101,7 +101,8 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
     h, w = args["size"]
     engine = SegmentationEngine.from_checkpoint(args["checkpoint"], device="cpu",
                                                 backend=args["backend"],
-                                                precision=args["precision"], input_size=(h, w))
+                                                precision=args["precision"], input_size=(h, w),
+                                                ladder=False)
     frame = (load_frame(args["image"], (h, w)) if args.get("image") else
              np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8))
     stages = _graph_stages if BACKENDS[engine.backend].operation_times else _torch_stages
