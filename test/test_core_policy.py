@@ -31,7 +31,7 @@ from node_harness import image_msg, make_tiny_checkpoint, pick_domain_id  # noqa
 from slimseg_ros.governor import host_readings  # noqa: E402
 from slimseg_ros.governor.host_readings import PsutilSample  # noqa: E402
 from slimseg_ros.ros import host_watch  # noqa: E402
-from slimseg_ros.ros.contract import REJECTED, SKIPPED  # noqa: E402
+from slimseg_ros.ros.contract import REJECTED, SKIPPED, read_diagnostics  # noqa: E402
 from slimseg_ros.ros.core import SlimSegCore  # noqa: E402
 from slimseg_ros.ros.timing import Cost  # noqa: E402
 
@@ -61,18 +61,22 @@ class FakeClock:
 
 
 class ScriptedMeter:
-    """Runs the real inference, reports the scripted cost of its width, advances the clock."""
+    """Runs the real inference, reports the scripted cost of its step, advances the clock."""
 
-    def __init__(self, clock: FakeClock, costs: dict[float, tuple[float, float]]) -> None:
+    def __init__(self, clock: FakeClock, costs: dict[float | str, tuple[float, float]]) -> None:
         self.clock = clock
-        self.costs = dict(costs)
+        # by the step as written: a width ("0.5") or a ladder point ("1@16x24")
+        self.costs = {k if isinstance(k, str) else f"{k:g}": v for k, v in costs.items()}
         self.widths: list[float] = []  # what each inference ran at
+        self.steps: list[str] = []
 
     def measure(self, run: Callable[[], Any], width: Any) -> tuple[Any, Cost]:
         result = run()
-        wall_ms, cpu_ms = self.costs[float(width)]
+        step = format(width, "g")
+        wall_ms, cpu_ms = self.costs[step]
         self.clock.advance(wall_ms / 1000.0)
-        self.widths.append(float(width))
+        self.widths.append(float(step.split("@")[0]))
+        self.steps.append(step)
         return result, Cost(wall_ms, cpu_ms)
 
 
@@ -145,6 +149,13 @@ class Rig:
             if len(self.meter.widths) > before:
                 inferred.append(i)
         return inferred
+
+    def diagnostics(self) -> list[Any]:
+        """Publish the diagnostics now; return them read back, one per status."""
+        sent: list[Any] = []
+        self.core._diag_pub.publish = lambda array: sent.extend(array.status)
+        self.core.publish_diagnostics()
+        return [read_diagnostics({kv.key: kv.value for kv in s.values}) for s in sent]
 
     def published_masks(self, camera: str = "") -> list[tuple[tuple[int, int], bytes]]:
         """Record each mask ``camera`` publishes from now on as (stamp, bytes) in the list."""
@@ -636,3 +647,70 @@ def test_a_static_scene_republishes_the_last_mask_until_it_is_too_old_or_changes
     assert r.core.node.set_parameters([Parameter("skip_static", value=False)])[0].successful
     r.clock.advance(0.1)
     assert len(r.stream(0.3, 10.0)) == 3  # off: every frame inferred
+
+
+# ----------------------------------------------------------------------------- the ladder
+#: the ladder beside the checkpoint: points (width, input size, ms) and every width at 24x32
+LADDER_POINTS = [(0.25, (8, 16), 2.0), (0.5, (16, 24), 5.0), (1.0, (16, 24), 9.0)]
+LADDER_COSTS = {"0.25@8x16": (2.0, 2.0), "0.5@16x24": (5.0, 5.0), "1@16x24": (9.0, 9.0),
+                **COSTS}
+
+
+@pytest.fixture(scope="module")
+def ladder_checkpoint(tmp_path_factory) -> Any:
+    """Write a tiny checkpoint (input 24x32) with a ladder of three points beside it."""
+    import json
+
+    path = make_tiny_checkpoint(tmp_path_factory.mktemp("ladder") / "tiny.pt",
+                                input_size=(24, 32))
+    path.with_name("tiny.ladder.json").write_text(json.dumps({
+        "format": "slimseg-ladder", "version": 1, "input_size": [24, 32],
+        "measured_on": "scripted", "split": "val",
+        "points": [{"width": w, "input_size": list(s), "latency_ms": ms, "miou": None}
+                   for w, s, ms in LADDER_POINTS],
+        "full": [{"width": w, "latency_ms": wall, "miou": None}
+                 for w, (wall, _) in COSTS.items()]}))
+    return path
+
+
+def test_a_budget_serves_a_ladder_point_and_the_caps_bound_its_width(
+        rig, ladder_checkpoint) -> None:
+    r = rig(costs=LADDER_COSTS, checkpoint=str(ladder_checkpoint))
+    ladder = r.core.governor.ladder
+    assert ladder.describe() == ("0.25@8x16 < 0.25 < 0.5@16x24 < 0.5 < 1@16x24 < 0.75 < 1")
+    masks = r.published_masks()
+    r.serve(1)
+    assert r.meter.steps == ["1"]  # no budget: the request at the full input
+    r.send(r.core.inputs.on_budget, budget(10.5))  # x 0.9 = 9.45 ms
+    r.serve(4)
+    # 1 costs 20 ms: one rung down per frame to the first that fits, and it stays
+    assert r.meter.steps == ["1", "1@16x24", "1@16x24", "1@16x24", "1@16x24"]
+    d = r.decision()
+    assert (float(d.width), d.input_size, d.decided_by) == (1.0, (16, 24), ("budget",))
+    frame = r.frames[""]
+    engine = r.core.engine
+    rgb = np.frombuffer(bytes(frame.data), np.uint8).reshape(frame.height, frame.width, 3)
+    at_point, _ = engine.segment(rgb, engine.widths[-1], input_size=(16, 24))
+    assert masks[-1][1] == at_point.tobytes()  # what went out is the point's mask
+    status = r.diagnostics()[0]
+    assert status.input_size == "16x24" and status.active_width == 1.0
+    assert status.ladder.startswith("0.25@8x16 < 0.25 < 0.5@16x24") and "tiny.ladder.json" \
+        in status.ladder
+    assert set(status.point_latency) == {"1@16x24"} and set(status.latency) == {1.0}
+    # a request of 0.5 bounds the width: 0.5 at the full input (8 ms) fits the budget
+    r.send(r.core.inputs.on_width, Float32(data=0.5))
+    r.serve(2)
+    assert r.meter.steps[-2:] == ["0.5", "0.5"] and r.decision().input_size is None
+    r.send(r.core.inputs.on_budget, budget(6.0))  # 5.4 ms: 0.5 at 16x24 (5 ms)
+    r.serve(2)
+    assert r.meter.steps[-1] == "0.5@16x24", r.decision().reason
+
+
+def test_use_ladder_false_runs_widths_only_and_says_so(rig, ladder_checkpoint) -> None:
+    r = rig(costs=LADDER_COSTS, checkpoint=str(ladder_checkpoint), use_ladder=False)
+    assert not r.core.governor.ladder.has_points
+    r.send(r.core.inputs.on_budget, budget(10.5))
+    r.serve(4)
+    assert r.meter.steps == ["1", "0.75", "0.5", "0.5"]  # widths only: 0.5 at full input fits
+    status = r.diagnostics()[0]
+    assert status.ladder == "ladder off (use_ladder false)" and status.input_size == "full"

@@ -195,7 +195,7 @@ class Governor:
 
     @property
     def ladder(self) -> Ladder:
-        """The steps the budgets choose from (the widths themselves without a ladder)."""
+        """Return the steps the budgets choose from (the widths themselves without a ladder)."""
         return self._ladder
 
     @property

@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..governor.latency import WidthLatency
 
@@ -120,6 +121,7 @@ class Keys:
     """Keys of the diagnostics key-values; per-width and per-kind keys come from the methods."""
 
     active_width: str = "active width"
+    input_size: str = "input size"
     reason: str = "reason"
     requested_width: str = "requested width"
     caps: str = "caps"
@@ -139,6 +141,7 @@ class Keys:
     backend: str = "backend"
     precision: str = "precision"
     precision_reason: str = "precision reason"
+    ladder: str = "ladder"
     camera: str = "camera"
     priority: str = "priority"
     cameras: str = "cameras"
@@ -163,11 +166,11 @@ class Keys:
     last_rejected_prefix: str = "last rejected "
     skipped_prefix: str = "frames skipped: "
 
-    def latency_at(self, width: float) -> str:
-        return self.latency_prefix + _width_text(width)
+    def latency_at(self, step: Any) -> str:
+        return self.latency_prefix + _step_text(step)
 
-    def cpu_share_at(self, width: float) -> str:
-        return self.cpu_share_prefix + _width_text(width)
+    def cpu_share_at(self, step: Any) -> str:
+        return self.cpu_share_prefix + _step_text(step)
 
     def frames_at(self, width: float) -> str:
         return self.frames_at_prefix + _width_text(width)
@@ -268,6 +271,7 @@ class Diagnostics:
     """
 
     active_width: float | None = None
+    input_size: str = ""  # per camera: the network input run ("full" or "HxW", a ladder point)
     reason: str = ""
     requested_width: float | None = None
     caps: Mapping[str, float] = field(default_factory=dict)
@@ -287,11 +291,14 @@ class Diagnostics:
     backend: str = ""
     precision: str = ""
     precision_reason: str = ""  # why (a bundle's precision auto: which widths run int8)
+    ladder: str = ""  # the operating points the budgets choose from, or why widths only
     camera: str = ""                    # per-camera status: the camera's name
     priority: float | None = None       # per-camera status: its priority under a budget
     cameras: tuple[str, ...] = ()       # shared status of a node with cameras: their names
     last_frame: LastFrame | None = None
     latency: Mapping[float, WidthLatency] = field(default_factory=dict)
+    # read back: the latency of the ladder's reduced-input points, by "0.75@224x304"
+    point_latency: Mapping[str, WidthLatency] = field(default_factory=dict)
     frames_at: Mapping[float, int] = field(default_factory=dict)
     rejected: Mapping[str, int] = field(default_factory=dict)
     last_rejected: Mapping[str, str] = field(default_factory=dict)
@@ -332,6 +339,11 @@ def _width_text(width: float) -> str:
     return f"{float(width):g}"
 
 
+def _step_text(step: Any) -> str:
+    """Write a width (``0.75``) or a ladder rung (``0.75@224x304``)."""
+    return format(step, "g")
+
+
 def _number(value: float) -> str:
     return f"{float(value):.4g}"
 
@@ -366,6 +378,7 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
     k = KEYS
     values = {
         k.active_width: _width_text(d.active_width) if d.active_width is not None else "",
+        **({k.input_size: d.input_size} if d.input_size else {}),
         k.reason: d.reason,
         k.requested_width: (_width_text(d.requested_width) if d.requested_width is not None
                             else ""),
@@ -381,6 +394,7 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
         k.backend: d.backend,
         k.precision: d.precision,
         **({k.precision_reason: d.precision_reason} if d.precision_reason else {}),
+        **({k.ladder: d.ladder} if d.ladder else {}),
     }
     if d.frames_served is not None:
         values[k.frames_served] = str(int(d.frames_served))
@@ -511,6 +525,7 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
     """Return the :class:`Diagnostics` in a status's key-values (``{key: value}``)."""
     k = KEYS
     latency: dict[float, WidthLatency] = {}
+    point_latency: dict[str, WidthLatency] = {}
     cpu_share: dict[float, float] = {}
     frames_at: dict[float, int] = {}
     rejected: dict[str, int] = {}
@@ -518,10 +533,13 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
     skipped: dict[str, int] = {}
     for key, value in values.items():
         if key.startswith(k.latency_prefix):
-            w = _finite_width(key[len(k.latency_prefix):])
+            text = key[len(k.latency_prefix):]
+            w = _finite_width(text)
             figures = _read_latency(value)
-            if w is not None and figures is not None:
+            if figures is not None and w is not None:
                 latency[w] = figures
+            elif figures is not None and "@" in text:
+                point_latency[text.strip()] = figures
         elif key.startswith(k.cpu_share_prefix):
             w = _finite_width(key[len(k.cpu_share_prefix):])
             share = _read_percent(value)
@@ -541,6 +559,7 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
     trained = [_finite_width(t) for t in values.get(k.trained_widths, "").split(",")]
     return Diagnostics(
         active_width=_float(values.get(k.active_width)),
+        input_size=values.get(k.input_size, ""),
         reason=values.get(k.reason, ""),
         requested_width=_float(values.get(k.requested_width)),
         caps=_read_caps(values.get(k.caps, "")),
@@ -561,11 +580,13 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
         backend=values.get(k.backend, ""),
         precision=values.get(k.precision, ""),
         precision_reason=values.get(k.precision_reason, ""),
+        ladder=values.get(k.ladder, ""),
         camera=values.get(k.camera, ""),
         priority=_float(values.get(k.priority)),
         cameras=tuple(c.strip() for c in values.get(k.cameras, "").split(",") if c.strip()),
         last_frame=_read_last_frame(values),
         latency=latency,
+        point_latency=point_latency,
         frames_at=frames_at,
         rejected=rejected,
         last_rejected=last_rejected,

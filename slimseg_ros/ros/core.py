@@ -54,7 +54,7 @@ from .rejections import Rejections
 from .serving import FrameServer
 from .signals import stop_signals_blocked
 from .startup import (StartupError, declare_model_params, declare_parameters, free_memory,
-                      load_engine, read_settings)
+                      governor_ladder, load_engine, read_settings)
 from .timing import Clock, InferenceMeter
 
 __all__ = ["SlimSegCore", "StartupError"]
@@ -140,7 +140,7 @@ class SlimSegCore:
             engine = load_engine(values, self.node.get_logger())
         info = engine.info
         governor = Governor(engine.widths, gov_config, cameras=names,
-                            priorities=priorities or None)
+                            priorities=priorities or None, ladder=governor_ladder(engine))
         governor.request(governor.widths.snap(float(values["width"])))
         governor.update_cpu_budget(float(values["cpu_budget"]) or None)
         self._setting_model = True  # the set-parameters callback lets these through

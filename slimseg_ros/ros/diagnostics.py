@@ -15,6 +15,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from ..governor import Decision, Governor
+from ..governor.ladder import input_text
 from .camera import CameraIO, reliability_name
 from .contract import (REJECTED, SKIPPED, Diagnostics, camera_status_name, diagnostics_values,
                        status_name)
@@ -69,7 +70,8 @@ class DiagnosticsReport:
         """Return the statuses for ``decisions`` (one per camera; shared first if several)."""
         engine_fields = {"trained_widths": engine.widths.values, "device": str(engine.device),
                          "backend": engine.backend, "precision": engine.precision,
-                         "precision_reason": getattr(engine, "precision_reason", "")}
+                         "precision_reason": getattr(engine, "precision_reason", ""),
+                         "ladder": ladder_text(engine, governor)}
         hardware = str(engine.device)
         out = []
         if not single:
@@ -96,7 +98,8 @@ class DiagnosticsReport:
                                                      cam.rejections)
             processed, per_width, frame = cam.stats()
             report = Diagnostics(
-                active_width=decision.width, reason=decision.reason,
+                active_width=decision.width, input_size=input_text(decision.input_size),
+                reason=decision.reason,
                 requested_width=governor.requested_for(cam.name), caps=decision.caps,
                 frames_received=slots.received[cam.name], frames_processed=processed,
                 frames_dropped=slots.dropped[cam.name],
@@ -115,7 +118,8 @@ class DiagnosticsReport:
                 **engine_fields)
             status = (status_name(self.node_name) if single
                       else camera_status_name(self.node_name, cam.name))
-            out.append(self._status(status, report, f"width {decision.width:g}: "
+            at = "" if decision.input_size is None else f" at {input_text(decision.input_size)}"
+            out.append(self._status(status, report, f"width {decision.width:g}{at}: "
                                     f"{decision.reason}", decision.warnings, new, hardware))
         return out
 
@@ -127,3 +131,11 @@ def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
         for key, n in one.items():
             total[key] = total.get(key, 0) + n
     return total
+
+
+def ladder_text(engine: Any, governor: Governor) -> str:
+    """Say which operating points the budgets choose from, or why only the widths."""
+    note = str(getattr(engine, "ladder_note", ""))
+    if not governor.ladder.has_points:
+        return note
+    return f"{governor.ladder.describe()} ({note})" if note else governor.ladder.describe()

@@ -94,6 +94,11 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Network input [height, width] in pixels; frames are resized to it and masks "
               "resized back to the frame size. [0, 0]: the checkpoint's size, or the frame's "
               "own size when the checkpoint has none.", read_only=True),
+    ParamSpec("use_ladder", "bool", True,
+              "Let the latency and CPU budgets choose among the model's operating points "
+              "(a width at a reduced network input, stored with the model by the resolution "
+              "sweep) as well as the widths at the full input. False: widths only (the "
+              "points' graphs are not prepared: less memory).", read_only=True),
     # --- width request ---
     ParamSpec("width", "float", 1.0,
               "Requested width in (0, 1]; snaps to the nearest trained width not above it. "

@@ -34,6 +34,7 @@ import numpy as np
 from rclpy.time import Time
 
 from ..governor import Decision
+from ..governor.ladder import Step
 from ..governor.static_scene import THUMBNAIL_SIZE, StaticReference, reusable
 from .camera import CameraIO
 from .contract import REJECTED, SKIPPED, LastFrame
@@ -122,8 +123,8 @@ class FrameServer:
         The reference's age is counted between the two frames' arrivals.
         """
         value = self._value
-        width = self._decide()[cam.name].width
-        if not reusable(cam.static_reference, thumbnail, rgb.shape[:2], width, received,
+        step = _step(self._decide()[cam.name])
+        if not reusable(cam.static_reference, thumbnail, rgb.shape[:2], step, received,
                         float(value("static_threshold")), float(value("static_max_age_s"))):
             return False
         ref = cam.static_reference
@@ -136,12 +137,17 @@ class FrameServer:
 
     def _infer_and_publish(self, cam: CameraIO, msg: Any, rgb: np.ndarray, received: float,
                            index: int, thumbnail: np.ndarray | None) -> None:
-        width = self._decide()[cam.name].width
+        decision = self._decide()[cam.name]
+        width, step, size = decision.width, _step(decision), decision.input_size
         # a runtime may prepare something for a new frame size: not a cost of the width
         self._engine.prepare_size(rgb.shape[0], rgb.shape[1])
-        (mask, confidence), cost = self._meter.measure(
-            lambda: self._engine.segment(rgb, width), width)
-        cam.latency.record(width, cost.wall_ms, self._clock(), cpu_ms=cost.cpu_ms)
+        if size is None:  # the width at the model's full input
+            (mask, confidence), cost = self._meter.measure(
+                lambda: self._engine.segment(rgb, width), step)
+        else:  # a ladder point: the width at a reduced network input
+            (mask, confidence), cost = self._meter.measure(
+                lambda: self._engine.segment(rgb, width, input_size=size), step)
+        cam.latency.record(step, cost.wall_ms, self._clock(), cpu_ms=cost.cpu_ms)
         value = self._value
         cam.publish(msg.header, mask, rgb, self._lut, bool(value("publish_color")),
                     bool(value("publish_overlay")), float(value("overlay_alpha")), confidence)
@@ -151,8 +157,13 @@ class FrameServer:
                   else math.nan)  # meaningful when the camera stamps with this clock
         cam.last_served, cam.last_served_index = cam.frame_key(msg.header), index
         cam.static_reference = None if thumbnail is None else StaticReference(
-            thumbnail, (int(mask.shape[0]), int(mask.shape[1])), received, width, mask,
+            thumbnail, (int(mask.shape[0]), int(mask.shape[1])), received, step, mask,
             confidence)
         cam.count_frame(LastFrame(width=float(width), width_px=int(mask.shape[1]),
                                   height_px=int(mask.shape[0]),
                                   delay_ms=(done - received) * 1e3, age_ms=age_ms))
+
+
+def _step(decision: Decision) -> Step:
+    """Return what a decision runs: its ladder rung, or its width without a ladder."""
+    return decision.step if decision.step is not None else decision.width

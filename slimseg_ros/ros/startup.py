@@ -21,6 +21,7 @@ from rclpy.parameter import Parameter
 
 from ..governor import SINGLE
 from ..governor.config import GovernorConfig
+from ..governor.ladder import Ladder
 from ..inference.bundle import is_bundle
 from ..resources import default_checkpoint
 from .params import (MODEL_PARAMS, PARAMS, ParamSpec, check_camera_priorities, check_value,
@@ -135,14 +136,16 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
                                     specialise=values["specialise"],
                                     precision=values["precision"], input_size=input_size,
                                     backend=values["backend"], checkpoint_path=path,
-                                    confidence=bool(values["publish_confidence"]))
+                                    confidence=bool(values["publish_confidence"]),
+                                    ladder=bool(values["use_ladder"]))
     except ValueError as exc:  # BackendError too: a precision or runtime this host lacks
         raise StartupError(f"cannot run checkpoint {path}: {exc}") from None
     if engine.input_size is not None:
         engine.warmup(size=engine.input_size)  # first-call costs stay out of the budget
     logger.info(f"loaded checkpoint {path}: backend {engine.backend}, precision "
                 f"{engine.precision}, device {engine.device}, widths {list(engine.widths.values)} "
-                f"prepared in {engine.prepare_seconds:.1f} s ({engine.prepared_from})")
+                f"prepared in {engine.prepare_seconds:.1f} s ({engine.prepared_from}); "
+                f"{engine.ladder_note}")
     return engine
 
 
@@ -190,15 +193,33 @@ def load_bundle_engine(values: dict[str, Any], path: str, logger: Any) -> Any:
         engine = BundleEngine(path, backend=values["backend"], precision=values["precision"],
                               threads=int(values["torch_threads"]), device=values["device"],
                               input_size=list(values["input_size"]),
-                              confidence=bool(values["publish_confidence"]))
+                              confidence=bool(values["publish_confidence"]),
+                              ladder=bool(values["use_ladder"]))
     except BundleError as exc:
         raise StartupError(str(exc)) from None
     if engine.input_size is not None:
         engine.warmup(size=engine.input_size)
     logger.info(f"loaded bundle {path}: backend {engine.backend}, precision {engine.precision} "
                 f"[{engine.precision_reason}], widths {list(engine.widths.values)} prepared in "
-                f"{engine.prepare_seconds:.1f} s (no PyTorch)")
+                f"{engine.prepare_seconds:.1f} s (no PyTorch); {engine.ladder_note}")
     return engine
+
+
+def governor_ladder(engine: Any) -> Ladder | None:
+    """
+    Return the governor's ladder of the engine's operating points (None: widths only).
+
+    The points' measured latencies order the rungs; a point's width is matched exactly to a
+    trained width (the engine has checked them).
+    """
+    spec = getattr(engine, "ladder", None)
+    if spec is None or not spec.points:
+        return None
+    widths = engine.widths
+    return Ladder(widths,
+                  [(widths.exact(p.width), tuple(p.input_size), p.latency_ms)
+                   for p in spec.points],
+                  {widths.exact(w): ms for w, ms in spec.full_latency_ms.items()})
 
 
 def free_memory(device: str) -> None:
