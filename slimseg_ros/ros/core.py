@@ -54,7 +54,7 @@ from .rejections import Rejections
 from .serving import FrameServer
 from .signals import stop_signals_blocked
 from .startup import (StartupError, declare_model_params, declare_parameters, free_memory,
-                      governor_ladder, load_engine, read_settings)
+                      governor_ladder, load_engine, read_settings, return_freed_heap)
 from .timing import Clock, InferenceMeter
 
 __all__ = ["SlimSegCore", "StartupError"]
@@ -166,6 +166,7 @@ class SlimSegCore:
         # Freezing them keeps later collections to the objects that frames create.
         gc.collect()
         gc.freeze()
+        return_freed_heap()  # what preparing the graphs freed goes back to the system
 
     # ----------------------------------------------------------------------------- activate
     def activate(self, worker: bool = True) -> None:

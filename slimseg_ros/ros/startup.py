@@ -9,6 +9,7 @@ from ``configure``.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from collections.abc import Sequence
 from pathlib import Path
@@ -222,9 +223,27 @@ def governor_ladder(engine: Any) -> Ladder | None:
                   {widths.exact(w): ms for w, ms in spec.full_latency_ms.items()})
 
 
+def return_freed_heap() -> bool:
+    """
+    Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    Preparing the graphs allocates and frees far more than the node keeps (the runtime's graph
+    transformations); glibc keeps what was freed for reuse, so without this the node would hold
+    it resident for its whole life. Returns False where the C library has no such call.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True
+
+
 def free_memory(device: str) -> None:
     """Collect a dropped engine (a managed node's cleanup), the GPU cache of ``device`` too."""
     gc.collect()
+    return_freed_heap()
     if device.startswith("cuda"):
         import torch
         torch.cuda.empty_cache()

@@ -264,20 +264,24 @@ def resolve_backend(name: str, device_type: str, precision: str | None = None,
     """
     key = str(name).strip().lower()
     if key == AUTO:
-        candidates = sorted((b for b in BACKENDS.values() if b.auto_for(device_type)
-                             and (specialised or not b.is_graph_runtime) and b.installed()),
-                            key=lambda b: b.auto_rank)
-        if not candidates:
-            raise BackendError(f"no backend for {device_type} is installed "
-                               f"({installed_summary()})")
-        for candidate in candidates[:-1]:
+        # in rank order, and only as far as needed: checking a runtime imports it (memory)
+        ranked = sorted((b for b in BACKENDS.values() if b.auto_for(device_type)
+                         and (specialised or not b.is_graph_runtime)), key=lambda b: b.auto_rank)
+        last = None
+        for candidate in ranked:
+            if not candidate.installed():
+                continue
+            last = candidate
             try:
                 if precision is not None:
                     check_backend_precision(candidate.name, precision, device_type)
             except BackendError:
                 continue
             return candidate.name
-        return candidates[-1].name
+        if last is None:
+            raise BackendError(f"no backend for {device_type} is installed "
+                               f"({installed_summary()})")
+        return last.name
     record = get_backend(key)
     if not record.installed():
         raise BackendError(f"backend {key!r} was asked for but the {record.module!r} package is "
