@@ -224,3 +224,26 @@ def test_input_size_sets_the_network_input_inside_the_frame_graph(tmp_path, caps
     assert "use it with --backends" in capsys.readouterr().err
     from slimseg_ros.inference.engine import round_input_size
     assert round_input_size(291, 387) == (288, 384) and round_input_size("3", 4.2) == (8, 8)
+
+
+def test_ladder_times_the_models_operating_points_beside_the_widths(tmp_path, capsys):
+    from slimseg_ros.tools.backend_bench import format_comparison, worker
+
+    ckpt = make_checkpoint(tmp_path / "tiny.pt", "mobilenetv2")
+    args = {"backend": "torch", "checkpoint": str(ckpt), "size": [48, 64], "threads": 1,
+            "iters": 1, "warmup": 0, "precision": "fp32", "lraspp": False, "block": 1,
+            "input_size": [48, 64], "ladder": True}
+    with pytest.raises(ValueError, match="--ladder: no ladder"):
+        worker(args)
+    (tmp_path / "tiny.ladder.json").write_text(json.dumps({
+        "format": "slimseg-ladder", "version": 1, "input_size": [48, 64], "measured_on": "-",
+        "split": "val", "points": [{"width": 0.5, "input_size": [24, 32], "latency_ms": 1.0}],
+        "full": [{"width": w, "latency_ms": 2.0 * w} for w in (0.25, 0.5, 0.75, 1.0)]}))
+    figures = worker(args)
+    assert set(figures["latency"]) == {"0.25", "0.5", "0.75", "1", "0.5@24x32"}
+    table = format_comparison({"backends": {"torch": figures}, "flops": {}, "meta": {}})
+    rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ")]
+    assert rows[-3:] == ["| 1", "| 0.5@24x32", "| LR-ASPP MNv3-L"]  # points after the widths
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(ckpt), "--ladder"])
+    assert "use it with --backends" in capsys.readouterr().err

@@ -85,7 +85,7 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
         from ..inference.bundle import BundleEngine
         engine = BundleEngine(args["checkpoint"], backend=args["backend"],
                               precision=args["precision"], threads=int(args["threads"]),
-                              cache_dir=args.get("cache"), ladder=False)  # widths only
+                              cache_dir=args.get("cache"), ladder=bool(args.get("ladder")))
         info, input_size = engine.info, tuple(engine.input_size or (h, w))
     else:
         model, info = load_checkpoint(args["checkpoint"], map_location="cpu")
@@ -93,13 +93,20 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
         engine = SegmentationEngine(model, info, device="cpu", backend=args["backend"],
                                     precision=args["precision"], input_size=input_size,
                                     checkpoint_path=args["checkpoint"],
-                                    cache_dir=args.get("cache"), ladder=False)
+                                    cache_dir=args.get("cache"),
+                                    ladder=bool(args.get("ladder")))
     startup_s = time.perf_counter() - started
     engine.prepare_size(h, w)  # a runtime compiles here (OpenVINO: the network input size)
     ready_s = time.perf_counter() - started
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     runners = {f"{wd:g}": (lambda f, wd=wd: engine.infer(f, wd)) for wd in engine.widths}
+    if args.get("ladder") and engine.ladder is None:
+        raise ValueError(f"--ladder: {engine.ladder_note}")
+    for point in engine.ladder.points if args.get("ladder") else ():  # "0.75@224x304"
+        width = engine.widths.exact(point.width)
+        runners[point.key] = (lambda f, wd=width, sz=point.input_size:
+                              engine.infer(f, wd, input_size=sz))
     if args.get("lraspp"):
         runners["lraspp"] = lraspp_engine_like(args["backend"], len(info.class_names),
                                                input_size, int(args["threads"]),
@@ -133,12 +140,13 @@ def worker(args: dict[str, Any]) -> dict[str, Any]:
 def run_worker(backend: str, checkpoint: str, size: tuple[int, int], threads: int, iters: int,
                warmup: int, precision: str, lraspp: bool, cache: str | None,
                block: int = 1, idle_ms: float = 0.0,
-               input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+               input_size: tuple[int, int] | None = None,
+               ladder: bool = False) -> dict[str, Any]:
     """One backend in a fresh process (``python -m slimseg_ros.tools.backend_bench``)."""
     payload = {"backend": backend, "checkpoint": checkpoint, "size": list(size),
                "threads": threads, "iters": iters, "warmup": warmup, "precision": precision,
                "lraspp": lraspp, "cache": cache, "block": block, "idle_ms": idle_ms,
-               "input_size": list(input_size) if input_size else None}
+               "input_size": list(input_size) if input_size else None, "ladder": ladder}
     return run_json_worker(WORKER_MODULE, WORKER_FLAG, payload,
                            env={"OMP_NUM_THREADS": str(threads)},
                            what=f"backend {backend}")
@@ -177,7 +185,7 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
                      cache: str | None = None, log: Any = print,
                      rounds: int = 1, block: int = 1, idle_ms: float = 0.0,
                      input_size: tuple[int, int] | None = None,
-                     reference: bool = True) -> dict[str, Any]:
+                     reference: bool = True, ladder: bool = False) -> dict[str, Any]:
     """
     Every backend's figures, the FLOPs per width, and the LR-ASPP reference (``reference``).
 
@@ -191,7 +199,8 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
     width for many frames, and a narrow width's frame right after another width's runs slower
     than in a run of its own (1: every frame another width). ``idle_ms`` leaves that much idle
     time before every timed frame, as a camera does between frames (a frame after a gap runs
-    slower than one right after another).
+    slower than one right after another). ``ladder`` times the model's ladder points too
+    (keyed ``0.75@224x304``).
     """
     import torch
 
@@ -221,7 +230,8 @@ def compare_backends(checkpoint: str, backends: list[str], size: tuple[int, int]
             per_round[b].append(run_worker(b, checkpoint, size, threads, iters, warmup,
                                            precision if is_graph_runtime(b) else "fp32",
                                            lraspp=b == EAGER, cache=cache, block=block,
-                                           idle_ms=idle_ms, input_size=input_size))
+                                           idle_ms=idle_ms, input_size=input_size,
+                                           ladder=ladder and is_graph_runtime(b)))
         if best is None and runtime and reference:  # the best runtime times LR-ASPP
             best = min(runtime, key=lambda b: per_round[b][0]["latency"]["1"]["p50_ms"])
         if best is not None:
@@ -245,7 +255,9 @@ def format_comparison(result: dict[str, Any]) -> str:
     """Markdown: per width, each backend's p50 / p90 and ratios; start-up and switch times."""
     backends = result["backends"]
     first = backends[EAGER] if EAGER in backends else next(iter(backends.values()))
-    widths = sorted((k for k in first["latency"] if k != "lraspp"), key=float)
+    widths = sorted((k for k in first["latency"] if k != "lraspp" and "@" not in k), key=float)
+    widths += sorted((k for k in first["latency"] if "@" in k),  # ladder points, cheapest first
+                     key=lambda k: first["latency"][k]["p50_ms"])
     names = list(backends)
     headers = ["width", "FLOPs / FLOPs(1.0)"]
     for b in names:

@@ -501,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --backends: idle time before every timed frame, as a camera "
                         "leaves between frames (90 at 10 fps); a frame after a gap runs slower "
                         "than one right after another (default 0: back to back)")
+    p.add_argument("--ladder", action="store_true",
+                   help="with --backends: time the model's ladder points (a width at a reduced "
+                        "input) too, beside the widths")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--plot", help="write a PNG figure here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -521,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet and [str(v) for v in args.input_size] != asked:
             print(f"input size {asked[0]}x{asked[1]} rounded to "
                   f"{format_size(*args.input_size)} (sides a multiple of 8)", flush=True)
+    if args.ladder and (not args.backends or args.input_size is not None):
+        parser.error("--ladder times the model's ladder graphs: use it with --backends and "
+                     "without --input-size")
     if args.threads is not None:
         if args.threads < 1:
             print(f"slimseg-bench: --threads must be >= 1, got {args.threads}", file=sys.stderr)
@@ -577,7 +583,8 @@ def backends_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         result = compare_backends(checkpoint, list(args.backends), args.sizes[0],
                                   args.threads or 2, args.iters, args.warmup, args.precision,
                                   log=log, rounds=args.rounds, block=args.block,
-                                  idle_ms=args.idle_ms, input_size=args.input_size)
+                                  idle_ms=args.idle_ms, input_size=args.input_size,
+                                  ladder=args.ladder)
     except (CheckpointError, BackendError, RuntimeError, ValueError) as exc:
         print(f"slimseg-bench: {exc}", file=sys.stderr)
         return 2
