@@ -2,7 +2,7 @@
 The node from a model bundle against the node from the .pt: memory and start-up to first mask.
 
     python -m slimseg_ros.tools.lean_bench [--bundle DIR] [--checkpoint FILE] [--runs 2]
-        [--seconds 5] [--json out.json]
+        [--seconds 5] [--json out.json] [--ladder]
 
 For each model (the .pt checkpoint, run by the default runtime through PyTorch, and the bundle,
 run without it) and each run, a fresh ``slimseg_node`` process (default parameters, the shipped
@@ -11,7 +11,9 @@ second node, three cameras of different sizes (480x640, 360x480, 720x1280) at on
 seconds from starting the process to the first mask, and the node process's resident memory
 (children included, the largest of samples every 0.25 s over ``--seconds`` once every camera
 gets masks). The first run may fill caches (the .pt's exported graphs); the last run is the warm
-one. Nothing here passes or fails.
+one. With ``--ladder`` it compares the bundle node with its ladder (``use_ladder: true``, every
+operating point prepared) against the same node with widths only, one camera. Nothing here
+passes or fails.
 """
 
 from __future__ import annotations
@@ -35,15 +37,17 @@ START_TIMEOUT_S = 300.0
 
 
 def run_case(model: Path, cameras: list[tuple[str, tuple[int, int]]], seconds: float,
-             domain: int, log_dir: Path) -> dict[str, Any]:
-    """Start one node for ``cameras``; time its first mask; sample its memory."""
+             domain: int, log_dir: Path,
+             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Start one node for ``cameras`` (``overrides``: parameters); time it; sample its memory."""
     names = [c for c, _ in cameras]
     with NodeBench(domain, names, log_dir) as bench:
         listener = bench.listener
         for i, (name, size) in enumerate(cameras):  # publishing before the node is up
             bench.start_camera(name, i, size, 10.0)
         started = time.monotonic()
-        nodes = bench.start_nodes(names, model, "auto", one_node=len(names) > 1)
+        nodes = bench.start_nodes(names, model, "auto", one_node=len(names) > 1,
+                                  overrides=overrides)
         bench.wait_for(lambda: bool(listener.masks[names[0]]), START_TIMEOUT_S, "a first mask")
         first_mask_s = time.monotonic() - started
         bench.wait_for(lambda: all(listener.masks.values()), START_TIMEOUT_S,
@@ -63,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--domain", type=int, default=None)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--ladder", action="store_true",
+                   help="the bundle with its ladder against widths only (one camera)")
     args = p.parse_args(argv)
     if args.runs < 1 or args.seconds <= 0:
         p.error("--runs must be >= 1 and --seconds > 0")
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     listen_with_node_profile()
     print(f"{cpu_name()}, {os.cpu_count()} CPUs; .pt {checkpoint.name}, bundle {bundle.name}\n",
           flush=True)
+    if args.ladder:
+        return ladder_main(args, bundle)
     cases = [(model, cams) for _ in range(args.runs) for model in (checkpoint, bundle)
              for cams in (ONE, THREE)]
     rows = [dict(run_case(model, cams, args.seconds, domain, log_dir), run=k // 4 + 1)
@@ -97,6 +105,32 @@ def main(argv: list[str] | None = None) -> int:
         write_figures(args.json, {"checkpoint": checkpoint, "bundle": bundle.name,
                                   "size": [480, 640], "cpu": cpu_name(), "runs": args.runs,
                                   "seconds": args.seconds, "ratios": ratios}, "cases", rows)
+    return 0
+
+
+def ladder_main(args: argparse.Namespace, bundle: Path) -> int:
+    """Compare the bundle node with its ladder and with widths only: memory, first mask."""
+    modes = {"widths only": {"use_ladder": False}, "with ladder": {"use_ladder": True}}
+    cases = [(mode, params) for _ in range(args.runs) for mode, params in modes.items()]
+    rows = [dict(run_case(bundle, ONE, args.seconds, domain, log_dir, params), mode=mode,
+                 run=k // 2 + 1)
+            for k, ((mode, params), domain, log_dir) in enumerate(
+                on_own_domains(cases, args.domain, "lean_bench_ladder_"))]
+    print(markdown_table(("run", "bundle node", "start to first mask, s", "node RSS, max MiB"),
+                         [(r["run"], r["mode"], f"{r['first_mask_s']:.1f}",
+                           f"{r['rss_max_mib']:.0f}") for r in rows]))
+    last = {r["mode"]: r for r in rows if r["run"] == args.runs}
+    plain, ladder = last["widths only"], last["with ladder"]
+    ratios = {"rss_ladder_vs_widths": ladder["rss_max_mib"] / plain["rss_max_mib"],
+              "first_mask_ladder_vs_widths": ladder["first_mask_s"] / plain["first_mask_s"]}
+    extra = ladder["rss_max_mib"] - plain["rss_max_mib"]
+    print(f"\nrun {args.runs}: with ladder / widths only: memory "
+          f"{ratios['rss_ladder_vs_widths']:.2f}x ({extra:+.0f} MiB), start to first mask "
+          f"{ratios['first_mask_ladder_vs_widths']:.2f}x")
+    if args.json is not None:
+        write_figures(args.json, {"bundle": bundle.name, "size": [480, 640], "cpu": cpu_name(),
+                                  "runs": args.runs, "seconds": args.seconds, "ratios": ratios},
+                      "cases", rows)
     return 0
 
 
