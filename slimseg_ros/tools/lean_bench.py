@@ -2,7 +2,7 @@
 The node from a model bundle against the node from the .pt: memory and start-up to first mask.
 
     python -m slimseg_ros.tools.lean_bench [--bundle DIR] [--checkpoint FILE] [--runs 2]
-        [--seconds 5] [--json out.json] [--ladder]
+        [--seconds 5] [--json out.json] [--ladder | --widths-only]
 
 For each model (the .pt checkpoint, run by the default runtime through PyTorch, and the bundle,
 run without it) and each run, a fresh ``slimseg_node`` process (default parameters, the shipped
@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--ladder", action="store_true",
                    help="the bundle with its ladder against widths only (one camera)")
+    p.add_argument("--widths-only", action="store_true",
+                   help="both nodes with use_ladder false (no operating points prepared)")
     args = p.parse_args(argv)
     if args.runs < 1 or args.seconds <= 0:
         p.error("--runs must be >= 1 and --seconds > 0")
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return ladder_main(args, bundle)
     cases = [(model, cams) for _ in range(args.runs) for model in (checkpoint, bundle)
              for cams in (ONE, THREE)]
-    rows = [dict(run_case(model, cams, args.seconds, domain, log_dir), run=k // 4 + 1)
+    params = {"use_ladder": False} if args.widths_only else None
+    rows = [dict(run_case(model, cams, args.seconds, domain, log_dir, params), run=k // 4 + 1)
             for k, ((model, cams), domain, log_dir) in enumerate(
                 on_own_domains(cases, args.domain, "lean_bench_"))]
     print(markdown_table(("run", "model", "cameras", "start to first mask, s",
@@ -104,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         write_figures(args.json, {"checkpoint": checkpoint, "bundle": bundle.name,
                                   "size": [480, 640], "cpu": cpu_name(), "runs": args.runs,
-                                  "seconds": args.seconds, "ratios": ratios}, "cases", rows)
+                                  "seconds": args.seconds, "ratios": ratios,
+                                  "use_ladder": not args.widths_only}, "cases", rows)
     return 0
 
 
@@ -128,7 +132,7 @@ def ladder_main(args: argparse.Namespace, bundle: Path) -> int:
           f"{ratios['rss_ladder_vs_widths']:.2f}x ({extra:+.0f} MiB), start to first mask "
           f"{ratios['first_mask_ladder_vs_widths']:.2f}x")
     if args.json is not None:
-        write_figures(args.json, {"bundle": bundle.name, "size": [480, 640], "cpu": cpu_name(),
+        write_figures(args.json, {"checkpoint": bundle, "size": [480, 640], "cpu": cpu_name(),
                                   "runs": args.runs, "seconds": args.seconds, "ratios": ratios},
                       "cases", rows)
     return 0
