@@ -232,6 +232,22 @@ def test_the_tight_cpu_budget_lies_between_the_middle_widths_predicted_shares():
     assert 0.09 < b["cpu_tight"] * 0.9 < 0.16  # fits 0.5, not 0.75
     assert b["cpu_below"] == 0.025  # half what the narrowest width costs
     assert "cpu_tight" not in phase_budgets(Record(), [0.25, 1.0], 0.9)  # nothing measured
+    # with a ladder whose cheapest point costs half the narrowest width: below that point
+    assert phase_budgets(record, [0.25, 0.5, 0.75, 1.0], 0.9, cheapest=0.5)["cpu_below"] == 0.0125
+
+
+def test_the_cheapest_ratio_comes_from_the_models_ladder():
+    from slimseg_ros.tools.demo.cli import cheapest_ratio, read_checkpoint_info
+    from slimseg_ros.resources import default_bundle, default_checkpoint
+
+    ladder = {"points": [{"latency_ms": 3.3}, {"latency_ms": 5.3}],
+              "full": [{"width": 0.25, "latency_ms": 6.6}, {"width": 1.0, "latency_ms": 40.0}]}
+    assert cheapest_ratio(ladder) == pytest.approx(0.5)
+    assert cheapest_ratio(None) == 1.0 and cheapest_ratio({"points": []}) == 1.0
+    shipped = [read_checkpoint_info(default_checkpoint())["cheapest"]]
+    if default_bundle() is not None:
+        shipped.append(read_checkpoint_info(default_bundle())["cheapest"])
+    assert all(0.4 < r < 0.6 for r in shipped)  # 0.25@184x240 against 0.25 at 360x480
 
 
 def test_phases_report_the_cpu_budget_and_the_nodes_own_cpu_share():

@@ -9,6 +9,7 @@ write the report (see :mod:`slimseg_ros.tools.demo` for what the folder holds).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -92,16 +93,40 @@ def read_checkpoint_info(path: Path) -> dict[str, Any]:
         return {"widths": [float(w) for w in meta["widths"]],
                 "class_names": list(meta["class_names"]),
                 "palette": [list(map(int, c)) for c in meta["palette"]], "untrained": False,
-                "confidence": "confidence" in meta.get("outputs", [])}
+                "confidence": "confidence" in meta.get("outputs", []),
+                "cheapest": cheapest_ratio(meta.get("ladder"))}
     from ...models.checkpoint import safe_torch_load
 
     payload = safe_torch_load(path)
     if not isinstance(payload, dict) or "widths" not in payload:
         raise DemoError(f"{path} is not a slimseg checkpoint (no 'widths')")
+    from ...inference.ladder import ladder_path_for
+
+    ladder = ladder_path_for(path)
+    try:
+        ladder_data = json.loads(ladder.read_text()) if ladder.is_file() else None
+    except (OSError, ValueError):
+        ladder_data = None  # the node says what is wrong with it
     return {"widths": [float(w) for w in payload["widths"]],
             "class_names": list(payload.get("class_names") or []),
             "palette": [list(map(int, c)) for c in payload.get("palette") or []],
-            "untrained": bool((payload.get("extra") or {}).get("untrained", False))}
+            "untrained": bool((payload.get("extra") or {}).get("untrained", False)),
+            "cheapest": cheapest_ratio(ladder_data)}
+
+
+def cheapest_ratio(ladder: Any) -> float:
+    """
+    Return the cheapest operating point's cost over the narrowest width's (1.0: no ladder).
+
+    The phase of a CPU budget below everything the node can run needs it: with a ladder the
+    cheapest point costs less than the narrowest width at the full input.
+    """
+    try:
+        full = {float(f["width"]): float(f["latency_ms"]) for f in ladder["full"]}
+        cheapest = min(float(p["latency_ms"]) for p in ladder["points"])
+        return min(1.0, cheapest / full[min(full)])
+    except (TypeError, KeyError, ValueError):
+        return 1.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,7 +271,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
                 origin[0] += shift
                 _shift_times(record, -shift)
             t_end = play(client, proc, sources, record, phases, widths, phase_s, args.fps,
-                         margin, clock, log_path)
+                         margin, clock, log_path, cheapest=float(info.get("cheapest", 1.0)))
         finally:
             if client is not None:  # recording stops before the node does
                 client.close()

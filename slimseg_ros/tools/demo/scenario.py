@@ -123,7 +123,8 @@ def camera_scenario(phase_s: float, widths: list[float], cameras: Sequence[str])
     return phases
 
 
-def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[str, float]:
+def phase_budgets(record: Record, widths: list[float], margin: float,
+                  cheapest: float = 1.0) -> dict[str, float]:
     """
     Derive the budgets from the latency the governor compared during the width sweep.
 
@@ -138,7 +139,8 @@ def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[st
     "relaxed" is three times a round at full width (the governor should probe back to full).
     "cpu_tight" (one camera; a share of the cores) lies between the CPU shares the node predicted
     for the two middle widths at the camera's rate; "cpu_below" is half the share it predicted
-    for the narrowest width (only serving fewer frames can meet it).
+    for the narrowest width, times ``cheapest`` (the model's cheapest operating point's cost
+    over the narrowest width's: with a ladder only serving fewer frames can meet it either).
     """
     ws = sorted(widths)
     lo, hi = ws[max(0, len(ws) // 2 - 1)], ws[min(len(ws) - 1, len(ws) // 2)]
@@ -149,7 +151,7 @@ def phase_budgets(record: Record, widths: list[float], margin: float) -> dict[st
         out["cpu_tight"] = round(min(1.0, _between(a, b) / margin), 4)
     narrowest = shares.get(ws[0])
     if narrowest and len(record.cameras) == 1:
-        out["cpu_below"] = round(0.5 * narrowest, 5)
+        out["cpu_below"] = round(0.5 * narrowest * cheapest, 5)
     return out
 
 
@@ -209,7 +211,8 @@ def _typical_latency(record: Record, widths: list[float], camera: str) -> dict[f
 
 def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Source],
          record: Record, phases: Sequence[Phase], widths: list[float], phase_s: float,
-         fps: float, margin: float, clock: Callable[[], float], log_path: Path) -> float:
+         fps: float, margin: float, clock: Callable[[], float], log_path: Path,
+         cheapest: float = 1.0) -> float:
     """
     Play ``phases`` to the node process ``proc``; return the end time on the scenario clock.
 
@@ -227,7 +230,7 @@ def play(client: DemoClient, proc: subprocess.Popen, sources: Mapping[str, Sourc
             raise DemoError(f"the node exited with code {proc.returncode}; last lines of "
                             f"{log_path}:\n{log_tail(log_path)}")
         if (isinstance(ph.budget, str) or isinstance(ph.cpu_budget, str)) and not budgets:
-            budgets = phase_budgets(record, widths, margin)
+            budgets = phase_budgets(record, widths, margin, cheapest)
         budget = budgets.get(ph.budget, 0.0) if isinstance(ph.budget, str) else ph.budget
         cpu_budget = (budgets.get(f"cpu_{ph.cpu_budget}", CPU_FALLBACK)
                       if isinstance(ph.cpu_budget, str) else ph.cpu_budget)
