@@ -197,6 +197,12 @@ def test_cameras_share_a_round_over_points() -> None:
     out = g.decide_cameras(0.0, {"front": table, "rear": table})
     assert [(d.width, d.input_size) for d in out.values()] == [(W075, SMALL), (W075, SMALL)]
     assert g.step_of("front") == rung(lad, W075, SMALL) and g.current_of("rear") == W075
+    # a battery cap of 0.5: the camera without a fresh frame holds no rung wider than the cap
+    g.update_battery(25.0, charging=False, now=0.1)
+    out = g.decide_cameras(0.1, {"front": table, "rear": table}, active=["front"])
+    assert out["front"].step == lad.full(W05)  # 14.2 ms fits 20 ms under the bound 0.5
+    assert out["rear"].step == rung(lad, W05, SMALL), out["rear"].reason
+    assert out["rear"].reason.startswith("battery 25% <= 30%; budget 20ms: no recent frame")
 
 
 @pytest.mark.parametrize("points, full, error", [
@@ -225,3 +231,34 @@ def test_keys_and_mismatches_fail_loudly() -> None:
     store = LatencyStore()
     store.record(lad.cheapest, 3.0, 0.0)
     assert store.recent([lad.cheapest, lad.full(W1)], 95.0, 0.0)[lad.full(W1)] is None
+
+
+def test_a_falling_cap_moves_a_cheaper_rung_of_a_wider_width_at_once_even_in_dwell() -> None:
+    lad = ladder()
+    g = make(lad)
+    store = LatencyStore(window_s=30.0, max_frames=10)
+    g.update_budget(10.0, now=0.0)
+    for step, ms in costs(lad).items():
+        store.record(step, ms, 0.0)
+    d = g.decide_from(0.0, store)
+    assert d.step == rung(lad, W075, SMALL)  # 8.7 ms: the costliest rung within 10 ms
+    g.update_battery(25.0, charging=False, now=0.1)  # default table: <= 30 % caps at 0.5
+    d = g.decide_from(0.1, store)  # 0.75@184x240 ranks below 0.5 at full input, yet is wider
+    assert (d.width, d.input_size) == (W05, SMALL), d.reason
+    assert d.caps["battery"] == W05 and "dwell" not in d.decided_by
+
+
+def test_a_lifted_cap_starts_from_an_estimate_not_from_the_costliest_rung() -> None:
+    lad = ladder()
+    g = make(lad)
+    store = LatencyStore(window_s=30.0, max_frames=10)
+    g.update_budget(20.0, now=0.0)
+    g.request(W05)
+    g.decide_from(0.0, store)
+    store.record(lad.full(W05), 14.2, 0.0)
+    d = g.decide_from(0.1, store)
+    assert d.step == lad.full(W05)
+    g.request(W1)  # only 0.5 at full input measured, and it is no candidate under 1.0
+    d = g.decide_from(0.2, store)
+    # 1 at full input would cost ~42.6 ms: the costliest rung estimated within 20 ms instead
+    assert d.step == rung(lad, W075, MID), d.reason

@@ -29,15 +29,16 @@ class CameraState:
     """Per-camera state of the governor: its request, width, stride, dwell and probe clocks."""
 
     request: Width          # this camera's own request (the widest width until one arrives)
-    current: Width          # the width of its last decision
+    current: Width          # the step of its last decision (a Width; a rung with a ladder)
     priority: float
     last_change: float = -math.inf  # time of the last change of its width or stride
     last_probe: float = -math.inf
     request_pending: bool = False
-    last_used: dict[Width, float] = field(default_factory=dict)  # width -> last time chosen
+    last_used: dict[Width, float] = field(default_factory=dict)  # step -> last time chosen
     stride: int = 1  # served every stride-th frame (the rate actuator, :mod:`.rate`)
     stride_by_budget: bool = False  # the CPU budget set the stride: the width waits for it
     pace_reason: str = "every frame"
+    cheapest: object = None  # the cheapest step under its caps at its last decision
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,12 @@ def budget_cap(meter: Meter, widths: Sequence[Width], cam: CameraState, now: flo
         # just switched here (a probe or another cap): hold until a figure arrives
         return cur, f"{head}: waiting for a measurement at {cur:g}", False
     if not fit and barrier is None:  # nothing measured under a bound just moved (a ladder)
-        return below[-1], f"{head}: waiting for a measurement at {below[-1]:g}", False
+        # the costliest step whose estimate (from the figures of any step) fits, else the
+        # cheapest: a new bound must not start with a frame far over the allowance
+        estimated = [w for w in below if cost(table, w) <= allowed]
+        w = estimated[-1] if estimated and any(v is not None for v in table.values()) \
+            else below[-1] if not any(v is not None for v in table.values()) else below[0]
+        return w, f"{head}: waiting for a measurement at {w:g}", False
     if not fit:  # over budget and nothing narrower measured: step down, one width a frame
         w = below[-1]
         return w, (f"{head}: {label} at {barrier:g} = {fmt(known[barrier])} > "

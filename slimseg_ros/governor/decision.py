@@ -118,9 +118,10 @@ class Decision:
     # True when ``width`` was just switched to as a budget probe (decide_from has then dropped
     # that width's old latency figures, so it is judged on new frames).
     probing: bool = False
-    # The recent latency per trained width this decision compared (widths with no recent frame
-    # left out); filled by decide_from, empty when decide() was given plain figures.
-    latency: Mapping[Width, WidthLatency] = field(default_factory=dict)
+    # The recent latency per step (trained width, or ladder rung) this decision compared
+    # (steps with no recent frame left out); filled by decide_from, empty when decide() was
+    # given plain figures.
+    latency: Mapping[Step, WidthLatency] = field(default_factory=dict)
     # What set the width: "request" or "camera request", "battery", "host battery", "thermal",
     # "host thermal", "budget", "cpu budget" (all that allow exactly this width), led by
     # "dwell" while dwell holds a raise back.
@@ -128,9 +129,9 @@ class Decision:
     # Where the battery and thermal inputs in use come from: "topic" or "host" (key absent:
     # no such input in use).
     sources: Mapping[str, str] = field(default_factory=dict)
-    # The predicted CPU share (0-1 of the usable cores) per trained width this decision
-    # compared; filled by decide_from.
-    cpu_share: Mapping[Width, float] = field(default_factory=dict)
+    # The predicted CPU share (0-1 of the usable cores) per step this decision compared;
+    # filled by decide_from.
+    cpu_share: Mapping[Step, float] = field(default_factory=dict)
     # The rate actuator: the camera is served every ``stride``-th frame (1: every frame), why,
     # its serving rate (frames/s; None: arrival rate unknown) and its predicted CPU share at this
     # width and rate (None: not measured); filled by decide_from.
@@ -141,6 +142,11 @@ class Decision:
     # The step run: ``width`` itself, or with a ladder its rung (:mod:`.ladder`), which says
     # the network input too; None only in decisions made by hand.
     step: Step | None = None
+
+    @property
+    def operating_point(self) -> Step:
+        """Return what runs: the ladder rung (``0.75@224x304``), else the width."""
+        return self.step if self.step is not None else self.width
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -382,8 +388,9 @@ class Governor:
         ``latency_ms`` maps trained widths to a recent high-percentile latency in milliseconds
         (``None``/missing = not measured recently), ``cpu_share`` to the predicted share of the
         usable cores (0-1) at that width. Keys are this governor's trained widths
-        (:class:`~slimseg_ros.widths.Width`, or their indices), never matched by tolerance: a
-        float key raises ``TypeError``, a width of other trained widths ``ValueError``.
+        (:class:`~slimseg_ros.widths.Width`, or their indices), with a ladder also its rungs
+        (and an int is then a rung's index), never matched by tolerance: a float key raises
+        ``TypeError``, a width of other trained widths ``ValueError``.
         """
         name = next(iter(self._cameras)) if len(self._cameras) == 1 else None
         self._camera(name)  # ValueError with several cameras
@@ -479,11 +486,18 @@ class Governor:
 
         requested = min(self._requested, cam.request)
         bound = self._bound(name, shared)
+        candidates = ladder.candidates(bound)
         target = min([ladder.full(bound), *steps.values()])
+        if ladder.width_of(target) > bound:
+            # a cheaper rung of a wider width (a hold, or a figure from before a cap fell): the
+            # caps bound the width, so the costliest candidate not dearer than it
+            target = max((c for c in candidates if c <= target), default=candidates[0])
         binding_width = ladder.width_of(target)
         at_full = target == ladder.full(binding_width)
         keys = [k for k, v in caps.items()
                 if (steps[k] == target if k in steps else at_full and v == binding_width)]
+        if not keys:  # clamped above: the caps at the bound, then the budgets
+            keys = [k for k, v in caps.items() if k not in steps and v == bound] + list(steps)
         binding = [reasons[k] for k in keys]
         decided = [names[k] for k in keys]
         if target == ladder.full(requested):  # the request decides; caps there are named
@@ -492,7 +506,7 @@ class Governor:
             decided.insert(0, label)
         reason = "; ".join(binding)
 
-        cheapest = ladder.candidates(bound)[0]
+        cheapest = cam.cheapest = candidates[0]
         if cam.stride > 1 and cam.stride_by_budget and target > cheapest:
             # rate before width: the width widens only once every frame is served again
             reason = (f"rate first: serving 1 in {cam.stride} frames for the cpu budget, "
@@ -502,7 +516,7 @@ class Governor:
             target = cheapest
         step = target
         pending, cam.request_pending = cam.request_pending, False
-        if (target > cam.current and not pending
+        if (target > cam.current and not pending and ladder.width_of(cam.current) <= bound
                 and now - cam.last_change < self._config.min_dwell_s):
             wait = self._config.min_dwell_s - (now - cam.last_change)
             step = cam.current
@@ -600,7 +614,7 @@ class Governor:
                 continue
             loads[name] = CameraLoad(float(hz), figures.cpu_ms, figures.mean_ms,
                                      self._cameras[name].priority,
-                                     decision.step == self._ladder.cheapest)
+                                     decision.step == self._cameras[name].cheapest)
         if not loads:
             return loads
         allowed = None if self._cpu_budget is None else self._cpu_budget * cfg.budget_margin

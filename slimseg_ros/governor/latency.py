@@ -125,8 +125,9 @@ class LatencyStore:
 def _checked(width: object) -> Step:
     """Return ``width`` if it is a :class:`Width` or a rung; ``TypeError`` otherwise (floats)."""
     if not isinstance(width, (Width, Rung)):
-        raise TypeError(f"the latency store is keyed by Width, got {width!r}: turn a float "
-                        f"into a Width once at the edge with TrainedWidths.snap (or .exact)")
+        raise TypeError(f"the latency store is keyed by Width (or ladder rung), got {width!r}: "
+                        f"turn a float into a Width once at the edge with TrainedWidths.snap "
+                        f"(or .exact)")
     return width
 
 
