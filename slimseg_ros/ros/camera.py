@@ -223,15 +223,18 @@ class CameraIO:
         Make ``decision`` this camera's active width; publish and log it when it changed.
 
         The first decision after :meth:`open` is always published (``active_width`` is latched).
+        A change of ladder point at the same width (another input size) is logged, not
+        published: ``active_width`` carries the width.
         """
         previous, self.decision = self.decision, decision
-        if not publish or (previous is not None and decision.width == previous.width):
+        point = decision.operating_point
+        if not publish or previous is not None and point == previous.operating_point:
             return
-        if self.width_pub is not None:
+        if self.width_pub is not None and (previous is None or decision.width != previous.width):
             self.width_pub.publish(Float32(data=float(decision.width)))
         if previous is not None:
-            self.node.get_logger().info(f"{self.label}width {previous.width:g} -> "
-                                        f"{decision.width:g}: {decision.reason}")
+            self.node.get_logger().info(f"{self.label}width {previous.operating_point:g} -> "
+                                        f"{point:g}: {decision.reason}")
 
     def _outputs(self, color: bool = True, blend: bool = True) -> list[Any]:
         """Return the publishers of the masks (colour and overlay only where enabled)."""

@@ -34,7 +34,6 @@ import numpy as np
 from rclpy.time import Time
 
 from ..governor import Decision
-from ..governor.ladder import Step
 from ..governor.static_scene import THUMBNAIL_SIZE, StaticReference, reusable
 from .camera import CameraIO
 from .contract import REJECTED, SKIPPED, LastFrame
@@ -123,7 +122,7 @@ class FrameServer:
         The reference's age is counted between the two frames' arrivals.
         """
         value = self._value
-        step = _step(self._decide()[cam.name])
+        step = self._decide()[cam.name].operating_point
         if not reusable(cam.static_reference, thumbnail, rgb.shape[:2], step, received,
                         float(value("static_threshold")), float(value("static_max_age_s"))):
             return False
@@ -138,7 +137,7 @@ class FrameServer:
     def _infer_and_publish(self, cam: CameraIO, msg: Any, rgb: np.ndarray, received: float,
                            index: int, thumbnail: np.ndarray | None) -> None:
         decision = self._decide()[cam.name]
-        width, step, size = decision.width, _step(decision), decision.input_size
+        width, step, size = decision.width, decision.operating_point, decision.input_size
         # a runtime may prepare something for a new frame size: not a cost of the width
         self._engine.prepare_size(rgb.shape[0], rgb.shape[1])
         if size is None:  # the width at the model's full input
@@ -162,8 +161,3 @@ class FrameServer:
         cam.count_frame(LastFrame(width=float(width), width_px=int(mask.shape[1]),
                                   height_px=int(mask.shape[0]),
                                   delay_ms=(done - received) * 1e3, age_ms=age_ms))
-
-
-def _step(decision: Decision) -> Step:
-    """Return what a decision runs: its ladder rung, or its width without a ladder."""
-    return decision.step if decision.step is not None else decision.width

@@ -233,7 +233,7 @@ def return_freed_heap() -> bool:
     """
     try:
         trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no glibc (musl, macOS; Windows: TypeError)
         return False
     trim.argtypes = [ctypes.c_size_t]
     trim(0)
