@@ -190,6 +190,12 @@ def test_the_tool_refuses_a_sweep_of_another_model_size_or_split(tiny, tmp_path,
                        "--checkpoint", str(other)]) == 2
     assert "is not the checkpoint bundle" in capsys.readouterr().err
     read_bundle(tiny["bundle"])  # untouched
+    (tmp_path / "sizeless").mkdir()
+    sizeless = make_tiny_checkpoint(tmp_path / "sizeless" / "tiny.pt", input_size=None)
+    assert sweep_main(["--from", str(tiny["sweep"]), "--write-ladder", str(sizeless)]) == 2
+    err = capsys.readouterr().err
+    assert "records no input size" in err and err.count("\n") == 1
+    assert not ladder_path_for(sizeless).exists()
 
 
 def test_a_new_ladder_replaces_the_old_and_its_files(tiny, tmp_path, capsys) -> None:

@@ -147,7 +147,11 @@ def write_bundle_ladder(folder: str | os.PathLike, spec: LadderSpec,
 
     ``checkpoint``: the bundle's source (default: the packaged ``default.pt``), refused where
     its SHA-256 is not the one ``bundle.json`` records. A previous ladder is replaced. Returns
-    the bundle's new metadata; raises :class:`~.bundle.BundleError` (nothing changed).
+    the bundle's new metadata; raises :class:`~.bundle.BundleError` before anything is
+    written. The graphs are exported to a staging folder first; only the move of their files
+    into the bundle and the atomic replacement of ``bundle.json`` follow, so a write stopped
+    between the two (a point of the same name re-exported differently) is repaired by running
+    it again.
     """
     from ..resources import default_checkpoint
     from .backends.frame_graph import export_frame_graph

@@ -256,8 +256,9 @@ def format_comparison(result: dict[str, Any]) -> str:
     backends = result["backends"]
     first = backends[EAGER] if EAGER in backends else next(iter(backends.values()))
     widths = sorted((k for k in first["latency"] if k != "lraspp" and "@" not in k), key=float)
-    widths += sorted((k for k in first["latency"] if "@" in k),  # ladder points, cheapest first
-                     key=lambda k: first["latency"][k]["p50_ms"])
+    points = {k: v["p50_ms"] for b in backends.values() for k, v in b["latency"].items()
+              if "@" in k}  # ladder points (any backend that ran them), cheapest first
+    widths += sorted(points, key=points.get)
     names = list(backends)
     headers = ["width", "FLOPs / FLOPs(1.0)"]
     for b in names:

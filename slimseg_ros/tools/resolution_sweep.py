@@ -182,16 +182,26 @@ def write_ladder(target: Path, result: dict[str, Any], where: str,
     from ..inference.ladder_export import (checkpoint_facts, ladder_from_sweep,
                                            write_bundle_ladder, write_checkpoint_ladder)
 
+    from ..inference.bundle import BundleError
+    from ..inference.ladder import LadderError
+
     front = pareto_front(result["points"])
     if is_bundle(target):
         meta = read_bundle(target, check_ladder=False)
-        spec = ladder_from_sweep(result, front, where, meta["source"]["checkpoint"],
-                                 meta["widths"], meta["input_size"] or [])
+        source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+        if not meta.get("input_size") or not source.get("checkpoint"):
+            raise BundleError(f"bundle {target} records no input size or no source checkpoint: "
+                              f"a ladder needs both (export it again with slimseg-export)")
+        spec = ladder_from_sweep(result, front, where, source["checkpoint"],
+                                 meta["widths"], meta["input_size"])
         write_bundle_ladder(target, spec, checkpoint, log=lambda msg: print(f"  {msg}"))
         written = f"bundle {target} ({target / 'bundle.json'} and its ladder graphs)"
     else:
         widths, size = checkpoint_facts(target)
-        spec = ladder_from_sweep(result, front, where, target.name, widths, size or [])
+        if not size:
+            raise LadderError(f"{target} records no input size: a ladder's points are reduced "
+                              f"input sizes of it")
+        spec = ladder_from_sweep(result, front, where, target.name, widths, size)
         written = str(write_checkpoint_ladder(target, spec))
     return (f"ladder of {len(spec.points)} points ({spec.describe()}) measured on "
             f"{spec.measured_on} -> {written}")
