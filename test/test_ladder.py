@@ -198,6 +198,18 @@ def test_the_tool_refuses_a_sweep_of_another_model_size_or_split(tiny, tmp_path,
     assert not ladder_path_for(sizeless).exists()
 
 
+def test_a_bundle_exported_from_a_model_with_a_ladder_carries_it(
+        tiny, tmp_path, capsys) -> None:
+    folder = tmp_path / "carried"
+    assert export_main(["--checkpoint", str(tiny["checkpoint"]), "--bundle", str(folder)]) == 0
+    assert "ladder of 3 operating points carried from" in capsys.readouterr().out
+    meta = read_bundle(folder)  # every point's graph there and hashed
+    beside = read_ladder_file(ladder_path_for(tiny["checkpoint"]), WIDTHS, SIZE)
+    assert [(p["width"], tuple(p["input_size"])) for p in meta["ladder"]["points"]] == \
+        keys(beside)
+    assert BundleEngine(folder).ladder is not None
+
+
 def test_a_new_ladder_replaces_the_old_and_its_files(tiny, tmp_path, capsys) -> None:
     bundle = tmp_path / "b"
     shutil.copytree(tiny["bundle"], bundle)

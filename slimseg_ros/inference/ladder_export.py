@@ -24,7 +24,7 @@ from .backends import BACKENDS, BackendError
 from .bundle import BUNDLE_FILE, BundleError, read_bundle
 from .graph_format import file_sha256, graph_outputs
 from .ladder import (LADDER_FORMAT, LADDER_SPLIT, LADDER_VERSION, LadderError, LadderSpec,
-                     ladder_json, ladder_path_for, parse_ladder)
+                     ladder_json, ladder_path_for, parse_ladder, read_ladder_file)
 
 
 def _size_text(size: Sequence[int]) -> str:
@@ -216,3 +216,27 @@ def write_bundle_ladder(folder: str | os.PathLike, spec: LadderSpec,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return meta
+
+
+def carry_checkpoint_ladder(checkpoint: str | os.PathLike, folder: str | os.PathLike,
+                            log: Callable[[str], None] = print) -> LadderSpec | None:
+    """
+    Write the ladder beside ``checkpoint`` into the bundle just exported from it, where it fits.
+
+    A bundle made from a model with operating points keeps them: its points' graphs are
+    exported like :func:`write_bundle_ladder` does. None (said through ``log``) where the
+    checkpoint has no ladder or the bundle runs another input size than the ladder was measured
+    at; a broken ladder file raises :class:`~.ladder.LadderError` naming it.
+    """
+    path = ladder_path_for(checkpoint)
+    if not path.is_file():
+        return None
+    meta = read_bundle(folder, check_files=False)
+    spec = read_ladder_file(path, [float(w) for w in meta["widths"]], None)
+    if list(spec.input_size) != list(meta.get("input_size") or []):
+        log(f"{path} was measured at input {_size_text(spec.input_size)}, the bundle runs "
+            f"{meta.get('input_size')}: its points are not carried (the bundle runs widths "
+            f"only)")
+        return None
+    write_bundle_ladder(folder, spec, checkpoint, log)
+    return spec

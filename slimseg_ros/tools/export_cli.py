@@ -174,6 +174,12 @@ def bundle_main(args: argparse.Namespace) -> int:
             from ..inference.bundle_export import write_bundle
             meta = write_bundle(args.checkpoint, args.bundle, args.runtimes, args.confidence)
             describe_bundle(folder, meta)
+            from ..inference.ladder_export import carry_checkpoint_ladder
+            ladder = carry_checkpoint_ladder(args.checkpoint, folder,
+                                             log=lambda msg: print(f"  {msg}"))
+            if ladder is not None:
+                print(f"ladder of {len(ladder.points)} operating points carried from "
+                      f"{ladder.source}: {ladder.describe()}")
         elif not (args.int8 or args.measure):
             print("slimseg-export: --bundle needs --checkpoint (or --int8 / --measure on an "
                   "existing bundle)", file=sys.stderr)
