@@ -714,3 +714,50 @@ def test_use_ladder_false_runs_widths_only_and_says_so(rig, ladder_checkpoint) -
     assert r.meter.steps == ["1", "0.75", "0.5", "0.5"]  # widths only: 0.5 at full input fits
     status = r.diagnostics()[0]
     assert status.ladder == "ladder off (use_ladder false)" and status.input_size == "full"
+
+
+def test_the_ladders_points_are_prepared_after_the_start_and_offered_then(
+        context, ladder_checkpoint, monkeypatch) -> None:
+    import time
+
+    from slimseg_ros.ros.timing import ProcessMeter
+
+    monkeypatch.setattr(host_watch, "usable_cores", lambda: 2)
+    values = {**BASE, "checkpoint": str(ladder_checkpoint), "backend": "openvino"}
+    node = rclpy.create_node("slimseg_points", context=context,
+                             parameter_overrides=[Parameter(k, value=v)
+                                                  for k, v in values.items()])
+    core = SlimSegCore(node, clock=time.monotonic, meter=ProcessMeter(),
+                       host_reader=lambda sensors=True: PsutilSample())
+    try:
+        core.configure()  # the widths are ready; the points wait for the node to run
+        engine, governor = core.engine, core.governor
+        assert governor.ladder.has_points and not governor.points_ready
+        frame = np.full((24, 32, 3), 90, np.uint8)
+        with pytest.raises(ValueError, match="not prepared yet"):
+            engine.segment(frame, engine.widths[-1], input_size=(16, 24))
+        sent: list[Any] = []
+        core.activate(worker=True)
+        core._diag_pub.publish = lambda array: sent.extend(array.status)
+        deadline = time.monotonic() + 120.0  # compiled on the node's own thread
+        while not governor.points_ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert governor.points_ready and engine.points_ready
+        mask, _ = engine.segment(frame, engine.widths[-1], input_size=(16, 24))
+        assert mask.shape == (24, 32)
+        core.publish_diagnostics()
+        ladder = read_diagnostics({kv.key: kv.value for kv in sent[-1].values}).ladder
+        assert ladder.startswith("0.25@8x16 < 0.25 < 0.5@16x24"), ladder
+    finally:
+        core.shutdown()
+        node.destroy_node()
+
+
+def test_a_governor_waiting_for_the_points_says_so(rig, ladder_checkpoint) -> None:
+    from slimseg_ros.ros.diagnostics import ladder_text
+
+    r = rig(costs=LADDER_COSTS, checkpoint=str(ladder_checkpoint))
+    waiting = type(r.core.governor)(r.core.governor.widths, r.core.governor.config,
+                                    ladder=r.core.governor.ladder, points_ready=False)
+    assert ladder_text(r.core.engine, waiting).startswith(
+        "preparing 3 operating points, the widths only until then (ladder of 3 points from")

@@ -262,3 +262,18 @@ def test_a_lifted_cap_starts_from_an_estimate_not_from_the_costliest_rung() -> N
     d = g.decide_from(0.2, store)
     # 1 at full input would cost ~42.6 ms: the costliest rung estimated within 20 ms instead
     assert d.step == rung(lad, W075, MID), d.reason
+
+
+def test_points_not_prepared_yet_leave_the_budgets_the_widths() -> None:
+    lad = ladder()
+    g = Governor(WS, GovernorConfig.from_dict(dict(min_dwell_s=2.0, budget_margin=1.0)),
+                 ladder=lad, points_ready=False)
+    g.update_budget(16.0, now=0.0)
+    assert not g.points_ready
+    d = g.decide(0.0, costs(lad))
+    assert d.step == lad.full(W05), d.reason  # 14.2 ms: the widest width at full input
+    g.set_points_ready()
+    d = g.decide(0.1, costs(lad))  # 0.75@224x304 (14.3 ms) now fits: a raise, after dwell
+    assert d.step == lad.full(W05) and d.decided_by[0] == "dwell"
+    d = g.decide(2.5, costs(lad))
+    assert d.step == rung(lad, W075, MID), d.reason

@@ -165,17 +165,20 @@ class Governor:
     name; default all equal), higher is served first under a budget. ``ladder`` (a
     :class:`~.ladder.Ladder` of these widths) adds reduced-input operating points for the
     budgets to choose from; without one the budgets choose among the widths.
+    ``points_ready`` False keeps to the widths until :meth:`set_points_ready` (the engine
+    prepares the points after the node's first frames).
     """
 
     def __init__(self, widths: TrainedWidths | Sequence[float], config: GovernorConfig,
                  cameras: Sequence[str] | None = None,
                  priorities: Sequence[float] | Mapping[str, float] | None = None,
-                 ladder: Ladder | None = None) -> None:
+                 ladder: Ladder | None = None, points_ready: bool = True) -> None:
         self._widths = widths if isinstance(widths, TrainedWidths) else TrainedWidths(widths)
         if ladder is not None and ladder.widths != self._widths:
             raise ValueError(f"the ladder is of widths {list(ladder.widths.values)}, the "
                              f"governor's are {list(self._widths.values)}")
         self._ladder = ladder if ladder is not None else Ladder(self._widths)
+        self._points_ready = bool(points_ready)
         self._config = config
         names = [SINGLE] if cameras is None else list(cameras)
         if not names or any(not isinstance(n, str) for n in names):
@@ -437,7 +440,7 @@ class Governor:
             tops = {n: self._table(c) for n, c in ceilings.items()}
             if amount:
                 rounds.append(BudgetRound(meter, amount, amount * cfg.budget_margin,
-                                          self._ladder.cheapest, tables, order, tops))
+                                          self._cheapest(), tables, order, tops))
 
         decisions: dict[str, Decision] = {}
         left = list(order)
@@ -448,7 +451,7 @@ class Governor:
                 left.remove(name)
                 own: list[str] = []
                 caps = {}
-                steps = self._ladder.candidates(self._bound(name, shared))
+                steps = self._ladder.candidates(self._bound(name, shared), self._points_ready)
                 for r in rounds:
                     share = r.share(name, left, len(group) - i - 1)
                     caps[r.meter] = budget_cap(r.meter, steps, self._cameras[name], now,
@@ -462,6 +465,21 @@ class Governor:
                 caps = {r.meter: r.hold(cam.current) for r in rounds}
                 decisions[name] = self._decide_one(name, now, shared, caps, list(warnings))
         return {n: decisions[n] for n in self._cameras}
+
+    def set_points_ready(self) -> None:
+        """Offer the ladder's points to the budgets from the next decision (they are prepared)."""
+        self._points_ready = True
+
+    @property
+    def points_ready(self) -> bool:
+        """Tell whether the budgets may choose the ladder's points (prepared by the engine)."""
+        return self._points_ready
+
+    def _cheapest(self) -> Step:
+        """Return the cheapest step the budgets may choose now."""
+        if self._points_ready:
+            return self._ladder.cheapest
+        return self._ladder.full(self._widths.narrowest)
 
     def _bound(self, name: str, shared: SharedCaps) -> Width:
         """Return the widest width ``name`` may run: its request under the shared caps."""
@@ -486,7 +504,7 @@ class Governor:
 
         requested = min(self._requested, cam.request)
         bound = self._bound(name, shared)
-        candidates = ladder.candidates(bound)
+        candidates = ladder.candidates(bound, self._points_ready)
         target = min([ladder.full(bound), *steps.values()])
         if ladder.width_of(target) > bound:
             # a cheaper rung of a wider width (a hold, or a figure from before a cap fell): the

@@ -138,16 +138,19 @@ class Ladder:
         """Return the network input a step runs (None: the full input)."""
         return step.input_size if isinstance(step, Rung) else None
 
-    def candidates(self, bound: Width) -> Sequence[Step]:
+    def candidates(self, bound: Width, points: bool = True) -> Sequence[Step]:
         """
         Return the steps the budgets may choose from under width ``bound``, cheapest first.
 
         Without a ladder: every width (the budget rule compares them all; the bound is applied
         after it). With one: the points of widths up to ``bound`` that cost less than ``bound``
-        at the full input, then ``bound`` at the full input.
+        at the full input, then ``bound`` at the full input; with ``points`` False (not prepared
+        yet) every width at the full input, as without a ladder.
         """
         if not self.has_points:
             return self._steps
+        if not points:
+            return [self._full[w] for w in self.widths]
         top = self.full(bound)
         return [s for s in self._steps
                 if s.index < top.index and s.width <= bound and not s.full] + [top]

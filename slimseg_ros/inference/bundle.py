@@ -19,6 +19,7 @@ run in float: INT8 graphs exist at the full input only.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +186,8 @@ class BundleEngine:
     The same interface the node uses of :class:`~.engine.SegmentationEngine`: ``widths``,
     ``info``, ``infer``, ``segment``, ``prepare_size``, ``warmup``, ``backend``, ``precision``,
     ``device``, ``input_size``, ``confidence``, ``prepared_from``, ``prepare_seconds``,
-    ``ladder`` and ``ladder_note``. ``ladder=False`` leaves the bundle's ladder unloaded.
+    ``ladder``, ``ladder_note``, ``prepare_points`` and ``points_ready``. ``ladder=False`` leaves
+    the bundle's ladder unloaded; ``defer_points`` leaves its points for :meth:`prepare_points`.
     OpenVINO caches its compiled models in ``openvino`` under ``cache_dir`` (default
     :func:`~.graph_format.default_cache_dir`), so a second start imports them.
     """
@@ -193,7 +195,7 @@ class BundleEngine:
     def __init__(self, folder: str | Path, backend: str = "auto", precision: str = "fp32",
                  threads: int = 0, device: str = "auto", input_size: Any = None,
                  confidence: bool = False, cache_dir: str | Path | None = None,
-                 ladder: bool = True) -> None:
+                 ladder: bool = True, defer_points: bool = False) -> None:
         started = time.perf_counter()
         self.folder = Path(folder)
         meta = read_bundle(self.folder, check_ladder=ladder)
@@ -253,14 +255,38 @@ class BundleEngine:
         self.ladder, self.ladder_note = self._read_ladder(meta, ladder)
         # (width index, input size) -> that ladder point's graph
         self._points: dict[tuple[int, tuple[int, int]], Any] = {}
-        for point in self.ladder.points if self.ladder is not None else ():
-            width = self.widths.exact(point.width)
-            self._points[(width.index, point.input_size)] = self._load_point(
-                meta, width, point.key, threads, compiled)
-        self._point_graphs = tuple(self._points.values())
+        self._point_graphs: tuple[Any, ...] = ()
+        self._make_point = lambda width, key: self._load_point(meta, width, key, threads,
+                                                               compiled)
+        self._points_lock = threading.Lock()
+        self.points_ready = self.ladder is None
         self._prepared_sizes: set[tuple[int, int]] = set()
+        if not defer_points:
+            self.prepare_points()
         self.prepared_from = f"bundle {self.folder} ({self.backend} graphs)"
         self.prepare_seconds = time.perf_counter() - started
+
+    def prepare_points(self, warm_size: tuple[int, int] | None = None) -> None:
+        """
+        Load the ladder points' graphs (once); with ``warm_size``, compile and run each once.
+
+        As :meth:`~.engine.SegmentationEngine.prepare_points`: at construction unless
+        ``defer_points``; the points are published together.
+        """
+        with self._points_lock:
+            if self.points_ready:
+                return
+            made = {}
+            for point in self.ladder.points if self.ladder is not None else ():
+                width = self.widths.exact(point.width)
+                made[(width.index, point.input_size)] = self._make_point(width, point.key)
+            if warm_size is not None:
+                frame = np.zeros((int(warm_size[0]), int(warm_size[1]), 3), np.uint8)
+                for graph in made.values():
+                    graph.run_all(frame)  # compiles at the point's input size, then runs
+            self._points, self._point_graphs = made, tuple(made.values())
+            self._prepared_sizes = set()  # the next prepare_size covers the points too
+            self.points_ready = True
 
     def _read_ladder(self, meta: dict[str, Any], enabled: bool) -> tuple[LadderSpec | None, str]:
         """Return the bundle's ladder (checked by :func:`read_bundle`) and what to say of it."""
@@ -313,7 +339,8 @@ class BundleEngine:
             raise ValueError(f"input_size must be (height, width), got {input_size!r}") from None
         graph = self._points.get((member.index, size))
         if graph is None:
-            raise point_not_found(self.ladder, member.value, size, self.ladder_note)
+            raise point_not_found(self.ladder, member.value, size, self.ladder_note,
+                                  self.points_ready)
         return graph
 
     def segment(self, image_rgb: np.ndarray, width: Width | int,

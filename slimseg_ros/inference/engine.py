@@ -228,7 +228,7 @@ class SegmentationEngine:
                  channels_last: bool | None = None, fold_bn: bool = True,
                  backend: str = "auto", checkpoint_path: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None, confidence: bool = False,
-                 ladder: bool = True) -> None:
+                 ladder: bool = True, defer_points: bool = False) -> None:
         started = time.perf_counter()
         self.device = resolve_device(device)
         # the graph runtimes run the prepared per-width networks: with one slimmable network
@@ -290,11 +290,15 @@ class SegmentationEngine:
         # (width index, input size) -> that point's graph, or with torch its input size
         self._points: dict[tuple[int, tuple[int, int]], Any] = {}
         self._point_graphs: tuple[Any, ...] = ()
+        self._make_point: Any = None  # (width, size) -> that point's graph (graph runtimes)
+        self._points_lock = threading.Lock()
+        self.points_ready = self.ladder is None
         if runtime.is_graph_runtime:
             self._graphs, self.prepared_from = self._prepare_graphs(checkpoint_path, cache_dir)
-        elif self.ladder is not None:
-            self._points = {(self.widths.exact(p.width).index, p.input_size): p.input_size
-                            for p in self.ladder.points}
+        if not defer_points:
+            self.prepare_points()
+            if self._graphs:
+                self.prepared_from = self._graph_source()
         self.prepare_seconds = time.perf_counter() - started
 
     # -- construction ------------------------------------------------------------------------
@@ -331,10 +335,10 @@ class SegmentationEngine:
         digest = file_sha256(checkpoint_path) if checkpoint_path is not None else None
         threads = torch.get_num_threads()
         outputs = graph_outputs(confidence=self.confidence)
-        hits = 0
+        counts = self._graph_counts = [0, 0]  # graphs from the cache, graphs made
 
         def graph(width: Width, size: tuple[int, int] | None) -> Any:
-            nonlocal hits
+            counts[1] += 1
             key = GraphCache.key(digest, width.value, size, outputs) if digest else None
             data = cache.get(key) if cache is not None and key is not None else None
             if data is None:
@@ -343,19 +347,47 @@ class SegmentationEngine:
                 if cache is not None and key is not None:
                     cache.put(key, data)
             else:
-                hits += 1
+                counts[0] += 1
             return frame_graph_runner(self.backend, data, self.precision, threads,
                                       self.device.type, cache_dir=compiled)
 
         graphs = tuple(graph(width, self.input_size) for width in self.widths)
-        for point in self.ladder.points if self.ladder is not None else ():
-            width = self.widths.exact(point.width)
-            self._points[(width.index, point.input_size)] = graph(width, point.input_size)
-        self._point_graphs = tuple(self._points.values())
-        total = len(graphs) + len(self._point_graphs)
-        source = (f"{hits} of {total} graphs from the cache {cache.folder}"
-                  if cache is not None else "exported in memory")
-        return graphs, source
+        self._make_point = graph
+        self._cache_folder = cache.folder if cache is not None else None
+        return graphs, self._graph_source()
+
+    def _graph_source(self) -> str:
+        """Say where the graphs made so far came from (how many from the cache)."""
+        if self._cache_folder is None:
+            return "exported in memory"
+        hits, made = self._graph_counts
+        return f"{hits} of {made} graphs from the cache {self._cache_folder}"
+
+    def prepare_points(self, warm_size: tuple[int, int] | None = None) -> None:
+        """
+        Make the ladder points' graphs (once); with ``warm_size``, compile and run each once.
+
+        The engine does it at construction unless built with ``defer_points``: the node then
+        serves its first frames at the widths and prepares the points on another thread, and
+        the governor offers them only once this returns. The points are published together.
+        """
+        with self._points_lock:
+            if self.points_ready:
+                return
+            made: dict[tuple[int, tuple[int, int]], Any] = {}
+            for point in self.ladder.points if self.ladder is not None else ():
+                width = self.widths.exact(point.width)
+                made[(width.index, point.input_size)] = (
+                    self._make_point(width, point.input_size) if self._graphs
+                    else point.input_size)  # torch: the width's network behind that resize
+            self._points = made
+            self._point_graphs = tuple(made.values()) if self._graphs else ()
+            self._prepared_sizes = set()  # the next prepare_size covers the points too
+            if warm_size is not None:
+                frame = np.zeros((int(warm_size[0]), int(warm_size[1]), 3), np.uint8)
+                for index, size in made:
+                    self._run_point(frame, self.widths[index], size, False)
+            self.points_ready = True
 
     def _read_ladder(self, enabled: bool, checkpoint_path: str | os.PathLike | None
                      ) -> tuple[LadderSpec | None, str]:
@@ -452,7 +484,8 @@ class SegmentationEngine:
             raise ValueError(f"input_size must be (height, width), got {input_size!r}") from None
         target = self._points.get((member.index, size))
         if target is None:
-            raise point_not_found(self.ladder, member.value, size, self.ladder_note)
+            raise point_not_found(self.ladder, member.value, size, self.ladder_note,
+                                  self.points_ready)
         return member, target
 
     def _run_point(self, image_rgb: np.ndarray, width: Width | int,

@@ -236,9 +236,12 @@ def ladder_json(spec: LadderSpec) -> dict[str, Any]:
 
 
 def point_not_found(spec: LadderSpec | None, width: float, size: Sequence[int],
-                    note: str) -> ValueError:
+                    note: str, ready: bool = True) -> ValueError:
     """Return the ``ValueError`` for a call naming a point the engine has not prepared."""
     what = f"width {float(width):g} at input {_text(size)}"
+    if spec is not None and not ready:
+        return ValueError(f"{what}: the ladder's points are not prepared yet (the engine was "
+                          f"built with defer_points; prepare_points() makes them)")
     if spec is None:
         return ValueError(f"{what} is not an operating point: this engine has no ladder "
                           f"({note}); run it at its input size")

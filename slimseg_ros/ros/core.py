@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +85,7 @@ class SlimSegCore:
         self._slots: FrameSlots[tuple[Any, float, int]] | None = None
         self._server: FrameServer | None = None
         self._worker: threading.Thread | None = None
+        self._points_thread: threading.Thread | None = None  # prepares the ladder's points
         self._active = False
         self._gov_lock = threading.Lock()
         self._setting_model = False
@@ -137,10 +139,11 @@ class SlimSegCore:
         values = {spec.name: self.value(spec.name) for spec in PARAMS}
         gov_config, names, priorities = read_settings(values)
         with stop_signals_blocked():  # the runtime's thread pool starts here: no stop signals
-            engine = load_engine(values, self.node.get_logger())
+            engine = load_engine(values, self.node.get_logger(), defer_points=True)
         info = engine.info
         governor = Governor(engine.widths, gov_config, cameras=names,
-                            priorities=priorities or None, ladder=governor_ladder(engine))
+                            priorities=priorities or None, ladder=governor_ladder(engine),
+                            points_ready=engine.points_ready)
         governor.request(governor.widths.snap(float(values["width"])))
         governor.update_cpu_budget(float(values["cpu_budget"]) or None)
         self._setting_model = True  # the set-parameters callback lets these through
@@ -205,6 +208,15 @@ class SlimSegCore:
                                             name="slimseg_inference", daemon=True)
             with stop_signals_blocked():  # the model's thread (and its pools) keep them off
                 self._worker.start()
+        if not self.engine.points_ready and self._points_thread is None:
+            if worker:  # the first frames are served at the widths meanwhile
+                self._points_thread = threading.Thread(
+                    target=self._prepare_points, args=(self.engine, self._governor),
+                    name="slimseg_ladder", daemon=True)
+                with stop_signals_blocked():
+                    self._points_thread.start()
+            else:
+                self._prepare_points(self.engine, self._governor)
         inputs = ", ".join(f"'{c.image_sub.topic_name}'" for c in self._cameras.values())
         n.get_logger().info(
             f"ready: {self.engine!r}, {len(self.engine.info.class_names)} classes, input "
@@ -226,10 +238,29 @@ class SlimSegCore:
             for cam in self._cameras.values():
                 cam.close()
 
+    def _prepare_points(self, engine: Any, governor: Governor) -> None:
+        """Prepare the ladder's points, then let the governor offer them (or say why not)."""
+        logger = self.node.get_logger()
+        started = time.perf_counter()
+        try:
+            engine.prepare_points(warm_size=engine.input_size)
+        except Exception as exc:  # noqa: BLE001 - the node goes on with the widths
+            logger.error(f"the ladder's operating points could not be prepared ({exc}); "
+                         f"serving the widths only")
+            return
+        return_freed_heap()  # what compiling them freed, as after start-up
+        with self._gov_lock:
+            governor.set_points_ready()
+        logger.info(f"ladder ready: {len(engine.ladder.points)} operating points prepared in "
+                    f"{time.perf_counter() - started:.1f} s ({governor.ladder.describe()})")
+
     def cleanup(self) -> None:
         """Free the model and the per-camera state (a managed node configures again)."""
         if self._active:
             self.deactivate()
+        points, self._points_thread = self._points_thread, None
+        if points is not None:  # the model it prepares goes now: let it finish first
+            points.join(timeout=120.0)
         device = str(getattr(self.engine, "device", ""))
         self.engine = self._governor = self._server = None
         self._cameras = {}

@@ -138,4 +138,7 @@ def ladder_text(engine: Any, governor: Governor) -> str:
     note = str(getattr(engine, "ladder_note", ""))
     if not governor.ladder.has_points:
         return note
+    if not governor.points_ready:
+        return (f"preparing {len(governor.ladder.steps) - len(governor.widths)} operating "
+                f"points, the widths only until then ({note})")
     return f"{governor.ladder.describe()} ({note})" if note else governor.ladder.describe()

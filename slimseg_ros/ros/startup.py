@@ -108,7 +108,7 @@ def declare_model_params(node: Node, info: Any, widths: Sequence[float], managed
         node.set_parameters([Parameter(s.name, value=values[s.name]) for s in MODEL_PARAMS])
 
 
-def load_engine(values: dict[str, Any], logger: Any) -> Any:
+def load_engine(values: dict[str, Any], logger: Any, defer_points: bool = False) -> Any:
     """
     Build the engine the parameters ``values`` ask for; warm it up at its input size.
 
@@ -117,7 +117,7 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
     """
     path = values["checkpoint"] or default_model(values)
     if is_bundle(path):
-        return load_bundle_engine(values, path, logger)
+        return load_bundle_engine(values, path, logger, defer_points)
     import torch
 
     from ..inference.engine import SegmentationEngine
@@ -138,7 +138,8 @@ def load_engine(values: dict[str, Any], logger: Any) -> Any:
                                     precision=values["precision"], input_size=input_size,
                                     backend=values["backend"], checkpoint_path=path,
                                     confidence=bool(values["publish_confidence"]),
-                                    ladder=bool(values["use_ladder"]))
+                                    ladder=bool(values["use_ladder"]),
+                                    defer_points=defer_points)
     except ValueError as exc:  # BackendError too: a precision or runtime this host lacks
         raise StartupError(f"cannot run checkpoint {path}: {exc}") from None
     if engine.input_size is not None:
@@ -179,7 +180,8 @@ def default_model(values: dict[str, Any]) -> str:
     return str(bundle)
 
 
-def load_bundle_engine(values: dict[str, Any], path: str, logger: Any) -> Any:
+def load_bundle_engine(values: dict[str, Any], path: str, logger: Any,
+                       defer_points: bool = False) -> Any:
     """Run the model bundle at ``path`` (no torch); warm it up at its input size."""
     from ..inference.bundle import BundleEngine, BundleError
 
@@ -195,7 +197,7 @@ def load_bundle_engine(values: dict[str, Any], path: str, logger: Any) -> Any:
                               threads=int(values["torch_threads"]), device=values["device"],
                               input_size=list(values["input_size"]),
                               confidence=bool(values["publish_confidence"]),
-                              ladder=bool(values["use_ladder"]))
+                              ladder=bool(values["use_ladder"]), defer_points=defer_points)
     except BundleError as exc:
         raise StartupError(str(exc)) from None
     if engine.input_size is not None:
