@@ -761,3 +761,22 @@ def test_a_governor_waiting_for_the_points_says_so(rig, ladder_checkpoint) -> No
                                     ladder=r.core.governor.ladder, points_ready=False)
     assert ladder_text(r.core.engine, waiting).startswith(
         "preparing 3 operating points, the widths only until then (ladder of 3 points from")
+
+
+def test_points_that_cannot_be_prepared_leave_the_widths_and_say_why(
+        rig, ladder_checkpoint, monkeypatch) -> None:
+    from slimseg_ros.ros.diagnostics import ladder_text
+
+    r = rig(costs=LADDER_COSTS, checkpoint=str(ladder_checkpoint))
+    engine = r.core.engine
+    waiting = type(r.core.governor)(r.core.governor.widths, r.core.governor.config,
+                                    ladder=r.core.governor.ladder, points_ready=False)
+
+    def broken(warm_size=None):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(engine, "prepare_points", broken)
+    r.core._prepare_points(engine, waiting)
+    assert not waiting.points_ready
+    assert ladder_text(engine, waiting) == ("no ladder: its operating points could not be "
+                                            "prepared (out of memory) (widths only)")

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -241,18 +240,20 @@ class SlimSegCore:
     def _prepare_points(self, engine: Any, governor: Governor) -> None:
         """Prepare the ladder's points, then let the governor offer them (or say why not)."""
         logger = self.node.get_logger()
-        started = time.perf_counter()
+        started = self.clock()
         try:
             engine.prepare_points(warm_size=engine.input_size)
         except Exception as exc:  # noqa: BLE001 - the node goes on with the widths
-            logger.error(f"the ladder's operating points could not be prepared ({exc}); "
-                         f"serving the widths only")
+            engine.ladder_note = (f"no ladder: its operating points could not be prepared "
+                                  f"({exc}) (widths only)")
+            engine.ladder = None
+            logger.error(f"{engine.ladder_note}")
             return
         return_freed_heap()  # what compiling them freed, as after start-up
         with self._gov_lock:
             governor.set_points_ready()
         logger.info(f"ladder ready: {len(engine.ladder.points)} operating points prepared in "
-                    f"{time.perf_counter() - started:.1f} s ({governor.ladder.describe()})")
+                    f"{self.clock() - started:.1f} s ({governor.ladder.describe()})")
 
     def cleanup(self) -> None:
         """Free the model and the per-camera state (a managed node configures again)."""

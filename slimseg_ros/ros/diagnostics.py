@@ -139,6 +139,8 @@ def ladder_text(engine: Any, governor: Governor) -> str:
     if not governor.ladder.has_points:
         return note
     if not governor.points_ready:
+        if getattr(engine, "ladder", None) is None:  # they could not be prepared
+            return note
         return (f"preparing {len(governor.ladder.steps) - len(governor.widths)} operating "
                 f"points, the widths only until then ({note})")
     return f"{governor.ladder.describe()} ({note})" if note else governor.ladder.describe()
