@@ -33,7 +33,7 @@ from .backends import (BACKENDS, INT8, BackendError, bundle_runtimes,
 from .graph_format import (GRAPH_VERSION, check_frame, file_sha256, graph_outputs, prepare_sizes,
                            openvino_cache_dir)
 from .ladder import (LADDER_OFF_NOTE, NO_INPUT_SIZE_NOTE, LadderError, LadderSpec, loaded_note,
-                     missing_note, parse_ladder, point_not_found)
+                     missing_note, parse_ladder, find_point)
 
 BUNDLE_FILE = "bundle.json"
 FORMAT = "slimseg-bundle"
@@ -102,14 +102,7 @@ def read_bundle(folder: str | Path, check_files: bool = True,
             if not isinstance(entry, dict):
                 raise BundleError(f"{meta_path}: width {float(w):g} has no {runtime} graph")
             if check_files:
-                for name, digest in entry.get("sha256", {}).items():
-                    path = folder / name
-                    if not path.is_file():
-                        raise BundleError(f"{path} is missing from the bundle (width "
-                                          f"{float(w):g}, {runtime})")
-                    if file_sha256(path) != digest:
-                        raise BundleError(f"{path} does not match the SHA-256 recorded in "
-                                          f"{BUNDLE_FILE}: a corrupt or replaced file")
+                check_hashes(folder, entry.get("sha256", {}), f"width {float(w):g}, {runtime}")
     if check_ladder:
         bundle_ladder(folder, meta, check_files)
     return meta
@@ -159,15 +152,25 @@ def bundle_ladder(folder: str | Path, meta: dict[str, Any],
             if not isinstance(hashes, dict) or entry.get("file") not in hashes:
                 raise BundleError(f"{meta_path}: ladder point {point.key} has no {runtime} "
                                   f"graph")
-            for name, digest in hashes.items() if check_files else ():
-                path = folder / name
-                if not path.is_file():
-                    raise BundleError(f"{path} is missing from the bundle (ladder point "
-                                      f"{point.key}, {runtime})")
-                if file_sha256(path) != digest:
-                    raise BundleError(f"{path} does not match the SHA-256 recorded in "
-                                      f"{BUNDLE_FILE}: a corrupt or replaced file")
+            if check_files:
+                check_hashes(folder, hashes, f"ladder point {point.key}, {runtime}")
     return spec
+
+
+def check_hashes(folder: Path, hashes: dict[str, str], what: str) -> None:
+    """
+    Check that every file ``hashes`` names is in ``folder`` with that SHA-256.
+
+    ``what`` says whose files they are in the :class:`BundleError` (width or ladder point, and
+    the runtime).
+    """
+    for name, digest in hashes.items():
+        path = folder / name
+        if not path.is_file():
+            raise BundleError(f"{path} is missing from the bundle ({what})")
+        if file_sha256(path) != digest:
+            raise BundleError(f"{path} does not match the SHA-256 recorded in {BUNDLE_FILE}: "
+                              f"a corrupt or replaced file")
 
 
 def precision_summary(precisions: dict[str, str]) -> str:
@@ -332,16 +335,8 @@ class BundleEngine:
 
     def _point_graph(self, width: Width | int, input_size: Any) -> Any:
         """Return the graph of ``width``'s ladder point at ``input_size``; else ValueError."""
-        member = self.member(width)
-        try:
-            size = (int(input_size[0]), int(input_size[1]))
-        except (TypeError, ValueError, IndexError):
-            raise ValueError(f"input_size must be (height, width), got {input_size!r}") from None
-        graph = self._points.get((member.index, size))
-        if graph is None:
-            raise point_not_found(self.ladder, member.value, size, self.ladder_note,
-                                  self.points_ready)
-        return graph
+        return find_point(self._points, self.member(width), input_size, self.ladder,
+                          self.ladder_note, self.points_ready)
 
     def segment(self, image_rgb: np.ndarray, width: Width | int,
                 input_size: Any = None) -> tuple[np.ndarray, np.ndarray | None]:

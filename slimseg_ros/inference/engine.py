@@ -44,7 +44,7 @@ from .backends.frame_graph import GraphCache, argmax_and_confidence, export_fram
 from .graph_format import (check_frame, file_sha256,  # noqa: F401 - re-exported
                            graph_outputs, openvino_cache_dir, prepare_sizes)
 from .ladder import (LADDER_OFF_NOTE, NO_INPUT_SIZE_NOTE, LadderSpec, ladder_path_for,
-                     loaded_note, missing_note, other_size_note, point_not_found,
+                     loaded_note, missing_note, other_size_note, find_point,
                      read_ladder_file)
 from .specialise import module_bytes, specialise_network
 from ..models.checkpoint import ModelInfo, load_checkpoint
@@ -478,15 +478,8 @@ class SegmentationEngine:
     def _point(self, width: Width | int, input_size: Sequence[int]) -> tuple[Width, Any]:
         """Return the width and what runs its ladder point at ``input_size``; else ValueError."""
         member = self.member(width)
-        try:
-            size = (int(input_size[0]), int(input_size[1]))
-        except (TypeError, ValueError, IndexError):
-            raise ValueError(f"input_size must be (height, width), got {input_size!r}") from None
-        target = self._points.get((member.index, size))
-        if target is None:
-            raise point_not_found(self.ladder, member.value, size, self.ladder_note,
-                                  self.points_ready)
-        return member, target
+        return member, find_point(self._points, member, input_size, self.ladder,
+                                  self.ladder_note, self.points_ready)
 
     def _run_point(self, image_rgb: np.ndarray, width: Width | int,
                    input_size: Sequence[int],

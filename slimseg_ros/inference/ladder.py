@@ -235,6 +235,26 @@ def ladder_json(spec: LadderSpec) -> dict[str, Any]:
                      for w, ms in spec.full_latency_ms.items()]}
 
 
+def find_point(points: Mapping[tuple[int, tuple[int, int]], Any], width: Any,
+               input_size: Any, spec: LadderSpec | None, note: str, ready: bool) -> Any:
+    """
+    Return what runs ``width``'s ladder point at ``input_size`` in an engine's ``points``.
+
+    ``points`` maps (width index, (h, w)) to it; ``width`` is a trained width of the engine
+    (a :class:`~slimseg_ros.widths.Width`). Else one ``ValueError`` sentence: a bad size, a
+    point the ladder (``spec``, the engine's ``note`` on it) does not have, or one not prepared
+    yet (``ready`` False).
+    """
+    try:
+        size = (int(input_size[0]), int(input_size[1]))
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"input_size must be (height, width), got {input_size!r}") from None
+    found = points.get((width.index, size))
+    if found is None:
+        raise point_not_found(spec, width.value, size, note, ready)
+    return found
+
+
 def point_not_found(spec: LadderSpec | None, width: float, size: Sequence[int],
                     note: str, ready: bool = True) -> ValueError:
     """Return the ``ValueError`` for a call naming a point the engine has not prepared."""
