@@ -212,9 +212,10 @@ def budget_cap(meter: Meter, widths: Sequence[Width], cam: CameraState, now: flo
     if not fit and barrier is None:  # nothing measured under a bound just moved (a ladder)
         # the costliest step whose estimate (from the figures of any step) fits, else the
         # cheapest: a new bound must not start with a frame far over the allowance
-        estimated = [w for w in below if cost(table, w) <= allowed]
-        w = estimated[-1] if estimated and any(v is not None for v in table.values()) \
-            else below[-1] if not any(v is not None for v in table.values()) else below[0]
+        w = below[-1]  # nothing measured anywhere: the bound, as with widths
+        if any(v is not None for v in table.values()):
+            fitting = [s for s in below if cost(table, s) <= allowed]
+            w = fitting[-1] if fitting else below[0]
         return w, f"{head}: waiting for a measurement at {w:g}", False
     if not fit:  # over budget and nothing narrower measured: step down, one width a frame
         w = below[-1]
