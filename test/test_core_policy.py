@@ -716,6 +716,50 @@ def test_use_ladder_false_runs_widths_only_and_says_so(rig, ladder_checkpoint) -
     assert status.ladder == "ladder off (use_ladder false)" and status.input_size == "full"
 
 
+def test_idle_steps_hand_back_their_working_memory_and_a_cold_frame_is_no_latency_figure(
+        rig, ladder_checkpoint) -> None:
+    r = rig(costs=LADDER_COSTS, checkpoint=str(ladder_checkpoint), backend="openvino",
+            release_idle_s=1.0)
+    held = "held by {} of 7 operating points{}; the others handed back after 1 s idle"
+    # the warm-up's memory (widths at the start, points once prepared) is handed back
+    assert r.diagnostics()[0].working_memory == held.format(0, "")
+    masks = r.published_masks()
+    r.serve(1)
+    status = r.diagnostics()[0]
+    assert r.meter.steps == ["1"] and status.latency == {}  # allocating: not what 1 costs
+    assert status.working_memory == held.format(1, " (1)")
+    r.serve(1)
+    assert set(r.diagnostics()[0].latency) == {1.0}  # warm: a figure
+    r.send(r.core.inputs.on_budget, budget(10.5))  # x 0.9 = 9.45 ms: 1@16x24 fits
+    r.serve(3)
+    assert r.meter.steps[2:] == ["1@16x24"] * 3
+    status = r.diagnostics()[0]
+    assert status.working_memory == held.format(2, " (1@16x24, 1)")
+    assert set(status.point_latency) == {"1@16x24"}  # from its two warm frames
+    engine, frame = r.core.engine, r.frames[""]
+    rgb = np.frombuffer(bytes(frame.data), np.uint8).reshape(frame.height, frame.width, 3)
+    assert masks[-1][1] == engine.segment(rgb, engine.widths[-1], input_size=(16, 24))[0] \
+        .tobytes()
+    r.serve(20)  # 1 s and more since width 1 ran: it hands its memory back; the point keeps
+    assert r.diagnostics()[0].working_memory == held.format(1, " (1@16x24)")
+    r.send(r.core.inputs.on_budget, budget(0.0))  # no budget: back to 1 after the dwell
+    r.serve(60)
+    back = r.meter.steps.index("1", 5)
+    assert r.meter.steps[back:] == ["1"] * (len(r.meter.steps) - back)
+    # 1 allocated again on its first frame back; the point idle since then handed its back
+    assert r.diagnostics()[0].working_memory == held.format(1, " (1)")
+
+
+@pytest.mark.parametrize(("params", "says"), [
+    ({"backend": "openvino", "release_idle_s": 0.0}, "every operating point keeps its own"),
+    ({"backend": "torch", "release_idle_s": 1.0}, "every operating point keeps its own")])
+def test_without_release_every_frame_is_a_latency_figure(rig, params, says) -> None:
+    r = rig(**params)
+    r.serve(1)
+    status = r.diagnostics()[0]
+    assert set(status.latency) == {1.0} and status.working_memory == says
+
+
 def test_the_ladders_points_are_prepared_after_the_start_and_offered_then(
         context, ladder_checkpoint, monkeypatch) -> None:
     import time

@@ -350,6 +350,34 @@ def test_a_bundles_points_give_the_masks_of_the_checkpoint_at_that_size(tiny, ba
         engine.segment(random_frame(*SIZE), engine.widths[2], (16, 24))
 
 
+@pytest.mark.parametrize("model", ["bundle", "checkpoint"])
+def test_openvino_graphs_hand_back_their_working_memory_and_run_the_same_after(
+        tiny, model) -> None:
+    if model == "bundle":
+        engine = BundleEngine(tiny["bundle"], backend="openvino", cache_dir=tiny["cache"])
+    else:
+        engine = SegmentationEngine.from_checkpoint(tiny["checkpoint"], device="cpu",
+                                                    backend="openvino", input_size=SIZE,
+                                                    cache_dir=tiny["cache"])
+    steps = [(w, None) for w in engine.widths] + [(engine.widths.exact(w), s)
+                                                  for w, s in POINTS]
+    frames = (random_frame(*SIZE, seed=6), random_frame(45, 61, seed=7))
+    before = [engine.segment(f, w, s)[0] for w, s in steps for f in frames]
+    assert engine.releases_memory
+    assert engine.release_memory([steps[0], steps[-1]]) == 2  # one width, one point
+    assert engine.release_memory() == len(steps)  # every graph compiled so far
+    after = [engine.segment(f, w, s)[0] for w, s in steps for f in frames]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_runtimes_that_keep_their_memory_release_nothing(tiny) -> None:
+    kept = (BundleEngine(tiny["bundle"], backend="onnxruntime"),
+            SegmentationEngine.from_checkpoint(tiny["checkpoint"], device="cpu",
+                                               backend="torch", input_size=SIZE))
+    for engine in kept:
+        assert not engine.releases_memory and engine.release_memory() == 0, engine
+
+
 def _broken(tiny, tmp_path: Path, name: str, change) -> Path:
     folder = tmp_path / name
     shutil.copytree(tiny["bundle"], folder)

@@ -31,7 +31,7 @@ from ..widths import TrainedWidths, Width
 from .backends import (BACKENDS, INT8, BackendError, bundle_runtimes,
                        check_backend_precision, resolve_backend)
 from .graph_format import (GRAPH_VERSION, check_frame, file_sha256, graph_outputs, prepare_sizes,
-                           openvino_cache_dir)
+                           openvino_cache_dir, releasable, release_graphs)
 from .ladder import (LADDER_OFF_NOTE, NO_INPUT_SIZE_NOTE, LadderError, LadderSpec, loaded_note,
                      missing_note, parse_ladder, find_point)
 
@@ -338,6 +338,11 @@ class BundleEngine:
         return find_point(self._points, self.member(width), input_size, self.ladder,
                           self.ladder_note, self.points_ready)
 
+    def _graph_of(self, width: Width | int, input_size: Any) -> Any:
+        if input_size is None or tuple(input_size) == self.input_size:
+            return self._graphs[self.member(width).index]
+        return self._point_graph(width, input_size)
+
     def segment(self, image_rgb: np.ndarray, width: Width | int,
                 input_size: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         """
@@ -346,11 +351,7 @@ class BundleEngine:
         ``input_size`` (h, w) other than the bundle's runs that ladder point of ``width``
         (``ValueError`` where the ladder has no such point).
         """
-        if input_size is None or tuple(input_size) == self.input_size:
-            graph = self._graphs[self.member(width).index]
-        else:
-            graph = self._point_graph(width, input_size)
-        outputs = graph.run_all(check_frame(image_rgb))
+        outputs = self._graph_of(width, input_size).run_all(check_frame(image_rgb))
         return outputs[0], (outputs[1] if self.confidence else None)
 
     def infer(self, image_rgb: np.ndarray, width: Width | int,
@@ -362,6 +363,22 @@ class BundleEngine:
         """Compile every width and point for frames of ``height`` x ``width``: once each."""
         self._prepared_sizes = prepare_sizes(self._graphs + self._point_graphs,
                                              self._prepared_sizes, height, width)
+
+    @property
+    def releases_memory(self) -> bool:
+        """Whether :meth:`release_memory` can hand anything back (OpenVINO's graphs can)."""
+        return releasable(self._graphs)
+
+    def release_memory(self, steps: Any = None) -> int:
+        """
+        Hand back the working memory of the graphs of ``steps``; all of them where None.
+
+        As :meth:`~.engine.SegmentationEngine.release_memory`: ``(width, input size)`` pairs;
+        returns how many graphs did; the next frame at a step allocates it again.
+        """
+        if steps is None:
+            return release_graphs(self._graphs + self._point_graphs)
+        return release_graphs(self._graph_of(width, size) for width, size in steps)
 
     def warmup(self, size: tuple[int, int] | None = None, iters: int = 1) -> None:
         """Run every width and ladder point ``iters`` times on a black frame of ``size``."""

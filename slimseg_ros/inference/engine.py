@@ -42,7 +42,8 @@ from .backends import (AUTO, BACKENDS, EAGER, INT8, INT8_COMMAND, BackendError,
                        check_backend_precision, frame_graph_runner, resolve_backend)
 from .backends.frame_graph import GraphCache, argmax_and_confidence, export_frame_graph
 from .graph_format import (check_frame, file_sha256,  # noqa: F401 - re-exported
-                           graph_outputs, openvino_cache_dir, prepare_sizes)
+                           graph_outputs, openvino_cache_dir, prepare_sizes, releasable,
+                           release_graphs)
 from .ladder import (LADDER_OFF_NOTE, NO_INPUT_SIZE_NOTE, LadderSpec, ladder_path_for,
                      loaded_note, missing_note, other_size_note, find_point,
                      read_ladder_file)
@@ -617,6 +618,31 @@ class SegmentationEngine:
                     postprocess(logits, (h, w)).cpu()
 
     # -- memory --------------------------------------------------------------------------------
+
+    @property
+    def releases_memory(self) -> bool:
+        """Whether :meth:`release_memory` can hand anything back (OpenVINO's graphs can)."""
+        return releasable(self._graphs)
+
+    def release_memory(self, steps: Iterable[tuple[Width | int, Sequence[int] | None]] | None
+                       = None) -> int:
+        """
+        Hand back the working memory of the graphs of ``steps``; all of them where None.
+
+        A step is ``(width, input size)``, the size None (or the engine's) for the width at the
+        full input. Returns how many graphs did. The next frame at such a step allocates the
+        memory again (no compile); not to be called while that step runs on another thread.
+        """
+        if not self._graphs:
+            return 0
+        if steps is None:
+            return release_graphs(self._graphs + self._point_graphs)
+        return release_graphs(self._graph_of(width, size) for width, size in steps)
+
+    def _graph_of(self, width: Width | int, input_size: Sequence[int] | None) -> Any:
+        if input_size is None or tuple(input_size) == self.input_size:
+            return self._graphs[self.member(width).index]
+        return self._point(width, input_size)[1]
 
     def extra_memory_bytes(self) -> int:
         """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,22 @@ def prepare_sizes(graphs: Any, prepared: set[tuple[int, int]], height: int,
         if prepare is not None:
             prepare(*key)
     return {*prepared, key} if len(prepared) < 16 else {key}
+
+
+def releasable(graphs: Iterable[Any]) -> bool:
+    """Whether any of ``graphs`` can hand back its working memory (OpenVINO's can)."""
+    return any(hasattr(graph, "release_memory") for graph in graphs)
+
+
+def release_graphs(graphs: Iterable[Any]) -> int:
+    """
+    Hand back the working memory of ``graphs`` where their runtime can; return how many did.
+
+    Both engines use it. ONNX Runtime's sessions have no such call and keep theirs.
+    """
+    released = 0
+    for graph in graphs:
+        release = getattr(graph, "release_memory", None)
+        if release is not None and release():
+            released += 1
+    return released

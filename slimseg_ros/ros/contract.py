@@ -142,6 +142,7 @@ class Keys:
     precision: str = "precision"
     precision_reason: str = "precision reason"
     ladder: str = "ladder"
+    working_memory: str = "working memory"
     camera: str = "camera"
     priority: str = "priority"
     cameras: str = "cameras"
@@ -292,6 +293,7 @@ class Diagnostics:
     precision: str = ""
     precision_reason: str = ""  # why (a bundle's precision auto: which widths run int8)
     ladder: str = ""  # the operating points the budgets choose from, or why widths only
+    working_memory: str = ""  # which operating points hold their intermediate tensors
     camera: str = ""                    # per-camera status: the camera's name
     priority: float | None = None       # per-camera status: its priority under a budget
     cameras: tuple[str, ...] = ()       # shared status of a node with cameras: their names
@@ -395,6 +397,7 @@ def diagnostics_values(d: Diagnostics) -> dict[str, str]:
         k.precision: d.precision,
         **({k.precision_reason: d.precision_reason} if d.precision_reason else {}),
         **({k.ladder: d.ladder} if d.ladder else {}),
+        **({k.working_memory: d.working_memory} if d.working_memory else {}),
     }
     if d.frames_served is not None:
         values[k.frames_served] = str(int(d.frames_served))
@@ -581,6 +584,7 @@ def read_diagnostics(values: Mapping[str, str]) -> Diagnostics:
         precision=values.get(k.precision, ""),
         precision_reason=values.get(k.precision_reason, ""),
         ladder=values.get(k.ladder, ""),
+        working_memory=values.get(k.working_memory, ""),
         camera=values.get(k.camera, ""),
         priority=_float(values.get(k.priority)),
         cameras=tuple(c.strip() for c in values.get(k.cameras, "").split(",") if c.strip()),

@@ -41,6 +41,7 @@ from rclpy.parameter import Parameter
 
 from ..governor import SINGLE, Decision, Governor
 from ..governor.host_readings import PsutilSample, read_psutil
+from ..inference.working_memory import WorkingMemory
 from .camera import CameraIO, make_cameras
 from .contract import TOPICS
 from .conversions import palette_lut
@@ -83,6 +84,7 @@ class SlimSegCore:
         self._cameras: dict[str, CameraIO] = {}
         self._slots: FrameSlots[tuple[Any, float, int]] | None = None
         self._server: FrameServer | None = None
+        self._memory: WorkingMemory | None = None  # which steps hold their working memory
         self._worker: threading.Thread | None = None
         self._points_thread: threading.Thread | None = None  # prepares the ladder's points
         self._active = False
@@ -159,6 +161,10 @@ class SlimSegCore:
                                [str(p) for p in values["host_temperature_sensors"]],
                                reader=self._host_reader)
         self._governor = governor
+        self._memory = WorkingMemory(engine.release_memory, float(values["release_idle_s"]),
+                                     enabled=engine.releases_memory)
+        if self._memory.enabled:  # the warm-up's tensors: each width allocates on first use
+            engine.release_memory()
         self.inputs = PolicyInputs(governor, self._gov_lock, self.clock, self.node.get_logger(),
                                    self.decide, self.rejections, self._cameras)
         self._report.reset()
@@ -191,7 +197,8 @@ class SlimSegCore:
         self._server = FrameServer(
             n, self.engine, clock=self.clock, meter=self.meter, cameras=self._cameras,
             inputs=inputs, decide=self.decide, value=self.value, compressed=self._compressed,
-            lut=self._lut, stopping=lambda: slots.closed or not n.context.ok())
+            lut=self._lut, stopping=lambda: slots.closed or not n.context.ok(),
+            memory=self._memory)
         for cam in self._cameras.values():
             cam.open(self.on_image, inputs.on_camera_request, lambda: self.value("image_qos"),
                      float(v["qos_check_period_s"]), control, self.engine.confidence)
@@ -249,6 +256,9 @@ class SlimSegCore:
             engine.ladder = None
             logger.error(f"{engine.ladder_note}")
             return
+        if self._memory is not None and self._memory.enabled:  # as the widths' after warm-up
+            engine.release_memory([(engine.widths.exact(p.width), tuple(p.input_size))
+                                   for p in engine.ladder.points])
         return_freed_heap()  # what compiling them freed, as after start-up
         with self._gov_lock:
             governor.set_points_ready()
@@ -263,7 +273,7 @@ class SlimSegCore:
         if points is not None:  # the model it prepares goes now: let it finish first
             points.join(timeout=120.0)
         device = str(getattr(self.engine, "device", ""))
-        self.engine = self._governor = self._server = None
+        self.engine = self._governor = self._server = self._memory = None
         self._cameras = {}
         gc.unfreeze()  # the frozen model becomes collectable again
         free_memory(device)
@@ -368,7 +378,7 @@ class SlimSegCore:
         statuses = self._report.statuses(
             decisions, engine=self.engine, governor=self._governor, cameras=self._cameras,
             slots=self._slots, shared_rejections=self.rejections, host=self._host,
-            single=self.single)
+            single=self.single, memory=self._memory)
         array = DiagnosticArray(status=statuses)
         array.header.stamp = self.node.get_clock().now().to_msg()
         self._diag_pub.publish(array)

@@ -16,6 +16,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from ..governor import Decision, Governor
 from ..governor.ladder import input_text
+from ..inference.working_memory import WorkingMemory
 from .camera import CameraIO, reliability_name
 from .contract import (REJECTED, SKIPPED, Diagnostics, camera_status_name, diagnostics_values,
                        status_name)
@@ -66,12 +67,13 @@ class DiagnosticsReport:
     def statuses(self, decisions: Mapping[str, Decision], *, engine: Any, governor: Governor,
                  cameras: Mapping[str, CameraIO], slots: FrameSlots[Any],
                  shared_rejections: Rejections, host: HostWatch,
-                 single: bool) -> list[DiagnosticStatus]:
+                 single: bool, memory: WorkingMemory | None = None) -> list[DiagnosticStatus]:
         """Return the statuses for ``decisions`` (one per camera; shared first if several)."""
         engine_fields = {"trained_widths": engine.widths.values, "device": str(engine.device),
                          "backend": engine.backend, "precision": engine.precision,
                          "precision_reason": getattr(engine, "precision_reason", ""),
-                         "ladder": ladder_text(engine, governor)}
+                         "ladder": ladder_text(engine, governor),
+                         "working_memory": memory_text(memory, governor)}
         hardware = str(engine.device)
         out = []
         if not single:
@@ -131,6 +133,19 @@ def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
         for key, n in one.items():
             total[key] = total.get(key, 0) + n
     return total
+
+
+def memory_text(memory: WorkingMemory | None, governor: Governor) -> str:
+    """Say which operating points hold their working memory, and when the rest gave it back."""
+    if memory is None:
+        return ""
+    if not memory.enabled:
+        return "every operating point keeps its own"
+    held = sorted(memory.held, key=lambda step: (step[0], step[1] is None, step[1] or ()))
+    names = ", ".join(f"{w:g}" + (f"@{input_text(size)}" if size else "") for w, size in held)
+    return (f"held by {len(held)} of {len(governor.ladder.steps)} operating points"
+            f"{f' ({names})' if names else ''}; the others handed back after "
+            f"{memory.idle_s:g} s idle")
 
 
 def ladder_text(engine: Any, governor: Governor) -> str:

@@ -99,6 +99,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               "(a width at a reduced network input, stored with the model by the resolution "
               "sweep) as well as the widths at the full input. False: widths only (the "
               "points' graphs are not prepared: less memory).", read_only=True),
+    ParamSpec("release_idle_s", "float", 10.0,
+              "Seconds a width or operating point may go unserved before its graph hands back "
+              "its working memory (intermediate tensors, 3-20 MiB each with OpenVINO); the next "
+              "frame there allocates it again (a few ms, kept out of the latency figures). 0: "
+              "every one keeps its own (more memory). ONNX Runtime and torch always keep theirs.",
+              lo=0.0, hi=3600.0, read_only=True),
     # --- width request ---
     ParamSpec("width", "float", 1.0,
               "Requested width in (0, 1]; snaps to the nearest trained width not above it. "

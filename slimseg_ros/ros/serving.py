@@ -15,7 +15,10 @@ The order per frame, one rule after the other:
 5. anything else is inferred.
 
 Skips are counted per reason (:data:`~.contract.SKIPPED`) and cost no inference, so only
-inferred frames feed the latency and CPU figures.
+inferred frames feed the latency and CPU figures, except the first frame at a step whose
+working memory was handed back (it spent part of its time allocating it again); after each
+frame the steps idle for ``release_idle_s`` that no camera decides for hand theirs back
+(:mod:`~slimseg_ros.inference.working_memory`).
 
 The node core (:mod:`.core`) takes frames from the slots and hands each to
 :meth:`FrameServer.serve`; the per-frame order lives here, so the core keeps only the phases and
@@ -35,10 +38,12 @@ from rclpy.time import Time
 
 from ..governor import Decision
 from ..governor.static_scene import THUMBNAIL_SIZE, StaticReference, reusable
+from ..inference.working_memory import WorkingMemory
 from .camera import CameraIO
 from .contract import REJECTED, SKIPPED, LastFrame
 from .conversions import compressed_to_rgb, grey_thumbnail, image_to_rgb
 from .inputs import PolicyInputs
+from .startup import return_freed_heap
 from .timing import Clock, InferenceMeter
 
 
@@ -54,8 +59,10 @@ class FrameServer:
     def __init__(self, node: Any, engine: Any, *, clock: Clock, meter: InferenceMeter,
                  cameras: Mapping[str, CameraIO], inputs: PolicyInputs,
                  decide: Callable[[], Mapping[str, Decision]], value: Callable[[str], Any],
-                 stopping: Callable[[], bool], compressed: bool, lut: np.ndarray) -> None:
+                 stopping: Callable[[], bool], compressed: bool, lut: np.ndarray,
+                 memory: WorkingMemory | None = None) -> None:
         self._node, self._engine = node, engine
+        self._memory = memory
         self._clock, self._meter = clock, meter
         self._cameras, self._inputs = cameras, inputs
         self._decide, self._value, self._stopping = decide, value, stopping
@@ -146,7 +153,11 @@ class FrameServer:
         else:  # a ladder point: the width at a reduced network input
             (mask, confidence), cost = self._meter.measure(
                 lambda: self._engine.segment(rgb, width, input_size=size), step)
-        cam.latency.record(step, cost.wall_ms, self._clock(), cpu_ms=cost.cpu_ms)
+        measured = self._clock()
+        if self._memory is None or self._memory.served((width, size), measured):
+            # (a step whose working memory was handed back spent part of this frame allocating
+            # it again: not what the step costs, so not a latency figure)
+            cam.latency.record(step, cost.wall_ms, measured, cpu_ms=cost.cpu_ms)
         value = self._value
         cam.publish(msg.header, mask, rgb, self._lut, bool(value("publish_color")),
                     bool(value("publish_overlay")), float(value("overlay_alpha")), confidence)
@@ -161,3 +172,13 @@ class FrameServer:
         cam.count_frame(LastFrame(width=float(width), width_px=int(mask.shape[1]),
                                   height_px=int(mask.shape[0]),
                                   delay_ms=(done - received) * 1e3, age_ms=age_ms))
+        self._release_idle(done)
+
+    def _release_idle(self, now: float) -> None:
+        """Hand back the working memory of steps idle long enough that no camera decides for."""
+        if self._memory is None:
+            return
+        deciding = [(c.decision.width, c.decision.input_size) for c in self._cameras.values()
+                    if c.decision is not None]
+        if self._memory.release_idle(now, deciding):
+            return_freed_heap()
