@@ -816,7 +816,7 @@ def test_points_that_cannot_be_prepared_leave_the_widths_and_say_why(
     waiting = type(r.core.governor)(r.core.governor.widths, r.core.governor.config,
                                     ladder=r.core.governor.ladder, points_ready=False)
 
-    def broken(warm_size=None):
+    def broken(warm_size=None, release=False):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(engine, "prepare_points", broken)

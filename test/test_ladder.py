@@ -370,6 +370,22 @@ def test_openvino_graphs_hand_back_their_working_memory_and_run_the_same_after(
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
 
 
+@pytest.mark.parametrize("model", ["bundle", "checkpoint"])
+def test_a_releasing_warm_up_leaves_no_graph_holding_working_memory(tiny, model) -> None:
+    kwargs = {"backend": "openvino", "cache_dir": tiny["cache"], "defer_points": True}
+    engine = (BundleEngine(tiny["bundle"], **kwargs) if model == "bundle" else
+              SegmentationEngine.from_checkpoint(tiny["checkpoint"], device="cpu",
+                                                 input_size=SIZE, **kwargs))
+    engine.warmup(size=SIZE, release=True)
+    engine.prepare_points(warm_size=SIZE, release=True)
+    graphs = engine._graphs + engine._point_graphs
+    assert len(graphs) == 7 and not any(g.holds_memory for g in graphs)
+    engine.segment(random_frame(*SIZE), engine.widths[1], (16, 24))
+    assert [g.holds_memory for g in graphs] == [False] * 5 + [True, False]
+    engine.warmup(size=SIZE)  # without release every graph keeps what its run allocated
+    assert all(g.holds_memory for g in graphs)
+
+
 def test_runtimes_that_keep_their_memory_release_nothing(tiny) -> None:
     kept = (BundleEngine(tiny["bundle"], backend="onnxruntime"),
             SegmentationEngine.from_checkpoint(tiny["checkpoint"], device="cpu",

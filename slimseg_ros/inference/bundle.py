@@ -269,12 +269,14 @@ class BundleEngine:
         self.prepared_from = f"bundle {self.folder} ({self.backend} graphs)"
         self.prepare_seconds = time.perf_counter() - started
 
-    def prepare_points(self, warm_size: tuple[int, int] | None = None) -> None:
+    def prepare_points(self, warm_size: tuple[int, int] | None = None,
+                       release: bool = False) -> None:
         """
         Load the ladder points' graphs (once); with ``warm_size``, compile and run each once.
 
         As :meth:`~.engine.SegmentationEngine.prepare_points`: at construction unless
-        ``defer_points``; the points are published together.
+        ``defer_points``; the points are published together; ``release`` hands back each
+        point's working memory right after its run.
         """
         with self._points_lock:
             if self.points_ready:
@@ -287,6 +289,8 @@ class BundleEngine:
                 frame = np.zeros((int(warm_size[0]), int(warm_size[1]), 3), np.uint8)
                 for graph in made.values():
                     graph.run_all(frame)  # compiles at the point's input size, then runs
+                    if release:
+                        release_graphs([graph])
             self._points, self._point_graphs = made, tuple(made.values())
             self._prepared_sizes = set()  # the next prepare_size covers the points too
             self.points_ready = True
@@ -380,16 +384,22 @@ class BundleEngine:
             return release_graphs(self._graphs + self._point_graphs)
         return release_graphs(self._graph_of(width, size) for width, size in steps)
 
-    def warmup(self, size: tuple[int, int] | None = None, iters: int = 1) -> None:
-        """Run every width and ladder point ``iters`` times on a black frame of ``size``."""
+    def warmup(self, size: tuple[int, int] | None = None, iters: int = 1,
+               release: bool = False) -> None:
+        """
+        Run every width and ladder point ``iters`` times on a black frame of ``size``.
+
+        ``release``: hand back each one's working memory right after its runs, so that the
+        warm-up holds one step's at a time.
+        """
         h, w = size if size is not None else (self.input_size or (256, 256))
         frame = np.zeros((int(h), int(w), 3), np.uint8)
-        for width in self.widths:
+        steps = [(width, None) for width in self.widths] + list(self._points)
+        for width, point_size in steps:
             for _ in range(iters):
-                self.infer(frame, width)
-        for index, point_size in self._points:
-            for _ in range(iters):
-                self.infer(frame, index, point_size)
+                self.infer(frame, width, point_size)
+            if release:
+                self.release_memory([(width, point_size)])
 
     def __repr__(self) -> str:
         return (f"BundleEngine(widths={list(self.widths.values)}, backend={self.backend}, "

@@ -364,13 +364,15 @@ class SegmentationEngine:
         hits, made = self._graph_counts
         return f"{hits} of {made} graphs from the cache {self._cache_folder}"
 
-    def prepare_points(self, warm_size: tuple[int, int] | None = None) -> None:
+    def prepare_points(self, warm_size: tuple[int, int] | None = None,
+                       release: bool = False) -> None:
         """
         Make the ladder points' graphs (once); with ``warm_size``, compile and run each once.
 
         The engine does it at construction unless built with ``defer_points``: the node then
         serves its first frames at the widths and prepares the points on another thread, and
         the governor offers them only once this returns. The points are published together.
+        ``release`` hands back each point's working memory right after its run.
         """
         with self._points_lock:
             if self.points_ready:
@@ -388,6 +390,8 @@ class SegmentationEngine:
                 frame = np.zeros((int(warm_size[0]), int(warm_size[1]), 3), np.uint8)
                 for index, size in made:
                     self._run_point(frame, self.widths[index], size, False)
+                    if release and self._graphs:
+                        release_graphs([made[(index, size)]])
             self.points_ready = True
 
     def _read_ladder(self, enabled: bool, checkpoint_path: str | os.PathLike | None
@@ -590,11 +594,12 @@ class SegmentationEngine:
             return self._logits(frames_to_batch(frame, self.device), net).float()
 
     def warmup(self, size: tuple[int, int] | None = None, iters: int = 1,
-               widths: Iterable[Width | int] | None = None) -> None:
+               widths: Iterable[Width | int] | None = None, release: bool = False) -> None:
         """
         Run each width and its ladder points ``iters`` times on a black frame of ``size`` (H, W).
 
-        ``widths``: Widths of :attr:`widths` (or indices); default all of them.
+        ``widths``: Widths of :attr:`widths` (or indices); default all of them. ``release``:
+        hand back each graph's working memory right after its runs (one step's at a time).
 
         So first-call costs (allocator, cuDNN autotuning, compiles) are paid before the frames
         that are timed, and a switch to a ladder point is as instant as one to a width.
@@ -607,9 +612,13 @@ class SegmentationEngine:
                 if index == width.index:
                     for _ in range(iters):
                         self._run_point(frame, width, point_size, False)
+                    if release:
+                        self.release_memory([(width, point_size)])
             if self._graphs:
                 for _ in range(iters):
                     self.infer(frame, width)
+                if release:
+                    self.release_memory([(width, None)])
                 continue
             net = self.network(width)
             for _ in range(iters):

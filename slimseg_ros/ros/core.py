@@ -161,10 +161,9 @@ class SlimSegCore:
                                [str(p) for p in values["host_temperature_sensors"]],
                                reader=self._host_reader)
         self._governor = governor
+        # the warm-up handed back each width's tensors: a width allocates them on first use
         self._memory = WorkingMemory(engine.release_memory, float(values["release_idle_s"]),
                                      enabled=engine.releases_memory)
-        if self._memory.enabled:  # the warm-up's tensors: each width allocates on first use
-            engine.release_memory()
         self.inputs = PolicyInputs(governor, self._gov_lock, self.clock, self.node.get_logger(),
                                    self.decide, self.rejections, self._cameras)
         self._report.reset()
@@ -249,16 +248,14 @@ class SlimSegCore:
         logger = self.node.get_logger()
         started = self.clock()
         try:
-            engine.prepare_points(warm_size=engine.input_size)
+            engine.prepare_points(warm_size=engine.input_size,  # one point's tensors at a time
+                                  release=self._memory is not None and self._memory.enabled)
         except Exception as exc:  # noqa: BLE001 - the node goes on with the widths
             engine.ladder_note = (f"no ladder: its operating points could not be prepared "
                                   f"({exc}) (widths only)")
             engine.ladder = None
             logger.error(f"{engine.ladder_note}")
             return
-        if self._memory is not None and self._memory.enabled:  # as the widths' after warm-up
-            engine.release_memory([(engine.widths.exact(p.width), tuple(p.input_size))
-                                   for p in engine.ladder.points])
         return_freed_heap()  # what compiling them freed, as after start-up
         with self._gov_lock:
             governor.set_points_ready()

@@ -143,7 +143,8 @@ def load_engine(values: dict[str, Any], logger: Any, defer_points: bool = False)
     except ValueError as exc:  # BackendError too: a precision or runtime this host lacks
         raise StartupError(f"cannot run checkpoint {path}: {exc}") from None
     if engine.input_size is not None:
-        engine.warmup(size=engine.input_size)  # first-call costs stay out of the budget
+        # first-call costs stay out of the budget; each width's tensors handed back after
+        engine.warmup(size=engine.input_size, release=float(values["release_idle_s"]) > 0)
     logger.info(f"loaded checkpoint {path}: backend {engine.backend}, precision "
                 f"{engine.precision}, device {engine.device}, widths {list(engine.widths.values)} "
                 f"prepared in {engine.prepare_seconds:.1f} s ({engine.prepared_from}); "
@@ -200,8 +201,8 @@ def load_bundle_engine(values: dict[str, Any], path: str, logger: Any,
                               ladder=bool(values["use_ladder"]), defer_points=defer_points)
     except BundleError as exc:
         raise StartupError(str(exc)) from None
-    if engine.input_size is not None:
-        engine.warmup(size=engine.input_size)
+    if engine.input_size is not None:  # as for a checkpoint (load_engine)
+        engine.warmup(size=engine.input_size, release=float(values["release_idle_s"]) > 0)
     logger.info(f"loaded bundle {path}: backend {engine.backend}, precision {engine.precision} "
                 f"[{engine.precision_reason}], widths {list(engine.widths.values)} prepared in "
                 f"{engine.prepare_seconds:.1f} s (no PyTorch); {engine.ladder_note}")

@@ -2,7 +2,7 @@
 The node from a model bundle against the node from the .pt: memory and start-up to first mask.
 
     python -m slimseg_ros.tools.lean_bench [--bundle DIR] [--checkpoint FILE] [--runs 2]
-        [--seconds 5] [--json out.json] [--ladder | --widths-only]
+        [--seconds 5] [--json out.json] [--ladder | --widths-only] [--release-idle-s S]
 
 For each model (the .pt checkpoint, run by the default runtime through PyTorch, and the bundle,
 run without it) and each run, a fresh ``slimseg_node`` process (default parameters, the shipped
@@ -12,8 +12,9 @@ seconds from starting the process to the first mask, and the node process's resi
 (children included, the largest of samples every 0.25 s over ``--seconds`` once every camera
 gets masks). The first run may fill caches (the .pt's exported graphs); the last run is the warm
 one. With ``--ladder`` it compares the bundle node with its ladder (``use_ladder: true``, every
-operating point prepared) against the same node with widths only, one camera. Nothing here
-passes or fails.
+operating point prepared) against the same node with widths only, one camera.
+``--release-idle-s`` sets the nodes' ``release_idle_s`` (0: every width and point keeps its
+working memory). Nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -71,9 +72,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="the bundle with its ladder against widths only (one camera)")
     p.add_argument("--widths-only", action="store_true",
                    help="both nodes with use_ladder false (no operating points prepared)")
+    p.add_argument("--release-idle-s", type=float, default=None,
+                   help="the nodes' release_idle_s (default: the node's; 0 keeps every "
+                        "step's working memory)")
     args = p.parse_args(argv)
     if args.runs < 1 or args.seconds <= 0:
         p.error("--runs must be >= 1 and --seconds > 0")
+    if args.release_idle_s is not None and not 0 <= args.release_idle_s <= 3600:
+        p.error("--release-idle-s must be within [0, 3600]")
     checkpoint = resolve_model(p, args.checkpoint)
     bundle = (args.bundle or default_bundle())
     if bundle is None or not (bundle / "bundle.json").is_file():
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return ladder_main(args, bundle)
     cases = [(model, cams) for _ in range(args.runs) for model in (checkpoint, bundle)
              for cams in (ONE, THREE)]
-    params = {"use_ladder": False} if args.widths_only else None
+    params = {**({"use_ladder": False} if args.widths_only else {}), **released(args)}
     rows = [dict(run_case(model, cams, args.seconds, domain, log_dir, params), run=k // 4 + 1)
             for k, ((model, cams), domain, log_dir) in enumerate(
                 on_own_domains(cases, args.domain, "lean_bench_"))]
@@ -108,13 +114,20 @@ def main(argv: list[str] | None = None) -> int:
         write_figures(args.json, {"checkpoint": checkpoint, "bundle": bundle.name,
                                   "size": [480, 640], "cpu": cpu_name(), "runs": args.runs,
                                   "seconds": args.seconds, "ratios": ratios,
-                                  "use_ladder": not args.widths_only}, "cases", rows)
+                                  "use_ladder": not args.widths_only, **released(args)},
+                      "cases", rows)
     return 0
+
+
+def released(args: argparse.Namespace) -> dict[str, float]:
+    """Return the ``release_idle_s`` override asked for (none: the node's default)."""
+    return {} if args.release_idle_s is None else {"release_idle_s": args.release_idle_s}
 
 
 def ladder_main(args: argparse.Namespace, bundle: Path) -> int:
     """Compare the bundle node with its ladder and with widths only: memory, first mask."""
-    modes = {"widths only": {"use_ladder": False}, "with ladder": {"use_ladder": True}}
+    modes = {"widths only": {"use_ladder": False, **released(args)},
+             "with ladder": {"use_ladder": True, **released(args)}}
     cases = [(mode, params) for _ in range(args.runs) for mode, params in modes.items()]
     rows = [dict(run_case(bundle, ONE, args.seconds, domain, log_dir, params), mode=mode,
                  run=k // 2 + 1)
@@ -133,7 +146,8 @@ def ladder_main(args: argparse.Namespace, bundle: Path) -> int:
           f"{ratios['first_mask_ladder_vs_widths']:.2f}x")
     if args.json is not None:
         write_figures(args.json, {"checkpoint": bundle, "size": [480, 640], "cpu": cpu_name(),
-                                  "runs": args.runs, "seconds": args.seconds, "ratios": ratios},
+                                  "runs": args.runs, "seconds": args.seconds, "ratios": ratios,
+                                  **released(args)},
                       "cases", rows)
     return 0
 

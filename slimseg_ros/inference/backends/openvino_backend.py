@@ -140,6 +140,8 @@ class OpenVINOFrameGraph:
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
         self.precision = precision
+        #: whether a run has allocated working memory that no release has handed back since
+        self.holds_memory = False
 
     def _compile(self, model: Any) -> Any:
         """Compile ``model`` with the cache where there is one; without it where it fails."""
@@ -200,6 +202,7 @@ class OpenVINOFrameGraph:
         with self._lock, self._run_lock:
             for request in self._requests.values():
                 request.get_compiled_model().release_memory()
+            self.holds_memory = False
             return bool(self._requests)
 
     def run(self, frame: np.ndarray) -> np.ndarray:
@@ -221,6 +224,7 @@ class OpenVINOFrameGraph:
     def _infer(self, request: Any, frame: np.ndarray) -> list[np.ndarray]:
         with self._run_lock:  # one request per size: one frame at a time through it
             request.infer({0: frame[None]})
+            self.holds_memory = True
             return [request.get_output_tensor(i).data[0].copy()
                     for i in range(len(request.model_outputs))]
 
