@@ -34,6 +34,7 @@ from .graph_format import (GRAPH_VERSION, check_frame, file_sha256, graph_output
                            openvino_cache_dir, releasable, release_graphs)
 from .ladder import (LADDER_OFF_NOTE, NO_INPUT_SIZE_NOTE, LadderError, LadderSpec, loaded_note,
                      missing_note, parse_ladder, find_point)
+from .working_memory import return_freed_heap
 
 BUNDLE_FILE = "bundle.json"
 FORMAT = "slimseg-bundle"
@@ -289,8 +290,9 @@ class BundleEngine:
                 frame = np.zeros((int(warm_size[0]), int(warm_size[1]), 3), np.uint8)
                 for graph in made.values():
                     graph.run_all(frame)  # compiles at the point's input size, then runs
-                    if release:
+                    if release:  # and what its compile freed: one point's at a time
                         release_graphs([graph])
+                        return_freed_heap()
             self._points, self._point_graphs = made, tuple(made.values())
             self._prepared_sizes = set()  # the next prepare_size covers the points too
             self.points_ready = True
@@ -400,6 +402,7 @@ class BundleEngine:
                 self.infer(frame, width, point_size)
             if release:
                 self.release_memory([(width, point_size)])
+                return_freed_heap()
 
     def __repr__(self) -> str:
         return (f"BundleEngine(widths={list(self.widths.values)}, backend={self.backend}, "

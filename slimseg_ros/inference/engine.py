@@ -48,6 +48,7 @@ from .ladder import (LADDER_OFF_NOTE, NO_INPUT_SIZE_NOTE, LadderSpec, ladder_pat
                      loaded_note, missing_note, other_size_note, find_point,
                      read_ladder_file)
 from .specialise import module_bytes, specialise_network
+from .working_memory import return_freed_heap
 from ..models.checkpoint import ModelInfo, load_checkpoint
 from ..models.slimmable import set_width as set_model_width, trained_widths
 from ..widths import TrainedWidths, Width
@@ -390,8 +391,9 @@ class SegmentationEngine:
                 frame = np.zeros((int(warm_size[0]), int(warm_size[1]), 3), np.uint8)
                 for index, size in made:
                     self._run_point(frame, self.widths[index], size, False)
-                    if release and self._graphs:
+                    if release and self._graphs:  # and what its compile freed
                         release_graphs([made[(index, size)]])
+                        return_freed_heap()
             self.points_ready = True
 
     def _read_ladder(self, enabled: bool, checkpoint_path: str | os.PathLike | None
@@ -619,6 +621,7 @@ class SegmentationEngine:
                     self.infer(frame, width)
                 if release:
                     self.release_memory([(width, None)])
+                    return_freed_heap()
                 continue
             net = self.network(width)
             for _ in range(iters):

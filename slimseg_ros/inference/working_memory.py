@@ -17,12 +17,30 @@ its memory, as before, and every frame counts as warm.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 #: a step as the engine names it: (trained width, network input size or None for the full one)
 Step = tuple[Any, Any]
+
+
+def return_freed_heap() -> bool:
+    """
+    Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    Preparing the graphs allocates and frees far more than the node keeps (the runtime's graph
+    transformations); glibc keeps what was freed for reuse, so without this the node would hold
+    it resident for its whole life. Returns False where the C library has no such call.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):  # no glibc (musl, macOS; Windows: TypeError)
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True
 
 
 class WorkingMemory:

@@ -41,7 +41,7 @@ from rclpy.parameter import Parameter
 
 from ..governor import SINGLE, Decision, Governor
 from ..governor.host_readings import PsutilSample, read_psutil
-from ..inference.working_memory import WorkingMemory
+from ..inference.working_memory import WorkingMemory, return_freed_heap
 from .camera import CameraIO, make_cameras
 from .contract import TOPICS
 from .conversions import palette_lut
@@ -55,7 +55,7 @@ from .rejections import Rejections
 from .serving import FrameServer
 from .signals import stop_signals_blocked
 from .startup import (StartupError, declare_model_params, declare_parameters, free_memory,
-                      governor_ladder, load_engine, read_settings, return_freed_heap)
+                      governor_ladder, load_engine, read_settings)
 from .timing import Clock, InferenceMeter
 
 __all__ = ["SlimSegCore", "StartupError"]

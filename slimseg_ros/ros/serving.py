@@ -38,12 +38,11 @@ from rclpy.time import Time
 
 from ..governor import Decision
 from ..governor.static_scene import THUMBNAIL_SIZE, StaticReference, reusable
-from ..inference.working_memory import WorkingMemory
+from ..inference.working_memory import WorkingMemory, return_freed_heap
 from .camera import CameraIO
 from .contract import REJECTED, SKIPPED, LastFrame
 from .conversions import compressed_to_rgb, grey_thumbnail, image_to_rgb
 from .inputs import PolicyInputs
-from .startup import return_freed_heap
 from .timing import Clock, InferenceMeter
 
 

@@ -9,7 +9,6 @@ from ``configure``.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..governor import SINGLE
 from ..governor.config import GovernorConfig
 from ..governor.ladder import Ladder
 from ..inference.bundle import is_bundle
+from ..inference.working_memory import return_freed_heap
 from ..resources import default_checkpoint
 from .params import (MODEL_PARAMS, PARAMS, ParamSpec, check_camera_priorities, check_value,
                      governor_config_from_params)
@@ -224,23 +224,6 @@ def governor_ladder(engine: Any) -> Ladder | None:
                   [(widths.exact(p.width), tuple(p.input_size), p.latency_ms)
                    for p in spec.points],
                   {widths.exact(w): ms for w, ms in spec.full_latency_ms.items()})
-
-
-def return_freed_heap() -> bool:
-    """
-    Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
-
-    Preparing the graphs allocates and frees far more than the node keeps (the runtime's graph
-    transformations); glibc keeps what was freed for reuse, so without this the node would hold
-    it resident for its whole life. Returns False where the C library has no such call.
-    """
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError, TypeError):  # no glibc (musl, macOS; Windows: TypeError)
-        return False
-    trim.argtypes = [ctypes.c_size_t]
-    trim(0)
-    return True
 
 
 def free_memory(device: str) -> None:
