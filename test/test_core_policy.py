@@ -740,7 +740,8 @@ def test_idle_steps_hand_back_their_working_memory_and_a_cold_frame_is_no_latenc
     rgb = np.frombuffer(bytes(frame.data), np.uint8).reshape(frame.height, frame.width, 3)
     assert masks[-1][1] == engine.segment(rgb, engine.widths[-1], input_size=(16, 24))[0] \
         .tobytes()
-    r.serve(20)  # 1 s and more since width 1 ran: it hands its memory back; the point keeps
+    r.clock.advance(1.0)  # no frame for 1 s: width 1 hands its memory back, the point keeps
+    assert r.core.serve_next(timeout=0.0) is False
     assert r.diagnostics()[0].working_memory == held.format(1, " (1@16x24)")
     r.send(r.core.inputs.on_budget, budget(0.0))  # no budget: back to 1 after the dwell
     r.serve(60)
@@ -748,6 +749,27 @@ def test_idle_steps_hand_back_their_working_memory_and_a_cold_frame_is_no_latenc
     assert r.meter.steps[back:] == ["1"] * (len(r.meter.steps) - back)
     # 1 allocated again on its first frame back; the point idle since then handed its back
     assert r.diagnostics()[0].working_memory == held.format(1, " (1)")
+
+
+def test_a_release_that_fails_is_logged_and_every_step_keeps_its_memory(rig, monkeypatch) -> None:
+    r = rig(backend="openvino", release_idle_s=1.0)
+    errors: list[str] = []
+    monkeypatch.setattr(r.core.node.get_logger(), "error", errors.append, raising=False)
+
+    def failing() -> bool:
+        raise RuntimeError("no such call")
+
+    for graph in r.core.engine._graphs:  # the runtime's own call fails
+        monkeypatch.setattr(graph, "release_memory", failing)
+    r.serve(1)
+    r.send(r.core.inputs.on_width, Float32(data=0.5))
+    r.serve(40)  # 2 s at 0.5: width 1 idle, its release fails
+    assert r.meter.steps[-1] == "0.5"
+    assert len(errors) == 1 and "every step keeps its own from now on" in errors[0]
+    assert r.diagnostics()[0].working_memory == "every operating point keeps its own"
+    served = len(r.meter.steps)
+    r.serve(3)  # frames go on being served, none rejected
+    assert len(r.meter.steps) == served + 3 and not r.diagnostics()[0].rejected
 
 
 @pytest.mark.parametrize(("params", "says"), [

@@ -91,7 +91,7 @@ def prepare_sizes(graphs: Any, prepared: set[tuple[int, int]], height: int,
 
 def releasable(graphs: Iterable[Any]) -> bool:
     """Whether any of ``graphs`` can hand back its working memory (OpenVINO's can)."""
-    return any(hasattr(graph, "release_memory") for graph in graphs)
+    return any(getattr(graph, "can_release_memory", False) for graph in graphs)
 
 
 def release_graphs(graphs: Iterable[Any]) -> int:

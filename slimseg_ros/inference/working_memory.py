@@ -1,15 +1,14 @@
 """
 Which operating points hold their working memory, and handing back the ones left idle.
 
-A compiled graph keeps its intermediate tensors allocated between frames: 3-20 MiB for each
-width and ladder point of the default model in OpenVINO, most of what the model's rungs cost
-beyond their weights, while a node serves one or two of them at a time. After preparing (and
-warming) every graph the caller releases them all; from then on a step holds its memory from
-the first frame served at it until it has been idle for ``idle_s`` seconds and no camera is
-deciding for it. The next frame at a released step allocates it again: a few milliseconds of
-page faults, nothing compiled. That frame's time is not what the step costs, so
-:meth:`WorkingMemory.served` says whether the step was warm, and the caller keeps a cold frame's
-time out of its latency figures.
+A compiled graph keeps its intermediate tensors allocated between frames (3-20 MiB for each
+width and ladder point of the default model in OpenVINO) while a node serves one or two of them
+at a time. The engines' warm-up and the points' preparation release each graph right after its
+run; from then on a step holds its memory from the first frame served at it until it has been
+idle for ``idle_s`` seconds and no camera is deciding for it. The next frame at a released step
+allocates it again: a few milliseconds of page faults, nothing compiled. That frame's time is
+not what the step costs, so :meth:`WorkingMemory.served` says whether the step was warm, and
+the caller keeps a cold frame's time out of its latency figures.
 
 Time is passed in (the node's injected clock); ``idle_s`` 0 switches it off: every step keeps
 its memory, as before, and every frame counts as warm.
@@ -60,7 +59,6 @@ class WorkingMemory:
         #: keeps its memory, such as torch or ONNX Runtime)
         self.enabled = bool(enabled) and self.idle_s > 0
         self._last_served: dict[Hashable, float] = {}  # steps holding memory -> last frame
-        self.released_total = 0  # steps handed back so far (diagnostics)
 
     @property
     def held(self) -> list[Hashable]:
@@ -91,8 +89,7 @@ class WorkingMemory:
         idle = [step for step, last in self._last_served.items()
                 if now - last >= self.idle_s and step not in kept]
         if idle:
+            self._release(idle)  # (raising, it leaves them held: nothing is lost track of)
             for step in idle:
                 del self._last_served[step]
-            self._release(idle)
-            self.released_total += len(idle)
         return idle

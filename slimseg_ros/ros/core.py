@@ -361,6 +361,8 @@ class SlimSegCore:
         slots = self._slots
         item = slots.take(timeout=timeout) if slots is not None else None
         if item is None:
+            if self._server is not None:  # no frame: idle steps still hand theirs back
+                self._server.release_idle(self.clock())
             return False
         camera, (msg, received, index) = item
         self._server.serve(camera, msg, received, index)

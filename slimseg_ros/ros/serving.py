@@ -74,7 +74,12 @@ class FrameServer:
         A frame that cannot be converted or inferred is rejected (counted, logged) and the node
         goes on; while the flow is stopping the failure is raised instead.
         """
-        cam = self._cameras[camera]
+        try:
+            self._serve(self._cameras[camera], msg, received, index)
+        finally:
+            self.release_idle(self._clock())
+
+    def _serve(self, cam: CameraIO, msg: Any, received: float, index: int) -> None:
         if self._skipped(cam, msg.header, index):
             return
         try:
@@ -171,13 +176,27 @@ class FrameServer:
         cam.count_frame(LastFrame(width=float(width), width_px=int(mask.shape[1]),
                                   height_px=int(mask.shape[0]),
                                   delay_ms=(done - received) * 1e3, age_ms=age_ms))
-        self._release_idle(done)
 
-    def _release_idle(self, now: float) -> None:
-        """Hand back the working memory of steps idle long enough that no camera decides for."""
-        if self._memory is None:
+    def release_idle(self, now: float) -> None:
+        """
+        Hand back the working memory of steps idle long enough that no camera decides for.
+
+        Called on the inference thread after every frame (served, skipped or rejected) and
+        while none comes, so a step is never released while it runs. A runtime that fails to
+        release is logged once and left holding its memory (the release is switched off).
+        """
+        memory = self._memory
+        if memory is None or not memory.enabled:
             return
         deciding = [(c.decision.width, c.decision.input_size) for c in self._cameras.values()
                     if c.decision is not None]
-        if self._memory.release_idle(now, deciding):
+        try:
+            released = memory.release_idle(now, deciding)
+        except Exception as exc:  # noqa: BLE001 - memory kept is no reason to stop serving
+            memory.enabled = False
+            self._node.get_logger().error(
+                f"working memory: handing back an idle step's failed ({type(exc).__name__}: "
+                f"{exc}); every step keeps its own from now on")
+            return
+        if released:
             return_freed_heap()

@@ -142,6 +142,9 @@ class OpenVINOFrameGraph:
         self.precision = precision
         #: whether a run has allocated working memory that no release has handed back since
         self.holds_memory = False
+        #: whether this OpenVINO can hand it back (``CompiledModel.release_memory``; not in
+        #: older releases)
+        self.can_release_memory = hasattr(ov.CompiledModel, "release_memory")
 
     def _compile(self, model: Any) -> Any:
         """Compile ``model`` with the cache where there is one; without it where it fails."""
@@ -193,17 +196,19 @@ class OpenVINOFrameGraph:
 
     def release_memory(self) -> bool:
         """
-        Hand back the working memory (intermediate tensors) of every compiled size; tell if any.
+        Hand back the working memory (intermediate tensors) of every compiled size; tell if held.
 
         The weights and compiled kernels stay: the next run allocates the tensors again (a few
         milliseconds of page faults at 360x480), compiles nothing and gives the same output.
         A frame graph holds them for its whole life otherwise, 3-20 MiB per width and size.
         """
+        if not self.can_release_memory:
+            return False
         with self._lock, self._run_lock:
             for request in self._requests.values():
                 request.get_compiled_model().release_memory()
-            self.holds_memory = False
-            return bool(self._requests)
+            held, self.holds_memory = self.holds_memory, False
+            return held
 
     def run(self, frame: np.ndarray) -> np.ndarray:
         """H x W x 3 uint8 frame -> the graph's (first) output without the batch axis."""
