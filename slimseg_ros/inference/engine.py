@@ -616,6 +616,7 @@ class SegmentationEngine:
                         self._run_point(frame, width, point_size, False)
                     if release:
                         self.release_memory([(width, point_size)])
+                        return_freed_heap()
             if self._graphs:
                 for _ in range(iters):
                     self.infer(frame, width)

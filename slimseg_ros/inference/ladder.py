@@ -134,6 +134,13 @@ def _miou(value: Any, what: str, where: str) -> float | None:
     return number
 
 
+def check_split(split: Any, where: str) -> None:
+    """Refuse figures measured on another split than val (``where`` names their file)."""
+    if split != LADDER_SPLIT:
+        raise LadderError(f"{where} was measured on split {split!r}: operating points are "
+                          f"chosen on {LADDER_SPLIT}, never on test")
+
+
 def parse_ladder(data: Any, where: str, widths: Sequence[float],
                  input_size: Sequence[int] | None) -> LadderSpec:
     """
@@ -154,9 +161,7 @@ def parse_ladder(data: Any, where: str, widths: Sequence[float],
     if data.get("version") != LADDER_VERSION:
         raise LadderError(f"{where} is ladder version {data.get('version')!r}; this package "
                           f"reads version {LADDER_VERSION}: write it again")
-    if data.get("split", LADDER_SPLIT) != LADDER_SPLIT:
-        raise LadderError(f"{where} was measured on split {data.get('split')!r}: operating "
-                          f"points are chosen on {LADDER_SPLIT}, never on test")
+    check_split(data.get("split", LADDER_SPLIT), where)
     full_size = _size(data.get("input_size"))
     if full_size is None:
         raise LadderError(f"{where}: input_size must be two positive integers [h, w], got "

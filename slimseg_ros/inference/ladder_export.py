@@ -24,7 +24,7 @@ from .backends import BACKENDS, BackendError
 from .bundle import BUNDLE_FILE, BundleError, read_bundle
 from .graph_format import file_sha256, graph_outputs
 from .ladder import (LADDER_FORMAT, LADDER_SPLIT, LADDER_VERSION, LadderError, LadderSpec,
-                     ladder_json, ladder_path_for, parse_ladder, read_ladder_file)
+                     check_split, ladder_json, ladder_path_for, parse_ladder, read_ladder_file)
 
 
 def _size_text(size: Sequence[int]) -> str:
@@ -50,9 +50,7 @@ def ladder_from_sweep(sweep: Mapping[str, Any], front: Sequence[Mapping[str, Any
     of ``model_name`` (the checkpoint's file name), at frames of the model's ``input_size``, on
     val; else one :class:`~.ladder.LadderError` sentence naming ``where``.
     """
-    if sweep.get("split") != LADDER_SPLIT:
-        raise LadderError(f"{where} was measured on split {sweep.get('split')!r}: a ladder is "
-                          f"chosen on {LADDER_SPLIT}, never on test")
+    check_split(sweep.get("split"), where)
     if sweep.get("checkpoint") != model_name:
         raise LadderError(f"{where} measured {sweep.get('checkpoint')!r}, not {model_name!r}: "
                           f"sweep this model")
