@@ -387,6 +387,24 @@ def test_a_releasing_warm_up_leaves_no_graph_holding_working_memory(tiny, model)
     assert all(g.holds_memory for g in graphs)
 
 
+def test_the_graph_memory_bench_measures_every_graph_the_node_loads(
+        tiny, tmp_path, capsys) -> None:
+    from slimseg_ros.tools.graph_memory_bench import main
+    engine = BundleEngine(tiny["bundle"], backend="openvino", defer_points=True)
+    sources = engine.graph_sources()
+    assert [name for name, _, _ in sources] == (
+        [f"width {w.value:g}" for w in engine.widths]
+        + [f"point {w:g}@{h}x{wd}" for w, (h, wd) in POINTS])
+    assert all(path.is_file() and precision == "fp32" for _, path, precision in sources)
+    out = tmp_path / "graphs.json"
+    assert main(["--bundle", str(tiny["bundle"]), "--threads", "1", "--repeats", "1",
+                 "--cache-dir", str(tiny["cache"]), "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert [r["graph"] for r in figures["graphs"]] == [name for name, _, _ in sources]
+    assert all(r["warm_ms"] > 0 and r["first_after_release_ms"] > 0 for r in figures["graphs"])
+    assert "| point 0.25@16x24 | fp32 |" in capsys.readouterr().out
+
+
 def test_runtimes_that_keep_their_memory_release_nothing(tiny) -> None:
     kept = (BundleEngine(tiny["bundle"], backend="onnxruntime"),
             SegmentationEngine.from_checkpoint(tiny["checkpoint"], device="cpu",

@@ -316,24 +316,45 @@ class BundleEngine:
     def _load_point(self, meta: dict[str, Any], width: Width, key: str, threads: int,
                     cache_dir: Path) -> Any:
         """Load a ladder point's graph, in its width's precision (fp32 where that is int8)."""
-        precision = self.precisions[f"{width:g}"]
-        record = BACKENDS[self.backend]
-        extra = {"cache_dir": cache_dir} if record.compile_cache else {}
-        path = self.folder / meta["ladder"]["graphs"][self.backend][key]["file"]
-        return record.bundle_loader(path, "fp32" if precision == INT8 else precision, threads,
-                                    **extra)
+        return self._loader(*self._source(meta, width, key), threads, cache_dir)
 
     def _load(self, meta: dict[str, Any], width: Width, threads: int, cache_dir: Path) -> Any:
-        key = f"{width.value:g}"
-        precision = self.precisions[key]
+        return self._loader(*self._source(meta, width), threads, cache_dir)
+
+    def _loader(self, path: Path, precision: str, threads: int, cache_dir: Path) -> Any:
         record = BACKENDS[self.backend]
         extra = {"cache_dir": cache_dir} if record.compile_cache else {}
-        if precision == INT8:  # the quantized graph carries its int8; the rest runs in fp32
-            from .bundle_int8 import int8_files
-            return record.bundle_loader(int8_files(self.folder, meta, key), "fp32", threads,
-                                        **extra)
-        path = self.folder / meta["graphs"][self.backend][key]["file"]
         return record.bundle_loader(path, precision, threads, **extra)
+
+    def _source(self, meta: dict[str, Any], width: Width,
+                point: str | None = None) -> tuple[Path, str]:
+        """
+        Return the graph file of ``width`` (or of its ladder ``point``) and its precision.
+
+        A width that runs int8 loads its quantized graph (which carries its int8; the rest runs
+        in fp32); its ladder points, which have no INT8 graphs, run fp32.
+        """
+        precision = self.precisions[f"{width.value:g}"]
+        if point is not None:
+            entry = meta["ladder"]["graphs"][self.backend][point]
+            return self.folder / entry["file"], "fp32" if precision == INT8 else precision
+        if precision == INT8:
+            from .bundle_int8 import int8_files
+            return int8_files(self.folder, meta, f"{width.value:g}"), "fp32"
+        return self.folder / meta["graphs"][self.backend][f"{width.value:g}"]["file"], precision
+
+    def graph_sources(self) -> list[tuple[str, Path, str]]:
+        """
+        Return (step, graph file, precision) of every width, then every ladder point.
+
+        What this engine loads, in that order, so that a benchmark can load each graph alone.
+        """
+        meta = read_bundle(self.folder, check_files=False, check_ladder=False)
+        steps = [(f"width {w.value:g}", *self._source(meta, w)) for w in self.widths]
+        for point in self.ladder.points if self.ladder is not None else ():
+            width = self.widths.exact(point.width)
+            steps.append((f"point {point.key}", *self._source(meta, width, point.key)))
+        return steps
 
     def member(self, width: Width | int) -> Width:
         """Return the trained width ``width`` names (a Width of :attr:`widths` or its index)."""
