@@ -1,7 +1,7 @@
 """
 Which operating points hold their working memory, and handing back the ones left idle.
 
-A compiled graph keeps its intermediate tensors allocated between frames (3-20 MiB for each
+A compiled graph keeps its intermediate tensors allocated between frames (2-20 MiB for each
 width and ladder point of the default model in OpenVINO) while a node serves one or two of them
 at a time. The engines' warm-up and the points' preparation release each graph right after its
 run; from then on a step holds its memory from the first frame served at it until it has been

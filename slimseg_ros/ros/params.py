@@ -101,7 +101,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               "points' graphs are not prepared: less memory).", read_only=True),
     ParamSpec("release_idle_s", "float", 10.0,
               "Seconds a width or operating point may go unserved before its graph hands back "
-              "its working memory (intermediate tensors, 3-20 MiB each with OpenVINO); the next "
+              "its working memory (intermediate tensors, 2-20 MiB each with OpenVINO); the next "
               "frame there allocates it again (a few ms, kept out of the latency figures). 0: "
               "every one keeps its own (more memory). ONNX Runtime and torch always keep theirs.",
               lo=0.0, hi=3600.0, read_only=True),

@@ -200,7 +200,7 @@ class OpenVINOFrameGraph:
 
         The weights and compiled kernels stay: the next run allocates the tensors again (a few
         milliseconds of page faults at 360x480), compiles nothing and gives the same output.
-        A frame graph holds them for its whole life otherwise, 3-20 MiB per width and size.
+        A frame graph holds them for its whole life otherwise, 2-20 MiB per width and size.
         """
         if not self.can_release_memory:
             return False
