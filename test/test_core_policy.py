@@ -782,7 +782,7 @@ def test_without_release_every_frame_is_a_latency_figure(rig, params, says) -> N
     assert set(status.latency) == {1.0} and status.working_memory == says
 
 
-def test_the_ladders_points_are_prepared_after_the_start_and_offered_then(
+def test_the_ladders_points_are_prepared_once_a_budget_is_set_and_offered_then(
         context, ladder_checkpoint, monkeypatch) -> None:
     import time
 
@@ -796,7 +796,7 @@ def test_the_ladders_points_are_prepared_after_the_start_and_offered_then(
     core = SlimSegCore(node, clock=time.monotonic, meter=ProcessMeter(),
                        host_reader=lambda sensors=True: PsutilSample())
     try:
-        core.configure()  # the widths are ready; the points wait for the node to run
+        core.configure()  # the widths are ready; the points wait for a budget
         engine, governor = core.engine, core.governor
         assert governor.ladder.has_points and not governor.points_ready
         frame = np.full((24, 32, 3), 90, np.uint8)
@@ -805,10 +805,20 @@ def test_the_ladders_points_are_prepared_after_the_start_and_offered_then(
         sent: list[Any] = []
         core.activate(worker=True)
         core._diag_pub.publish = lambda array: sent.extend(array.status)
+        core.decide()
+        assert core._points_thread is None and not engine.points_ready  # no budget: none
+        core.publish_diagnostics()
+        ladder = read_diagnostics({kv.key: kv.value for kv in sent[-1].values}).ladder
+        assert ladder.startswith("3 operating points, prepared once a budget is set, the "
+                                 "widths only until then (ladder of 3 points from"), ladder
+        core.inputs.on_budget(budget(30.0))
         preparing = core._points_thread
         assert preparing is not None  # compiled on a thread of its own, beside the frames
         preparing.join()  # however long a busy machine takes
         assert governor.points_ready and engine.points_ready
+        core.inputs.on_budget(budget(0.0))
+        core.decide()
+        assert core._points_thread is preparing  # prepared once, kept without a budget
         mask, _ = engine.segment(frame, engine.widths[-1], input_size=(16, 24))
         assert mask.shape == (24, 32)
         core.publish_diagnostics()
@@ -819,12 +829,18 @@ def test_the_ladders_points_are_prepared_after_the_start_and_offered_then(
         node.destroy_node()
 
 
+def test_a_cpu_budget_set_at_start_prepares_the_points_at_start(rig, ladder_checkpoint) -> None:
+    r = rig(costs=LADDER_COSTS, checkpoint=str(ladder_checkpoint), cpu_budget=0.9)
+    assert r.core.governor.points_ready and r.core.engine.points_ready
+
+
 def test_a_governor_waiting_for_the_points_says_so(rig, ladder_checkpoint) -> None:
     from slimseg_ros.ros.diagnostics import ladder_text
 
     r = rig(costs=LADDER_COSTS, checkpoint=str(ladder_checkpoint))
     waiting = type(r.core.governor)(r.core.governor.widths, r.core.governor.config,
                                     ladder=r.core.governor.ladder, points_ready=False)
+    waiting.update_cpu_budget(0.5)
     assert ladder_text(r.core.engine, waiting).startswith(
         "preparing 3 operating points, the widths only until then (ladder of 3 points from")
 

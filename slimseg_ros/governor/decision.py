@@ -377,6 +377,11 @@ class Governor:
         f = checked("cpu budget", fraction, 0.0, 1.0)
         self._cpu_budget = f if f > 0.0 else None
 
+    @property
+    def has_budget(self) -> bool:
+        """Tell whether a latency or CPU-share budget is set (the ladder's points serve them)."""
+        return self._budget is not None or self._cpu_budget is not None
+
     def update_config(self, config: GovernorConfig) -> None:
         """Swap thresholds and timings at runtime; thermal caps held by hysteresis stay held."""
         self._config = config

@@ -87,6 +87,9 @@ class SlimSegCore:
         self._memory: WorkingMemory | None = None  # which steps hold their working memory
         self._worker: threading.Thread | None = None
         self._points_thread: threading.Thread | None = None  # prepares the ladder's points
+        self._points_started = False
+        self._points_on_thread = True  # False: on the caller's thread (no inference thread)
+        self._points_start = threading.Lock()
         self._active = False
         self._gov_lock = threading.Lock()
         self._setting_model = False
@@ -184,6 +187,7 @@ class SlimSegCore:
         :meth:`serve_next` (tests on a fake clock).
         """
         n, v = self.node, self._values
+        self._points_on_thread = worker
         control = MutuallyExclusiveCallbackGroup()
         self._diag_pub = n.create_publisher(DiagnosticArray, TOPICS.diagnostics, 10)
         inputs = self.inputs
@@ -213,15 +217,7 @@ class SlimSegCore:
                                             name="slimseg_inference", daemon=True)
             with stop_signals_blocked():  # the model's thread (and its pools) keep them off
                 self._worker.start()
-        if not self.engine.points_ready and self._points_thread is None:
-            if worker:  # the first frames are served at the widths meanwhile
-                self._points_thread = threading.Thread(
-                    target=self._prepare_points, args=(self.engine, self._governor),
-                    name="slimseg_ladder", daemon=True)
-                with stop_signals_blocked():
-                    self._points_thread.start()
-            else:
-                self._prepare_points(self.engine, self._governor)
+        self._prepare_points_once_budgeted()
         inputs = ", ".join(f"'{c.image_sub.topic_name}'" for c in self._cameras.values())
         n.get_logger().info(
             f"ready: {self.engine!r}, {len(self.engine.info.class_names)} classes, input "
@@ -242,6 +238,31 @@ class SlimSegCore:
             self._entities = []
             for cam in self._cameras.values():
                 cam.close()
+
+    def _prepare_points_once_budgeted(self) -> None:
+        """
+        Start preparing the ladder's points when a budget is first set: only budgets use them.
+
+        Until then the node holds none of their compiled graphs (about 120 MiB for the shipped
+        model in OpenVINO); a budget is met at the widths while they are prepared, on a thread
+        of their own beside the frames (on the caller's without an inference thread).
+        """
+        engine, governor = self.engine, self._governor
+        if (engine is None or governor is None or not self._active or engine.points_ready
+                or getattr(engine, "ladder", None) is None or not governor.has_budget):
+            return
+        with self._points_start:
+            if self._points_started:
+                return
+            self._points_started = True
+            if not self._points_on_thread:
+                self._prepare_points(engine, governor)
+                return
+            self._points_thread = threading.Thread(
+                target=self._prepare_points, args=(engine, governor), name="slimseg_ladder",
+                daemon=True)
+            with stop_signals_blocked():
+                self._points_thread.start()
 
     def _prepare_points(self, engine: Any, governor: Governor) -> None:
         """Prepare the ladder's points, then let the governor offer them (or say why not)."""
@@ -267,6 +288,7 @@ class SlimSegCore:
         if self._active:
             self.deactivate()
         points, self._points_thread = self._points_thread, None
+        self._points_started = False
         if points is not None:  # the model it prepares goes now: let it finish first
             points.join(timeout=120.0)
         device = str(getattr(self.engine, "device", ""))
@@ -339,6 +361,7 @@ class SlimSegCore:
                 frame_rates=rates, cores=self._host.cores)
             for name, decision in decisions.items():
                 self._cameras[name].take_decision(decision, self._active)
+        self._prepare_points_once_budgeted()
         return decisions
 
     # ----------------------------------------------------------------------------- inference

@@ -156,6 +156,9 @@ def ladder_text(engine: Any, governor: Governor) -> str:
     if not governor.points_ready:
         if getattr(engine, "ladder", None) is None:  # they could not be prepared
             return note
+        if not governor.has_budget:  # only budgets use them
+            return (f"{len(governor.ladder.steps) - len(governor.widths)} operating points, "
+                    f"prepared once a budget is set, the widths only until then ({note})")
         return (f"preparing {len(governor.ladder.steps) - len(governor.widths)} operating "
                 f"points, the widths only until then ({note})")
     return f"{governor.ladder.describe()} ({note})" if note else governor.ladder.describe()

@@ -97,8 +97,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("use_ladder", "bool", True,
               "Let the latency and CPU budgets choose among the model's operating points "
               "(a width at a reduced network input, stored with the model by the resolution "
-              "sweep) as well as the widths at the full input. False: widths only (the "
-              "points' graphs are not prepared: less memory).", read_only=True),
+              "sweep) as well as the widths at the full input. Their graphs are prepared when a "
+              "budget is first set (the widths serve meanwhile). False: widths only.",
+              read_only=True),
     ParamSpec("release_idle_s", "float", 10.0,
               "Seconds a width or operating point may go unserved before its graph hands back "
               "its working memory (intermediate tensors, 2-20 MiB each with OpenVINO); the next "

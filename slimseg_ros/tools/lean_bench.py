@@ -3,6 +3,7 @@ The node from a model bundle against the node from the .pt: memory and start-up 
 
     python -m slimseg_ros.tools.lean_bench [--bundle DIR] [--checkpoint FILE] [--runs 2]
         [--seconds 5] [--json out.json] [--ladder | --widths-only] [--release-idle-s S]
+        [--cpu-budget F]
 
 For each model (the .pt checkpoint, run by the default runtime through PyTorch, and the bundle,
 run without it) and each run, a fresh ``slimseg_node`` process (default parameters, the shipped
@@ -11,10 +12,13 @@ second node, three cameras of different sizes (480x640, 360x480, 720x1280) at on
 seconds from starting the process to the first mask, and the node process's resident memory
 (children included, the largest of samples every 0.25 s over ``--seconds`` once every camera
 gets masks). The first run may fill caches (the .pt's exported graphs); the last run is the warm
-one. With ``--ladder`` it compares the bundle node with its ladder (``use_ladder: true``, every
-operating point prepared) against the same node with widths only, one camera.
-``--release-idle-s`` sets the nodes' ``release_idle_s`` (0: every width and point keeps its
-working memory). Nothing here passes or fails.
+one. A node prepares its ladder's operating points only once a budget is set: ``--cpu-budget``
+sets the nodes' ``cpu_budget`` (1.0: every core, a budget that prepares the points and slims
+nothing at these settings). With ``--ladder`` it compares the bundle node with its ladder
+prepared (``use_ladder: true``) against the same node with widths only, one camera, both with
+``cpu_budget`` 1.0 unless ``--cpu-budget`` says otherwise. ``--release-idle-s`` sets the nodes'
+``release_idle_s`` (0: every width and point keeps its working memory). Nothing here passes or
+fails.
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the bundle with its ladder against widths only (one camera)")
     p.add_argument("--widths-only", action="store_true",
                    help="both nodes with use_ladder false (no operating points prepared)")
+    p.add_argument("--cpu-budget", type=float, default=None,
+                   help="the nodes' cpu_budget (a budget makes them prepare the ladder's points)")
     p.add_argument("--release-idle-s", type=float, default=None,
                    help="the nodes' release_idle_s (default: the node's; 0 keeps every "
                         "step's working memory)")
@@ -80,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--runs must be >= 1 and --seconds > 0")
     if args.release_idle_s is not None and not 0 <= args.release_idle_s <= 3600:
         p.error("--release-idle-s must be within [0, 3600]")
+    if args.cpu_budget is not None and not 0 <= args.cpu_budget <= 1:
+        p.error("--cpu-budget must be within [0, 1]")
     checkpoint = resolve_model(p, args.checkpoint)
     bundle = (args.bundle or default_bundle())
     if bundle is None or not (bundle / "bundle.json").is_file():
@@ -120,14 +128,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def released(args: argparse.Namespace) -> dict[str, float]:
-    """Return the ``release_idle_s`` override asked for (none: the node's default)."""
-    return {} if args.release_idle_s is None else {"release_idle_s": args.release_idle_s}
+    """Return the ``release_idle_s`` and ``cpu_budget`` asked for (none: the node's default)."""
+    return {**({} if args.release_idle_s is None else {"release_idle_s": args.release_idle_s}),
+            **({} if args.cpu_budget is None else {"cpu_budget": args.cpu_budget})}
 
 
 def ladder_main(args: argparse.Namespace, bundle: Path) -> int:
     """Compare the bundle node with its ladder and with widths only: memory, first mask."""
-    modes = {"widths only": {"use_ladder": False, **released(args)},
-             "with ladder": {"use_ladder": True, **released(args)}}
+    budget = {"cpu_budget": 1.0, **released(args)}  # the same budget both: one prepares points
+    modes = {"widths only": {"use_ladder": False, **budget},
+             "with ladder": {"use_ladder": True, **budget}}
     cases = [(mode, params) for _ in range(args.runs) for mode, params in modes.items()]
     rows = [dict(run_case(bundle, ONE, args.seconds, domain, log_dir, params), mode=mode,
                  run=k // 2 + 1)
