@@ -9,6 +9,7 @@ file; a node process started from a bundle never imports torch.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from node_harness import make_tiny_checkpoint, random_frame
+from node_harness import make_tiny_checkpoint, pick_domain_id, random_frame
 from slimseg_ros.inference.bundle import BUNDLE_FILE, BundleEngine, BundleError, read_bundle
 from slimseg_ros.tools.export_cli import main as export_main
 
@@ -130,6 +131,26 @@ def test_a_node_started_from_a_bundle_serves_masks_without_importing_torch(bundl
     assert done.returncode == 0, done.stderr[-3000:]
     assert "mask (40, 56) False" in done.stdout  # served, and torch never imported
     assert "loaded bundle" in done.stderr and "no PyTorch" in done.stderr
+
+
+@pytest.mark.ros
+def test_the_memory_stages_follow_the_node_without_importing_torch(bundle, tmp_path) -> None:
+    pytest.importorskip("rclpy")
+    _, folder = bundle
+    out = tmp_path / "stages.json"
+    env = {**os.environ, "ROS_DOMAIN_ID": str(pick_domain_id())}
+    done = subprocess.run([sys.executable, "-m", "slimseg_ros.tools.memory_stages", "--bundle",
+                           str(folder), "--frame", "40x56", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env,
+                          cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    stages = json.loads(out.read_text())["stages"]
+    assert [s["stage"] for s in stages][-3:] == [
+        "every width compiled and run once, working memory handed back",
+        "one 40x56 frame at width 1", "a ROS node (its DDS participant)"]
+    assert not any(s["torch_imported"] for s in stages)
+    assert stages[-1]["mib"] > stages[0]["mib"] > 0
+    assert "| OpenVINO |" in done.stdout
 
 
 def test_the_packaged_bundle_is_the_packaged_checkpoint() -> None:
