@@ -840,9 +840,28 @@ def test_a_governor_waiting_for_the_points_says_so(rig, ladder_checkpoint) -> No
     r = rig(costs=LADDER_COSTS, checkpoint=str(ladder_checkpoint))
     waiting = type(r.core.governor)(r.core.governor.widths, r.core.governor.config,
                                     ladder=r.core.governor.ladder, points_ready=False)
-    waiting.update_cpu_budget(0.5)
     assert ladder_text(r.core.engine, waiting).startswith(
         "preparing 3 operating points, the widths only until then (ladder of 3 points from")
+    assert ladder_text(r.core.engine, waiting, started=False).startswith(
+        "3 operating points, prepared once a budget is set, the widths only until then (")
+
+
+def test_frames_served_beside_the_points_compile_are_no_latency_figures(rig) -> None:
+    import threading
+
+    r = rig()
+    done = threading.Event()
+    compiling = threading.Thread(target=done.wait, daemon=True)
+    compiling.start()
+    r.core._points_thread = compiling  # as while the ladder's points compile beside the frames
+    try:
+        r.serve(3)
+        assert len(r.meter.steps) == 3 and r.diagnostics()[0].latency == {}
+    finally:
+        done.set()
+        compiling.join()
+    r.serve(2)
+    assert set(r.diagnostics()[0].latency) == {1.0}
 
 
 def test_points_that_cannot_be_prepared_leave_the_widths_and_say_why(

@@ -165,8 +165,8 @@ class Governor:
     name; default all equal), higher is served first under a budget. ``ladder`` (a
     :class:`~.ladder.Ladder` of these widths) adds reduced-input operating points for the
     budgets to choose from; without one the budgets choose among the widths.
-    ``points_ready`` False keeps to the widths until :meth:`set_points_ready` (the engine
-    prepares the points after the node's first frames).
+    ``points_ready`` False keeps to the widths until :meth:`set_points_ready` (the node
+    prepares the points once a budget is first set: only budgets choose them).
     """
 
     def __init__(self, widths: TrainedWidths | Sequence[float], config: GovernorConfig,

@@ -371,9 +371,9 @@ class SegmentationEngine:
         Make the ladder points' graphs (once); with ``warm_size``, compile and run each once.
 
         The engine does it at construction unless built with ``defer_points``: the node then
-        serves its first frames at the widths and prepares the points on another thread, and
-        the governor offers them only once this returns. The points are published together.
-        ``release`` hands back each point's working memory right after its run.
+        serves at the widths and prepares the points on another thread once a budget is first
+        set, and the governor offers them only once this returns. The points are published
+        together. ``release`` hands back each point's working memory right after its run.
         """
         with self._points_lock:
             if self.points_ready:

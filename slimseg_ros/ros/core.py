@@ -87,7 +87,7 @@ class SlimSegCore:
         self._memory: WorkingMemory | None = None  # which steps hold their working memory
         self._worker: threading.Thread | None = None
         self._points_thread: threading.Thread | None = None  # prepares the ladder's points
-        self._points_started = False
+        self._points_for: Any = None  # the engine whose points were started (None: not yet)
         self._points_on_thread = True  # False: on the caller's thread (no inference thread)
         self._points_start = threading.Lock()
         self._active = False
@@ -201,7 +201,7 @@ class SlimSegCore:
             n, self.engine, clock=self.clock, meter=self.meter, cameras=self._cameras,
             inputs=inputs, decide=self.decide, value=self.value, compressed=self._compressed,
             lut=self._lut, stopping=lambda: slots.closed or not n.context.ok(),
-            memory=self._memory)
+            memory=self._memory, preparing=self._preparing_points)
         for cam in self._cameras.values():
             cam.open(self.on_image, inputs.on_camera_request, lambda: self.value("image_qos"),
                      float(v["qos_check_period_s"]), control, self.engine.confidence)
@@ -251,10 +251,10 @@ class SlimSegCore:
         if (engine is None or governor is None or not self._active or engine.points_ready
                 or getattr(engine, "ladder", None) is None or not governor.has_budget):
             return
-        with self._points_start:
-            if self._points_started:
+        with self._points_start:  # (cleanup forgets them under it: no start after it looked)
+            if self._points_for is engine or not self._active or self.engine is not engine:
                 return
-            self._points_started = True
+            self._points_for = engine
             if not self._points_on_thread:
                 self._prepare_points(engine, governor)
                 return
@@ -263,6 +263,11 @@ class SlimSegCore:
                 daemon=True)
             with stop_signals_blocked():
                 self._points_thread.start()
+
+    def _preparing_points(self) -> bool:
+        """Tell whether the points are being compiled beside the frames (on their thread)."""
+        thread = self._points_thread
+        return thread is not None and thread.is_alive()
 
     def _prepare_points(self, engine: Any, governor: Governor) -> None:
         """Prepare the ladder's points, then let the governor offer them (or say why not)."""
@@ -287,8 +292,9 @@ class SlimSegCore:
         """Free the model and the per-camera state (a managed node configures again)."""
         if self._active:
             self.deactivate()
-        points, self._points_thread = self._points_thread, None
-        self._points_started = False
+        with self._points_start:
+            points, self._points_thread = self._points_thread, None
+            self._points_for = None
         if points is not None:  # the model it prepares goes now: let it finish first
             points.join(timeout=120.0)
         device = str(getattr(self.engine, "device", ""))
@@ -400,7 +406,8 @@ class SlimSegCore:
         statuses = self._report.statuses(
             decisions, engine=self.engine, governor=self._governor, cameras=self._cameras,
             slots=self._slots, shared_rejections=self.rejections, host=self._host,
-            single=self.single, memory=self._memory)
+            single=self.single, memory=self._memory,
+            points_started=self._points_for is not None)
         array = DiagnosticArray(status=statuses)
         array.header.stamp = self.node.get_clock().now().to_msg()
         self._diag_pub.publish(array)

@@ -67,12 +67,13 @@ class DiagnosticsReport:
     def statuses(self, decisions: Mapping[str, Decision], *, engine: Any, governor: Governor,
                  cameras: Mapping[str, CameraIO], slots: FrameSlots[Any],
                  shared_rejections: Rejections, host: HostWatch,
-                 single: bool, memory: WorkingMemory | None = None) -> list[DiagnosticStatus]:
+                 single: bool, memory: WorkingMemory | None = None,
+                 points_started: bool = True) -> list[DiagnosticStatus]:
         """Return the statuses for ``decisions`` (one per camera; shared first if several)."""
         engine_fields = {"trained_widths": engine.widths.values, "device": str(engine.device),
                          "backend": engine.backend, "precision": engine.precision,
                          "precision_reason": getattr(engine, "precision_reason", ""),
-                         "ladder": ladder_text(engine, governor),
+                         "ladder": ladder_text(engine, governor, points_started),
                          "working_memory": memory_text(memory, governor)}
         hardware = str(engine.device)
         out = []
@@ -148,15 +149,19 @@ def memory_text(memory: WorkingMemory | None, governor: Governor) -> str:
             f"{memory.idle_s:g} s idle")
 
 
-def ladder_text(engine: Any, governor: Governor) -> str:
-    """Say which operating points the budgets choose from, or why only the widths."""
+def ladder_text(engine: Any, governor: Governor, started: bool = True) -> str:
+    """
+    Say which operating points the budgets choose from, or why only the widths.
+
+    ``started``: whether their preparation has begun (it waits for a first budget).
+    """
     note = str(getattr(engine, "ladder_note", ""))
     if not governor.ladder.has_points:
         return note
     if not governor.points_ready:
         if getattr(engine, "ladder", None) is None:  # they could not be prepared
             return note
-        if not governor.has_budget:  # only budgets use them
+        if not started:  # only budgets use them
             return (f"{len(governor.ladder.steps) - len(governor.widths)} operating points, "
                     f"prepared once a budget is set, the widths only until then ({note})")
         return (f"preparing {len(governor.ladder.steps) - len(governor.widths)} operating "

@@ -59,9 +59,10 @@ class FrameServer:
                  cameras: Mapping[str, CameraIO], inputs: PolicyInputs,
                  decide: Callable[[], Mapping[str, Decision]], value: Callable[[str], Any],
                  stopping: Callable[[], bool], compressed: bool, lut: np.ndarray,
-                 memory: WorkingMemory | None = None) -> None:
+                 memory: WorkingMemory | None = None,
+                 preparing: Callable[[], bool] = lambda: False) -> None:
         self._node, self._engine = node, engine
-        self._memory = memory
+        self._memory, self._preparing = memory, preparing
         self._clock, self._meter = clock, meter
         self._cameras, self._inputs = cameras, inputs
         self._decide, self._value, self._stopping = decide, value, stopping
@@ -151,6 +152,7 @@ class FrameServer:
         width, step, size = decision.width, decision.operating_point, decision.input_size
         # a runtime may prepare something for a new frame size: not a cost of the width
         self._engine.prepare_size(rgb.shape[0], rgb.shape[1])
+        beside_compile = self._preparing()
         if size is None:  # the width at the model's full input
             (mask, confidence), cost = self._meter.measure(
                 lambda: self._engine.segment(rgb, width), step)
@@ -158,9 +160,11 @@ class FrameServer:
             (mask, confidence), cost = self._meter.measure(
                 lambda: self._engine.segment(rgb, width, input_size=size), step)
         measured = self._clock()
-        if self._memory is None or self._memory.served((width, size), measured):
-            # (a step whose working memory was handed back spent part of this frame allocating
-            # it again: not what the step costs, so not a latency figure)
+        warm = self._memory is None or self._memory.served((width, size), measured)
+        # (a step whose working memory was handed back spent part of this frame allocating it
+        # again, and a frame beside the points' compile shared the CPU with it and counts its
+        # CPU time as its own: neither is what the step costs, so not a latency figure)
+        if warm and not (beside_compile or self._preparing()):
             cam.latency.record(step, cost.wall_ms, measured, cpu_ms=cost.cpu_ms)
         value = self._value
         cam.publish(msg.header, mask, rgb, self._lut, bool(value("publish_color")),
