@@ -30,9 +30,8 @@ import numpy as np
 from ..widths import TrainedWidths, Width
 from .backends import (BACKENDS, INT8, BackendError, bundle_runtimes,
                        check_backend_precision, resolve_backend)
-from .graph_format import (GRAPH_VERSION, check_frame, compile_together, file_sha256,
-                           graph_outputs, openvino_cache_dir, prepare_sizes, releasable,
-                           release_graphs)
+from .graph_format import (GRAPH_VERSION, check_frame, file_sha256, graph_outputs, prepare_sizes,
+                           openvino_cache_dir, releasable, release_graphs)
 from .ladder import (LADDER_OFF_NOTE, NO_INPUT_SIZE_NOTE, LadderError, LadderSpec, loaded_note,
                      missing_note, parse_ladder, find_point)
 from .working_memory import return_freed_heap
@@ -418,7 +417,6 @@ class BundleEngine:
         """
         h, w = size if size is not None else (self.input_size or (256, 256))
         frame = np.zeros((int(h), int(w), 3), np.uint8)
-        compile_together(self._graphs, h, w)  # the widths' compiles, two at a time
         steps = [(width, None) for width in self.widths] + list(self._points)
         for width, point_size in steps:
             for _ in range(iters):

@@ -41,9 +41,9 @@ from torch import nn
 from .backends import (AUTO, BACKENDS, EAGER, INT8, INT8_COMMAND, BackendError,
                        check_backend_precision, frame_graph_runner, resolve_backend)
 from .backends.frame_graph import GraphCache, argmax_and_confidence, export_frame_graph
-from .graph_format import (check_frame, compile_together,  # noqa: F401 - re-exported
-                           file_sha256, graph_outputs, openvino_cache_dir, prepare_sizes,
-                           releasable, release_graphs)
+from .graph_format import (check_frame, file_sha256,  # noqa: F401 - re-exported
+                           graph_outputs, openvino_cache_dir, prepare_sizes, releasable,
+                           release_graphs)
 from .ladder import (LADDER_OFF_NOTE, NO_INPUT_SIZE_NOTE, LadderSpec, ladder_path_for,
                      loaded_note, missing_note, other_size_note, find_point,
                      read_ladder_file)
@@ -609,8 +609,6 @@ class SegmentationEngine:
         h, w = size if size is not None else (self.input_size or (256, 256))
         frame = np.zeros((int(h), int(w), 3), np.uint8)
         chosen = self.widths if widths is None else [self.member(w) for w in widths]
-        if self._graphs:  # the widths' compiles, two at a time
-            compile_together([self._graphs[width.index] for width in chosen], h, w)
         for width in chosen:
             for index, point_size in self._points:
                 if index == width.index:

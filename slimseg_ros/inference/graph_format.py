@@ -89,31 +89,6 @@ def prepare_sizes(graphs: Any, prepared: set[tuple[int, int]], height: int,
     return {*prepared, key} if len(prepared) < 16 else {key}
 
 
-#: graphs compiled at once by :func:`compile_together`: the start-up's compiles (or imports
-#: from the compiled-model cache) run in the runtime's code without the GIL, so two at a time
-#: take 0.8-1.2 s where one after the other took 1.35-1.5 s for the four widths on 2 cores;
-#: more would add each one's transient memory to the start-up's peak for little more speed
-COMPILE_WORKERS = 2
-
-
-def compile_together(graphs: Iterable[Any], height: int, width: int) -> None:
-    """
-    Compile each graph that compiles (``prepare``) for frames of ``height`` x ``width``.
-
-    :data:`COMPILE_WORKERS` at a time; the first failure is raised, as one after the other.
-    """
-    prepares = [p for p in (getattr(g, "prepare", None) for g in graphs) if p is not None]
-    if len(prepares) < 2:
-        for prepare in prepares:
-            prepare(int(height), int(width))
-        return
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(min(COMPILE_WORKERS, len(prepares)),
-                            thread_name_prefix="slimseg_compile") as pool:
-        for done in [pool.submit(prepare, int(height), int(width)) for prepare in prepares]:
-            done.result()
-
-
 def releasable(graphs: Iterable[Any]) -> bool:
     """Whether any of ``graphs`` can hand back its working memory (OpenVINO's can)."""
     return any(getattr(graph, "can_release_memory", False) for graph in graphs)
