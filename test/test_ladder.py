@@ -387,6 +387,20 @@ def test_a_releasing_warm_up_leaves_no_graph_holding_working_memory(tiny, model)
     assert all(g.holds_memory for g in graphs)
 
 
+def test_a_warm_start_leaves_the_process_locale_as_it_was(tiny) -> None:
+    # OpenVINO switches the C locale around reading a compiled model back from its cache; two
+    # such reads at once once left the whole process in the C locale (Python then read files
+    # as ASCII), so the start-up reads them one at a time
+    import locale
+    before = locale.setlocale(locale.LC_CTYPE)
+    for _ in range(2):  # the second start imports every graph from the cache
+        engine = BundleEngine(tiny["bundle"], backend="openvino", cache_dir=tiny["cache"],
+                              defer_points=True)
+        engine.warmup(size=SIZE, release=True)
+        engine.prepare_points(warm_size=SIZE, release=True)
+    assert locale.setlocale(locale.LC_CTYPE) == before
+
+
 def test_the_graph_memory_bench_measures_every_graph_the_node_loads(
         tiny, tmp_path, capsys) -> None:
     from slimseg_ros.tools.graph_memory_bench import main

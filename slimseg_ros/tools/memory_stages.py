@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 RSS_FIELD = 1  # /proc/self/statm: size, resident, ...
+TORCH_MODULE = "torch"  # the module no stage may import (not the backend's name)
 
 
 def rss_mib() -> float:
@@ -42,7 +43,7 @@ def measure(bundle: Path | None, frame_size: tuple[int, int]) -> list[dict[str, 
         now = rss_mib()
         added = now - rows[-1]["mib"] if rows else now
         rows.append({"stage": name, "mib": now, "added_mib": added,
-                     "torch_imported": "torch" in sys.modules})
+                     "torch_imported": TORCH_MODULE in sys.modules})
 
     stage("interpreter")
     import numpy as np
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frame", type=size_arg, default=(480, 640), help="HxW of the one frame")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    if "torch" in sys.modules:
+    if TORCH_MODULE in sys.modules:
         p.error("run it as a fresh process: python -m slimseg_ros.tools.memory_stages")
     rows = measure(args.bundle, args.frame)
     print(f"{cpu_name()}, {os.cpu_count()} CPUs\n")
