@@ -419,6 +419,24 @@ def test_the_graph_memory_bench_measures_every_graph_the_node_loads(
     assert "| point 0.25@16x24 | fp32 |" in capsys.readouterr().out
 
 
+def test_onnx_runtime_sessions_share_one_arena_and_give_the_same_masks(tiny) -> None:
+    import onnxruntime as ort
+
+    from slimseg_ros.inference.backends.onnxruntime_backend import shared_cpu_arena
+    engine = BundleEngine(tiny["bundle"], backend="onnxruntime")
+    assert shared_cpu_arena() and shared_cpu_arena()  # registered once, then reused
+    sessions = [g._session for g in engine._graphs + engine._point_graphs]
+    assert len(sessions) == 7 and all(
+        s.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
+        for s in sessions)
+    steps = [(w, None) for w in engine.widths] + [(engine.widths.exact(w), s) for w, s in POINTS]
+    frame = random_frame(*SIZE, seed=8)
+    for (width, size), (_, path, _) in zip(steps, engine.graph_sources()):
+        alone = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # own arena
+        mask = alone.run(None, {"frame": frame[None]})[0][0]
+        assert np.array_equal(engine.segment(frame, width, size)[0], mask), (width, size)
+
+
 def test_runtimes_that_keep_their_memory_release_nothing(tiny) -> None:
     kept = (BundleEngine(tiny["bundle"], backend="onnxruntime"),
             SegmentationEngine.from_checkpoint(tiny["checkpoint"], device="cpu",

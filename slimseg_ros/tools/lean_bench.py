@@ -3,7 +3,7 @@ The node from a model bundle against the node from the .pt: memory and start-up 
 
     python -m slimseg_ros.tools.lean_bench [--bundle DIR] [--checkpoint FILE] [--runs 2]
         [--seconds 5] [--json out.json] [--ladder | --widths-only] [--release-idle-s S]
-        [--cpu-budget F]
+        [--cpu-budget F] [--backend auto|openvino|onnxruntime]
 
 For each model (the .pt checkpoint, run by the default runtime through PyTorch, and the bundle,
 run without it) and each run, a fresh ``slimseg_node`` process (default parameters, the shipped
@@ -42,8 +42,8 @@ START_TIMEOUT_S = 300.0
 
 
 def run_case(model: Path, cameras: list[tuple[str, tuple[int, int]]], seconds: float,
-             domain: int, log_dir: Path,
-             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+             domain: int, log_dir: Path, overrides: dict[str, Any] | None = None,
+             backend: str = "auto") -> dict[str, Any]:
     """Start one node for ``cameras`` (``overrides``: parameters); time it; sample its memory."""
     names = [c for c, _ in cameras]
     with NodeBench(domain, names, log_dir) as bench:
@@ -51,7 +51,7 @@ def run_case(model: Path, cameras: list[tuple[str, tuple[int, int]]], seconds: f
         for i, (name, size) in enumerate(cameras):  # publishing before the node is up
             bench.start_camera(name, i, size, 10.0)
         started = time.monotonic()
-        nodes = bench.start_nodes(names, model, "auto", one_node=len(names) > 1,
+        nodes = bench.start_nodes(names, model, backend, one_node=len(names) > 1,
                                   overrides=overrides)
         bench.wait_for(lambda: bool(listener.masks[names[0]]), START_TIMEOUT_S, "a first mask")
         first_mask_s = time.monotonic() - started
@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the bundle with its ladder against widths only (one camera)")
     p.add_argument("--widths-only", action="store_true",
                    help="both nodes with use_ladder false (no operating points prepared)")
+    p.add_argument("--backend", default="auto",
+                   help="both nodes' backend (onnxruntime needs a bundle exported for it: "
+                        "slimseg-export --bundle DIR --runtimes onnxruntime)")
     p.add_argument("--cpu-budget", type=float, default=None,
                    help="the nodes' cpu_budget (a budget makes them prepare the ladder's points)")
     p.add_argument("--release-idle-s", type=float, default=None,
@@ -100,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = [(model, cams) for _ in range(args.runs) for model in (checkpoint, bundle)
              for cams in (ONE, THREE)]
     params = {**({"use_ladder": False} if args.widths_only else {}), **released(args)}
-    rows = [dict(run_case(model, cams, args.seconds, domain, log_dir, params), run=k // 4 + 1)
+    rows = [dict(run_case(model, cams, args.seconds, domain, log_dir, params, args.backend),
+                 run=k // 4 + 1)
             for k, ((model, cams), domain, log_dir) in enumerate(
                 on_own_domains(cases, args.domain, "lean_bench_"))]
     print(markdown_table(("run", "model", "cameras", "start to first mask, s",
@@ -122,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         write_figures(args.json, {"checkpoint": checkpoint, "bundle": bundle.name,
                                   "size": [480, 640], "cpu": cpu_name(), "runs": args.runs,
                                   "seconds": args.seconds, "ratios": ratios,
-                                  "use_ladder": not args.widths_only, **released(args)},
+                                  "use_ladder": not args.widths_only, "backend": args.backend,
+                                  **released(args)},
                       "cases", rows)
     return 0
 
@@ -139,8 +144,8 @@ def ladder_main(args: argparse.Namespace, bundle: Path) -> int:
     modes = {"widths only": {"use_ladder": False, **budget},
              "with ladder": {"use_ladder": True, **budget}}
     cases = [(mode, params) for _ in range(args.runs) for mode, params in modes.items()]
-    rows = [dict(run_case(bundle, ONE, args.seconds, domain, log_dir, params), mode=mode,
-                 run=k // 2 + 1)
+    rows = [dict(run_case(bundle, ONE, args.seconds, domain, log_dir, params, args.backend),
+                 mode=mode, run=k // 2 + 1)
             for k, ((mode, params), domain, log_dir) in enumerate(
                 on_own_domains(cases, args.domain, "lean_bench_ladder_"))]
     print(markdown_table(("run", "bundle node", "start to first mask, s", "node RSS, max MiB"),
