@@ -104,7 +104,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Seconds a width or operating point may go unserved before its graph hands back "
               "its working memory (intermediate tensors, 2-20 MiB each with OpenVINO); the next "
               "frame there allocates it again (a few ms, kept out of the latency figures). 0: "
-              "every one keeps its own (more memory). ONNX Runtime and torch always keep theirs.",
+              "every one keeps its own (more memory). ONNX Runtime (its sessions share one arena) "
+              "and torch keep theirs.",
               lo=0.0, hi=3600.0, read_only=True),
     # --- width request ---
     ParamSpec("width", "float", 1.0,
