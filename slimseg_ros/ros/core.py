@@ -211,13 +211,12 @@ class SlimSegCore:
             self._entities.append(("timer", n.create_timer(float(period), callback,
                                                            callback_group=control)))
         self._active = True
-        self.read_host()  # the host's readings count from the first frame on
+        self.read_host()  # readings count from the first frame; its decision may start the points
         if worker:
             self._worker = threading.Thread(target=self._inference_loop, args=(self._slots,),
                                             name="slimseg_inference", daemon=True)
             with stop_signals_blocked():  # the model's thread (and its pools) keep them off
                 self._worker.start()
-        self._prepare_points_once_budgeted()
         inputs = ", ".join(f"'{c.image_sub.topic_name}'" for c in self._cameras.values())
         n.get_logger().info(
             f"ready: {self.engine!r}, {len(self.engine.info.class_names)} classes, input "

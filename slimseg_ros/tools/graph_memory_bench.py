@@ -35,16 +35,9 @@ from ..inference.graph_format import openvino_cache_dir
 from ..inference.working_memory import return_freed_heap
 from ..resources import default_bundle
 from .common import cpu_name, markdown_table
+from .common import trimmed_rss_mib as rss_mib
 
 RUNTIME = "openvino"
-
-
-def rss_mib() -> float:
-    """Return this process's resident memory in MiB, after handing back the heap's free pages."""
-    return_freed_heap()
-    with open("/proc/self/statm") as statm:
-        resident_pages = int(statm.read().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def bundle_graphs(folder: Path, precision: str, threads: int) -> list[tuple[str, Path, str]]:

@@ -22,25 +22,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-RSS_FIELD = 1  # /proc/self/statm: size, resident, ...
 TORCH_MODULE = "torch"  # the module no stage may import (not the backend's name)
-
-
-def rss_mib() -> float:
-    """Return this process's resident memory in MiB, after handing back the heap's free pages."""
-    from ..inference.working_memory import return_freed_heap
-    return_freed_heap()
-    with open("/proc/self/statm") as statm:
-        pages = int(statm.read().split()[RSS_FIELD])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def measure(bundle: Path | None, frame_size: tuple[int, int]) -> list[dict[str, Any]]:
     """Take the stages in the node's order; return each one's name, MiB after it and added."""
+    from .common import trimmed_rss_mib
     rows: list[dict[str, Any]] = []
 
     def stage(name: str) -> None:
-        now = rss_mib()
+        now = trimmed_rss_mib()
         added = now - rows[-1]["mib"] if rows else now
         rows.append({"stage": name, "mib": now, "added_mib": added,
                      "torch_imported": TORCH_MODULE in sys.modules})
